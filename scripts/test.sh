@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# `npm test [-- unit|medium|e2e ...]`: prerequisites, a clean build, the runner images, then the
+# test tiers with node's test runner. Tests use their own data folders; a running Kiln is untouched.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+tiers=("$@")
+[ ${#tiers[@]} -gt 0 ] || tiers=(unit medium e2e)
+
+check_node
+ensure_npm_deps
+bash scripts/prereqs.sh
+rm -rf dist
+build_app
+for t in "${tiers[@]}"; do
+  if [ "$t" = e2e ]; then
+    say "runner images for e2e (cached when unchanged)"
+    KILN_DATA_DIR=$(mktemp -d /tmp/kiln-images-XXXXXX) node bin/kiln.js images >/dev/null
+  fi
+done
+
+failed=()
+for t in "${tiers[@]}"; do
+  case "$t" in
+    unit) files=$(find dist/src -name '*.spec.js' | sort) ;;
+    medium|e2e) files=$(find "dist/test/$t" -name '*.test.js' 2>/dev/null | sort) ;;
+    *) die "unknown test tier '$t' (unit, medium, e2e)" ;;
+  esac
+  [ -n "$files" ] || die "no test files in tier $t"
+  say "tier: $t"
+  # shellcheck disable=SC2086
+  node --enable-source-maps --test --test-reporter=spec --test-concurrency=1 $files || failed+=("$t")
+done
+if [ ${#failed[@]} -gt 0 ]; then
+  say "FAILED tiers: ${failed[*]}"
+  exit 1
+fi
+say "all tiers passed: ${tiers[*]}"

@@ -1,0 +1,52 @@
+import { DynamicModule, INestApplication, LogLevel, Module, ValidationPipe } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import type { NestExpressApplication } from '@nestjs/platform-express';
+import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
+import { CatalogueModule } from './catalogue/catalogue.module';
+import type { KilnConfig, Role } from './config/config';
+import { CoreModule } from './core.module';
+import { HealthModule } from './health/health.module';
+import { ErrorsFilter } from './http/errors.filter';
+
+export const API_PREFIX = 'api/v1';
+
+/** The modules each role loads. `serve` = api + worker in one process. */
+@Module({})
+export class AppModule {
+  static forRole(config: KilnConfig, role: Role): DynamicModule {
+    const http = role === 'serve' || role === 'api';
+    return {
+      module: AppModule,
+      imports: [CoreModule.forConfig(config), CatalogueModule, ...(http ? [HealthModule] : [])],
+    };
+  }
+}
+
+export function logLevels(level: KilnConfig['logLevel']): LogLevel[] {
+  const order: LogLevel[] = ['error', 'warn', 'log', 'debug', 'verbose'];
+  return order.slice(0, order.indexOf(level) + 1);
+}
+
+/** Applies what every HTTP instance of Kiln has: prefix, validation, error shape, OpenAPI docs. */
+export function configureHttp(app: INestApplication): void {
+  app.setGlobalPrefix(API_PREFIX);
+  app.useGlobalPipes(new ValidationPipe({ whitelist: true, forbidNonWhitelisted: true, transform: true, stopAtFirstError: false }));
+  app.useGlobalFilters(new ErrorsFilter());
+  (app as NestExpressApplication).disable?.('x-powered-by');
+  const doc = new DocumentBuilder()
+    .setTitle('Kiln')
+    .setDescription('Published runner environments and hardened job execution for untrusted code')
+    .setVersion('1')
+    .build();
+  SwaggerModule.setup('api/docs', app, () => SwaggerModule.createDocument(app, doc));
+}
+
+export async function createHttpApp(config: KilnConfig, role: Role): Promise<INestApplication> {
+  const app = await NestFactory.create<NestExpressApplication>(AppModule.forRole(config, role), {
+    logger: logLevels(config.logLevel),
+    bodyParser: true,
+  });
+  configureHttp(app);
+  app.enableShutdownHooks();
+  return app;
+}

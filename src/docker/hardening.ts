@@ -1,0 +1,65 @@
+import type { HostConfig } from 'dockerode';
+
+/** Resource limits for one sandboxed container. */
+export interface SandboxLimits {
+  memoryBytes: number;
+  nanoCpus: number;
+  pids: number;
+  tmpfsBytes: number;
+  /** largest file a process may write (RLIMIT_FSIZE), bytes */
+  fileSizeBytes: number;
+  openFiles: number;
+}
+
+export const PROBE_LIMITS: SandboxLimits = {
+  memoryBytes: 512 * 1024 * 1024,
+  nanoCpus: 1_000_000_000,
+  pids: 256,
+  tmpfsBytes: 64 * 1024 * 1024,
+  fileSizeBytes: 64 * 1024 * 1024,
+  openFiles: 1024,
+};
+
+/**
+ * The HostConfig every Kiln container gets. Nothing here is taken from user input; callers pass only
+ * numbers from the server's own limits. Network is always none.
+ */
+export function hardenedHostConfig(limits: SandboxLimits, tmpfsPaths: string[] = ['/tmp']): HostConfig {
+  const tmpfs: Record<string, string> = {};
+  for (const p of tmpfsPaths) tmpfs[p] = `rw,nosuid,nodev,size=${limits.tmpfsBytes},mode=1777`;
+  return {
+    NetworkMode: 'none',
+    CapDrop: ['ALL'],
+    SecurityOpt: ['no-new-privileges'],
+    ReadonlyRootfs: true,
+    Tmpfs: tmpfs,
+    PidsLimit: limits.pids,
+    Memory: limits.memoryBytes,
+    MemorySwap: limits.memoryBytes,
+    NanoCpus: limits.nanoCpus,
+    Ulimits: [
+      { Name: 'fsize', Soft: limits.fileSizeBytes, Hard: limits.fileSizeBytes },
+      { Name: 'nofile', Soft: limits.openFiles, Hard: limits.openFiles },
+    ],
+    Init: true,
+    Privileged: false,
+    AutoRemove: false,
+    LogConfig: { Type: 'json-file', Config: { 'max-size': '16m', 'max-file': '1' } },
+  };
+}
+
+/** Splits Docker's multiplexed attach/logs stream (8-byte frame headers) into stdout and stderr. */
+export function demuxDockerStream(buf: Buffer): { stdout: Buffer; stderr: Buffer } {
+  const out: Buffer[] = [];
+  const err: Buffer[] = [];
+  let i = 0;
+  while (i + 8 <= buf.length) {
+    const type = buf[i];
+    const size = buf.readUInt32BE(i + 4);
+    const chunk = buf.subarray(i + 8, i + 8 + size);
+    if (type === 2) err.push(chunk);
+    else out.push(chunk);
+    i += 8 + size;
+  }
+  return { stdout: Buffer.concat(out), stderr: Buffer.concat(err) };
+}

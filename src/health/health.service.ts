@@ -1,0 +1,59 @@
+import { Inject, Injectable } from '@nestjs/common';
+import type Redis from 'ioredis';
+import { KILN_CONFIG, KilnConfig } from '../config/config';
+import { DATABASE, Database } from '../db/database';
+import { REDIS } from '../db/redis';
+import { DockerEngine } from '../docker/docker-engine';
+
+export interface Check {
+  ok: boolean;
+  detail: string;
+  ms: number;
+}
+
+export interface Health {
+  status: 'ok' | 'degraded';
+  checks: { engine: Check; redis: Check; database: Check };
+}
+
+@Injectable()
+export class HealthService {
+  constructor(
+    @Inject(KILN_CONFIG) private readonly config: KilnConfig,
+    @Inject(DATABASE) private readonly db: Database,
+    @Inject(REDIS) private readonly redis: Redis,
+    private readonly engine: DockerEngine,
+  ) {}
+
+  async check(): Promise<Health> {
+    const t = this.config.healthTimeoutMs;
+    const [engine, redis, database] = await Promise.all([
+      timed(async () => {
+        const v = await this.engine.ping(t);
+        return `Docker ${v.version} (API ${v.apiVersion})`;
+      }, t),
+      timed(async () => `PING ${await this.redis.ping()}`, t),
+      timed(async () => {
+        await this.db.ping();
+        return this.db.kind;
+      }, t),
+    ]);
+    return { status: engine.ok && redis.ok && database.ok ? 'ok' : 'degraded', checks: { engine, redis, database } };
+  }
+}
+
+async function timed(fn: () => Promise<string>, timeoutMs: number): Promise<Check> {
+  const t0 = Date.now();
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const detail = await Promise.race([
+      fn(),
+      new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs); }),
+    ]);
+    return { ok: true, detail, ms: Date.now() - t0 };
+  } catch (e) {
+    return { ok: false, detail: (e as Error).message, ms: Date.now() - t0 };
+  } finally {
+    clearTimeout(timer);
+  }
+}

@@ -1,0 +1,34 @@
+import { ArgumentsHost, Catch, ExceptionFilter, HttpException, HttpStatus, Logger } from '@nestjs/common';
+import type { Response } from 'express';
+import { EngineUnavailableError } from '../docker/docker-engine';
+
+/**
+ * Every error leaves as JSON `{ statusCode, error, message }`. Infrastructure faults are 503 (retry
+ * later); anything unexpected is a 500 whose details stay in the server log, never in the response.
+ */
+@Catch()
+export class ErrorsFilter implements ExceptionFilter {
+  private readonly log = new Logger('HTTP');
+
+  catch(err: unknown, host: ArgumentsHost): void {
+    const res = host.switchToHttp().getResponse<Response>();
+    if (res.headersSent) return;
+    if (err instanceof HttpException) {
+      const body = err.getResponse();
+      res.status(err.getStatus()).json(typeof body === 'string' ? { statusCode: err.getStatus(), message: body } : body);
+      return;
+    }
+    const e = err as { status?: number; message?: string };
+    // body-parser errors (malformed JSON, too large) carry their own 4xx status.
+    if (typeof e.status === 'number' && e.status >= 400 && e.status < 500) {
+      res.status(e.status).json({ statusCode: e.status, error: 'Bad Request', message: e.message ?? 'bad request' });
+      return;
+    }
+    if (err instanceof EngineUnavailableError) {
+      res.status(HttpStatus.SERVICE_UNAVAILABLE).json({ statusCode: 503, error: 'Service Unavailable', message: err.message });
+      return;
+    }
+    this.log.error(err instanceof Error ? err.stack ?? err.message : String(err));
+    res.status(HttpStatus.INTERNAL_SERVER_ERROR).json({ statusCode: 500, error: 'Internal Server Error', message: 'internal error; see the server log' });
+  }
+}
