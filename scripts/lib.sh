@@ -1,6 +1,6 @@
 # Shared by scripts/up.sh and scripts/test.sh: Node check, npm dependencies, system prerequisites, build.
 # shellcheck shell=bash
-say() { printf '\033[1mkiln:\033[0m %s\n' "$*" >&2; }
+say() { if [ -t 2 ]; then printf '\033[1mkiln:\033[0m %s\n' "$*" >&2; else printf 'kiln: %s\n' "$*" >&2; fi; }
 die() { say "$*"; exit 1; }
 
 check_node() {

@@ -19,6 +19,17 @@ for t in "${tiers[@]}"; do
   fi
 done
 
+pg_dir=
+cleanup() { [ -z "$pg_dir" ] || bash scripts/postgres.sh stop "$pg_dir"; }
+trap cleanup EXIT
+for t in "${tiers[@]}"; do
+  if [ "$t" = medium ] && [ -z "${KILN_TEST_DATABASE_URL:-}" ]; then
+    read -r KILN_TEST_DATABASE_URL pg_dir < <(bash scripts/postgres.sh)
+    export KILN_TEST_DATABASE_URL
+    say "PostgreSQL for the medium tier: $KILN_TEST_DATABASE_URL"
+  fi
+done
+
 failed=()
 for t in "${tiers[@]}"; do
   case "$t" in

@@ -1,4 +1,4 @@
-import { DynamicModule, INestApplication, LogLevel, Module, ValidationPipe } from '@nestjs/common';
+import { ConsoleLogger, DynamicModule, INestApplication, LogLevel, Module, ValidationPipe } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
@@ -27,6 +27,11 @@ export function logLevels(level: KilnConfig['logLevel']): LogLevel[] {
   return order.slice(0, order.indexOf(level) + 1);
 }
 
+/** Kiln's logger: the configured levels, colours only on a terminal. */
+export function makeLogger(config: KilnConfig): ConsoleLogger {
+  return new ConsoleLogger({ logLevels: logLevels(config.logLevel), colors: Boolean(process.stdout.isTTY) && !process.env.NO_COLOR });
+}
+
 /** Applies what every HTTP instance of Kiln has: prefix, validation, error shape, OpenAPI docs. */
 export function configureHttp(app: INestApplication): void {
   app.setGlobalPrefix(API_PREFIX);
@@ -43,7 +48,7 @@ export function configureHttp(app: INestApplication): void {
 
 export async function createHttpApp(config: KilnConfig, role: Role): Promise<INestApplication> {
   const app = await NestFactory.create<NestExpressApplication>(AppModule.forRole(config, role), {
-    logger: logLevels(config.logLevel),
+    logger: makeLogger(config),
     bodyParser: true,
   });
   configureHttp(app);

@@ -1,7 +1,7 @@
 import 'reflect-metadata';
 import { Logger } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
-import { AppModule, createHttpApp, logLevels } from './app';
+import { AppModule, createHttpApp, makeLogger } from './app';
 import { CatalogueBuilder } from './catalogue/catalogue.builder';
 import { ConfigError, loadConfig, Role } from './config/config';
 
@@ -42,7 +42,7 @@ export async function main(argv: string[]): Promise<void> {
   const log = new Logger('Kiln');
 
   if (role === 'images') {
-    const ctx = await NestFactory.createApplicationContext(AppModule.forRole(config, role), { logger: logLevels(config.logLevel) });
+    const ctx = await NestFactory.createApplicationContext(AppModule.forRole(config, role), { logger: makeLogger(config) });
     try {
       const outcomes = await ctx.get(CatalogueBuilder).buildAll(rest);
       for (const o of outcomes) process.stdout.write(`${o.name}@${o.version}\t${o.action}\t${o.seconds.toFixed(1)} s\t${o.imageId.slice(7, 19)}\n`);
@@ -53,7 +53,7 @@ export async function main(argv: string[]): Promise<void> {
   }
 
   if (role === 'worker') {
-    const ctx = await NestFactory.createApplicationContext(AppModule.forRole(config, role), { logger: logLevels(config.logLevel) });
+    const ctx = await NestFactory.createApplicationContext(AppModule.forRole(config, role), { logger: makeLogger(config) });
     ctx.enableShutdownHooks();
     log.log('worker started');
     return;

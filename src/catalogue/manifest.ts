@@ -86,7 +86,12 @@ function flatten(errors: ValidationError[], prefix = ''): string[] {
 export function parseManifest(text: string, file: string): LoadedManifest {
   const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: true });
   if (doc.errors.length) throw new ManifestError(file, doc.errors.map((e) => `YAML: ${e.message.split('\n')[0]}`));
-  const data = doc.toJS({ maxAliasCount: 50 }) as unknown;
+  let data: unknown;
+  try {
+    data = doc.toJS({ maxAliasCount: 50 });
+  } catch (e) {
+    throw new ManifestError(file, [`YAML: ${(e as Error).message} (aliases are capped at 50 expansions)`]);
+  }
   if (!data || typeof data !== 'object' || Array.isArray(data)) throw new ManifestError(file, ['the file must be a YAML mapping']);
   const allowed = new Set(['name', 'version', 'status', 'removal', 'description', 'labels', 'base', 'python', 'apt', 'pip', 'env']);
   const problems: string[] = [];

@@ -78,7 +78,7 @@ export class DockerEngine {
     try {
       await this.followProgress(stream, (ev) => {
         if (typeof ev.stream === 'string') {
-          for (const line of ev.stream.split('\n')) {
+          for (const line of ev.stream.replace(ANSI, '').split('\n')) {
             if (!line.trim()) continue;
             onLine(line);
             tail.push(line);
@@ -161,6 +161,9 @@ export class DockerEngine {
     });
   }
 }
+
+/** Colour and cursor escapes, which the build's stderr carries. */
+const ANSI = /\x1b\[[0-9;?]*[ -\/]*[@-~]/g;
 
 interface ProgressEvent {
   stream?: string;

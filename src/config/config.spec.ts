@@ -1,0 +1,39 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { ConfigError, loadConfig } from './config';
+
+test('defaults: SQLite under ./data, local Redis, port 3000, python-3.11', () => {
+  const c = loadConfig({}, '/srv/kiln');
+  assert.equal(c.port, 3000);
+  assert.equal(c.host, '127.0.0.1');
+  assert.equal(c.dataDir, '/srv/kiln/data');
+  assert.deepEqual(c.database, { kind: 'sqlite', file: '/srv/kiln/data/kiln.sqlite' });
+  assert.equal(c.redisUrl, 'redis://127.0.0.1:6379');
+  assert.equal(c.defaultEnvironment, 'python-3.11');
+});
+
+test('DATABASE_URL selects PostgreSQL', () => {
+  const c = loadConfig({ DATABASE_URL: 'postgres://kiln@db/kiln' });
+  assert.deepEqual(c.database, { kind: 'postgres', url: 'postgres://kiln@db/kiln' });
+});
+
+const bad: [Record<string, string>, string, RegExp][] = [
+  [{ KILN_PORT: 'abc' }, 'KILN_PORT', /KILN_PORT="abc": .*integer/],
+  [{ KILN_PORT: '70000' }, 'KILN_PORT', /KILN_PORT="70000": .*65535/],
+  [{ DATABASE_URL: 'mysql://x' }, 'DATABASE_URL', /DATABASE_URL="mysql:\/\/x": must be a postgres/],
+  [{ REDIS_URL: 'localhost:6379' }, 'REDIS_URL', /REDIS_URL="localhost:6379": must be a redis/],
+  [{ KILN_LOG_LEVEL: 'loud' }, 'KILN_LOG_LEVEL', /KILN_LOG_LEVEL="loud"/],
+  [{ KILN_DEFAULT_ENVIRONMENT: 'Python 3' }, 'KILN_DEFAULT_ENVIRONMENT', /KILN_DEFAULT_ENVIRONMENT="Python 3": must be an environment name/],
+];
+for (const [env, variable, message] of bad) {
+  test(`a bad ${variable} stops start-up naming the variable`, () => {
+    assert.throws(() => loadConfig(env), (e: unknown) => e instanceof ConfigError && message.test(e.message));
+  });
+}
+
+test('every bad variable is named at once', () => {
+  assert.throws(() => loadConfig({ KILN_PORT: 'x', REDIS_URL: 'y' }), (e: unknown) => {
+    const m = (e as Error).message;
+    return m.includes('KILN_PORT') && m.includes('REDIS_URL');
+  });
+});

@@ -1,0 +1,101 @@
+import { INestApplication } from '@nestjs/common';
+import { Test } from '@nestjs/testing';
+import { spawn, ChildProcess } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { AppModule, configureHttp } from '../src/app';
+import { KilnConfig, loadConfig, projectRoot, Role } from '../src/config/config';
+import { DockerEngine } from '../src/docker/docker-engine';
+
+export const ROOT = projectRoot();
+export const KILN_BIN = path.join(ROOT, 'bin', 'kiln.js');
+
+export function tmpDir(prefix = 'kiln-test-'): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+/** A configuration of its own for one test file: its own data folder (SQLite, files). */
+export function testConfig(env: Record<string, string> = {}): KilnConfig {
+  return loadConfig({ KILN_DATA_DIR: tmpDir(), KILN_LOG_LEVEL: 'error', ...env });
+}
+
+/** The Nest app as `kiln serve` builds it, optionally with the engine replaced. */
+export async function createTestApp(config: KilnConfig, opts: { engine?: unknown; role?: Role } = {}): Promise<INestApplication> {
+  let builder = Test.createTestingModule({ imports: [AppModule.forRole(config, opts.role ?? 'serve')] });
+  if (opts.engine) builder = builder.overrideProvider(DockerEngine).useValue(opts.engine);
+  const moduleRef = await builder.compile();
+  const app = moduleRef.createNestApplication({ logger: ['error'] });
+  configureHttp(app);
+  await app.init();
+  return app;
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(port));
+    });
+    s.on('error', reject);
+  });
+}
+
+export interface RunResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs the built `kiln` CLI as a user would, to completion. */
+export function runKiln(args: string[], env: Record<string, string>, timeoutMs = 600_000): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(process.execPath, [KILN_BIN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (d: Buffer) => { stdout += d; });
+    p.stderr.on('data', (d: Buffer) => { stderr += d; });
+    const timer = setTimeout(() => { p.kill('SIGKILL'); reject(new Error(`kiln ${args.join(' ')} timed out\n${stderr}`)); }, timeoutMs);
+    p.on('close', (code) => { clearTimeout(timer); resolve({ code, stdout, stderr }); });
+  });
+}
+
+/** Starts `kiln serve` (or another role) as a process and waits until it answers. */
+export async function startServer(env: Record<string, string>, role: Role = 'serve'): Promise<{ url: string; proc: ChildProcess; stop: () => Promise<void>; output: () => string }> {
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const proc = spawn(process.execPath, [KILN_BIN, role], {
+    env: { ...process.env, KILN_PORT: String(port), KILN_HOST: '127.0.0.1', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  proc.stdout!.on('data', (d: Buffer) => { out += d; });
+  proc.stderr!.on('data', (d: Buffer) => { out += d; });
+  const exited = new Promise<void>((resolve) => proc.on('exit', () => resolve()));
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    if (proc.exitCode !== null) throw new Error(`kiln ${role} exited with ${proc.exitCode}:\n${out}`);
+    try {
+      const res = await fetch(`${url}/api/v1/health`);
+      if (res.status === 200 || res.status === 503) break;
+    } catch {
+      /* not listening yet */
+    }
+    if (Date.now() > deadline) {
+      proc.kill('SIGKILL');
+      throw new Error(`kiln ${role} did not answer within 60 s:\n${out}`);
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  return {
+    url,
+    proc,
+    output: () => out,
+    stop: async () => {
+      if (proc.exitCode === null) proc.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
