@@ -6,6 +6,7 @@ import { CatalogueModule } from './catalogue/catalogue.module';
 import type { KilnConfig, Role } from './config/config';
 import { CoreModule } from './core.module';
 import { HealthModule } from './health/health.module';
+import { RunsApiModule, RunsCoreModule, WorkerModule } from './runs/runs.module';
 import { ErrorsFilter } from './http/errors.filter';
 
 export const API_PREFIX = 'api/v1';
@@ -15,9 +16,16 @@ export const API_PREFIX = 'api/v1';
 export class AppModule {
   static forRole(config: KilnConfig, role: Role): DynamicModule {
     const http = role === 'serve' || role === 'api';
+    const worker = role === 'serve' || role === 'worker';
     return {
       module: AppModule,
-      imports: [CoreModule.forConfig(config), CatalogueModule, ...(http ? [HealthModule] : [])],
+      imports: [
+        CoreModule.forConfig(config),
+        CatalogueModule,
+        ...(http || worker ? [RunsCoreModule.forConfig(config)] : []),
+        ...(http ? [HealthModule, RunsApiModule.forConfig(config)] : []),
+        ...(worker ? [WorkerModule.forConfig(config)] : []),
+      ],
     };
   }
 }

@@ -3,6 +3,7 @@ import { KILN_CONFIG, KilnConfig } from '../config/config';
 import { CatalogueRepository, PublishedVersion } from './catalogue.repository';
 import { diffReports, ReportDiff } from './diff';
 import { findPackage, SoftwareReport } from './report';
+import type { EnvironmentResolver } from '../workflow/model';
 
 export interface EnvironmentSummary {
   name: string;
@@ -108,6 +109,28 @@ export class CatalogueService {
       throw new NotFoundException(`${versions[0].name} has no version '${version}'; published versions: ${versions.map((v) => v.version).join(', ')}`);
     }
     return hit.report;
+  }
+
+  /**
+   * A synchronous resolver over what is published now, for the planner: `name`, a label, or a pinned
+   * `name@YYYYMMDD.N`. It answers with the exact image id that was measured.
+   */
+  async resolver(today = new Date().toISOString().slice(0, 10)): Promise<EnvironmentResolver> {
+    const groups = await this.grouped();
+    const known = () => [...groups.keys()].join(', ') || 'none published yet';
+    return (label: string) => {
+      const [nameOrLabel, pinned] = label.split('@');
+      let versions = groups.get(nameOrLabel);
+      if (!versions) versions = [...groups.values()].find((v) => v[v.length - 1].report.labels.includes(nameOrLabel));
+      if (!versions) return { error: `no environment or label named '${nameOrLabel}'; known environments: ${known()}` };
+      const hit = pinned ? versions.find((v) => v.version === pinned) : versions[versions.length - 1];
+      if (!hit) return { error: `${versions[0].name} has no version '${pinned}'; published versions: ${versions.map((v) => v.version).join(', ')}` };
+      const r = hit.report;
+      if (r.status === 'deprecated' && r.removal && r.removal <= today) {
+        return { error: `${r.name}@${r.version} was removed on ${r.removal}; choose another version or environment` };
+      }
+      return { name: r.name, version: r.version, image: r.image.id };
+    };
   }
 
   async diff(nameOrLabel: string, from: string, to: string): Promise<ReportDiff> {

@@ -5,6 +5,9 @@ import { IsIn, IsInt, IsOptional, IsString, Matches, Max, Min, validateSync } fr
 /** Thrown when an environment variable has a bad value; the message names the variable. */
 export class ConfigError extends Error {}
 
+const SIZE = /^\d+(\.\d+)?[kmgt]?i?b?$/i;
+const SIZE_MSG = 'must be a size such as 512m, 2g or a number of bytes';
+
 const int = () => Transform(({ value }) => (value === undefined || value === '' ? undefined : /^-?\d+$/.test(String(value)) ? Number(value) : value));
 
 /**
@@ -23,6 +26,49 @@ export class EnvSchema {
   @IsOptional() @IsIn(['error', 'warn', 'log', 'debug', 'verbose']) KILN_LOG_LEVEL?: string;
   @IsOptional() @int() @IsInt() @Min(1000) @Max(600000) KILN_HEALTH_TIMEOUT_MS?: number;
   @IsOptional() @int() @IsInt() @Min(1) @Max(64) KILN_WORKER_CONCURRENCY?: number;
+
+  // Job sandbox limits: a default (what a job gets) and a maximum (what a job may ask for with `limits:`).
+  @IsOptional() @Matches(SIZE, { message: SIZE_MSG }) KILN_JOB_MEMORY?: string;
+  @IsOptional() @Matches(SIZE, { message: SIZE_MSG }) KILN_JOB_MEMORY_MAX?: string;
+  @IsOptional() @Matches(/^\d+(\.\d+)?$/, { message: 'must be a number of CPUs such as 1 or 1.5' }) KILN_JOB_CPUS?: string;
+  @IsOptional() @Matches(/^\d+(\.\d+)?$/, { message: 'must be a number of CPUs such as 2' }) KILN_JOB_CPUS_MAX?: string;
+  @IsOptional() @int() @IsInt() @Min(16) @Max(65536) KILN_JOB_PIDS?: number;
+  @IsOptional() @int() @IsInt() @Min(16) @Max(65536) KILN_JOB_PIDS_MAX?: number;
+  @IsOptional() @Matches(SIZE, { message: SIZE_MSG }) KILN_JOB_WORKSPACE?: string;
+  @IsOptional() @Matches(SIZE, { message: SIZE_MSG }) KILN_JOB_WORKSPACE_MAX?: string;
+  @IsOptional() @Matches(SIZE, { message: SIZE_MSG }) KILN_JOB_TMP?: string;
+  @IsOptional() @int() @IsInt() @Min(1) @Max(10080) KILN_JOB_TIMEOUT_MINUTES?: number;
+  @IsOptional() @int() @IsInt() @Min(1) @Max(10080) KILN_JOB_TIMEOUT_MAX_MINUTES?: number;
+  @IsOptional() @Matches(SIZE, { message: SIZE_MSG }) KILN_LOG_CAP?: string;
+  @IsOptional() @Matches(SIZE, { message: SIZE_MSG }) KILN_UPLOAD_MAX?: string;
+  @IsOptional() @Matches(SIZE, { message: SIZE_MSG }) KILN_ARTIFACT_MAX?: string;
+  @IsOptional() @int() @IsInt() @Min(1) @Max(3650) KILN_ARTIFACT_RETENTION_DAYS?: number;
+  @IsOptional() @Matches(/^([a-z0-9][a-z0-9._-]*=[a-z0-9][a-z0-9._-]*)(,[a-z0-9][a-z0-9._-]*=[a-z0-9][a-z0-9._-]*)*$/, { message: 'must be label=environment pairs separated by commas, e.g. ubuntu-latest=python-3.11' }) KILN_LABEL_MAP?: string;
+  @IsOptional() @Matches(/^(https|http|git|ssh)(,(https|http|git|ssh))*$/, { message: 'must be a comma-separated list of https, http, git, ssh' }) KILN_GIT_SCHEMES?: string;
+  @IsOptional() @IsIn(['true', 'false'], { message: 'must be true or false' }) KILN_GIT_ALLOW_PRIVATE?: string;
+  @IsOptional() @Matches(/^[A-Za-z0-9_-]{1,64}$/, { message: 'must be letters, digits, - or _' }) KILN_QUEUE_PREFIX?: string;
+}
+
+/** '512m' -> bytes (binary units). */
+export function parseSize(s: string): number {
+  const m = /^(\d+(?:\.\d+)?)([kmgt]?)i?b?$/i.exec(s.trim());
+  if (!m) throw new ConfigError(`not a size: ${s}`);
+  const pow = { '': 0, k: 1, m: 2, g: 3, t: 4 }[m[2].toLowerCase() as '' | 'k' | 'm' | 'g' | 't'];
+  return Math.round(Number(m[1]) * 1024 ** pow);
+}
+
+export interface JobLimitsConfig {
+  memoryBytes: number;
+  memoryMaxBytes: number;
+  cpus: number;
+  cpusMax: number;
+  pids: number;
+  pidsMax: number;
+  workspaceBytes: number;
+  workspaceMaxBytes: number;
+  tmpBytes: number;
+  timeoutMinutes: number;
+  timeoutMaxMinutes: number;
 }
 
 export type Role = 'serve' | 'api' | 'worker' | 'images';
@@ -41,6 +87,15 @@ export interface KilnConfig {
   workerConcurrency: number;
   /** Where the runner-images/ scripts live (base image bootstrap). */
   runnerImagesDir: string;
+  jobs: JobLimitsConfig;
+  logCapBytes: number;
+  uploadMaxBytes: number;
+  artifactMaxBytes: number;
+  artifactRetentionDays: number;
+  labelMap: Record<string, string>;
+  git: { allowedSchemes: string[]; allowPrivateHosts: boolean };
+  /** Redis key prefix of the queue: deployments sharing one Redis keep apart by it. */
+  queuePrefix: string;
 }
 
 export const KILN_CONFIG = Symbol('KILN_CONFIG');
@@ -89,5 +144,45 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     healthTimeoutMs: schema.KILN_HEALTH_TIMEOUT_MS ?? 2000,
     workerConcurrency: schema.KILN_WORKER_CONCURRENCY ?? 2,
     runnerImagesDir: path.join(root, 'runner-images'),
+    jobs: jobLimits(schema),
+    queuePrefix: schema.KILN_QUEUE_PREFIX ?? 'kiln',
+    logCapBytes: parseSize(schema.KILN_LOG_CAP ?? '64m'),
+    uploadMaxBytes: parseSize(schema.KILN_UPLOAD_MAX ?? '256m'),
+    artifactMaxBytes: parseSize(schema.KILN_ARTIFACT_MAX ?? '256m'),
+    artifactRetentionDays: schema.KILN_ARTIFACT_RETENTION_DAYS ?? 30,
+    labelMap: Object.fromEntries(
+      (schema.KILN_LABEL_MAP ?? 'ubuntu-latest=python-3.11,ubuntu-24.04=python-3.11,ubuntu-22.04=python-3.11').split(',').map((pair) => pair.split('=') as [string, string]),
+    ),
+    git: {
+      allowedSchemes: (schema.KILN_GIT_SCHEMES ?? 'https').split(','),
+      allowPrivateHosts: schema.KILN_GIT_ALLOW_PRIVATE === 'true',
+    },
   };
+}
+
+function jobLimits(schema: EnvSchema): JobLimitsConfig {
+  const j: JobLimitsConfig = {
+    memoryBytes: parseSize(schema.KILN_JOB_MEMORY ?? '2g'),
+    memoryMaxBytes: parseSize(schema.KILN_JOB_MEMORY_MAX ?? '8g'),
+    cpus: Number(schema.KILN_JOB_CPUS ?? '1'),
+    cpusMax: Number(schema.KILN_JOB_CPUS_MAX ?? '2'),
+    pids: schema.KILN_JOB_PIDS ?? 256,
+    pidsMax: schema.KILN_JOB_PIDS_MAX ?? 1024,
+    workspaceBytes: parseSize(schema.KILN_JOB_WORKSPACE ?? '512m'),
+    workspaceMaxBytes: parseSize(schema.KILN_JOB_WORKSPACE_MAX ?? '4g'),
+    tmpBytes: parseSize(schema.KILN_JOB_TMP ?? '256m'),
+    timeoutMinutes: schema.KILN_JOB_TIMEOUT_MINUTES ?? 60,
+    timeoutMaxMinutes: schema.KILN_JOB_TIMEOUT_MAX_MINUTES ?? 360,
+  };
+  const pairs: [string, number, string, number][] = [
+    ['KILN_JOB_MEMORY', j.memoryBytes, 'KILN_JOB_MEMORY_MAX', j.memoryMaxBytes],
+    ['KILN_JOB_CPUS', j.cpus, 'KILN_JOB_CPUS_MAX', j.cpusMax],
+    ['KILN_JOB_PIDS', j.pids, 'KILN_JOB_PIDS_MAX', j.pidsMax],
+    ['KILN_JOB_WORKSPACE', j.workspaceBytes, 'KILN_JOB_WORKSPACE_MAX', j.workspaceMaxBytes],
+    ['KILN_JOB_TIMEOUT_MINUTES', j.timeoutMinutes, 'KILN_JOB_TIMEOUT_MAX_MINUTES', j.timeoutMaxMinutes],
+  ];
+  const bad = pairs.filter(([, d, , max]) => d > max).map(([name, , maxName]) => `${name}: the default is above ${maxName}`);
+  if (j.memoryBytes < 64 * 1024 * 1024) bad.push('KILN_JOB_MEMORY: must be at least 64m');
+  if (bad.length) throw new ConfigError(`invalid configuration:\n  ${bad.join('\n  ')}`);
+  return j;
 }

@@ -10,7 +10,10 @@ export const DATABASE = Symbol('DATABASE');
 export interface Database {
   readonly kind: 'sqlite' | 'postgres';
   all<T>(sql: string, params?: unknown[]): Promise<T[]>;
-  run(sql: string, params?: unknown[]): Promise<void>;
+  /** Executes a statement; resolves with the number of rows it changed. */
+  run(sql: string, params?: unknown[]): Promise<number>;
+  /** Runs fn inside one transaction (SQLite: immediate; PostgreSQL: one client). */
+  transaction<T>(fn: (tx: Database) => Promise<T>): Promise<T>;
   ping(): Promise<void>;
   close(): Promise<void>;
 }
@@ -30,6 +33,67 @@ const MIGRATIONS: string[] = [
      published_at TEXT NOT NULL,
      PRIMARY KEY (name, version)
    )`,
+  `CREATE TABLE runs (
+     id TEXT PRIMARY KEY,
+     status TEXT NOT NULL,
+     conclusion TEXT,
+     source_kind TEXT NOT NULL,
+     source TEXT NOT NULL,
+     workflow_name TEXT NOT NULL,
+     workflow_file TEXT,
+     plan TEXT NOT NULL,
+     context TEXT NOT NULL,
+     cancel_requested INTEGER NOT NULL DEFAULT 0,
+     error TEXT,
+     created_at TEXT NOT NULL,
+     started_at TEXT,
+     finished_at TEXT
+   )`,
+  `CREATE TABLE jobs (
+     id TEXT PRIMARY KEY,
+     run_id TEXT NOT NULL REFERENCES runs(id),
+     position INTEGER NOT NULL,
+     job_key TEXT NOT NULL,
+     job_id TEXT NOT NULL,
+     name TEXT NOT NULL,
+     environment TEXT NOT NULL,
+     status TEXT NOT NULL,
+     conclusion TEXT,
+     error TEXT,
+     spec TEXT NOT NULL,
+     outputs TEXT,
+     attempts INTEGER NOT NULL DEFAULT 0,
+     worker TEXT,
+     queued_at TEXT,
+     started_at TEXT,
+     finished_at TEXT,
+     UNIQUE (run_id, job_key)
+   )`,
+  `CREATE INDEX jobs_by_run ON jobs (run_id, position)`,
+  `CREATE TABLE steps (
+     job_id TEXT NOT NULL REFERENCES jobs(id),
+     idx INTEGER NOT NULL,
+     name TEXT NOT NULL,
+     status TEXT NOT NULL,
+     outcome TEXT,
+     conclusion TEXT,
+     exit_code INTEGER,
+     reason TEXT,
+     started_at TEXT,
+     finished_at TEXT,
+     PRIMARY KEY (job_id, idx)
+   )`,
+  `CREATE TABLE artifacts (
+     id TEXT PRIMARY KEY,
+     run_id TEXT NOT NULL REFERENCES runs(id),
+     job_id TEXT NOT NULL REFERENCES jobs(id),
+     name TEXT NOT NULL,
+     size_bytes INTEGER NOT NULL,
+     files INTEGER NOT NULL,
+     created_at TEXT NOT NULL,
+     expires_at TEXT NOT NULL,
+     UNIQUE (run_id, name)
+   )`,
 ];
 
 class SqliteDatabase implements Database {
@@ -45,8 +109,29 @@ class SqliteDatabase implements Database {
   async all<T>(sql: string, params: unknown[] = []): Promise<T[]> {
     return this.db.prepare(sql).all(...params) as T[];
   }
-  async run(sql: string, params: unknown[] = []): Promise<void> {
-    this.db.prepare(sql).run(...params);
+  async run(sql: string, params: unknown[] = []): Promise<number> {
+    return this.db.prepare(sql).run(...params).changes;
+  }
+  private queue: Promise<unknown> = Promise.resolve();
+
+  async transaction<T>(fn: (tx: Database) => Promise<T>): Promise<T> {
+    // One connection: transactions are serialized here. fn must only await this database (whose
+    // calls resolve synchronously), so no I/O callback of another request runs inside it.
+    const turn = this.queue.then(() => this.inTransaction(fn));
+    this.queue = turn.catch(() => undefined);
+    return turn;
+  }
+
+  private async inTransaction<T>(fn: (tx: Database) => Promise<T>): Promise<T> {
+    this.db.prepare('BEGIN IMMEDIATE').run();
+    try {
+      const out = await fn(this);
+      this.db.prepare('COMMIT').run();
+      return out;
+    } catch (e) {
+      if (this.db.inTransaction) this.db.prepare('ROLLBACK').run();
+      throw e;
+    }
   }
   async ping(): Promise<void> {
     this.db.prepare('SELECT 1').get();
@@ -70,8 +155,30 @@ class PostgresDatabase implements Database {
   async all<T>(sql: string, params: unknown[] = []): Promise<T[]> {
     return (await this.pool.query(PostgresDatabase.numbered(sql), params)).rows as T[];
   }
-  async run(sql: string, params: unknown[] = []): Promise<void> {
-    await this.pool.query(PostgresDatabase.numbered(sql), params);
+  async run(sql: string, params: unknown[] = []): Promise<number> {
+    return (await this.pool.query(PostgresDatabase.numbered(sql), params)).rowCount ?? 0;
+  }
+  async transaction<T>(fn: (tx: Database) => Promise<T>): Promise<T> {
+    const client = await this.pool.connect();
+    const tx: Database = {
+      kind: 'postgres',
+      all: async <R>(sql: string, params: unknown[] = []) => (await client.query(PostgresDatabase.numbered(sql), params)).rows as R[],
+      run: async (sql: string, params: unknown[] = []) => (await client.query(PostgresDatabase.numbered(sql), params)).rowCount ?? 0,
+      transaction: (inner) => inner(tx),
+      ping: async () => undefined,
+      close: async () => undefined,
+    };
+    try {
+      await client.query('BEGIN');
+      const out = await fn(tx);
+      await client.query('COMMIT');
+      return out;
+    } catch (e) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw e;
+    } finally {
+      client.release();
+    }
   }
   async ping(): Promise<void> {
     await this.pool.query('SELECT 1');

@@ -20,13 +20,23 @@ export const PROBE_LIMITS: SandboxLimits = {
   openFiles: 1024,
 };
 
+/** A size-capped, in-memory, writable mount; with uid, owned by that user (mode 0755), else world-writable /tmp-style. */
+export interface TmpfsMount {
+  path: string;
+  bytes: number;
+  uid?: number;
+}
+
 /**
  * The HostConfig every Kiln container gets. Nothing here is taken from user input; callers pass only
  * numbers from the server's own limits. Network is always none.
  */
-export function hardenedHostConfig(limits: SandboxLimits, tmpfsPaths: string[] = ['/tmp']): HostConfig {
+export function hardenedHostConfig(limits: SandboxLimits, mounts: TmpfsMount[] = [{ path: '/tmp', bytes: limits.tmpfsBytes }]): HostConfig {
   const tmpfs: Record<string, string> = {};
-  for (const p of tmpfsPaths) tmpfs[p] = `rw,nosuid,nodev,size=${limits.tmpfsBytes},mode=1777`;
+  for (const m of mounts) {
+    const owner = m.uid === undefined ? 'mode=1777' : `uid=${m.uid},gid=${m.uid},mode=0755`;
+    tmpfs[m.path] = `rw,nosuid,nodev,size=${m.bytes},${owner}`;
+  }
   return {
     NetworkMode: 'none',
     CapDrop: ['ALL'],

@@ -1,0 +1,334 @@
+import { Injectable, Logger } from '@nestjs/common';
+import type Docker from 'dockerode';
+import { PassThrough, Readable } from 'node:stream';
+import type { ExecSpec, ExecutionBackend, JobHandle, JobSandboxSpec, OutputSink, StepState } from '../execution/backend';
+import { DockerEngine, EngineUnavailableError } from './docker-engine';
+import { hardenedHostConfig } from './hardening';
+
+/** Steps run as the image's `runner` user; the container's own keeper process runs as nobody, so a step can signal every process of its own but never the keeper. */
+export const JOB_USER = '1001:1001';
+const JOB_UID = 1001;
+const KEEPER_USER = '65534:65534';
+export const JOB_LABEL = 'kiln.job';
+/** Grace between SIGTERM and SIGKILL when a step is stopped. */
+const KILL_GRACE_MS = 5000;
+
+interface Counters { pidsMax: number; oomKill: number }
+
+/** Reads the cgroup counters (v1 or v2 paths) and the requested files, length-prefixed so any content survives. */
+const POST_STEP_SCRIPT = `
+for f in /sys/fs/cgroup/pids/pids.events /sys/fs/cgroup/pids.events; do [ -r "$f" ] && sed -n 's/^max /pids_max /p' "$f"; done
+for f in /sys/fs/cgroup/memory/memory.oom_control /sys/fs/cgroup/memory.events; do [ -r "$f" ] && sed -n 's/^oom_kill /oom_kill /p' "$f"; done
+max=$1; shift
+for f in "$@"; do
+  if [ -f "$f" ]; then n=$(head -c "$max" "$f" | wc -c); printf 'file %s %s\\n' "$n" "$f"; head -c "$max" "$f"; fi
+done
+echo end
+`;
+
+/** Expands the glob patterns inside the sandbox (as the job user) and writes a tar of the matches to stdout. */
+const COLLECT_SCRIPT = `
+set -o pipefail; shopt -s globstar nullglob dotglob
+cd -- "$1" || exit 3; shift
+IFS=$'\\n'
+{ for p in "$@"; do for f in $p; do printf '%s\\0' "$f"; done; done; } | tar -c -f - --null -T - 2>/tmp/.kiln-collect.err
+rc=$?; cat /tmp/.kiln-collect.err >&2; exit $rc
+`;
+
+/** The Docker implementation of ExecutionBackend: one hardened container per job, one exec per step. */
+@Injectable()
+export class DockerBackend implements ExecutionBackend {
+  private readonly log = new Logger('DockerBackend');
+  private readonly counters = new Map<string, Counters>();
+
+  constructor(private readonly engine: DockerEngine) {}
+
+  private get docker(): Docker {
+    return this.engine.docker;
+  }
+
+  async isAvailable(): Promise<boolean> {
+    try {
+      await this.engine.ping(3000);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  async startJob(spec: JobSandboxSpec): Promise<JobHandle> {
+    const l = spec.limits;
+    const options: Docker.ContainerCreateOptions = {
+      name: `kiln-job-${spec.jobId}`,
+      Image: spec.image,
+      Cmd: ['sleep', 'infinity'],
+      User: KEEPER_USER,
+      WorkingDir: '/workspace',
+      Labels: { 'kiln.managed': 'true', [JOB_LABEL]: spec.jobId, 'kiln.run': spec.runId },
+      NetworkDisabled: true,
+      StopTimeout: 1,
+      HostConfig: hardenedHostConfig(
+        { memoryBytes: l.memoryBytes, nanoCpus: l.nanoCpus, pids: l.pids, tmpfsBytes: l.tmpBytes, fileSizeBytes: l.fileSizeBytes, openFiles: l.openFiles },
+        [
+          { path: '/workspace', bytes: l.workspaceBytes, uid: JOB_UID },
+          { path: '/tmp', bytes: l.tmpBytes },
+          { path: '/home/runner', bytes: l.tmpBytes, uid: JOB_UID },
+        ],
+      ),
+    };
+    let container: Docker.Container;
+    try {
+      container = await this.docker.createContainer(options);
+    } catch (e) {
+      const status = (e as { statusCode?: number }).statusCode;
+      if (status === 409) {
+        // A container of this job from an attempt that died: remove it and start afresh.
+        await this.docker.getContainer(`kiln-job-${spec.jobId}`).remove({ force: true }).catch(() => undefined);
+        container = await this.docker.createContainer(options).catch((err) => { throw infra(err); });
+      } else {
+        throw infra(e);
+      }
+    }
+    const handle = { id: container.id, jobId: spec.jobId };
+    try {
+      await container.start();
+      const post = await this.postStep(container, [], 0);
+      this.counters.set(handle.id, post.counters ?? { pidsMax: 0, oomKill: 0 });
+    } catch (e) {
+      await this.destroyJob(handle);
+      throw infra(e);
+    }
+    return handle;
+  }
+
+  async putWorkspace(job: JobHandle, tar: Readable): Promise<void> {
+    const c = this.docker.getContainer(job.id);
+    const res = await this.run(c, ['tar', '-x', '-f', '-', '-C', '/workspace', '--no-same-owner', '--delay-directory-restore'], { stdin: tar });
+    if (res.exitCode !== 0) throw new Error(`unpacking the workspace failed (tar exit ${res.exitCode}): ${res.stderr.slice(-500)}`);
+  }
+
+  async execStep(job: JobHandle, step: ExecSpec, sink: OutputSink, signal: AbortSignal): Promise<StepState> {
+    const c = this.docker.getContainer(job.id);
+    const state: StepState = { exitCode: null, oomKilled: false, pidsLimited: false, timedOut: false, cancelled: false, error: null, files: {} };
+    let argv = step.argv;
+    let stdin: Buffer | undefined;
+    if (step.script) {
+      argv = ['sh', '-c', 'umask 077; mkdir -p "$(dirname "$0")" && cat > "$0" && exec "$@"', step.script.path, ...step.argv];
+      stdin = Buffer.from(step.script.content);
+    }
+    let exec: Docker.Exec;
+    let stream: NodeJS.ReadWriteStream;
+    try {
+      exec = await c.exec({ Cmd: argv, AttachStdin: Boolean(stdin), AttachStdout: true, AttachStderr: true, User: JOB_USER, Env: envList(step.env), WorkingDir: step.workdir, Tty: false });
+      stream = (await exec.start({ hijack: true, stdin: Boolean(stdin) })) as unknown as NodeJS.ReadWriteStream;
+    } catch (e) {
+      return this.failedToStart(c, job, state, e);
+    }
+    const out = new PassThrough();
+    const err = new PassThrough();
+    out.on('data', (d: Buffer) => sink('stdout', d));
+    err.on('data', (d: Buffer) => sink('stderr', d));
+    this.docker.modem.demuxStream(stream, out, err);
+    if (stdin) stream.end(stdin);
+
+    const ended = new Promise<void>((resolve) => {
+      stream.on('end', resolve);
+      stream.on('close', resolve);
+      stream.on('error', () => resolve());
+    });
+    let stopping: Promise<void> | undefined;
+    const stop = (why: 'timeout' | 'cancel') => {
+      if (why === 'timeout') state.timedOut = true;
+      else state.cancelled = true;
+      stopping ??= this.killJobProcesses(c, exec);
+    };
+    const timer = setTimeout(() => stop('timeout'), step.timeoutMs);
+    const onAbort = () => stop('cancel');
+    if (signal.aborted) onAbort();
+    signal.addEventListener('abort', onAbort);
+    const exited = this.waitExecExit(exec, ended);
+    try {
+      await Promise.race([ended, exited]);
+      // A daemon the step left behind may hold the output open: the step is over when its process is.
+      await Promise.race([ended, sleep(1000)]);
+    } finally {
+      clearTimeout(timer);
+      signal.removeEventListener('abort', onAbort);
+      (stream as unknown as { destroy?: () => void }).destroy?.();
+    }
+    if (stopping) await stopping;
+    try {
+      state.exitCode = (await exec.inspect()).ExitCode ?? null;
+    } catch (e) {
+      state.error = `the engine lost the step: ${(e as Error).message}`;
+      return state;
+    }
+    const post = await this.postStep(c, step.readBack ?? [], step.maxFileBytes ?? 1024 * 1024);
+    const before = this.counters.get(job.id) ?? { pidsMax: 0, oomKill: 0 };
+    if (post.counters) {
+      state.oomKilled = post.counters.oomKill > before.oomKill;
+      state.pidsLimited = post.counters.pidsMax > before.pidsMax;
+      this.counters.set(job.id, post.counters);
+    } else if (post.execFailed) {
+      // The engine could not even start our reader: the job's process table is full.
+      state.pidsLimited = true;
+    }
+    state.files = post.files;
+    return state;
+  }
+
+  async collect(job: JobHandle, patterns: string[], workdir: string) {
+    const c = this.docker.getContainer(job.id);
+    const exec = await c.exec({ Cmd: ['bash', '-c', COLLECT_SCRIPT, 'collect', workdir, ...patterns], AttachStdout: true, AttachStderr: true, User: JOB_USER, Tty: false });
+    const stream = (await exec.start({ hijack: true, stdin: false })) as unknown as NodeJS.ReadableStream;
+    const tar = new PassThrough();
+    const errOut = new PassThrough();
+    let stderr = '';
+    errOut.on('data', (d: Buffer) => { if (stderr.length < 4096) stderr += d.toString(); });
+    this.docker.modem.demuxStream(stream, tar, errOut);
+    const done = new Promise<{ exitCode: number; stderr: string }>((resolve) => {
+      const finish = async () => {
+        tar.end();
+        const info = await exec.inspect().catch(() => ({ ExitCode: -1 }));
+        resolve({ exitCode: info.ExitCode ?? -1, stderr });
+      };
+      stream.on('end', finish);
+      stream.on('error', finish);
+    });
+    return { tar, done };
+  }
+
+  async destroyJob(job: JobHandle): Promise<void> {
+    this.counters.delete(job.id);
+    try {
+      await this.docker.getContainer(job.id).remove({ force: true, v: true });
+    } catch (e) {
+      const status = (e as { statusCode?: number }).statusCode;
+      if (status === 404 || status === 409) return; // gone already, or its removal is under way
+      throw infra(e);
+    }
+  }
+
+  /** Runs a short command as the job user to completion, with optional stdin. */
+  private async run(c: Docker.Container, cmd: string[], opts: { stdin?: Readable; user?: string } = {}): Promise<{ exitCode: number; stdout: Buffer; stderr: string }> {
+    const exec = await c.exec({ Cmd: cmd, AttachStdin: Boolean(opts.stdin), AttachStdout: true, AttachStderr: true, User: opts.user ?? JOB_USER, Tty: false });
+    const stream = (await exec.start({ hijack: true, stdin: Boolean(opts.stdin) })) as unknown as NodeJS.ReadWriteStream;
+    const out: Buffer[] = [];
+    let stderr = '';
+    const o = new PassThrough();
+    const e = new PassThrough();
+    o.on('data', (d: Buffer) => out.push(d));
+    e.on('data', (d: Buffer) => { if (stderr.length < 8192) stderr += d.toString(); });
+    this.docker.modem.demuxStream(stream, o, e);
+    const ended = new Promise<void>((resolve, reject) => {
+      stream.on('end', resolve);
+      stream.on('error', reject);
+    });
+    if (opts.stdin) {
+      opts.stdin.on('error', (err) => (stream as unknown as { destroy: (e: Error) => void }).destroy(err));
+      opts.stdin.pipe(stream as unknown as NodeJS.WritableStream);
+    }
+    await ended;
+    const info = await exec.inspect();
+    return { exitCode: info.ExitCode ?? -1, stdout: Buffer.concat(out), stderr };
+  }
+
+  private async postStep(c: Docker.Container, files: string[], maxBytes: number): Promise<{ counters: Counters | null; files: Record<string, string>; execFailed: boolean }> {
+    let res: { exitCode: number; stdout: Buffer; stderr: string };
+    try {
+      res = await this.run(c, ['sh', '-c', POST_STEP_SCRIPT, 'post', String(maxBytes), ...files]);
+    } catch {
+      return { counters: null, files: {}, execFailed: true };
+    }
+    if (res.exitCode !== 0 && !res.stdout.includes('end\n')) return { counters: null, files: {}, execFailed: true };
+    return { ...parsePostStep(res.stdout), execFailed: false };
+  }
+
+  /** SIGTERM to every process of the job user, then SIGKILL after a grace; the keeper (nobody) survives. */
+  private async killJobProcesses(c: Docker.Container, exec: Docker.Exec): Promise<void> {
+    // `kill` is the shell's builtin: minimal images have no procps. -1 = every process we may signal.
+    const signalAll = async (sig: string) => {
+      const r = await this.run(c, ['sh', '-c', `kill -${sig} -1 2>/dev/null; exit 0`]);
+      if (r.exitCode !== 0) throw new Error(`kill -${sig} -1 exited ${r.exitCode}: ${r.stderr || r.stdout.toString()}`.trim());
+    };
+    try {
+      await signalAll('TERM');
+      const deadline = Date.now() + KILL_GRACE_MS;
+      while (Date.now() < deadline) {
+        if (!(await exec.inspect()).Running) return;
+        await sleep(200);
+      }
+      await signalAll('KILL');
+    } catch (e) {
+      // No exec can start (pids exhausted): stop the whole sandbox instead.
+      this.log.warn(`could not signal the job's processes (${(e as Error).message}); killing its container`);
+      await c.kill({ signal: 'SIGKILL' }).catch(() => undefined);
+    }
+  }
+
+  private async waitExecExit(exec: Docker.Exec, ended: Promise<void>): Promise<void> {
+    let done = false;
+    void ended.then(() => { done = true; });
+    while (!done) {
+      await sleep(250);
+      try {
+        if (!(await exec.inspect()).Running) return;
+      } catch {
+        return;
+      }
+    }
+  }
+
+  private async failedToStart(c: Docker.Container, job: JobHandle, state: StepState, e: unknown): Promise<StepState> {
+    const message = (e as Error).message ?? String(e);
+    // An exec that cannot start because the process table is full is the job's doing, not ours.
+    const post = await this.postStep(c, [], 0);
+    if (post.execFailed && (await this.isAvailable()) && (await c.inspect().then((i) => i.State.Running, () => false))) {
+      state.pidsLimited = true;
+      state.exitCode = 126;
+      return state;
+    }
+    state.error = `could not start the step: ${message}`;
+    void job;
+    return state;
+  }
+}
+
+export function parsePostStep(out: Buffer): { counters: Counters | null; files: Record<string, string> } {
+  const files: Record<string, string> = {};
+  let pidsMax: number | null = null;
+  let oomKill: number | null = null;
+  let i = 0;
+  while (i < out.length) {
+    const nl = out.indexOf(10, i);
+    if (nl < 0) break;
+    const line = out.subarray(i, nl).toString();
+    i = nl + 1;
+    if (line.startsWith('pids_max ')) pidsMax = Number(line.slice(9));
+    else if (line.startsWith('oom_kill ')) oomKill = Number(line.slice(9));
+    else if (line.startsWith('file ')) {
+      const m = /^file (\d+) (.+)$/.exec(line);
+      if (!m) break;
+      const n = Number(m[1]);
+      files[m[2]] = out.subarray(i, i + n).toString('utf8');
+      i += n;
+    } else if (line === 'end') break;
+  }
+  return { counters: pidsMax === null && oomKill === null ? null : { pidsMax: pidsMax ?? 0, oomKill: oomKill ?? 0 }, files };
+}
+
+function envList(env: Record<string, string>): string[] {
+  return Object.entries(env).map(([k, v]) => `${k}=${v}`);
+}
+
+function infra(e: unknown): Error {
+  const err = e as { code?: string; statusCode?: number; message?: string };
+  if (err.code === 'ECONNREFUSED' || err.code === 'ENOENT' || err.code === 'EPIPE' || err.code === 'ECONNRESET' || (err.statusCode ?? 0) >= 500) {
+    return new EngineUnavailableError(`Docker engine: ${err.message ?? String(e)}`);
+  }
+  return e instanceof Error ? e : new Error(String(e));
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

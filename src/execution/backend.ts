@@ -1,0 +1,71 @@
+import type { Readable } from 'node:stream';
+
+/**
+ * The one small interface between the runner and whatever runs containers (woodpecker's backend).
+ * State is plain data. destroyJob is safe to call twice. Only src/docker implements it for real;
+ * unit tests use a scripted fake.
+ */
+export interface ExecutionBackend {
+  /** Resolves true when the engine answers. */
+  isAvailable(): Promise<boolean>;
+  /** Creates and starts the job's sandbox: hardened, network-less, labelled with the job id. */
+  startJob(spec: JobSandboxSpec): Promise<JobHandle>;
+  /** Streams a (sanitized) tar into /workspace, as the job user. */
+  putWorkspace(job: JobHandle, tar: Readable): Promise<void>;
+  /** Runs one step to its end, its timeout, or the abort signal. Never throws for user failures. */
+  execStep(job: JobHandle, step: ExecSpec, sink: OutputSink, signal: AbortSignal): Promise<StepState>;
+  /** A tar stream of the files matching the glob patterns (relative to workdir); `done` tells how tar ended. */
+  collect(job: JobHandle, patterns: string[], workdir: string): Promise<{ tar: Readable; done: Promise<{ exitCode: number; stderr: string }> }>;
+  /** Removes the sandbox and everything in it. Idempotent. */
+  destroyJob(job: JobHandle): Promise<void>;
+}
+
+export interface JobSandboxSpec {
+  runId: string;
+  jobId: string;
+  image: string;
+  limits: JobSandboxLimits;
+}
+
+export interface JobSandboxLimits {
+  memoryBytes: number;
+  nanoCpus: number;
+  pids: number;
+  workspaceBytes: number;
+  tmpBytes: number;
+  fileSizeBytes: number;
+  openFiles: number;
+}
+
+export interface JobHandle {
+  id: string;        // backend's id (container id)
+  jobId: string;
+}
+
+export interface ExecSpec {
+  argv: string[];
+  env: Record<string, string>;
+  workdir: string;
+  /** Written to `scriptPath` inside the sandbox before argv runs (argv names it). */
+  script?: { path: string; content: string };
+  timeoutMs: number;
+  /** Files read back after the step (GITHUB_ENV, GITHUB_OUTPUT, ...), each capped at maxFileBytes. */
+  readBack?: string[];
+  maxFileBytes?: number;
+}
+
+export type OutputSink = (stream: 'stdout' | 'stderr', chunk: Buffer) => void;
+
+/** How a step ended, as plain data (woodpecker's State). */
+export interface StepState {
+  exitCode: number | null;
+  oomKilled: boolean;
+  pidsLimited: boolean;
+  timedOut: boolean;
+  cancelled: boolean;
+  /** An infrastructure error (engine gone): not the user's fault. */
+  error: string | null;
+  files: Record<string, string>;
+}
+
+export const EXECUTION_BACKEND = Symbol('EXECUTION_BACKEND');

@@ -1,0 +1,324 @@
+import { Inject, Injectable, Logger } from '@nestjs/common';
+import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { KILN_CONFIG, KilnConfig } from '../config/config';
+import { ArchiveError, sanitizeTar } from '../sources/tar-safety';
+import { FileStore } from '../storage/file-store';
+import { LogStore, LogWriter } from '../storage/log-store';
+import { RunsRepository } from '../runs/runs.repository';
+import type { Conclusion, Job, Run, StepReason } from '../runs/runs.types';
+import { evaluateCondition, ExprContext, interpolate, StatusFunctions } from '../workflow/expressions';
+import type { StepSpec } from '../workflow/model';
+import { EXECUTION_BACKEND, ExecutionBackend, JobHandle, JobSandboxLimits, StepState } from './backend';
+import { parseEnvFile, parsePathFile } from './env-files';
+
+export const WORKSPACE = '/workspace';
+const KILN_DIR = '/tmp/kiln';
+const BASE_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+
+export interface NeedResult {
+  result: Conclusion;
+  outputs: Record<string, string>;
+}
+
+export interface JobOutcome {
+  conclusion: Conclusion;
+  error: string | null;
+  /** True when the job failed before any step started (safe to retry). */
+  beforeSteps: boolean;
+}
+
+interface StepRecord {
+  outcome: Conclusion;
+  conclusion: Conclusion;
+  outputs: Record<string, string>;
+}
+
+/** Thrown when the infrastructure failed before any step ran: the queue retries these. */
+export class RetryableJobError extends Error {}
+
+/**
+ * Runs one planned job in one sandbox through the ExecutionBackend. Knows GitHub's step semantics
+ * (if:, continue-on-error, timeouts, env files); never parses YAML and never talks to Docker itself.
+ */
+@Injectable()
+export class JobRunner {
+  private readonly log = new Logger('JobRunner');
+
+  constructor(
+    @Inject(KILN_CONFIG) private readonly config: KilnConfig,
+    @Inject(EXECUTION_BACKEND) private readonly backend: ExecutionBackend,
+    private readonly repo: RunsRepository,
+    private readonly logs: LogStore,
+    private readonly files: FileStore,
+  ) {}
+
+  limitsFor(job: Job): JobSandboxLimits {
+    const j = this.config.jobs;
+    const l = job.spec.limits;
+    return {
+      memoryBytes: l.memoryBytes ?? j.memoryBytes,
+      nanoCpus: Math.round((l.cpus ?? j.cpus) * 1e9),
+      pids: l.pids ?? j.pids,
+      workspaceBytes: l.workspaceBytes ?? j.workspaceBytes,
+      tmpBytes: j.tmpBytes,
+      fileSizeBytes: Math.max(l.workspaceBytes ?? j.workspaceBytes, j.tmpBytes) * 2,
+      openFiles: 4096,
+    };
+  }
+
+  async run(run: Run, job: Job, needs: Record<string, NeedResult>, signal: AbortSignal): Promise<JobOutcome> {
+    const out = this.logs.writer(run.id, job.id);
+    const spec = job.spec;
+    const limits = this.limitsFor(job);
+    let handle: JobHandle | null = null;
+    try {
+      out.notice(-1, `job ${job.key} on ${spec.environment.name}@${spec.environment.version} (${spec.environment.image.slice(0, 19)}), memory ${mib(limits.memoryBytes)}, cpus ${limits.nanoCpus / 1e9}, pids ${limits.pids}, workspace ${mib(limits.workspaceBytes)}, timeout ${spec.timeoutMinutes} min, network none`);
+      try {
+        handle = await this.backend.startJob({ runId: run.id, jobId: job.id, image: spec.environment.image, limits });
+        await this.backend.putWorkspace(handle, fs.createReadStream(this.files.source(run.id)));
+      } catch (e) {
+        out.notice(-1, `could not prepare the sandbox: ${(e as Error).message}`);
+        throw new RetryableJobError((e as Error).message);
+      }
+      return await this.steps(run, job, handle, out, needs, signal);
+    } finally {
+      if (handle) await this.backend.destroyJob(handle).catch((e: Error) => this.log.warn(`destroying ${job.id}: ${e.message}`));
+      out.close();
+    }
+  }
+
+  private async steps(run: Run, job: Job, handle: JobHandle, out: LogWriter, needs: Record<string, NeedResult>, signal: AbortSignal): Promise<JobOutcome> {
+    const spec = job.spec;
+    const deadline = Date.now() + spec.timeoutMinutes * 60_000;
+    let jobStatus: 'success' | 'failure' = 'success';
+    let stopReason: StepReason | null = null;
+    const stepsCtx: Record<string, StepRecord> = {};
+    const jobEnv: Record<string, string> = {};
+    const extraPath: string[] = [];
+    const github = this.githubContext(run, job);
+    const baseCtx = (): ExprContext => ({
+      github, matrix: spec.matrix ?? {}, needs, steps: stepsCtx, job: { status: jobStatus },
+      runner: { os: 'Linux', arch: 'X64', name: 'kiln', temp: '/tmp', tool_cache: '/opt/hostedtoolcache', environment: 'self-hosted' },
+      strategy: spec.strategy ? { 'fail-fast': spec.strategy.failFast, 'max-parallel': spec.strategy.maxParallel } : {},
+      env: jobEnv, secrets: {}, vars: {}, inputs: {},
+    });
+    // Job env is evaluated once, in order; later steps see what GITHUB_ENV adds on top.
+    for (const [k, v] of Object.entries(spec.env)) jobEnv[k] = await interpolate(v, baseCtx());
+
+    for (const step of spec.steps) {
+      if (stopReason) {
+        await this.repo.updateStep(job.id, step.index, { status: 'completed', outcome: 'skipped', conclusion: 'skipped', reason: stopReason, finished: true });
+        continue;
+      }
+      if (signal.aborted) {
+        await this.repo.closeOpenSteps(job.id, 'cancelled', 'cancelled');
+        return { conclusion: 'cancelled', error: null, beforeSteps: false };
+      }
+      const status: StatusFunctions = {
+        success: () => jobStatus === 'success',
+        failure: () => jobStatus === 'failure',
+        cancelled: () => signal.aborted,
+        always: () => true,
+      };
+      let ctx = baseCtx();
+      let run_ = false;
+      try {
+        run_ = await evaluateCondition(step.if, ctx, status);
+      } catch (e) {
+        out.notice(step.index, `the if: condition could not be evaluated: ${(e as Error).message}`);
+        await this.finishStep(job, step, out, 'failure', null, null);
+        jobStatus = 'failure';
+        stepsCtx[step.id ?? `__${step.index}`] = { outcome: 'failure', conclusion: 'failure', outputs: {} };
+        continue;
+      }
+      if (!run_) {
+        await this.repo.updateStep(job.id, step.index, { status: 'completed', outcome: 'skipped', conclusion: 'skipped', started: true, finished: true });
+        if (step.id) stepsCtx[step.id] = { outcome: 'skipped', conclusion: 'skipped', outputs: {} };
+        continue;
+      }
+      await this.repo.updateStep(job.id, step.index, { status: 'in_progress', started: true });
+      out.notice(step.index, `▶ ${step.name}`);
+      const stepEnv: Record<string, string> = { ...jobEnv };
+      ctx = { ...baseCtx(), env: stepEnv };
+      for (const [k, v] of Object.entries(step.env)) stepEnv[k] = await interpolate(v, ctx);
+      ctx = { ...ctx, env: stepEnv };
+      const remaining = deadline - Date.now();
+      const stepTimeout = Math.min(step.timeoutMinutes ? step.timeoutMinutes * 60_000 : Infinity, remaining);
+      let result: { outcome: Conclusion; reason: StepReason | null; exitCode: number | null; outputs: Record<string, string>; state?: StepState };
+      try {
+        if (step.uses === 'checkout') {
+          out.notice(step.index, `the source is already in ${WORKSPACE} (actions/checkout is built in)`);
+          result = { outcome: 'success', reason: null, exitCode: null, outputs: {} };
+        } else if (step.uses === 'upload-artifact') {
+          result = await this.uploadArtifact(run, job, handle, step, ctx, status, out);
+        } else {
+          result = await this.runScript(run, job, handle, step, ctx, status, stepEnv, extraPath, stepTimeout, out, signal);
+        }
+      } catch (e) {
+        out.notice(step.index, `error: ${(e as Error).message}`);
+        result = { outcome: 'failure', reason: null, exitCode: null, outputs: {} };
+      }
+      if (result.state?.timedOut && remaining <= (step.timeoutMinutes ?? Infinity) * 60_000) result.reason = 'job-timeout';
+      let continueOnError = false;
+      if (result.outcome === 'failure') {
+        continueOnError = typeof step.continueOnError === 'boolean' ? step.continueOnError : Boolean(await interpolate(step.continueOnError, ctx, status).then((v) => v === 'true').catch(() => false));
+      }
+      const conclusion: Conclusion = result.outcome === 'failure' && continueOnError ? 'success' : result.outcome;
+      await this.finishStep(job, step, out, result.outcome, conclusion, result.exitCode, result.reason, continueOnError);
+      if (step.id) stepsCtx[step.id] = { outcome: result.outcome, conclusion, outputs: result.outputs };
+      if (result.outcome === 'cancelled') {
+        await this.repo.closeOpenSteps(job.id, 'cancelled', 'cancelled');
+        return { conclusion: 'cancelled', error: null, beforeSteps: false };
+      }
+      if (conclusion === 'failure') jobStatus = 'failure';
+      if (result.state) {
+        this.applyEnvFiles(step, result.state, jobEnv, extraPath, out);
+        if (result.state.error) stopReason = 'infrastructure';
+        else if (result.state.pidsLimited) stopReason = 'pids-limit';
+      }
+      if (result.reason === 'job-timeout') stopReason = 'job-timeout';
+    }
+    const error = stopReason === 'infrastructure' ? 'the engine failed during the job' : stopReason === 'job-timeout' ? `the job exceeded its timeout of ${spec.timeoutMinutes} minutes` : stopReason === 'pids-limit' ? 'the job reached its process limit; later steps could not run' : null;
+    return { conclusion: jobStatus === 'success' && !stopReason ? 'success' : 'failure', error, beforeSteps: false };
+  }
+
+  private async finishStep(job: Job, step: StepSpec, out: LogWriter, outcome: Conclusion, conclusion: Conclusion | null, exitCode: number | null, reason: StepReason | null = null, continueOnError = false): Promise<void> {
+    const c = conclusion ?? outcome;
+    out.notice(step.index, `■ ${step.name}: ${outcome}${exitCode !== null ? ` (exit code ${exitCode})` : ''}${reason ? `, ${reason}` : ''}${continueOnError && outcome === 'failure' ? ' (continue-on-error)' : ''}`);
+    await this.repo.updateStep(job.id, step.index, { status: 'completed', outcome, conclusion: c, exitCode, reason, finished: true });
+  }
+
+  private async runScript(run: Run, job: Job, handle: JobHandle, step: StepSpec, ctx: ExprContext, status: StatusFunctions, stepEnv: Record<string, string>, extraPath: string[], timeoutMs: number, out: LogWriter, signal: AbortSignal) {
+    const script = await interpolate(step.run ?? '', ctx, status);
+    const i = step.index;
+    const files = { env: `${KILN_DIR}/env-${i}`, output: `${KILN_DIR}/output-${i}`, path: `${KILN_DIR}/path-${i}`, summary: `${KILN_DIR}/summary-${i}`, state: `${KILN_DIR}/state-${i}` };
+    const ext = step.shell === 'python' ? 'py' : 'sh';
+    const scriptPath = `${KILN_DIR}/step-${i}.${ext}`;
+    const argv = step.shell === 'bash' ? ['bash', '--noprofile', '--norc', '-eo', 'pipefail', scriptPath]
+      : step.shell === 'sh' ? ['sh', '-e', scriptPath]
+      : ['python3', scriptPath];
+    const workdir = step.workingDirectory ? resolveWorkdir(await interpolate(step.workingDirectory, ctx, status)) : WORKSPACE;
+    const env: Record<string, string> = {
+      ...this.defaultEnv(run, job),
+      ...stepEnv,
+      PATH: [...extraPath, BASE_PATH].join(':'),
+      GITHUB_ENV: files.env, GITHUB_OUTPUT: files.output, GITHUB_PATH: files.path, GITHUB_STEP_SUMMARY: files.summary, GITHUB_STATE: files.state,
+      GITHUB_ACTION: step.id ?? `__run_${i}`,
+    };
+    const state = await this.backend.execStep(handle, {
+      argv, env, workdir, timeoutMs, script: { path: scriptPath, content: script },
+      readBack: [files.env, files.output, files.path], maxFileBytes: 1024 * 1024,
+    }, (stream, chunk) => out.write(i, stream, chunk), signal);
+    const limits = this.limitsFor(job);
+    let reason: StepReason | null = null;
+    if (state.cancelled) reason = 'cancelled';
+    else if (state.timedOut) reason = 'timeout';
+    else if (state.oomKilled) reason = 'oom-killed';
+    else if (state.pidsLimited) reason = 'pids-limit';
+    else if (state.error) reason = 'infrastructure';
+    if (reason === 'timeout') out.notice(i, `the step exceeded its time limit of ${Math.round(timeoutMs / 1000)} s and was stopped (SIGTERM, then SIGKILL after 5 s)`);
+    if (reason === 'oom-killed') out.notice(i, `a process was killed for lack of memory: the job's limit is ${mib(limits.memoryBytes)} (memory and swap)`);
+    if (reason === 'pids-limit') out.notice(i, `the job reached its limit of ${limits.pids} processes (fork failed)`);
+    if (reason === 'infrastructure') out.notice(i, `infrastructure error: ${state.error}`);
+    const outcome: Conclusion = state.cancelled ? 'cancelled' : state.exitCode === 0 && !reason ? 'success' : 'failure';
+    const outputs = parseEnvFile(state.files[files.output] ?? '', 'GITHUB_OUTPUT');
+    for (const p of outputs.problems) out.notice(i, `warning: ${p}`);
+    return { outcome, reason, exitCode: state.exitCode, outputs: outputs.values, state };
+  }
+
+  private applyEnvFiles(step: StepSpec, state: StepState, jobEnv: Record<string, string>, extraPath: string[], out: LogWriter): void {
+    const env = parseEnvFile(state.files[`${KILN_DIR}/env-${step.index}`] ?? '', 'GITHUB_ENV');
+    for (const p of env.problems) out.notice(step.index, `warning: ${p}`);
+    Object.assign(jobEnv, env.values);
+    const dirs = parsePathFile(state.files[`${KILN_DIR}/path-${step.index}`] ?? '');
+    extraPath.unshift(...dirs.reverse());
+  }
+
+  private async uploadArtifact(run: Run, job: Job, handle: JobHandle, step: StepSpec, ctx: ExprContext, status: StatusFunctions, out: LogWriter) {
+    const i = step.index;
+    const name = (await interpolate(step.with.name ?? 'artifact', ctx, status)).trim();
+    const fail = (message: string, reason: StepReason = 'artifact-error') => {
+      out.notice(i, `error: ${message}`);
+      return { outcome: 'failure' as Conclusion, reason, exitCode: null, outputs: {} };
+    };
+    if (!/^[^"\\:<>|*?\r\n/]{1,128}$/.test(name)) return fail(`artifact name '${name}' is not valid: 1 to 128 characters, none of " : < > | * ? \\ / or newlines`);
+    const patterns = (await interpolate(step.with.path ?? '', ctx, status)).split('\n').map((l) => l.trim()).filter(Boolean);
+    const excluded = patterns.filter((p) => p.startsWith('!'));
+    if (excluded.length) out.notice(i, `warning: exclusion patterns are not supported yet and were ignored: ${excluded.join(', ')}`);
+    const include = patterns.filter((p) => !p.startsWith('!'));
+    if (!include.length) return fail('upload-artifact needs `with: path:` (one or more paths or globs)');
+    const ifNone = (step.with['if-no-files-found'] ?? 'warn').trim();
+    const retention = Math.min(Number(step.with['retention-days'] ?? this.config.artifactRetentionDays) || this.config.artifactRetentionDays, this.config.artifactRetentionDays);
+    const id = randomBytes(12).toString('base64url');
+    const target = this.files.artifact(run.id, id);
+    const tmp = `${target}.partial`;
+    const { tar, done } = await this.backend.collect(handle, include, WORKSPACE);
+    let sanitized;
+    try {
+      sanitized = await sanitizeTar(tar, tmp, {
+        maxEntries: 100_000, maxDepth: 64, maxPathLength: 4096,
+        maxFileBytes: this.config.artifactMaxBytes, maxTotalBytes: this.config.artifactMaxBytes, maxCompressedBytes: this.config.artifactMaxBytes + 64 * 1024 * 1024,
+      }, { dropLinks: true });
+    } catch (e) {
+      tar.resume();
+      const collected = await done;
+      if (e instanceof ArchiveError && /empty/.test(e.message)) {
+        const msg = `no files were found with the provided path: ${include.join(', ')}${collected.stderr ? ` (${collected.stderr.trim().slice(0, 300)})` : ''}`;
+        if (ifNone === 'error') return fail(msg, 'no-files');
+        if (ifNone !== 'ignore') out.notice(i, `warning: ${msg}; no artifact will be uploaded`);
+        return { outcome: 'success' as Conclusion, reason: null, exitCode: null, outputs: {} };
+      }
+      return fail(`artifact '${name}' was refused: ${(e as Error).message}`);
+    }
+    const collected = await done;
+    if (collected.exitCode !== 0 && collected.stderr) out.notice(i, `warning: ${collected.stderr.trim().slice(0, 500)}`);
+    const dropped = (sanitized as { droppedLinks?: number }).droppedLinks ?? 0;
+    if (dropped) out.notice(i, `warning: ${dropped} symbolic link(s) were left out of the artifact`);
+    await fs.promises.rename(tmp, target);
+    const createdAt = new Date();
+    try {
+      await this.repo.insertArtifact({
+        id, runId: run.id, jobId: job.id, name, sizeBytes: sanitized.totalBytes, files: sanitized.files,
+        createdAt: createdAt.toISOString(), expiresAt: new Date(createdAt.getTime() + retention * 86_400_000).toISOString(),
+      });
+    } catch {
+      await fs.promises.rm(target, { force: true });
+      return fail(`an artifact named '${name}' already exists in this run; names must be unique`);
+    }
+    out.notice(i, `artifact '${name}' uploaded: ${sanitized.files} file(s), ${sanitized.totalBytes} bytes, kept ${retention} day(s)`);
+    return { outcome: 'success' as Conclusion, reason: null, exitCode: null, outputs: {} };
+  }
+
+  private githubContext(run: Run, job: Job) {
+    const c = run.context;
+    return {
+      sha: c.sha, ref: c.ref, ref_name: c.ref.replace(/^refs\/(heads|tags)\//, ''), repository: c.repository,
+      repository_owner: c.repository.split('/')[0] ?? '', event_name: c.event, run_id: run.id, run_number: c.runNumber, run_attempt: 1,
+      job: job.jobId, workspace: WORKSPACE, server_url: '', api_url: '', actor: 'kiln', workflow: run.workflowName, action: '', token: '',
+    };
+  }
+
+  private defaultEnv(run: Run, job: Job): Record<string, string> {
+    const g = this.githubContext(run, job);
+    return {
+      CI: 'true', GITHUB_ACTIONS: 'true', KILN: 'true', HOME: '/home/runner',
+      GITHUB_WORKSPACE: WORKSPACE, GITHUB_SHA: g.sha, GITHUB_REF: g.ref, GITHUB_REF_NAME: g.ref_name, GITHUB_REPOSITORY: g.repository,
+      GITHUB_REPOSITORY_OWNER: g.repository_owner, GITHUB_RUN_ID: run.id, GITHUB_RUN_NUMBER: String(g.run_number), GITHUB_RUN_ATTEMPT: '1',
+      GITHUB_JOB: job.jobId, GITHUB_EVENT_NAME: g.event_name, GITHUB_WORKFLOW: run.workflowName, GITHUB_ACTOR: 'kiln',
+      RUNNER_OS: 'Linux', RUNNER_ARCH: 'X64', RUNNER_NAME: 'kiln', RUNNER_TEMP: '/tmp', RUNNER_ENVIRONMENT: 'self-hosted',
+    };
+  }
+}
+
+/** A working directory relative to the workspace; absolute ones only inside /workspace or /tmp. */
+export function resolveWorkdir(dir: string): string {
+  const abs = path.posix.resolve(WORKSPACE, dir);
+  if (abs === WORKSPACE || abs.startsWith(`${WORKSPACE}/`) || abs === '/tmp' || abs.startsWith('/tmp/')) return abs;
+  throw new Error(`working-directory '${dir}' is outside ${WORKSPACE} and /tmp`);
+}
+
+function mib(bytes: number): string {
+  return bytes >= 1024 ** 3 && bytes % 1024 ** 3 === 0 ? `${bytes / 1024 ** 3} GiB` : `${Math.round(bytes / 1024 / 1024)} MiB`;
+}

@@ -1,0 +1,12 @@
+import { BadRequestException } from '@nestjs/common';
+import { ClassConstructor, plainToInstance } from 'class-transformer';
+import { validateSync } from 'class-validator';
+
+/** Validates a body against a DTO class as the global ValidationPipe would (for routes that take two shapes). */
+export function validateDto<T extends object>(cls: ClassConstructor<T>, body: unknown): T {
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new BadRequestException('the body must be a JSON object');
+  const dto = plainToInstance(cls, body);
+  const errors = validateSync(dto, { whitelist: true, forbidNonWhitelisted: true });
+  if (errors.length) throw new BadRequestException(errors.flatMap((e) => Object.values(e.constraints ?? { [e.property]: `${e.property} is not valid` })));
+  return dto;
+}

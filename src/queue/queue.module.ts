@@ -1,0 +1,27 @@
+import { BullModule } from '@nestjs/bull';
+import { DynamicModule, Module } from '@nestjs/common';
+import type { KilnConfig } from '../config/config';
+import { JobQueue } from './job-queue';
+import { JOBS_QUEUE } from './queue.types';
+
+/** Bull on Redis; the queue's keys carry KILN_QUEUE_PREFIX. */
+@Module({})
+export class QueueModule {
+  static forConfig(config: KilnConfig): DynamicModule {
+    const url = new URL(config.redisUrl);
+    const redis = {
+      host: url.hostname,
+      port: Number(url.port || 6379),
+      password: url.password ? decodeURIComponent(url.password) : undefined,
+      username: url.username ? decodeURIComponent(url.username) : undefined,
+      db: url.pathname.length > 1 ? Number(url.pathname.slice(1)) : undefined,
+      tls: url.protocol === 'rediss:' ? {} : undefined,
+    };
+    return {
+      module: QueueModule,
+      imports: [BullModule.forRoot({ redis, prefix: config.queuePrefix }), BullModule.registerQueue({ name: JOBS_QUEUE })],
+      providers: [JobQueue],
+      exports: [JobQueue, BullModule],
+    };
+  }
+}

@@ -1,0 +1,119 @@
+import { Injectable, Logger } from '@nestjs/common';
+import { JobQueue } from '../queue/job-queue';
+import { evaluateCondition } from '../workflow/expressions';
+import type { NeedResult } from '../execution/job-runner';
+import { RunsRepository } from './runs.repository';
+import type { Conclusion, Job, Run } from './runs.types';
+
+/**
+ * Decides what runs next: jobs whose needs are done are queued (or skipped by their `if:`), matrix
+ * jobs respect max-parallel and fail-fast, a cancelled run stops its waiting jobs, and a run whose
+ * jobs are all done is concluded. Safe to call any number of times from any process: every change
+ * is a conditional update, and queue adds are idempotent by job id.
+ */
+@Injectable()
+export class RunScheduler {
+  private readonly log = new Logger('RunScheduler');
+  private readonly chains = new Map<string, Promise<void>>();
+
+  constructor(private readonly repo: RunsRepository, private readonly queue: JobQueue) {}
+
+  advance(runId: string): Promise<void> {
+    const prev = this.chains.get(runId) ?? Promise.resolve();
+    const next = prev.then(() => this.step(runId)).catch((e: Error) => this.log.error(`advancing ${runId}: ${e.stack ?? e.message}`));
+    this.chains.set(runId, next);
+    void next.then(() => { if (this.chains.get(runId) === next) this.chains.delete(runId); });
+    return next;
+  }
+
+  /** Aggregated result per needed job id (a matrix job fails if any of its combinations failed). */
+  static needResults(jobs: Job[], needs: string[]): Record<string, NeedResult> {
+    const out: Record<string, NeedResult> = {};
+    for (const id of needs) {
+      const group = jobs.filter((j) => j.jobId === id);
+      const cs = group.map((j) => j.conclusion);
+      const result: Conclusion = cs.includes('failure') ? 'failure' : cs.includes('cancelled') ? 'cancelled' : cs.every((c) => c === 'skipped') ? 'skipped' : 'success';
+      out[id] = { result, outputs: Object.assign({}, ...group.map((j) => j.outputs)) };
+    }
+    return out;
+  }
+
+  private async step(runId: string): Promise<void> {
+    for (let round = 0; round < 1000; round++) {
+      const run = await this.repo.getRun(runId);
+      if (!run || run.status === 'completed') return;
+      const jobs = await this.repo.jobs(runId);
+      if (jobs.every((j) => j.status === 'completed')) {
+        await this.conclude(run, jobs);
+        return;
+      }
+      if (!(await this.pass(run, jobs))) return;
+    }
+  }
+
+  /** One pass over the waiting jobs; true when something changed and another pass may do more. */
+  private async pass(run: Run, jobs: Job[]): Promise<boolean> {
+    let changed = false;
+    for (const job of jobs) {
+      if (job.status === 'queued' && run.cancelRequested) {
+        changed = (await this.finish(job, ['queued'], 'cancelled')) || changed;
+        continue;
+      }
+      if ((job.status === 'queued' || job.status === 'in_progress') && job.spec.strategy?.failFast
+        && jobs.some((j) => j.jobId === job.jobId && j.id !== job.id && j.conclusion === 'failure')) {
+        // The worker running it sees the job completed within a second and stops it.
+        changed = (await this.finish(job, ['queued', 'in_progress'], 'cancelled', 'cancelled by fail-fast: another job of this matrix failed')) || changed;
+        continue;
+      }
+      if (job.status !== 'pending') continue;
+      if (run.cancelRequested) {
+        changed = (await this.finish(job, ['pending'], 'cancelled')) || changed;
+        continue;
+      }
+      const needed = jobs.filter((j) => job.spec.needs.includes(j.jobId));
+      if (needed.some((j) => j.status !== 'completed')) continue;
+      const siblings = jobs.filter((j) => j.jobId === job.jobId && j.id !== job.id);
+      const strategy = job.spec.strategy;
+      if (strategy?.failFast && siblings.some((j) => j.conclusion === 'failure')) {
+        changed = (await this.finish(job, ['pending'], 'cancelled', 'cancelled by fail-fast: another job of this matrix failed')) || changed;
+        continue;
+      }
+      const needs = RunScheduler.needResults(jobs, job.spec.needs);
+      const allSucceeded = Object.values(needs).every((n) => n.result === 'success');
+      let go: boolean;
+      try {
+        go = await evaluateCondition(job.spec.if, { github: { ref: run.context.ref, sha: run.context.sha, repository: run.context.repository, event_name: run.context.event }, needs, vars: {}, inputs: {} }, {
+          success: () => allSucceeded,
+          failure: () => Object.values(needs).some((n) => n.result === 'failure'),
+          cancelled: () => run.cancelRequested,
+          always: () => true,
+        });
+      } catch (e) {
+        changed = (await this.finish(job, ['pending'], 'failure', `the job's if: condition could not be evaluated: ${(e as Error).message}`)) || changed;
+        continue;
+      }
+      if (!go) {
+        changed = (await this.finish(job, ['pending'], 'skipped')) || changed;
+        continue;
+      }
+      if (strategy?.maxParallel && siblings.filter((j) => j.status === 'queued' || j.status === 'in_progress').length >= strategy.maxParallel) continue;
+      if (await this.repo.transitionJob(job.id, ['pending'], 'queued')) {
+        job.status = 'queued';
+        await this.queue.enqueueJob({ runId: run.id, jobId: job.id });
+      }
+    }
+    return changed;
+  }
+
+  private async finish(job: Job, from: Job['status'][], conclusion: Conclusion, error: string | null = null): Promise<boolean> {
+    const ok = await this.repo.transitionJob(job.id, from, 'completed', { conclusion, error });
+    if (ok) await this.repo.closeOpenSteps(job.id, conclusion === 'cancelled' ? 'cancelled' : 'skipped', conclusion === 'cancelled' ? 'cancelled' : null);
+    return ok;
+  }
+
+  private async conclude(run: Run, jobs: Job[]): Promise<void> {
+    const failed = jobs.some((j) => j.conclusion === 'failure');
+    const conclusion: Conclusion = run.cancelRequested ? 'cancelled' : failed ? 'failure' : 'success';
+    if (await this.repo.completeRun(run.id, conclusion)) this.log.log(`run ${run.id}: ${conclusion}`);
+  }
+}

@@ -1,0 +1,60 @@
+import { DynamicModule, Module } from '@nestjs/common';
+import { MulterModule } from '@nestjs/platform-express';
+import { CatalogueModule } from '../catalogue/catalogue.module';
+import type { KilnConfig } from '../config/config';
+import { DockerBackend } from '../docker/docker-backend';
+import { EXECUTION_BACKEND } from '../execution/backend';
+import { JobRunner } from '../execution/job-runner';
+import { QueueModule } from '../queue/queue.module';
+import { FileStore } from '../storage/file-store';
+import { LogStore } from '../storage/log-store';
+import { JobWorker } from './job-worker';
+import { LogsService } from './logs.service';
+import { RunScheduler } from './run-scheduler';
+import { RunsController } from './runs.controller';
+import { RunsRepository } from './runs.repository';
+import { RunsService } from './runs.service';
+
+/** Records, scheduling, the queue and stores: imported once (global), shared by the API and the worker. */
+@Module({})
+export class RunsCoreModule {
+  static forConfig(config: KilnConfig): DynamicModule {
+    return {
+      module: RunsCoreModule,
+      global: true,
+      imports: [QueueModule.forConfig(config)],
+      providers: [RunsRepository, RunScheduler, FileStore, LogStore],
+      exports: [RunsRepository, RunScheduler, FileStore, LogStore, QueueModule],
+    };
+  }
+}
+
+/** The submission and read API. */
+@Module({})
+export class RunsApiModule {
+  static forConfig(config: KilnConfig): DynamicModule {
+    return {
+      module: RunsApiModule,
+      imports: [
+        CatalogueModule,
+        MulterModule.register({
+          dest: new FileStore(config).uploadsDir(),
+          limits: { fileSize: config.uploadMaxBytes, files: 2, fields: 10, fieldSize: 512 * 1024, parts: 20 },
+        }),
+      ],
+      controllers: [RunsController],
+      providers: [RunsService, LogsService],
+    };
+  }
+}
+
+/** The queue consumer and the one execution backend. */
+@Module({})
+export class WorkerModule {
+  static forConfig(config: KilnConfig): DynamicModule {
+    return {
+      module: WorkerModule,
+      providers: [JobWorker, JobRunner, DockerBackend, { provide: EXECUTION_BACKEND, useExisting: DockerBackend }],
+    };
+  }
+}

@@ -1,0 +1,163 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { DATABASE, Database } from '../db/database';
+import type { Artifact, Conclusion, Job, JobStatus, Run, Step, StepReason } from './runs.types';
+
+const now = () => new Date().toISOString();
+
+interface RunRow { id: string; status: string; conclusion: string | null; source_kind: string; source: string; workflow_name: string; workflow_file: string | null; plan: string; context: string; cancel_requested: number; error: string | null; created_at: string; started_at: string | null; finished_at: string | null }
+interface JobRow { id: string; run_id: string; position: number; job_key: string; job_id: string; name: string; environment: string; status: string; conclusion: string | null; error: string | null; spec: string; outputs: string | null; attempts: number; queued_at: string | null; started_at: string | null; finished_at: string | null }
+interface StepRow { job_id: string; idx: number; name: string; status: string; outcome: string | null; conclusion: string | null; exit_code: number | null; reason: string | null; started_at: string | null; finished_at: string | null }
+interface ArtifactRow { id: string; run_id: string; job_id: string; name: string; size_bytes: number; files: number; created_at: string; expires_at: string }
+
+/** Runs, jobs, steps and artifacts. Status changes are conditional updates: only one caller wins a transition. */
+@Injectable()
+export class RunsRepository {
+  constructor(@Inject(DATABASE) private readonly db: Database) {}
+
+  /** Records a run with all its jobs and steps at once: nothing is half-recorded. */
+  async create(run: Run, jobs: Job[]): Promise<void> {
+    await this.db.transaction(async (tx) => {
+      await tx.run(
+        `INSERT INTO runs (id, status, conclusion, source_kind, source, workflow_name, workflow_file, plan, context, cancel_requested, error, created_at)
+         VALUES (?, ?, NULL, ?, ?, ?, ?, ?, ?, 0, NULL, ?)`,
+        [run.id, run.status, run.source.kind, JSON.stringify(run.source), run.workflowName, run.workflowFile, JSON.stringify(run.plan), JSON.stringify(run.context), run.createdAt],
+      );
+      for (const j of jobs) {
+        await tx.run(
+          `INSERT INTO jobs (id, run_id, position, job_key, job_id, name, environment, status, spec, attempts)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0)`,
+          [j.id, run.id, j.position, j.key, j.jobId, j.name, j.environment, j.status, JSON.stringify(j.spec)],
+        );
+        for (const s of j.spec.steps) {
+          await tx.run(`INSERT INTO steps (job_id, idx, name, status) VALUES (?, ?, ?, 'pending')`, [j.id, s.index, s.name]);
+        }
+      }
+    });
+  }
+
+  async getRun(id: string): Promise<Run | null> {
+    const rows = await this.db.all<RunRow>('SELECT * FROM runs WHERE id = ?', [id]);
+    return rows.length ? toRun(rows[0]) : null;
+  }
+
+  async listRuns(limit: number): Promise<Run[]> {
+    return (await this.db.all<RunRow>('SELECT * FROM runs ORDER BY created_at DESC LIMIT ?', [limit])).map(toRun);
+  }
+
+  async jobs(runId: string): Promise<Job[]> {
+    return (await this.db.all<JobRow>('SELECT * FROM jobs WHERE run_id = ? ORDER BY position', [runId])).map(toJob);
+  }
+
+  async job(id: string): Promise<Job | null> {
+    const rows = await this.db.all<JobRow>('SELECT * FROM jobs WHERE id = ?', [id]);
+    return rows.length ? toJob(rows[0]) : null;
+  }
+
+  async steps(runId: string): Promise<Step[]> {
+    return (await this.db.all<StepRow>('SELECT s.* FROM steps s JOIN jobs j ON j.id = s.job_id WHERE j.run_id = ? ORDER BY j.position, s.idx', [runId])).map(toStep);
+  }
+
+  /** Moves a job between statuses; false when it was not in one of `from` (someone else moved it). */
+  async transitionJob(id: string, from: JobStatus[], to: JobStatus, fields: { conclusion?: Conclusion; error?: string | null; outputs?: Record<string, string> } = {}): Promise<boolean> {
+    const stamp = to === 'queued' ? 'queued_at' : to === 'in_progress' ? 'started_at' : to === 'completed' ? 'finished_at' : null;
+    const sets = ['status = ?'];
+    const params: unknown[] = [to];
+    if (stamp) { sets.push(`${stamp} = ?`); params.push(now()); }
+    if (to === 'in_progress') sets.push('attempts = attempts + 1');
+    if (fields.conclusion !== undefined) { sets.push('conclusion = ?'); params.push(fields.conclusion); }
+    if (fields.error !== undefined) { sets.push('error = ?'); params.push(fields.error); }
+    if (fields.outputs !== undefined) { sets.push('outputs = ?'); params.push(JSON.stringify(fields.outputs)); }
+    params.push(id, ...from);
+    const changed = await this.db.run(`UPDATE jobs SET ${sets.join(', ')} WHERE id = ? AND status IN (${from.map(() => '?').join(', ')})`, params);
+    return changed > 0;
+  }
+
+  async updateStep(jobId: string, index: number, fields: Partial<Pick<Step, 'status' | 'outcome' | 'conclusion' | 'exitCode' | 'reason'>> & { started?: boolean; finished?: boolean }): Promise<void> {
+    const sets: string[] = [];
+    const params: unknown[] = [];
+    const cols: Record<string, string> = { status: 'status', outcome: 'outcome', conclusion: 'conclusion', exitCode: 'exit_code', reason: 'reason' };
+    for (const [k, col] of Object.entries(cols)) {
+      const v = (fields as Record<string, unknown>)[k];
+      if (v !== undefined) { sets.push(`${col} = ?`); params.push(v); }
+    }
+    if (fields.started) { sets.push('started_at = ?'); params.push(now()); }
+    if (fields.finished) { sets.push('finished_at = ?'); params.push(now()); }
+    if (!sets.length) return;
+    await this.db.run(`UPDATE steps SET ${sets.join(', ')} WHERE job_id = ? AND idx = ?`, [...params, jobId, index]);
+  }
+
+  /** Marks every not-yet-finished step of a job with one conclusion (skipped or cancelled). */
+  async closeOpenSteps(jobId: string, conclusion: Conclusion, reason: StepReason | null): Promise<void> {
+    await this.db.run(
+      `UPDATE steps SET status = 'completed', outcome = ?, conclusion = ?, reason = COALESCE(reason, ?), finished_at = COALESCE(finished_at, ?) WHERE job_id = ? AND status <> 'completed'`,
+      [conclusion, conclusion, reason, now(), jobId],
+    );
+  }
+
+  async startRun(id: string): Promise<void> {
+    await this.db.run(`UPDATE runs SET status = 'in_progress', started_at = ? WHERE id = ? AND status = 'queued'`, [now(), id]);
+  }
+
+  /** Completes a run once; false when it was already complete. */
+  async completeRun(id: string, conclusion: Conclusion, error: string | null = null): Promise<boolean> {
+    return (await this.db.run(`UPDATE runs SET status = 'completed', conclusion = ?, error = COALESCE(?, error), finished_at = ? WHERE id = ? AND status <> 'completed'`, [conclusion, error, now(), id])) > 0;
+  }
+
+  async requestCancel(id: string): Promise<void> {
+    await this.db.run('UPDATE runs SET cancel_requested = 1 WHERE id = ?', [id]);
+  }
+
+  async isCancelRequested(id: string): Promise<boolean> {
+    const rows = await this.db.all<{ c: number }>('SELECT cancel_requested AS c FROM runs WHERE id = ?', [id]);
+    return Boolean(rows[0]?.c);
+  }
+
+  async insertArtifact(a: Artifact): Promise<void> {
+    await this.db.run(
+      'INSERT INTO artifacts (id, run_id, job_id, name, size_bytes, files, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
+      [a.id, a.runId, a.jobId, a.name, a.sizeBytes, a.files, a.createdAt, a.expiresAt],
+    );
+  }
+
+  async artifacts(runId: string): Promise<Artifact[]> {
+    return (await this.db.all<ArtifactRow>('SELECT * FROM artifacts WHERE run_id = ? ORDER BY created_at, name', [runId])).map(toArtifact);
+  }
+
+  async expiredArtifacts(at: string): Promise<Artifact[]> {
+    return (await this.db.all<ArtifactRow>('SELECT * FROM artifacts WHERE expires_at <= ?', [at])).map(toArtifact);
+  }
+
+  async deleteArtifact(id: string): Promise<void> {
+    await this.db.run('DELETE FROM artifacts WHERE id = ?', [id]);
+  }
+}
+
+function toRun(r: RunRow): Run {
+  return {
+    id: r.id, status: r.status as Run['status'], conclusion: r.conclusion as Conclusion | null,
+    source: JSON.parse(r.source), workflowName: r.workflow_name, workflowFile: r.workflow_file,
+    plan: JSON.parse(r.plan), context: JSON.parse(r.context), cancelRequested: Boolean(r.cancel_requested), error: r.error,
+    createdAt: r.created_at, startedAt: r.started_at, finishedAt: r.finished_at,
+  };
+}
+
+function toJob(r: JobRow): Job {
+  return {
+    id: r.id, runId: r.run_id, position: Number(r.position), key: r.job_key, jobId: r.job_id, name: r.name, environment: r.environment,
+    status: r.status as JobStatus, conclusion: r.conclusion as Conclusion | null, error: r.error, spec: JSON.parse(r.spec),
+    outputs: r.outputs ? JSON.parse(r.outputs) : {}, attempts: Number(r.attempts),
+    queuedAt: r.queued_at, startedAt: r.started_at, finishedAt: r.finished_at,
+  };
+}
+
+function toStep(r: StepRow): Step {
+  return {
+    jobId: r.job_id, index: Number(r.idx), name: r.name, status: r.status as Step['status'], outcome: r.outcome as Conclusion | null,
+    conclusion: r.conclusion as Conclusion | null, exitCode: r.exit_code === null ? null : Number(r.exit_code), reason: r.reason as StepReason | null,
+    startedAt: r.started_at, finishedAt: r.finished_at,
+  };
+}
+
+function toArtifact(r: ArtifactRow): Artifact {
+  return { id: r.id, runId: r.run_id, jobId: r.job_id, name: r.name, sizeBytes: Number(r.size_bytes), files: Number(r.files), createdAt: r.created_at, expiresAt: r.expires_at };
+}

@@ -1,0 +1,294 @@
+import { BadRequestException, Inject, Injectable, Logger, NotFoundException, PayloadTooLargeException, ServiceUnavailableException } from '@nestjs/common';
+import { spawn } from 'node:child_process';
+import { createHash, randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
+import type { Readable } from 'node:stream';
+import { stringify } from 'yaml';
+import { CatalogueService } from '../catalogue/catalogue.service';
+import { KILN_CONFIG, KilnConfig } from '../config/config';
+import { cloneRepo, GitSourceError } from '../sources/git-source';
+import { ArchiveError, DEFAULT_SOURCE_LIMITS, packFiles, readFilesFromTar, sanitizeTar, SanitizedTar, TarLimits } from '../sources/tar-safety';
+import { FileStore } from '../storage/file-store';
+import { planFromYaml } from '../workflow/plan';
+import { PlanOptions, RunPlan, WorkflowError } from '../workflow/model';
+import { RunScheduler } from './run-scheduler';
+import { RunsRepository } from './runs.repository';
+import type { Job, Run, RunContext, RunSource } from './runs.types';
+import type { SubmitRunDto, SubmitUploadDto } from './runs.dto';
+
+const WORKFLOW_MAX_BYTES = 256 * 1024;
+const WORKFLOW_FILE = /^(\.kiln\.ya?ml|\.github\/workflows\/[^/]+\.ya?ml)$/;
+
+export interface TarballSubmission { uploadPath: string; filename: string; workflow?: string; workflowFile?: string; ref?: string; repository?: string }
+export interface RepoSubmission { repo: string; ref: string; workflow?: string; workflowFile?: string }
+export interface CommandSubmission { environment?: string; command: string; files?: Record<string, string>; shell?: 'bash' | 'sh' | 'python'; timeoutMinutes?: number }
+
+export const newId = (): string => randomBytes(12).toString('base64url');
+
+/**
+ * The one way in: every channel (API, CLI, webhook) ends in submit(). A run is validated, planned and
+ * recorded (run, jobs, steps) before the caller hears back; nothing is queued for a bad submission.
+ */
+@Injectable()
+export class RunsService {
+  private readonly log = new Logger('Runs');
+  private runNumber = 0;
+
+  constructor(
+    @Inject(KILN_CONFIG) private readonly config: KilnConfig,
+    private readonly repo: RunsRepository,
+    private readonly scheduler: RunScheduler,
+    private readonly catalogue: CatalogueService,
+    private readonly files: FileStore,
+  ) {}
+
+  private sourceLimits(): TarLimits {
+    return { ...DEFAULT_SOURCE_LIMITS, maxCompressedBytes: this.config.uploadMaxBytes, maxTotalBytes: Math.max(this.config.uploadMaxBytes * 2, DEFAULT_SOURCE_LIMITS.maxTotalBytes) };
+  }
+
+  async submitTarball(s: TarballSubmission) {
+    const tmp = this.files.upload(`${newId()}.tar`);
+    try {
+      const tar = await this.sanitize(fs.createReadStream(s.uploadPath), tmp);
+      const sha = await sha1File(tmp);
+      const context: RunContext = { sha, ref: s.ref ? qualifyRef(s.ref) : 'refs/heads/main', repository: s.repository ?? 'local/upload', event: 'push', runNumber: ++this.runNumber };
+      return await this.submit(tmp, { kind: 'tarball', filename: s.filename, bytes: fs.statSync(s.uploadPath).size, files: tar.files }, context, s.workflow, s.workflowFile);
+    } finally {
+      await fs.promises.rm(s.uploadPath, { force: true });
+      await fs.promises.rm(tmp, { force: true });
+    }
+  }
+
+  async submitRepo(s: RepoSubmission) {
+    const tmp = this.files.upload(`${newId()}.tar`);
+    let cloned;
+    try {
+      cloned = await cloneRepo(s.repo, s.ref, { allowedSchemes: this.config.git.allowedSchemes, allowPrivateHosts: this.config.git.allowPrivateHosts, timeoutMs: 120_000, maxBytes: this.config.uploadMaxBytes * 2 });
+    } catch (e) {
+      if (e instanceof GitSourceError) throw e.permanent ? new BadRequestException(`repo: ${e.message}`) : new ServiceUnavailableException(`repo: ${e.message} (try again later)`);
+      throw e;
+    }
+    try {
+      // The clone is packed by tar (links kept as links), then checked like any upload.
+      const proc = spawn('tar', ['-c', '-f', '-', '-C', cloned.dir, '.'], { stdio: ['ignore', 'pipe', 'ignore'] });
+      await this.sanitize(proc.stdout, tmp);
+      const context: RunContext = { sha: cloned.sha, ref: /^[0-9a-f]{7,40}$/.test(s.ref) ? '' : qualifyRef(s.ref), repository: repositoryName(s.repo), event: 'push', runNumber: ++this.runNumber };
+      return await this.submit(tmp, { kind: 'repo', repo: s.repo, ref: s.ref, sha: cloned.sha }, context, s.workflow, s.workflowFile);
+    } finally {
+      await cloned.cleanup();
+      await fs.promises.rm(tmp, { force: true });
+    }
+  }
+
+  async submitCommand(s: CommandSubmission) {
+    const env = s.environment ?? this.config.defaultEnvironment;
+    // The command is data, not a template: `${{` in it is written so that it reaches the shell unchanged.
+    const run = s.command.replace(/\$\{\{/g, "${{ '${{' }}");
+    const workflow = stringify({
+      name: 'command',
+      jobs: { command: { 'runs-on': env, ...(s.timeoutMinutes ? { 'timeout-minutes': s.timeoutMinutes } : {}), steps: [{ name: 'command', shell: s.shell ?? 'bash', run }] } },
+    });
+    const tmp = this.files.upload(`${newId()}.tar`);
+    try {
+      const files = s.files && Object.keys(s.files).length ? s.files : { '.kiln-empty': '' };
+      let packed: SanitizedTar;
+      try {
+        packed = await packFiles(files, tmp, { ...DEFAULT_SOURCE_LIMITS, maxEntries: 1000, maxFileBytes: 1024 * 1024, maxTotalBytes: 4 * 1024 * 1024 });
+      } catch (e) {
+        if (e instanceof ArchiveError) throw new BadRequestException(`files: ${e.message}`);
+        throw e;
+      }
+      const context: RunContext = { sha: await sha1File(tmp), ref: 'refs/heads/main', repository: 'local/command', event: 'workflow_dispatch', runNumber: ++this.runNumber };
+      return await this.submit(tmp, { kind: 'command', files: s.files ? packed.files : 0 }, context, workflow, null);
+    } finally {
+      await fs.promises.rm(tmp, { force: true });
+    }
+  }
+
+  /** Plans and records a run whose sanitized source tar is at `tarPath` (moved into the store). */
+  private async submit(tarPath: string, source: RunSource, context: RunContext, workflowText: string | undefined, workflowFile: string | null | undefined) {
+    let text = workflowText;
+    let file: string | null = workflowFile ?? null;
+    if (!text) ({ text, file } = await this.findWorkflow(tarPath, workflowFile ?? undefined));
+    const plan = await this.plan(text, file);
+    const runId = newId();
+    const now = new Date().toISOString();
+    const run: Run = {
+      id: runId, status: 'queued', conclusion: null, source, workflowName: plan.workflowName, workflowFile: file, plan, context,
+      cancelRequested: false, error: null, createdAt: now, startedAt: null, finishedAt: null,
+    };
+    const jobs: Job[] = plan.jobs.map((j, position) => ({
+      id: newId(), runId, position, key: j.key, jobId: j.jobId, name: j.name, environment: `${j.environment.name}@${j.environment.version}`,
+      status: 'pending', conclusion: null, error: null, spec: j, outputs: {}, attempts: 0, queuedAt: null, startedAt: null, finishedAt: null,
+    }));
+    await fs.promises.rename(tarPath, this.files.source(runId));
+    await this.repo.create(run, jobs);
+    await this.scheduler.advance(runId);
+    this.log.log(`run ${runId}: ${jobs.length} job(s) from ${source.kind}`);
+    return this.view(runId);
+  }
+
+  private async plan(text: string, file: string | null): Promise<RunPlan> {
+    const opts: PlanOptions = {
+      resolveEnvironment: await this.catalogue.resolver(),
+      labelMap: this.config.labelMap,
+      defaultTimeoutMinutes: this.config.jobs.timeoutMinutes,
+      maxTimeoutMinutes: this.config.jobs.timeoutMaxMinutes,
+      maxJobs: 256,
+      maxStepsPerJob: 100,
+    };
+    let plan: RunPlan;
+    try {
+      plan = await planFromYaml(text, opts);
+    } catch (e) {
+      if (e instanceof WorkflowError) {
+        throw new BadRequestException({ statusCode: 400, error: 'Bad Request', message: `the workflow${file ? ` ${file}` : ''} is not valid:\n${e.message}`, problems: e.problems });
+      }
+      throw e;
+    }
+    for (const j of plan.jobs) this.checkLimits(j.key, j.limits);
+    return plan;
+  }
+
+  /** A job may ask for less than the server's defaults, or more up to its maxima; never beyond. */
+  private checkLimits(key: string, l: RunPlan['jobs'][number]['limits']): void {
+    const j = this.config.jobs;
+    const over: string[] = [];
+    if (l.memoryBytes !== undefined && l.memoryBytes > j.memoryMaxBytes) over.push(`memory ${l.memoryBytes} bytes is above the maximum ${j.memoryMaxBytes}`);
+    if (l.memoryBytes !== undefined && l.memoryBytes < 64 * 1024 * 1024) over.push('memory must be at least 64m');
+    if (l.cpus !== undefined && l.cpus > j.cpusMax) over.push(`cpus ${l.cpus} is above the maximum ${j.cpusMax}`);
+    if (l.pids !== undefined && l.pids > j.pidsMax) over.push(`pids ${l.pids} is above the maximum ${j.pidsMax}`);
+    if (l.pids !== undefined && l.pids < 16) over.push('pids must be at least 16');
+    if (l.workspaceBytes !== undefined && l.workspaceBytes > j.workspaceMaxBytes) over.push(`workspace ${l.workspaceBytes} bytes is above the maximum ${j.workspaceMaxBytes}`);
+    if (over.length) throw new BadRequestException(`jobs.${key}.limits: ${over.join('; ')}`);
+  }
+
+  private async findWorkflow(tarPath: string, wanted?: string): Promise<{ text: string; file: string }> {
+    let found: Map<string, Buffer>;
+    try {
+      found = await readFilesFromTar(tarPath, (p) => WORKFLOW_FILE.test(p), WORKFLOW_MAX_BYTES);
+    } catch (e) {
+      if (e instanceof ArchiveError) throw new BadRequestException(e.message);
+      throw e;
+    }
+    const names = [...found.keys()].sort();
+    const pick = wanted ?? names.find((n) => n.startsWith('.kiln.')) ?? (names.length === 1 ? names[0] : undefined);
+    if (wanted && !found.has(wanted)) throw new BadRequestException(`workflowFile: ${wanted} is not in the source; it has: ${names.join(', ') || 'no workflow files'}`);
+    if (!pick) {
+      throw new BadRequestException(names.length
+        ? `the source has ${names.length} workflows (${names.join(', ')}): choose one with workflowFile, or send a workflow`
+        : 'no workflow: the source has no .kiln.yml or .github/workflows/*.yml; add one, or send the workflow with the submission');
+    }
+    return { text: found.get(pick)!.toString('utf8'), file: pick };
+  }
+
+  private async sanitize(input: Readable, out: string): Promise<SanitizedTar> {
+    try {
+      return await sanitizeTar(input, out, this.sourceLimits());
+    } catch (e) {
+      if (e instanceof ArchiveError) {
+        if (/exceeds|too large|larger|limit/i.test(e.message) && /bytes/i.test(e.message)) throw new PayloadTooLargeException(`source: ${e.message}`);
+        throw new BadRequestException(`source: ${e.message}`);
+      }
+      throw e;
+    }
+  }
+
+  async view(runId: string) {
+    const run = await this.repo.getRun(runId);
+    if (!run) throw new NotFoundException(`no run ${runId}`);
+    const [jobs, steps, artifacts] = await Promise.all([this.repo.jobs(runId), this.repo.steps(runId), this.repo.artifacts(runId)]);
+    const base = `/api/v1/runs/${run.id}`;
+    return {
+      id: run.id, status: run.status, conclusion: run.conclusion, error: run.error,
+      createdAt: run.createdAt, startedAt: run.startedAt, finishedAt: run.finishedAt,
+      source: run.source, workflow: { name: run.workflowName, file: run.workflowFile }, context: run.context,
+      jobs: jobs.map((j) => ({
+        id: j.id, key: j.key, jobId: j.jobId, name: j.name, environment: j.environment, matrix: j.spec.matrix, needs: j.spec.needs,
+        status: j.status, conclusion: j.conclusion, error: j.error, attempts: j.attempts, startedAt: j.startedAt, finishedAt: j.finishedAt,
+        steps: steps.filter((s) => s.jobId === j.id).map((s) => ({ index: s.index, name: s.name, status: s.status, outcome: s.outcome, conclusion: s.conclusion, exitCode: s.exitCode, reason: s.reason, startedAt: s.startedAt, finishedAt: s.finishedAt })),
+        logs: `${base}/logs?job=${j.id}`,
+      })),
+      artifacts: artifacts.map((a) => ({ name: a.name, sizeBytes: a.sizeBytes, files: a.files, createdAt: a.createdAt, expiresAt: a.expiresAt, url: `${base}/artifacts/${encodeURIComponent(a.name)}` })),
+      urls: { self: base, logs: `${base}/logs`, artifacts: `${base}/artifacts`, cancel: `${base}/cancel` },
+    };
+  }
+
+  async list(limit: number) {
+    const runs = await this.repo.listRuns(limit);
+    return runs.map((r) => ({ id: r.id, status: r.status, conclusion: r.conclusion, workflow: r.workflowName, source: r.source, createdAt: r.createdAt, finishedAt: r.finishedAt, url: `/api/v1/runs/${r.id}` }));
+  }
+
+  async cancel(runId: string) {
+    const run = await this.repo.getRun(runId);
+    if (!run) throw new NotFoundException(`no run ${runId}`);
+    if (run.status !== 'completed') {
+      await this.repo.requestCancel(runId);
+      await this.scheduler.advance(runId);
+    }
+    return this.view(runId);
+  }
+
+  /** JSON submissions: a repository, or the quick form. */
+  async submitJson(body: SubmitRunDto) {
+    const forms = [body.repo !== undefined, body.command !== undefined].filter(Boolean).length;
+    if (forms !== 1) throw new BadRequestException('send either {repo, ref} (a git repository) or {command} (the quick form); for a tarball, POST multipart/form-data with a `source` file');
+    if (body.repo !== undefined) {
+      if (!body.ref) throw new BadRequestException('ref is required with repo: a branch, tag or commit sha');
+      if (body.files || body.shell || body.environment) throw new BadRequestException('files, shell and environment belong to the quick form ({command}); with repo the workflow says where to run');
+      return this.submitRepo({ repo: body.repo, ref: body.ref, workflow: body.workflow, workflowFile: body.workflowFile });
+    }
+    if (body.workflow || body.workflowFile || body.ref) throw new BadRequestException('workflow, workflowFile and ref do not go with command: the quick form is one command in one environment');
+    if (body.files) {
+      for (const [k, v] of Object.entries(body.files)) if (typeof v !== 'string') throw new BadRequestException(`files.${k}: content must be a string`);
+    }
+    return this.submitCommand({ command: body.command!, environment: body.environment, files: body.files, shell: body.shell, timeoutMinutes: body.timeoutMinutes });
+  }
+
+  /** Multipart submissions: a `source` tarball, optionally a `workflow` (file or text field). */
+  async submitUpload(fields: SubmitUploadDto, source: Express.Multer.File | undefined, workflowUpload: Express.Multer.File | undefined) {
+    const cleanup = async () => { for (const f of [source, workflowUpload]) if (f?.path) await fs.promises.rm(f.path, { force: true }); };
+    try {
+      if (!source) throw new BadRequestException('multipart submissions need a `source` file: a .tar or .tar.gz of the project');
+      let workflow = fields.workflow;
+      if (workflowUpload) {
+        if (workflow) throw new BadRequestException('send the workflow once: as a file or as a text field, not both');
+        if (workflowUpload.size > WORKFLOW_MAX_BYTES) throw new PayloadTooLargeException(`workflow: larger than ${WORKFLOW_MAX_BYTES} bytes`);
+        workflow = await fs.promises.readFile(workflowUpload.path, 'utf8');
+      }
+      return await this.submitTarball({ uploadPath: source.path, filename: source.originalname, workflow, workflowFile: fields.workflowFile, ref: fields.ref, repository: fields.repository });
+    } finally {
+      await cleanup();
+    }
+  }
+
+  artifactFile(runId: string, artifactId: string): string {
+    return this.files.artifact(runId, artifactId);
+  }
+
+  async requireRun(runId: string): Promise<Run> {
+    const run = await this.repo.getRun(runId);
+    if (!run) throw new NotFoundException(`no run ${runId}`);
+    return run;
+  }
+}
+
+function qualifyRef(ref: string): string {
+  return ref.startsWith('refs/') ? ref : `refs/heads/${ref}`;
+}
+
+function repositoryName(url: string): string {
+  try {
+    const p = new URL(url).pathname.replace(/\.git$/, '').replace(/^\/+|\/+$/g, '').split('/');
+    return p.slice(-2).join('/') || 'unknown/unknown';
+  } catch {
+    return 'unknown/unknown';
+  }
+}
+
+async function sha1File(file: string): Promise<string> {
+  const h = createHash('sha1');
+  for await (const chunk of fs.createReadStream(file)) h.update(chunk as Buffer);
+  return h.digest('hex');
+}
+

@@ -1,0 +1,80 @@
+import type { PlannedJob, RunPlan } from '../workflow/model';
+
+export type RunStatus = 'queued' | 'in_progress' | 'completed';
+export type JobStatus = 'pending' | 'queued' | 'in_progress' | 'completed';
+export type Conclusion = 'success' | 'failure' | 'cancelled' | 'skipped';
+/** Why a step ended the way it did, beyond its exit code. */
+export type StepReason = 'timeout' | 'oom-killed' | 'pids-limit' | 'cancelled' | 'infrastructure' | 'no-files' | 'artifact-error' | 'job-timeout';
+
+export type RunSource =
+  | { kind: 'tarball'; filename: string; bytes: number; files: number }
+  | { kind: 'repo'; repo: string; ref: string; sha: string }
+  | { kind: 'command'; files: number };
+
+/** What the `github` context and GITHUB_* variables say about this run. */
+export interface RunContext {
+  sha: string;
+  ref: string;
+  repository: string;
+  event: string;
+  runNumber: number;
+}
+
+export interface Run {
+  id: string;
+  status: RunStatus;
+  conclusion: Conclusion | null;
+  source: RunSource;
+  workflowName: string;
+  workflowFile: string | null;
+  plan: RunPlan;
+  context: RunContext;
+  cancelRequested: boolean;
+  error: string | null;
+  createdAt: string;
+  startedAt: string | null;
+  finishedAt: string | null;
+}
+
+export interface Job {
+  id: string;
+  runId: string;
+  position: number;
+  key: string;
+  jobId: string;
+  name: string;
+  environment: string;
+  status: JobStatus;
+  conclusion: Conclusion | null;
+  error: string | null;
+  spec: PlannedJob;
+  outputs: Record<string, string>;
+  attempts: number;
+  queuedAt: string | null;
+  startedAt: string | null;
+  finishedAt: string | null;
+}
+
+export interface Step {
+  jobId: string;
+  index: number;
+  name: string;
+  status: 'pending' | 'in_progress' | 'completed';
+  outcome: Conclusion | null;
+  conclusion: Conclusion | null;
+  exitCode: number | null;
+  reason: StepReason | null;
+  startedAt: string | null;
+  finishedAt: string | null;
+}
+
+export interface Artifact {
+  id: string;
+  runId: string;
+  jobId: string;
+  name: string;
+  sizeBytes: number;
+  files: number;
+  createdAt: string;
+  expiresAt: string;
+}

@@ -1,0 +1,580 @@
+/**
+ * Git sources: clone a stranger's `{ repo, ref }` into a fresh temp dir, shallow, with a time and
+ * size cap. The URL and the ref are hostile input, so they are validated before anything runs,
+ * never reach git as options, and every git command runs in a locked-down environment.
+ *
+ * How the lock-down is applied: simple-git (3.36+) refuses, with its default `unsafe` settings,
+ * any command line or environment that *sets* protocol.allow, core.hooksPath, credential.helper,
+ * core.fsmonitor, core.askPass, GIT_ASKPASS or GIT_CONFIG_GLOBAL — even to safe values. Rather
+ * than enabling those allowances, the settings live in a private global config file
+ * ($HOME/.gitconfig, HOME being a fresh temp dir, no system config), which git reads for every
+ * command; see gitConfigFor().
+ */
+import { promises as dns } from 'node:dns';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { GitError, simpleGit, type SimpleGit } from 'simple-git';
+
+export interface GitSourceOptions {
+  /** URL schemes accepted; only 'https' and 'http' are supported (others are ignored). */
+  allowedSchemes: string[];
+  /** false: refuse loopback/private/link-local hosts, also when a host name resolves to one. */
+  allowPrivateHosts: boolean;
+  /** The whole clone (DNS check, fetch, checkout). */
+  timeoutMs: number;
+  /** Size of the checked-out tree + .git. */
+  maxBytes: number;
+  /** Parent for the temp dir (default os.tmpdir()). */
+  tmpDir?: string;
+}
+
+export const DEFAULT_GIT_OPTIONS: GitSourceOptions = Object.freeze({
+  allowedSchemes: Object.freeze(['https']) as string[],
+  allowPrivateHosts: false,
+  timeoutMs: 120_000,
+  maxBytes: 512 * 1024 * 1024,
+});
+
+/**
+ * A refused URL/ref or a failed clone. permanent=true for bad input (4xx), false for transient
+ * (network) failures. The message says what is wrong and what to fix.
+ */
+export class GitSourceError extends Error {
+  override readonly name = 'GitSourceError';
+  constructor(message: string, readonly permanent: boolean) {
+    super(message);
+  }
+}
+
+export interface ClonedSource {
+  dir: string;
+  sha: string;
+  ref: string;
+  cleanup(): Promise<void>;
+}
+
+const SUPPORTED_SCHEMES = ['https', 'http'];
+const MAX_URL_LENGTH = 2048;
+const MAX_REF_LENGTH = 255;
+const CONTROL_OR_SPACE = /[\s\x00-\x1f\x7f]/;
+const SIZE_POLL_MS = 150;
+
+// ---------------------------------------------------------------------------------------------
+// Validation
+
+function bad(message: string): GitSourceError {
+  return new GitSourceError(message, true);
+}
+
+function effectiveSchemes(opts: GitSourceOptions): string[] {
+  return opts.allowedSchemes.map((s) => s.toLowerCase()).filter((s) => SUPPORTED_SCHEMES.includes(s));
+}
+
+function schemeHint(opts: GitSourceOptions): string {
+  const schemes = effectiveSchemes(opts);
+  return schemes.length ? `allowed schemes: ${schemes.map((s) => `${s}://`).join(', ')}` : 'no URL scheme is allowed';
+}
+
+/** Refuses local paths, scp-like addresses and schemes outside allowedSchemes (ext::, fd::, file:, ssh:). */
+function checkScheme(repo: string, opts: GitSourceOptions): void {
+  const scheme = /^([A-Za-z][A-Za-z0-9+.-]*):/.exec(repo)?.[1]?.toLowerCase();
+  if (scheme === undefined) {
+    if (/^[^/\\]+:/.test(repo)) {
+      throw bad(`scp-like SSH addresses such as '${clip(repo)}' are not accepted; give the repository's URL (${schemeHint(opts)})`);
+    }
+    throw bad(`'${clip(repo)}' is not a URL (local paths are not accepted); ${schemeHint(opts)}`);
+  }
+  if (!effectiveSchemes(opts).includes(scheme)) {
+    throw bad(`the URL scheme '${scheme}' is not accepted; ${schemeHint(opts)}`);
+  }
+}
+
+/** Checks that need no network; returns the WHATWG-normalized URL. */
+function parseRepoUrl(repo: string, opts: GitSourceOptions): URL {
+  if (typeof repo !== 'string' || repo.length === 0) throw bad(`the repository URL is empty; ${schemeHint(opts)}`);
+  if (repo.length > MAX_URL_LENGTH) {
+    throw bad(`the repository URL is ${repo.length} characters long; the limit is ${MAX_URL_LENGTH}`);
+  }
+  // Git would read a leading '-' as an option.
+  if (repo.startsWith('-')) throw bad(`the repository URL must not start with '-'; ${schemeHint(opts)}`);
+  checkScheme(repo, opts);
+  // WHATWG URL silently strips tabs/newlines, so look at the raw string.
+  if (CONTROL_OR_SPACE.test(repo)) {
+    throw bad('the repository URL contains whitespace or control characters; remove them or percent-encode them');
+  }
+  let url: URL;
+  try {
+    url = new URL(repo);
+  } catch {
+    throw bad(`'${clip(repo)}' is not a valid URL; ${schemeHint(opts)}`);
+  }
+  checkScheme(url.href, opts); // the normalized form must agree
+  if (url.username || url.password) {
+    throw bad('credentials in the URL are not accepted; remove user:password@ (only public repositories can be cloned)');
+  }
+  if (!url.hostname) throw bad(`the repository URL has no host; ${schemeHint(opts)}`);
+  return url;
+}
+
+/**
+ * Validates repo WITHOUT touching the network except DNS for the private-host check.
+ * Returns the normalized URL.
+ */
+export async function validateRepoUrl(repo: string, opts: GitSourceOptions): Promise<URL> {
+  return (await checkRepoUrl(repo, opts)).url;
+}
+
+interface CheckedUrl {
+  url: URL;
+  /** Addresses the host name resolved to, pinned for git so a second lookup cannot differ. */
+  pinned: string[];
+}
+
+async function checkRepoUrl(repo: string, opts: GitSourceOptions): Promise<CheckedUrl> {
+  const url = parseRepoUrl(repo, opts);
+  if (opts.allowPrivateHosts) return { url, pinned: [] };
+  return { url, pinned: await checkPublicHost(url.hostname) };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Private hosts
+
+const PRIVATE = new net.BlockList();
+for (const [net4, bits] of [['0.0.0.0', 8], ['10.0.0.0', 8], ['100.64.0.0', 10], ['127.0.0.0', 8],
+  ['169.254.0.0', 16], ['172.16.0.0', 12], ['192.168.0.0', 16]] as const) {
+  PRIVATE.addSubnet(net4, bits, 'ipv4');
+}
+for (const [net6, bits] of [['::', 128], ['::1', 128], ['fc00::', 7], ['fe80::', 10]] as const) {
+  PRIVATE.addSubnet(net6, bits, 'ipv6');
+}
+// IPv4-mapped IPv6 (::ffff:0:0/96) as a whole: a public host never needs it and it can hide
+// 127.0.0.1. A list of its own, since BlockList also matches plain IPv4 against mapped rules.
+const MAPPED = new net.BlockList();
+MAPPED.addSubnet('::ffff:0:0', 96, 'ipv6');
+
+/** true for loopback, private (RFC 1918, ULA), link-local, CGNAT, unspecified and IPv4-mapped addresses. */
+export function isPrivateAddress(address: string): boolean {
+  const bare = address.replace(/^\[|\]$/g, '');
+  const family = net.isIP(bare);
+  if (family === 0) return false;
+  if (family === 6 && MAPPED.check(bare, 'ipv6')) return true;
+  return PRIVATE.check(bare, family === 4 ? 'ipv4' : 'ipv6');
+}
+
+/** Refuses a private host; returns the resolved addresses of a host name ([] for an IP literal). */
+async function checkPublicHost(hostname: string): Promise<string[]> {
+  const host = hostname.replace(/^\[|\]$/g, '');
+  const refuse = (addr: string) =>
+    bad(`the host '${hostname}' is a private or local address (${addr}); only public hosts are accepted`);
+  if (net.isIP(host)) {
+    if (isPrivateAddress(host)) throw refuse(host);
+    return [];
+  }
+  if (host === 'localhost' || host.endsWith('.localhost')) throw refuse('localhost');
+  const addresses = await lookupAll(host);
+  const inner = addresses.find(isPrivateAddress);
+  if (inner) throw refuse(inner);
+  return addresses;
+}
+
+async function lookupAll(host: string): Promise<string[]> {
+  try {
+    const found = await dns.lookup(host, { all: true, verbatim: true });
+    if (found.length === 0) throw new Error('no addresses');
+    return found.map((a) => a.address);
+  } catch (e) {
+    throw new GitSourceError(`could not resolve the host '${host}' (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); check the host name or try again later`, false);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Refs
+
+/** Validates a branch, tag or commit sha; returns it unchanged. */
+export function validateRef(ref: string): string {
+  const hint = 'give a branch, tag or commit sha';
+  if (typeof ref !== 'string' || ref.length === 0) throw bad(`the ref is empty; ${hint}`);
+  if (ref.length > MAX_REF_LENGTH) throw bad(`the ref is ${ref.length} characters long; the limit is ${MAX_REF_LENGTH}`);
+  if (ref.startsWith('-')) throw bad(`the ref '${clip(ref)}' must not start with '-'; ${hint}`);
+  if (CONTROL_OR_SPACE.test(ref)) throw bad(`the ref contains whitespace or control characters; ${hint}`);
+  for (const seq of ['..', '@{', '//']) {
+    if (ref.includes(seq)) throw bad(`the ref '${clip(ref)}' must not contain '${seq}'; ${hint}`);
+  }
+  if (ref.endsWith('.lock')) throw bad(`the ref '${clip(ref)}' must not end with '.lock'; ${hint}`);
+  if (ref.endsWith('/') || ref.startsWith('/')) throw bad(`the ref '${clip(ref)}' must not start or end with '/'; ${hint}`);
+  if (!/^[A-Za-z0-9._/-]+$/.test(ref)) {
+    throw bad(`the ref '${clip(ref)}' may only contain letters, digits, '.', '_', '/' and '-'; ${hint}`);
+  }
+  if (/(^|\/)\./.test(ref)) throw bad(`the ref '${clip(ref)}' has a part starting with '.'; ${hint}`);
+  return ref;
+}
+
+const FULL_SHA = /^[0-9a-f]{40}$/i;
+const SHORT_SHA = /^[0-9a-f]{7,39}$/i;
+
+// ---------------------------------------------------------------------------------------------
+// Git environment
+
+/**
+ * The git settings every command runs with, as [key, value] pairs (exported for tests/audits).
+ * Written to the private global config; `pinned` adds http.curloptResolve so libcurl connects to
+ * the addresses that passed the private-host check (no DNS rebinding between check and fetch).
+ */
+export function gitConfigFor(opts: GitSourceOptions, url?: URL, pinned: string[] = [], templateDir = '/nonexistent'): [string, string][] {
+  const entries: [string, string][] = [
+    ['protocol.allow', 'never'],
+    ...effectiveSchemes(opts).map((s): [string, string] => [`protocol.${s}.allow`, 'always']),
+    ['core.hooksPath', '/dev/null'],
+    ['core.fsmonitor', 'false'],
+    ['core.symlinks', 'true'],
+    ['core.askPass', '/bin/false'],
+    ['credential.helper', ''],
+    ['submodule.recurse', 'false'],
+    ['fetch.recurseSubmodules', 'false'],
+    ['http.followRedirects', 'false'],
+    // A stalled server must not keep a helper alive forever if a kill is ever missed.
+    ['http.lowSpeedLimit', '1'],
+    ['http.lowSpeedTime', String(Math.max(1, Math.ceil(opts.timeoutMs / 1000)))],
+    ['init.templateDir', templateDir], // no sample hooks or other template files
+    ['init.defaultBranch', 'kiln'],
+    ['advice.detachedHead', 'false'],
+    ['gc.auto', '0'],
+    ['maintenance.auto', 'false'],
+  ];
+  if (url && pinned.length > 0) {
+    const port = url.port || (url.protocol === 'http:' ? '80' : '443');
+    const addrs = pinned.map((a) => (net.isIPv6(a) ? `[${a}]` : a)).join(',');
+    entries.push(['http.curloptResolve', `${url.hostname}:${port}:${addrs}`]);
+  }
+  return entries;
+}
+
+function configFileText(entries: [string, string][]): string {
+  const quote = (v: string) => `"${v.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
+  return entries.map(([key, value]) => {
+    const first = key.indexOf('.');
+    const last = key.lastIndexOf('.');
+    const section = first === last ? key.slice(0, first) : `${key.slice(0, first)} ${quote(key.slice(first + 1, last))}`;
+    return `[${section}]\n\t${key.slice(last + 1)} = ${quote(value)}\n`;
+  }).join('');
+}
+
+function gitEnv(home: string, opts: GitSourceOptions): Record<string, string> {
+  // Built from scratch: nothing (proxies, GIT_*, askpass) leaks in from the server's environment.
+  return {
+    PATH: process.env.PATH ?? '/usr/bin:/bin',
+    HOME: home,
+    XDG_CONFIG_HOME: home,
+    GIT_CONFIG_NOSYSTEM: '1',
+    GIT_ATTR_NOSYSTEM: '1',
+    GIT_TERMINAL_PROMPT: '0',
+    GIT_PROTOCOL_FROM_USER: '0',
+    GIT_ALLOW_PROTOCOL: effectiveSchemes(opts).join(':'),
+    LC_ALL: 'C', // stable English messages for classifyGitError
+    LANG: 'C',
+  };
+}
+
+async function makeHome(opts: GitSourceOptions, checked: CheckedUrl): Promise<string> {
+  const home = await fs.promises.mkdtemp(path.join(opts.tmpDir ?? os.tmpdir(), 'kiln-git-home-'));
+  const templates = path.join(home, 'templates');
+  await fs.promises.mkdir(templates);
+  const text = configFileText(gitConfigFor(opts, checked.url, checked.pinned, templates));
+  await fs.promises.writeFile(path.join(home, '.gitconfig'), text, { mode: 0o600 });
+  return home;
+}
+
+function makeGit(dir: string, home: string, opts: GitSourceOptions, signal: AbortSignal): SimpleGit {
+  // unsafe: {} keeps simple-git's default blocking of -u/--upload-pack, protocol overrides, etc.
+  return simpleGit({ baseDir: dir, abort: signal, maxConcurrentProcesses: 1, trimmed: true, unsafe: {} })
+    .env(gitEnv(home, opts));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Time and size guard
+
+type Trip = 'timeout' | 'size';
+
+/** Owns the deadline and the size poll; kills git (and its helpers) when either trips. */
+class CloneGuard {
+  private readonly controller = new AbortController();
+  private tripped: Trip | undefined;
+  private dir: string | undefined;
+  private readonly timer: NodeJS.Timeout;
+  private poller: NodeJS.Timeout | undefined;
+  private readonly expired: Promise<never>;
+
+  constructor(private readonly opts: GitSourceOptions) {
+    let expire: (e: Error) => void = () => undefined;
+    this.expired = new Promise<never>((_, reject) => { expire = reject; });
+    this.expired.catch(() => undefined);
+    this.timer = setTimeout(() => { void this.trip('timeout').then(() => expire(this.error()!)); }, opts.timeoutMs);
+  }
+
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  /** Races a step that cannot be aborted (DNS) against the deadline. */
+  race<T>(p: Promise<T>): Promise<T> {
+    return Promise.race([p, this.expired]);
+  }
+
+  watch(dir: string): void {
+    this.dir = dir;
+    const poll = async () => {
+      await this.checkSize().catch(() => undefined); // the running git step reports the trip
+      if (!this.tripped && this.poller) this.poller = setTimeout(poll, SIZE_POLL_MS);
+    };
+    this.poller = setTimeout(poll, SIZE_POLL_MS);
+  }
+
+  /** Measures the dir now; trips (and throws) when over maxBytes. */
+  async checkSize(extra = 0): Promise<void> {
+    if (!this.dir || this.tripped) return;
+    if ((await dirSize(this.dir)) + extra > this.opts.maxBytes) await this.trip('size');
+    this.throwIfTripped();
+  }
+
+  throwIfTripped(): void {
+    const e = this.error();
+    if (e) throw e;
+  }
+
+  error(): GitSourceError | undefined {
+    if (this.tripped === 'timeout') {
+      return bad(`the clone took longer than ${this.opts.timeoutMs / 1000} s; try a smaller repository or ref, or try again later`);
+    }
+    if (this.tripped === 'size') {
+      return bad(`the repository is larger than ${formatMiB(this.opts.maxBytes)} MiB; use a smaller repository or ref`);
+    }
+    return undefined;
+  }
+
+  private async trip(reason: Trip): Promise<void> {
+    if (this.tripped) return;
+    this.tripped = reason;
+    // Kill helpers (git-remote-https, index-pack) first: simple-git only signals the git it spawned.
+    if (this.dir) await killProcessesIn(this.dir);
+    this.controller.abort();
+  }
+
+  stop(): void {
+    clearTimeout(this.timer);
+    if (this.poller) clearTimeout(this.poller);
+    this.poller = undefined;
+  }
+}
+
+function formatMiB(bytes: number): string {
+  return String(Math.round((bytes / (1024 * 1024)) * 100) / 100);
+}
+
+/** Bytes of regular files and symlinks under dir; tolerant of files vanishing mid-walk. */
+async function dirSize(dir: string): Promise<number> {
+  let total = 0;
+  let entries: fs.Dirent[];
+  try {
+    entries = await fs.promises.readdir(dir, { withFileTypes: true });
+  } catch {
+    return 0;
+  }
+  for (const entry of entries) {
+    const full = path.join(dir, entry.name);
+    if (entry.isDirectory()) {
+      total += await dirSize(full);
+      continue;
+    }
+    try {
+      total += (await fs.promises.lstat(full)).size;
+    } catch {
+      // removed while we looked (git renames temp files)
+    }
+  }
+  return total;
+}
+
+/** SIGKILLs every process whose cwd is inside dir (our fresh temp dir: only our git and its helpers). */
+async function killProcessesIn(dir: string): Promise<void> {
+  if (process.platform !== 'linux') return;
+  let real: string;
+  try {
+    real = await fs.promises.realpath(dir);
+  } catch {
+    return;
+  }
+  for (const pid of await fs.promises.readdir('/proc').catch(() => [] as string[])) {
+    if (!/^\d+$/.test(pid) || Number(pid) === process.pid) continue;
+    const cwd = await fs.promises.readlink(`/proc/${pid}/cwd`).catch(() => '');
+    if (cwd !== real && !cwd.startsWith(real + path.sep)) continue;
+    try {
+      process.kill(Number(pid), 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Error classification
+
+function clip(text: string, max = 120): string {
+  const clean = text.replace(/[\x00-\x1f\x7f]/g, ' ');
+  return clean.length > max ? `${clean.slice(0, max)}…` : clean;
+}
+
+/** The most telling line of git's stderr, cleaned for a user-facing message. */
+function gitDetail(stderr: string): string {
+  const lines = stderr.split(/\r?\n/).map((l) => l.trim()).filter(Boolean);
+  const fatal = lines.filter((l) => /^(fatal|error):/.test(l)).pop() ?? lines.pop() ?? 'git failed';
+  return clip(fatal.replace(/^(fatal|error):\s*/, ''), 300);
+}
+
+/** Maps git's stderr to a GitSourceError with a fix. */
+export function classifyGitError(stderr: string, repo: string, ref: string): GitSourceError {
+  const detail = gitDetail(stderr);
+  const host = safeHost(repo);
+  const rules: [RegExp, () => GitSourceError][] = [
+    [/couldn't find remote ref/i, () => bad(`the ref '${ref}' was not found in ${repo}; check the branch or tag name`)],
+    [/not our ref|unadvertised object|no such (commit|object)/i, () => bad(`the commit '${ref}' was not found in ${repo}; check the sha`)],
+    [/repository '.*' not found|returned error: 404|returned error: 410/i,
+      () => bad(`the repository ${repo} was not found; check the URL (only public repositories can be cloned)`)],
+    [/returned error: 40[13]|authentication failed|could not read (username|password)|terminal prompts disabled/i,
+      () => bad(`the repository ${repo} requires authentication; only public repositories can be cloned`)],
+    [/returned error: 30\d/i, () => bad(`the server redirected ${repo}; give the final repository URL (redirects are not followed)`)],
+    [/could not resolve (host|proxy)/i,
+      () => new GitSourceError(`could not resolve the host '${host}'; check the host name or try again later`, false)],
+    [/failed to connect|couldn't connect|connection refused|connection (timed out|reset)|operation timed out|recv failure|send failure|early eof|rpc failed|returned error: (5\d\d|429)|transfer closed/i,
+      () => new GitSourceError(`could not fetch from '${host}' (${detail}); try again later`, false)],
+    [/ssl|certificate|tls/i, () => bad(`a TLS error occurred with '${host}' (${detail}); the server needs a valid certificate`)],
+    [/not valid: is this a git repository|does not appear to be a git repository|invalid server response|protocol error|bad pack header/i,
+      () => bad(`${repo} did not answer as a git repository (${detail}); check the URL`)],
+    [/transport '.*' not allowed|unsupported protocol/i, () => bad(`the URL scheme is not accepted (${detail})`)],
+  ];
+  for (const [pattern, make] of rules) if (pattern.test(stderr)) return make();
+  return new GitSourceError(`git failed to fetch ${repo} at '${ref}' (${detail}); try again later`, false);
+}
+
+function safeHost(repo: string): string {
+  try {
+    return new URL(repo).host;
+  } catch {
+    return repo;
+  }
+}
+
+function stderrOf(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Clone
+
+/**
+ * Clones repo at ref (shallow, depth 1), checks out exactly that commit, returns the dir and the
+ * resolved 40-hex sha. On error the temp dir is removed.
+ */
+export async function cloneRepo(repo: string, ref: string, opts: GitSourceOptions): Promise<ClonedSource> {
+  validateRef(ref);
+  const guard = new CloneGuard(opts);
+  let dir: string | undefined;
+  let home: string | undefined;
+  try {
+    const checked = await guard.race(checkRepoUrl(repo, opts));
+    dir = await fs.promises.mkdtemp(path.join(opts.tmpDir ?? os.tmpdir(), 'kiln-src-'));
+    home = await makeHome(opts, checked);
+    guard.watch(dir);
+    const git = makeGit(dir, home, opts, guard.signal);
+    const sha = await fetchAndCheckout(git, guard, checked.url.href, ref);
+    const cloned = dir;
+    return { dir: cloned, sha, ref, cleanup: () => removeDir(cloned) };
+  } catch (e) {
+    if (dir) await removeDir(dir);
+    // Only git's own failures are classified; anything else (e.g. a bad tmpDir) is a server fault.
+    throw guard.error() ?? (e instanceof GitError ? classifyGitError(stderrOf(e), repo, ref) : e);
+  } finally {
+    guard.stop();
+    if (home) await removeDir(home);
+  }
+}
+
+async function removeDir(dir: string): Promise<void> {
+  // Retries: a killed git may still be unlinking its temp files.
+  await fs.promises.rm(dir, { recursive: true, force: true, maxRetries: 5, retryDelay: 100 });
+}
+
+async function fetchAndCheckout(git: SimpleGit, guard: CloneGuard, url: string, ref: string): Promise<string> {
+  await git.raw(['init', '-q']);
+  await git.raw(['remote', 'add', '--', 'origin', url]);
+  const sha = await fetchRef(git, guard, url, ref);
+  await guard.checkSize(await treeSize(git, sha)); // refuse before checkout writes a compressed bomb out
+  await git.raw(['checkout', '-q', '--no-recurse-submodules', '--detach', sha]);
+  await guard.checkSize();
+  const head = await git.raw(['rev-parse', '--verify', 'HEAD']);
+  if (head !== sha) throw new GitSourceError(`checked out ${head} instead of ${sha}`, false);
+  return sha;
+}
+
+const FETCH = ['fetch', '--no-tags', '--no-recurse-submodules', '--no-auto-maintenance', '--no-write-commit-graph'];
+
+/** Fetches ref shallowly (or the whole branch history for shas the server will not hand out); returns the commit sha. */
+async function fetchRef(git: SimpleGit, guard: CloneGuard, url: string, ref: string): Promise<string> {
+  const wanted = FULL_SHA.test(ref) ? ref.toLowerCase() : ref;
+  try {
+    await git.raw([...FETCH, '--depth=1', '--', 'origin', wanted]);
+  } catch (e) {
+    guard.throwIfTripped();
+    if (!needsFullFetch(ref, stderrOf(e))) throw classifyGitError(stderrOf(e), url, ref);
+    return fullFetchAndFind(git, guard, url, ref);
+  }
+  await guard.checkSize();
+  return peelCommit(git, 'FETCH_HEAD', url, ref);
+}
+
+/** A sha the server refused to hand out directly, or a short sha that is no ref name. */
+function needsFullFetch(ref: string, stderr: string): boolean {
+  if (FULL_SHA.test(ref)) return /not our ref|unadvertised object|couldn't find remote ref|no such/i.test(stderr);
+  return SHORT_SHA.test(ref) && /couldn't find remote ref/i.test(stderr);
+}
+
+async function fullFetchAndFind(git: SimpleGit, guard: CloneGuard, url: string, ref: string): Promise<string> {
+  try {
+    await git.raw([...FETCH, '--', 'origin', '+refs/heads/*:refs/remotes/origin/*']);
+  } catch (e) {
+    guard.throwIfTripped();
+    throw classifyGitError(stderrOf(e), url, ref);
+  }
+  await guard.checkSize();
+  const sha = ref.toLowerCase();
+  const found = await git.raw(['rev-parse', '--verify', '--quiet', `${sha}^{commit}`]).catch(() => '');
+  if (FULL_SHA.test(found)) return found;
+  guard.throwIfTripped();
+  if (!FULL_SHA.test(sha) && (await isAmbiguous(git, sha))) {
+    throw bad(`the short sha '${ref}' matches several commits in ${url}; give more characters`);
+  }
+  throw bad(`the commit '${ref}' was not found on any branch of ${url}; check the sha`);
+}
+
+async function isAmbiguous(git: SimpleGit, prefix: string): Promise<boolean> {
+  const out = await git.raw(['rev-parse', `--disambiguate=${prefix}`]).catch(() => '');
+  return out.split('\n').filter(Boolean).length > 1;
+}
+
+async function peelCommit(git: SimpleGit, rev: string, url: string, ref: string): Promise<string> {
+  const sha = await git.raw(['rev-parse', '--verify', '--quiet', `${rev}^{commit}`]).catch(() => '');
+  if (!FULL_SHA.test(sha)) throw bad(`the ref '${ref}' in ${url} does not point to a commit`);
+  return sha;
+}
+
+/** Bytes the checkout of commit will write (blob sizes from ls-tree). */
+async function treeSize(git: SimpleGit, sha: string): Promise<number> {
+  const out = await git.raw(['ls-tree', '-r', '-l', '-z', '--full-tree', sha]);
+  let total = 0;
+  for (const entry of out.split('\0')) {
+    const size = /^\S+ blob \S+ +(\d+)\t/.exec(entry)?.[1];
+    if (size) total += Number(size);
+  }
+  return total;
+}

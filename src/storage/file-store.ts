@@ -1,0 +1,39 @@
+import { Inject, Injectable } from '@nestjs/common';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { KILN_CONFIG, KilnConfig } from '../config/config';
+
+/** Where sources, uploads and artifacts live on disk (under KILN_DATA_DIR). */
+@Injectable()
+export class FileStore {
+  constructor(@Inject(KILN_CONFIG) private readonly config: KilnConfig) {}
+
+  private dir(...parts: string[]): string {
+    const d = path.join(this.config.dataDir, ...parts);
+    fs.mkdirSync(d, { recursive: true });
+    return d;
+  }
+
+  /** The sanitized workspace tar of a run. */
+  source(runId: string): string {
+    return path.join(this.dir('sources'), `${runId}.tar`);
+  }
+
+  /** A scratch file for an upload in progress; removed after it is checked. */
+  upload(name: string): string {
+    return path.join(this.dir('uploads'), name);
+  }
+
+  uploadsDir(): string {
+    return this.dir('uploads');
+  }
+
+  artifact(runId: string, artifactId: string): string {
+    return path.join(this.dir('artifacts', runId), `${artifactId}.tar`);
+  }
+
+  async removeRun(runId: string): Promise<void> {
+    await fs.promises.rm(this.source(runId), { force: true });
+    await fs.promises.rm(path.join(this.config.dataDir, 'artifacts', runId), { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,83 @@
+/**
+ * The typed model of a workflow after parsing and planning. Parsing and planning never touch Docker;
+ * the runner never parses YAML. Strings that may hold `${{ }}` expressions are kept raw here and are
+ * evaluated by the runner at the moment GitHub would evaluate them (steps see `steps`, `job`, ...).
+ */
+
+export type Shell = 'bash' | 'sh' | 'python';
+
+/** One step as written, validated. Exactly one of `run` / `uses` is set. */
+export interface StepSpec {
+  index: number;                    // 0-based position in the job
+  id: string | null;
+  name: string;                     // explicit name, or `Run <first line of run>` / `Run <uses>` as GitHub shows it
+  run: string | null;               // raw script, may hold ${{ }}
+  uses: 'checkout' | 'upload-artifact' | null;  // the built-in actions; anything else is refused at parse time
+  with: Record<string, string>;     // raw values (may hold ${{ }})
+  shell: Shell;                     // step > job defaults.run > workflow defaults.run > 'bash'
+  workingDirectory: string | null;  // raw, relative to /workspace (absolute refused unless under /workspace or /tmp)
+  env: Record<string, string>;      // raw
+  if: string | null;                // raw condition, without or with ${{ }}; null = success()
+  continueOnError: boolean | string; // boolean, or a raw expression
+  timeoutMinutes: number | null;
+}
+
+export interface MatrixStrategy {
+  failFast: boolean;                // default true
+  maxParallel: number | null;
+}
+
+/** Resource requests of a job (`limits:` key, Kiln's own); the server clamps nothing silently: over its maximum is an error. */
+export interface JobLimits {
+  memoryBytes?: number;
+  cpus?: number;
+  pids?: number;
+  workspaceBytes?: number;
+}
+
+/** One concrete job after matrix expansion. */
+export interface PlannedJob {
+  key: string;                       // unique in the run: jobId, or `jobId (v1, v2)` for matrix jobs as GitHub names them
+  jobId: string;                     // the key under `jobs:`
+  name: string;                      // display name (job `name:` evaluated with matrix, or key)
+  matrix: Record<string, unknown> | null;
+  environment: { name: string; version: string; image: string }; // resolved from runs-on
+  needs: string[];                   // jobIds (not keys); every job key of a needed jobId must finish first
+  if: string | null;                 // raw; null = success()
+  env: Record<string, string>;       // workflow env merged under job env (raw values)
+  timeoutMinutes: number;            // job timeout (default from server config)
+  continueOnError: boolean;
+  strategy: MatrixStrategy | null;   // null when the job has no matrix
+  limits: JobLimits;
+  steps: StepSpec[];
+}
+
+export interface RunPlan {
+  workflowName: string;
+  jobs: PlannedJob[];                // in a stable order: topological by needs, then as written, matrix in expansion order
+}
+
+/** One problem in a submitted workflow, with the place it was found. */
+export interface WorkflowProblem {
+  path: string;                      // e.g. `jobs.test.steps[2].uses`
+  line: number | null;               // 1-based line in the YAML, when known
+  message: string;                   // what is wrong and what to do
+}
+
+export class WorkflowError extends Error {
+  constructor(readonly problems: WorkflowProblem[]) {
+    super(problems.map((p) => `${p.path}${p.line ? ` (line ${p.line})` : ''}: ${p.message}`).join('\n'));
+  }
+}
+
+/** Resolves `runs-on` values to a published environment; returns an error message naming the known ones when it cannot. */
+export type EnvironmentResolver = (label: string) => { name: string; version: string; image: string } | { error: string };
+
+export interface PlanOptions {
+  resolveEnvironment: EnvironmentResolver;
+  labelMap: Record<string, string>;  // e.g. { 'ubuntu-latest': 'python-3.11' }, applied before resolveEnvironment
+  defaultTimeoutMinutes: number;     // job timeout when not given
+  maxTimeoutMinutes: number;         // larger timeout-minutes is an error
+  maxJobs: number;                   // after matrix expansion (e.g. 256)
+  maxStepsPerJob: number;            // e.g. 100
+}
