@@ -19,7 +19,7 @@ export interface Database {
 }
 
 /** Schema changes, applied once each, in order. Portable SQL only (SQLite >= 3.24 and PostgreSQL). */
-const MIGRATIONS: string[] = [
+export const MIGRATIONS: string[] = [
   `CREATE TABLE environment_versions (
      name TEXT NOT NULL,
      version TEXT NOT NULL,

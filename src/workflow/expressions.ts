@@ -290,17 +290,17 @@ export async function checkCondition(cond: string, allowedContexts: string[]): P
     return [(e as Error).message];
   }
   // Errors quote the condition as written, not the format() GitHub would turn mixed text into.
-  const error = await checkBody(body, allowedContexts, true, cond.trim());
+  const error = await checkBody(body, allowedContexts, true, `if: ${cond.trim()}`);
   return error ? [error] : [];
 }
 
-async function checkBody(body: string, allowedContexts: string[], statusFunctions: boolean, shown = `\${{ ${body.trim()} }}`): Promise<string | null> {
+async function checkBody(body: string, allowedContexts: string[], statusFunctions: boolean, shown = `'\${{ ${body.trim()} }}'`): Promise<string | null> {
   const lib = await expressionsLib();
   try {
     parseBody(lib, body, allowedContexts, statusFunctions);
     return null;
   } catch (e) {
-    return `${(e as Error).message} in '${shown}'`;
+    return `${(e as Error).message} in ${shown}`;
   }
 }
 

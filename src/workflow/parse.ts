@@ -128,7 +128,9 @@ function loadYaml(text: string): Loaded {
   } catch (e) {
     return fail(null, `the YAML could not be read: ${(e as Error).message}`);
   }
-  const line = (offset: number) => lineCounter.linePos(offset).line;
+  // An error at the very end (e.g. an unclosed quote) would point past the last line: clamp it.
+  const lastLine = text.replace(/\n$/, '').split('\n').length;
+  const line = (offset: number) => Math.min(lineCounter.linePos(offset).line, lastLine);
   // Duplicate keys are reported by our own walk below, with the key's full path.
   const yamlProblems = [...doc.errors, ...doc.warnings]
     .filter((e) => e.code !== 'DUPLICATE_KEY')
@@ -145,7 +147,9 @@ function loadYaml(text: string): Loaded {
   try {
     value = doc.toJS({ maxAliasCount: WORKFLOW_LIMITS.maxAliases });
   } catch (e) {
-    return fail(null, `the YAML aliases expand too much (${(e as Error).message}): use fewer '*' aliases`);
+    const message = (e as Error).message;
+    if (/alias count/i.test(message)) return fail(null, `the YAML aliases expand too much (${message}): use fewer '*' aliases`);
+    return fail(null, `invalid YAML: ${message}`); // e.g. an alias whose anchor is defined later or not at all
   }
   const deepPath = jsTooDeep(value, '', 0);
   if (deepPath !== null) return fail(lineOf(walk.lines, deepPath), tooDeep(), deepPath || ROOT_PATH);

@@ -91,7 +91,7 @@ async function checkAllExpressions(wf: ParsedWorkflow, p: Problems): Promise<voi
       const hint = !/Unrecognized named-value/.test(error)
         ? ''
         : field.condition && /'secrets'/.test(error)
-          ? ': secrets cannot be used in if: conditions; put the secret in env and test env.NAME instead'
+          ? '; secrets cannot be used in if: conditions: put the secret in env and test env.NAME instead'
           : ` (available here: ${field.contexts.join(', ')})`;
       p.add(field.path, `invalid expression: ${error}${hint}`);
     }

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { openDatabase } from '../../src/db/database';
+import { MIGRATIONS, openDatabase } from '../../src/db/database';
 import { runKiln, startServer, tmpDir } from '../helpers';
 
 test('a bad variable stops start-up with a message naming it (exit 2)', async () => {
@@ -39,7 +39,7 @@ test('migrations apply once: reopening the same SQLite file keeps its rows', asy
   await a.close();
   const b = await openDatabase({ database: { kind: 'sqlite', file } });
   assert.deepEqual(await b.all('SELECT name FROM environment_versions'), [{ name: 'x' }]);
-  assert.deepEqual(await b.all('SELECT id FROM kiln_migrations'), [{ id: 1 }]);
+  assert.deepEqual((await b.all<{ id: number }>('SELECT id FROM kiln_migrations ORDER BY id')).map((r) => Number(r.id)), MIGRATIONS.map((_, i) => i + 1));
   await b.close();
 });
 

@@ -1,0 +1,48 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { LogRecord, LogWriter } from './log-store';
+
+function read(file: string): LogRecord[] {
+  return fs.readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as LogRecord);
+}
+
+function writer(cap: number): LogWriter {
+  return new LogWriter(path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-log-')), 'job.jsonl'), cap);
+}
+
+test('lines are split per step and stream; partial lines and split UTF-8 survive chunking', () => {
+  const w = writer(1024 * 1024);
+  const euro = Buffer.from('€');
+  w.write(0, 'stdout', Buffer.from('hel'));
+  w.write(0, 'stderr', Buffer.from('err line\n'));
+  w.write(0, 'stdout', Buffer.concat([Buffer.from('lo '), euro.subarray(0, 1)]));
+  w.write(0, 'stdout', Buffer.concat([euro.subarray(1), Buffer.from('\r\nsecond')]));
+  w.close();
+  const recs = read(w.file);
+  assert.deepEqual(recs.map((r) => [r.i, r.s, r.l]), [[0, 'e', 'err line'], [0, 'o', 'hello €'], [0, 'o', 'second']]);
+  assert.ok(recs.every((r) => typeof r.t === 'number'));
+});
+
+test('a single huge line is cut into 64 KiB pieces instead of held in memory', () => {
+  const w = writer(10 * 1024 * 1024);
+  w.write(1, 'stdout', Buffer.alloc(200 * 1024, 'x'));
+  w.close();
+  const lens = read(w.file).map((r) => r.l.length);
+  assert.deepEqual(lens, [65536, 65536, 65536, 8192]);
+});
+
+test('the cap truncates with one visible notice and counts what was dropped', () => {
+  const w = writer(4096);
+  for (let i = 0; i < 1000; i++) w.write(0, 'stdout', Buffer.from(`line ${i}\n`));
+  w.notice(0, 'step ended');
+  w.close();
+  const recs = read(w.file);
+  assert.ok(fs.statSync(w.file).size < 4096 + 1024, 'the file stays near the cap');
+  const notices = recs.filter((r) => r.s === 'k').map((r) => r.l);
+  assert.equal(notices.filter((n) => n.startsWith('log cap of 4096 bytes reached')).length, 1);
+  assert.ok(notices.includes('step ended'), 'Kiln notices are kept past the cap');
+  assert.match(notices[notices.length - 1], /^log truncated: \d+ more bytes of output were not kept/);
+});

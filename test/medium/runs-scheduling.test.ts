@@ -1,0 +1,194 @@
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { INestApplication } from '@nestjs/common';
+import request from 'supertest';
+import { CatalogueRepository } from '../../src/catalogue/catalogue.repository';
+import { EXECUTION_BACKEND } from '../../src/execution/backend';
+import { AppModule, configureHttp } from '../../src/app';
+import { Test } from '@nestjs/testing';
+import { FakeBackend } from '../fixtures/fake-backend';
+import { makeReport } from '../fixtures/reports';
+import { makeTar } from '../fixtures/archives';
+import { testConfig } from '../helpers';
+
+/** Scheduling and step semantics, with real SQLite and Redis and a scripted backend. */
+describe('runs: scheduling and step semantics (SQLite, Redis, scripted backend)', () => {
+  let app: INestApplication;
+  let http: ReturnType<typeof request>;
+  const backend = new FakeBackend();
+
+  before(async () => {
+    const config = testConfig({ KILN_QUEUE_PREFIX: `medium-${process.pid}-${Date.now()}`, KILN_WORKER_CONCURRENCY: '4' });
+    const moduleRef = await Test.createTestingModule({ imports: [AppModule.forRole(config, 'serve')] })
+      .overrideProvider(EXECUTION_BACKEND).useValue(backend).compile();
+    app = moduleRef.createNestApplication({ logger: ['error'] });
+    configureHttp(app);
+    await app.init();
+    http = request(app.getHttpServer());
+    await app.get(CatalogueRepository).upsert(makeReport());
+  });
+  after(async () => app?.close());
+
+  async function submit(workflow: string) {
+    const res = await http.post('/api/v1/runs').attach('source', await makeTar([['.kiln.yml', workflow]]), 'p.tar.gz');
+    assert.equal(res.status, 201, JSON.stringify(res.body));
+    return res.body as { id: string };
+  }
+
+  async function finished(id: string) {
+    for (let i = 0; i < 200; i++) {
+      const r = await http.get(`/api/v1/runs/${id}`);
+      if (r.body.status === 'completed') return r.body as { conclusion: string; jobs: { key: string; id: string; conclusion: string; error: string | null; attempts: number; steps: { outcome: string; conclusion: string; reason: string | null; exitCode: number | null }[] }[] };
+      await new Promise((res) => setTimeout(res, 50));
+    }
+    throw new Error(`run ${id} did not finish`);
+  }
+
+  const logsOf = async (id: string) => (await http.get(`/api/v1/runs/${id}/logs`)).text;
+
+  test('needs: a job starts only after the jobs it needs; a failed need skips its dependents', async () => {
+    const run = await submit(`
+jobs:
+  build: { runs-on: python-3.11, steps: [ { run: "echo build" } ] }
+  test: { runs-on: python-3.11, needs: build, steps: [ { run: "exit 1" } ] }
+  deploy: { runs-on: python-3.11, needs: [test], steps: [ { run: "echo deploy" } ] }
+  report: { runs-on: python-3.11, needs: [test], if: "always()", steps: [ { run: "echo report" } ] }
+  onfail: { runs-on: python-3.11, needs: [test], if: "\${{ failure() }}", steps: [ { run: "echo onfail" } ] }
+`);
+    const done = await finished(run.id);
+    const by = Object.fromEntries(done.jobs.map((j) => [j.key, j.conclusion]));
+    assert.deepEqual(by, { build: 'success', test: 'failure', deploy: 'skipped', report: 'success', onfail: 'success' });
+    assert.equal(done.conclusion, 'failure');
+    const ids = Object.fromEntries(done.jobs.map((j) => [j.key, j.id]));
+    assert.ok(backend.started.indexOf(ids.build) < backend.started.indexOf(ids.test));
+    assert.ok(!backend.started.includes(ids.deploy), 'a skipped job gets no sandbox');
+  });
+
+  test('steps: if: failure(), continue-on-error, outcome vs conclusion', async () => {
+    const run = await submit(`
+jobs:
+  j:
+    runs-on: python-3.11
+    steps:
+      - id: flaky
+        run: exit 3
+        continue-on-error: true
+      - run: echo after-flaky
+      - run: exit 1
+      - run: echo skipped-by-default
+      - if: failure()
+        run: echo cleanup
+      - if: \${{ always() && steps.flaky.outcome == 'failure' && steps.flaky.conclusion == 'success' }}
+        run: echo outcome-differs
+`);
+    const done = await finished(run.id);
+    const steps = done.jobs[0].steps;
+    assert.deepEqual(steps.map((s) => [s.outcome, s.conclusion]), [
+      ['failure', 'success'], ['success', 'success'], ['failure', 'failure'], ['skipped', 'skipped'], ['success', 'success'], ['success', 'success'],
+    ]);
+    assert.equal(steps[0].exitCode, 3);
+    assert.equal(done.conclusion, 'failure');
+    const log = await logsOf(run.id);
+    assert.match(log, /after-flaky/);
+    assert.match(log, /cleanup/);
+    assert.match(log, /outcome-differs/);
+    assert.doesNotMatch(log, /skipped-by-default/);
+  });
+
+  test('GITHUB_ENV, GITHUB_OUTPUT and expressions carry state between steps', async () => {
+    const run = await submit(`
+env: { GREETING: hello }
+jobs:
+  j:
+    runs-on: python-3.11
+    env: { WHO: "\${{ github.repository }}" }
+    steps:
+      - id: one
+        run: |
+          setenv FROM_STEP=one
+          output answer=42
+      - run: |
+          printenv FROM_STEP
+          printenv GREETING
+          printenv WHO
+          echo answer-\${{ steps.one.outputs.answer }}
+          printenv GITHUB_SHA
+        env: { STEP_ONLY: yes }
+`);
+    const done = await finished(run.id);
+    assert.equal(done.conclusion, 'success');
+    const log = await logsOf(run.id);
+    assert.match(log, /FROM_STEP=one/);
+    assert.match(log, /GREETING=hello/);
+    assert.match(log, /WHO=local\/upload/);
+    assert.match(log, /answer-42/);
+    assert.match(log, /GITHUB_SHA=[0-9a-f]{40}/);
+  });
+
+  test('matrix: max-parallel holds, and fail-fast cancels the rest after a failure', async () => {
+    backend.maxRunning = 0;
+    const run = await submit(`
+jobs:
+  m:
+    runs-on: python-3.11
+    strategy:
+      max-parallel: 1
+      matrix: { n: [1, 2, 3, 4] }
+    steps:
+      - run: |
+          sleep 100
+          exit \${{ matrix.n == 2 && 1 || 0 }}
+`);
+    const done = await finished(run.id);
+    assert.equal(backend.maxRunning, 1, 'never more than one matrix job at a time');
+    assert.deepEqual(done.jobs.map((j) => j.conclusion), ['success', 'failure', 'cancelled', 'cancelled']);
+    assert.equal(done.conclusion, 'failure');
+  });
+
+  test('limits are reported as such: OOM and step timeout', async () => {
+    const run = await submit(`
+jobs:
+  j:
+    runs-on: python-3.11
+    steps:
+      - run: oom
+        continue-on-error: true
+      - run: hang
+        timeout-minutes: 0.002
+`);
+    const done = await finished(run.id);
+    const steps = done.jobs[0].steps;
+    assert.equal(steps[0].reason, 'oom-killed');
+    assert.equal(steps[1].reason, 'timeout');
+    assert.equal(done.conclusion, 'failure');
+  });
+
+  test('an engine that is down before any step runs is retried, then the job runs', async () => {
+    backend.failStartsLeft = 1;
+    const run = await submit('jobs:\n  j:\n    runs-on: python-3.11\n    steps:\n      - run: echo second-try\n');
+    const done = await finished(run.id);
+    assert.equal(done.conclusion, 'success');
+    assert.equal(done.jobs[0].attempts, 2);
+    assert.match(await logsOf(run.id), /could not prepare the sandbox: Docker engine: connect ECONNREFUSED/);
+  });
+
+  test('cancel: a running job is stopped and the run ends cancelled; every sandbox is destroyed', async () => {
+    const run = await submit('jobs:\n  j:\n    runs-on: python-3.11\n    steps:\n      - run: hang\n      - if: always()\n        run: echo after\n');
+    for (let i = 0; i < 100 && !backend.execs.some((e) => e.script === 'hang'); i++) await new Promise((r) => setTimeout(r, 50));
+    await http.post(`/api/v1/runs/${run.id}/cancel`).expect(202);
+    const done = await finished(run.id);
+    assert.equal(done.conclusion, 'cancelled');
+    assert.equal(done.jobs[0].steps[0].reason, 'cancelled');
+    for (const id of backend.started) assert.ok(backend.destroyed.includes(id), `sandbox ${id} destroyed`);
+  });
+
+  test('unknown runs and bad ids are 404/400 with a message', async () => {
+    const missing = await http.get('/api/v1/runs/doesnotexist').expect(404);
+    assert.match(missing.body.message, /no run doesnotexist/);
+    await http.get('/api/v1/runs/' + encodeURIComponent('../../etc')).expect((r) => assert.ok([400, 404].includes(r.status)));
+    const both = await http.post('/api/v1/runs').send({ command: 'x', repo: 'https://h/r' }).expect(400);
+    assert.match(JSON.stringify(both.body.message), /either \{repo, ref\}/);
+    const unknown = await http.post('/api/v1/runs').send({ command: 'x', image: 'evil' }).expect(400);
+    assert.match(JSON.stringify(unknown.body.message), /property image should not exist/);
+  });
+});
