@@ -37,3 +37,16 @@ test('every bad variable is named at once', () => {
     return m.includes('KILN_PORT') && m.includes('REDIS_URL');
   });
 });
+
+test('ubuntu-latest follows the default environment; KILN_LABEL_MAP adds or overrides', () => {
+  assert.equal(loadConfig({ KILN_DEFAULT_ENVIRONMENT: 'python-3.13' }).labelMap['ubuntu-latest'], 'python-3.13');
+  const c = loadConfig({ KILN_LABEL_MAP: 'ubuntu-latest=python-3.9,py=python-3.11' });
+  assert.equal(c.labelMap['ubuntu-latest'], 'python-3.9');
+  assert.equal(c.labelMap.py, 'python-3.11');
+});
+
+test('job limits: sizes parse, and a default above its maximum stops start-up', () => {
+  assert.equal(loadConfig({ KILN_JOB_MEMORY: '512m' }).jobs.memoryBytes, 512 * 1024 * 1024);
+  assert.throws(() => loadConfig({ KILN_JOB_MEMORY: '16g' }), /KILN_JOB_MEMORY: the default is above KILN_JOB_MEMORY_MAX/);
+  assert.throws(() => loadConfig({ KILN_JOB_WORKSPACE: 'lots' }), /KILN_JOB_WORKSPACE="lots": must be a size/);
+});

@@ -150,14 +150,22 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     uploadMaxBytes: parseSize(schema.KILN_UPLOAD_MAX ?? '256m'),
     artifactMaxBytes: parseSize(schema.KILN_ARTIFACT_MAX ?? '256m'),
     artifactRetentionDays: schema.KILN_ARTIFACT_RETENTION_DAYS ?? 30,
-    labelMap: Object.fromEntries(
-      (schema.KILN_LABEL_MAP ?? 'ubuntu-latest=python-3.11,ubuntu-24.04=python-3.11,ubuntu-22.04=python-3.11').split(',').map((pair) => pair.split('=') as [string, string]),
-    ),
+    labelMap: labelMap(schema.KILN_LABEL_MAP, schema.KILN_DEFAULT_ENVIRONMENT ?? 'python-3.11'),
     git: {
       allowedSchemes: (schema.KILN_GIT_SCHEMES ?? 'https').split(','),
       allowPrivateHosts: schema.KILN_GIT_ALLOW_PRIVATE === 'true',
     },
   };
+}
+
+/** GitHub's hosted-runner labels point at the default environment unless KILN_LABEL_MAP says otherwise. */
+function labelMap(raw: string | undefined, defaultEnvironment: string): Record<string, string> {
+  const map: Record<string, string> = { 'ubuntu-latest': defaultEnvironment, 'ubuntu-24.04': defaultEnvironment, 'ubuntu-22.04': defaultEnvironment };
+  for (const pair of raw ? raw.split(',') : []) {
+    const [label, env] = pair.split('=');
+    map[label] = env;
+  }
+  return map;
 }
 
 function jobLimits(schema: EnvSchema): JobLimitsConfig {

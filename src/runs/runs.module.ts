@@ -8,6 +8,7 @@ import { JobRunner } from '../execution/job-runner';
 import { QueueModule } from '../queue/queue.module';
 import { FileStore } from '../storage/file-store';
 import { LogStore } from '../storage/log-store';
+import { ArtifactReaper } from './artifact-reaper';
 import { JobWorker } from './job-worker';
 import { LogsService } from './logs.service';
 import { RunScheduler } from './run-scheduler';
@@ -23,7 +24,7 @@ export class RunsCoreModule {
       module: RunsCoreModule,
       global: true,
       imports: [QueueModule.forConfig(config)],
-      providers: [RunsRepository, RunScheduler, FileStore, LogStore],
+      providers: [RunsRepository, RunScheduler, FileStore, LogStore, ArtifactReaper],
       exports: [RunsRepository, RunScheduler, FileStore, LogStore, QueueModule],
     };
   }

@@ -10,6 +10,10 @@ import { FakeBackend } from '../fixtures/fake-backend';
 import { makeReport } from '../fixtures/reports';
 import { makeTar } from '../fixtures/archives';
 import { testConfig } from '../helpers';
+import * as fs from 'node:fs';
+import { RunsRepository } from '../../src/runs/runs.repository';
+import { FileStore } from '../../src/storage/file-store';
+import { ArtifactReaper } from '../../src/runs/artifact-reaper';
 
 /** Scheduling and step semantics, with real SQLite and Redis and a scripted backend. */
 describe('runs: scheduling and step semantics (SQLite, Redis, scripted backend)', () => {
@@ -180,6 +184,21 @@ jobs:
     assert.equal(done.conclusion, 'cancelled');
     assert.equal(done.jobs[0].steps[0].reason, 'cancelled');
     for (const id of backend.started) assert.ok(backend.destroyed.includes(id), `sandbox ${id} destroyed`);
+  });
+
+  test('retention: an expired artifact is deleted (file and record) and answers 404', async () => {
+    const run = await submit('jobs:\n  j:\n    runs-on: python-3.11\n    steps:\n      - run: echo hi\n');
+    const done = await finished(run.id);
+    const repo = app.get(RunsRepository);
+    const file = app.get(FileStore).artifact(run.id, 'expiring');
+    fs.writeFileSync(file, 'tar bytes');
+    const created = new Date(Date.now() - 2 * 86_400_000);
+    await repo.insertArtifact({ id: 'expiring', runId: run.id, jobId: done.jobs[0].id, name: 'old', sizeBytes: 9, files: 1, createdAt: created.toISOString(), expiresAt: new Date(Date.now() - 86_400_000).toISOString() });
+    await http.get(`/api/v1/runs/${run.id}/artifacts/old`).expect(200);
+    assert.equal(await app.get(ArtifactReaper).sweep(), 1);
+    assert.ok(!fs.existsSync(file), 'the file is gone');
+    const res = await http.get(`/api/v1/runs/${run.id}/artifacts/old`).expect(404);
+    assert.match(res.body.message, /has no artifact named 'old'/);
   });
 
   test('unknown runs and bad ids are 404/400 with a message', async () => {

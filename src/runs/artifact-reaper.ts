@@ -1,0 +1,36 @@
+import { Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
+import * as fs from 'node:fs';
+import { FileStore } from '../storage/file-store';
+import { RunsRepository } from './runs.repository';
+
+const EVERY_MS = 10 * 60_000;
+
+/** Honours retention: expired artifacts are deleted (file and record) at start-up and every 10 minutes. */
+@Injectable()
+export class ArtifactReaper implements OnApplicationBootstrap, OnApplicationShutdown {
+  private readonly log = new Logger('Artifacts');
+  private timer?: NodeJS.Timeout;
+
+  constructor(private readonly repo: RunsRepository, private readonly files: FileStore) {}
+
+  onApplicationBootstrap(): void {
+    void this.sweep().catch((e: Error) => this.log.warn(`retention sweep: ${e.message}`));
+    this.timer = setInterval(() => void this.sweep().catch((e: Error) => this.log.warn(`retention sweep: ${e.message}`)), EVERY_MS);
+    this.timer.unref();
+  }
+
+  onApplicationShutdown(): void {
+    clearInterval(this.timer);
+  }
+
+  /** Deletes every artifact whose retention has passed; returns how many. */
+  async sweep(now = new Date()): Promise<number> {
+    const expired = await this.repo.expiredArtifacts(now.toISOString());
+    for (const a of expired) {
+      await fs.promises.rm(this.files.artifact(a.runId, a.id), { force: true });
+      await this.repo.deleteArtifact(a.id);
+    }
+    if (expired.length) this.log.log(`deleted ${expired.length} expired artifact(s)`);
+    return expired.length;
+  }
+}
