@@ -43,6 +43,8 @@ export function makeLogger(config: KilnConfig): ConsoleLogger {
 /** Applies what every HTTP instance of Kiln has: prefix, validation, error shape, OpenAPI docs. */
 export function configureHttp(app: INestApplication): void {
   app.setGlobalPrefix(API_PREFIX);
+  // JSON bodies carry the quick form's files (4 MiB in all); tarballs come as multipart, capped by multer.
+  (app as NestExpressApplication).useBodyParser('json', { limit: '6mb' });
   app.useGlobalPipes(new ValidationPipe({ whitelist: true, forbidNonWhitelisted: true, transform: true, stopAtFirstError: false }));
   app.useGlobalFilters(new ErrorsFilter());
   (app as NestExpressApplication).disable?.('x-powered-by');

@@ -1,5 +1,6 @@
 import { ArgumentsHost, Catch, ExceptionFilter, HttpException, HttpStatus, Logger } from '@nestjs/common';
 import type { Response } from 'express';
+import { STATUS_CODES } from 'node:http';
 import { EngineUnavailableError } from '../docker/docker-engine';
 
 /**
@@ -18,10 +19,14 @@ export class ErrorsFilter implements ExceptionFilter {
       res.status(err.getStatus()).json(typeof body === 'string' ? { statusCode: err.getStatus(), message: body } : body);
       return;
     }
-    const e = err as { status?: number; message?: string };
+    const e = err as { status?: number; message?: string; type?: string; limit?: number };
+    if (e.type === 'entity.too.large') {
+      res.status(413).json({ statusCode: 413, error: 'Payload Too Large', message: `the request body is too large: the limit is ${e.limit} bytes (send a project as a multipart tarball)` });
+      return;
+    }
     // body-parser errors (malformed JSON, too large) carry their own 4xx status.
     if (typeof e.status === 'number' && e.status >= 400 && e.status < 500) {
-      res.status(e.status).json({ statusCode: e.status, error: 'Bad Request', message: e.message ?? 'bad request' });
+      res.status(e.status).json({ statusCode: e.status, error: STATUS_CODES[e.status] ?? 'Client Error', message: e.message ?? 'bad request' });
       return;
     }
     if (err instanceof EngineUnavailableError) {

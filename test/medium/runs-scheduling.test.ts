@@ -201,6 +201,13 @@ jobs:
     assert.match(res.body.message, /has no artifact named 'old'/);
   });
 
+  test('request size limits: 413 with the limit, never a 500', async () => {
+    const big = await http.post('/api/v1/runs').set('content-type', 'application/json').send(JSON.stringify({ command: 'true', files: { 'a.txt': 'x'.repeat(7 * 1024 * 1024) } })).expect(413);
+    assert.match(big.body.message, /too large: the limit is 6291456 bytes/);
+    const manyFiles = await http.post('/api/v1/runs').send({ command: 'true', files: { 'a.txt': 'x'.repeat(2 * 1024 * 1024) } }).expect(400);
+    assert.match(manyFiles.body.message, /files: .*a\.txt/);
+  });
+
   test('unknown runs and bad ids are 404/400 with a message', async () => {
     const missing = await http.get('/api/v1/runs/doesnotexist').expect(404);
     assert.match(missing.body.message, /no run doesnotexist/);
