@@ -28,6 +28,7 @@ echo $! >"$DATA_DIR/kiln.pid"
 for _ in $(seq 1 120); do
   if node -e "require('http').get('http://$HOST:$PORT/api/v1/health',r=>process.exit(r.statusCode<500?0:1)).on('error',()=>process.exit(1))" 2>/dev/null; then
     say "Kiln is serving on http://$HOST:$PORT  (API /api/v1, docs /api/docs; stop with: npm run down)"
+    if [ -z "${KILN_ADMIN_TOKEN:-}" ]; then say "admin token: $DATA_DIR/admin-token  (export KILN_TOKEN=\$(cat $DATA_DIR/admin-token))"; fi
     exit 0
   fi
   kill -0 "$(cat "$DATA_DIR/kiln.pid")" 2>/dev/null || { tail -n 30 "$DATA_DIR/logs/kiln.log" >&2; die "kiln serve exited; log above"; }

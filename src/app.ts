@@ -2,10 +2,11 @@ import { ConsoleLogger, DynamicModule, INestApplication, LogLevel, Module, Valid
 import { NestFactory } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
-import { CatalogueModule } from './catalogue/catalogue.module';
-import type { KilnConfig, Role } from './config/config';
+import { CatalogueApiModule, CatalogueModule } from './catalogue/catalogue.module';
+import { KILN_CONFIG, KilnConfig, Role } from './config/config';
 import { CoreModule } from './core.module';
 import { HealthModule } from './health/health.module';
+import { AuthApiModule, AuthCoreModule } from './auth/auth.module';
 import { RunsApiModule, RunsCoreModule, WorkerModule } from './runs/runs.module';
 import { ErrorsFilter } from './http/errors.filter';
 
@@ -22,8 +23,8 @@ export class AppModule {
       imports: [
         CoreModule.forConfig(config),
         CatalogueModule,
-        ...(http || worker ? [RunsCoreModule.forConfig(config)] : []),
-        ...(http ? [HealthModule, RunsApiModule.forConfig(config)] : []),
+        ...(http || worker ? [AuthCoreModule, RunsCoreModule.forConfig(config)] : []),
+        ...(http ? [AuthApiModule, CatalogueApiModule, HealthModule, RunsApiModule.forConfig(config)] : []),
         ...(worker ? [WorkerModule.forConfig(config)] : []),
       ],
     };
@@ -46,12 +47,13 @@ export function configureHttp(app: INestApplication): void {
   // JSON bodies carry the quick form's files (4 MiB in all); tarballs come as multipart, capped by multer.
   (app as NestExpressApplication).useBodyParser('json', { limit: '6mb' });
   app.useGlobalPipes(new ValidationPipe({ whitelist: true, forbidNonWhitelisted: true, transform: true, stopAtFirstError: false }));
-  app.useGlobalFilters(new ErrorsFilter());
+  app.useGlobalFilters(new ErrorsFilter(app.get<KilnConfig>(KILN_CONFIG, { strict: false }).uploadMaxBytes));
   (app as NestExpressApplication).disable?.('x-powered-by');
   const doc = new DocumentBuilder()
     .setTitle('Kiln')
     .setDescription('Published runner environments and hardened job execution for untrusted code')
     .setVersion('1')
+    .addBearerAuth()
     .build();
   SwaggerModule.setup('api/docs', app, () => SwaggerModule.createDocument(app, doc));
 }

@@ -10,6 +10,8 @@ import { KilnConfig, loadConfig, projectRoot, Role } from '../src/config/config'
 import { DockerEngine } from '../src/docker/docker-engine';
 
 export const ROOT = projectRoot();
+/** The admin token every test server is started with (KILN_ADMIN_TOKEN). */
+export const TEST_ADMIN_TOKEN = 'kiln_test_admin_token_0123456789abcdef';
 export const KILN_BIN = path.join(ROOT, 'bin', 'kiln.js');
 
 export function tmpDir(prefix = 'kiln-test-'): string {
@@ -18,7 +20,7 @@ export function tmpDir(prefix = 'kiln-test-'): string {
 
 /** A configuration of its own for one test file: its own data folder (SQLite, files). */
 export function testConfig(env: Record<string, string> = {}): KilnConfig {
-  return loadConfig({ KILN_DATA_DIR: tmpDir(), KILN_LOG_LEVEL: 'error', ...env });
+  return loadConfig({ KILN_DATA_DIR: tmpDir(), KILN_LOG_LEVEL: 'error', KILN_ADMIN_TOKEN: TEST_ADMIN_TOKEN, ...env });
 }
 
 /** The Nest app as `kiln serve` builds it, optionally with the engine replaced. */
@@ -67,7 +69,7 @@ export async function startServer(env: Record<string, string>, role: Role = 'ser
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const proc = spawn(process.execPath, [KILN_BIN, role], {
-    env: { ...process.env, KILN_PORT: String(port), KILN_HOST: '127.0.0.1', ...env },
+    env: { ...process.env, KILN_PORT: String(port), KILN_HOST: '127.0.0.1', KILN_ADMIN_TOKEN: TEST_ADMIN_TOKEN, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';

@@ -1,11 +1,20 @@
-import { Controller, Get, Header, Param, Query, Res } from '@nestjs/common';
+import { Authenticated, CurrentPrincipal, Public } from '../auth/auth.guard';
+import { AuthService } from '../auth/auth.service';
+import type { Principal } from '../auth/auth.types';
+import { PublishService } from './publish.service';
+import { Body, Controller, Get, Header, HttpCode, Param, Post, Query, Res } from '@nestjs/common';
 import { ApiOkResponse, ApiOperation, ApiProduces, ApiQuery, ApiTags } from '@nestjs/swagger';
-import { IsIn, IsNotEmpty, IsOptional, IsString, Matches, MaxLength } from 'class-validator';
+import { ArrayMaxSize, IsArray, IsIn, IsNotEmpty, IsOptional, IsString, Matches, MaxLength } from 'class-validator';
 import type { Response } from 'express';
 import { CatalogueService } from './catalogue.service';
 import { diffToMarkdown, reportToMarkdown } from './markdown';
 
 const VERSION = /^(\d{8}\.\d{1,3}|latest)$/;
+
+export class PublishDto {
+  @IsOptional() @IsArray() @ArrayMaxSize(50) @Matches(/^[a-z0-9][a-z0-9.-]{0,62}$/, { each: true, message: 'each name must be an environment name' })
+  names?: string[];
+}
 
 export class ListQuery {
   @IsOptional() @IsString() @MaxLength(200) @Matches(/^[A-Za-z0-9][A-Za-z0-9._+-]*$/, { message: 'package must be a package name such as numpy' })
@@ -29,14 +38,32 @@ export class DiffQuery extends ReportQuery {
 
 @ApiTags('environments')
 @Controller('environments')
+@Public()
 export class CatalogueController {
-  constructor(private readonly catalogue: CatalogueService) {}
+  constructor(private readonly catalogue: CatalogueService, private readonly publisher: PublishService, private readonly auth: AuthService) {}
 
   @Get()
   @ApiOperation({ summary: 'Published environments at their latest version; ?package=NAME shows which carry it, at what version' })
   @ApiQuery({ name: 'package', required: false })
   list(@Query() q: ListQuery) {
     return this.catalogue.list(q.package);
+  }
+
+  @Post('publish')
+  @HttpCode(202)
+  @Authenticated()
+  @ApiOperation({ summary: 'Admin: build, probe and publish environments from the manifests (all, or `names`), in the background' })
+  publish(@CurrentPrincipal() p: Principal, @Body() body: PublishDto) {
+    this.auth.assertAdmin(p);
+    return this.publisher.start(body.names ?? []);
+  }
+
+  @Get('publish')
+  @Authenticated()
+  @ApiOperation({ summary: 'Admin: the state of the last publish' })
+  publishStatus(@CurrentPrincipal() p: Principal) {
+    this.auth.assertAdmin(p);
+    return this.publisher.status();
   }
 
   @Get(':name')

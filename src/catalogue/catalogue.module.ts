@@ -4,10 +4,19 @@ import { CatalogueBuilder } from './catalogue.builder';
 import { CatalogueController } from './catalogue.controller';
 import { CatalogueRepository } from './catalogue.repository';
 import { CatalogueService } from './catalogue.service';
+import { PublishService } from './publish.service';
 
+/** Manifests -> images -> reports: used by every role. */
 @Module({
-  controllers: [CatalogueController],
   providers: [CatalogueRepository, CatalogueService, CatalogueBuilder, BaseImageProvider],
-  exports: [CatalogueService, CatalogueBuilder],
+  exports: [CatalogueService, CatalogueBuilder, CatalogueRepository],
 })
 export class CatalogueModule {}
+
+/** The catalogue's HTTP side (public reads, admin publish): API roles only. */
+@Module({
+  imports: [CatalogueModule],
+  controllers: [CatalogueController],
+  providers: [PublishService],
+})
+export class CatalogueApiModule {}

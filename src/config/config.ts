@@ -47,6 +47,12 @@ export class EnvSchema {
   @IsOptional() @Matches(/^(https|http|git|ssh)(,(https|http|git|ssh))*$/, { message: 'must be a comma-separated list of https, http, git, ssh' }) KILN_GIT_SCHEMES?: string;
   @IsOptional() @IsIn(['true', 'false'], { message: 'must be true or false' }) KILN_GIT_ALLOW_PRIVATE?: string;
   @IsOptional() @Matches(/^[A-Za-z0-9_-]{1,64}$/, { message: 'must be letters, digits, - or _' }) KILN_QUEUE_PREFIX?: string;
+  @IsOptional() @Matches(/^[A-Za-z0-9_.~+\/=-]{20,256}$/, { message: 'must be 20 to 256 characters without spaces' }) KILN_ADMIN_TOKEN?: string;
+  @IsOptional() @Matches(/^[A-Za-z0-9+\/]{43}=$/, { message: 'must be 32 bytes in base64 (openssl rand -base64 32)' }) KILN_SECRET_KEY?: string;
+  @IsOptional() @int() @IsInt() @Min(1) @Max(1000) KILN_QUOTA_CONCURRENT_JOBS?: number;
+  @IsOptional() @int() @IsInt() @Min(1) @Max(100000) KILN_QUOTA_QUEUED_RUNS?: number;
+  @IsOptional() @int() @IsInt() @Min(1) @Max(100000) KILN_QUOTA_SUBMISSIONS_PER_MINUTE?: number;
+  @IsOptional() @Matches(SIZE, { message: SIZE_MSG }) KILN_QUOTA_ARTIFACT_BYTES?: string;
 }
 
 /** '512m' -> bytes (binary units). */
@@ -96,6 +102,9 @@ export interface KilnConfig {
   git: { allowedSchemes: string[]; allowPrivateHosts: boolean };
   /** Redis key prefix of the queue: deployments sharing one Redis keep apart by it. */
   queuePrefix: string;
+  adminToken: string | null;
+  secretKey: string | null;
+  quota: { concurrentJobs: number; queuedRuns: number; submissionsPerMinute: number; artifactBytes: number };
 }
 
 export const KILN_CONFIG = Symbol('KILN_CONFIG');
@@ -146,6 +155,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     runnerImagesDir: path.join(root, 'runner-images'),
     jobs: jobLimits(schema),
     queuePrefix: schema.KILN_QUEUE_PREFIX ?? 'kiln',
+    adminToken: schema.KILN_ADMIN_TOKEN ?? null,
+    secretKey: schema.KILN_SECRET_KEY ?? null,
+    quota: {
+      concurrentJobs: schema.KILN_QUOTA_CONCURRENT_JOBS ?? 2,
+      queuedRuns: schema.KILN_QUOTA_QUEUED_RUNS ?? 20,
+      submissionsPerMinute: schema.KILN_QUOTA_SUBMISSIONS_PER_MINUTE ?? 30,
+      artifactBytes: parseSize(schema.KILN_QUOTA_ARTIFACT_BYTES ?? '1g'),
+    },
     logCapBytes: parseSize(schema.KILN_LOG_CAP ?? '64m'),
     uploadMaxBytes: parseSize(schema.KILN_UPLOAD_MAX ?? '256m'),
     artifactMaxBytes: parseSize(schema.KILN_ARTIFACT_MAX ?? '256m'),

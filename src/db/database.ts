@@ -94,6 +94,32 @@ export const MIGRATIONS: string[] = [
      expires_at TEXT NOT NULL,
      UNIQUE (run_id, name)
    )`,
+  `CREATE TABLE users (
+     id TEXT PRIMARY KEY,
+     name TEXT NOT NULL UNIQUE,
+     is_admin INTEGER NOT NULL DEFAULT 0,
+     quota TEXT,
+     created_at TEXT NOT NULL
+   )`,
+  `CREATE TABLE tokens (
+     id TEXT PRIMARY KEY,
+     user_id TEXT NOT NULL REFERENCES users(id),
+     hash TEXT NOT NULL UNIQUE,
+     name TEXT NOT NULL,
+     created_at TEXT NOT NULL,
+     expires_at TEXT,
+     revoked_at TEXT,
+     last_used_at TEXT
+   )`,
+  `CREATE TABLE secrets (
+     user_id TEXT NOT NULL REFERENCES users(id),
+     name TEXT NOT NULL,
+     value TEXT NOT NULL,
+     created_at TEXT NOT NULL,
+     PRIMARY KEY (user_id, name)
+   )`,
+  `ALTER TABLE runs ADD COLUMN owner_id TEXT`,
+  `CREATE INDEX runs_by_owner ON runs (owner_id, status)`,
 ];
 
 class SqliteDatabase implements Database {

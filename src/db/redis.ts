@@ -7,8 +7,11 @@ export const REDIS = Symbol('REDIS');
 export function openRedis(config: Pick<KilnConfig, 'redisUrl'>): Redis {
   const client = new Redis(config.redisUrl, {
     lazyConnect: true,
+    // A command issued while (re)connecting waits briefly instead of failing at once; a Redis that
+    // stays away fails it within the command timeout.
+    enableOfflineQueue: true,
     maxRetriesPerRequest: 1,
-    enableOfflineQueue: false,
+    commandTimeout: 3000,
     retryStrategy: (times) => Math.min(times * 200, 2000),
   });
   client.on('error', () => undefined);

@@ -22,6 +22,12 @@ export interface NeedResult {
   outputs: Record<string, string>;
 }
 
+export interface RunOptions {
+  /** The run owner's secrets, for ${{ secrets.NAME }}; masked in the log. */
+  secrets: Record<string, string>;
+  artifactBytesLeft: number;
+}
+
 export interface JobOutcome {
   conclusion: Conclusion;
   error: string | null;
@@ -68,8 +74,8 @@ export class JobRunner {
     };
   }
 
-  async run(run: Run, job: Job, needs: Record<string, NeedResult>, signal: AbortSignal): Promise<JobOutcome> {
-    const out = this.logs.writer(run.id, job.id);
+  async run(run: Run, job: Job, needs: Record<string, NeedResult>, signal: AbortSignal, opts: RunOptions = { secrets: {}, artifactBytesLeft: Infinity }): Promise<JobOutcome> {
+    const out = this.logs.writer(run.id, job.id, Object.values(opts.secrets));
     const spec = job.spec;
     const limits = this.limitsFor(job);
     let handle: JobHandle | null = null;
@@ -82,14 +88,14 @@ export class JobRunner {
         out.notice(-1, `could not prepare the sandbox: ${(e as Error).message}`);
         throw new RetryableJobError((e as Error).message);
       }
-      return await this.steps(run, job, handle, out, needs, signal);
+      return await this.steps(run, job, handle, out, needs, signal, opts);
     } finally {
       if (handle) await this.backend.destroyJob(handle).catch((e: Error) => this.log.warn(`destroying ${job.id}: ${e.message}`));
       out.close();
     }
   }
 
-  private async steps(run: Run, job: Job, handle: JobHandle, out: LogWriter, needs: Record<string, NeedResult>, signal: AbortSignal): Promise<JobOutcome> {
+  private async steps(run: Run, job: Job, handle: JobHandle, out: LogWriter, needs: Record<string, NeedResult>, signal: AbortSignal, opts: RunOptions): Promise<JobOutcome> {
     const spec = job.spec;
     const deadline = Date.now() + spec.timeoutMinutes * 60_000;
     let jobStatus: 'success' | 'failure' = 'success';
@@ -102,7 +108,7 @@ export class JobRunner {
       github, matrix: spec.matrix ?? {}, needs, steps: stepsCtx, job: { status: jobStatus },
       runner: { os: 'Linux', arch: 'X64', name: 'kiln', temp: '/tmp', tool_cache: '/opt/hostedtoolcache', environment: 'self-hosted' },
       strategy: spec.strategy ? { 'fail-fast': spec.strategy.failFast, 'max-parallel': spec.strategy.maxParallel } : {},
-      env: jobEnv, secrets: {}, vars: {}, inputs: {},
+      env: jobEnv, secrets: opts.secrets, vars: {}, inputs: {},
     });
     // Job env is evaluated once, in order; later steps see what GITHUB_ENV adds on top.
     for (const [k, v] of Object.entries(spec.env)) jobEnv[k] = await interpolate(v, baseCtx());
@@ -152,7 +158,7 @@ export class JobRunner {
           out.notice(step.index, `the source is already in ${WORKSPACE} (actions/checkout is built in)`);
           result = { outcome: 'success', reason: null, exitCode: null, outputs: {} };
         } else if (step.uses === 'upload-artifact') {
-          result = await this.uploadArtifact(run, job, handle, step, ctx, status, out);
+          result = await this.uploadArtifact(run, job, handle, step, ctx, status, out, opts);
         } else {
           result = await this.runScript(run, job, handle, step, ctx, status, stepEnv, extraPath, stepTimeout, out, signal);
         }
@@ -236,7 +242,7 @@ export class JobRunner {
     extraPath.unshift(...dirs.reverse());
   }
 
-  private async uploadArtifact(run: Run, job: Job, handle: JobHandle, step: StepSpec, ctx: ExprContext, status: StatusFunctions, out: LogWriter) {
+  private async uploadArtifact(run: Run, job: Job, handle: JobHandle, step: StepSpec, ctx: ExprContext, status: StatusFunctions, out: LogWriter, opts: RunOptions) {
     const i = step.index;
     const name = (await interpolate(step.with.name ?? 'artifact', ctx, status)).trim();
     const fail = (message: string, reason: StepReason = 'artifact-error') => {
@@ -276,6 +282,11 @@ export class JobRunner {
     if (collected.exitCode !== 0 && collected.stderr) out.notice(i, `warning: ${collected.stderr.trim().slice(0, 500)}`);
     const dropped = (sanitized as { droppedLinks?: number }).droppedLinks ?? 0;
     if (dropped) out.notice(i, `warning: ${dropped} symbolic link(s) were left out of the artifact`);
+    if (sanitized.totalBytes > opts.artifactBytesLeft) {
+      await fs.promises.rm(tmp, { force: true });
+      return fail(`artifact '${name}' (${sanitized.totalBytes} bytes) would exceed your artifact storage quota (${Math.max(0, opts.artifactBytesLeft)} bytes left)`);
+    }
+    opts.artifactBytesLeft -= sanitized.totalBytes;
     await fs.promises.rename(tmp, target);
     const createdAt = new Date();
     try {

@@ -1,7 +1,8 @@
-import { ArgumentsHost, Catch, ExceptionFilter, HttpException, HttpStatus, Logger } from '@nestjs/common';
+import { ArgumentsHost, Catch, ExceptionFilter, HttpException, HttpStatus, Logger, PayloadTooLargeException } from '@nestjs/common';
 import type { Response } from 'express';
 import { STATUS_CODES } from 'node:http';
 import { EngineUnavailableError } from '../docker/docker-engine';
+import { QuotaExceededException } from './quota';
 
 /**
  * Every error leaves as JSON `{ statusCode, error, message }`. Infrastructure faults are 503 (retry
@@ -11,11 +12,19 @@ import { EngineUnavailableError } from '../docker/docker-engine';
 export class ErrorsFilter implements ExceptionFilter {
   private readonly log = new Logger('HTTP');
 
+  /** uploadMaxBytes: named in the 413 for an upload that is too large (multer only says "File too large"). */
+  constructor(private readonly uploadMaxBytes?: number) {}
+
   catch(err: unknown, host: ArgumentsHost): void {
     const res = host.switchToHttp().getResponse<Response>();
     if (res.headersSent) return;
     if (err instanceof HttpException) {
       const body = err.getResponse();
+      if (err instanceof QuotaExceededException) res.set('Retry-After', String(err.retryAfterSeconds));
+      if (err instanceof PayloadTooLargeException && err.message === 'File too large') {
+        res.status(413).json({ statusCode: 413, error: 'Payload Too Large', message: `the upload is too large: the limit is ${this.uploadMaxBytes ?? 'set by KILN_UPLOAD_MAX'} bytes (KILN_UPLOAD_MAX)` });
+        return;
+      }
       res.status(err.getStatus()).json(typeof body === 'string' ? { statusCode: err.getStatus(), message: body } : body);
       return;
     }

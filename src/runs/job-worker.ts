@@ -3,6 +3,7 @@ import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdo
 import type { Job as BullJob, Queue } from 'bull';
 import { KILN_CONFIG, KilnConfig } from '../config/config';
 import { JobRunner, RetryableJobError } from '../execution/job-runner';
+import { AuthService } from '../auth/auth.service';
 import { JOBS_QUEUE, QUEUE_JOB_NAMES, QueueJobName, QueuePayloads } from '../queue/queue.types';
 import { RunScheduler } from './run-scheduler';
 import { RunsRepository } from './runs.repository';
@@ -19,6 +20,7 @@ export class JobWorker implements OnApplicationBootstrap, OnApplicationShutdown 
     private readonly repo: RunsRepository,
     private readonly runner: JobRunner,
     private readonly scheduler: RunScheduler,
+    private readonly auth: AuthService,
   ) {}
 
   onApplicationBootstrap(): void {
@@ -61,7 +63,10 @@ export class JobWorker implements OnApplicationBootstrap, OnApplicationShutdown 
     }, 1000);
     try {
       const jobs = await this.repo.jobs(runId);
-      const outcome = await this.runner.run(run, job, RunScheduler.needResults(jobs, job.spec.needs), abort.signal);
+      const owner = run.ownerId ? await this.auth.findUser(run.ownerId) : null;
+      const secrets = await this.auth.secretsOf(run.ownerId);
+      const artifactBytesLeft = owner ? this.auth.quota(owner).artifactBytes - (await this.repo.artifactBytes(owner.id)) : Infinity;
+      const outcome = await this.runner.run(run, job, RunScheduler.needResults(jobs, job.spec.needs), abort.signal, { secrets, artifactBytesLeft });
       await this.repo.transitionJob(jobId, ['in_progress'], 'completed', { conclusion: outcome.conclusion, error: outcome.error });
       if (outcome.conclusion === 'cancelled') await this.repo.closeOpenSteps(jobId, 'cancelled', 'cancelled');
     } catch (e) {
@@ -79,5 +84,6 @@ export class JobWorker implements OnApplicationBootstrap, OnApplicationShutdown 
       this.running.delete(jobId);
     }
     await this.scheduler.advance(runId);
+    await this.scheduler.advanceOwner(run.ownerId);
   }
 }

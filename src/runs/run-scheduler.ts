@@ -1,4 +1,5 @@
 import { Injectable, Logger } from '@nestjs/common';
+import { AuthService } from '../auth/auth.service';
 import { JobQueue } from '../queue/job-queue';
 import { evaluateCondition } from '../workflow/expressions';
 import type { NeedResult } from '../execution/job-runner';
@@ -16,7 +17,13 @@ export class RunScheduler {
   private readonly log = new Logger('RunScheduler');
   private readonly chains = new Map<string, Promise<void>>();
 
-  constructor(private readonly repo: RunsRepository, private readonly queue: JobQueue) {}
+  constructor(private readonly repo: RunsRepository, private readonly queue: JobQueue, private readonly auth: AuthService) {}
+
+  /** After one of an owner's jobs ends, their other runs may have jobs waiting on the concurrency quota. */
+  async advanceOwner(ownerId: string | null): Promise<void> {
+    if (!ownerId) return;
+    for (const id of await this.repo.activeRunIds(ownerId)) await this.advance(id);
+  }
 
   advance(runId: string): Promise<void> {
     const prev = this.chains.get(runId) ?? Promise.resolve();
@@ -97,12 +104,18 @@ export class RunScheduler {
         continue;
       }
       if (strategy?.maxParallel && siblings.filter((j) => j.status === 'queued' || j.status === 'in_progress').length >= strategy.maxParallel) continue;
+      if (run.ownerId && (await this.repo.countActiveJobs(run.ownerId)) >= (await this.ownerQuota(run.ownerId))) continue; // waits: quota
       if (await this.repo.transitionJob(job.id, ['pending'], 'queued')) {
         job.status = 'queued';
         await this.queue.enqueueJob({ runId: run.id, jobId: job.id });
       }
     }
     return changed;
+  }
+
+  private async ownerQuota(ownerId: string): Promise<number> {
+    const user = await this.auth.findUser(ownerId);
+    return user ? this.auth.quota(user).concurrentJobs : Infinity;
   }
 
   private async finish(job: Job, from: Job['status'][], conclusion: Conclusion, error: string | null = null): Promise<boolean> {

@@ -1,6 +1,6 @@
 import { BadRequestException, Controller, Get, HttpCode, NotFoundException, Param, Post, Query, Req, Res, StreamableFile, UploadedFiles, UseInterceptors } from '@nestjs/common';
 import { FileFieldsInterceptor } from '@nestjs/platform-express';
-import { ApiConsumes, ApiOperation, ApiTags } from '@nestjs/swagger';
+import { ApiBearerAuth, ApiConsumes, ApiOperation, ApiTags } from '@nestjs/swagger';
 import type { Request, Response } from 'express';
 import * as fs from 'node:fs';
 import { ListRunsQuery, LogsQuery, SubmitRunDto, SubmitUploadDto } from './runs.dto';
@@ -8,10 +8,13 @@ import { LogsService } from './logs.service';
 import { RunsRepository } from './runs.repository';
 import { RunsService } from './runs.service';
 import { validateDto } from '../http/validate';
+import { CurrentPrincipal } from '../auth/auth.guard';
+import type { Principal } from '../auth/auth.types';
 
 const ID = /^[A-Za-z0-9_-]{1,64}$/;
 
 @ApiTags('runs')
+@ApiBearerAuth()
 @Controller('runs')
 export class RunsController {
   constructor(private readonly runs: RunsService, private readonly logService: LogsService, private readonly repo: RunsRepository) {}
@@ -21,38 +24,35 @@ export class RunsController {
   @ApiConsumes('application/json', 'multipart/form-data')
   @ApiOperation({ summary: 'Submit a run: JSON {repo, ref, workflow?} or {command, environment?, files?}, or multipart with a `source` tarball (+ optional `workflow`)' })
   @UseInterceptors(FileFieldsInterceptor([{ name: 'source', maxCount: 1 }, { name: 'workflow', maxCount: 1 }]))
-  async submit(@Req() req: Request, @UploadedFiles() files: { source?: Express.Multer.File[]; workflow?: Express.Multer.File[] } | undefined) {
-    if (files?.source?.length || req.is('multipart/form-data')) return this.submitUpload(req, files);
-    return this.runs.submitJson(validateDto(SubmitRunDto, req.body));
+  async submit(@CurrentPrincipal() p: Principal, @Req() req: Request, @UploadedFiles() files: { source?: Express.Multer.File[]; workflow?: Express.Multer.File[] } | undefined) {
+    if (files?.source?.length || req.is('multipart/form-data')) return this.runs.submitUpload(p, validateDto(SubmitUploadDto, req.body ?? {}), files?.source?.[0], files?.workflow?.[0]);
+    return this.runs.submitJson(p, validateDto(SubmitRunDto, req.body));
   }
 
-  private async submitUpload(req: Request, files: { source?: Express.Multer.File[]; workflow?: Express.Multer.File[] } | undefined) {
-    return this.runs.submitUpload(validateDto(SubmitUploadDto, req.body ?? {}), files?.source?.[0], files?.workflow?.[0]);
-  }
 
   @Get()
   @ApiOperation({ summary: 'Recent runs' })
-  list(@Query() q: ListRunsQuery) {
-    return this.runs.list(q.limit ?? 50);
+  list(@CurrentPrincipal() p: Principal, @Query() q: ListRunsQuery) {
+    return this.runs.list(p, q.limit ?? 50);
   }
 
   @Get(':id')
   @ApiOperation({ summary: 'A run with its jobs, steps and artifacts' })
-  get(@Param('id') id: string) {
-    return this.runs.view(checkId(id));
+  get(@CurrentPrincipal() p: Principal, @Param('id') id: string) {
+    return this.runs.view(checkId(id), p);
   }
 
   @Post(':id/cancel')
   @HttpCode(202)
   @ApiOperation({ summary: 'Cancel a queued or running run' })
-  cancel(@Param('id') id: string) {
-    return this.runs.cancel(checkId(id));
+  cancel(@CurrentPrincipal() p: Principal, @Param('id') id: string) {
+    return this.runs.cancel(checkId(id), p);
   }
 
   @Get(':id/logs')
   @ApiOperation({ summary: 'Logs: text (default), ?format=json (JSON lines), or ?follow=1 (server-sent events from the start, live)' })
-  async logs(@Param('id') id: string, @Query() q: LogsQuery, @Req() req: Request, @Res() res: Response) {
-    await this.runs.requireRun(checkId(id));
+  async logs(@CurrentPrincipal() p: Principal, @Param('id') id: string, @Query() q: LogsQuery, @Req() req: Request, @Res() res: Response) {
+    await this.runs.requireRun(checkId(id), p);
     if (q.follow === '1' || q.follow === 'true') return this.logService.follow(id, q.job, q.step, req, res);
     const lines = await this.logService.all(id, q.job, q.step);
     if (q.format === 'json') res.type('application/x-ndjson').send(lines.map((l) => JSON.stringify(l)).join('\n') + (lines.length ? '\n' : ''));
@@ -61,14 +61,14 @@ export class RunsController {
 
   @Get(':id/artifacts')
   @ApiOperation({ summary: 'Artifacts of a run' })
-  async artifacts(@Param('id') id: string) {
-    return (await this.runs.view(checkId(id))).artifacts;
+  async artifacts(@CurrentPrincipal() p: Principal, @Param('id') id: string) {
+    return (await this.runs.view(checkId(id), p)).artifacts;
   }
 
   @Get(':id/artifacts/:name')
   @ApiOperation({ summary: 'Download an artifact (a tar of the collected files)' })
-  async artifact(@Param('id') id: string, @Param('name') name: string, @Res({ passthrough: true }) res: Response) {
-    await this.runs.requireRun(checkId(id));
+  async artifact(@CurrentPrincipal() p: Principal, @Param('id') id: string, @Param('name') name: string, @Res({ passthrough: true }) res: Response) {
+    await this.runs.requireRun(checkId(id), p);
     const a = (await this.repo.artifacts(id)).find((x) => x.name === name);
     if (!a) throw new NotFoundException(`run ${id} has no artifact named '${name}'`);
     const file = this.runs.artifactFile(id, a.id);

@@ -4,7 +4,14 @@ import type { Artifact, Conclusion, Job, JobStatus, Run, Step, StepReason } from
 
 const now = () => new Date().toISOString();
 
-interface RunRow { id: string; status: string; conclusion: string | null; source_kind: string; source: string; workflow_name: string; workflow_file: string | null; plan: string; context: string; cancel_requested: number; error: string | null; created_at: string; started_at: string | null; finished_at: string | null }
+/** The owner already has as many runs waiting or running as their quota allows. */
+export class ActiveRunsLimit extends Error {
+  constructor(readonly active: number, readonly max: number) {
+    super(`at most ${max} runs queued or running at once; you have ${active}`);
+  }
+}
+
+interface RunRow { id: string; owner_id: string | null; status: string; conclusion: string | null; source_kind: string; source: string; workflow_name: string; workflow_file: string | null; plan: string; context: string; cancel_requested: number; error: string | null; created_at: string; started_at: string | null; finished_at: string | null }
 interface JobRow { id: string; run_id: string; position: number; job_key: string; job_id: string; name: string; environment: string; status: string; conclusion: string | null; error: string | null; spec: string; outputs: string | null; attempts: number; queued_at: string | null; started_at: string | null; finished_at: string | null }
 interface StepRow { job_id: string; idx: number; name: string; status: string; outcome: string | null; conclusion: string | null; exit_code: number | null; reason: string | null; started_at: string | null; finished_at: string | null }
 interface ArtifactRow { id: string; run_id: string; job_id: string; name: string; size_bytes: number; files: number; created_at: string; expires_at: string }
@@ -14,13 +21,23 @@ interface ArtifactRow { id: string; run_id: string; job_id: string; name: string
 export class RunsRepository {
   constructor(@Inject(DATABASE) private readonly db: Database) {}
 
-  /** Records a run with all its jobs and steps at once: nothing is half-recorded. */
-  async create(run: Run, jobs: Job[]): Promise<void> {
+  /**
+   * Records a run with all its jobs and steps at once: nothing is half-recorded. With maxActive, the
+   * owner's runs not yet completed are counted in the same transaction (the owner's row locked on
+   * PostgreSQL; SQLite transactions are serial), so concurrent submissions cannot overshoot.
+   */
+  async create(run: Run, jobs: Job[], maxActive?: number): Promise<void> {
     await this.db.transaction(async (tx) => {
+      if (maxActive !== undefined && run.ownerId) {
+        if (tx.kind === 'postgres') await tx.all('SELECT id FROM users WHERE id = ? FOR UPDATE', [run.ownerId]);
+        const rows = await tx.all<{ n: number }>("SELECT COUNT(*) AS n FROM runs WHERE owner_id = ? AND status <> 'completed'", [run.ownerId]);
+        const active = Number(rows[0]?.n ?? 0);
+        if (active >= maxActive) throw new ActiveRunsLimit(active, maxActive);
+      }
       await tx.run(
-        `INSERT INTO runs (id, status, conclusion, source_kind, source, workflow_name, workflow_file, plan, context, cancel_requested, error, created_at)
-         VALUES (?, ?, NULL, ?, ?, ?, ?, ?, ?, 0, NULL, ?)`,
-        [run.id, run.status, run.source.kind, JSON.stringify(run.source), run.workflowName, run.workflowFile, JSON.stringify(run.plan), JSON.stringify(run.context), run.createdAt],
+        `INSERT INTO runs (id, owner_id, status, conclusion, source_kind, source, workflow_name, workflow_file, plan, context, cancel_requested, error, created_at)
+         VALUES (?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, 0, NULL, ?)`,
+        [run.id, run.ownerId, run.status, run.source.kind, JSON.stringify(run.source), run.workflowName, run.workflowFile, JSON.stringify(run.plan), JSON.stringify(run.context), run.createdAt],
       );
       for (const j of jobs) {
         await tx.run(
@@ -40,8 +57,24 @@ export class RunsRepository {
     return rows.length ? toRun(rows[0]) : null;
   }
 
-  async listRuns(limit: number): Promise<Run[]> {
-    return (await this.db.all<RunRow>('SELECT * FROM runs ORDER BY created_at DESC LIMIT ?', [limit])).map(toRun);
+  async listRuns(ownerId: string, limit: number): Promise<Run[]> {
+    return (await this.db.all<RunRow>('SELECT * FROM runs WHERE owner_id = ? ORDER BY created_at DESC LIMIT ?', [ownerId, limit])).map(toRun);
+  }
+
+  /** Runs of an owner that are not completed. */
+  async activeRunIds(ownerId: string): Promise<string[]> {
+    return (await this.db.all<{ id: string }>("SELECT id FROM runs WHERE owner_id = ? AND status <> 'completed' ORDER BY created_at", [ownerId])).map((r) => r.id);
+  }
+
+  /** Jobs of an owner handed to the queue or running, across all runs. */
+  async countActiveJobs(ownerId: string): Promise<number> {
+    const rows = await this.db.all<{ n: number }>("SELECT COUNT(*) AS n FROM jobs j JOIN runs r ON r.id = j.run_id WHERE r.owner_id = ? AND j.status IN ('queued', 'in_progress')", [ownerId]);
+    return Number(rows[0]?.n ?? 0);
+  }
+
+  async artifactBytes(ownerId: string): Promise<number> {
+    const rows = await this.db.all<{ n: number | null }>('SELECT SUM(a.size_bytes) AS n FROM artifacts a JOIN runs r ON r.id = a.run_id WHERE r.owner_id = ?', [ownerId]);
+    return Number(rows[0]?.n ?? 0);
   }
 
   async jobs(runId: string): Promise<Job[]> {
@@ -134,7 +167,7 @@ export class RunsRepository {
 
 function toRun(r: RunRow): Run {
   return {
-    id: r.id, status: r.status as Run['status'], conclusion: r.conclusion as Conclusion | null,
+    id: r.id, ownerId: r.owner_id ?? null, status: r.status as Run['status'], conclusion: r.conclusion as Conclusion | null,
     source: JSON.parse(r.source), workflowName: r.workflow_name, workflowFile: r.workflow_file,
     plan: JSON.parse(r.plan), context: JSON.parse(r.context), cancelRequested: Boolean(r.cancel_requested), error: r.error,
     createdAt: r.created_at, startedAt: r.started_at, finishedAt: r.finished_at,

@@ -12,9 +12,14 @@ import { FileStore } from '../storage/file-store';
 import { planFromYaml } from '../workflow/plan';
 import { PlanOptions, RunPlan, WorkflowError } from '../workflow/model';
 import { RunScheduler } from './run-scheduler';
-import { RunsRepository } from './runs.repository';
+import { ActiveRunsLimit, RunsRepository } from './runs.repository';
 import type { Job, Run, RunContext, RunSource } from './runs.types';
 import type { SubmitRunDto, SubmitUploadDto } from './runs.dto';
+import type Redis from 'ioredis';
+import { AuthService } from '../auth/auth.service';
+import type { Principal } from '../auth/auth.types';
+import { REDIS } from '../db/redis';
+import { QuotaExceededException } from '../http/quota';
 
 const WORKFLOW_MAX_BYTES = 256 * 1024;
 const WORKFLOW_FILE = /^(\.kiln\.ya?ml|\.github\/workflows\/[^/]+\.ya?ml)$/;
@@ -40,26 +45,30 @@ export class RunsService {
     private readonly scheduler: RunScheduler,
     private readonly catalogue: CatalogueService,
     private readonly files: FileStore,
+    private readonly auth: AuthService,
+    @Inject(REDIS) private readonly redis: Redis,
   ) {}
 
   private sourceLimits(): TarLimits {
-    return { ...DEFAULT_SOURCE_LIMITS, maxCompressedBytes: this.config.uploadMaxBytes, maxTotalBytes: Math.max(this.config.uploadMaxBytes * 2, DEFAULT_SOURCE_LIMITS.maxTotalBytes) };
+    // Unpacked, a source can be no larger than the largest workspace a job may have.
+    const expanded = this.config.jobs.workspaceMaxBytes;
+    return { ...DEFAULT_SOURCE_LIMITS, maxCompressedBytes: this.config.uploadMaxBytes, maxTotalBytes: expanded, maxFileBytes: Math.min(DEFAULT_SOURCE_LIMITS.maxFileBytes, expanded) };
   }
 
-  async submitTarball(s: TarballSubmission) {
+  async submitTarball(owner: Principal, s: TarballSubmission) {
     const tmp = this.files.upload(`${newId()}.tar`);
     try {
       const tar = await this.sanitize(fs.createReadStream(s.uploadPath), tmp);
       const sha = await sha1File(tmp);
       const context: RunContext = { sha, ref: s.ref ? qualifyRef(s.ref) : 'refs/heads/main', repository: s.repository ?? 'local/upload', event: 'push', runNumber: ++this.runNumber };
-      return await this.submit(tmp, { kind: 'tarball', filename: s.filename, bytes: fs.statSync(s.uploadPath).size, files: tar.files }, context, s.workflow, s.workflowFile);
+      return await this.submit(owner, tmp, { kind: 'tarball', filename: s.filename, bytes: fs.statSync(s.uploadPath).size, files: tar.files }, context, s.workflow, s.workflowFile);
     } finally {
       await fs.promises.rm(s.uploadPath, { force: true });
       await fs.promises.rm(tmp, { force: true });
     }
   }
 
-  async submitRepo(s: RepoSubmission) {
+  async submitRepo(owner: Principal, s: RepoSubmission) {
     const tmp = this.files.upload(`${newId()}.tar`);
     let cloned;
     try {
@@ -73,14 +82,14 @@ export class RunsService {
       const proc = spawn('tar', ['-c', '-f', '-', '-C', cloned.dir, '.'], { stdio: ['ignore', 'pipe', 'ignore'] });
       await this.sanitize(proc.stdout, tmp);
       const context: RunContext = { sha: cloned.sha, ref: /^[0-9a-f]{7,40}$/.test(s.ref) ? '' : qualifyRef(s.ref), repository: repositoryName(s.repo), event: 'push', runNumber: ++this.runNumber };
-      return await this.submit(tmp, { kind: 'repo', repo: s.repo, ref: s.ref, sha: cloned.sha }, context, s.workflow, s.workflowFile);
+      return await this.submit(owner, tmp, { kind: 'repo', repo: s.repo, ref: s.ref, sha: cloned.sha }, context, s.workflow, s.workflowFile);
     } finally {
       await cloned.cleanup();
       await fs.promises.rm(tmp, { force: true });
     }
   }
 
-  async submitCommand(s: CommandSubmission) {
+  async submitCommand(owner: Principal, s: CommandSubmission) {
     const env = s.environment ?? this.config.defaultEnvironment;
     // The command is data, not a template: `${{` in it is written so that it reaches the shell unchanged.
     const run = s.command.replace(/\$\{\{/g, "${{ '${{' }}");
@@ -99,14 +108,14 @@ export class RunsService {
         throw e;
       }
       const context: RunContext = { sha: await sha1File(tmp), ref: 'refs/heads/main', repository: 'local/command', event: 'workflow_dispatch', runNumber: ++this.runNumber };
-      return await this.submit(tmp, { kind: 'command', files: s.files ? packed.files : 0 }, context, workflow, null);
+      return await this.submit(owner, tmp, { kind: 'command', files: s.files ? packed.files : 0 }, context, workflow, null);
     } finally {
       await fs.promises.rm(tmp, { force: true });
     }
   }
 
   /** Plans and records a run whose sanitized source tar is at `tarPath` (moved into the store). */
-  private async submit(tarPath: string, source: RunSource, context: RunContext, workflowText: string | undefined, workflowFile: string | null | undefined) {
+  private async submit(owner: Principal, tarPath: string, source: RunSource, context: RunContext, workflowText: string | undefined, workflowFile: string | null | undefined) {
     let text = workflowText;
     let file: string | null = workflowFile ?? null;
     if (!text) ({ text, file } = await this.findWorkflow(tarPath, workflowFile ?? undefined));
@@ -114,18 +123,23 @@ export class RunsService {
     const runId = newId();
     const now = new Date().toISOString();
     const run: Run = {
-      id: runId, status: 'queued', conclusion: null, source, workflowName: plan.workflowName, workflowFile: file, plan, context,
+      id: runId, ownerId: owner.user.id, status: 'queued', conclusion: null, source, workflowName: plan.workflowName, workflowFile: file, plan, context,
       cancelRequested: false, error: null, createdAt: now, startedAt: null, finishedAt: null,
     };
     const jobs: Job[] = plan.jobs.map((j, position) => ({
       id: newId(), runId, position, key: j.key, jobId: j.jobId, name: j.name, environment: `${j.environment.name}@${j.environment.version}`,
       status: 'pending', conclusion: null, error: null, spec: j, outputs: {}, attempts: 0, queuedAt: null, startedAt: null, finishedAt: null,
     }));
+    try {
+      await this.repo.create(run, jobs, this.auth.quota(owner.user).queuedRuns);
+    } catch (e) {
+      if (e instanceof ActiveRunsLimit) throw new QuotaExceededException(`quota: ${e.message}. Wait for some to finish or cancel them`, 30);
+      throw e;
+    }
     await fs.promises.rename(tarPath, this.files.source(runId));
-    await this.repo.create(run, jobs);
     await this.scheduler.advance(runId);
-    this.log.log(`run ${runId}: ${jobs.length} job(s) from ${source.kind}`);
-    return this.view(runId);
+    this.log.log(`run ${runId}: ${jobs.length} job(s) from ${source.kind} for ${owner.user.name}`);
+    return this.view(runId, owner);
   }
 
   private async plan(text: string, file: string | null): Promise<RunPlan> {
@@ -194,9 +208,8 @@ export class RunsService {
     }
   }
 
-  async view(runId: string) {
-    const run = await this.repo.getRun(runId);
-    if (!run) throw new NotFoundException(`no run ${runId}`);
+  async view(runId: string, p: Principal) {
+    const run = await this.requireRun(runId, p);
     const [jobs, steps, artifacts] = await Promise.all([this.repo.jobs(runId), this.repo.steps(runId), this.repo.artifacts(runId)]);
     const base = `/api/v1/runs/${run.id}`;
     return {
@@ -214,41 +227,42 @@ export class RunsService {
     };
   }
 
-  async list(limit: number) {
-    const runs = await this.repo.listRuns(limit);
+  async list(p: Principal, limit: number) {
+    const runs = await this.repo.listRuns(p.user.id, limit);
     return runs.map((r) => ({ id: r.id, status: r.status, conclusion: r.conclusion, workflow: r.workflowName, source: r.source, createdAt: r.createdAt, finishedAt: r.finishedAt, url: `/api/v1/runs/${r.id}` }));
   }
 
-  async cancel(runId: string) {
-    const run = await this.repo.getRun(runId);
-    if (!run) throw new NotFoundException(`no run ${runId}`);
+  async cancel(runId: string, p: Principal) {
+    const run = await this.requireRun(runId, p);
     if (run.status !== 'completed') {
       await this.repo.requestCancel(runId);
       await this.scheduler.advance(runId);
     }
-    return this.view(runId);
+    return this.view(runId, p);
   }
 
   /** JSON submissions: a repository, or the quick form. */
-  async submitJson(body: SubmitRunDto) {
+  async submitJson(owner: Principal, body: SubmitRunDto) {
+    await this.admit(owner);
     const forms = [body.repo !== undefined, body.command !== undefined].filter(Boolean).length;
     if (forms !== 1) throw new BadRequestException('send either {repo, ref} (a git repository) or {command} (the quick form); for a tarball, POST multipart/form-data with a `source` file');
     if (body.repo !== undefined) {
       if (!body.ref) throw new BadRequestException('ref is required with repo: a branch, tag or commit sha');
       if (body.files || body.shell || body.environment) throw new BadRequestException('files, shell and environment belong to the quick form ({command}); with repo the workflow says where to run');
-      return this.submitRepo({ repo: body.repo, ref: body.ref, workflow: body.workflow, workflowFile: body.workflowFile });
+      return this.submitRepo(owner, { repo: body.repo, ref: body.ref, workflow: body.workflow, workflowFile: body.workflowFile });
     }
     if (body.workflow || body.workflowFile || body.ref) throw new BadRequestException('workflow, workflowFile and ref do not go with command: the quick form is one command in one environment');
     if (body.files) {
       for (const [k, v] of Object.entries(body.files)) if (typeof v !== 'string') throw new BadRequestException(`files.${k}: content must be a string`);
     }
-    return this.submitCommand({ command: body.command!, environment: body.environment, files: body.files, shell: body.shell, timeoutMinutes: body.timeoutMinutes });
+    return this.submitCommand(owner, { command: body.command!, environment: body.environment, files: body.files, shell: body.shell, timeoutMinutes: body.timeoutMinutes });
   }
 
   /** Multipart submissions: a `source` tarball, optionally a `workflow` (file or text field). */
-  async submitUpload(fields: SubmitUploadDto, source: Express.Multer.File | undefined, workflowUpload: Express.Multer.File | undefined) {
+  async submitUpload(owner: Principal, fields: SubmitUploadDto, source: Express.Multer.File | undefined, workflowUpload: Express.Multer.File | undefined) {
     const cleanup = async () => { for (const f of [source, workflowUpload]) if (f?.path) await fs.promises.rm(f.path, { force: true }); };
     try {
+      await this.admit(owner);
       if (!source) throw new BadRequestException('multipart submissions need a `source` file: a .tar or .tar.gz of the project');
       let workflow = fields.workflow;
       if (workflowUpload) {
@@ -256,7 +270,7 @@ export class RunsService {
         if (workflowUpload.size > WORKFLOW_MAX_BYTES) throw new PayloadTooLargeException(`workflow: larger than ${WORKFLOW_MAX_BYTES} bytes`);
         workflow = await fs.promises.readFile(workflowUpload.path, 'utf8');
       }
-      return await this.submitTarball({ uploadPath: source.path, filename: source.originalname, workflow, workflowFile: fields.workflowFile, ref: fields.ref, repository: fields.repository });
+      return await this.submitTarball(owner, { uploadPath: source.path, filename: source.originalname, workflow, workflowFile: fields.workflowFile, ref: fields.ref, repository: fields.repository });
     } finally {
       await cleanup();
     }
@@ -266,10 +280,35 @@ export class RunsService {
     return this.files.artifact(runId, artifactId);
   }
 
-  async requireRun(runId: string): Promise<Run> {
+  /** Another user's run answers exactly as a missing one. Admins see every run. */
+  async requireRun(runId: string, p: Principal): Promise<Run> {
     const run = await this.repo.getRun(runId);
-    if (!run) throw new NotFoundException(`no run ${runId}`);
+    if (!run || (run.ownerId !== p.user.id && !p.user.isAdmin)) throw new NotFoundException(`no run ${runId}`);
     return run;
+  }
+
+  /**
+   * Quotas checked before any work: submissions per minute (429 with Retry-After), runs not yet
+   * completed, and artifact storage. Running-job concurrency is held at dequeue (the scheduler).
+   */
+  private async admit(owner: Principal): Promise<void> {
+    const q = this.auth.quota(owner.user);
+    const now = Date.now();
+    const minute = Math.floor(now / 60_000);
+    const key = `${this.config.queuePrefix}:rate:${owner.user.id}:${minute}`;
+    let count: number;
+    try {
+      const res = await this.redis.multi().incr(key).expire(key, 120).exec();
+      count = Number(res?.[0]?.[1] ?? 0);
+    } catch (e) {
+      throw new ServiceUnavailableException(`the queue's Redis is unreachable (${(e as Error).message}); try again shortly`);
+    }
+    const retryAfter = Math.max(1, 60 - Math.floor((now % 60_000) / 1000));
+    if (count > q.submissionsPerMinute) throw new QuotaExceededException(`quota: at most ${q.submissionsPerMinute} submissions per minute; try again in ${retryAfter} s`, retryAfter);
+    const active = (await this.repo.activeRunIds(owner.user.id)).length;
+    if (active >= q.queuedRuns) throw new QuotaExceededException(`quota: ${new ActiveRunsLimit(active, q.queuedRuns).message}. Wait for some to finish or cancel them`, 30);
+    const bytes = await this.repo.artifactBytes(owner.user.id);
+    if (bytes >= q.artifactBytes) throw new QuotaExceededException(`quota: your artifacts use ${bytes} bytes of ${q.artifactBytes}; they free up as their retention ends`, 3600);
   }
 }
 

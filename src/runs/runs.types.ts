@@ -22,6 +22,8 @@ export interface RunContext {
 
 export interface Run {
   id: string;
+  /** The user who submitted it (webhook runs: the repository's owner). */
+  ownerId: string | null;
   status: RunStatus;
   conclusion: Conclusion | null;
   source: RunSource;

@@ -46,3 +46,28 @@ test('the cap truncates with one visible notice and counts what was dropped', ()
   assert.ok(notices.includes('step ended'), 'Kiln notices are kept past the cap');
   assert.match(notices[notices.length - 1], /^log truncated: \d+ more bytes of output were not kept/);
 });
+
+test('secrets are masked: the value, each line of a multi-line value, and base64 at any alignment', () => {
+  const secret = 'hunter2-very-secret-value';
+  const w = new LogWriter(path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-log-')), 'job.jsonl'), 1024 * 1024, [secret, 'line-one-of-key\nline-two-of-key', 'ab']);
+  w.write(0, 'stdout', Buffer.from(`password=${secret}\n`));
+  w.write(0, 'stdout', Buffer.from(`${Buffer.from(secret).toString('base64')}\n`));
+  for (let prefix = 0; prefix < 6; prefix++) {
+    const text = 'p'.repeat(prefix) + 'Authorization: ' + secret + ' trailing';
+    w.write(0, 'stdout', Buffer.from(`b64-${prefix}: ${Buffer.from(text).toString('base64')}\n`));
+  }
+  w.write(0, 'stderr', Buffer.from('key: line-two-of-key\n'));
+  w.write(0, 'stdout', Buffer.from('ab is too short to mask\n'));
+  w.close();
+  const text = fs.readFileSync(w.file, 'utf8');
+  assert.ok(!text.includes(secret), 'the value');
+  assert.ok(!text.includes('line-two-of-key'), 'a line of a multi-line value');
+  assert.match(text, /password=\*\*\*/);
+  for (let prefix = 0; prefix < 6; prefix++) {
+    const line = read(w.file).find((r) => r.l.startsWith(`b64-${prefix}: `))!.l;
+    assert.match(line, /\*\*\*/, `base64 with a ${prefix}-byte prefix is masked: ${line}`);
+    const encoded = Buffer.from('p'.repeat(prefix) + 'Authorization: ' + secret + ' trailing').toString('base64');
+    assert.ok(!line.includes(encoded), 'the whole encoded text is not left intact');
+  }
+  assert.match(text, /ab is too short to mask/);
+});

@@ -26,10 +26,10 @@ export class LogStore {
     return path.join(this.config.dataDir, 'logs', runId, `${jobId}.jsonl`);
   }
 
-  writer(runId: string, jobId: string): LogWriter {
+  writer(runId: string, jobId: string, secrets: string[] = []): LogWriter {
     const file = this.file(runId, jobId);
     fs.mkdirSync(path.dirname(file), { recursive: true });
-    return new LogWriter(file, this.config.logCapBytes);
+    return new LogWriter(file, this.config.logCapBytes, secrets);
   }
 
   /** Records from byte offset `from`; returns the offset after the last complete line. */
@@ -64,7 +64,10 @@ export class LogWriter {
   private dropped = 0;
   private readonly partial = new Map<string, { decoder: StringDecoder; text: string }>();
 
-  constructor(readonly file: string, private readonly capBytes: number) {
+  private readonly masks: string[];
+
+  constructor(readonly file: string, private readonly capBytes: number, secrets: string[] = []) {
+    this.masks = maskList(secrets);
     this.fd = fs.openSync(file, 'a');
     this.written = fs.fstatSync(this.fd).size;
   }
@@ -116,6 +119,7 @@ export class LogWriter {
   }
 
   private appendRecord(r: LogRecord, always: boolean): void {
+    if (this.masks.length) r = { ...r, l: mask(r.l, this.masks) };
     const line = JSON.stringify(r) + '\n';
     const bytes = Buffer.byteLength(line);
     if (!always && this.written + bytes > this.capBytes) {
@@ -129,4 +133,36 @@ export class LogWriter {
     fs.writeSync(this.fd, line);
     this.written += bytes;
   }
+}
+
+/** Below this length a value is not masked: masking 'a' or '1' would wreck every log. */
+export const MIN_MASK_LENGTH = 3;
+
+/**
+ * What to hide for a set of secrets: each value, each line of a multi-line value, and their base64
+ * forms (also at the two other alignments, as the value appears inside a longer base64 text).
+ * Longest first, so a value is hidden whole before any part of it.
+ */
+export function maskList(secrets: string[]): string[] {
+  const out = new Set<string>();
+  for (const s of secrets) {
+    for (const v of [s, ...s.split(/\r?\n/)]) {
+      if (v.length < MIN_MASK_LENGTH) continue;
+      out.add(v);
+      out.add(Buffer.from(v).toString('base64'));
+      // Inside a longer text the value starts at byte offset 0, 1 or 2 of a 3-byte group; the
+      // characters from index 0, 2 or 3 on depend on the value alone, except the last group's.
+      for (const [shift, start] of [[0, 0], [1, 2], [2, 3]]) {
+        const inner = Buffer.from('x'.repeat(shift) + v).toString('base64').replace(/=+$/, '').slice(start, -4);
+        if (inner.length >= 6) out.add(inner);
+      }
+    }
+  }
+  return [...out].filter((m) => m.length >= MIN_MASK_LENGTH).sort((a, b) => b.length - a.length);
+}
+
+export function mask(text: string, masks: string[]): string {
+  let out = text;
+  for (const m of masks) if (out.includes(m)) out = out.split(m).join('***');
+  return out;
 }

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { TEST_ADMIN_TOKEN } from '../helpers';
 
 export interface RunView {
   id: string;
@@ -10,17 +11,26 @@ export interface RunView {
 }
 
 export class Client {
-  constructor(readonly url: string) {}
+  constructor(readonly url: string, readonly token: string = TEST_ADMIN_TOKEN) {}
+
+  get auth(): Record<string, string> {
+    return { authorization: `Bearer ${this.token}` };
+  }
+
+  /** fetch with this client's token. */
+  fetch(path: string, init: RequestInit = {}): Promise<Response> {
+    return fetch(`${this.url}${path}`, { ...init, headers: { ...this.auth, ...(init.headers as Record<string, string> | undefined) } });
+  }
 
   async submitTarball(tarball: Buffer, fields: Record<string, string> = {}): Promise<Response> {
     const form = new FormData();
     form.append('source', new Blob([tarball]), 'project.tar.gz');
     for (const [k, v] of Object.entries(fields)) form.append(k, v);
-    return fetch(`${this.url}/api/v1/runs`, { method: 'POST', body: form });
+    return this.fetch('/api/v1/runs', { method: 'POST', body: form });
   }
 
   async submitJson(body: unknown): Promise<Response> {
-    return fetch(`${this.url}/api/v1/runs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    return this.fetch('/api/v1/runs', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
   }
 
   async accepted(res: Response | Promise<Response>): Promise<RunView> {
@@ -31,7 +41,7 @@ export class Client {
   }
 
   async run(id: string): Promise<RunView> {
-    const res = await fetch(`${this.url}/api/v1/runs/${id}`, { signal: AbortSignal.timeout(10_000) });
+    const res = await this.fetch(`/api/v1/runs/${id}`, { signal: AbortSignal.timeout(10_000) });
     assert.equal(res.status, 200);
     return (await res.json()) as RunView;
   }
@@ -47,7 +57,7 @@ export class Client {
   }
 
   async logs(id: string, jobId?: string): Promise<string> {
-    const res = await fetch(`${this.url}/api/v1/runs/${id}/logs${jobId ? `?job=${jobId}` : ''}`);
+    const res = await this.fetch(`/api/v1/runs/${id}/logs${jobId ? `?job=${jobId}` : ''}`);
     assert.equal(res.status, 200);
     return res.text();
   }
@@ -57,4 +67,40 @@ export class Client {
 export function containersOf(jobId: string): string[] {
   const out = execFileSync('docker', ['ps', '-a', '-q', '--filter', `label=kiln.job=${jobId}`], { encoding: 'utf8' });
   return out.split('\n').filter(Boolean);
+}
+
+/** Follows an SSE log stream; collects line texts until the `end` event. */
+export function followLines(client: Client, path: string) {
+  const lines: string[] = [];
+  const waiters: { text: string; resolve: () => void }[] = [];
+  const all = (async () => {
+    const res = await client.fetch(path);
+    assert.equal(res.status, 200);
+    assert.match(res.headers.get('content-type') ?? '', /text\/event-stream/);
+    const decoder = new TextDecoder();
+    let buf = '';
+    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+      buf += decoder.decode(chunk, { stream: true });
+      let i: number;
+      while ((i = buf.indexOf('\n\n')) >= 0) {
+        const event = buf.slice(0, i);
+        buf = buf.slice(i + 2);
+        if (event.startsWith('event: end')) return lines;
+        const data = event.split('\n').find((l) => l.startsWith('data: '));
+        if (!data) continue;
+        const rec = JSON.parse(data.slice(6)) as { l: string };
+        lines.push(rec.l);
+        for (const w of waiters.filter((x) => rec.l === x.text)) w.resolve();
+      }
+    }
+    return lines;
+  })();
+  return {
+    all,
+    waitFor: (text: string, timeoutMs: number) => new Promise<void>((resolve, reject) => {
+      if (lines.includes(text)) return resolve();
+      waiters.push({ text, resolve });
+      setTimeout(() => reject(new Error(`'${text}' did not arrive in ${timeoutMs} ms; got ${lines.join(' | ')}`)), timeoutMs).unref();
+    }),
+  };
 }

@@ -4,7 +4,7 @@ import { createHash } from 'node:crypto';
 import { makeTar, readTar } from '../fixtures/archives';
 import { makeRepo, startGitServer, GitServer } from '../fixtures/git-server';
 import { runKiln, startServer, tmpDir } from '../helpers';
-import { Client, containersOf, RunView } from './runs-helpers';
+import { Client, containersOf, followLines, RunView } from './runs-helpers';
 
 const PROJECT: [string, string][] = [
   ['calc.py', 'def add(a, b):\n    return a + b\n'],
@@ -75,7 +75,7 @@ describe('running jobs (real engine, real images, real Redis)', () => {
       assert.ok(sha, `${job.key} logged the blob's sha256`);
       const artifact = done.artifacts.find((a) => a.name === `blob-${minor}`);
       assert.ok(artifact, `artifact blob-${minor}`);
-      const res = await fetch(`${server.url}${artifact.url}`);
+      const res = await kiln.fetch(artifact.url);
       assert.equal(res.status, 200);
       assert.equal(res.headers.get('content-type'), 'application/x-tar');
       const files = await readTar(Buffer.from(await res.arrayBuffer()));
@@ -180,7 +180,7 @@ jobs:
     await kiln.waitFor(run.id, 60_000, (r) => r.jobs[0].steps[0].outcome === null && r.jobs[0].status === 'in_progress');
     await new Promise((r) => setTimeout(r, 1000));
     const t0 = Date.now();
-    const res = await fetch(`${server.url}/api/v1/runs/${run.id}/cancel`, { method: 'POST' });
+    const res = await kiln.fetch(`/api/v1/runs/${run.id}/cancel`, { method: 'POST' });
     assert.equal(res.status, 202);
     const done = await kiln.waitFor(run.id, 30_000);
     const took = Date.now() - t0;
@@ -193,12 +193,12 @@ jobs:
 
   test('logs stream live to followers; a late follower gets everything from the start', async () => {
     const run = await kiln.accepted(kiln.submitJson({ command: 'for i in 1 2 3 4 5 6; do echo line-$i; sleep 1; done' }));
-    const early = followLines(`${server.url}/api/v1/runs/${run.id}/logs?follow=1`);
+    const early = followLines(kiln, `/api/v1/runs/${run.id}/logs?follow=1`);
     const firstSeen = await early.waitFor('line-1', 60_000);
     const statusThen = (await kiln.run(run.id)).status;
     assert.equal(statusThen, 'in_progress', 'line-1 arrived while the job was still running');
     void firstSeen;
-    const late = followLines(`${server.url}/api/v1/runs/${run.id}/logs?follow=1`);
+    const late = followLines(kiln, `/api/v1/runs/${run.id}/logs?follow=1`);
     const [a, b] = await Promise.all([early.all, late.all]);
     for (const lines of [a, b]) {
       assert.deepEqual(lines.filter((l) => l.startsWith('line-')), ['line-1', 'line-2', 'line-3', 'line-4', 'line-5', 'line-6']);
@@ -206,7 +206,7 @@ jobs:
   });
 
   test('bad input is refused with 4xx naming what to fix, and nothing is queued', async () => {
-    const before = (await (await fetch(`${server.url}/api/v1/runs?limit=500`)).json()) as unknown[];
+    const before = (await (await kiln.fetch('/api/v1/runs?limit=500')).json()) as unknown[];
     const traversal = await kiln.submitTarball(await makeTar([['../../etc/evil', 'x'], ['.kiln.yml', 'jobs: {}']]));
     assert.equal(traversal.status, 400);
     assert.match(((await traversal.json()) as { message: string }).message, /entry '\.\.\/\.\.\/etc\/evil': path leaves the workspace/);
@@ -225,43 +225,7 @@ jobs:
     assert.equal(badRepo.status, 400);
     const garbage = await kiln.submitTarball(Buffer.from('this is not a tarball at all'));
     assert.equal(garbage.status, 400);
-    const afterRuns = (await (await fetch(`${server.url}/api/v1/runs?limit=500`)).json()) as unknown[];
+    const afterRuns = (await (await kiln.fetch('/api/v1/runs?limit=500')).json()) as unknown[];
     assert.equal(afterRuns.length, before.length, 'no run was recorded for bad input');
   });
 });
-
-/** Follows an SSE log stream; collects line texts until the `end` event. */
-function followLines(url: string) {
-  const lines: string[] = [];
-  const waiters: { text: string; resolve: () => void }[] = [];
-  const all = (async () => {
-    const res = await fetch(url);
-    assert.equal(res.status, 200);
-    assert.match(res.headers.get('content-type') ?? '', /text\/event-stream/);
-    const decoder = new TextDecoder();
-    let buf = '';
-    for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
-      buf += decoder.decode(chunk, { stream: true });
-      let i: number;
-      while ((i = buf.indexOf('\n\n')) >= 0) {
-        const event = buf.slice(0, i);
-        buf = buf.slice(i + 2);
-        if (event.startsWith('event: end')) return lines;
-        const data = event.split('\n').find((l) => l.startsWith('data: '));
-        if (!data) continue;
-        const rec = JSON.parse(data.slice(6)) as { l: string };
-        lines.push(rec.l);
-        for (const w of waiters.filter((x) => rec.l === x.text)) w.resolve();
-      }
-    }
-    return lines;
-  })();
-  return {
-    all,
-    waitFor: (text: string, timeoutMs: number) => new Promise<void>((resolve, reject) => {
-      if (lines.includes(text)) return resolve();
-      waiters.push({ text, resolve });
-      setTimeout(() => reject(new Error(`'${text}' did not arrive in ${timeoutMs} ms; got ${lines.join(' | ')}`)), timeoutMs).unref();
-    }),
-  };
-}

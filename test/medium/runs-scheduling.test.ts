@@ -9,7 +9,7 @@ import { Test } from '@nestjs/testing';
 import { FakeBackend } from '../fixtures/fake-backend';
 import { makeReport } from '../fixtures/reports';
 import { makeTar } from '../fixtures/archives';
-import { testConfig } from '../helpers';
+import { TEST_ADMIN_TOKEN, testConfig } from '../helpers';
 import * as fs from 'node:fs';
 import { RunsRepository } from '../../src/runs/runs.repository';
 import { FileStore } from '../../src/storage/file-store';
@@ -28,7 +28,7 @@ describe('runs: scheduling and step semantics (SQLite, Redis, scripted backend)'
     app = moduleRef.createNestApplication({ logger: ['error'] });
     configureHttp(app);
     await app.init();
-    http = request(app.getHttpServer());
+    http = request.agent(app.getHttpServer()).set('authorization', `Bearer ${TEST_ADMIN_TOKEN}`) as unknown as ReturnType<typeof request>;
     await app.get(CatalogueRepository).upsert(makeReport());
   });
   after(async () => app?.close());

@@ -1,0 +1,155 @@
+import { ConflictException, ForbiddenException, Inject, Injectable, Logger, NotFoundException } from '@nestjs/common';
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { KILN_CONFIG, KilnConfig } from '../config/config';
+import { AuthRepository } from './auth.repository';
+import type { Principal, Quota, TokenInfo, User } from './auth.types';
+import { SecretBox } from './secret-box';
+
+export const newAuthId = (): string => randomBytes(12).toString('base64url');
+export const hashToken = (token: string): string => createHash('sha256').update(token).digest('hex');
+
+/** Users, tokens (random, shown once, stored as hashes, revocable, expiring) and secrets. */
+@Injectable()
+export class AuthService {
+  private readonly log = new Logger('Auth');
+  private readonly box: SecretBox;
+
+  constructor(@Inject(KILN_CONFIG) private readonly config: KilnConfig, private readonly repo: AuthRepository) {
+    this.box = SecretBox.open(config.dataDir, config.secretKey);
+  }
+
+  get adminTokenFile(): string {
+    return path.join(this.config.dataDir, 'admin-token');
+  }
+
+  /** First start: an admin user, and a token from KILN_ADMIN_TOKEN or one written to data/admin-token. */
+  async bootstrap(): Promise<void> {
+    let admin = await this.repo.userByName('admin');
+    if (!admin) {
+      admin = { id: newAuthId(), name: 'admin', isAdmin: true, quota: {}, createdAt: new Date().toISOString() };
+      await this.repo.createUser(admin).catch(async () => { admin = await this.repo.userByName('admin'); });
+    }
+    if (this.config.adminToken) {
+      if (!(await this.repo.tokenByHash(hashToken(this.config.adminToken)))) {
+        await this.storeToken(admin!.id, 'KILN_ADMIN_TOKEN', this.config.adminToken, null);
+      }
+      this.log.log('admin token: from KILN_ADMIN_TOKEN');
+      return;
+    }
+    const file = this.adminTokenFile;
+    if (fs.existsSync(file)) {
+      const existing = fs.readFileSync(file, 'utf8').trim();
+      if (await this.authenticate(existing)) {
+        this.log.log(`admin token: ${file}`);
+        return;
+      }
+    }
+    const token = makeToken();
+    await this.storeToken(admin!.id, 'bootstrap', token, null);
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    fs.rmSync(file, { force: true });
+    fs.writeFileSync(file, token + '\n', { mode: 0o600 });
+    this.log.log(`admin token generated and written to ${file} (mode 600)`);
+  }
+
+  /** The principal a bearer token stands for, or null (unknown, revoked, expired). */
+  async authenticate(token: string | undefined): Promise<Principal | null> {
+    if (!token || token.length > 512) return null;
+    const hash = hashToken(token);
+    const row = await this.repo.tokenByHash(hash);
+    if (!row || !timingSafeEqual(Buffer.from(row.hash), Buffer.from(hash))) return null;
+    if (row.revokedAt) return null;
+    if (row.expiresAt && row.expiresAt <= new Date().toISOString()) return null;
+    const user = await this.repo.user(row.userId);
+    if (!user) return null;
+    void this.repo.touchToken(row.id).catch(() => undefined);
+    return { user, tokenId: row.id };
+  }
+
+  async createUser(name: string, isAdmin: boolean, quota: Partial<Quota>): Promise<User> {
+    if (await this.repo.userByName(name)) throw new ConflictException(`a user named '${name}' exists already`);
+    const user: User = { id: newAuthId(), name, isAdmin, quota, createdAt: new Date().toISOString() };
+    await this.repo.createUser(user);
+    return user;
+  }
+
+  users(): Promise<User[]> {
+    return this.repo.users();
+  }
+
+  findUser(id: string): Promise<User | null> {
+    return this.repo.user(id);
+  }
+
+  async requireUser(id: string): Promise<User> {
+    const u = await this.repo.user(id);
+    if (!u) throw new NotFoundException(`no user ${id}`);
+    return u;
+  }
+
+  /** A new token for a user: the only time its text is shown. */
+  async issueToken(userId: string, name: string, expiresInDays: number | undefined): Promise<{ token: string; info: TokenInfo }> {
+    await this.requireUser(userId);
+    const token = makeToken();
+    const expiresAt = expiresInDays ? new Date(Date.now() + expiresInDays * 86_400_000).toISOString() : null;
+    const info = await this.storeToken(userId, name, token, expiresAt);
+    return { token, info };
+  }
+
+  tokens(userId: string): Promise<TokenInfo[]> {
+    return this.repo.tokens(userId);
+  }
+
+  /** Revokes at once. A user may revoke their own tokens; an admin any. Others' tokens answer 404. */
+  async revoke(tokenId: string, by: Principal): Promise<void> {
+    const t = await this.repo.token(tokenId);
+    if (!t || (t.userId !== by.user.id && !by.user.isAdmin)) throw new NotFoundException(`no token ${tokenId}`);
+    await this.repo.revokeToken(tokenId);
+  }
+
+  quota(user: User): Quota {
+    return { ...this.config.quota, ...user.quota };
+  }
+
+  async setSecret(userId: string, name: string, value: string): Promise<void> {
+    await this.repo.putSecret(userId, name, this.box.seal(value));
+  }
+
+  secretNames(userId: string) {
+    return this.repo.secretNames(userId);
+  }
+
+  async deleteSecret(userId: string, name: string): Promise<void> {
+    if (!(await this.repo.deleteSecret(userId, name))) throw new NotFoundException(`no secret named ${name}`);
+  }
+
+  /** For the worker only: a run owner's secrets in clear. Never sent over the API. */
+  async secretsOf(userId: string | null): Promise<Record<string, string>> {
+    if (!userId) return {};
+    const out: Record<string, string> = {};
+    for (const s of await this.repo.sealedSecrets(userId)) {
+      try {
+        out[s.name] = this.box.open(s.value);
+      } catch {
+        this.log.warn(`secret ${s.name} of user ${userId} cannot be opened with this key; it is left out`);
+      }
+    }
+    return out;
+  }
+
+  assertAdmin(p: Principal): void {
+    if (!p.user.isAdmin) throw new ForbiddenException('this endpoint is for admins');
+  }
+
+  private async storeToken(userId: string, name: string, token: string, expiresAt: string | null): Promise<TokenInfo> {
+    const info: TokenInfo = { id: newAuthId(), userId, name, createdAt: new Date().toISOString(), expiresAt, revokedAt: null, lastUsedAt: null };
+    await this.repo.createToken({ ...info, hash: hashToken(token) });
+    return info;
+  }
+}
+
+function makeToken(): string {
+  return `kiln_${randomBytes(32).toString('base64url')}`;
+}

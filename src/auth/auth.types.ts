@@ -1,0 +1,34 @@
+export interface Quota {
+  /** Jobs of this user running (or handed to a worker) at once; more wait, pending. */
+  concurrentJobs: number;
+  /** Runs of this user not yet completed; more are refused (429). */
+  queuedRuns: number;
+  /** Submissions per minute; more are refused (429 with Retry-After). */
+  submissionsPerMinute: number;
+  /** Bytes of artifacts kept for this user; submissions and uploads beyond are refused. */
+  artifactBytes: number;
+}
+
+export interface User {
+  id: string;
+  name: string;
+  isAdmin: boolean;
+  quota: Partial<Quota>;
+  createdAt: string;
+}
+
+export interface TokenInfo {
+  id: string;
+  userId: string;
+  name: string;
+  createdAt: string;
+  expiresAt: string | null;
+  revokedAt: string | null;
+  lastUsedAt: string | null;
+}
+
+/** What a request carries once its token was checked. */
+export interface Principal {
+  user: User;
+  tokenId: string;
+}
