@@ -19,7 +19,7 @@ KILN_DATA_DIR, DATABASE_URL, REDIS_URL, KILN_DEFAULT_ENVIRONMENT, KILN_DEBIAN_MI
 
 export async function main(argv: string[]): Promise<void> {
   const [command = 'serve', ...rest] = argv;
-  if (command === '--help' || command === '-h' || command === 'help') {
+  if (command === '--help' || command === '-h' || command === 'help' || rest.includes('--help') || rest.includes('-h')) {
     process.stdout.write(USAGE);
     return;
   }

@@ -52,9 +52,9 @@ export interface RunResult {
 }
 
 /** Runs the built `kiln` CLI as a user would, to completion. */
-export function runKiln(args: string[], env: Record<string, string>, timeoutMs = 600_000): Promise<RunResult> {
+export function runKiln(args: string[], env: Record<string, string>, timeoutMs = 600_000, cwd?: string): Promise<RunResult> {
   return new Promise((resolve, reject) => {
-    const p = spawn(process.execPath, [KILN_BIN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(process.execPath, [KILN_BIN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], cwd });
     let stdout = '';
     let stderr = '';
     p.stdout.on('data', (d: Buffer) => { stdout += d; });

@@ -3,6 +3,8 @@ import { Type } from 'class-transformer';
 import { IsIn, IsInt, IsNotEmpty, IsObject, IsOptional, IsString, Matches, Max, MaxLength, Min } from 'class-validator';
 
 const WORKFLOW_FILE = /^(\.kiln\.ya?ml|\.github\/workflows\/[^/]+\.ya?ml)$/;
+const JOB_ID = /^[A-Za-z_][A-Za-z0-9_-]{0,99}$/;
+const PLATFORM = /^[A-Za-z0-9][A-Za-z0-9._-]*=[a-z0-9][a-z0-9.@-]*(,[A-Za-z0-9][A-Za-z0-9._-]*=[a-z0-9][a-z0-9.@-]*)*$/;
 
 /** JSON body of POST /runs: a repository (`repo` + `ref`), or the quick form (`command`). */
 export class SubmitRunDto {
@@ -21,6 +23,14 @@ export class SubmitRunDto {
   @ApiPropertyOptional({ description: 'which workflow file of the source to run, e.g. .github/workflows/ci.yml' })
   @IsOptional() @Matches(WORKFLOW_FILE, { message: 'workflowFile must be .kiln.yml or .github/workflows/<name>.yml' })
   workflowFile?: string;
+
+  @ApiPropertyOptional({ description: 'run only this job of the workflow (and the jobs it needs)' })
+  @IsOptional() @Matches(JOB_ID, { message: 'job must be a job id of the workflow' })
+  job?: string;
+
+  @ApiPropertyOptional({ description: 'runs-on label -> environment, for this run only (like act -P)' })
+  @IsOptional() @IsObject()
+  platform?: Record<string, string>;
 
   @ApiPropertyOptional({ description: 'quick form: a command to run (bash by default)' })
   @IsOptional() @IsString() @IsNotEmpty() @MaxLength(64 * 1024)
@@ -45,6 +55,12 @@ export class SubmitRunDto {
 
 /** Text fields of a multipart submission (next to the `source` file). */
 export class SubmitUploadDto {
+  @IsOptional() @Matches(JOB_ID, { message: 'job must be a job id of the workflow' }) job?: string;
+  @IsOptional() @Matches(PLATFORM, { message: 'platform must be LABEL=ENVIRONMENT pairs separated by commas' }) platform?: string;
+  @IsOptional() @IsString() @IsNotEmpty() @MaxLength(64 * 1024) command?: string;
+  @IsOptional() @IsString() @MaxLength(100) environment?: string;
+  @IsOptional() @IsIn(['bash', 'sh', 'python'], { message: 'shell must be bash, sh or python' }) shell?: 'bash' | 'sh' | 'python';
+  @IsOptional() @Type(() => Number) @IsInt() @Min(1) @Max(10080) timeoutMinutes?: number;
   @IsOptional() @IsString() @MaxLength(256 * 1024) workflow?: string;
   @IsOptional() @Matches(WORKFLOW_FILE, { message: 'workflowFile must be .kiln.yml or .github/workflows/<name>.yml' }) workflowFile?: string;
   @IsOptional() @Matches(/^[A-Za-z0-9._\/-]{1,255}$/, { message: 'ref must be a branch or tag name' }) ref?: string;

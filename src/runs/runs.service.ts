@@ -24,8 +24,10 @@ import { QuotaExceededException } from '../http/quota';
 const WORKFLOW_MAX_BYTES = 256 * 1024;
 const WORKFLOW_FILE = /^(\.kiln\.ya?ml|\.github\/workflows\/[^/]+\.ya?ml)$/;
 
-export interface TarballSubmission { uploadPath: string; filename: string; workflow?: string; workflowFile?: string; ref?: string; repository?: string }
-export interface RepoSubmission { repo: string; ref: string; workflow?: string; workflowFile?: string }
+/** How a submission narrows or maps the workflow: one job (and what it needs), label overrides. */
+export interface PlanChoices { job?: string; platform?: Record<string, string> }
+export interface TarballSubmission extends PlanChoices { uploadPath: string; filename: string; workflow?: string; workflowFile?: string; ref?: string; repository?: string }
+export interface RepoSubmission extends PlanChoices { repo: string; ref: string; workflow?: string; workflowFile?: string }
 export interface CommandSubmission { environment?: string; command: string; files?: Record<string, string>; shell?: 'bash' | 'sh' | 'python'; timeoutMinutes?: number }
 
 export const newId = (): string => randomBytes(12).toString('base64url');
@@ -61,7 +63,7 @@ export class RunsService {
       const tar = await this.sanitize(fs.createReadStream(s.uploadPath), tmp);
       const sha = await sha1File(tmp);
       const context: RunContext = { sha, ref: s.ref ? qualifyRef(s.ref) : 'refs/heads/main', repository: s.repository ?? 'local/upload', event: 'push', runNumber: ++this.runNumber };
-      return await this.submit(owner, tmp, { kind: 'tarball', filename: s.filename, bytes: fs.statSync(s.uploadPath).size, files: tar.files }, context, s.workflow, s.workflowFile);
+      return await this.submit(owner, tmp, { kind: 'tarball', filename: s.filename, bytes: fs.statSync(s.uploadPath).size, files: tar.files }, context, s.workflow, s.workflowFile, s);
     } finally {
       await fs.promises.rm(s.uploadPath, { force: true });
       await fs.promises.rm(tmp, { force: true });
@@ -82,7 +84,7 @@ export class RunsService {
       const proc = spawn('tar', ['-c', '-f', '-', '-C', cloned.dir, '.'], { stdio: ['ignore', 'pipe', 'ignore'] });
       await this.sanitize(proc.stdout, tmp);
       const context: RunContext = { sha: cloned.sha, ref: /^[0-9a-f]{7,40}$/.test(s.ref) ? '' : qualifyRef(s.ref), repository: repositoryName(s.repo), event: 'push', runNumber: ++this.runNumber };
-      return await this.submit(owner, tmp, { kind: 'repo', repo: s.repo, ref: s.ref, sha: cloned.sha }, context, s.workflow, s.workflowFile);
+      return await this.submit(owner, tmp, { kind: 'repo', repo: s.repo, ref: s.ref, sha: cloned.sha }, context, s.workflow, s.workflowFile, s);
     } finally {
       await cloned.cleanup();
       await fs.promises.rm(tmp, { force: true });
@@ -90,13 +92,7 @@ export class RunsService {
   }
 
   async submitCommand(owner: Principal, s: CommandSubmission) {
-    const env = s.environment ?? this.config.defaultEnvironment;
-    // The command is data, not a template: `${{` in it is written so that it reaches the shell unchanged.
-    const run = s.command.replace(/\$\{\{/g, "${{ '${{' }}");
-    const workflow = stringify({
-      name: 'command',
-      jobs: { command: { 'runs-on': env, ...(s.timeoutMinutes ? { 'timeout-minutes': s.timeoutMinutes } : {}), steps: [{ name: 'command', shell: s.shell ?? 'bash', run }] } },
-    });
+    const workflow = commandWorkflow({ ...s, environment: s.environment ?? this.config.defaultEnvironment });
     const tmp = this.files.upload(`${newId()}.tar`);
     try {
       const files = s.files && Object.keys(s.files).length ? s.files : { '.kiln-empty': '' };
@@ -115,11 +111,11 @@ export class RunsService {
   }
 
   /** Plans and records a run whose sanitized source tar is at `tarPath` (moved into the store). */
-  private async submit(owner: Principal, tarPath: string, source: RunSource, context: RunContext, workflowText: string | undefined, workflowFile: string | null | undefined) {
+  private async submit(owner: Principal, tarPath: string, source: RunSource, context: RunContext, workflowText: string | undefined, workflowFile: string | null | undefined, choices: PlanChoices = {}) {
     let text = workflowText;
     let file: string | null = workflowFile ?? null;
     if (!text) ({ text, file } = await this.findWorkflow(tarPath, workflowFile ?? undefined));
-    const plan = await this.plan(text, file);
+    const plan = await this.plan(text, file, choices);
     const runId = newId();
     const now = new Date().toISOString();
     const run: Run = {
@@ -142,10 +138,10 @@ export class RunsService {
     return this.view(runId, owner);
   }
 
-  private async plan(text: string, file: string | null): Promise<RunPlan> {
+  private async plan(text: string, file: string | null, choices: PlanChoices = {}): Promise<RunPlan> {
     const opts: PlanOptions = {
       resolveEnvironment: await this.catalogue.resolver(),
-      labelMap: this.config.labelMap,
+      labelMap: { ...this.config.labelMap, ...(choices.platform ?? {}) },
       defaultTimeoutMinutes: this.config.jobs.timeoutMinutes,
       maxTimeoutMinutes: this.config.jobs.timeoutMaxMinutes,
       maxJobs: 256,
@@ -161,7 +157,7 @@ export class RunsService {
       throw e;
     }
     for (const j of plan.jobs) this.checkLimits(j.key, j.limits);
-    return plan;
+    return choices.job ? onlyJob(plan, choices.job) : plan;
   }
 
   /** A job may ask for less than the server's defaults, or more up to its maxima; never beyond. */
@@ -249,9 +245,9 @@ export class RunsService {
     if (body.repo !== undefined) {
       if (!body.ref) throw new BadRequestException('ref is required with repo: a branch, tag or commit sha');
       if (body.files || body.shell || body.environment) throw new BadRequestException('files, shell and environment belong to the quick form ({command}); with repo the workflow says where to run');
-      return this.submitRepo(owner, { repo: body.repo, ref: body.ref, workflow: body.workflow, workflowFile: body.workflowFile });
+      return this.submitRepo(owner, { repo: body.repo, ref: body.ref, workflow: body.workflow, workflowFile: body.workflowFile, job: body.job, platform: checkPlatform(body.platform) });
     }
-    if (body.workflow || body.workflowFile || body.ref) throw new BadRequestException('workflow, workflowFile and ref do not go with command: the quick form is one command in one environment');
+    if (body.workflow || body.workflowFile || body.ref || body.job || body.platform) throw new BadRequestException('workflow, workflowFile, ref, job and platform do not go with command: the quick form is one command in one environment');
     if (body.files) {
       for (const [k, v] of Object.entries(body.files)) if (typeof v !== 'string') throw new BadRequestException(`files.${k}: content must be a string`);
     }
@@ -270,7 +266,13 @@ export class RunsService {
         if (workflowUpload.size > WORKFLOW_MAX_BYTES) throw new PayloadTooLargeException(`workflow: larger than ${WORKFLOW_MAX_BYTES} bytes`);
         workflow = await fs.promises.readFile(workflowUpload.path, 'utf8');
       }
-      return await this.submitTarball(owner, { uploadPath: source.path, filename: source.originalname, workflow, workflowFile: fields.workflowFile, ref: fields.ref, repository: fields.repository });
+      if (fields.command !== undefined) {
+        if (workflow || fields.workflowFile || fields.job || fields.platform) throw new BadRequestException('command does not go with workflow, workflowFile, job or platform: it is one command in one environment');
+        workflow = commandWorkflow({ command: fields.command, environment: fields.environment ?? this.config.defaultEnvironment, shell: fields.shell, timeoutMinutes: fields.timeoutMinutes });
+      } else if (fields.environment || fields.shell || fields.timeoutMinutes) {
+        throw new BadRequestException('environment, shell and timeoutMinutes go with command; a workflow says where its jobs run');
+      }
+      return await this.submitTarball(owner, { uploadPath: source.path, filename: source.originalname, workflow, workflowFile: fields.workflowFile, ref: fields.ref, repository: fields.repository, job: fields.job, platform: parsePlatform(fields.platform) });
     } finally {
       await cleanup();
     }
@@ -310,6 +312,45 @@ export class RunsService {
     const bytes = await this.repo.artifactBytes(owner.user.id);
     if (bytes >= q.artifactBytes) throw new QuotaExceededException(`quota: your artifacts use ${bytes} bytes of ${q.artifactBytes}; they free up as their retention ends`, 3600);
   }
+}
+
+/** The quick form as a one-job workflow. */
+function commandWorkflow(s: CommandSubmission & { environment: string }): string {
+  // The command is data, not a template: `${{` in it is written so that it reaches the shell unchanged.
+  const run = s.command.replace(/\$\{\{/g, "${{ '${{' }}");
+  return stringify({
+    name: 'command',
+    jobs: { command: { 'runs-on': s.environment, ...(s.timeoutMinutes ? { 'timeout-minutes': s.timeoutMinutes } : {}), steps: [{ name: 'command', shell: s.shell ?? 'bash', run }] } },
+  });
+}
+
+/** The plan narrowed to one job id and, transitively, the jobs it needs (like act -j). */
+export function onlyJob(plan: RunPlan, jobId: string): RunPlan {
+  const ids = [...new Set(plan.jobs.map((j) => j.jobId))];
+  if (!ids.includes(jobId)) throw new BadRequestException(`job: the workflow has no job '${jobId}'; its jobs: ${ids.join(', ')}`);
+  const keep = new Set<string>();
+  const visit = (id: string) => {
+    if (keep.has(id)) return;
+    keep.add(id);
+    for (const j of plan.jobs.filter((x) => x.jobId === id)) j.needs.forEach(visit);
+  };
+  visit(jobId);
+  return { ...plan, jobs: plan.jobs.filter((j) => keep.has(j.jobId)) };
+}
+
+export function parsePlatform(s: string | undefined): Record<string, string> | undefined {
+  if (!s) return undefined;
+  return Object.fromEntries(s.split(',').map((pair) => pair.split('=') as [string, string]));
+}
+
+function checkPlatform(p: Record<string, string> | undefined): Record<string, string> | undefined {
+  if (!p) return undefined;
+  for (const [k, v] of Object.entries(p)) {
+    if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(k) || typeof v !== 'string' || !/^[a-z0-9][a-z0-9.@-]*$/.test(v)) {
+      throw new BadRequestException(`platform: '${k}' must map a runs-on label to an environment name`);
+    }
+  }
+  return p;
 }
 
 function qualifyRef(ref: string): string {

@@ -1,13 +1,21 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
+import { promisify } from 'node:util';
+
+const execFileAsync = promisify(execFile);
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { runKiln, startServer, tmpDir } from '../helpers';
 
-/** Runs a command inside an image the way a user would check it: plain docker, no network. */
-function inImage(image: string, script: string): string {
-  return execFileSync('docker', ['run', '--rm', '--network', 'none', image, 'sh', '-c', script], { encoding: 'utf8', timeout: 120_000 }).trim();
+/**
+ * Runs a command inside an image the way a user would check it: plain docker, no network.
+ * Asynchronous on purpose: blocking the event loop for seconds lets the server close an idle
+ * keep-alive socket that fetch then reuses ("other side closed").
+ */
+async function inImage(image: string, script: string): Promise<string> {
+  const { stdout } = await execFileAsync('docker', ['run', '--rm', '--network', 'none', image, 'sh', '-c', script], { encoding: 'utf8', timeout: 120_000 });
+  return stdout.trim();
 }
 
 function parseImagesOutput(stdout: string): Map<string, { action: string; id: string }> {
@@ -59,20 +67,20 @@ describe('the published catalogue, measured in real images (real engine)', () =>
     for (const env of body.environments) {
       const minor = env.name.replace('python-', '');
       assert.match(env.os, expectOs[env.name]);
-      const pyVersion = inImage(env.image, 'python3 --version');
+      const pyVersion = await inImage(env.image, 'python3 --version');
       assert.equal(`Python ${env.python}`, pyVersion, `${env.name}: report vs python3 --version`);
       assert.ok(env.python.startsWith(`${minor}.`), `${env.name} has Python ${minor}`);
       const report = (await (await fetch(`${server.url}/api/v1/environments/${env.name}/${env.latest}`)).json()) as { pythonPackages: { name: string; version: string }[]; debPackages: { name: string }[] };
       const numpy = report.pythonPackages.find((p) => p.name === 'numpy');
       assert.ok(numpy, `${env.name} reports numpy`);
-      assert.equal(numpy.version, inImage(env.image, `python3 -c 'import numpy; print(numpy.__version__)'`), `${env.name}: numpy`);
+      assert.equal(numpy.version, await inImage(env.image, `python3 -c 'import numpy; print(numpy.__version__)'`), `${env.name}: numpy`);
       for (const mod of ['scipy', 'pandas', 'matplotlib', 'pytest', 'hypothesis']) {
         const reported = report.pythonPackages.find((p) => p.name.toLowerCase() === mod);
         assert.ok(reported, `${env.name} reports ${mod}`);
       }
-      const dpkgCount = Number(inImage(env.image, `dpkg-query -W -f='\${Status}\\n' | grep -c ' installed$'`));
+      const dpkgCount = Number(await inImage(env.image, `dpkg-query -W -f='\${Status}\\n' | grep -c ' installed$'`));
       assert.equal(report.debPackages.length, dpkgCount, `${env.name}: every installed Debian package is reported`);
-      assert.equal(inImage(env.image, 'id -u'), '1001', `${env.name}: jobs run as a non-root user`);
+      assert.equal(await inImage(env.image, 'id -u'), '1001', `${env.name}: jobs run as a non-root user`);
     }
   });
 
@@ -128,7 +136,7 @@ describe('building new environment versions (real engine)', () => {
       assert.ok(added.includes('jq'), `jq added: ${added.join(', ')}`);
       assert.deepEqual(d.debPackages.removed, []);
       const jq = d.debPackages.added.find((p) => p.name === 'jq')!;
-      assert.equal(jq.version, inImage('kiln/e2e-tiny:20261128.2', `dpkg-query -W -f='\${Version}' jq`));
+      assert.equal(jq.version, await inImage('kiln/e2e-tiny:20261128.2', `dpkg-query -W -f='\${Version}' jq`));
       const pkg = (await (await fetch(`${server.url}/api/v1/environments?package=jq`)).json()) as { environments: { name: string; latest: string }[] };
       assert.deepEqual(pkg.environments.map((e) => `${e.name}@${e.latest}`), ['e2e-tiny@20261128.2']);
     } finally {

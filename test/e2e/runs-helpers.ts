@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { TEST_ADMIN_TOKEN } from '../helpers';
 
 export interface RunView {
@@ -63,10 +64,10 @@ export class Client {
   }
 }
 
-/** Containers still carrying a job's label (must be none once the job is over). */
-export function containersOf(jobId: string): string[] {
-  const out = execFileSync('docker', ['ps', '-a', '-q', '--filter', `label=kiln.job=${jobId}`], { encoding: 'utf8' });
-  return out.split('\n').filter(Boolean);
+/** Containers still carrying a job's label (must be none once the job is over). Async: see inImage. */
+export async function containersOf(jobId: string): Promise<string[]> {
+  const { stdout } = await promisify(execFile)('docker', ['ps', '-a', '-q', '--filter', `label=kiln.job=${jobId}`], { encoding: 'utf8' });
+  return stdout.split('\n').filter(Boolean);
 }
 
 /** Follows an SSE log stream; collects line texts until the `end` event. */

@@ -83,7 +83,7 @@ describe('running jobs (real engine, real images, real Redis)', () => {
       assert.ok(blob, `out/blob.bin in ${[...files.keys()].join(', ')}`);
       assert.equal(blob.length, 200000);
       assert.equal(createHash('sha256').update(blob).digest('hex'), sha, 'the downloaded bytes are what the job wrote');
-      assert.deepEqual(containersOf(job.id), [], 'no container left');
+      assert.deepEqual(await containersOf(job.id), [], 'no container left');
     }
   });
 
@@ -172,7 +172,7 @@ jobs:
     assert.match(diskLog, /No space left on device/);
     assert.match(await kiln.logs(hostile.id, job('memory').id), /killed for lack of memory/);
     assert.match(await kiln.logs(hostile.id, job('forever').id), /exceeded its time limit of 3 s/);
-    for (const j of done.jobs) assert.deepEqual(containersOf(j.id), [], `no container left for ${j.key}`);
+    for (const j of done.jobs) assert.deepEqual(await containersOf(j.id), [], `no container left for ${j.key}`);
   });
 
   test('cancel stops a running run within seconds', async () => {
@@ -188,7 +188,7 @@ jobs:
     assert.equal(done.jobs[0].conclusion, 'cancelled');
     assert.equal(done.jobs[0].steps[0].reason, 'cancelled');
     assert.ok(took < 15_000, `cancelled within seconds (${took} ms)`);
-    assert.deepEqual(containersOf(done.jobs[0].id), []);
+    assert.deepEqual(await containersOf(done.jobs[0].id), []);
   });
 
   test('logs stream live to followers; a late follower gets everything from the start', async () => {

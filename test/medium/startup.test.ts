@@ -11,11 +11,18 @@ test('a bad variable stops start-up with a message naming it (exit 2)', async ()
   assert.match(r.stderr, /invalid configuration:\n\s+KILN_PORT="eighty": .*integer/);
 });
 
+test('kiln serve --help prints the server usage instead of starting', async () => {
+  const r = await runKiln(['serve', '--help'], {}, 30_000);
+  assert.equal(r.code, 0);
+  assert.match(r.stdout, /serve\s+API and worker in one process/);
+});
+
 test('an unknown command prints usage and exits 2', async () => {
   const r = await runKiln(['frobnicate'], {}, 30_000);
   assert.equal(r.code, 2);
   assert.match(r.stderr, /unknown command 'frobnicate'/);
-  assert.match(r.stderr, /serve\s+API and worker/);
+  assert.match(r.stderr, /run \[DIR\]\s+pack DIR/);
+  assert.match(r.stderr, /serve \| api \| worker \| images/);
 });
 
 test('kiln api serves health with SQLite in KILN_DATA_DIR and a real Redis', async () => {
