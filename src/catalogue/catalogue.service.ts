@@ -129,8 +129,15 @@ export class CatalogueService {
       if (r.status === 'deprecated' && r.removal && r.removal <= today) {
         return { error: `${r.name}@${r.version} was removed on ${r.removal}; choose another version or environment` };
       }
-      return { name: r.name, version: r.version, image: r.image.id };
+      return { name: r.name, version: r.version, image: r.image.id, python: r.python };
     };
+  }
+
+  /** Each environment's Python (latest version), for messages that say where a version is. */
+  async pythonVersions(): Promise<Record<string, string | null>> {
+    const out: Record<string, string | null> = {};
+    for (const [name, versions] of await this.grouped()) out[name] = versions[versions.length - 1].report.python;
+    return out;
   }
 
   async diff(nameOrLabel: string, from: string, to: string): Promise<ReportDiff> {

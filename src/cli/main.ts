@@ -260,7 +260,7 @@ function ask(question: string): Promise<boolean> {
   });
 }
 
-interface LogRecord { t: number; i: number; s: 'o' | 'e' | 'k'; l: string; job: string }
+interface LogRecord { t: number; i: number; s: 'o' | 'e' | 'k' | 'g' | 'G'; l: string; job: string }
 
 async function streamLogs(k: KilnClient, runId: string, job: string | null, out: (s: string) => void, prefix: boolean, signal: AbortSignal, quiet: boolean): Promise<void> {
   const res = await k.raw(`/api/v1/runs/${runId}/logs?follow=1${job ? `&job=${encodeURIComponent(job)}` : ''}`, { signal });
@@ -285,6 +285,8 @@ function renderLine(r: LogRecord, prefix: boolean, quiet: boolean): string {
   // The job's text is data: control characters (escape sequences included) are shown, not obeyed, on a terminal.
   const text = isTTY ? r.l.replace(/[\x00-\x08\x0b-\x1f\x7f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`) : r.l;
   if (r.s === 'k') return quiet ? '' : `${p}${paint('1', text.startsWith('▶') || text.startsWith('■') ? text : `## ${text}`)}\n`;
+  if (r.s === 'g') return `${p}${paint('1', `▸ ${text}`)}\n`;
+  if (r.s === 'G') return '';
   if (r.s === 'e') return `${p}${paint('31', text)}\n`;
   return `${p}${text}\n`;
 }

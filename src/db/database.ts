@@ -120,6 +120,22 @@ export const MIGRATIONS: string[] = [
    )`,
   `ALTER TABLE runs ADD COLUMN owner_id TEXT`,
   `CREATE INDEX runs_by_owner ON runs (owner_id, status)`,
+  `CREATE TABLE annotations (
+     run_id TEXT NOT NULL REFERENCES runs(id),
+     job_id TEXT NOT NULL REFERENCES jobs(id),
+     step INTEGER NOT NULL,
+     seq INTEGER NOT NULL,
+     level TEXT NOT NULL,
+     message TEXT NOT NULL,
+     title TEXT,
+     file TEXT,
+     line INTEGER,
+     end_line INTEGER,
+     col INTEGER,
+     end_column INTEGER,
+     PRIMARY KEY (job_id, seq)
+   )`,
+  `ALTER TABLE jobs ADD COLUMN summary TEXT`,
 ];
 
 class SqliteDatabase implements Database {

@@ -101,9 +101,9 @@ export class DockerBackend implements ExecutionBackend {
     return handle;
   }
 
-  async putWorkspace(job: JobHandle, tar: Readable): Promise<void> {
+  async putWorkspace(job: JobHandle, tar: Readable, dir = '/workspace'): Promise<void> {
     const c = this.docker.getContainer(job.id);
-    const res = await this.run(c, ['tar', '-x', '-f', '-', '-C', '/workspace', '--no-same-owner', '--delay-directory-restore'], { stdin: tar });
+    const res = await this.run(c, ['sh', '-c', 'mkdir -p -- "$1" && exec tar -x -f - -C "$1" --no-same-owner --delay-directory-restore', 'put', dir], { stdin: tar });
     if (res.exitCode !== 0) throw new Error(`unpacking the workspace failed (tar exit ${res.exitCode}): ${res.stderr.slice(-500)}`);
   }
 

@@ -30,4 +30,6 @@ test('the hardened HostConfig has every default the security model promises', ()
   assert.ok((h.NanoCpus ?? 0) > 0);
   assert.deepEqual(h.Ulimits?.map((u) => u.Name).sort(), ['fsize', 'nofile']);
   assert.match(h.Tmpfs?.['/tmp'] ?? '', /size=\d+/);
+  assert.match(h.Tmpfs?.['/tmp'] ?? '', /(^|,)nosuid(,|$)/);
+  assert.match(h.Tmpfs?.['/tmp'] ?? '', /(^|,)exec(,|$)/, 'jobs run what they build');
 });

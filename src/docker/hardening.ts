@@ -35,7 +35,9 @@ export function hardenedHostConfig(limits: SandboxLimits, mounts: TmpfsMount[] =
   const tmpfs: Record<string, string> = {};
   for (const m of mounts) {
     const owner = m.uid === undefined ? 'mode=1777' : `uid=${m.uid},gid=${m.uid},mode=0755`;
-    tmpfs[m.path] = `rw,nosuid,nodev,size=${m.bytes},${owner}`;
+    // Docker's tmpfs default is noexec; jobs must run what they build (./configure, a gcc output),
+    // so exec is explicit. nosuid and nodev stay: nothing there can gain privileges.
+    tmpfs[m.path] = `rw,exec,nosuid,nodev,size=${m.bytes},${owner}`;
   }
   return {
     NetworkMode: 'none',

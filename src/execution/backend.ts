@@ -10,8 +10,8 @@ export interface ExecutionBackend {
   isAvailable(): Promise<boolean>;
   /** Creates and starts the job's sandbox: hardened, network-less, labelled with the job id. */
   startJob(spec: JobSandboxSpec): Promise<JobHandle>;
-  /** Streams a (sanitized) tar into /workspace, as the job user. */
-  putWorkspace(job: JobHandle, tar: Readable): Promise<void>;
+  /** Streams a (sanitized) tar into dir (default /workspace; created if missing), as the job user. */
+  putWorkspace(job: JobHandle, tar: Readable, dir?: string): Promise<void>;
   /** Runs one step to its end, its timeout, or the abort signal. Never throws for user failures. */
   execStep(job: JobHandle, step: ExecSpec, sink: OutputSink, signal: AbortSignal): Promise<StepState>;
   /** A tar stream of the files matching the glob patterns (relative to workdir); `done` tells how tar ended. */

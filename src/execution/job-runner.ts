@@ -12,6 +12,8 @@ import { evaluateCondition, ExprContext, interpolate, StatusFunctions } from '..
 import type { StepSpec } from '../workflow/model';
 import { EXECUTION_BACKEND, ExecutionBackend, JobHandle, JobSandboxLimits, StepState } from './backend';
 import { parseEnvFile, parsePathFile } from './env-files';
+import { WorkflowCommands } from './workflow-commands';
+import { createHash } from 'node:crypto';
 
 export const WORKSPACE = '/workspace';
 const KILN_DIR = '/tmp/kiln';
@@ -31,6 +33,7 @@ export interface RunOptions {
 export interface JobOutcome {
   conclusion: Conclusion;
   error: string | null;
+  outputs?: Record<string, string>;
   /** True when the job failed before any step started (safe to retry). */
   beforeSteps: boolean;
 }
@@ -104,6 +107,10 @@ export class JobRunner {
     const jobEnv: Record<string, string> = {};
     const extraPath: string[] = [];
     const github = this.githubContext(run, job);
+    const summaries: string[] = [];
+    let summaryBytes = 0;
+    let annotationSeq = 0;
+    const debug = opts.secrets.ACTIONS_STEP_DEBUG === 'true' || spec.env.ACTIONS_STEP_DEBUG === 'true' || spec.env.RUNNER_DEBUG === '1';
     const baseCtx = (): ExprContext => ({
       github, matrix: spec.matrix ?? {}, needs, steps: stepsCtx, job: { status: jobStatus },
       runner: { os: 'Linux', arch: 'X64', name: 'kiln', temp: '/tmp', tool_cache: '/opt/hostedtoolcache', environment: 'self-hosted' },
@@ -122,11 +129,17 @@ export class JobRunner {
         await this.repo.closeOpenSteps(job.id, 'cancelled', 'cancelled');
         return { conclusion: 'cancelled', error: null, beforeSteps: false };
       }
+      const hashes = await this.precomputeHashes(handle, [step.if, step.run, step.workingDirectory, ...Object.values(step.env), ...Object.values(step.with)], signal);
       const status: StatusFunctions = {
         success: () => jobStatus === 'success',
         failure: () => jobStatus === 'failure',
         cancelled: () => signal.aborted,
         always: () => true,
+        hashFiles: (patterns) => {
+          const h = hashes.get(JSON.stringify(patterns));
+          if (h === undefined) throw new Error('hashFiles() takes literal patterns in quotes, e.g. hashFiles(\'**/requirements.txt\')');
+          return h;
+        },
       };
       let ctx = baseCtx();
       let run_ = false;
@@ -159,8 +172,34 @@ export class JobRunner {
           result = { outcome: 'success', reason: null, exitCode: null, outputs: {} };
         } else if (step.uses === 'upload-artifact') {
           result = await this.uploadArtifact(run, job, handle, step, ctx, status, out, opts);
+        } else if (step.uses === 'download-artifact') {
+          result = await this.downloadArtifact(run, handle, step, ctx, status, out);
+        } else if (step.uses === 'setup-python') {
+          out.notice(step.index, `actions/setup-python: Python comes from the environment ${spec.environment.name}@${spec.environment.version} (checked when the run was submitted)`);
+          result = { outcome: 'success', reason: null, exitCode: null, outputs: {} };
         } else {
-          result = await this.runScript(run, job, handle, step, ctx, status, stepEnv, extraPath, stepTimeout, out, signal);
+          const cmds = new WorkflowCommands({
+            annotate: (a) => {
+              if (annotationSeq >= 50) return;
+              void this.repo.insertAnnotation(run.id, job.id, step.index, annotationSeq++, a).catch((e: Error) => this.log.warn(`annotation: ${e.message}`));
+            },
+            addMask: (v) => out.addMask(v),
+          }, debug);
+          out.setFilter((_step, text) => cmds.line(text));
+          try {
+            result = await this.runScript(run, job, handle, step, ctx, status, stepEnv, extraPath, stepTimeout, out, signal);
+          } finally {
+            out.flush(step.index);
+            out.setFilter(null);
+          }
+          const summary = result.state?.files[`${KILN_DIR}/summary-${step.index}`];
+          if (summary) {
+            const room = 1024 * 1024 - summaryBytes;
+            if (Buffer.byteLength(summary) > room) out.notice(step.index, 'warning: the job summary is capped at 1 MiB; the rest of this step\'s summary was dropped');
+            const kept = Buffer.from(summary).subarray(0, Math.max(0, room)).toString('utf8');
+            summaries.push(kept);
+            summaryBytes += Buffer.byteLength(kept);
+          }
         }
       } catch (e) {
         out.notice(step.index, `error: ${(e as Error).message}`);
@@ -187,7 +226,9 @@ export class JobRunner {
       if (result.reason === 'job-timeout') stopReason = 'job-timeout';
     }
     const error = stopReason === 'infrastructure' ? 'the engine failed during the job' : stopReason === 'job-timeout' ? `the job exceeded its timeout of ${spec.timeoutMinutes} minutes` : stopReason === 'pids-limit' ? 'the job reached its process limit; later steps could not run' : null;
-    return { conclusion: jobStatus === 'success' && !stopReason ? 'success' : 'failure', error, beforeSteps: false };
+    if (summaries.length) await this.repo.setJobSummary(job.id, out.maskText(summaries.join('\n')));
+    const outputs = await this.jobOutputs(spec.outputs ?? {}, baseCtx(), opts.secrets, out);
+    return { conclusion: jobStatus === 'success' && !stopReason ? 'success' : 'failure', error, beforeSteps: false, outputs };
   }
 
   private async finishStep(job: Job, step: StepSpec, out: LogWriter, outcome: Conclusion, conclusion: Conclusion | null, exitCode: number | null, reason: StepReason | null = null, continueOnError = false): Promise<void> {
@@ -200,11 +241,13 @@ export class JobRunner {
     const script = await interpolate(step.run ?? '', ctx, status);
     const i = step.index;
     const files = { env: `${KILN_DIR}/env-${i}`, output: `${KILN_DIR}/output-${i}`, path: `${KILN_DIR}/path-${i}`, summary: `${KILN_DIR}/summary-${i}`, state: `${KILN_DIR}/state-${i}` };
-    const ext = step.shell === 'python' ? 'py' : 'sh';
+    const ext = step.shell === 'python' ? 'py' : step.shell === 'bash' || step.shell === 'sh' ? 'sh' : 'script';
     const scriptPath = `${KILN_DIR}/step-${i}.${ext}`;
+    // As on GitHub: bash -eo pipefail, sh -e, python; a custom template gets the script file for {0}.
     const argv = step.shell === 'bash' ? ['bash', '--noprofile', '--norc', '-eo', 'pipefail', scriptPath]
       : step.shell === 'sh' ? ['sh', '-e', scriptPath]
-      : ['python3', scriptPath];
+      : step.shell === 'python' ? ['python3', scriptPath]
+      : step.shell.trim().split(/\s+/).map((part) => part.replace('{0}', scriptPath));
     const workdir = step.workingDirectory ? resolveWorkdir(await interpolate(step.workingDirectory, ctx, status)) : WORKSPACE;
     const env: Record<string, string> = {
       ...this.defaultEnv(run, job),
@@ -215,7 +258,7 @@ export class JobRunner {
     };
     const state = await this.backend.execStep(handle, {
       argv, env, workdir, timeoutMs, script: { path: scriptPath, content: script },
-      readBack: [files.env, files.output, files.path], maxFileBytes: 1024 * 1024,
+      readBack: [files.env, files.output, files.path, files.summary], maxFileBytes: 1024 * 1024,
     }, (stream, chunk) => out.write(i, stream, chunk), signal);
     const limits = this.limitsFor(job);
     let reason: StepReason | null = null;
@@ -299,6 +342,82 @@ export class JobRunner {
       return fail(`an artifact named '${name}' already exists in this run; names must be unique`);
     }
     out.notice(i, `artifact '${name}' uploaded: ${sanitized.files} file(s), ${sanitized.totalBytes} bytes, kept ${retention} day(s)`);
+    return { outcome: 'success' as Conclusion, reason: null, exitCode: null, outputs: {} };
+  }
+
+  /** Job outputs, evaluated when the job ends; a value holding a secret is left out, as on GitHub. */
+  private async jobOutputs(raw: Record<string, string>, ctx: ExprContext, secrets: Record<string, string>, out: LogWriter): Promise<Record<string, string>> {
+    const outputs: Record<string, string> = {};
+    for (const [name, template] of Object.entries(raw)) {
+      try {
+        const value = await interpolate(template, ctx);
+        if (Object.values(secrets).some((sv) => sv.length >= 3 && value.includes(sv))) {
+          out.notice(-1, `warning: the job output '${name}' was left out because it contains a secret`);
+          continue;
+        }
+        outputs[name] = value;
+      } catch (e) {
+        out.notice(-1, `warning: the job output '${name}' could not be evaluated: ${(e as Error).message}`);
+      }
+    }
+    return outputs;
+  }
+
+  /**
+   * hashFiles() needs the workspace, and the expression engine cannot wait for I/O: every call with
+   * literal patterns in the step's strings is computed in the sandbox first. GitHub's algorithm: the
+   * SHA-256 of the concatenated SHA-256 digests of the matching files (sorted by path); '' if none.
+   */
+  private async precomputeHashes(handle: JobHandle, strings: (string | null | undefined)[], signal: AbortSignal): Promise<Map<string, string>> {
+    const calls = new Map<string, string[]>();
+    for (const str of strings) {
+      if (!str) continue;
+      for (const m of str.matchAll(/hashFiles\(\s*((?:'(?:[^']|'')*'\s*,?\s*)+)\)/gi)) {
+        const args = [...m[1].matchAll(/'((?:[^']|'')*)'/g)].map((a) => a[1].replace(/''/g, "'"));
+        calls.set(JSON.stringify(args), args);
+      }
+    }
+    const out = new Map<string, string>();
+    for (const [key, patterns] of calls) {
+      let stdout = '';
+      const script = [
+        'shopt -s globstar nullglob dotglob; cd /workspace || exit 0',
+        'inc=(); exc=()',
+        'for p in "$@"; do if [[ $p == !* ]]; then exc+=("${p:1}"); else inc+=("$p"); fi; done',
+        'IFS=$\'\\n\'',
+        'for p in "${inc[@]}"; do for f in $p; do [ -f "$f" ] || continue; skip=; for x in "${exc[@]}"; do [[ $f == $x ]] && skip=1; done; [ -z "$skip" ] && printf "%s\\0" "$f"; done; done | sort -zu | xargs -0 -r sha256sum',
+      ].join('\n');
+      const state = await this.backend.execStep(handle, { argv: ['bash', '-c', script, 'hashFiles', ...patterns], env: {}, workdir: WORKSPACE, timeoutMs: 120_000 }, (stream, chunk) => { if (stream === 'stdout') stdout += chunk.toString(); }, signal);
+      if (state.exitCode !== 0) continue;
+      const digests = stdout.split('\n').map((l) => /^([0-9a-f]{64}) /.exec(l)?.[1]).filter((h): h is string => Boolean(h));
+      if (!digests.length) {
+        out.set(key, '');
+        continue;
+      }
+      const total = createHash('sha256');
+      for (const d of digests) total.update(Buffer.from(d, 'hex'));
+      out.set(key, total.digest('hex'));
+    }
+    return out;
+  }
+
+  /** download-artifact: one artifact of this run into `path`, or (without name) each into path/<name>. */
+  private async downloadArtifact(run: Run, handle: JobHandle, step: StepSpec, ctx: ExprContext, status: StatusFunctions, out: LogWriter) {
+    const i = step.index;
+    const name = step.with.name ? (await interpolate(step.with.name, ctx, status)).trim() : null;
+    const target = resolveWorkdir(step.with.path ? await interpolate(step.with.path, ctx, status) : '.');
+    const all = await this.repo.artifacts(run.id);
+    const chosen = name ? all.filter((a) => a.name === name) : all;
+    if (name && !chosen.length) {
+      out.notice(i, `error: no artifact named '${name}' in this run${all.length ? ` (there are: ${all.map((a) => a.name).join(', ')})` : ''}; the job that uploads it must be listed in needs`);
+      return { outcome: 'failure' as Conclusion, reason: 'artifact-error' as StepReason, exitCode: null, outputs: {} };
+    }
+    for (const a of chosen) {
+      const dir = name ? target : `${target}/${a.name.replace(/[^A-Za-z0-9._-]/g, '_')}`;
+      await this.backend.putWorkspace(handle, fs.createReadStream(this.files.artifact(run.id, a.id)), dir);
+      out.notice(i, `artifact '${a.name}' (${a.files} file(s), ${a.sizeBytes} bytes) downloaded to ${dir}`);
+    }
+    if (!chosen.length) out.notice(i, 'warning: this run has no artifacts (yet)');
     return { outcome: 'success' as Conclusion, reason: null, exitCode: null, outputs: {} };
   }
 

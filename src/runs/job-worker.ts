@@ -67,7 +67,7 @@ export class JobWorker implements OnApplicationBootstrap, OnApplicationShutdown 
       const secrets = await this.auth.secretsOf(run.ownerId);
       const artifactBytesLeft = owner ? this.auth.quota(owner).artifactBytes - (await this.repo.artifactBytes(owner.id)) : Infinity;
       const outcome = await this.runner.run(run, job, RunScheduler.needResults(jobs, job.spec.needs), abort.signal, { secrets, artifactBytesLeft });
-      await this.repo.transitionJob(jobId, ['in_progress'], 'completed', { conclusion: outcome.conclusion, error: outcome.error });
+      await this.repo.transitionJob(jobId, ['in_progress'], 'completed', { conclusion: outcome.conclusion, error: outcome.error, outputs: outcome.outputs ?? {} });
       if (outcome.conclusion === 'cancelled') await this.repo.closeOpenSteps(jobId, 'cancelled', 'cancelled');
     } catch (e) {
       const last = bull.attemptsMade + 1 >= (bull.opts.attempts ?? 1);

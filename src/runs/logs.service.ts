@@ -38,7 +38,8 @@ export class LogsService {
   }
 
   static text(lines: LogLine[]): string {
-    return lines.map((l) => `[${l.job}] ${l.i < 0 ? '-' : `#${l.i}`} ${l.s === 'k' ? '##' : l.s === 'e' ? 'E|' : ' |'} ${l.l}\n`).join('');
+    const mark: Record<LogLine['s'], string> = { k: '##', e: 'E|', o: ' |', g: '▸', G: '◂' };
+    return lines.map((l) => `[${l.job}] ${l.i < 0 ? '-' : `#${l.i}`} ${mark[l.s]} ${l.l}\n`).join('');
   }
 
   /** Streams every line from the start, then new ones as they are written, until every job has ended. */

@@ -1,6 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { DATABASE, Database } from '../db/database';
 import type { Artifact, Conclusion, Job, JobStatus, Run, Step, StepReason } from './runs.types';
+import type { Annotation } from '../execution/workflow-commands';
 
 const now = () => new Date().toISOString();
 
@@ -143,6 +144,28 @@ export class RunsRepository {
   async isCancelRequested(id: string): Promise<boolean> {
     const rows = await this.db.all<{ c: number }>('SELECT cancel_requested AS c FROM runs WHERE id = ?', [id]);
     return Boolean(rows[0]?.c);
+  }
+
+  async insertAnnotation(runId: string, jobId: string, step: number, seq: number, a: Annotation): Promise<void> {
+    await this.db.run(
+      'INSERT INTO annotations (run_id, job_id, step, seq, level, message, title, file, line, end_line, col, end_column) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      [runId, jobId, step, seq, a.level, a.message, a.title, a.file, a.line, a.endLine, a.col, a.endColumn],
+    );
+  }
+
+  async annotations(runId: string): Promise<(Annotation & { jobId: string; step: number })[]> {
+    const rows = await this.db.all<{ job_id: string; step: number; level: string; message: string; title: string | null; file: string | null; line: number | null; end_line: number | null; col: number | null; end_column: number | null }>(
+      'SELECT a.* FROM annotations a JOIN jobs j ON j.id = a.job_id WHERE a.run_id = ? ORDER BY j.position, a.seq', [runId]);
+    return rows.map((r) => ({ jobId: r.job_id, step: Number(r.step), level: r.level as Annotation['level'], message: r.message, title: r.title, file: r.file, line: r.line, endLine: r.end_line, col: r.col, endColumn: r.end_column }));
+  }
+
+  async setJobSummary(jobId: string, markdown: string): Promise<void> {
+    await this.db.run('UPDATE jobs SET summary = ? WHERE id = ?', [markdown, jobId]);
+  }
+
+  async jobSummaries(runId: string): Promise<Record<string, string>> {
+    const rows = await this.db.all<{ id: string; summary: string | null }>('SELECT id, summary FROM jobs WHERE run_id = ?', [runId]);
+    return Object.fromEntries(rows.filter((r) => r.summary).map((r) => [r.id, r.summary as string]));
   }
 
   async insertArtifact(a: Artifact): Promise<void> {

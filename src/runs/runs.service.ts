@@ -146,6 +146,7 @@ export class RunsService {
       maxTimeoutMinutes: this.config.jobs.timeoutMaxMinutes,
       maxJobs: 256,
       maxStepsPerJob: 100,
+      pythonVersions: await this.catalogue.pythonVersions(),
     };
     let plan: RunPlan;
     try {
@@ -206,7 +207,7 @@ export class RunsService {
 
   async view(runId: string, p: Principal) {
     const run = await this.requireRun(runId, p);
-    const [jobs, steps, artifacts] = await Promise.all([this.repo.jobs(runId), this.repo.steps(runId), this.repo.artifacts(runId)]);
+    const [jobs, steps, artifacts, annotations, summaries] = await Promise.all([this.repo.jobs(runId), this.repo.steps(runId), this.repo.artifacts(runId), this.repo.annotations(runId), this.repo.jobSummaries(runId)]);
     const base = `/api/v1/runs/${run.id}`;
     return {
       id: run.id, status: run.status, conclusion: run.conclusion, error: run.error,
@@ -216,8 +217,11 @@ export class RunsService {
         id: j.id, key: j.key, jobId: j.jobId, name: j.name, environment: j.environment, matrix: j.spec.matrix, needs: j.spec.needs,
         status: j.status, conclusion: j.conclusion, error: j.error, attempts: j.attempts, startedAt: j.startedAt, finishedAt: j.finishedAt,
         steps: steps.filter((s) => s.jobId === j.id).map((s) => ({ index: s.index, name: s.name, status: s.status, outcome: s.outcome, conclusion: s.conclusion, exitCode: s.exitCode, reason: s.reason, startedAt: s.startedAt, finishedAt: s.finishedAt })),
+        outputs: j.outputs,
+        summary: summaries[j.id] ?? null,
         logs: `${base}/logs?job=${j.id}`,
       })),
+      annotations: annotations.map((a) => ({ ...a, job: jobs.find((j) => j.id === a.jobId)?.key ?? a.jobId })),
       artifacts: artifacts.map((a) => ({ name: a.name, sizeBytes: a.sizeBytes, files: a.files, createdAt: a.createdAt, expiresAt: a.expiresAt, url: `${base}/artifacts/${encodeURIComponent(a.name)}` })),
       urls: { self: base, logs: `${base}/logs`, artifacts: `${base}/artifacts`, cancel: `${base}/cancel` },
     };

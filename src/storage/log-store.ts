@@ -3,14 +3,21 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
 import { KILN_CONFIG, KilnConfig } from '../config/config';
+import type { LineResult } from '../execution/workflow-commands';
 
-/** One log line: time (ms), step index (-1 = the job itself), stream (o = stdout, e = stderr, k = Kiln), text. */
+/**
+ * One log line: time (ms), step index (-1 = the job itself), stream (o = stdout, e = stderr,
+ * k = Kiln, g = a group starts (l is its title), G = the group ends), text.
+ */
 export interface LogRecord {
   t: number;
   i: number;
-  s: 'o' | 'e' | 'k';
+  s: 'o' | 'e' | 'k' | 'g' | 'G';
   l: string;
 }
+
+/** Decides what a complete output line becomes (workflow commands); identity when absent. */
+export type LineFilter = (step: number, text: string) => LineResult;
 
 const MAX_LINE = 64 * 1024;
 
@@ -64,12 +71,28 @@ export class LogWriter {
   private dropped = 0;
   private readonly partial = new Map<string, { decoder: StringDecoder; text: string }>();
 
-  private readonly masks: string[];
+  private masks: string[];
+  private filter: LineFilter | null = null;
 
   constructor(readonly file: string, private readonly capBytes: number, secrets: string[] = []) {
     this.masks = maskList(secrets);
     this.fd = fs.openSync(file, 'a');
     this.written = fs.fstatSync(this.fd).size;
+  }
+
+  /** Text that leaves the job another way (the step summary) is masked like the log. */
+  maskText(text: string): string {
+    return this.masks.length ? mask(text, this.masks) : text;
+  }
+
+  /** Workflow commands: applied to every complete line of output from here on. */
+  setFilter(filter: LineFilter | null): void {
+    this.filter = filter;
+  }
+
+  /** ::add-mask:: — hidden from here on (earlier lines are already written). */
+  addMask(value: string): void {
+    this.masks = [...new Set([...this.masks, ...maskList([value])])].sort((a, b) => b.length - a.length);
   }
 
   write(step: number, stream: 'stdout' | 'stderr', chunk: Buffer): void {
@@ -115,7 +138,12 @@ export class LogWriter {
   }
 
   private append(step: number, s: 'o' | 'e', l: string): void {
-    this.appendRecord({ t: Date.now(), i: step, s, l }, false);
+    const r = this.filter ? this.filter(step, l) : { kind: 'text' as const, text: l };
+    if (r.kind === 'drop') return;
+    if (r.kind === 'text') this.appendRecord({ t: Date.now(), i: step, s, l: r.text }, false);
+    else if (r.kind === 'group') this.appendRecord({ t: Date.now(), i: step, s: 'g', l: r.title }, false);
+    else if (r.kind === 'endgroup') this.appendRecord({ t: Date.now(), i: step, s: 'G', l: '' }, false);
+    else this.appendRecord({ t: Date.now(), i: step, s: 'k', l: r.text }, true);
   }
 
   private appendRecord(r: LogRecord, always: boolean): void {

@@ -18,6 +18,8 @@ export interface StatusFunctions {
   failure(): boolean;
   cancelled(): boolean;
   always(): boolean;
+  /** hashFiles(patterns...) -> hex, when the caller can answer it (the job runner). */
+  hashFiles?(patterns: string[]): string;
 }
 
 /** Every context name Kiln knows; the place of an expression narrows this down (see plan.ts). */
@@ -112,8 +114,10 @@ function functionMap(lib: ExpressionsLib, status: StatusFunctions): Map<string, 
   }
   map.set('hashfiles', {
     ...HASH_FILES_INFO,
-    call: () => {
-      throw new Error('hashFiles() is not supported yet');
+    call: (...args: Data[]) => {
+      // The runner computes hashes in the sandbox beforehand (I/O cannot happen inside the evaluator).
+      if (!status.hashFiles) throw new Error('hashFiles() is only available in steps');
+      return new lib.data.StringData(status.hashFiles(args.map((a) => a.coerceString())));
     },
   });
   return map;

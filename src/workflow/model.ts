@@ -4,7 +4,9 @@
  * evaluated by the runner at the moment GitHub would evaluate them (steps see `steps`, `job`, ...).
  */
 
-export type Shell = 'bash' | 'sh' | 'python';
+/** bash, sh, python, or a custom template such as `perl {0}` (the script file replaces {0}). */
+export type Shell = 'bash' | 'sh' | 'python' | (string & { readonly __template?: true });
+export type BuiltinAction = 'checkout' | 'upload-artifact' | 'download-artifact' | 'setup-python';
 
 /** One step as written, validated. Exactly one of `run` / `uses` is set. */
 export interface StepSpec {
@@ -12,7 +14,7 @@ export interface StepSpec {
   id: string | null;
   name: string;                     // explicit name, or `Run <first line of run>` / `Run <uses>` as GitHub shows it
   run: string | null;               // raw script, may hold ${{ }}
-  uses: 'checkout' | 'upload-artifact' | null;  // the built-in actions; anything else is refused at parse time
+  uses: BuiltinAction | null;       // the built-in actions; anything else is refused at parse time
   with: Record<string, string>;     // raw values (may hold ${{ }})
   shell: Shell;                     // step > job defaults.run > workflow defaults.run > 'bash'
   workingDirectory: string | null;  // raw, relative to /workspace (absolute refused unless under /workspace or /tmp)
@@ -49,6 +51,8 @@ export interface PlannedJob {
   continueOnError: boolean;
   strategy: MatrixStrategy | null;   // null when the job has no matrix
   limits: JobLimits;
+  /** `outputs:` raw (name -> expression over steps), evaluated when the job ends. */
+  outputs: Record<string, string>;
   steps: StepSpec[];
 }
 
@@ -71,7 +75,7 @@ export class WorkflowError extends Error {
 }
 
 /** Resolves `runs-on` values to a published environment; returns an error message naming the known ones when it cannot. */
-export type EnvironmentResolver = (label: string) => { name: string; version: string; image: string } | { error: string };
+export type EnvironmentResolver = (label: string) => { name: string; version: string; image: string; python?: string | null } | { error: string };
 
 export interface PlanOptions {
   resolveEnvironment: EnvironmentResolver;
@@ -80,4 +84,6 @@ export interface PlanOptions {
   maxTimeoutMinutes: number;         // larger timeout-minutes is an error
   maxJobs: number;                   // after matrix expansion (e.g. 256)
   maxStepsPerJob: number;            // e.g. 100
+  /** Python version of each published environment (latest), to say where a setup-python version is. */
+  pythonVersions?: Record<string, string | null>;
 }

@@ -9,7 +9,7 @@
 import * as posix from 'node:path/posix';
 import { isMap, isScalar, isSeq, Lexer, LineCounter, parseDocument, type Document } from 'yaml';
 import { formatScalar, hasExpression } from './expressions';
-import { WorkflowError, type JobLimits, type Shell, type WorkflowProblem } from './model';
+import { WorkflowError, type BuiltinAction, type JobLimits, type Shell, type WorkflowProblem } from './model';
 
 export const WORKFLOW_LIMITS = { maxBytes: 256 * 1024, maxAliases: 100, maxDepth: 64 };
 
@@ -25,7 +25,7 @@ export interface ParsedStep {
   id: string | null;
   name: string | null; // explicit `name:` only (raw); the planner derives the default
   run: string | null; // raw script
-  uses: 'checkout' | 'upload-artifact' | null;
+  uses: BuiltinAction | null;
   usesRef: string | null; // `uses:` as written, e.g. `actions/checkout@v4`
   with: Record<string, string>; // raw; upload-artifact gets GitHub's defaults filled in
   shell: Shell | null; // as written on the step; defaults are applied by the planner
@@ -56,6 +56,7 @@ export interface ParsedJob {
   continueOnError: boolean;
   strategy: ParsedStrategy | null;
   limits: JobLimits;
+  outputs: Record<string, string>;
   steps: ParsedStep[];
 }
 
@@ -322,14 +323,13 @@ const SHELLS: readonly Shell[] = ['bash', 'sh', 'python'];
 const TOP_KEYS = ['name', 'run-name', 'on', 'permissions', 'concurrency', 'env', 'defaults', 'jobs'];
 const TOP_UNSUPPORTED: Record<string, string> = {};
 
-const JOB_KEYS = ['name', 'runs-on', 'needs', 'if', 'env', 'defaults', 'timeout-minutes', 'continue-on-error', 'strategy', 'steps', 'limits', 'permissions', 'concurrency'];
+const JOB_KEYS = ['name', 'runs-on', 'needs', 'if', 'env', 'defaults', 'timeout-minutes', 'continue-on-error', 'strategy', 'steps', 'limits', 'permissions', 'concurrency', 'outputs'];
 const JOB_UNSUPPORTED: Record<string, string> = {
   container: "'container' is not supported by Kiln: jobs run in the environment named by runs-on; pick one of the published environments",
   services: "'services' is not supported by Kiln: a job runs alone in an isolated container without network; start what you need from a step",
   uses: "reusable workflows ('uses' on a job) are not supported by Kiln: write the job's steps here instead",
   with: "'with' on a job belongs to reusable workflows, which are not supported by Kiln",
   secrets: "'secrets' on a job belongs to reusable workflows, which are not supported by Kiln",
-  outputs: "job 'outputs' are not supported by Kiln yet: jobs cannot pass values to each other; remove 'outputs'",
   environment: "deployment 'environment' is not supported by Kiln: remove it",
   snapshot: "'snapshot' (custom images) is not supported by Kiln: remove it",
 };
@@ -415,10 +415,34 @@ function readDefaults(r: Reader, value: unknown, path: string): RunDefaults {
   return defaults;
 }
 
+/** Job outputs: name -> a string (usually `${{ steps.<id>.outputs.<name> }}`), evaluated when the job ends. */
+function readOutputs(r: Reader, value: unknown, path: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  if (value === undefined || value === null) return out;
+  if (!isObj(value)) {
+    r.problem(path, "'outputs' must be a mapping of output names to values (usually ${{ steps.<id>.outputs.<name> }})");
+    return out;
+  }
+  for (const [k, v] of Object.entries(value)) {
+    if (!ID_RE.test(k)) r.problem(childPath(path, k), `invalid output name '${k}': letters, digits, '-' and '_'`);
+    else if (typeof v === 'object' && v !== null) r.problem(childPath(path, k), `the output '${k}' must be a string`);
+    else out[k] = formatScalar(v);
+  }
+  return out;
+}
+
+/** Shells the environments have; a custom template names a program and {0} (the script file), as on GitHub. */
+const UNAVAILABLE_SHELLS = ['pwsh', 'powershell', 'cmd'];
+
 function readShell(r: Reader, value: unknown, path: string): Shell | null {
   if (value === undefined || value === null) return null;
   if (typeof value === 'string' && (SHELLS as readonly string[]).includes(value)) return value as Shell;
-  r.problem(path, `unsupported shell '${formatScalar(value)}': use one of ${SHELLS.join(', ')}`);
+  if (typeof value === 'string' && UNAVAILABLE_SHELLS.includes(value)) {
+    r.problem(path, `the shell '${value}' is not in Kiln's environments: use one of ${SHELLS.join(', ')}, or a template such as 'perl {0}'`);
+    return null;
+  }
+  if (typeof value === 'string' && /^[A-Za-z0-9_./-]+( +[^ {}]+)* *\{0\}( +[^ {}]+)*$/.test(value.trim()) && !hasExpression(value)) return value.trim() as Shell;
+  r.problem(path, `unsupported shell '${formatScalar(value)}': use one of ${SHELLS.join(', ')}, or a custom template with {0} for the script file (e.g. 'perl {0}')`);
   return null;
 }
 
@@ -501,6 +525,7 @@ function readJob(r: Reader, id: string, value: unknown): ParsedJob | null {
     continueOnError: readBoolean(r, value['continue-on-error'], childPath(path, 'continue-on-error'), 'continue-on-error', false),
     strategy: readStrategy(r, value.strategy, childPath(path, 'strategy')),
     limits: readLimits(r, value.limits, childPath(path, 'limits')),
+    outputs: readOutputs(r, value.outputs, childPath(path, 'outputs')),
     steps: reusable ? [] : readSteps(r, value.steps, childPath(path, 'steps')),
   };
 }
@@ -709,13 +734,20 @@ function readContinueOnError(r: Reader, value: unknown, path: string): boolean |
   return false;
 }
 
-const ACTION_NOT_AVAILABLE = 'only actions/checkout and actions/upload-artifact are built in; other actions would need the network';
+const ACTION_NOT_AVAILABLE = 'only actions/checkout, actions/upload-artifact, actions/download-artifact and actions/setup-python are built in; other actions would need the network';
+
+const BUILTINS: Record<string, BuiltinAction> = {
+  'actions/checkout': 'checkout',
+  'actions/upload-artifact': 'upload-artifact',
+  'actions/download-artifact': 'download-artifact',
+  'actions/setup-python': 'setup-python',
+};
 
 /** Maps `uses:` to a built-in action; any ref is accepted (the built-ins are Kiln's own, not downloaded). */
-function builtinAction(r: Reader, uses: string, path: string): 'checkout' | 'upload-artifact' | null {
+function builtinAction(r: Reader, uses: string, path: string): BuiltinAction | null {
   const m = /^([^@\s]+)@(\S+)$/.exec(uses.trim());
   const name = (m ? m[1] : uses.trim()).toLowerCase();
-  const builtin = name === 'actions/checkout' ? 'checkout' : name === 'actions/upload-artifact' ? 'upload-artifact' : null;
+  const builtin = BUILTINS[name] ?? null;
   if (builtin && !m) {
     r.problem(path, `'${uses}' needs a version: write ${name}@v4`);
     return null;
@@ -729,9 +761,18 @@ function builtinAction(r: Reader, uses: string, path: string): 'checkout' | 'upl
  * upload-artifact: the inputs of actions/upload-artifact@v4; `path` is required, `name` defaults to
  * 'artifact' and `if-no-files-found` to 'warn' as GitHub does; literal values are range-checked.
  */
-function readWith(r: Reader, uses: 'checkout' | 'upload-artifact', value: unknown, path: string): Record<string, string> {
+function readWith(r: Reader, uses: BuiltinAction, value: unknown, path: string): Record<string, string> {
   const inputs = readInputs(r, value, path);
   if (uses === 'checkout') return inputs;
+  if (uses === 'setup-python') {
+    if (isObj(value)) checkKeys(r, value, path, ['python-version', 'cache', 'architecture', 'check-latest', 'allow-prereleases', 'update-environment'], {}, 'the inputs of actions/setup-python');
+    if (inputs['python-version-file'] !== undefined) r.problem(childPath(path, 'python-version-file'), "'python-version-file' is not supported: give python-version");
+    return inputs;
+  }
+  if (uses === 'download-artifact') {
+    if (isObj(value)) checkKeys(r, value, path, ['name', 'path', 'pattern', 'merge-multiple'], {}, 'the inputs of actions/download-artifact');
+    return inputs;
+  }
   if (isObj(value)) checkKeys(r, value, path, UPLOAD_KEYS, {}, 'the inputs of actions/upload-artifact');
   if (!inputs.path?.trim()) {
     const where = value === undefined || value === null ? parentPath(path) : inputs.path === undefined ? path : childPath(path, 'path');

@@ -33,8 +33,10 @@ export const fakeResolver: EnvironmentResolver = (label) => {
   if (!versions) return { error: `no environment or label named '${label}'; known: ${KNOWN}` };
   const version = pin ?? versions[versions.length - 1];
   if (!versions.includes(version)) return { error: `environment '${name}' has no version '${pin}'; published: ${versions.join(', ')}` };
-  return { name, version, image: `kiln/${name}:${version}` };
+  return { name, version, image: `kiln/${name}:${version}`, python: PYTHON[name] };
 };
+
+const PYTHON: Record<string, string> = { 'python-3.9': '3.9.2', 'python-3.11': '3.11.2', 'python-3.13': '3.13.5' };
 
 export const testOptions: PlanOptions = {
   resolveEnvironment: fakeResolver,
@@ -43,6 +45,7 @@ export const testOptions: PlanOptions = {
   maxTimeoutMinutes: 360,
   maxJobs: 256,
   maxStepsPerJob: 100,
+  pythonVersions: PYTHON,
 };
 
 /** The parts of a plan the fixtures pin down; defaults are left out to keep the files readable. */

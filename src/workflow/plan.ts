@@ -291,13 +291,14 @@ class JobPlanner {
     const environment = await this.environment(job, ctx, combo);
     const name = await this.displayName(job, key, combo, ctx);
     if (!environment || name === null) return [];
+    await this.checkSetupPython(job, environment, ctx, key);
     return [
       {
         key,
         jobId: job.id,
         name,
         matrix: combo,
-        environment,
+        environment: { name: environment.name, version: environment.version, image: environment.image },
         needs: [...job.needs],
         if: job.if,
         env: { ...this.wf.env, ...job.env },
@@ -305,6 +306,7 @@ class JobPlanner {
         continueOnError: job.continueOnError,
         strategy: combo && job.strategy ? { failFast: job.strategy.failFast, maxParallel: job.strategy.maxParallel } : null,
         limits: { ...job.limits },
+        outputs: { ...job.outputs },
         steps: job.steps.map((s) => this.step(job, s)),
       },
     ];
@@ -323,6 +325,29 @@ class JobPlanner {
     } catch (e) {
       this.p.add(`${job.path}.name`, `the name could not be evaluated${combo ? ` for ${key}` : ''}: ${(e as Error).message}`);
       return null;
+    }
+  }
+
+  /**
+   * actions/setup-python is satisfied by the environment itself: the requested version must be its
+   * Python (`3.11`, `3.11.2`, `3.x`); otherwise the problem names the environments that have it.
+   */
+  private async checkSetupPython(job: ParsedJob, environment: Environment & { python?: string | null }, ctx: ExprContext, key: string): Promise<void> {
+    for (const s of job.steps) {
+      if (s.uses !== 'setup-python' || s.with['python-version'] === undefined) continue;
+      const path = `${s.path}.with.python-version`;
+      let wanted: string;
+      try {
+        wanted = hasExpression(s.with['python-version']) ? formatScalar(await evaluateTemplate(s.with['python-version'], ctx)) : s.with['python-version'];
+      } catch (e) {
+        this.p.add(path, `python-version could not be evaluated for ${key}: ${(e as Error).message}`);
+        continue;
+      }
+      const versions = wanted.split(/[\s,]+/).filter(Boolean);
+      const have = environment.python ?? null;
+      if (versions.some((v) => pythonMatches(v, have))) continue;
+      const elsewhere = Object.entries(this.opts.pythonVersions ?? {}).filter(([, py]) => versions.some((v) => pythonMatches(v, py))).map(([n, py]) => `${n} (${py})`);
+      this.p.add(path, `python-version ${wanted} is not available in ${environment.name} (Python ${have ?? 'none'})${combo(key)}; ${elsewhere.length ? `environments with it: ${elsewhere.join(', ')}` : 'no published environment has it'}`);
     }
   }
 
@@ -411,4 +436,15 @@ function uniqueKey(key: string, used: Set<string>): string {
   for (let n = 2; used.has(candidate); n++) candidate = `${key} #${n}`;
   used.add(candidate);
   return candidate;
+}
+
+/** `3.11` matches 3.11.x; `3.11.2` exactly; `3.x` any 3. */
+export function pythonMatches(wanted: string, have: string | null): boolean {
+  if (!have) return false;
+  const w = wanted.replace(/^v/, '').replace(/\.x$/, '');
+  return have === w || have.startsWith(`${w}.`);
+}
+
+function combo(key: string): string {
+  return key.includes('(') ? ` for ${key}` : '';
 }
