@@ -75,9 +75,13 @@ test('evaluateTemplate keeps the value of a lone expression (arrays for matrices
   assert.equal(await evaluateTemplate('plain', {}), 'plain');
 });
 
-test('hashFiles parses but is refused when evaluated', async () => {
+test('hashFiles parses; it is answered by the caller (the job runner), refused elsewhere', async () => {
   assert.deepEqual(await checkExpressions("${{ hashFiles('**/requirements.txt') }}", ['github']), []);
-  await assert.rejects(interpolate("${{ hashFiles('x') }}", ctx), /hashFiles\(\) is not supported yet/);
+  await assert.rejects(interpolate("${{ hashFiles('x') }}", ctx), /hashFiles\(\) is only available in steps/);
+  const seen: string[][] = [];
+  const status = { success: () => true, failure: () => false, cancelled: () => false, always: () => true, hashFiles: (p: string[]) => { seen.push(p); return 'abc123'; } };
+  assert.equal(await interpolate("key-${{ hashFiles('a/**', '!a/skip') }}", ctx, status), 'key-abc123');
+  assert.deepEqual(seen, [['a/**', '!a/skip']]);
 });
 
 test('evaluation errors are thrown', async () => {
