@@ -62,6 +62,7 @@ export async function createHttpApp(config: KilnConfig, role: Role): Promise<INe
   const app = await NestFactory.create<NestExpressApplication>(AppModule.forRole(config, role), {
     logger: makeLogger(config),
     bodyParser: true,
+    rawBody: true, // webhook signatures are checked over the exact bytes
   });
   configureHttp(app);
   app.enableShutdownHooks();

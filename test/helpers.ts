@@ -28,7 +28,7 @@ export async function createTestApp(config: KilnConfig, opts: { engine?: unknown
   let builder = Test.createTestingModule({ imports: [AppModule.forRole(config, opts.role ?? 'serve')] });
   if (opts.engine) builder = builder.overrideProvider(DockerEngine).useValue(opts.engine);
   const moduleRef = await builder.compile();
-  const app = moduleRef.createNestApplication({ logger: ['error'] });
+  const app = moduleRef.createNestApplication({ logger: ['error'], rawBody: true });
   configureHttp(app);
   await app.init();
   return app;

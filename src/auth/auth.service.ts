@@ -139,6 +139,15 @@ export class AuthService {
     return out;
   }
 
+  /** Seals other credentials at rest (webhook secrets, status tokens) with the same key. */
+  seal(value: string): string {
+    return this.box.seal(value);
+  }
+
+  unseal(value: string): string {
+    return this.box.open(value);
+  }
+
   assertAdmin(p: Principal): void {
     if (!p.user.isAdmin) throw new ForbiddenException('this endpoint is for admins');
   }

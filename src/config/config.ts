@@ -53,6 +53,7 @@ export class EnvSchema {
   @IsOptional() @int() @IsInt() @Min(1) @Max(100000) KILN_QUOTA_QUEUED_RUNS?: number;
   @IsOptional() @int() @IsInt() @Min(1) @Max(100000) KILN_QUOTA_SUBMISSIONS_PER_MINUTE?: number;
   @IsOptional() @Matches(SIZE, { message: SIZE_MSG }) KILN_QUOTA_ARTIFACT_BYTES?: string;
+  @IsOptional() @Matches(/^https?:\/\/[^\s/]+(\/\S*)?$/, { message: 'must be the http(s) URL users reach Kiln at' }) KILN_PUBLIC_URL?: string;
 }
 
 /** '512m' -> bytes (binary units). */
@@ -105,6 +106,8 @@ export interface KilnConfig {
   adminToken: string | null;
   secretKey: string | null;
   quota: { concurrentJobs: number; queuedRuns: number; submissionsPerMinute: number; artifactBytes: number };
+  /** Base of links Kiln gives out (commit statuses); default http://KILN_HOST:KILN_PORT. */
+  publicUrl: string;
 }
 
 export const KILN_CONFIG = Symbol('KILN_CONFIG');
@@ -156,6 +159,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     jobs: jobLimits(schema),
     queuePrefix: schema.KILN_QUEUE_PREFIX ?? 'kiln',
     adminToken: schema.KILN_ADMIN_TOKEN ?? null,
+    publicUrl: (schema.KILN_PUBLIC_URL ?? `http://${schema.KILN_HOST ?? '127.0.0.1'}:${schema.KILN_PORT ?? 3000}`).replace(/\/+$/, ''),
     secretKey: schema.KILN_SECRET_KEY ?? null,
     quota: {
       concurrentJobs: schema.KILN_QUOTA_CONCURRENT_JOBS ?? 2,

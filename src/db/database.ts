@@ -136,6 +136,30 @@ export const MIGRATIONS: string[] = [
      PRIMARY KEY (job_id, seq)
    )`,
   `ALTER TABLE jobs ADD COLUMN summary TEXT`,
+  `CREATE TABLE repositories (
+     id TEXT PRIMARY KEY,
+     owner_id TEXT NOT NULL REFERENCES users(id),
+     full_name TEXT NOT NULL UNIQUE,
+     clone_url TEXT NOT NULL,
+     secret TEXT NOT NULL,
+     branches TEXT,
+     label_map TEXT,
+     status_url TEXT,
+     status_token TEXT,
+     created_at TEXT NOT NULL
+   )`,
+  `CREATE TABLE deliveries (
+     id TEXT PRIMARY KEY,
+     repository_id TEXT NOT NULL REFERENCES repositories(id),
+     event TEXT NOT NULL,
+     payload TEXT NOT NULL,
+     state TEXT NOT NULL,
+     detail TEXT,
+     run_ids TEXT,
+     received_at TEXT NOT NULL
+   )`,
+  `ALTER TABLE runs ADD COLUMN repository_id TEXT`,
+  `ALTER TABLE runs ADD COLUMN concurrency_group TEXT`,
 ];
 
 class SqliteDatabase implements Database {

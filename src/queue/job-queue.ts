@@ -14,4 +14,8 @@ export class JobQueue {
   async enqueueJob(payload: QueuePayloads['run-job']): Promise<void> {
     await this.queue.add('run-job', payload, { ...DEFAULT_JOB_OPTIONS, jobId: payload.jobId });
   }
+
+  async enqueueWebhook(payload: QueuePayloads['webhook-push']): Promise<void> {
+    await this.queue.add('webhook-push', payload, { ...DEFAULT_JOB_OPTIONS, jobId: `delivery:${payload.deliveryId}` });
+  }
 }

@@ -4,10 +4,12 @@ export const JOBS_QUEUE = 'kiln-jobs';
 export interface QueuePayloads {
   /** Run one job (one matrix combination) of a run. */
   'run-job': { runId: string; jobId: string };
+  /** Build a push delivery: clone at the pushed sha, start the workflows it triggers. */
+  'webhook-push': { deliveryId: string };
 }
 
 export type QueueJobName = keyof QueuePayloads;
-export const QUEUE_JOB_NAMES: QueueJobName[] = ['run-job'];
+export const QUEUE_JOB_NAMES: QueueJobName[] = ['run-job', 'webhook-push'];
 
 /** Retries are for infrastructure only (engine unreachable before a step ran); user failures never throw. */
 export const DEFAULT_JOB_OPTIONS = {

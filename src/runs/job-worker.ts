@@ -4,6 +4,7 @@ import type { Job as BullJob, Queue } from 'bull';
 import { KILN_CONFIG, KilnConfig } from '../config/config';
 import { JobRunner, RetryableJobError } from '../execution/job-runner';
 import { AuthService } from '../auth/auth.service';
+import { WebhooksService } from '../webhooks/webhooks.service';
 import { JOBS_QUEUE, QUEUE_JOB_NAMES, QueueJobName, QueuePayloads } from '../queue/queue.types';
 import { RunScheduler } from './run-scheduler';
 import { RunsRepository } from './runs.repository';
@@ -21,11 +22,13 @@ export class JobWorker implements OnApplicationBootstrap, OnApplicationShutdown 
     private readonly runner: JobRunner,
     private readonly scheduler: RunScheduler,
     private readonly auth: AuthService,
+    private readonly webhooks: WebhooksService,
   ) {}
 
   onApplicationBootstrap(): void {
     const handlers: { [K in QueueJobName]: (job: BullJob<QueuePayloads[K]>) => Promise<void> } = {
       'run-job': (job) => this.runJob(job),
+      'webhook-push': (job) => this.webhooks.build(job.data.deliveryId),
     };
     for (const name of QUEUE_JOB_NAMES) {
       if (!handlers[name]) throw new Error(`queue job '${name}' has no handler`);

@@ -1,6 +1,7 @@
 import { Injectable, Logger } from '@nestjs/common';
 import { AuthService } from '../auth/auth.service';
 import { JobQueue } from '../queue/job-queue';
+import { StatusReporter } from '../webhooks/status-reporter';
 import { evaluateCondition } from '../workflow/expressions';
 import type { NeedResult } from '../execution/job-runner';
 import { RunsRepository } from './runs.repository';
@@ -17,7 +18,7 @@ export class RunScheduler {
   private readonly log = new Logger('RunScheduler');
   private readonly chains = new Map<string, Promise<void>>();
 
-  constructor(private readonly repo: RunsRepository, private readonly queue: JobQueue, private readonly auth: AuthService) {}
+  constructor(private readonly repo: RunsRepository, private readonly queue: JobQueue, private readonly auth: AuthService, private readonly statuses: StatusReporter) {}
 
   /** After one of an owner's jobs ends, their other runs may have jobs waiting on the concurrency quota. */
   async advanceOwner(ownerId: string | null): Promise<void> {
@@ -127,6 +128,12 @@ export class RunScheduler {
   private async conclude(run: Run, jobs: Job[]): Promise<void> {
     const failed = jobs.some((j) => j.conclusion === 'failure');
     const conclusion: Conclusion = run.cancelRequested ? 'cancelled' : failed ? 'failure' : 'success';
-    if (await this.repo.completeRun(run.id, conclusion)) this.log.log(`run ${run.id}: ${conclusion}`);
+    if (await this.repo.completeRun(run.id, conclusion)) {
+      this.log.log(`run ${run.id}: ${conclusion}`);
+      if (run.repositoryId) {
+        const state = conclusion === 'success' ? 'success' : conclusion === 'failure' ? 'failure' : 'error';
+        this.statuses.report(run, state, conclusion === 'cancelled' ? 'cancelled' : `Kiln: ${conclusion}`);
+      }
+    }
   }
 }

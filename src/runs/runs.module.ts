@@ -15,6 +15,10 @@ import { RunScheduler } from './run-scheduler';
 import { RunsController } from './runs.controller';
 import { RunsRepository } from './runs.repository';
 import { RunsService } from './runs.service';
+import { RepositoriesRepository } from '../webhooks/repositories.repository';
+import { StatusReporter } from '../webhooks/status-reporter';
+import { WebhooksController } from '../webhooks/webhooks.controller';
+import { WebhooksService } from '../webhooks/webhooks.service';
 
 /** Records, scheduling, the queue and stores: imported once (global), shared by the API and the worker. */
 @Module({})
@@ -23,9 +27,9 @@ export class RunsCoreModule {
     return {
       module: RunsCoreModule,
       global: true,
-      imports: [QueueModule.forConfig(config)],
-      providers: [RunsRepository, RunScheduler, FileStore, LogStore, ArtifactReaper],
-      exports: [RunsRepository, RunScheduler, FileStore, LogStore, QueueModule],
+      imports: [QueueModule.forConfig(config), CatalogueModule],
+      providers: [RunsRepository, RunScheduler, FileStore, LogStore, ArtifactReaper, RunsService, RepositoriesRepository, StatusReporter, WebhooksService],
+      exports: [RunsRepository, RunScheduler, FileStore, LogStore, QueueModule, RunsService, RepositoriesRepository, StatusReporter, WebhooksService],
     };
   }
 }
@@ -43,8 +47,8 @@ export class RunsApiModule {
           limits: { fileSize: config.uploadMaxBytes, files: 2, fields: 10, fieldSize: 512 * 1024, parts: 20 },
         }),
       ],
-      controllers: [RunsController],
-      providers: [RunsService, LogsService],
+      controllers: [RunsController, WebhooksController],
+      providers: [LogsService],
     };
   }
 }

@@ -12,7 +12,7 @@ export class ActiveRunsLimit extends Error {
   }
 }
 
-interface RunRow { id: string; owner_id: string | null; status: string; conclusion: string | null; source_kind: string; source: string; workflow_name: string; workflow_file: string | null; plan: string; context: string; cancel_requested: number; error: string | null; created_at: string; started_at: string | null; finished_at: string | null }
+interface RunRow { id: string; owner_id: string | null; repository_id?: string | null; concurrency_group?: string | null; status: string; conclusion: string | null; source_kind: string; source: string; workflow_name: string; workflow_file: string | null; plan: string; context: string; cancel_requested: number; error: string | null; created_at: string; started_at: string | null; finished_at: string | null }
 interface JobRow { id: string; run_id: string; position: number; job_key: string; job_id: string; name: string; environment: string; status: string; conclusion: string | null; error: string | null; spec: string; outputs: string | null; attempts: number; queued_at: string | null; started_at: string | null; finished_at: string | null }
 interface StepRow { job_id: string; idx: number; name: string; status: string; outcome: string | null; conclusion: string | null; exit_code: number | null; reason: string | null; started_at: string | null; finished_at: string | null }
 interface ArtifactRow { id: string; run_id: string; job_id: string; name: string; size_bytes: number; files: number; created_at: string; expires_at: string }
@@ -36,9 +36,9 @@ export class RunsRepository {
         if (active >= maxActive) throw new ActiveRunsLimit(active, maxActive);
       }
       await tx.run(
-        `INSERT INTO runs (id, owner_id, status, conclusion, source_kind, source, workflow_name, workflow_file, plan, context, cancel_requested, error, created_at)
-         VALUES (?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, 0, NULL, ?)`,
-        [run.id, run.ownerId, run.status, run.source.kind, JSON.stringify(run.source), run.workflowName, run.workflowFile, JSON.stringify(run.plan), JSON.stringify(run.context), run.createdAt],
+        `INSERT INTO runs (id, owner_id, repository_id, concurrency_group, status, conclusion, source_kind, source, workflow_name, workflow_file, plan, context, cancel_requested, error, created_at)
+         VALUES (?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, 0, NULL, ?)`,
+        [run.id, run.ownerId, run.repositoryId ?? null, run.concurrencyGroup ?? null, run.status, run.source.kind, JSON.stringify(run.source), run.workflowName, run.workflowFile, JSON.stringify(run.plan), JSON.stringify(run.context), run.createdAt],
       );
       for (const j of jobs) {
         await tx.run(
@@ -137,6 +137,11 @@ export class RunsRepository {
     return (await this.db.run(`UPDATE runs SET status = 'completed', conclusion = ?, error = COALESCE(?, error), finished_at = ? WHERE id = ? AND status <> 'completed'`, [conclusion, error, now(), id])) > 0;
   }
 
+  /** Other runs of a concurrency group that have not completed (oldest first). */
+  async activeInGroup(group: string, except: string): Promise<string[]> {
+    return (await this.db.all<{ id: string }>("SELECT id FROM runs WHERE concurrency_group = ? AND id <> ? AND status <> 'completed' ORDER BY created_at", [group, except])).map((r) => r.id);
+  }
+
   async requestCancel(id: string): Promise<void> {
     await this.db.run('UPDATE runs SET cancel_requested = 1 WHERE id = ?', [id]);
   }
@@ -190,7 +195,7 @@ export class RunsRepository {
 
 function toRun(r: RunRow): Run {
   return {
-    id: r.id, ownerId: r.owner_id ?? null, status: r.status as Run['status'], conclusion: r.conclusion as Conclusion | null,
+    id: r.id, ownerId: r.owner_id ?? null, repositoryId: r.repository_id ?? null, concurrencyGroup: r.concurrency_group ?? null, status: r.status as Run['status'], conclusion: r.conclusion as Conclusion | null,
     source: JSON.parse(r.source), workflowName: r.workflow_name, workflowFile: r.workflow_file,
     plan: JSON.parse(r.plan), context: JSON.parse(r.context), cancelRequested: Boolean(r.cancel_requested), error: r.error,
     createdAt: r.created_at, startedAt: r.started_at, finishedAt: r.finished_at,

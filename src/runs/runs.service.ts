@@ -26,6 +26,8 @@ const WORKFLOW_FILE = /^(\.kiln\.ya?ml|\.github\/workflows\/[^/]+\.ya?ml)$/;
 
 /** How a submission narrows or maps the workflow: one job (and what it needs), label overrides. */
 export interface PlanChoices { job?: string; platform?: Record<string, string> }
+/** Extra facts of a webhook run: its repository and its concurrency group. */
+export interface RunExtras { repositoryId?: string; concurrencyGroup?: string; cancelInProgress?: boolean }
 export interface TarballSubmission extends PlanChoices { uploadPath: string; filename: string; workflow?: string; workflowFile?: string; ref?: string; repository?: string }
 export interface RepoSubmission extends PlanChoices { repo: string; ref: string; workflow?: string; workflowFile?: string }
 export interface CommandSubmission { environment?: string; command: string; files?: Record<string, string>; shell?: 'bash' | 'sh' | 'python'; timeoutMinutes?: number }
@@ -80,13 +82,22 @@ export class RunsService {
       throw e;
     }
     try {
-      // The clone is packed by tar (links kept as links), then checked like any upload.
-      const proc = spawn('tar', ['-c', '-f', '-', '-C', cloned.dir, '.'], { stdio: ['ignore', 'pipe', 'ignore'] });
-      await this.sanitize(proc.stdout, tmp);
       const context: RunContext = { sha: cloned.sha, ref: /^[0-9a-f]{7,40}$/.test(s.ref) ? '' : qualifyRef(s.ref), repository: repositoryName(s.repo), event: 'push', runNumber: ++this.runNumber };
-      return await this.submit(owner, tmp, { kind: 'repo', repo: s.repo, ref: s.ref, sha: cloned.sha }, context, s.workflow, s.workflowFile, s);
+      return await this.submitFromDir(owner, cloned.dir, { kind: 'repo', repo: s.repo, ref: s.ref, sha: cloned.sha }, context, s.workflow, s.workflowFile, s);
     } finally {
       await cloned.cleanup();
+      await fs.promises.rm(tmp, { force: true });
+    }
+  }
+
+  /** A checked-out tree (a clone): packed by tar (links kept as links), then checked like any upload. */
+  async submitFromDir(owner: Principal, dir: string, source: RunSource, context: RunContext, workflow: string | undefined, workflowFile: string | undefined, choices: PlanChoices = {}, extras: RunExtras = {}) {
+    const tmp = this.files.upload(`${newId()}.tar`);
+    try {
+      const proc = spawn('tar', ['-c', '-f', '-', '-C', dir, '.'], { stdio: ['ignore', 'pipe', 'ignore'] });
+      await this.sanitize(proc.stdout, tmp);
+      return await this.submit(owner, tmp, source, context, workflow, workflowFile, choices, extras);
+    } finally {
       await fs.promises.rm(tmp, { force: true });
     }
   }
@@ -111,7 +122,7 @@ export class RunsService {
   }
 
   /** Plans and records a run whose sanitized source tar is at `tarPath` (moved into the store). */
-  private async submit(owner: Principal, tarPath: string, source: RunSource, context: RunContext, workflowText: string | undefined, workflowFile: string | null | undefined, choices: PlanChoices = {}) {
+  private async submit(owner: Principal, tarPath: string, source: RunSource, context: RunContext, workflowText: string | undefined, workflowFile: string | null | undefined, choices: PlanChoices = {}, extras: RunExtras = {}) {
     let text = workflowText;
     let file: string | null = workflowFile ?? null;
     if (!text) ({ text, file } = await this.findWorkflow(tarPath, workflowFile ?? undefined));
@@ -119,7 +130,7 @@ export class RunsService {
     const runId = newId();
     const now = new Date().toISOString();
     const run: Run = {
-      id: runId, ownerId: owner.user.id, status: 'queued', conclusion: null, source, workflowName: plan.workflowName, workflowFile: file, plan, context,
+      id: runId, ownerId: owner.user.id, repositoryId: extras.repositoryId ?? null, concurrencyGroup: extras.concurrencyGroup ?? null, status: 'queued', conclusion: null, source, workflowName: plan.workflowName, workflowFile: file, plan, context,
       cancelRequested: false, error: null, createdAt: now, startedAt: null, finishedAt: null,
     };
     const jobs: Job[] = plan.jobs.map((j, position) => ({
@@ -134,6 +145,14 @@ export class RunsService {
     }
     await fs.promises.rename(tarPath, this.files.source(runId));
     await this.scheduler.advance(runId);
+    if (extras.concurrencyGroup && extras.cancelInProgress) {
+      // A newer run of the group supersedes the older ones (concurrency: cancel-in-progress).
+      for (const older of await this.repo.activeInGroup(extras.concurrencyGroup, runId)) {
+        await this.repo.requestCancel(older);
+        await this.scheduler.advance(older);
+        this.log.log(`run ${older} cancelled: superseded by ${runId} in concurrency group ${extras.concurrencyGroup}`);
+      }
+    }
     this.log.log(`run ${runId}: ${jobs.length} job(s) from ${source.kind} for ${owner.user.name}`);
     return this.view(runId, owner);
   }
@@ -280,6 +299,11 @@ export class RunsService {
     } finally {
       await cleanup();
     }
+  }
+
+  /** The run record itself, for server-side callers (no ownership check). */
+  internalRun(runId: string): Promise<Run | null> {
+    return this.repo.getRun(runId);
   }
 
   artifactFile(runId: string, artifactId: string): string {

@@ -24,6 +24,10 @@ export interface Run {
   id: string;
   /** The user who submitted it (webhook runs: the repository's owner). */
   ownerId: string | null;
+  /** Set for runs started by a registered repository's push. */
+  repositoryId?: string | null;
+  /** `concurrency` group (webhook runs): a newer run of the group may cancel this one. */
+  concurrencyGroup?: string | null;
   status: RunStatus;
   conclusion: Conclusion | null;
   source: RunSource;

@@ -1,0 +1,206 @@
+import { BadRequestException, ForbiddenException, HttpException, Inject, Injectable, Logger, NotFoundException, UnauthorizedException, UnsupportedMediaTypeException } from '@nestjs/common';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { AuthService, newAuthId } from '../auth/auth.service';
+import type { Principal } from '../auth/auth.types';
+import { KILN_CONFIG, KilnConfig } from '../config/config';
+import { JobQueue } from '../queue/job-queue';
+import { RunsService } from '../runs/runs.service';
+import { cloneRepo, GitSourceError, validateRepoUrl } from '../sources/git-source';
+import { interpolate } from '../workflow/expressions';
+import { RegisteredRepository, RepositoriesRepository } from './repositories.repository';
+import { StatusReporter } from './status-reporter';
+import { matchesList, pushTrigger } from './triggers';
+
+type Verify = (secret: string, payload: string, signature: string) => Promise<boolean>;
+let verifier: Promise<Verify> | undefined;
+/** @octokit/webhooks-methods is an ES module: loaded once. */
+function loadVerify(): Promise<Verify> {
+  verifier ??= import('@octokit/webhooks-methods').then((m) => m.verify as Verify);
+  return verifier;
+}
+
+export interface WebhookAnswer {
+  status: number;
+  body: Record<string, unknown>;
+}
+
+interface PushPayload {
+  ref?: string;
+  after?: string;
+  deleted?: boolean;
+  repository?: { full_name?: string };
+  commits?: { added?: string[]; modified?: string[]; removed?: string[] }[];
+  head_commit?: { added?: string[]; modified?: string[]; removed?: string[] } | null;
+}
+
+const ZERO_SHA = /^0{40}$/;
+const WORKFLOW_FILE = /^(\.kiln\.ya?ml|\.github\/workflows\/[^/]+\.ya?ml)$/;
+
+/**
+ * Push webhooks (GitHub, and Gitea/Forgejo which send the same shape): checked and recorded at once,
+ * built in the worker. A delivery id is processed once; the clone is of the registered URL at the
+ * pushed sha, never of anything the payload names.
+ */
+@Injectable()
+export class WebhooksService {
+  private readonly log = new Logger('Webhooks');
+
+  constructor(
+    @Inject(KILN_CONFIG) private readonly config: KilnConfig,
+    private readonly repos: RepositoriesRepository,
+    private readonly auth: AuthService,
+    private readonly queue: JobQueue,
+    private readonly runs: RunsService,
+    private readonly statuses: StatusReporter,
+  ) {}
+
+  async register(by: Principal, body: { fullName: string; cloneUrl: string; secret: string; owner?: string; branches?: string[]; labelMap?: Record<string, string>; statusUrl?: string; statusToken?: string }) {
+    let ownerId = by.user.id;
+    if (body.owner && body.owner !== by.user.id) {
+      this.auth.assertAdmin(by);
+      ownerId = (await this.auth.requireUser(body.owner)).id;
+    }
+    if (await this.repos.byName(body.fullName)) throw new HttpException(`${body.fullName} is registered already`, 409);
+    try {
+      await validateRepoUrl(body.cloneUrl, { ...this.config.git, timeoutMs: 10_000, maxBytes: 0 });
+    } catch (e) {
+      if (e instanceof GitSourceError) throw new BadRequestException(`cloneUrl: ${e.message}`);
+      throw e;
+    }
+    const repo: RegisteredRepository = {
+      id: newAuthId(), ownerId, fullName: body.fullName, cloneUrl: body.cloneUrl, secret: this.auth.seal(body.secret),
+      branches: body.branches?.length ? body.branches : null, labelMap: body.labelMap ?? {},
+      statusUrl: body.statusUrl ?? null, statusToken: body.statusToken ? this.auth.seal(body.statusToken) : null, createdAt: new Date().toISOString(),
+    };
+    await this.repos.create(repo);
+    return this.view(repo);
+  }
+
+  view(r: RegisteredRepository) {
+    return { id: r.id, fullName: r.fullName, cloneUrl: r.cloneUrl, owner: r.ownerId, branches: r.branches, labelMap: r.labelMap, statusUrl: r.statusUrl, statuses: Boolean(r.statusUrl), createdAt: r.createdAt, webhook: `${this.config.publicUrl}/api/v1/webhooks/github` };
+  }
+
+  async list(by: Principal) {
+    return (await this.repos.list(by.user.isAdmin ? null : by.user.id)).map((r) => this.view(r));
+  }
+
+  async requireOwned(id: string, by: Principal): Promise<RegisteredRepository> {
+    const r = await this.repos.byId(id);
+    if (!r || (r.ownerId !== by.user.id && !by.user.isAdmin)) throw new NotFoundException(`no repository ${id}`);
+    return r;
+  }
+
+  /** The HTTP side: answers at once; nothing slow happens here. */
+  async receive(headers: Record<string, string | string[] | undefined>, rawBody: Buffer | undefined, contentType: string | undefined): Promise<WebhookAnswer> {
+    const h = (name: string) => {
+      const v = headers[name];
+      return Array.isArray(v) ? v[0] : v;
+    };
+    const event = h('x-github-event') ?? h('x-gitea-event') ?? h('x-forgejo-event');
+    const delivery = h('x-github-delivery') ?? h('x-gitea-delivery') ?? h('x-forgejo-delivery');
+    if (!event || !delivery) throw new BadRequestException('not a webhook delivery: X-GitHub-Event and X-GitHub-Delivery (or the Gitea/Forgejo ones) are required');
+    if (!/^[A-Za-z0-9_.:-]{1,100}$/.test(delivery)) throw new BadRequestException('the delivery id is not valid');
+    if (!contentType?.startsWith('application/json')) throw new UnsupportedMediaTypeException('set the webhook content type to application/json');
+    if (!rawBody?.length) throw new BadRequestException('the delivery has no body');
+    let payload: PushPayload & { zen?: string };
+    try {
+      payload = JSON.parse(rawBody.toString('utf8'));
+    } catch {
+      throw new BadRequestException('the body is not JSON');
+    }
+    const fullName = payload.repository?.full_name;
+    if (!fullName) throw new BadRequestException('the payload names no repository (repository.full_name)');
+    const repo = await this.repos.byName(fullName);
+    if (!repo) throw new ForbiddenException(`repository ${fullName} is not registered in Kiln: register it with POST /api/v1/repositories`);
+    const signature = h('x-hub-signature-256') ?? (h('x-gitea-signature') ? `sha256=${h('x-gitea-signature')}` : h('x-forgejo-signature') ? `sha256=${h('x-forgejo-signature')}` : undefined);
+    const verify = await loadVerify();
+    if (!signature || !(await verify(this.auth.unseal(repo.secret), rawBody.toString('utf8'), signature).catch(() => false))) {
+      throw new UnauthorizedException('the signature (X-Hub-Signature-256) is missing or does not match the repository\'s webhook secret');
+    }
+    if (event === 'ping') return { status: 200, body: { ok: true, pong: true, repository: fullName } };
+    if (event !== 'push') return { status: 202, body: { ignored: true, reason: `the '${event}' event does not start builds; only push does` } };
+    const fresh = await this.repos.recordDelivery({ id: delivery, repositoryId: repo.id, event, payload, state: 'queued', detail: null, runIds: [], receivedAt: new Date().toISOString() });
+    if (!fresh) {
+      const seen = await this.repos.delivery(delivery);
+      return { status: 200, body: { duplicate: true, reason: `delivery ${delivery} was received before; nothing new is queued`, runs: seen?.runIds ?? [] } };
+    }
+    const ignore = this.ignoreReason(payload, repo);
+    if (ignore) {
+      await this.repos.finishDelivery(delivery, 'ignored', ignore, []);
+      return { status: 202, body: { ignored: true, reason: ignore, delivery } };
+    }
+    await this.queue.enqueueWebhook({ deliveryId: delivery });
+    return { status: 202, body: { queued: true, delivery, sha: payload.after, ref: payload.ref } };
+  }
+
+  private ignoreReason(p: PushPayload, repo: RegisteredRepository): string | null {
+    if (p.deleted || (p.after && ZERO_SHA.test(p.after))) return 'a branch or tag deletion builds nothing';
+    if (!p.after || !/^[0-9a-f]{40}$/.test(p.after)) return 'the payload has no pushed sha (after)';
+    if (!p.ref?.startsWith('refs/')) return 'the payload has no ref';
+    if (repo.branches && p.ref.startsWith('refs/heads/')) {
+      const branch = p.ref.slice('refs/heads/'.length);
+      if (!matchesList(branch, repo.branches)) return `branch ${branch} is not one the repository builds (${repo.branches.join(', ')})`;
+    }
+    return null;
+  }
+
+  /** The worker side: clone at the pushed sha, run every workflow whose `on: push` matches. */
+  async build(deliveryId: string): Promise<void> {
+    const d = await this.repos.delivery(deliveryId);
+    if (!d || d.state !== 'queued') return;
+    const repo = await this.repos.byId(d.repositoryId);
+    const owner = repo ? await this.auth.findUser(repo.ownerId) : null;
+    if (!repo || !owner) {
+      await this.repos.finishDelivery(deliveryId, 'failed', 'the repository or its owner is gone', []);
+      return;
+    }
+    const p = d.payload as PushPayload;
+    const principal: Principal = { user: owner, tokenId: 'webhook' };
+    const changed = [...new Set((p.commits ?? []).flatMap((c) => [...(c.added ?? []), ...(c.modified ?? []), ...(c.removed ?? [])]))];
+    let cloned;
+    try {
+      cloned = await cloneRepo(repo.cloneUrl, p.after!, { ...this.config.git, timeoutMs: 120_000, maxBytes: this.config.uploadMaxBytes * 2 });
+    } catch (e) {
+      await this.repos.finishDelivery(deliveryId, 'failed', `clone: ${(e as Error).message}`, []);
+      return;
+    }
+    const runIds: string[] = [];
+    const problems: string[] = [];
+    try {
+      for (const file of this.workflowFiles(cloned.dir)) {
+        const text = fs.readFileSync(path.join(cloned.dir, file), 'utf8');
+        const decision = pushTrigger(text, { ref: p.ref!, changedPaths: changed }, file.startsWith('.kiln.'));
+        if (!decision.runs) continue;
+        const context = { sha: cloned.sha, ref: p.ref!, repository: repo.fullName, event: 'push', runNumber: 0 };
+        let group: string | undefined;
+        if (decision.concurrency) {
+          group = `${repo.id}:${await interpolate(decision.concurrency.group, { github: { ref: p.ref, sha: cloned.sha, repository: repo.fullName, workflow: file, event_name: 'push' } }).catch(() => decision.concurrency!.group)}`;
+        }
+        try {
+          const run = await this.runs.submitFromDir(principal, cloned.dir, { kind: 'repo', repo: repo.cloneUrl, ref: p.ref!, sha: cloned.sha }, context, text, file,
+            { platform: repo.labelMap }, { repositoryId: repo.id, concurrencyGroup: group, cancelInProgress: decision.concurrency?.cancelInProgress });
+          runIds.push(run.id);
+          const recorded = await this.runs.internalRun(run.id);
+          if (recorded) this.statuses.report(recorded, 'pending', 'queued in Kiln');
+        } catch (e) {
+          const message = e instanceof HttpException ? JSON.stringify((e.getResponse() as { message?: unknown }).message ?? e.message) : (e as Error).message;
+          problems.push(`${file}: ${message}`);
+        }
+      }
+    } finally {
+      await cloned.cleanup();
+    }
+    const detail = problems.length ? problems.join('\n') : runIds.length ? null : 'no workflow is triggered by this push';
+    await this.repos.finishDelivery(deliveryId, problems.length && !runIds.length ? 'failed' : 'done', detail, runIds);
+    this.log.log(`delivery ${deliveryId} (${repo.fullName} ${p.ref} ${cloned.sha.slice(0, 7)}): ${runIds.length} run(s)${problems.length ? `, ${problems.length} workflow(s) refused` : ''}`);
+  }
+
+  private workflowFiles(dir: string): string[] {
+    const out: string[] = [];
+    for (const f of ['.kiln.yml', '.kiln.yaml']) if (fs.existsSync(path.join(dir, f))) out.push(f);
+    const wf = path.join(dir, '.github', 'workflows');
+    if (fs.existsSync(wf)) for (const f of fs.readdirSync(wf).sort()) if (WORKFLOW_FILE.test(`.github/workflows/${f}`) && fs.lstatSync(path.join(wf, f)).isFile()) out.push(`.github/workflows/${f}`);
+    return out;
+  }
+}
