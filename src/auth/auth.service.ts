@@ -7,7 +7,8 @@ import { AuthRepository } from './auth.repository';
 import type { Principal, Quota, TokenInfo, User } from './auth.types';
 import { SecretBox } from './secret-box';
 
-export const newAuthId = (): string => randomBytes(12).toString('base64url');
+export { newId as newAuthId } from '../http/ids';
+import { newId as newAuthId } from '../http/ids';
 export const hashToken = (token: string): string => createHash('sha256').update(token).digest('hex');
 
 /** Users, tokens (random, shown once, stored as hashes, revocable, expiring) and secrets. */

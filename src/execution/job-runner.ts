@@ -1,5 +1,5 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
-import { randomBytes } from 'node:crypto';
+import { newId } from '../http/ids';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { KILN_CONFIG, KilnConfig } from '../config/config';
@@ -300,7 +300,7 @@ export class JobRunner {
     if (!include.length) return fail('upload-artifact needs `with: path:` (one or more paths or globs)');
     const ifNone = (step.with['if-no-files-found'] ?? 'warn').trim();
     const retention = Math.min(Number(step.with['retention-days'] ?? this.config.artifactRetentionDays) || this.config.artifactRetentionDays, this.config.artifactRetentionDays);
-    const id = randomBytes(12).toString('base64url');
+    const id = newId();
     const target = this.files.artifact(run.id, id);
     const tmp = `${target}.partial`;
     const { tar, done } = await this.backend.collect(handle, include, WORKSPACE);

@@ -1,6 +1,6 @@
 import { BadRequestException, Inject, Injectable, Logger, NotFoundException, PayloadTooLargeException, ServiceUnavailableException } from '@nestjs/common';
 import { spawn } from 'node:child_process';
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import type { Readable } from 'node:stream';
 import { stringify } from 'yaml';
@@ -32,7 +32,8 @@ export interface TarballSubmission extends PlanChoices { uploadPath: string; fil
 export interface RepoSubmission extends PlanChoices { repo: string; ref: string; workflow?: string; workflowFile?: string }
 export interface CommandSubmission { environment?: string; command: string; files?: Record<string, string>; shell?: 'bash' | 'sh' | 'python'; timeoutMinutes?: number }
 
-export const newId = (): string => randomBytes(12).toString('base64url');
+export { newId } from '../http/ids';
+import { newId } from '../http/ids';
 
 /**
  * The one way in: every channel (API, CLI, webhook) ends in submit(). A run is validated, planned and
