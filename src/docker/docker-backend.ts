@@ -1,4 +1,5 @@
-import { Injectable, Logger } from '@nestjs/common';
+import { Inject, Injectable, Logger } from '@nestjs/common';
+import { KILN_CONFIG, KilnConfig } from '../config/config';
 import type Docker from 'dockerode';
 import { PassThrough, Readable } from 'node:stream';
 import type { ExecSpec, ExecutionBackend, JobHandle, JobSandboxSpec, OutputSink, StepState } from '../execution/backend';
@@ -10,6 +11,8 @@ export const JOB_USER = '1001:1001';
 const JOB_UID = 1001;
 const KEEPER_USER = '65534:65534';
 export const JOB_LABEL = 'kiln.job';
+/** Which Kiln (deployments sharing a Redis share a queue prefix) a container belongs to. */
+export const DEPLOYMENT_LABEL = 'kiln.deployment';
 /** Grace between SIGTERM and SIGKILL when a step is stopped. */
 const KILL_GRACE_MS = 5000;
 
@@ -41,7 +44,7 @@ export class DockerBackend implements ExecutionBackend {
   private readonly log = new Logger('DockerBackend');
   private readonly counters = new Map<string, Counters>();
 
-  constructor(private readonly engine: DockerEngine) {}
+  constructor(private readonly engine: DockerEngine, @Inject(KILN_CONFIG) private readonly config: KilnConfig) {}
 
   private get docker(): Docker {
     return this.engine.docker;
@@ -64,7 +67,7 @@ export class DockerBackend implements ExecutionBackend {
       Cmd: ['sleep', 'infinity'],
       User: KEEPER_USER,
       WorkingDir: '/workspace',
-      Labels: { 'kiln.managed': 'true', [JOB_LABEL]: spec.jobId, 'kiln.run': spec.runId },
+      Labels: { 'kiln.managed': 'true', [DEPLOYMENT_LABEL]: this.config.queuePrefix, [JOB_LABEL]: spec.jobId, 'kiln.run': spec.runId },
       NetworkDisabled: true,
       StopTimeout: 1,
       HostConfig: hardenedHostConfig(

@@ -142,8 +142,9 @@ export class DockerEngine {
     }
   }
 
-  async listContainers(labelFilter: string): Promise<Docker.ContainerInfo[]> {
-    return this.docker.listContainers({ all: true, filters: { label: [labelFilter] } });
+  /** Containers carrying every one of the labels (`key=value`). */
+  async listContainers(labels: string[]): Promise<Docker.ContainerInfo[]> {
+    return this.docker.listContainers({ all: true, filters: { label: labels } });
   }
 
   private followProgress(stream: Readable, onEvent?: (ev: ProgressEvent) => void): Promise<void> {

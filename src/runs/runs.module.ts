@@ -10,6 +10,7 @@ import { FileStore } from '../storage/file-store';
 import { LogStore } from '../storage/log-store';
 import { ArtifactReaper } from './artifact-reaper';
 import { JobWorker } from './job-worker';
+import { Reaper } from './reaper';
 import { LogsService } from './logs.service';
 import { RunScheduler } from './run-scheduler';
 import { RunsController } from './runs.controller';
@@ -59,7 +60,7 @@ export class WorkerModule {
   static forConfig(config: KilnConfig): DynamicModule {
     return {
       module: WorkerModule,
-      providers: [JobWorker, JobRunner, DockerBackend, { provide: EXECUTION_BACKEND, useExisting: DockerBackend }],
+      providers: [JobWorker, JobRunner, DockerBackend, { provide: EXECUTION_BACKEND, useExisting: DockerBackend }, Reaper],
     };
   }
 }

@@ -1,0 +1,39 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { promisify } from 'node:util';
+import { startServer, tmpDir } from '../helpers';
+
+const run = promisify(execFile);
+
+test('on start-up the worker removes its own containers of unknown jobs and stale partial uploads, and says so', async () => {
+  const data = tmpDir();
+  const prefix = `reap-${process.pid}`;
+  const { stdout } = await run('docker', ['run', '-d', '--network', 'none', '--label', 'kiln.managed=true', '--label', `kiln.deployment=${prefix}`, '--label', 'kiln.job=OrphanJob0000000', 'kiln-base:bookworm', 'sleep', '600']);
+  const orphan = stdout.trim().slice(0, 12);
+  const keep = (await run('docker', ['run', '-d', '--network', 'none', '--label', 'not-kiln=true', 'kiln-base:bookworm', 'sleep', '600'])).stdout.trim().slice(0, 12);
+  // A job container of another Kiln on the same engine: not this one's to judge.
+  const neighbour = (await run('docker', ['run', '-d', '--network', 'none', '--label', 'kiln.managed=true', '--label', 'kiln.deployment=someone-else', '--label', 'kiln.job=TheirJob00000000', 'kiln-base:bookworm', 'sleep', '600'])).stdout.trim().slice(0, 12);
+  const uploads = path.join(data, 'uploads');
+  fs.mkdirSync(uploads, { recursive: true });
+  fs.writeFileSync(path.join(uploads, 'stale'), 'half an upload');
+  fs.utimesSync(path.join(uploads, 'stale'), new Date(Date.now() - 2 * 3600_000), new Date(Date.now() - 2 * 3600_000));
+  fs.writeFileSync(path.join(uploads, 'fresh'), 'being written');
+  const server = await startServer({ KILN_DATA_DIR: data, KILN_QUEUE_PREFIX: prefix, KILN_LOG_LEVEL: 'log' });
+  try {
+    for (let i = 0; i < 50 && !server.output().includes(`removed container ${orphan}`); i++) await new Promise((r) => setTimeout(r, 200));
+    assert.match(server.output(), new RegExp(`removed container ${orphan} .*of unknown job OrphanJob0000000`));
+    assert.match(server.output(), /removed partial upload stale/);
+    const left = (await run('docker', ['ps', '-a', '-q', '--filter', 'label=kiln.job=OrphanJob0000000'])).stdout.trim();
+    assert.equal(left, '', 'the orphan is gone');
+    assert.ok(fs.existsSync(path.join(uploads, 'fresh')), 'a fresh upload is kept');
+    const other = (await run('docker', ['ps', '-q', '--filter', `id=${keep}`])).stdout.trim();
+    assert.equal(other, keep, 'containers that are not Kiln\'s are never touched');
+    assert.equal((await run('docker', ['ps', '-q', '--filter', `id=${neighbour}`])).stdout.trim(), neighbour, 'another deployment\'s job container is kept');
+  } finally {
+    await server.stop();
+    await run('docker', ['rm', '-f', keep, neighbour]).catch(() => undefined);
+  }
+});
