@@ -3,7 +3,8 @@ import { NestFactory } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import { CatalogueApiModule, CatalogueModule } from './catalogue/catalogue.module';
-import { KILN_CONFIG, KilnConfig, Role } from './config/config';
+import * as path from 'node:path';
+import { KILN_CONFIG, KilnConfig, projectRoot, Role } from './config/config';
 import { CoreModule } from './core.module';
 import { HealthModule } from './health/health.module';
 import { AuthApiModule, AuthCoreModule } from './auth/auth.module';
@@ -56,6 +57,8 @@ export function configureHttp(app: INestApplication): void {
     .addBearerAuth()
     .build();
   SwaggerModule.setup('api/docs', app, () => SwaggerModule.createDocument(app, doc));
+  // The web pages: plain files from src/ui/ (no CDN, no build tool), at /.
+  (app as NestExpressApplication).useStaticAssets(path.join(projectRoot(), 'src', 'ui'), { index: 'index.html', maxAge: 0 });
 }
 
 export async function createHttpApp(config: KilnConfig, role: Role): Promise<INestApplication> {

@@ -12,7 +12,7 @@ import { DockerEngine } from '../src/docker/docker-engine';
 export const ROOT = projectRoot();
 /** The admin token every test server is started with (KILN_ADMIN_TOKEN). */
 export const TEST_ADMIN_TOKEN = 'kiln_test_admin_token_0123456789abcdef';
-export const KILN_BIN = path.join(ROOT, 'bin', 'kiln.js');
+export const KILN_BIN = path.join(ROOT, 'src', 'bin', 'kiln.js');
 
 export function tmpDir(prefix = 'kiln-test-'): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));

@@ -20,6 +20,7 @@ import { AuthService } from '../auth/auth.service';
 import type { Principal } from '../auth/auth.types';
 import { REDIS } from '../db/redis';
 import { QuotaExceededException } from '../http/quota';
+import { summaryToHtml } from '../http/markdown-html';
 
 const WORKFLOW_MAX_BYTES = 256 * 1024;
 const WORKFLOW_FILE = /^(\.kiln\.ya?ml|\.github\/workflows\/[^/]+\.ya?ml)$/;
@@ -233,14 +234,15 @@ export class RunsService {
       id: run.id, status: run.status, conclusion: run.conclusion, error: run.error,
       createdAt: run.createdAt, startedAt: run.startedAt, finishedAt: run.finishedAt,
       source: run.source, workflow: { name: run.workflowName, file: run.workflowFile }, context: run.context,
-      jobs: jobs.map((j) => ({
+      jobs: await Promise.all(jobs.map(async (j) => ({
         id: j.id, key: j.key, jobId: j.jobId, name: j.name, environment: j.environment, matrix: j.spec.matrix, needs: j.spec.needs,
         status: j.status, conclusion: j.conclusion, error: j.error, attempts: j.attempts, startedAt: j.startedAt, finishedAt: j.finishedAt,
         steps: steps.filter((s) => s.jobId === j.id).map((s) => ({ index: s.index, name: s.name, status: s.status, outcome: s.outcome, conclusion: s.conclusion, exitCode: s.exitCode, reason: s.reason, startedAt: s.startedAt, finishedAt: s.finishedAt })),
         outputs: j.outputs,
         summary: summaries[j.id] ?? null,
+        summaryHtml: summaries[j.id] ? await summaryToHtml(summaries[j.id]) : null,
         logs: `${base}/logs?job=${j.id}`,
-      })),
+      }))),
       annotations: annotations.map((a) => ({ ...a, job: jobs.find((j) => j.id === a.jobId)?.key ?? a.jobId })),
       artifacts: artifacts.map((a) => ({ name: a.name, sizeBytes: a.sizeBytes, files: a.files, createdAt: a.createdAt, expiresAt: a.expiresAt, url: `${base}/artifacts/${encodeURIComponent(a.name)}` })),
       urls: { self: base, logs: `${base}/logs`, artifacts: `${base}/artifacts`, cancel: `${base}/cancel` },

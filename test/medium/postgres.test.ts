@@ -7,14 +7,14 @@ import { MIGRATIONS, openDatabase } from '../../src/db/database';
 import { makeReport } from '../fixtures/reports';
 import { createTestApp, testConfig } from '../helpers';
 
-// scripts/test.sh starts a throwaway PostgreSQL for this tier and exports its URL.
+// .ci/test.sh starts a throwaway PostgreSQL for this tier and exports its URL.
 const url = process.env.KILN_TEST_DATABASE_URL;
 
 describe('PostgreSQL when DATABASE_URL is set (real PostgreSQL)', () => {
   let app: INestApplication;
 
   before(async () => {
-    assert.ok(url, 'KILN_TEST_DATABASE_URL is not set: run this tier through `npm test` (scripts/test.sh starts PostgreSQL)');
+    assert.ok(url, 'KILN_TEST_DATABASE_URL is not set: run this tier through `npm test` (.ci/test.sh starts PostgreSQL)');
     app = await createTestApp(testConfig({ DATABASE_URL: url }), {
       engine: { ping: async () => ({ apiVersion: '1.41', version: 'scripted' }) },
     });

@@ -5,7 +5,7 @@
 # KILN_UP_FOREGROUND=1 runs the server in the foreground instead (for systemd or a container).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-. scripts/lib.sh
+. .ci/lib.sh
 DATA_DIR=${KILN_DATA_DIR:-$PWD/data}
 HOST=${KILN_HOST:-127.0.0.1}
 PORT=${KILN_PORT:-3000}
@@ -13,17 +13,17 @@ mkdir -p "$DATA_DIR/logs"
 
 check_node
 ensure_npm_deps
-bash scripts/prereqs.sh
+bash .ci/prereqs.sh
 build_app
 say "runner images: building what changed, probing, publishing"
-node bin/kiln.js images
+node src/bin/kiln.js images
 
-bash scripts/down.sh --quiet
+bash .ci/down.sh --quiet
 if [ "${KILN_UP_FOREGROUND:-}" = 1 ]; then
-  exec node bin/kiln.js serve
+  exec node src/bin/kiln.js serve
 fi
 say "starting kiln serve (log: $DATA_DIR/logs/kiln.log)"
-setsid nohup node bin/kiln.js serve >>"$DATA_DIR/logs/kiln.log" 2>&1 </dev/null &
+setsid nohup node src/bin/kiln.js serve >>"$DATA_DIR/logs/kiln.log" 2>&1 </dev/null &
 echo $! >"$DATA_DIR/kiln.pid"
 for _ in $(seq 1 120); do
   if node -e "require('http').get('http://$HOST:$PORT/api/v1/health',r=>process.exit(r.statusCode<500?0:1)).on('error',()=>process.exit(1))" 2>/dev/null; then

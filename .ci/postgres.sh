@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Starts a throwaway PostgreSQL cluster for tests (installing Debian's postgresql if missing) and
-# prints its DATABASE_URL. `scripts/postgres.sh stop DIR` stops it. Tests only: trust auth on 127.0.0.1.
+# prints its DATABASE_URL. `.ci/postgres.sh stop DIR` stops it. Tests only: trust auth on 127.0.0.1.
 set -euo pipefail
 if [ "${1:-}" = stop ]; then
   dir=${2:?dir}

@@ -1,4 +1,4 @@
-# Shared by scripts/up.sh and scripts/test.sh: Node check, npm dependencies, system prerequisites, build.
+# Shared by .ci/up.sh and .ci/test.sh: Node check, npm dependencies, system prerequisites, build.
 # shellcheck shell=bash
 say() { if [ -t 2 ]; then printf '\033[1mkiln:\033[0m %s\n' "$*" >&2; else printf 'kiln: %s\n' "$*" >&2; fi; }
 die() { say "$*"; exit 1; }

@@ -7,7 +7,7 @@ const fs = require('node:fs');
 const SERVER = new Set(['serve', 'api', 'worker', 'images']);
 const args = process.argv.slice(2);
 const server = SERVER.has(args[0]);
-const entry = path.join(__dirname, '..', 'dist', 'src', server ? 'main.js' : path.join('cli', 'main.js'));
+const entry = path.join(__dirname, '..', '..', 'dist', 'src', server ? 'main.js' : path.join('cli', 'main.js'));
 if (!fs.existsSync(entry)) {
   process.stderr.write('kiln: not built yet; run `npm run build` (or `npm run up`) first\n');
   process.exit(2);

@@ -3,28 +3,34 @@
 # test tiers with node's test runner. Tests use their own data folders; a running Kiln is untouched.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-. scripts/lib.sh
+. .ci/lib.sh
 tiers=("$@")
 [ ${#tiers[@]} -gt 0 ] || tiers=(unit medium e2e)
 
 check_node
 ensure_npm_deps
-bash scripts/prereqs.sh
+bash .ci/prereqs.sh
 rm -rf dist
 build_app
 for t in "${tiers[@]}"; do
+  if [ "$t" = e2e ] && ! command -v chromium >/dev/null 2>&1; then
+    # The web pages' tests drive Debian's Chromium (no browser download).
+    [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null || die "the e2e tier needs Chromium at /usr/bin/chromium (Debian: apt-get install chromium)"
+    say "installing chromium from Debian's packages (browser tests)"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+  fi
   if [ "$t" = e2e ]; then
     say "runner images for e2e (cached when unchanged)"
-    KILN_DATA_DIR=$(mktemp -d /tmp/kiln-images-XXXXXX) node bin/kiln.js images >/dev/null
+    KILN_DATA_DIR=$(mktemp -d /tmp/kiln-images-XXXXXX) node src/bin/kiln.js images >/dev/null
   fi
 done
 
 pg_dir=
-cleanup() { [ -z "$pg_dir" ] || bash scripts/postgres.sh stop "$pg_dir"; }
+cleanup() { [ -z "$pg_dir" ] || bash .ci/postgres.sh stop "$pg_dir"; }
 trap cleanup EXIT
 for t in "${tiers[@]}"; do
   if [ "$t" = medium ] && [ -z "${KILN_TEST_DATABASE_URL:-}" ]; then
-    read -r KILN_TEST_DATABASE_URL pg_dir < <(bash scripts/postgres.sh)
+    read -r KILN_TEST_DATABASE_URL pg_dir < <(bash .ci/postgres.sh)
     export KILN_TEST_DATABASE_URL
     say "PostgreSQL for the medium tier: $KILN_TEST_DATABASE_URL"
   fi
