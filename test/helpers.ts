@@ -14,13 +14,21 @@ export const ROOT = projectRoot();
 export const TEST_ADMIN_TOKEN = 'kiln_test_admin_token_0123456789abcdef';
 export const KILN_BIN = path.join(ROOT, 'src', 'bin', 'kiln.js');
 
+/**
+ * Each test server is a deployment of its own (queue keys, container labels), so it never shares a
+ * queue with, or reaps the containers of, another test or a developer's running Kiln.
+ */
+export function uniquePrefix(): string {
+  return `test-${process.pid}-${Math.random().toString(36).slice(2, 10)}`;
+}
+
 export function tmpDir(prefix = 'kiln-test-'): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
 }
 
 /** A configuration of its own for one test file: its own data folder (SQLite, files). */
 export function testConfig(env: Record<string, string> = {}): KilnConfig {
-  return loadConfig({ KILN_DATA_DIR: tmpDir(), KILN_LOG_LEVEL: 'error', KILN_ADMIN_TOKEN: TEST_ADMIN_TOKEN, ...env });
+  return loadConfig({ KILN_DATA_DIR: tmpDir(), KILN_LOG_LEVEL: 'error', KILN_ADMIN_TOKEN: TEST_ADMIN_TOKEN, KILN_QUEUE_PREFIX: uniquePrefix(), ...env });
 }
 
 /** The Nest app as `kiln serve` builds it, optionally with the engine replaced. */
@@ -69,7 +77,7 @@ export async function startServer(env: Record<string, string>, role: Role = 'ser
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const proc = spawn(process.execPath, [KILN_BIN, role], {
-    env: { ...process.env, KILN_PORT: String(port), KILN_HOST: '127.0.0.1', KILN_ADMIN_TOKEN: TEST_ADMIN_TOKEN, ...env },
+    env: { ...process.env, KILN_PORT: String(port), KILN_HOST: '127.0.0.1', KILN_ADMIN_TOKEN: TEST_ADMIN_TOKEN, KILN_QUEUE_PREFIX: uniquePrefix(), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
