@@ -75,7 +75,6 @@ export class RunsService {
   }
 
   async submitRepo(owner: Principal, s: RepoSubmission) {
-    const tmp = this.files.upload(`${newId()}.tar`);
     let cloned;
     try {
       cloned = await cloneRepo(s.repo, s.ref, { allowedSchemes: this.config.git.allowedSchemes, allowPrivateHosts: this.config.git.allowPrivateHosts, timeoutMs: 120_000, maxBytes: this.config.uploadMaxBytes * 2 });
@@ -88,7 +87,6 @@ export class RunsService {
       return await this.submitFromDir(owner, cloned.dir, { kind: 'repo', repo: s.repo, ref: s.ref, sha: cloned.sha }, context, s.workflow, s.workflowFile, s);
     } finally {
       await cloned.cleanup();
-      await fs.promises.rm(tmp, { force: true });
     }
   }
 
