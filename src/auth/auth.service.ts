@@ -7,8 +7,7 @@ import { AuthRepository } from './auth.repository';
 import type { Principal, Quota, TokenInfo, User } from './auth.types';
 import { SecretBox } from './secret-box';
 
-export { newId as newAuthId } from '../http/ids';
-import { newId as newAuthId } from '../http/ids';
+import { newId } from '../http/ids';
 export const hashToken = (token: string): string => createHash('sha256').update(token).digest('hex');
 
 /** Users, tokens (random, shown once, stored as hashes, revocable, expiring) and secrets. */
@@ -29,7 +28,7 @@ export class AuthService {
   async bootstrap(): Promise<void> {
     let admin = await this.repo.userByName('admin');
     if (!admin) {
-      admin = { id: newAuthId(), name: 'admin', isAdmin: true, quota: {}, createdAt: new Date().toISOString() };
+      admin = { id: newId(), name: 'admin', isAdmin: true, quota: {}, createdAt: new Date().toISOString() };
       await this.repo.createUser(admin).catch(async () => { admin = await this.repo.userByName('admin'); });
     }
     if (this.config.adminToken) {
@@ -71,7 +70,7 @@ export class AuthService {
 
   async createUser(name: string, isAdmin: boolean, quota: Partial<Quota>): Promise<User> {
     if (await this.repo.userByName(name)) throw new ConflictException(`a user named '${name}' exists already`);
-    const user: User = { id: newAuthId(), name, isAdmin, quota, createdAt: new Date().toISOString() };
+    const user: User = { id: newId(), name, isAdmin, quota, createdAt: new Date().toISOString() };
     await this.repo.createUser(user);
     return user;
   }
@@ -154,7 +153,7 @@ export class AuthService {
   }
 
   private async storeToken(userId: string, name: string, token: string, expiresAt: string | null): Promise<TokenInfo> {
-    const info: TokenInfo = { id: newAuthId(), userId, name, createdAt: new Date().toISOString(), expiresAt, revokedAt: null, lastUsedAt: null };
+    const info: TokenInfo = { id: newId(), userId, name, createdAt: new Date().toISOString(), expiresAt, revokedAt: null, lastUsedAt: null };
     await this.repo.createToken({ ...info, hash: hashToken(token) });
     return info;
   }

@@ -1,8 +1,8 @@
 import { ApiPropertyOptional } from '@nestjs/swagger';
 import { Type } from 'class-transformer';
+import { WORKFLOW_FILE } from '../workflow/model';
 import { IsIn, IsInt, IsNotEmpty, IsObject, IsOptional, IsString, Matches, Max, MaxLength, Min } from 'class-validator';
 
-const WORKFLOW_FILE = /^(\.kiln\.ya?ml|\.github\/workflows\/[^/]+\.ya?ml)$/;
 const JOB_ID = /^[A-Za-z_][A-Za-z0-9_-]{0,99}$/;
 const PLATFORM = /^[A-Za-z0-9][A-Za-z0-9._-]*=[a-z0-9][a-z0-9.@-]*(,[A-Za-z0-9][A-Za-z0-9._-]*=[a-z0-9][a-z0-9.@-]*)*$/;
 

@@ -6,11 +6,11 @@ import type { Readable } from 'node:stream';
 import { stringify } from 'yaml';
 import { CatalogueService } from '../catalogue/catalogue.service';
 import { KILN_CONFIG, KilnConfig } from '../config/config';
-import { cloneRepo, GitSourceError } from '../sources/git-source';
+import { cloneRepo, GitSourceError, GitSourceOptions } from '../sources/git-source';
 import { ArchiveError, DEFAULT_SOURCE_LIMITS, packFiles, readFilesFromTar, sanitizeTar, SanitizedTar, TarLimits } from '../sources/tar-safety';
 import { FileStore } from '../storage/file-store';
 import { planFromYaml } from '../workflow/plan';
-import { PlanOptions, RunPlan, WorkflowError } from '../workflow/model';
+import { PlanOptions, RunPlan, WORKFLOW_FILE, WorkflowError } from '../workflow/model';
 import { RunScheduler } from './run-scheduler';
 import { ActiveRunsLimit, RunsRepository } from './runs.repository';
 import type { Job, Run, RunContext, RunSource } from './runs.types';
@@ -23,7 +23,6 @@ import { QuotaExceededException } from '../http/quota';
 import { summaryToHtml } from '../http/markdown-html';
 
 const WORKFLOW_MAX_BYTES = 256 * 1024;
-const WORKFLOW_FILE = /^(\.kiln\.ya?ml|\.github\/workflows\/[^/]+\.ya?ml)$/;
 
 /** How a submission narrows or maps the workflow: one job (and what it needs), label overrides. */
 export interface PlanChoices { job?: string; platform?: Record<string, string> }
@@ -33,7 +32,6 @@ export interface TarballSubmission extends PlanChoices { uploadPath: string; fil
 export interface RepoSubmission extends PlanChoices { repo: string; ref: string; workflow?: string; workflowFile?: string }
 export interface CommandSubmission { environment?: string; command: string; files?: Record<string, string>; shell?: 'bash' | 'sh' | 'python'; timeoutMinutes?: number }
 
-export { newId } from '../http/ids';
 import { newId } from '../http/ids';
 
 /**
@@ -77,7 +75,7 @@ export class RunsService {
   async submitRepo(owner: Principal, s: RepoSubmission) {
     let cloned;
     try {
-      cloned = await cloneRepo(s.repo, s.ref, { allowedSchemes: this.config.git.allowedSchemes, allowPrivateHosts: this.config.git.allowPrivateHosts, timeoutMs: 120_000, maxBytes: this.config.uploadMaxBytes * 2 });
+      cloned = await cloneRepo(s.repo, s.ref, cloneOptions(this.config));
     } catch (e) {
       if (e instanceof GitSourceError) throw e.permanent ? new BadRequestException(`repo: ${e.message}`) : new ServiceUnavailableException(`repo: ${e.message} (try again later)`);
       throw e;
@@ -341,6 +339,11 @@ export class RunsService {
     const bytes = await this.repo.artifactBytes(owner.user.id);
     if (bytes >= q.artifactBytes) throw new QuotaExceededException(`quota: your artifacts use ${bytes} bytes of ${q.artifactBytes}; they free up as their retention ends`, 3600);
   }
+}
+
+/** How Kiln clones, for submissions and pushes alike: the operator's schemes and hosts, 2 min, twice the upload cap. */
+export function cloneOptions(config: KilnConfig): GitSourceOptions {
+  return { ...config.git, timeoutMs: 120_000, maxBytes: config.uploadMaxBytes * 2 };
 }
 
 /** The quick form as a one-job workflow. */

@@ -32,8 +32,4 @@ export class FileStore {
     return path.join(this.dir('artifacts', runId), `${artifactId}.tar`);
   }
 
-  async removeRun(runId: string): Promise<void> {
-    await fs.promises.rm(this.source(runId), { force: true });
-    await fs.promises.rm(path.join(this.config.dataDir, 'artifacts', runId), { recursive: true, force: true });
-  }
 }

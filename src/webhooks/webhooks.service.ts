@@ -1,13 +1,15 @@
 import { BadRequestException, ForbiddenException, HttpException, Inject, Injectable, Logger, NotFoundException, UnauthorizedException, UnsupportedMediaTypeException } from '@nestjs/common';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { AuthService, newAuthId } from '../auth/auth.service';
+import { AuthService } from '../auth/auth.service';
+import { newId } from '../http/ids';
 import type { Principal } from '../auth/auth.types';
 import { KILN_CONFIG, KilnConfig } from '../config/config';
 import { JobQueue } from '../queue/job-queue';
-import { RunsService } from '../runs/runs.service';
+import { cloneOptions, RunsService } from '../runs/runs.service';
 import { cloneRepo, GitSourceError, validateRepoUrl } from '../sources/git-source';
 import { interpolate } from '../workflow/expressions';
+import { WORKFLOW_FILE } from '../workflow/model';
 import { RegisteredRepository, RepositoriesRepository } from './repositories.repository';
 import { StatusReporter } from './status-reporter';
 import { matchesList, pushTrigger } from './triggers';
@@ -35,7 +37,6 @@ interface PushPayload {
 }
 
 const ZERO_SHA = /^0{40}$/;
-const WORKFLOW_FILE = /^(\.kiln\.ya?ml|\.github\/workflows\/[^/]+\.ya?ml)$/;
 
 /**
  * Push webhooks (GitHub, and Gitea/Forgejo which send the same shape): checked and recorded at once,
@@ -69,7 +70,7 @@ export class WebhooksService {
       throw e;
     }
     const repo: RegisteredRepository = {
-      id: newAuthId(), ownerId, fullName: body.fullName, cloneUrl: body.cloneUrl, secret: this.auth.seal(body.secret),
+      id: newId(), ownerId, fullName: body.fullName, cloneUrl: body.cloneUrl, secret: this.auth.seal(body.secret),
       branches: body.branches?.length ? body.branches : null, labelMap: body.labelMap ?? {},
       statusUrl: body.statusUrl ?? null, statusToken: body.statusToken ? this.auth.seal(body.statusToken) : null, createdAt: new Date().toISOString(),
     };
@@ -160,7 +161,7 @@ export class WebhooksService {
     const changed = [...new Set((p.commits ?? []).flatMap((c) => [...(c.added ?? []), ...(c.modified ?? []), ...(c.removed ?? [])]))];
     let cloned;
     try {
-      cloned = await cloneRepo(repo.cloneUrl, p.after!, { ...this.config.git, timeoutMs: 120_000, maxBytes: this.config.uploadMaxBytes * 2 });
+      cloned = await cloneRepo(repo.cloneUrl, p.after!, cloneOptions(this.config));
     } catch (e) {
       await this.repos.finishDelivery(deliveryId, 'failed', `clone: ${(e as Error).message}`, []);
       return;

@@ -6,6 +6,9 @@
 
 /** bash, sh, python, or a custom template such as `perl {0}` (the script file replaces {0}). */
 export type Shell = 'bash' | 'sh' | 'python' | (string & { readonly __template?: true });
+/** Where a source keeps its workflows: `.kiln.yml` or `.github/workflows/<name>.yml`. */
+export const WORKFLOW_FILE = /^(\.kiln\.ya?ml|\.github\/workflows\/[^/]+\.ya?ml)$/;
+
 export type BuiltinAction = 'checkout' | 'upload-artifact' | 'download-artifact' | 'setup-python';
 
 /** One step as written, validated. Exactly one of `run` / `uses` is set. */
