@@ -112,13 +112,16 @@ export class CatalogueService {
   }
 
   /**
-   * A synchronous resolver over what is published now, for the planner: `name`, a label, or a pinned
-   * `name@YYYYMMDD.N`. It answers with the exact image id that was measured.
+   * What the planner needs of the catalogue, from one read of it: a synchronous resolver over what is
+   * published now (`name`, a label, or a pinned `name@YYYYMMDD.N`, answered with the exact image id
+   * that was measured), and each environment's Python (latest version) for messages.
    */
-  async resolver(today = new Date().toISOString().slice(0, 10)): Promise<EnvironmentResolver> {
+  async planning(today = new Date().toISOString().slice(0, 10)): Promise<{ resolveEnvironment: EnvironmentResolver; pythonVersions: Record<string, string | null> }> {
     const groups = await this.grouped();
     const known = () => [...groups.keys()].join(', ') || 'none published yet';
-    return (label: string) => {
+    const pythonVersions: Record<string, string | null> = {};
+    for (const [name, versions] of groups) pythonVersions[name] = versions[versions.length - 1].report.python;
+    const resolveEnvironment: EnvironmentResolver = (label: string) => {
       const [nameOrLabel, pinned] = label.split('@');
       let versions = groups.get(nameOrLabel);
       if (!versions) versions = [...groups.values()].find((v) => v[v.length - 1].report.labels.includes(nameOrLabel));
@@ -131,13 +134,7 @@ export class CatalogueService {
       }
       return { name: r.name, version: r.version, image: r.image.id, python: r.python };
     };
-  }
-
-  /** Each environment's Python (latest version), for messages that say where a version is. */
-  async pythonVersions(): Promise<Record<string, string | null>> {
-    const out: Record<string, string | null> = {};
-    for (const [name, versions] of await this.grouped()) out[name] = versions[versions.length - 1].report.python;
-    return out;
+    return { resolveEnvironment, pythonVersions };
   }
 
   async diff(nameOrLabel: string, from: string, to: string): Promise<ReportDiff> {

@@ -157,13 +157,12 @@ export class RunsService {
 
   private async plan(text: string, file: string | null, choices: PlanChoices = {}): Promise<RunPlan> {
     const opts: PlanOptions = {
-      resolveEnvironment: await this.catalogue.resolver(),
+      ...(await this.catalogue.planning()),
       labelMap: { ...this.config.labelMap, ...(choices.platform ?? {}) },
       defaultTimeoutMinutes: this.config.jobs.timeoutMinutes,
       maxTimeoutMinutes: this.config.jobs.timeoutMaxMinutes,
       maxJobs: 256,
       maxStepsPerJob: 100,
-      pythonVersions: await this.catalogue.pythonVersions(),
     };
     let plan: RunPlan;
     try {
