@@ -62,6 +62,8 @@ export class RunScheduler {
   /** One pass over the waiting jobs; true when something changed and another pass may do more. */
   private async pass(run: Run, jobs: Job[]): Promise<boolean> {
     let changed = false;
+    // The owner's quota does not change during a pass: read it once, when a job is first ready.
+    let quota: number | undefined;
     for (const job of jobs) {
       if (job.status === 'queued' && run.cancelRequested) {
         changed = (await this.finish(job, ['queued'], 'cancelled')) || changed;
@@ -105,7 +107,8 @@ export class RunScheduler {
         continue;
       }
       if (strategy?.maxParallel && siblings.filter((j) => j.status === 'queued' || j.status === 'in_progress').length >= strategy.maxParallel) continue;
-      if (run.ownerId && (await this.repo.countActiveJobs(run.ownerId)) >= (await this.ownerQuota(run.ownerId))) continue; // waits: quota
+      // The active count is re-read per job: other runs and processes change it.
+      if (run.ownerId && (await this.repo.countActiveJobs(run.ownerId)) >= (quota ??= await this.ownerQuota(run.ownerId))) continue; // waits: quota
       if (await this.repo.transitionJob(job.id, ['pending'], 'queued')) {
         job.status = 'queued';
         await this.queue.enqueueJob({ runId: run.id, jobId: job.id });
