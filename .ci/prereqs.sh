@@ -37,10 +37,38 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" ca-certificates >/dev/null
 fi
 
+# --- gVisor (runsc) ----------------------------------------------------------------------------
+# A second container runtime for defence in depth (KILN_RUNTIME=runsc, KILN_RUNSC_ENVIRONMENTS).
+# Registered in the local engine's daemon.json with networking off (jobs never have a network).
+runsc_changed=no
+if [ -z "${DOCKER_HOST:-}" ] && [ "$(id -u)" = 0 ]; then
+  if ! command -v runsc >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+    say "installing gVisor (runsc) from Debian's packages"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends runsc >/dev/null 2>&1 \
+      || say "runsc is not installable here: jobs can run under runc only (KILN_RUNTIME=runsc would be reported missing by /api/v1/health)"
+  fi
+  if command -v runsc >/dev/null 2>&1; then
+    mkdir -p /etc/docker
+    runsc_changed=$(RUNSC="$(command -v runsc)" node -e '
+      const fs = require("fs"); const f = "/etc/docker/daemon.json";
+      let cfg = {}; try { cfg = JSON.parse(fs.readFileSync(f, "utf8")); } catch (e) { if (e.code !== "ENOENT") { console.error(f + ": " + e.message); process.exit(1); } }
+      const want = { path: process.env.RUNSC, runtimeArgs: ["--network=none"] };
+      cfg.runtimes = cfg.runtimes || {};
+      if (JSON.stringify(cfg.runtimes.runsc) === JSON.stringify(want)) { console.log("no"); process.exit(0); }
+      cfg.runtimes.runsc = want;
+      fs.writeFileSync(f, JSON.stringify(cfg, null, 2) + "\n");
+      console.log("yes");')
+    [ "$runsc_changed" = no ] || say "registered runsc in /etc/docker/daemon.json"
+  fi
+fi
+
 # --- Docker engine -----------------------------------------------------------------------------
 # The engine answers /_ping (through dockerode, so DOCKER_HOST is honoured as Kiln will honour it).
 docker_ok() {
   node -e "new (require('dockerode'))().ping().then(()=>process.exit(0),()=>process.exit(1)); setTimeout(()=>process.exit(1),3000)" >/dev/null 2>&1
+}
+docker_runtimes() {
+  node -e "new (require('dockerode'))().info().then((i)=>{console.log(Object.keys(i.Runtimes||{}).join('\n'));process.exit(0)},()=>process.exit(1))" 2>/dev/null
 }
 if ! docker_ok; then
   [ -z "${DOCKER_HOST:-}" ] || die "the Docker engine at DOCKER_HOST=$DOCKER_HOST does not answer"
@@ -49,6 +77,11 @@ if ! docker_ok; then
   setsid nohup dockerd >"$DATA_DIR/logs/dockerd.log" 2>&1 </dev/null &
   for _ in $(seq 1 60); do docker_ok && break; sleep 0.5; done
   docker_ok || die "dockerd did not come up; see $DATA_DIR/logs/dockerd.log"
+elif [ "$runsc_changed" = yes ] && pid=$(pidof dockerd 2>/dev/null); then
+  # daemon.json's runtimes are reloadable: SIGHUP, no restart, running containers untouched.
+  say "reloading dockerd's configuration (runsc)"
+  kill -HUP $pid
+  for _ in $(seq 1 20); do docker_runtimes | grep -qx runsc && break; sleep 0.25; done
 fi
 
 # --- Redis -----------------------------------------------------------------------------------
@@ -71,4 +104,4 @@ if ! redis-cli -h "$redis_host" -p "$redis_port" ping >/dev/null 2>&1; then
   for _ in $(seq 1 40); do redis-cli -h "$redis_host" -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.25; done
   redis-cli -h "$redis_host" -p "$redis_port" ping >/dev/null 2>&1 || die "redis-server did not come up; see $DATA_DIR/logs/redis.log"
 fi
-say "ready: docker engine, redis at $redis_host:$redis_port"
+say "ready: docker engine (runtimes: $(docker_runtimes | paste -sd, -)), redis at $redis_host:$redis_port"

@@ -24,6 +24,8 @@ const bad: [Record<string, string>, string, RegExp][] = [
   [{ REDIS_URL: 'localhost:6379' }, 'REDIS_URL', /REDIS_URL="localhost:6379": must be a redis/],
   [{ KILN_LOG_LEVEL: 'loud' }, 'KILN_LOG_LEVEL', /KILN_LOG_LEVEL="loud"/],
   [{ KILN_DEFAULT_ENVIRONMENT: 'Python 3' }, 'KILN_DEFAULT_ENVIRONMENT', /KILN_DEFAULT_ENVIRONMENT="Python 3": must be an environment name/],
+  [{ KILN_RUNTIME: 'kata' }, 'KILN_RUNTIME', /KILN_RUNTIME="kata": must be runc .* or runsc/],
+  [{ KILN_RUNSC_ENVIRONMENTS: 'python-3.13;rm' }, 'KILN_RUNSC_ENVIRONMENTS', /KILN_RUNSC_ENVIRONMENTS=.*comma-separated list/],
 ];
 for (const [env, variable, message] of bad) {
   test(`a bad ${variable} stops start-up naming the variable`, () => {
@@ -49,4 +51,12 @@ test('job limits: sizes parse, and a default above its maximum stops start-up', 
   assert.equal(loadConfig({ KILN_JOB_MEMORY: '512m' }).jobs.memoryBytes, 512 * 1024 * 1024);
   assert.throws(() => loadConfig({ KILN_JOB_MEMORY: '16g' }), /KILN_JOB_MEMORY: the default is above KILN_JOB_MEMORY_MAX/);
   assert.throws(() => loadConfig({ KILN_JOB_WORKSPACE: 'lots' }), /KILN_JOB_WORKSPACE="lots": must be a size/);
+});
+
+test('runtime: runc by default; KILN_RUNTIME for all jobs, KILN_RUNSC_ENVIRONMENTS for some', () => {
+  assert.equal(loadConfig({}).runtime, 'runc');
+  assert.deepEqual(loadConfig({}).runscEnvironments, []);
+  const c = loadConfig({ KILN_RUNTIME: 'runsc', KILN_RUNSC_ENVIRONMENTS: 'python-3.13,python-3.9' });
+  assert.equal(c.runtime, 'runsc');
+  assert.deepEqual(c.runscEnvironments, ['python-3.13', 'python-3.9']);
 });

@@ -26,6 +26,8 @@ export class EnvSchema {
   @IsOptional() @IsIn(['error', 'warn', 'log', 'debug', 'verbose']) KILN_LOG_LEVEL?: string;
   @IsOptional() @int() @IsInt() @Min(1000) @Max(600000) KILN_HEALTH_TIMEOUT_MS?: number;
   @IsOptional() @int() @IsInt() @Min(1) @Max(64) KILN_WORKER_CONCURRENCY?: number;
+  @IsOptional() @IsIn(['runc', 'runsc'], { message: 'must be runc (the engine default) or runsc (gVisor, registered in the engine under that name)' }) KILN_RUNTIME?: string;
+  @IsOptional() @Matches(/^[a-z0-9][a-z0-9.-]*(,[a-z0-9][a-z0-9.-]*)*$/, { message: 'must be a comma-separated list of environment names such as python-3.13' }) KILN_RUNSC_ENVIRONMENTS?: string;
 
   // Job sandbox limits: a default (what a job gets) and a maximum (what a job may ask for with `limits:`).
   @IsOptional() @Matches(SIZE, { message: SIZE_MSG }) KILN_JOB_MEMORY?: string;
@@ -92,6 +94,10 @@ export interface KilnConfig {
   logLevel: 'error' | 'warn' | 'log' | 'debug' | 'verbose';
   healthTimeoutMs: number;
   workerConcurrency: number;
+  /** The container runtime for jobs: runc, or runsc (gVisor) for defence in depth. */
+  runtime: 'runc' | 'runsc';
+  /** Environments that run under runsc whatever `runtime` says. */
+  runscEnvironments: string[];
   /** Where the runner-images/ scripts live (base image bootstrap). */
   runnerImagesDir: string;
   jobs: JobLimitsConfig;
@@ -155,6 +161,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     logLevel: (schema.KILN_LOG_LEVEL as KilnConfig['logLevel']) ?? 'log',
     healthTimeoutMs: schema.KILN_HEALTH_TIMEOUT_MS ?? 2000,
     workerConcurrency: schema.KILN_WORKER_CONCURRENCY ?? 2,
+    runtime: (schema.KILN_RUNTIME as 'runc' | 'runsc' | undefined) ?? 'runc',
+    runscEnvironments: schema.KILN_RUNSC_ENVIRONMENTS ? schema.KILN_RUNSC_ENVIRONMENTS.split(',') : [],
     runnerImagesDir: path.join(root, 'runner-images'),
     jobs: jobLimits(schema),
     queuePrefix: schema.KILN_QUEUE_PREFIX ?? 'kiln',

@@ -18,10 +18,16 @@ const KILL_GRACE_MS = 5000;
 
 interface Counters { pidsMax: number; oomKill: number }
 
-/** Reads the cgroup counters (v1 or v2 paths) and the requested files, length-prefixed so any content survives. */
+/**
+ * Reads the cgroup counters (v1 or v2 paths; only under runc: gVisor has no cgroupfs inside, and this
+ * release's sandbox can crash when it is read) and the requested files, length-prefixed so any content survives.
+ */
 const POST_STEP_SCRIPT = `
+if [ "$1" = cgroup ]; then
 for f in /sys/fs/cgroup/pids/pids.events /sys/fs/cgroup/pids.events; do [ -r "$f" ] && sed -n 's/^max /pids_max /p' "$f"; done
 for f in /sys/fs/cgroup/memory/memory.oom_control /sys/fs/cgroup/memory.events; do [ -r "$f" ] && sed -n 's/^oom_kill /oom_kill /p' "$f"; done
+fi
+shift
 max=$1; shift
 for f in "$@"; do
   if [ -f "$f" ]; then n=$(head -c "$max" "$f" | wc -c); printf 'file %s %s\\n' "$n" "$f"; head -c "$max" "$f"; fi
@@ -67,7 +73,7 @@ export class DockerBackend implements ExecutionBackend {
       Cmd: ['sleep', 'infinity'],
       User: KEEPER_USER,
       WorkingDir: '/workspace',
-      Labels: { 'kiln.managed': 'true', [DEPLOYMENT_LABEL]: this.config.queuePrefix, [JOB_LABEL]: spec.jobId, 'kiln.run': spec.runId },
+      Labels: { 'kiln.managed': 'true', [DEPLOYMENT_LABEL]: this.config.queuePrefix, [JOB_LABEL]: spec.jobId, 'kiln.run': spec.runId, 'kiln.runtime': spec.runtime },
       NetworkDisabled: true,
       StopTimeout: 1,
       HostConfig: hardenedHostConfig(
@@ -77,6 +83,7 @@ export class DockerBackend implements ExecutionBackend {
           { path: '/tmp', bytes: l.tmpBytes },
           { path: '/home/runner', bytes: l.tmpBytes, uid: JOB_UID },
         ],
+        spec.runtime,
       ),
     };
     let container: Docker.Container;
@@ -92,10 +99,10 @@ export class DockerBackend implements ExecutionBackend {
         throw infra(e);
       }
     }
-    const handle = { id: container.id, jobId: spec.jobId };
+    const handle: JobHandle = { id: container.id, jobId: spec.jobId, runtime: spec.runtime };
     try {
       await container.start();
-      const post = await this.postStep(container, [], 0);
+      const post = await this.postStep(container, handle, [], 0);
       this.counters.set(handle.id, post.counters ?? { pidsMax: 0, oomKill: 0 });
     } catch (e) {
       await this.destroyJob(handle);
@@ -112,7 +119,7 @@ export class DockerBackend implements ExecutionBackend {
 
   async execStep(job: JobHandle, step: ExecSpec, sink: OutputSink, signal: AbortSignal): Promise<StepState> {
     const c = this.docker.getContainer(job.id);
-    const state: StepState = { exitCode: null, oomKilled: false, pidsLimited: false, timedOut: false, cancelled: false, error: null, files: {} };
+    const state: StepState = { exitCode: null, oomKilled: false, pidsLimited: false, timedOut: false, cancelled: false, error: null, sandboxLost: null, files: {} };
     let argv = step.argv;
     let stdin: Buffer | undefined;
     if (step.script) {
@@ -127,6 +134,12 @@ export class DockerBackend implements ExecutionBackend {
     } catch (e) {
       return this.failedToStart(c, job, state, e);
     }
+    // If the whole sandbox stops (gVisor dies with its memory or thread limit), the exec's stream may
+    // never end: the container's own exit ends the step too.
+    const waitAbort = new AbortController();
+    const sandboxStopped = new Promise<void>((resolve) => {
+      c.wait({ condition: 'not-running', abortSignal: waitAbort.signal }).then(() => resolve(), () => undefined);
+    });
     const out = new PassThrough();
     const err = new PassThrough();
     out.on('data', (d: Buffer) => sink('stdout', d));
@@ -151,22 +164,30 @@ export class DockerBackend implements ExecutionBackend {
     signal.addEventListener('abort', onAbort);
     const exited = this.waitExecExit(exec, ended);
     try {
-      await Promise.race([ended, exited]);
+      await Promise.race([ended, exited, sandboxStopped]);
       // A daemon the step left behind may hold the output open: the step is over when its process is.
       await Promise.race([ended, sleep(1000)]);
     } finally {
+      waitAbort.abort();
       clearTimeout(timer);
       signal.removeEventListener('abort', onAbort);
       (stream as unknown as { destroy?: () => void }).destroy?.();
     }
     if (stopping) await stopping;
+    const sandbox = await c.inspect().catch(() => null);
+    if (sandbox && !sandbox.State.Running) {
+      state.oomKilled = sandbox.State.OOMKilled;
+      state.sandboxLost = `the sandbox stopped (exit ${sandbox.State.ExitCode}${sandbox.State.OOMKilled ? ', out of memory' : ''})`;
+      state.exitCode = await exec.inspect().then((i) => i.ExitCode ?? null, () => null);
+      return state;
+    }
     try {
       state.exitCode = (await exec.inspect()).ExitCode ?? null;
     } catch (e) {
       state.error = `the engine lost the step: ${(e as Error).message}`;
       return state;
     }
-    const post = await this.postStep(c, step.readBack ?? [], step.maxFileBytes ?? 1024 * 1024);
+    const post = await this.postStep(c, job, step.readBack ?? [], step.maxFileBytes ?? 1024 * 1024);
     const before = this.counters.get(job.id) ?? { pidsMax: 0, oomKill: 0 };
     if (post.counters) {
       state.oomKilled = post.counters.oomKill > before.oomKill;
@@ -236,10 +257,11 @@ export class DockerBackend implements ExecutionBackend {
     return { exitCode: info.ExitCode ?? -1, stdout: Buffer.concat(out), stderr };
   }
 
-  private async postStep(c: Docker.Container, files: string[], maxBytes: number): Promise<{ counters: Counters | null; files: Record<string, string>; execFailed: boolean }> {
+  private async postStep(c: Docker.Container, job: JobHandle, files: string[], maxBytes: number): Promise<{ counters: Counters | null; files: Record<string, string>; execFailed: boolean }> {
     let res: { exitCode: number; stdout: Buffer; stderr: string };
+    const cgroup = job.runtime === 'runsc' ? 'nocgroup' : 'cgroup';
     try {
-      res = await this.run(c, ['sh', '-c', POST_STEP_SCRIPT, 'post', String(maxBytes), ...files]);
+      res = await this.run(c, ['sh', '-c', POST_STEP_SCRIPT, 'post', cgroup, String(maxBytes), ...files]);
     } catch {
       return { counters: null, files: {}, execFailed: true };
     }
@@ -285,14 +307,19 @@ export class DockerBackend implements ExecutionBackend {
   private async failedToStart(c: Docker.Container, job: JobHandle, state: StepState, e: unknown): Promise<StepState> {
     const message = (e as Error).message ?? String(e);
     // An exec that cannot start because the process table is full is the job's doing, not ours.
-    const post = await this.postStep(c, [], 0);
+    const post = await this.postStep(c, job, [], 0);
     if (post.execFailed && (await this.isAvailable()) && (await c.inspect().then((i) => i.State.Running, () => false))) {
       state.pidsLimited = true;
       state.exitCode = 126;
       return state;
     }
+    const sandbox = await c.inspect().catch(() => null);
+    if (sandbox && !sandbox.State.Running && (await this.isAvailable())) {
+      state.oomKilled = sandbox.State.OOMKilled;
+      state.sandboxLost = `the sandbox had stopped (exit ${sandbox.State.ExitCode}${sandbox.State.OOMKilled ? ', out of memory' : ''})`;
+      return state;
+    }
     state.error = `could not start the step: ${message}`;
-    void job;
     return state;
   }
 }

@@ -36,6 +36,12 @@ export class DockerEngine {
     }
   }
 
+  /** The container runtimes registered in the engine (daemon.json `runtimes`), e.g. ['runc', 'runsc']. */
+  async runtimes(): Promise<string[]> {
+    const info = (await this.docker.info()) as { Runtimes?: Record<string, unknown> };
+    return Object.keys(info.Runtimes ?? {}).sort();
+  }
+
   async inspectImage(ref: string): Promise<Docker.ImageInspectInfo | null> {
     try {
       return await this.docker.getImage(ref).inspect();

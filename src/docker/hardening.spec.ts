@@ -33,3 +33,11 @@ test('the hardened HostConfig has every default the security model promises', ()
   assert.match(h.Tmpfs?.['/tmp'] ?? '', /(^|,)nosuid(,|$)/);
   assert.match(h.Tmpfs?.['/tmp'] ?? '', /(^|,)exec(,|$)/, 'jobs run what they build');
 });
+
+test('the runtime is runc unless the operator chose runsc; nothing else changes with it', () => {
+  const runc = hardenedHostConfig(PROBE_LIMITS);
+  const runsc = hardenedHostConfig(PROBE_LIMITS, undefined, 'runsc');
+  assert.equal(runc.Runtime, 'runc');
+  assert.equal(runsc.Runtime, 'runsc');
+  assert.deepEqual({ ...runsc, Runtime: 'runc' }, runc);
+});

@@ -31,7 +31,7 @@ export interface TmpfsMount {
  * The HostConfig every Kiln container gets. Nothing here is taken from user input; callers pass only
  * numbers from the server's own limits. Network is always none.
  */
-export function hardenedHostConfig(limits: SandboxLimits, mounts: TmpfsMount[] = [{ path: '/tmp', bytes: limits.tmpfsBytes }]): HostConfig {
+export function hardenedHostConfig(limits: SandboxLimits, mounts: TmpfsMount[] = [{ path: '/tmp', bytes: limits.tmpfsBytes }], runtime: 'runc' | 'runsc' = 'runc'): HostConfig {
   const tmpfs: Record<string, string> = {};
   for (const m of mounts) {
     const owner = m.uid === undefined ? 'mode=1777' : `uid=${m.uid},gid=${m.uid},mode=0755`;
@@ -40,6 +40,8 @@ export function hardenedHostConfig(limits: SandboxLimits, mounts: TmpfsMount[] =
     tmpfs[m.path] = `rw,exec,nosuid,nodev,size=${m.bytes},${owner}`;
   }
   return {
+    // runc is the engine's default; runsc (gVisor) adds a user-space kernel between the job and the host.
+    Runtime: runtime,
     NetworkMode: 'none',
     CapDrop: ['ALL'],
     SecurityOpt: ['no-new-privileges'],

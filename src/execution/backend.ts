@@ -25,7 +25,11 @@ export interface JobSandboxSpec {
   jobId: string;
   image: string;
   limits: JobSandboxLimits;
+  /** The container runtime: runc (the engine's default) or runsc (gVisor), chosen by the operator only. */
+  runtime: ContainerRuntime;
 }
+
+export type ContainerRuntime = 'runc' | 'runsc';
 
 export interface JobSandboxLimits {
   memoryBytes: number;
@@ -40,6 +44,7 @@ export interface JobSandboxLimits {
 export interface JobHandle {
   id: string;        // backend's id (container id)
   jobId: string;
+  runtime?: ContainerRuntime;
 }
 
 export interface ExecSpec {
@@ -65,6 +70,11 @@ export interface StepState {
   cancelled: boolean;
   /** An infrastructure error (engine gone): not the user's fault. */
   error: string | null;
+  /**
+   * The whole sandbox stopped during the step (under gVisor, exhausting memory or processes takes the
+   * sandbox down with it): what Docker said, e.g. "exit 2". Later steps cannot run.
+   */
+  sandboxLost?: string | null;
   files: Record<string, string>;
 }
 

@@ -10,7 +10,7 @@ import { RunsRepository } from '../runs/runs.repository';
 import type { Conclusion, Job, Run, StepReason } from '../runs/runs.types';
 import { evaluateCondition, ExprContext, interpolate, StatusFunctions } from '../workflow/expressions';
 import type { StepSpec } from '../workflow/model';
-import { EXECUTION_BACKEND, ExecutionBackend, JobHandle, JobSandboxLimits, StepState } from './backend';
+import { ContainerRuntime, EXECUTION_BACKEND, ExecutionBackend, JobHandle, JobSandboxLimits, StepState } from './backend';
 import { parseEnvFile, parsePathFile } from './env-files';
 import { WorkflowCommands } from './workflow-commands';
 import { createHash } from 'node:crypto';
@@ -83,9 +83,10 @@ export class JobRunner {
     const limits = this.limitsFor(job);
     let handle: JobHandle | null = null;
     try {
-      out.notice(-1, `job ${job.key} on ${spec.environment.name}@${spec.environment.version} (${spec.environment.image.slice(0, 19)}), memory ${mib(limits.memoryBytes)}, cpus ${limits.nanoCpus / 1e9}, pids ${limits.pids}, workspace ${mib(limits.workspaceBytes)}, timeout ${spec.timeoutMinutes} min, network none`);
+      const runtime = runtimeFor(this.config, spec.environment.name);
+      out.notice(-1, `job ${job.key} on ${spec.environment.name}@${spec.environment.version} (${spec.environment.image.slice(0, 19)}), runtime ${runtime}, memory ${mib(limits.memoryBytes)}, cpus ${limits.nanoCpus / 1e9}, pids ${limits.pids}, workspace ${mib(limits.workspaceBytes)}, timeout ${spec.timeoutMinutes} min, network none`);
       try {
-        handle = await this.backend.startJob({ runId: run.id, jobId: job.id, image: spec.environment.image, limits });
+        handle = await this.backend.startJob({ runId: run.id, jobId: job.id, image: spec.environment.image, limits, runtime });
         await this.backend.putWorkspace(handle, fs.createReadStream(this.files.source(run.id)));
       } catch (e) {
         out.notice(-1, `could not prepare the sandbox: ${(e as Error).message}`);
@@ -222,10 +223,11 @@ export class JobRunner {
         this.applyEnvFiles(step, result.state, jobEnv, extraPath, out);
         if (result.state.error) stopReason = 'infrastructure';
         else if (result.state.pidsLimited) stopReason = 'pids-limit';
+        else if (result.state.sandboxLost) stopReason = 'sandbox-lost';
       }
       if (result.reason === 'job-timeout') stopReason = 'job-timeout';
     }
-    const error = stopReason === 'infrastructure' ? 'the engine failed during the job' : stopReason === 'job-timeout' ? `the job exceeded its timeout of ${spec.timeoutMinutes} minutes` : stopReason === 'pids-limit' ? 'the job reached its process limit; later steps could not run' : null;
+    const error = stopReason === 'infrastructure' ? 'the engine failed during the job' : stopReason === 'job-timeout' ? `the job exceeded its timeout of ${spec.timeoutMinutes} minutes` : stopReason === 'pids-limit' ? 'the job reached its process limit; later steps could not run' : stopReason === 'sandbox-lost' ? 'the job\'s sandbox stopped; later steps could not run' : null;
     if (summaries.length) await this.repo.setJobSummary(job.id, out.maskText(summaries.join('\n')));
     const outputs = await this.jobOutputs(spec.outputs ?? {}, baseCtx(), opts.secrets, out);
     return { conclusion: jobStatus === 'success' && !stopReason ? 'success' : 'failure', error, beforeSteps: false, outputs };
@@ -266,10 +268,12 @@ export class JobRunner {
     else if (state.timedOut) reason = 'timeout';
     else if (state.oomKilled) reason = 'oom-killed';
     else if (state.pidsLimited) reason = 'pids-limit';
+    else if (state.sandboxLost) reason = 'sandbox-lost';
     else if (state.error) reason = 'infrastructure';
     if (reason === 'timeout') out.notice(i, `the step exceeded its time limit of ${Math.round(timeoutMs / 1000)} s and was stopped (SIGTERM, then SIGKILL after 5 s)`);
     if (reason === 'oom-killed') out.notice(i, `a process was killed for lack of memory: the job's limit is ${mib(limits.memoryBytes)} (memory and swap)`);
     if (reason === 'pids-limit') out.notice(i, `the job reached its limit of ${limits.pids} processes (fork failed)`);
+    if (reason === 'sandbox-lost') out.notice(i, `${state.sandboxLost}: under the ${handle.runtime ?? 'runc'} runtime this is what exhausting the job's memory (${mib(limits.memoryBytes)}) or processes (${limits.pids}) looks like; later steps cannot run`);
     if (reason === 'infrastructure') out.notice(i, `infrastructure error: ${state.error}`);
     const outcome: Conclusion = state.cancelled ? 'cancelled' : state.exitCode === 0 && !reason ? 'success' : 'failure';
     const outputs = parseEnvFile(state.files[files.output] ?? '', 'GITHUB_OUTPUT');
@@ -451,4 +455,9 @@ export function resolveWorkdir(dir: string): string {
 
 function mib(bytes: number): string {
   return bytes >= 1024 ** 3 && bytes % 1024 ** 3 === 0 ? `${bytes / 1024 ** 3} GiB` : `${Math.round(bytes / 1024 / 1024)} MiB`;
+}
+
+/** The operator's choice only: KILN_RUNSC_ENVIRONMENTS names environments that always run under gVisor; the rest get KILN_RUNTIME. */
+export function runtimeFor(config: KilnConfig, environment: string): ContainerRuntime {
+  return config.runscEnvironments.includes(environment) ? 'runsc' : config.runtime;
 }

@@ -30,7 +30,13 @@ export class HealthService {
     const [engine, redis, database] = await Promise.all([
       timed(async () => {
         const v = await this.engine.ping(t);
-        return `Docker ${v.version} (API ${v.apiVersion})`;
+        const have = await this.engine.runtimes();
+        const need = [...new Set([this.config.runtime, ...(this.config.runscEnvironments.length ? ['runsc'] : [])])];
+        const missing = need.filter((r) => !have.includes(r));
+        if (missing.length) {
+          throw new Error(`Docker ${v.version}: Kiln is configured for the runtime ${missing.join(', ')} (KILN_RUNTIME / KILN_RUNSC_ENVIRONMENTS) but the engine has only ${have.join(', ')}; register gVisor's runsc in /etc/docker/daemon.json (npm run up does so when runsc is installed)`);
+        }
+        return `Docker ${v.version} (API ${v.apiVersion}), runtimes ${have.join(', ')}; jobs run under ${need.join(' and ')}`;
       }, t),
       timed(async () => `PING ${await this.redis.ping()}`, t),
       timed(async () => {

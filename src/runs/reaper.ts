@@ -1,25 +1,19 @@
 import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import { KILN_CONFIG, KilnConfig } from '../config/config';
 import { DEPLOYMENT_LABEL } from '../docker/docker-backend';
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { DockerEngine } from '../docker/docker-engine';
-import { FileStore } from '../storage/file-store';
 import { RunsRepository } from './runs.repository';
 
 const EVERY_MS = 5 * 60_000;
-/** A partial upload untouched this long belongs to a request that is over. */
-const UPLOAD_MAX_AGE_MS = 60 * 60_000;
 
 export interface ReapReport {
   containers: string[];
-  uploads: string[];
 }
 
 /**
- * Nothing left behind: this deployment's job containers (found by label) whose job is finished or unknown, and partial
- * uploads that no request is writing any more, are removed at start-up and every 5 minutes; each
- * removal is logged. A container of a job that is still running is never touched.
+ * Nothing left behind: this deployment's job containers (found by label) whose job is finished or unknown
+ * are removed at start-up and every 5 minutes; each removal is logged. A container of a job that is
+ * still running is never touched. (Partial uploads and scratch clones: ScratchSweeper.)
  */
 @Injectable()
 export class Reaper implements OnApplicationBootstrap, OnApplicationShutdown {
@@ -30,7 +24,6 @@ export class Reaper implements OnApplicationBootstrap, OnApplicationShutdown {
     @Inject(KILN_CONFIG) private readonly config: KilnConfig,
     private readonly engine: DockerEngine,
     private readonly repo: RunsRepository,
-    private readonly files: FileStore,
   ) {}
 
   onApplicationBootstrap(): void {
@@ -44,8 +37,8 @@ export class Reaper implements OnApplicationBootstrap, OnApplicationShutdown {
     clearInterval(this.timer);
   }
 
-  async sweep(now = Date.now()): Promise<ReapReport> {
-    const report: ReapReport = { containers: [], uploads: [] };
+  async sweep(): Promise<ReapReport> {
+    const report: ReapReport = { containers: [] };
     // Only this deployment's containers: another Kiln on the same engine has jobs this one does not know.
     for (const c of await this.engine.listContainers(['kiln.managed=true', `${DEPLOYMENT_LABEL}=${this.config.queuePrefix}`])) {
       const jobId = c.Labels?.['kiln.job'];
@@ -58,15 +51,6 @@ export class Reaper implements OnApplicationBootstrap, OnApplicationShutdown {
       } catch (e) {
         if ((e as { statusCode?: number }).statusCode !== 404) this.log.warn(`could not remove ${c.Id.slice(0, 12)}: ${(e as Error).message}`);
       }
-    }
-    const uploads = this.files.uploadsDir();
-    for (const name of fs.readdirSync(uploads)) {
-      const file = path.join(uploads, name);
-      const st = fs.statSync(file, { throwIfNoEntry: false });
-      if (!st || now - st.mtimeMs < UPLOAD_MAX_AGE_MS) continue;
-      fs.rmSync(file, { recursive: true, force: true });
-      report.uploads.push(name);
-      this.log.log(`removed partial upload ${name} (untouched for ${Math.round((now - st.mtimeMs) / 60_000)} min)`);
     }
     return report;
   }

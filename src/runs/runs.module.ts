@@ -1,5 +1,8 @@
 import { DynamicModule, Module } from '@nestjs/common';
 import { MulterModule } from '@nestjs/platform-express';
+import { diskStorage } from 'multer';
+import { scratchName } from '../storage/scratch';
+import { ScratchSweeper } from '../storage/scratch-sweeper';
 import { CatalogueModule } from '../catalogue/catalogue.module';
 import type { KilnConfig } from '../config/config';
 import { DockerBackend } from '../docker/docker-backend';
@@ -29,7 +32,7 @@ export class RunsCoreModule {
       module: RunsCoreModule,
       global: true,
       imports: [QueueModule.forConfig(config), CatalogueModule],
-      providers: [RunsRepository, RunScheduler, FileStore, LogStore, ArtifactReaper, RunsService, RepositoriesRepository, StatusReporter, WebhooksService],
+      providers: [RunsRepository, RunScheduler, FileStore, LogStore, ArtifactReaper, ScratchSweeper, RunsService, RepositoriesRepository, StatusReporter, WebhooksService],
       exports: [RunsRepository, RunScheduler, FileStore, LogStore, QueueModule, RunsService, RepositoriesRepository, StatusReporter, WebhooksService],
     };
   }
@@ -44,7 +47,8 @@ export class RunsApiModule {
       imports: [
         CatalogueModule,
         MulterModule.register({
-          dest: new FileStore(config).uploadsDir(),
+          // Named for the owning process (scratch.ts): a sweeper removes them once it is gone.
+          storage: diskStorage({ destination: new FileStore(config).uploadsDir(), filename: (_req, _file, cb) => cb(null, scratchName('multipart')) }),
           limits: { fileSize: config.uploadMaxBytes, files: 2, fields: 10, fieldSize: 512 * 1024, parts: 20 },
         }),
       ],

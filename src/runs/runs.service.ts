@@ -60,7 +60,7 @@ export class RunsService {
   }
 
   async submitTarball(owner: Principal, s: TarballSubmission) {
-    const tmp = this.files.upload(`${newId()}.tar`);
+    const tmp = this.files.upload('.tar');
     try {
       const tar = await this.sanitize(fs.createReadStream(s.uploadPath), tmp);
       const sha = await sha1File(tmp);
@@ -90,7 +90,7 @@ export class RunsService {
 
   /** A checked-out tree (a clone): packed by tar (links kept as links), then checked like any upload. */
   async submitFromDir(owner: Principal, dir: string, source: RunSource, context: RunContext, workflow: string | undefined, workflowFile: string | undefined, choices: PlanChoices = {}, extras: RunExtras = {}) {
-    const tmp = this.files.upload(`${newId()}.tar`);
+    const tmp = this.files.upload('.tar');
     try {
       const proc = spawn('tar', ['-c', '-f', '-', '-C', dir, '.'], { stdio: ['ignore', 'pipe', 'ignore'] });
       await this.sanitize(proc.stdout, tmp);
@@ -102,7 +102,7 @@ export class RunsService {
 
   async submitCommand(owner: Principal, s: CommandSubmission) {
     const workflow = commandWorkflow({ ...s, environment: s.environment ?? this.config.defaultEnvironment });
-    const tmp = this.files.upload(`${newId()}.tar`);
+    const tmp = this.files.upload('.tar');
     try {
       const files = s.files && Object.keys(s.files).length ? s.files : { '.kiln-empty': '' };
       let packed: SanitizedTar;
@@ -342,7 +342,7 @@ export class RunsService {
 
 /** How Kiln clones, for submissions and pushes alike: the operator's schemes and hosts, 2 min, twice the upload cap. */
 export function cloneOptions(config: KilnConfig): GitSourceOptions {
-  return { ...config.git, timeoutMs: 120_000, maxBytes: config.uploadMaxBytes * 2 };
+  return { ...config.git, timeoutMs: 120_000, maxBytes: config.uploadMaxBytes * 2, tmpDir: new FileStore(config).tmpDir() };
 }
 
 /** The quick form as a one-job workflow. */

@@ -4,7 +4,7 @@ export type RunStatus = 'queued' | 'in_progress' | 'completed';
 export type JobStatus = 'pending' | 'queued' | 'in_progress' | 'completed';
 export type Conclusion = 'success' | 'failure' | 'cancelled' | 'skipped';
 /** Why a step ended the way it did, beyond its exit code. */
-export type StepReason = 'timeout' | 'oom-killed' | 'pids-limit' | 'cancelled' | 'infrastructure' | 'no-files' | 'artifact-error' | 'job-timeout';
+export type StepReason = 'timeout' | 'oom-killed' | 'pids-limit' | 'sandbox-lost' | 'cancelled' | 'infrastructure' | 'no-files' | 'artifact-error' | 'job-timeout';
 
 export type RunSource =
   | { kind: 'tarball'; filename: string; bytes: number; files: number }

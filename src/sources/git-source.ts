@@ -15,6 +15,7 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { scratchName } from '../storage/scratch';
 import { GitError, simpleGit, type SimpleGit } from 'simple-git';
 
 export interface GitSourceOptions {
@@ -278,7 +279,7 @@ function gitEnv(home: string, opts: GitSourceOptions): Record<string, string> {
 }
 
 async function makeHome(opts: GitSourceOptions, checked: CheckedUrl): Promise<string> {
-  const home = await fs.promises.mkdtemp(path.join(opts.tmpDir ?? os.tmpdir(), 'kiln-git-home-'));
+  const home = await makeScratchDir(opts, 'git-home');
   const templates = path.join(home, 'templates');
   await fs.promises.mkdir(templates);
   const text = configFileText(gitConfigFor(opts, checked.url, checked.pinned, templates));
@@ -483,7 +484,7 @@ export async function cloneRepo(repo: string, ref: string, opts: GitSourceOption
   let home: string | undefined;
   try {
     const checked = await guard.race(checkRepoUrl(repo, opts));
-    dir = await fs.promises.mkdtemp(path.join(opts.tmpDir ?? os.tmpdir(), 'kiln-src-'));
+    dir = await makeScratchDir(opts, 'clone');
     home = await makeHome(opts, checked);
     guard.watch(dir);
     const git = makeGit(dir, home, opts, guard.signal);
@@ -498,6 +499,13 @@ export async function cloneRepo(repo: string, ref: string, opts: GitSourceOption
     guard.stop();
     if (home) await removeDir(home);
   }
+}
+
+/** A private (0700) folder named for its owner, so a sweeper can remove it once this process is gone. */
+async function makeScratchDir(opts: GitSourceOptions, kind: string): Promise<string> {
+  const dir = path.join(opts.tmpDir ?? os.tmpdir(), scratchName(kind));
+  await fs.promises.mkdir(dir, { mode: 0o700 });
+  return dir;
 }
 
 async function removeDir(dir: string): Promise<void> {

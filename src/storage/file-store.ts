@@ -2,6 +2,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { KILN_CONFIG, KilnConfig } from '../config/config';
+import { scratchName } from './scratch';
 
 /** Where sources, uploads and artifacts live on disk (under KILN_DATA_DIR). */
 @Injectable()
@@ -19,13 +20,18 @@ export class FileStore {
     return path.join(this.dir('sources'), `${runId}.tar`);
   }
 
-  /** A scratch file for an upload in progress; removed after it is checked. */
-  upload(name: string): string {
-    return path.join(this.dir('uploads'), name);
+  /** A scratch file for an upload in progress, named for its owner (see scratch.ts); removed after it is checked. */
+  upload(suffix: string): string {
+    return path.join(this.dir('uploads'), `${scratchName('upload')}${suffix}`);
   }
 
   uploadsDir(): string {
     return this.dir('uploads');
+  }
+
+  /** Scratch folders (git clones and their private homes); swept like uploads. */
+  tmpDir(): string {
+    return this.dir('tmp');
   }
 
   artifact(runId: string, artifactId: string): string {

@@ -1,14 +1,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { startServer, tmpDir } from '../helpers';
 
 const run = promisify(execFile);
 
-test('on start-up the worker removes its own containers of unknown jobs and stale partial uploads, and says so', async () => {
+test('on start-up Kiln removes its own containers of unknown jobs, and partial uploads and clones of dead processes, and says so', async () => {
   const data = tmpDir();
   const prefix = `reap-${process.pid}`;
   const { stdout } = await run('docker', ['run', '-d', '--network', 'none', '--label', 'kiln.managed=true', '--label', `kiln.deployment=${prefix}`, '--label', 'kiln.job=OrphanJob0000000', 'kiln-base:bookworm', 'sleep', '600']);
@@ -21,11 +22,27 @@ test('on start-up the worker removes its own containers of unknown jobs and stal
   fs.writeFileSync(path.join(uploads, 'stale'), 'half an upload');
   fs.utimesSync(path.join(uploads, 'stale'), new Date(Date.now() - 2 * 3600_000), new Date(Date.now() - 2 * 3600_000));
   fs.writeFileSync(path.join(uploads, 'fresh'), 'being written');
+  // Scratch entries are named for their owner (kind~host~pid~random): a dead owner's go at once, a live one's stay.
+  const dead = spawn(process.execPath, ['-e', '0']);
+  await new Promise((r) => dead.on('exit', r));
+  const host = os.hostname();
+  const deadUpload = `multipart~${host}~${dead.pid}~0123abcd`;
+  fs.writeFileSync(path.join(uploads, deadUpload), 'the API died mid-upload');
+  const tmp = path.join(data, 'tmp');
+  const deadClone = `clone~${host}~${dead.pid}~4567abcd`;
+  fs.mkdirSync(path.join(tmp, deadClone, '.git'), { recursive: true });
+  fs.writeFileSync(path.join(tmp, deadClone, 'file.py'), 'print(1)');
+  const liveClone = `clone~${host}~${process.pid}~89abcdef`;
+  fs.mkdirSync(path.join(tmp, liveClone), { recursive: true });
   const server = await startServer({ KILN_DATA_DIR: data, KILN_QUEUE_PREFIX: prefix, KILN_LOG_LEVEL: 'log' });
   try {
     for (let i = 0; i < 50 && !server.output().includes(`removed container ${orphan}`); i++) await new Promise((r) => setTimeout(r, 200));
     assert.match(server.output(), new RegExp(`removed container ${orphan} .*of unknown job OrphanJob0000000`));
-    assert.match(server.output(), /removed partial upload stale/);
+    assert.match(server.output(), /removed partial upload stale \(untouched for 120 min\)/);
+    assert.match(server.output(), new RegExp(`removed partial upload ${deadUpload} \\(its process ${dead.pid} is gone\\)`));
+    assert.match(server.output(), new RegExp(`removed scratch folder ${deadClone} \\(its process ${dead.pid} is gone\\)`));
+    assert.ok(!fs.existsSync(path.join(uploads, deadUpload)) && !fs.existsSync(path.join(tmp, deadClone)), 'the dead owners\' entries are gone');
+    assert.ok(fs.existsSync(path.join(tmp, liveClone)), 'a live process\'s clone is kept');
     const left = (await run('docker', ['ps', '-a', '-q', '--filter', 'label=kiln.job=OrphanJob0000000'])).stdout.trim();
     assert.equal(left, '', 'the orphan is gone');
     assert.ok(fs.existsSync(path.join(uploads, 'fresh')), 'a fresh upload is kept');

@@ -1,0 +1,58 @@
+import { Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { FileStore } from './file-store';
+import { ownerGone, scratchOwner } from './scratch';
+
+const EVERY_MS = 5 * 60_000;
+/** An upload or clone untouched this long belongs to a request that is over (clones are capped at 2 min). */
+const MAX_AGE_MS = 60 * 60_000;
+
+export interface SweepReport {
+  /** `uploads/<name>` or `tmp/<name>`, with why. */
+  removed: { entry: string; why: string }[];
+}
+
+/**
+ * Nothing left behind on disk: partial uploads and scratch clones whose process is gone (named for
+ * their owner, see scratch.ts) are removed at start-up and every 5 minutes; anything untouched for an
+ * hour likewise. Every removal is logged. Runs in every role that takes uploads or clones.
+ */
+@Injectable()
+export class ScratchSweeper implements OnApplicationBootstrap, OnApplicationShutdown {
+  private readonly log = new Logger('ScratchSweeper');
+  private timer?: NodeJS.Timeout;
+
+  constructor(private readonly files: FileStore) {}
+
+  onApplicationBootstrap(): void {
+    const sweep = () => { try { this.sweep(); } catch (e) { this.log.warn(`sweep: ${(e as Error).message}`); } };
+    sweep();
+    this.timer = setInterval(sweep, EVERY_MS);
+    this.timer.unref();
+  }
+
+  onApplicationShutdown(): void {
+    clearInterval(this.timer);
+  }
+
+  sweep(now = Date.now()): SweepReport {
+    const report: SweepReport = { removed: [] };
+    for (const [label, dir] of [['uploads', this.files.uploadsDir()], ['tmp', this.files.tmpDir()]] as const) {
+      for (const name of fs.readdirSync(dir)) {
+        const file = path.join(dir, name);
+        const st = fs.lstatSync(file, { throwIfNoEntry: false });
+        if (!st) continue;
+        const owner = scratchOwner(name);
+        let why: string | null = null;
+        if (ownerGone(owner)) why = `its process ${owner!.pid} is gone`;
+        else if (now - st.mtimeMs >= MAX_AGE_MS) why = `untouched for ${Math.round((now - st.mtimeMs) / 60_000)} min`;
+        if (!why) continue;
+        fs.rmSync(file, { recursive: true, force: true });
+        report.removed.push({ entry: `${label}/${name}`, why });
+        this.log.log(`removed ${label === 'uploads' ? 'partial upload' : 'scratch folder'} ${name} (${why})`);
+      }
+    }
+    return report;
+  }
+}
