@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . .ci/lib.sh
 tiers=("$@")
-[ ${#tiers[@]} -gt 0 ] || tiers=(unit medium e2e)
+[ ${#tiers[@]} -gt 0 ] || tiers=(unit medium e2e attack)
 
 check_node
 ensure_npm_deps
@@ -19,8 +19,8 @@ for t in "${tiers[@]}"; do
     say "installing chromium from Debian's packages (browser tests)"
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
   fi
-  if [ "$t" = e2e ]; then
-    say "runner images for e2e (cached when unchanged)"
+  if [ "$t" = e2e ] || [ "$t" = attack ]; then
+    say "runner images for $t (cached when unchanged)"
     KILN_DATA_DIR=$(mktemp -d /tmp/kiln-images-XXXXXX) node src/bin/kiln.js images >/dev/null
   fi
 done
@@ -40,10 +40,20 @@ failed=()
 for t in "${tiers[@]}"; do
   case "$t" in
     unit) files=$(find dist/src -name '*.spec.js' | sort) ;;
-    medium|e2e) files=$(find "dist/test/$t" -name '*.test.js' 2>/dev/null | sort) ;;
-    *) die "unknown test tier '$t' (unit, medium, e2e)" ;;
+    medium|e2e|attack) files=$(find "dist/test/$t" -name '*.test.js' 2>/dev/null | sort) ;;
+    *) die "unknown test tier '$t' (unit, medium, e2e, attack)" ;;
   esac
   [ -n "$files" ] || die "no test files in tier $t"
+  if [ "$t" = attack ]; then
+    # The attack suite runs under every container runtime the engine offers Kiln: runc, and gVisor's
+    # runsc (registered by prereqs.sh). A missing runsc fails the tier rather than skipping it.
+    for rt in ${KILN_TEST_RUNTIMES:-runc runsc}; do
+      say "tier: attack (runtime $rt)"
+      # shellcheck disable=SC2086
+      KILN_TEST_RUNTIME=$rt node --enable-source-maps --test --test-reporter=spec --test-concurrency=1 $files || failed+=("attack/$rt")
+    done
+    continue
+  fi
   say "tier: $t"
   # shellcheck disable=SC2086
   node --enable-source-maps --test --test-reporter=spec --test-concurrency=1 $files || failed+=("$t")

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { demuxDockerStream, hardenedHostConfig, PROBE_LIMITS } from './hardening';
+import { demuxDockerStream, hardenedHostConfig, PROBE_LIMITS, RUNSC_THREAD_HEADROOM } from './hardening';
 
 function frame(type: number, text: string): Buffer {
   const payload = Buffer.from(text);
@@ -39,5 +39,6 @@ test('the runtime is runc unless the operator chose runsc; nothing else changes 
   const runsc = hardenedHostConfig(PROBE_LIMITS, undefined, 'runsc');
   assert.equal(runc.Runtime, 'runc');
   assert.equal(runsc.Runtime, 'runsc');
-  assert.deepEqual({ ...runsc, Runtime: 'runc' }, runc);
+  assert.equal(runsc.PidsLimit, PROBE_LIMITS.pids + RUNSC_THREAD_HEADROOM, 'gVisor\'s own threads count on the host');
+  assert.deepEqual({ ...runsc, Runtime: 'runc', PidsLimit: PROBE_LIMITS.pids }, runc);
 });

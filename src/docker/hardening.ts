@@ -20,6 +20,9 @@ export const PROBE_LIMITS: SandboxLimits = {
   openFiles: 1024,
 };
 
+/** Host threads gVisor's sentry and gofer need besides the job's tasks (seen: `limits.pids: 64` died without it). */
+export const RUNSC_THREAD_HEADROOM = 256;
+
 /** A size-capped, in-memory, writable mount; with uid, owned by that user (mode 0755), else world-writable /tmp-style. */
 export interface TmpfsMount {
   path: string;
@@ -47,7 +50,9 @@ export function hardenedHostConfig(limits: SandboxLimits, mounts: TmpfsMount[] =
     SecurityOpt: ['no-new-privileges'],
     ReadonlyRootfs: true,
     Tmpfs: tmpfs,
-    PidsLimit: limits.pids,
+    // Under gVisor the host sees the sandbox's own threads (its Go runtime, ~50-100), not the job's
+    // processes: the host limit gets that headroom so that a small job limit does not kill the sandbox.
+    PidsLimit: runtime === 'runsc' ? limits.pids + RUNSC_THREAD_HEADROOM : limits.pids,
     Memory: limits.memoryBytes,
     MemorySwap: limits.memoryBytes,
     NanoCpus: limits.nanoCpus,

@@ -453,6 +453,8 @@ export function classifyGitError(stderr: string, repo: string, ref: string): Git
     [/not valid: is this a git repository|does not appear to be a git repository|invalid server response|protocol error|bad pack header/i,
       () => bad(`${repo} did not answer as a git repository (${detail}); check the URL`)],
     [/transport '.*' not allowed|unsupported protocol/i, () => bad(`the URL scheme is not accepted (${detail})`)],
+    // git's own checks on the tree (a path inside .git, a name NTFS or HFS would alias): the content, not the network.
+    [/invalid path '|error: unable to create file|refusing to (create|check ?out)/i, () => bad(`the commit '${ref}' of ${repo} holds a path git refuses to check out (${detail}); remove it from the repository`)],
   ];
   for (const [pattern, make] of rules) if (pattern.test(stderr)) return make();
   return new GitSourceError(`git failed to fetch ${repo} at '${ref}' (${detail}); try again later`, false);

@@ -87,6 +87,8 @@ export interface PlanOptions {
   maxTimeoutMinutes: number;         // larger timeout-minutes is an error
   maxJobs: number;                   // after matrix expansion (e.g. 256)
   maxStepsPerJob: number;            // e.g. 100
+  /** The most a job may ask for with `limits:` (the server's KILN_JOB_*_MAX); absent = unchecked. */
+  maxLimits?: { memoryBytes: number; cpus: number; pids: number; workspaceBytes: number };
   /** Python version of each published environment (latest), to say where a setup-python version is. */
   pythonVersions?: Record<string, string | null>;
 }

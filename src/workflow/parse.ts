@@ -11,7 +11,7 @@ import { isMap, isScalar, isSeq, Lexer, LineCounter, parseDocument, type Documen
 import { formatScalar, hasExpression } from './expressions';
 import { WorkflowError, type BuiltinAction, type JobLimits, type Shell, type WorkflowProblem } from './model';
 
-export const WORKFLOW_LIMITS = { maxBytes: 256 * 1024, maxAliases: 100, maxDepth: 64 };
+export const WORKFLOW_LIMITS = { maxBytes: 256 * 1024, maxAliases: 100, maxDepth: 64, maxExpandedBytes: 1024 * 1024 };
 
 /** `defaults.run` of the workflow or of a job. */
 export interface RunDefaults {
@@ -154,7 +154,27 @@ function loadYaml(text: string): Loaded {
   }
   const deepPath = jsTooDeep(value, '', 0);
   if (deepPath !== null) return fail(lineOf(walk.lines, deepPath), tooDeep(), deepPath || ROOT_PATH);
+  // The alias count is capped, but one alias can stand for a large value: cap what the aliases expand to.
+  if (expandedSize(value, WORKFLOW_LIMITS.maxExpandedBytes) > WORKFLOW_LIMITS.maxExpandedBytes) {
+    return fail(null, `the YAML aliases expand the workflow to more than ${WORKFLOW_LIMITS.maxExpandedBytes / 1024 / 1024} MiB: repeat less through '*' aliases`);
+  }
   return { ok: true, value, lines: walk.lines, problems: walk.problems };
+}
+
+/** Size of the value with every alias expanded (strings and keys counted), stopping once past budget. */
+function expandedSize(value: unknown, budget: number): number {
+  let total = 0;
+  const visit = (v: unknown): void => {
+    if (total > budget) return;
+    if (typeof v === 'string') total += v.length;
+    else if (Array.isArray(v)) { total += 2; for (const x of v) { visit(x); if (total > budget) return; } }
+    else if (v && typeof v === 'object') {
+      total += 2;
+      for (const [k, x] of Object.entries(v as Record<string, unknown>)) { total += k.length; visit(x); if (total > budget) return; }
+    } else total += 8;
+  };
+  visit(value);
+  return total;
 }
 
 function tooDeep(): string {
@@ -263,6 +283,7 @@ class AstWalk {
       }
       const key = formatScalar(pair.key.value);
       const p = childPath(path, key);
+      this.record(p, keyLine); // before the checks, so that a problem with the key names the key's own line
       this.checkString(key, p);
       if (key === '__proto__') {
         this.fatal = true;
