@@ -8,7 +8,10 @@ quiet=${1:-}
 if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
   pid=$(cat "$pidfile")
   kill -TERM "$pid"
-  for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+  # Graceful: running jobs get KILN_SHUTDOWN_GRACE_SECONDS (default 60) to finish, then are cancelled.
+  grace=${KILN_SHUTDOWN_GRACE_SECONDS:-60}
+  echo "kiln: stopping kiln serve (pid $pid); running jobs get up to $grace s" >&2
+  for _ in $(seq 1 $(( (grace + 30) * 4 ))); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
   kill -0 "$pid" 2>/dev/null && kill -KILL "$pid"
   rm -f "$pidfile"
   echo "kiln: stopped kiln serve (pid $pid)" >&2

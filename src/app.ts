@@ -37,14 +37,15 @@ export function logLevels(level: KilnConfig['logLevel']): LogLevel[] {
   return order.slice(0, order.indexOf(level) + 1);
 }
 
-/** Kiln's logger: the configured levels, colours only on a terminal. */
+/** Kiln's logger: the configured levels; text (colours only on a terminal) or one JSON object per line. */
 export function makeLogger(config: KilnConfig): ConsoleLogger {
+  if (config.logFormat === 'json') return new ConsoleLogger({ logLevels: logLevels(config.logLevel), json: true, colors: false });
   return new ConsoleLogger({ logLevels: logLevels(config.logLevel), colors: Boolean(process.stdout.isTTY) && !process.env.NO_COLOR });
 }
 
 /** Applies what every HTTP instance of Kiln has: prefix, validation, error shape, OpenAPI docs. */
 export function configureHttp(app: INestApplication): void {
-  app.setGlobalPrefix(API_PREFIX);
+  app.setGlobalPrefix(API_PREFIX, { exclude: ['metrics'] });
   // JSON bodies carry the quick form's files (4 MiB in all); tarballs come as multipart, capped by multer.
   (app as NestExpressApplication).useBodyParser('json', { limit: '6mb' });
   app.useGlobalPipes(new ValidationPipe({ whitelist: true, forbidNonWhitelisted: true, transform: true, stopAtFirstError: false }));

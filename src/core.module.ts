@@ -4,6 +4,7 @@ import { KILN_CONFIG, KilnConfig } from './config/config';
 import { DATABASE, Database, openDatabase } from './db/database';
 import { openRedis, REDIS } from './db/redis';
 import { DockerEngine } from './docker/docker-engine';
+import { Metrics } from './metrics/metrics';
 
 /** Configuration, database, Redis and the Docker engine: shared by every role. */
 @Global()
@@ -19,8 +20,9 @@ export class CoreModule implements OnApplicationShutdown {
         { provide: DATABASE, useFactory: () => openDatabase(config) },
         { provide: REDIS, useFactory: () => openRedis(config) },
         DockerEngine,
+        Metrics,
       ],
-      exports: [KILN_CONFIG, DATABASE, REDIS, DockerEngine],
+      exports: [KILN_CONFIG, DATABASE, REDIS, DockerEngine, Metrics],
     };
   }
 

@@ -4,6 +4,9 @@ import { NestFactory } from '@nestjs/core';
 import { AppModule, createHttpApp, makeLogger } from './app';
 import { CatalogueBuilder } from './catalogue/catalogue.builder';
 import { ConfigError, loadConfig, Role } from './config/config';
+import { Metrics } from './metrics/metrics';
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
 
 const USAGE = `usage: kiln <command>
 
@@ -55,6 +58,16 @@ export async function main(argv: string[]): Promise<void> {
   if (role === 'worker') {
     const ctx = await NestFactory.createApplicationContext(AppModule.forRole(config, role), { logger: makeLogger(config) });
     ctx.enableShutdownHooks();
+    if (config.metricsPort !== null) {
+      const metrics = ctx.get(Metrics);
+      const server = http.createServer((req, res) => {
+        if (req.method !== 'GET' || req.url?.split('?')[0] !== '/metrics') { res.writeHead(404).end('only GET /metrics here\n'); return; }
+        void metrics.text().then(({ contentType, body }) => res.writeHead(200, { 'content-type': contentType, 'cache-control': 'no-store' }).end(body), (e: Error) => res.writeHead(500).end(e.message));
+      });
+      await new Promise<void>((resolve) => server.listen(config.metricsPort!, config.host, resolve));
+      server.unref();
+      log.log(`worker metrics on http://${config.host}:${(server.address() as AddressInfo).port}/metrics`);
+    }
     log.log('worker started');
     return;
   }

@@ -77,7 +77,7 @@ export async function startServer(env: Record<string, string>, role: Role = 'ser
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const proc = spawn(process.execPath, [KILN_BIN, role], {
-    env: { ...process.env, KILN_PORT: String(port), KILN_HOST: '127.0.0.1', KILN_ADMIN_TOKEN: TEST_ADMIN_TOKEN, KILN_QUEUE_PREFIX: uniquePrefix(), ...env },
+    env: { ...process.env, KILN_PORT: String(port), KILN_HOST: '127.0.0.1', KILN_ADMIN_TOKEN: TEST_ADMIN_TOKEN, KILN_QUEUE_PREFIX: uniquePrefix(), KILN_SHUTDOWN_GRACE_SECONDS: '5', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';

@@ -24,8 +24,13 @@ export class EnvSchema {
   @IsOptional() @Matches(/^[a-z0-9][a-z0-9._-]*$/, { message: 'must be an environment name such as python-3.11' }) KILN_DEFAULT_ENVIRONMENT?: string;
   @IsOptional() @Matches(/^https?:\/\/\S+$/, { message: 'must be an http(s) URL of a Debian mirror' }) KILN_DEBIAN_MIRROR?: string;
   @IsOptional() @IsIn(['error', 'warn', 'log', 'debug', 'verbose']) KILN_LOG_LEVEL?: string;
+  @IsOptional() @IsIn(['text', 'json'], { message: 'must be text or json (one JSON object per line)' }) KILN_LOG_FORMAT?: string;
   @IsOptional() @int() @IsInt() @Min(1000) @Max(600000) KILN_HEALTH_TIMEOUT_MS?: number;
   @IsOptional() @int() @IsInt() @Min(1) @Max(64) KILN_WORKER_CONCURRENCY?: number;
+  @IsOptional() @int() @IsInt() @Min(0) @Max(65535) KILN_METRICS_PORT?: number;
+  @IsOptional() @Matches(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$/, { message: 'must be a short name: letters, digits, . _ : -' }) KILN_WORKER_NAME?: string;
+  @IsOptional() @int() @IsInt() @Min(0) @Max(86400) KILN_SHUTDOWN_GRACE_SECONDS?: number;
+  @IsOptional() @int() @IsInt() @Min(2) @Max(600) KILN_QUEUE_LOCK_SECONDS?: number;
   @IsOptional() @IsIn(['runc', 'runsc'], { message: 'must be runc (the engine default) or runsc (gVisor, registered in the engine under that name)' }) KILN_RUNTIME?: string;
   @IsOptional() @Matches(/^[a-z0-9][a-z0-9.-]*(,[a-z0-9][a-z0-9.-]*)*$/, { message: 'must be a comma-separated list of environment names such as python-3.13' }) KILN_RUNSC_ENVIRONMENTS?: string;
 
@@ -92,8 +97,17 @@ export interface KilnConfig {
   defaultEnvironment: string;
   debianMirror: string;
   logLevel: 'error' | 'warn' | 'log' | 'debug' | 'verbose';
+  logFormat: 'text' | 'json';
   healthTimeoutMs: number;
   workerConcurrency: number;
+  /** `kiln worker` serves /metrics on this port when set (the API roles serve it on KILN_PORT). */
+  metricsPort: number | null;
+  /** Recorded on each job this worker takes (default host:pid). */
+  workerName: string;
+  /** On SIGTERM a worker stops taking jobs and lets running ones finish this long, then cancels them. */
+  shutdownGraceSeconds: number;
+  /** A worker's hold on a queue entry; a worker silent this long is presumed lost and its entry taken over. */
+  queueLockSeconds: number;
   /** The container runtime for jobs: runc, or runsc (gVisor) for defence in depth. */
   runtime: 'runc' | 'runsc';
   /** Environments that run under runsc whatever `runtime` says. */
@@ -159,8 +173,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     defaultEnvironment: schema.KILN_DEFAULT_ENVIRONMENT ?? 'python-3.11',
     debianMirror: schema.KILN_DEBIAN_MIRROR ?? 'http://deb.debian.org/debian',
     logLevel: (schema.KILN_LOG_LEVEL as KilnConfig['logLevel']) ?? 'log',
+    logFormat: (schema.KILN_LOG_FORMAT as 'text' | 'json' | undefined) ?? 'text',
     healthTimeoutMs: schema.KILN_HEALTH_TIMEOUT_MS ?? 2000,
     workerConcurrency: schema.KILN_WORKER_CONCURRENCY ?? 2,
+    metricsPort: schema.KILN_METRICS_PORT ?? null,
+    workerName: schema.KILN_WORKER_NAME ?? `${require('node:os').hostname()}:${process.pid}`,
+    shutdownGraceSeconds: schema.KILN_SHUTDOWN_GRACE_SECONDS ?? 60,
+    queueLockSeconds: schema.KILN_QUEUE_LOCK_SECONDS ?? 30,
     runtime: (schema.KILN_RUNTIME as 'runc' | 'runsc' | undefined) ?? 'runc',
     runscEnvironments: schema.KILN_RUNSC_ENVIRONMENTS ? schema.KILN_RUNSC_ENVIRONMENTS.split(',') : [],
     runnerImagesDir: path.join(root, 'runner-images'),

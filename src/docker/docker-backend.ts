@@ -5,6 +5,7 @@ import { PassThrough, Readable } from 'node:stream';
 import type { ExecSpec, ExecutionBackend, JobHandle, JobSandboxSpec, OutputSink, StepState } from '../execution/backend';
 import { DockerEngine, EngineUnavailableError } from './docker-engine';
 import { hardenedHostConfig } from './hardening';
+import { Metrics } from '../metrics/metrics';
 
 /** Steps run as the image's `runner` user; the container's own keeper process runs as nobody, so a step can signal every process of its own but never the keeper. */
 export const JOB_USER = '1001:1001';
@@ -50,7 +51,7 @@ export class DockerBackend implements ExecutionBackend {
   private readonly log = new Logger('DockerBackend');
   private readonly counters = new Map<string, Counters>();
 
-  constructor(private readonly engine: DockerEngine, @Inject(KILN_CONFIG) private readonly config: KilnConfig) {}
+  constructor(private readonly engine: DockerEngine, @Inject(KILN_CONFIG) private readonly config: KilnConfig, private readonly metrics: Metrics) {}
 
   private get docker(): Docker {
     return this.engine.docker;
@@ -87,6 +88,7 @@ export class DockerBackend implements ExecutionBackend {
       ),
     };
     let container: Docker.Container;
+    const t0 = process.hrtime.bigint();
     try {
       container = await this.docker.createContainer(options);
     } catch (e) {
@@ -102,6 +104,7 @@ export class DockerBackend implements ExecutionBackend {
     const handle: JobHandle = { id: container.id, jobId: spec.jobId, runtime: spec.runtime };
     try {
       await container.start();
+      this.metrics.containerStartSeconds.observe({ runtime: spec.runtime }, Number(process.hrtime.bigint() - t0) / 1e9);
       const post = await this.postStep(container, handle, [], 0);
       this.counters.set(handle.id, post.counters ?? { pidsMax: 0, oomKill: 0 });
     } catch (e) {

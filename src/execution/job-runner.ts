@@ -14,6 +14,7 @@ import { ContainerRuntime, EXECUTION_BACKEND, ExecutionBackend, JobHandle, JobSa
 import { parseEnvFile, parsePathFile } from './env-files';
 import { WorkflowCommands } from './workflow-commands';
 import { createHash } from 'node:crypto';
+import { Metrics } from '../metrics/metrics';
 
 export const WORKSPACE = '/workspace';
 const KILN_DIR = '/tmp/kiln';
@@ -61,6 +62,7 @@ export class JobRunner {
     private readonly repo: RunsRepository,
     private readonly logs: LogStore,
     private readonly files: FileStore,
+    private readonly metrics: Metrics,
   ) {}
 
   limitsFor(job: Job): JobSandboxLimits {
@@ -167,6 +169,7 @@ export class JobRunner {
       const remaining = deadline - Date.now();
       const stepTimeout = Math.min(step.timeoutMinutes ? step.timeoutMinutes * 60_000 : Infinity, remaining);
       let result: { outcome: Conclusion; reason: StepReason | null; exitCode: number | null; outputs: Record<string, string>; state?: StepState };
+      const stepStarted = process.hrtime.bigint();
       try {
         if (step.uses === 'checkout') {
           out.notice(step.index, `the source is already in ${WORKSPACE} (actions/checkout is built in)`);
@@ -212,6 +215,7 @@ export class JobRunner {
         continueOnError = typeof step.continueOnError === 'boolean' ? step.continueOnError : Boolean(await interpolate(step.continueOnError, ctx, status).then((v) => v === 'true').catch(() => false));
       }
       const conclusion: Conclusion = result.outcome === 'failure' && continueOnError ? 'success' : result.outcome;
+      this.metrics.stepSeconds.observe({ conclusion }, Number(process.hrtime.bigint() - stepStarted) / 1e9);
       await this.finishStep(job, step, out, result.outcome, conclusion, result.exitCode, result.reason, continueOnError);
       if (step.id) stepsCtx[step.id] = { outcome: result.outcome, conclusion, outputs: result.outputs };
       if (result.outcome === 'cancelled') {

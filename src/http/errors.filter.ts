@@ -42,7 +42,28 @@ export class ErrorsFilter implements ExceptionFilter {
       res.status(HttpStatus.SERVICE_UNAVAILABLE).json({ statusCode: 503, error: 'Service Unavailable', message: err.message });
       return;
     }
+    const unreachable = backendUnreachable(err);
+    if (unreachable) {
+      // Nothing was accepted: a submission records its run in one transaction, so a failed request left nothing behind.
+      this.log.warn(`${unreachable}: ${(err as Error).message}`);
+      res.status(HttpStatus.SERVICE_UNAVAILABLE).set('Retry-After', '5').json({ statusCode: 503, error: 'Service Unavailable', message: `${unreachable}; nothing was recorded, try again shortly` });
+      return;
+    }
     this.log.error(err instanceof Error ? err.stack ?? err.message : String(err));
     res.status(HttpStatus.INTERNAL_SERVER_ERROR).json({ statusCode: 500, error: 'Internal Server Error', message: 'internal error; see the server log' });
   }
+}
+
+const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOTFOUND', 'EPIPE', 'EAI_AGAIN']);
+
+/** Names the store that could not be reached when the error says so (PostgreSQL or Redis), else null. */
+export function backendUnreachable(err: unknown): string | null {
+  const e = err as { code?: string; message?: string; name?: string; constructor?: { name?: string } };
+  const message = e?.message ?? '';
+  // PostgreSQL: class 08 (connection exception), 57P01-57P03 (admin shutdown, crash shutdown, cannot connect now).
+  if (typeof e?.code === 'string' && (/^08/.test(e.code) || /^57P0[123]$/.test(e.code))) return 'the database is unreachable';
+  if (/Connection terminated|connect ECONNREFUSED .*:5432|timeout exceeded when trying to connect|Client has encountered a connection error/i.test(message)) return 'the database is unreachable';
+  if (/Connection is closed|MaxRetriesPerRequestError|Reached the max retries per request|Stream isn't writeable|enableOfflineQueue/i.test(message)) return 'Redis is unreachable';
+  if (typeof e?.code === 'string' && NETWORK_CODES.has(e.code)) return /6379|redis/i.test(message) ? 'Redis is unreachable' : 'a backing service is unreachable';
+  return null;
 }

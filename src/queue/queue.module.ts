@@ -19,7 +19,12 @@ export class QueueModule {
     };
     return {
       module: QueueModule,
-      imports: [BullModule.forRoot({ redis, prefix: config.queuePrefix }), BullModule.registerQueue({ name: JOBS_QUEUE })],
+      imports: [BullModule.forRoot({ redis, prefix: config.queuePrefix }), BullModule.registerQueue({
+        name: JOBS_QUEUE,
+        // A killed worker stops renewing its lock; after queueLockSeconds another worker takes the entry over
+        // (Bull's stalled check) and JobWorker decides: run again (no step had started) or fail as 'worker lost'.
+        settings: { lockDuration: config.queueLockSeconds * 1000, stalledInterval: Math.max(1000, config.queueLockSeconds * 500), maxStalledCount: 10 },
+      })],
       providers: [JobQueue],
       exports: [JobQueue, BullModule],
     };

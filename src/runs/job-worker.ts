@@ -1,5 +1,5 @@
 import { InjectQueue } from '@nestjs/bull';
-import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
+import { BeforeApplicationShutdown, Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import type { Job as BullJob, Queue } from 'bull';
 import { KILN_CONFIG, KilnConfig } from '../config/config';
 import { JobRunner, RetryableJobError } from '../execution/job-runner';
@@ -8,12 +8,14 @@ import { WebhooksService } from '../webhooks/webhooks.service';
 import { JOBS_QUEUE, QUEUE_JOB_NAMES, QueueJobName, QueuePayloads } from '../queue/queue.types';
 import { RunScheduler } from './run-scheduler';
 import { RunsRepository } from './runs.repository';
+import { Metrics } from '../metrics/metrics';
 
 /** The queue consumer: takes one job at a time per slot, runs it, records it, advances its run. */
 @Injectable()
-export class JobWorker implements OnApplicationBootstrap, OnApplicationShutdown {
+export class JobWorker implements OnApplicationBootstrap, BeforeApplicationShutdown, OnApplicationShutdown {
   private readonly log = new Logger('Worker');
   private readonly running = new Map<string, AbortController>();
+  private stopping = false;
 
   constructor(
     @Inject(KILN_CONFIG) private readonly config: KilnConfig,
@@ -23,6 +25,7 @@ export class JobWorker implements OnApplicationBootstrap, OnApplicationShutdown 
     private readonly scheduler: RunScheduler,
     private readonly auth: AuthService,
     private readonly webhooks: WebhooksService,
+    private readonly metrics: Metrics,
   ) {}
 
   onApplicationBootstrap(): void {
@@ -37,9 +40,58 @@ export class JobWorker implements OnApplicationBootstrap, OnApplicationShutdown 
     this.log.log(`worker taking jobs (${this.config.workerConcurrency} at a time)`);
   }
 
+  /**
+   * Graceful stop (SIGTERM): take no new jobs, let running ones finish for KILN_SHUTDOWN_GRACE_SECONDS,
+   * then cancel the rest cleanly (their sandboxes removed, their records completed as cancelled).
+   */
+  async beforeApplicationShutdown(signal?: string): Promise<void> {
+    this.stopping = true;
+    await this.queue.pause(true, true).catch(() => undefined);
+    const grace = this.config.shutdownGraceSeconds * 1000;
+    if (this.running.size) this.log.log(`${signal ?? 'shutdown'}: taking no new jobs; waiting up to ${grace / 1000} s for ${this.running.size} running job(s)`);
+    const deadline = Date.now() + grace;
+    while (this.running.size && Date.now() < deadline) await sleep(200);
+    if (this.running.size) {
+      this.log.warn(`cancelling ${this.running.size} job(s) still running after ${grace / 1000} s: ${[...this.running.keys()].join(', ')}`);
+      for (const c of this.running.values()) c.abort();
+      const hard = Date.now() + 60_000;
+      while (this.running.size && Date.now() < hard) await sleep(200);
+    }
+  }
+
   async onApplicationShutdown(): Promise<void> {
     for (const c of this.running.values()) c.abort();
     await this.queue.close().catch(() => undefined);
+  }
+
+  /**
+   * The job is marked in progress but reached us again: the worker that had it stopped renewing its
+   * lock (killed, or its host lost) and Bull handed the entry over. A job whose steps had not started is
+   * run again; one that had started is not (its steps may have had effects): it fails as 'worker lost'.
+   * Returns true when the job should run.
+   */
+  private async workerLost(bull: BullJob, runId: string, jobId: string): Promise<boolean> {
+    const started = (await this.repo.steps(runId)).some((s) => s.jobId === jobId && s.status !== 'pending');
+    if (!started) {
+      this.log.warn(`job ${jobId}: its worker was lost before any step started; running it again (queue entry ${bull.id})`);
+      return true;
+    }
+    this.log.warn(`job ${jobId}: its worker was lost mid-job; failing it as 'worker lost'`);
+    if (await this.repo.transitionJob(jobId, ['in_progress'], 'completed', { conclusion: 'failure', error: 'worker lost: the worker running this job stopped mid-job (killed or its host lost); the job is not run again because its steps may have had effects' })) {
+      await this.repo.closeOpenSteps(jobId, 'failure', 'infrastructure');
+      this.metrics.jobsFinished.inc({ conclusion: 'failure' });
+    }
+    await this.scheduler.advance(runId);
+    const run = await this.repo.getRun(runId);
+    await this.scheduler.advanceOwner(run?.ownerId ?? null);
+    return false;
+  }
+
+  private async transitionJobOrStop(jobId: string): Promise<boolean> {
+    if (this.stopping) throw new RetryableJobError('the worker is shutting down; another worker will take this job');
+    const took = await this.repo.transitionJob(jobId, ['queued', 'in_progress'], 'in_progress', { worker: this.config.workerName });
+    if (took) this.log.log(`job ${jobId} taken by ${this.config.workerName}`);
+    return took;
   }
 
   private async runJob(bull: BullJob<QueuePayloads['run-job']>): Promise<void> {
@@ -53,7 +105,8 @@ export class JobWorker implements OnApplicationBootstrap, OnApplicationShutdown 
       await this.scheduler.advance(runId);
       return;
     }
-    if (!(await this.repo.transitionJob(jobId, ['queued', 'in_progress'], 'in_progress'))) return;
+    if (job.status === 'in_progress' && !(await this.workerLost(bull, runId, jobId))) return;
+    if (!(await this.transitionJobOrStop(jobId))) return;
     await this.repo.startRun(runId);
     const abort = new AbortController();
     this.running.set(jobId, abort);
@@ -70,7 +123,10 @@ export class JobWorker implements OnApplicationBootstrap, OnApplicationShutdown 
       const secrets = await this.auth.secretsOf(run.ownerId);
       const artifactBytesLeft = owner ? this.auth.quota(owner).artifactBytes - (await this.repo.artifactBytes(owner.id)) : Infinity;
       const outcome = await this.runner.run(run, job, RunScheduler.needResults(jobs, job.spec.needs), abort.signal, { secrets, artifactBytesLeft });
-      await this.repo.transitionJob(jobId, ['in_progress'], 'completed', { conclusion: outcome.conclusion, error: outcome.error, outputs: outcome.outputs ?? {} });
+      const shutDown = this.stopping && outcome.conclusion === 'cancelled' && !(await this.repo.isCancelRequested(runId).catch(() => false));
+      const error = shutDown ? `the worker shut down before the job finished (it waited ${this.config.shutdownGraceSeconds} s, KILN_SHUTDOWN_GRACE_SECONDS)` : outcome.error;
+      await this.repo.transitionJob(jobId, ['in_progress'], 'completed', { conclusion: outcome.conclusion, error, outputs: outcome.outputs ?? {} });
+      this.metrics.jobsFinished.inc({ conclusion: outcome.conclusion });
       if (outcome.conclusion === 'cancelled') await this.repo.closeOpenSteps(jobId, 'cancelled', 'cancelled');
     } catch (e) {
       const last = bull.attemptsMade + 1 >= (bull.opts.attempts ?? 1);
@@ -81,6 +137,7 @@ export class JobWorker implements OnApplicationBootstrap, OnApplicationShutdown 
       }
       this.log.error(`job ${jobId}: ${(e as Error).message}`);
       await this.repo.transitionJob(jobId, ['in_progress'], 'completed', { conclusion: 'failure', error: `infrastructure: ${(e as Error).message}` });
+      this.metrics.jobsFinished.inc({ conclusion: 'failure' });
       await this.repo.closeOpenSteps(jobId, 'skipped', 'infrastructure');
     } finally {
       clearInterval(watch);
@@ -89,4 +146,8 @@ export class JobWorker implements OnApplicationBootstrap, OnApplicationShutdown 
     await this.scheduler.advance(runId);
     await this.scheduler.advanceOwner(run.ownerId);
   }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
 }

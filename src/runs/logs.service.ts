@@ -1,10 +1,21 @@
-import { BadRequestException, Injectable, NotFoundException } from '@nestjs/common';
+import { BadRequestException, Injectable, Logger, NotFoundException } from '@nestjs/common';
 import type { Request, Response } from 'express';
-import { LogRecord, LogStore } from '../storage/log-store';
+import { LogBus } from '../storage/log-bus';
+import { LogMessage, LogRecord, LogStore } from '../storage/log-store';
 import { RunsRepository } from './runs.repository';
 import type { Job } from './runs.types';
 
-const POLL_MS = 200;
+/** Followers poll the job states and the files this often: a safety net under the live bus... */
+const POLL_MS = 2000;
+/** ...and this often while the bus is away, or a job has just closed its log (it ends in a moment). */
+const FAST_POLL_MS = 200;
+const CLOSING_MS = 5000;
+/** Once every job has ended, how long to wait for the bus's last lines of a job whose file is not here. */
+const CLOSING_WAIT_MS = 1000;
+/** A gap in the bus, with the file visible but behind: read again this many times before going on. */
+const LAG_RETRIES = 5;
+const LAG_RETRY_MS = 40;
+const KEEP_ALIVE_MS = 15_000;
 
 export interface LogLine extends LogRecord {
   job: string;
@@ -13,7 +24,9 @@ export interface LogLine extends LogRecord {
 /** Reads job logs for the API: all at once (text or JSON lines), or followed live as server-sent events. */
 @Injectable()
 export class LogsService {
-  constructor(private readonly repo: RunsRepository, private readonly store: LogStore) {}
+  private readonly log = new Logger(LogsService.name);
+
+  constructor(private readonly repo: RunsRepository, private readonly store: LogStore, private readonly bus: LogBus) {}
 
   private async jobsOf(runId: string, jobId?: string): Promise<Job[]> {
     const jobs = await this.repo.jobs(runId);
@@ -42,44 +55,153 @@ export class LogsService {
     return lines.map((l) => `[${l.job}] ${l.i < 0 ? '-' : `#${l.i}`} ${mark[l.s]} ${l.l}\n`).join('');
   }
 
-  /** Streams every line from the start, then new ones as they are written, until every job has ended. */
+  /**
+   * Streams every line from the start, then new ones as they are written, until every job has ended.
+   *
+   * Live lines come from the log bus (Redis pub/sub: the writer may run on another node, whose log
+   * files this node may not see). The files are the source of truth: the stream starts with them,
+   * a gap in the bus's byte offsets is filled from them, and a slow poll of the files and the job
+   * states catches whatever the bus lost. Per job, lines go out in file order, each once: `offset`
+   * is the byte offset in the job's file up to which lines were sent.
+   */
   async follow(runId: string, jobId: string | undefined, step: number | undefined, req: Request, res: Response): Promise<void> {
     const jobs = await this.jobsOf(runId, jobId);
     if (step !== undefined && !jobId) throw new BadRequestException('step needs job: ?job=<id>&step=<index>');
     res.status(200).set({ 'Content-Type': 'text/event-stream; charset=utf-8', 'Cache-Control': 'no-cache', Connection: 'keep-alive', 'X-Accel-Buffering': 'no' });
     res.flushHeaders();
+
     let closed = false;
-    req.on('close', () => { closed = true; });
+    let wake: (() => void) | null = null;
+    const nudge = () => { const w = wake; wake = null; w?.(); };
+    const onClose = () => { closed = true; nudge(); };
+    req.on('close', onClose);
+    res.on('close', onClose);
+
+    const byId = new Map(jobs.map((j) => [j.id, j]));
     const offsets = new Map(jobs.map((j) => [j.id, 0]));
-    let lastBeat = Date.now();
-    while (!closed) {
-      // Read the state before the files: a job seen finished has nothing more to write after this read.
-      const current = await this.repo.jobs(runId);
-      const finished = jobs.every((j) => current.find((c) => c.id === j.id)?.status === 'completed');
-      let sent = false;
-      for (const job of jobs) {
-        for (;;) {
-          const { records, next } = await this.store.read(runId, job.id, offsets.get(job.id)!);
-          if (!records.length) break;
-          offsets.set(job.id, next);
-          for (const r of records) {
-            if (step !== undefined && r.i !== step) continue;
-            res.write(`data: ${JSON.stringify({ ...r, job: job.key, jobId: job.id })}\n\n`);
-            sent = true;
-          }
+    /** Jobs the bus delivered something of, and where their writer last said it closed the file. */
+    const onBus = new Set<string>();
+    const closedAt = new Map<string, number>();
+    const inbox: LogMessage[] = [];
+    let lastWrite = Date.now();
+
+    const send = (job: Job, records: LogRecord[]) => {
+      for (const r of records) {
+        if (step !== undefined && r.i !== step) continue;
+        res.write(`data: ${JSON.stringify({ ...r, job: job.key, jobId: job.id })}\n\n`);
+        lastWrite = Date.now();
+      }
+    };
+    /** Sends the job's file from its offset to its end; true when the file had anything new. */
+    const readFile = async (job: Job): Promise<boolean> => {
+      let got = false;
+      for (;;) {
+        const { records, next } = await this.store.read(runId, job.id, offsets.get(job.id)!);
+        if (!records.length) return got;
+        got = true;
+        offsets.set(job.id, next);
+        send(job, records);
+      }
+    };
+    let nextPoll = 0;
+    let fastUntil = 0;
+    let finishedAt = 0;
+    const apply = async (m: LogMessage) => {
+      const job = byId.get(m.job);
+      if (!job) return;
+      onBus.add(job.id);
+      if ('closed' in m) {
+        closedAt.set(job.id, m.next);
+        // The job's state changes in a moment: look at it often for a while, to end the stream promptly.
+        fastUntil = Date.now() + CLOSING_MS;
+        // (Once the states say finished, the loop waits for this marker alone: it may end now.)
+        nextPoll = finishedAt ? 0 : Math.min(nextPoll, Date.now() + FAST_POLL_MS);
+        if (m.next > offsets.get(job.id)!) await readFile(job);
+        return;
+      }
+      if (m.next > (closedAt.get(job.id) ?? Infinity)) closedAt.delete(job.id); // written again (a retry)
+      if (m.next <= offsets.get(job.id)!) return; // sent already
+      if (m.from > offsets.get(job.id)!) {
+        // A gap: this follower missed a batch. The file has it, where this node sees the file.
+        let got = await readFile(job);
+        for (let i = 0; got && i < LAG_RETRIES && offsets.get(job.id)! < m.from; i++) {
+          // The file is here but behind (a shared file system that shows appends late).
+          await new Promise((r) => setTimeout(r, LAG_RETRY_MS));
+          got = (await readFile(job)) || got;
+        }
+        if (m.next <= offsets.get(job.id)!) return;
+      }
+      // The records past what was sent; when the file is not visible here, what lies before them is lost to this follower.
+      const offset = offsets.get(job.id)!;
+      let beyond = m.records;
+      if (m.from < offset) {
+        // Part of this batch was in the file already (read before the batch was published): each
+        // record takes its JSON line's bytes in the file.
+        beyond = [];
+        let at = m.from;
+        for (const r of m.records) {
+          if (at >= offset) beyond.push(r);
+          at += Buffer.byteLength(JSON.stringify(r)) + 1;
         }
       }
-      if (finished) {
-        const run = await this.repo.getRun(runId);
-        res.write(`event: end\ndata: ${JSON.stringify({ status: run?.status, conclusion: run?.conclusion })}\n\n`);
-        break;
-      }
-      if (!sent && Date.now() - lastBeat > 15_000) {
-        res.write(': keep-alive\n\n');
-        lastBeat = Date.now();
-      }
-      await new Promise((r) => setTimeout(r, POLL_MS));
+      send(job, beyond);
+      offsets.set(job.id, m.next);
+    };
+
+    // Subscribe before the first read of the files: what is written after that read arrives on the bus.
+    let unsubscribe: (() => void) | null = null;
+    try {
+      unsubscribe = await this.bus.subscribe(runId, (m) => {
+        if (!byId.has(m.job)) return;
+        inbox.push(m);
+        nudge();
+      });
+    } catch (e) {
+      this.log.warn(`following run ${runId} without live lines (polling the files): ${(e as Error).message}`);
     }
-    res.end();
+
+    try {
+      while (!closed) {
+        while (inbox.length && !closed) await apply(inbox.shift()!);
+        if (closed) break;
+        if (Date.now() >= nextPoll) {
+          // Read the state before the files: a job seen finished has nothing more to write after this read.
+          const current = await this.repo.jobs(runId);
+          const finished = jobs.every((j) => current.find((c) => c.id === j.id)?.status === 'completed');
+          for (const job of jobs) await readFile(job);
+          while (inbox.length && !closed) await apply(inbox.shift()!);
+          if (finished) {
+            // Where the files are not visible, the last lines come on the bus: wait a moment for a
+            // job's closing marker if the bus carried the job and the marker (or a line before it) is missing.
+            const pending = jobs.some((j) => onBus.has(j.id) && !(offsets.get(j.id)! >= (closedAt.get(j.id) ?? Infinity)));
+            finishedAt ||= Date.now();
+            if (!pending || Date.now() - finishedAt >= CLOSING_WAIT_MS) {
+              const run = await this.repo.getRun(runId);
+              res.write(`event: end\ndata: ${JSON.stringify({ status: run?.status, conclusion: run?.conclusion })}\n\n`);
+              break;
+            }
+            nextPoll = Date.now() + FAST_POLL_MS;
+          } else {
+            // Without the bus (Redis away), polling is all there is: as often as before the bus.
+            nextPoll = Date.now() + (Date.now() < fastUntil || !unsubscribe || !this.bus.live ? FAST_POLL_MS : POLL_MS);
+          }
+        }
+        if (Date.now() - lastWrite >= KEEP_ALIVE_MS) {
+          res.write(': keep-alive\n\n');
+          lastWrite = Date.now();
+        }
+        if (closed || inbox.length) continue;
+        const wait = Math.max(0, Math.min(nextPoll, lastWrite + KEEP_ALIVE_MS) - Date.now());
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(() => { wake = null; resolve(); }, wait);
+          wake = () => { clearTimeout(timer); resolve(); };
+        });
+      }
+    } finally {
+      unsubscribe?.();
+      req.off('close', onClose);
+      res.off('close', onClose);
+      res.end();
+    }
   }
 }

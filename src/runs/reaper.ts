@@ -3,6 +3,7 @@ import { KILN_CONFIG, KilnConfig } from '../config/config';
 import { DEPLOYMENT_LABEL } from '../docker/docker-backend';
 import { DockerEngine } from '../docker/docker-engine';
 import { RunsRepository } from './runs.repository';
+import { Metrics } from '../metrics/metrics';
 
 const EVERY_MS = 5 * 60_000;
 
@@ -24,6 +25,7 @@ export class Reaper implements OnApplicationBootstrap, OnApplicationShutdown {
     @Inject(KILN_CONFIG) private readonly config: KilnConfig,
     private readonly engine: DockerEngine,
     private readonly repo: RunsRepository,
+    private readonly metrics: Metrics,
   ) {}
 
   onApplicationBootstrap(): void {
@@ -47,6 +49,7 @@ export class Reaper implements OnApplicationBootstrap, OnApplicationShutdown {
       try {
         await this.engine.docker.getContainer(c.Id).remove({ force: true, v: true });
         report.containers.push(c.Id.slice(0, 12));
+        this.metrics.reapedContainers.inc();
         this.log.log(`removed container ${c.Id.slice(0, 12)} (${c.Names?.[0] ?? ''}) of ${job ? `finished job ${job.id}` : `unknown job ${jobId ?? '?'}`}`);
       } catch (e) {
         if ((e as { statusCode?: number }).statusCode !== 404) this.log.warn(`could not remove ${c.Id.slice(0, 12)}: ${(e as Error).message}`);

@@ -3,6 +3,7 @@ import { MulterModule } from '@nestjs/platform-express';
 import { diskStorage } from 'multer';
 import { scratchName } from '../storage/scratch';
 import { ScratchSweeper } from '../storage/scratch-sweeper';
+import { MetricsCollector } from '../metrics/metrics.collector';
 import { CatalogueModule } from '../catalogue/catalogue.module';
 import type { KilnConfig } from '../config/config';
 import { DockerBackend } from '../docker/docker-backend';
@@ -10,6 +11,7 @@ import { EXECUTION_BACKEND } from '../execution/backend';
 import { JobRunner } from '../execution/job-runner';
 import { QueueModule } from '../queue/queue.module';
 import { FileStore } from '../storage/file-store';
+import { LogBus } from '../storage/log-bus';
 import { LogStore } from '../storage/log-store';
 import { ArtifactReaper } from './artifact-reaper';
 import { JobWorker } from './job-worker';
@@ -32,7 +34,7 @@ export class RunsCoreModule {
       module: RunsCoreModule,
       global: true,
       imports: [QueueModule.forConfig(config), CatalogueModule],
-      providers: [RunsRepository, RunScheduler, FileStore, LogStore, ArtifactReaper, ScratchSweeper, RunsService, RepositoriesRepository, StatusReporter, WebhooksService],
+      providers: [RunsRepository, RunScheduler, FileStore, LogStore, ArtifactReaper, ScratchSweeper, MetricsCollector, RunsService, RepositoriesRepository, StatusReporter, WebhooksService],
       exports: [RunsRepository, RunScheduler, FileStore, LogStore, QueueModule, RunsService, RepositoriesRepository, StatusReporter, WebhooksService],
     };
   }
@@ -53,7 +55,7 @@ export class RunsApiModule {
         }),
       ],
       controllers: [RunsController, WebhooksController],
-      providers: [LogsService],
+      providers: [LogsService, LogBus],
     };
   }
 }

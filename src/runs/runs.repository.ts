@@ -13,7 +13,7 @@ export class ActiveRunsLimit extends Error {
 }
 
 interface RunRow { id: string; owner_id: string | null; repository_id?: string | null; concurrency_group?: string | null; status: string; conclusion: string | null; source_kind: string; source: string; workflow_name: string; workflow_file: string | null; plan: string; context: string; cancel_requested: number; error: string | null; created_at: string; started_at: string | null; finished_at: string | null }
-interface JobRow { id: string; run_id: string; position: number; job_key: string; job_id: string; name: string; environment: string; status: string; conclusion: string | null; error: string | null; spec: string; outputs: string | null; attempts: number; queued_at: string | null; started_at: string | null; finished_at: string | null }
+interface JobRow { id: string; run_id: string; position: number; job_key: string; job_id: string; name: string; environment: string; status: string; conclusion: string | null; error: string | null; spec: string; outputs: string | null; attempts: number; worker: string | null; queued_at: string | null; started_at: string | null; finished_at: string | null }
 interface StepRow { job_id: string; idx: number; name: string; status: string; outcome: string | null; conclusion: string | null; exit_code: number | null; reason: string | null; started_at: string | null; finished_at: string | null }
 interface ArtifactRow { id: string; run_id: string; job_id: string; name: string; size_bytes: number; files: number; created_at: string; expires_at: string }
 
@@ -92,7 +92,7 @@ export class RunsRepository {
   }
 
   /** Moves a job between statuses; false when it was not in one of `from` (someone else moved it). */
-  async transitionJob(id: string, from: JobStatus[], to: JobStatus, fields: { conclusion?: Conclusion; error?: string | null; outputs?: Record<string, string> } = {}): Promise<boolean> {
+  async transitionJob(id: string, from: JobStatus[], to: JobStatus, fields: { conclusion?: Conclusion; error?: string | null; outputs?: Record<string, string>; worker?: string } = {}): Promise<boolean> {
     const stamp = to === 'queued' ? 'queued_at' : to === 'in_progress' ? 'started_at' : to === 'completed' ? 'finished_at' : null;
     const sets = ['status = ?'];
     const params: unknown[] = [to];
@@ -101,6 +101,7 @@ export class RunsRepository {
     if (fields.conclusion !== undefined) { sets.push('conclusion = ?'); params.push(fields.conclusion); }
     if (fields.error !== undefined) { sets.push('error = ?'); params.push(fields.error); }
     if (fields.outputs !== undefined) { sets.push('outputs = ?'); params.push(JSON.stringify(fields.outputs)); }
+    if (fields.worker !== undefined) { sets.push('worker = ?'); params.push(fields.worker); }
     params.push(id, ...from);
     const changed = await this.db.run(`UPDATE jobs SET ${sets.join(', ')} WHERE id = ? AND status IN (${from.map(() => '?').join(', ')})`, params);
     return changed > 0;
@@ -206,7 +207,7 @@ function toJob(r: JobRow): Job {
   return {
     id: r.id, runId: r.run_id, position: Number(r.position), key: r.job_key, jobId: r.job_id, name: r.name, environment: r.environment,
     status: r.status as JobStatus, conclusion: r.conclusion as Conclusion | null, error: r.error, spec: JSON.parse(r.spec),
-    outputs: r.outputs ? JSON.parse(r.outputs) : {}, attempts: Number(r.attempts),
+    outputs: r.outputs ? JSON.parse(r.outputs) : {}, attempts: Number(r.attempts), worker: r.worker ?? null,
     queuedAt: r.queued_at, startedAt: r.started_at, finishedAt: r.finished_at,
   };
 }

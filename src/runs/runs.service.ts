@@ -23,6 +23,8 @@ import { QuotaExceededException } from '../http/quota';
 import { summaryToHtml } from '../http/markdown-html';
 
 const WORKFLOW_MAX_BYTES = 256 * 1024;
+/** All job specifications of one run, serialized (what is recorded and sent to the worker). */
+const PLAN_MAX_BYTES = 8 * 1024 * 1024;
 
 /** How a submission narrows or maps the workflow: one job (and what it needs), label overrides. */
 export interface PlanChoices { job?: string; platform?: Record<string, string> }
@@ -77,7 +79,7 @@ export class RunsService {
     try {
       cloned = await cloneRepo(s.repo, s.ref, cloneOptions(this.config));
     } catch (e) {
-      if (e instanceof GitSourceError) throw e.permanent ? new BadRequestException(`repo: ${e.message}`) : new ServiceUnavailableException(`repo: ${e.message} (try again later)`);
+      if (e instanceof GitSourceError) throw e.permanent ? new BadRequestException(`repo: ${e.message}`) : new ServiceUnavailableException(`repo: ${e.message}`);
       throw e;
     }
     try {
@@ -133,7 +135,7 @@ export class RunsService {
     };
     const jobs: Job[] = plan.jobs.map((j, position) => ({
       id: newId(), runId, position, key: j.key, jobId: j.jobId, name: j.name, environment: `${j.environment.name}@${j.environment.version}`,
-      status: 'pending', conclusion: null, error: null, spec: j, outputs: {}, attempts: 0, queuedAt: null, startedAt: null, finishedAt: null,
+      status: 'pending', conclusion: null, error: null, spec: j, outputs: {}, attempts: 0, worker: null, queuedAt: null, startedAt: null, finishedAt: null,
     }));
     try {
       await this.repo.create(run, jobs, this.auth.quota(owner.user).queuedRuns);
@@ -163,6 +165,7 @@ export class RunsService {
       maxTimeoutMinutes: this.config.jobs.timeoutMaxMinutes,
       maxJobs: 256,
       maxStepsPerJob: 100,
+      maxLimits: { memoryBytes: this.config.jobs.memoryMaxBytes, cpus: this.config.jobs.cpusMax, pids: this.config.jobs.pidsMax, workspaceBytes: this.config.jobs.workspaceMaxBytes },
     };
     let plan: RunPlan;
     try {
@@ -173,21 +176,16 @@ export class RunsService {
       }
       throw e;
     }
-    for (const j of plan.jobs) this.checkLimits(j.key, j.limits);
+    // Aliases can make a small file plan huge (one 240 KiB string referenced by every env key of every
+    // matrix job): the recorded job specs are capped in all, checked as they are serialized.
+    let specBytes = 0;
+    for (const j of plan.jobs) {
+      specBytes += JSON.stringify(j).length;
+      if (specBytes > PLAN_MAX_BYTES) {
+        throw new BadRequestException(`the workflow${file ? ` ${file}` : ''} plans ${plan.jobs.length} job(s) whose specifications exceed ${PLAN_MAX_BYTES / 1024 / 1024} MiB in all (YAML aliases and matrices multiply env and steps): make env values smaller or use fewer matrix jobs`);
+      }
+    }
     return choices.job ? onlyJob(plan, choices.job) : plan;
-  }
-
-  /** A job may ask for less than the server's defaults, or more up to its maxima; never beyond. */
-  private checkLimits(key: string, l: RunPlan['jobs'][number]['limits']): void {
-    const j = this.config.jobs;
-    const over: string[] = [];
-    if (l.memoryBytes !== undefined && l.memoryBytes > j.memoryMaxBytes) over.push(`memory ${l.memoryBytes} bytes is above the maximum ${j.memoryMaxBytes}`);
-    if (l.memoryBytes !== undefined && l.memoryBytes < 64 * 1024 * 1024) over.push('memory must be at least 64m');
-    if (l.cpus !== undefined && l.cpus > j.cpusMax) over.push(`cpus ${l.cpus} is above the maximum ${j.cpusMax}`);
-    if (l.pids !== undefined && l.pids > j.pidsMax) over.push(`pids ${l.pids} is above the maximum ${j.pidsMax}`);
-    if (l.pids !== undefined && l.pids < 16) over.push('pids must be at least 16');
-    if (l.workspaceBytes !== undefined && l.workspaceBytes > j.workspaceMaxBytes) over.push(`workspace ${l.workspaceBytes} bytes is above the maximum ${j.workspaceMaxBytes}`);
-    if (over.length) throw new BadRequestException(`jobs.${key}.limits: ${over.join('; ')}`);
   }
 
   private async findWorkflow(tarPath: string, wanted?: string): Promise<{ text: string; file: string }> {
@@ -231,7 +229,7 @@ export class RunsService {
       source: run.source, workflow: { name: run.workflowName, file: run.workflowFile }, context: run.context,
       jobs: await Promise.all(jobs.map(async (j) => ({
         id: j.id, key: j.key, jobId: j.jobId, name: j.name, environment: j.environment, matrix: j.spec.matrix, needs: j.spec.needs,
-        status: j.status, conclusion: j.conclusion, error: j.error, attempts: j.attempts, startedAt: j.startedAt, finishedAt: j.finishedAt,
+        status: j.status, conclusion: j.conclusion, error: j.error, attempts: j.attempts, worker: j.worker, startedAt: j.startedAt, finishedAt: j.finishedAt,
         steps: steps.filter((s) => s.jobId === j.id).map((s) => ({ index: s.index, name: s.name, status: s.status, outcome: s.outcome, conclusion: s.conclusion, exitCode: s.exitCode, reason: s.reason, startedAt: s.startedAt, finishedAt: s.finishedAt })),
         outputs: j.outputs,
         summary: summaries[j.id] ?? null,

@@ -56,6 +56,8 @@ export interface Job {
   spec: PlannedJob;
   outputs: Record<string, string>;
   attempts: number;
+  /** The worker (KILN_WORKER_NAME) that last took the job. */
+  worker: string | null;
   queuedAt: string | null;
   startedAt: string | null;
   finishedAt: string | null;

@@ -1,8 +1,10 @@
-import { Inject, Injectable } from '@nestjs/common';
+import { Inject, Injectable, Logger } from '@nestjs/common';
+import type Redis from 'ioredis';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
 import { KILN_CONFIG, KilnConfig } from '../config/config';
+import { REDIS } from '../db/redis';
 import type { LineResult } from '../execution/workflow-commands';
 
 /**
@@ -22,12 +24,38 @@ export type LineFilter = (step: number, text: string) => LineResult;
 const MAX_LINE = 64 * 1024;
 
 /**
+ * What a writer publishes, in file order: the records it appended between byte offsets `from` and
+ * `next` of the job's log file (`from` of one batch is `next` of the one before), or, once, that it
+ * closed the file at `next`.
+ */
+export type LogBatch = { from: number; next: number; records: LogRecord[] } | { closed: true; next: number };
+
+/** A batch as it travels on the run's channel (logChannel): the job it belongs to, added. */
+export type LogMessage = LogBatch & { job: string };
+
+/** Hands a batch to whoever tells followers (Redis PUBLISH); may throw or reject: the writer ignores it. */
+export type LogPublish = (batch: LogBatch) => unknown;
+
+/** The Redis pub/sub channel that carries the live log lines of one run, for every job of it. */
+export function logChannel(queuePrefix: string, runId: string): string {
+  return `${queuePrefix}:logs:${runId}`;
+}
+
+/** Output is published at most this often per writer (plus when a batch gets full, and on close)... */
+export const PUBLISH_INTERVAL_MS = 20;
+/** ...in messages of at most about this many bytes of log lines. */
+export const PUBLISH_MAX_BYTES = 1024 * 1024;
+/** Past this many bytes published but not yet answered (Redis slow or away), batches are skipped: the file has them. */
+const PUBLISH_MAX_IN_FLIGHT = 16 * 1024 * 1024;
+
+/**
  * Logs live in files, one JSON line per output line: data/logs/<run>/<job>.jsonl. Written as output
- * arrives; read from any offset, so a follower that joins late gets everything from the start.
+ * arrives; read from any offset, so a follower that joins late gets everything from the start. What
+ * is appended is also published on Redis (logChannel), so a follower on another node sees it live.
  */
 @Injectable()
 export class LogStore {
-  constructor(@Inject(KILN_CONFIG) private readonly config: KilnConfig) {}
+  constructor(@Inject(KILN_CONFIG) private readonly config: KilnConfig, @Inject(REDIS) private readonly redis: Pick<Redis, 'publish'>) {}
 
   file(runId: string, jobId: string): string {
     return path.join(this.config.dataDir, 'logs', runId, `${jobId}.jsonl`);
@@ -36,7 +64,9 @@ export class LogStore {
   writer(runId: string, jobId: string, secrets: string[] = []): LogWriter {
     const file = this.file(runId, jobId);
     fs.mkdirSync(path.dirname(file), { recursive: true });
-    return new LogWriter(file, this.config.logCapBytes, secrets);
+    const channel = logChannel(this.config.queuePrefix, runId);
+    const publish: LogPublish = (batch) => this.redis.publish(channel, JSON.stringify({ job: jobId, ...batch }));
+    return new LogWriter(file, this.config.logCapBytes, secrets, publish);
   }
 
   /** Records from byte offset `from`; returns the offset after the last complete line. */
@@ -63,8 +93,14 @@ export class LogStore {
   }
 }
 
-/** Splits output into lines per step and stream, stamps them, appends them; stops at the cap with a notice. */
+/**
+ * Splits output into lines per step and stream, stamps them, appends them; stops at the cap with a
+ * notice. With `publish`, what it appended is also handed over in batches (LogBatch): at most every
+ * PUBLISH_INTERVAL_MS, at most PUBLISH_MAX_BYTES each, and on close with a closing marker after.
+ * Publishing never throws into the job nor waits for an answer: the file has every line anyway.
+ */
 export class LogWriter {
+  private static readonly log = new Logger('LogWriter');
   private readonly fd: number;
   private written = 0;
   private truncated = false;
@@ -74,7 +110,16 @@ export class LogWriter {
   private masks: string[];
   private filter: LineFilter | null = null;
 
-  constructor(readonly file: string, private readonly capBytes: number, secrets: string[] = []) {
+  // Appended but not yet published: the records from byte offset pendingFrom on, pendingBytes long.
+  private pending: LogRecord[] = [];
+  private pendingFrom = 0;
+  private pendingBytes = 0;
+  private timer: NodeJS.Timeout | null = null;
+  private inFlight = 0;
+  private publishFailed = false;
+  private closed = false;
+
+  constructor(readonly file: string, private readonly capBytes: number, secrets: string[] = [], private readonly publish: LogPublish | null = null) {
     this.masks = maskList(secrets);
     this.fd = fs.openSync(file, 'a');
     this.written = fs.fstatSync(this.fd).size;
@@ -132,9 +177,74 @@ export class LogWriter {
   }
 
   close(): void {
+    if (this.closed) return;
     for (const key of [...this.partial.keys()]) this.flush(Number(key.split(':')[0]));
     if (this.dropped) this.appendRecord({ t: Date.now(), i: -1, s: 'k', l: `log truncated: ${this.dropped} more bytes of output were not kept (cap ${this.capBytes} bytes per job)` }, true);
+    this.closed = true;
     fs.closeSync(this.fd);
+    this.publishPending();
+    this.send({ closed: true, next: this.written }, 0);
+  }
+
+  /** Publishes what was appended and not yet published, now (close does it by itself). */
+  publishPending(): void {
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = null;
+    }
+    if (!this.pending.length) return;
+    const batch = { from: this.pendingFrom, next: this.pendingFrom + this.pendingBytes, records: this.pending };
+    const bytes = this.pendingBytes;
+    this.pending = [];
+    this.pendingBytes = 0;
+    this.send(batch, bytes);
+  }
+
+  private send(batch: LogBatch, bytes: number): void {
+    if (!this.publish) return;
+    if (bytes && this.inFlight + bytes > PUBLISH_MAX_IN_FLIGHT) {
+      // Followers see the gap in the offsets and read it from the file (or, where the file is not
+      // visible, go on from the next batch).
+      this.publishError(new Error(`more than ${PUBLISH_MAX_IN_FLIGHT} bytes await Redis; skipping batches until it catches up`));
+      return;
+    }
+    let result: unknown;
+    try {
+      result = this.publish(batch);
+    } catch (e) {
+      this.publishError(e);
+      return;
+    }
+    if (typeof (result as PromiseLike<unknown> | undefined)?.then === 'function') {
+      this.inFlight += bytes;
+      (result as PromiseLike<unknown>).then(
+        () => { this.inFlight -= bytes; },
+        (e: unknown) => { this.inFlight -= bytes; this.publishError(e); },
+      );
+    }
+  }
+
+  private publishError(e: unknown): void {
+    if (this.publishFailed) return;
+    this.publishFailed = true;
+    LogWriter.log.warn(`publishing live log lines of ${this.file} failed (followers on other nodes may see them late; the file has them all): ${(e as Error)?.message ?? String(e)}`);
+  }
+
+  /** Queues a record just written at byte offset `at` for the next batch. */
+  private queue(r: LogRecord, at: number, bytes: number): void {
+    if (!this.publish) return;
+    if (this.pending.length && this.pendingBytes + bytes > PUBLISH_MAX_BYTES) this.publishPending();
+    if (!this.pending.length) this.pendingFrom = at;
+    this.pending.push(r);
+    this.pendingBytes += bytes;
+    if (this.pendingBytes >= PUBLISH_MAX_BYTES) this.publishPending();
+    else if (!this.timer) {
+      this.timer = setTimeout(() => {
+        this.timer = null;
+        this.publishPending();
+      }, PUBLISH_INTERVAL_MS);
+      this.timer.unref();
+    }
   }
 
   private append(step: number, s: 'o' | 'e', l: string): void {
@@ -159,6 +269,7 @@ export class LogWriter {
       return;
     }
     fs.writeSync(this.fd, line);
+    this.queue(r, this.written, bytes);
     this.written += bytes;
   }
 }

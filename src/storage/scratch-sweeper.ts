@@ -2,6 +2,7 @@ import { Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } fro
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FileStore } from './file-store';
+import { Metrics } from '../metrics/metrics';
 import { ownerGone, scratchOwner } from './scratch';
 
 const EVERY_MS = 5 * 60_000;
@@ -23,7 +24,7 @@ export class ScratchSweeper implements OnApplicationBootstrap, OnApplicationShut
   private readonly log = new Logger('ScratchSweeper');
   private timer?: NodeJS.Timeout;
 
-  constructor(private readonly files: FileStore) {}
+  constructor(private readonly files: FileStore, private readonly metrics: Metrics) {}
 
   onApplicationBootstrap(): void {
     const sweep = () => { try { this.sweep(); } catch (e) { this.log.warn(`sweep: ${(e as Error).message}`); } };
@@ -50,6 +51,7 @@ export class ScratchSweeper implements OnApplicationBootstrap, OnApplicationShut
         if (!why) continue;
         fs.rmSync(file, { recursive: true, force: true });
         report.removed.push({ entry: `${label}/${name}`, why });
+        this.metrics.scratchRemoved.inc();
         this.log.log(`removed ${label === 'uploads' ? 'partial upload' : 'scratch folder'} ${name} (${why})`);
       }
     }

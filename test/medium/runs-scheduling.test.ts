@@ -22,7 +22,7 @@ describe('runs: scheduling and step semantics (SQLite, Redis, scripted backend)'
   const backend = new FakeBackend();
 
   before(async () => {
-    const config = testConfig({ KILN_QUEUE_PREFIX: `medium-${process.pid}-${Date.now()}`, KILN_WORKER_CONCURRENCY: '4' });
+    const config = testConfig({ KILN_QUEUE_PREFIX: `medium-${process.pid}-${Date.now()}`, KILN_WORKER_CONCURRENCY: '4', KILN_WORKER_NAME: 'medium-worker-1' });
     const moduleRef = await Test.createTestingModule({ imports: [AppModule.forRole(config, 'serve')] })
       .overrideProvider(EXECUTION_BACKEND).useValue(backend).compile();
     app = moduleRef.createNestApplication({ logger: ['error'] });
@@ -217,4 +217,21 @@ jobs:
     const unknown = await http.post('/api/v1/runs').send({ command: 'x', image: 'evil' }).expect(400);
     assert.match(JSON.stringify(unknown.body.message), /property image should not exist/);
   });
+
+  test('metrics: /metrics is Prometheus text with queue depth, jobs by state, step durations and container starts; jobs name their worker', async () => {
+    const run = await submit('jobs:\n  m: { runs-on: python-3.11, steps: [ { run: "echo metrics" } ] }\n');
+    const done = await finished(run.id);
+    assert.equal(done.conclusion, 'success');
+    const view = (await http.get(`/api/v1/runs/${run.id}`)).body as { jobs: { worker: string | null }[] };
+    assert.equal(view.jobs[0].worker, 'medium-worker-1');
+    const res = await request(app.getHttpServer()).get('/metrics').expect(200);
+    assert.match(res.headers['content-type'], /^text\/plain/);
+    for (const state of ['waiting', 'active', 'delayed', 'failed']) assert.match(res.text, new RegExp(`^kiln_queue_jobs\\{state="${state}"\\} \\d+$`, 'm'));
+    assert.match(res.text, /^kiln_jobs\{status="completed"\} [1-9]\d*$/m);
+    assert.match(res.text, /^kiln_jobs_finished_total\{conclusion="success"\} [1-9]\d*$/m);
+    assert.match(res.text, /^kiln_step_duration_seconds_count\{conclusion="success"\} [1-9]\d*$/m);
+    assert.match(res.text, /^kiln_process_resident_memory_bytes \d+/m);
+    assert.doesNotMatch(res.text, new RegExp(run.id), 'no run ids in metrics');
+  });
 });
+
