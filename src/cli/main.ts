@@ -56,6 +56,15 @@ workspace if given. Streams its output and exits with its exit code.`,
 };
 
 const isTTY = Boolean(process.stdout.isTTY) && !process.env.NO_COLOR;
+/**
+ * Text from the server (job names, step names, log lines: a job chose them) is data: on a terminal its
+ * control characters are shown as \xNN, never obeyed, with or without colours. Piped, bytes pass unchanged.
+ */
+const shownOut = (s: string) => (process.stdout.isTTY ? visible(s) : s);
+const shownErr = (s: string) => (process.stderr.isTTY ? visible(s) : s);
+function visible(s: string): string {
+  return s.replace(/[\x00-\x08\x0b-\x1f\x7f-\x9f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+}
 const paint = (code: string, s: string, tty = isTTY) => (tty ? `\x1b[${code}m${s}\x1b[0m` : s);
 const err = (s: string) => process.stderr.write(s + '\n');
 
@@ -281,9 +290,8 @@ async function streamLogs(k: KilnClient, runId: string, job: string | null, out:
 
 /** One log line for a terminal: Kiln's own lines bold, stderr red; nothing from the job is interpreted. */
 function renderLine(r: LogRecord, prefix: boolean, quiet: boolean): string {
-  const p = prefix ? paint('36', `[${r.job}] `) : '';
-  // The job's text is data: control characters (escape sequences included) are shown, not obeyed, on a terminal.
-  const text = isTTY ? r.l.replace(/[\x00-\x08\x0b-\x1f\x7f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`) : r.l;
+  const p = prefix ? paint('36', `[${shownOut(r.job)}] `) : '';
+  const text = shownOut(r.l);
   if (r.s === 'k') return quiet ? '' : `${p}${paint('1', text.startsWith('▶') || text.startsWith('■') ? text : `## ${text}`)}\n`;
   if (r.s === 'g') return `${p}${paint('1', `▸ ${text}`)}\n`;
   if (r.s === 'G') return '';
@@ -309,8 +317,8 @@ function summary(r: RunView) {
 function printSummary(r: RunView): void {
   const mark = (c: string | null) => (c === 'success' ? paint('32', '✓') : c === 'skipped' ? paint('2', '-') : c === 'cancelled' ? paint('33', '○') : paint('31', '✗'));
   for (const j of r.jobs) {
-    err(`${mark(j.conclusion)} ${j.key} (${j.environment}): ${j.conclusion}${j.error ? `: ${j.error}` : ''}`);
-    for (const s of j.steps) if (s.conclusion !== 'success') err(`    ${mark(s.conclusion)} ${s.name}: ${s.outcome}${s.exitCode !== null ? ` (exit ${s.exitCode})` : ''}${s.reason ? `, ${s.reason}` : ''}`);
+    err(`${mark(j.conclusion)} ${shownErr(j.key)} (${j.environment}): ${j.conclusion}${j.error ? `: ${shownErr(j.error)}` : ''}`);
+    for (const s of j.steps) if (s.conclusion !== 'success') err(`    ${mark(s.conclusion)} ${shownErr(s.name)}: ${s.outcome}${s.exitCode !== null ? ` (exit ${s.exitCode})` : ''}${s.reason ? `, ${s.reason}` : ''}`);
   }
   if (r.artifacts.length) err(`artifacts: ${r.artifacts.map((a) => a.name).join(', ')}  (kiln artifacts ${r.id} --download NAME)`);
   err(`run ${r.id}: ${r.conclusion}`);
@@ -335,10 +343,10 @@ async function status(argv: string[]): Promise<number> {
     process.stdout.write(JSON.stringify(summary(r), null, 2) + '\n');
     return EXIT.ok;
   }
-  process.stdout.write(`run ${r.id}: ${r.status}${r.conclusion ? ` (${r.conclusion})` : ''}, workflow ${r.workflow.name}\n`);
+  process.stdout.write(`run ${r.id}: ${r.status}${r.conclusion ? ` (${r.conclusion})` : ''}, workflow ${shownOut(r.workflow.name)}\n`);
   for (const j of r.jobs) {
-    process.stdout.write(`  ${j.key} [${j.id}] on ${j.environment}: ${j.status}${j.conclusion ? ` (${j.conclusion})` : ''}${j.error ? `: ${j.error}` : ''}\n`);
-    for (const s of j.steps) process.stdout.write(`    #${s.index} ${s.name}: ${s.conclusion ?? s.outcome ?? 'pending'}${s.exitCode !== null ? ` exit ${s.exitCode}` : ''}${s.reason ? ` ${s.reason}` : ''}\n`);
+    process.stdout.write(`  ${shownOut(j.key)} [${j.id}] on ${j.environment}: ${j.status}${j.conclusion ? ` (${j.conclusion})` : ''}${j.error ? `: ${shownOut(j.error)}` : ''}\n`);
+    for (const s of j.steps) process.stdout.write(`    #${s.index} ${shownOut(s.name)}: ${s.conclusion ?? s.outcome ?? 'pending'}${s.exitCode !== null ? ` exit ${s.exitCode}` : ''}${s.reason ? ` ${s.reason}` : ''}\n`);
   }
   return EXIT.ok;
 }

@@ -14,6 +14,11 @@ const KEEPER_USER = '65534:65534';
 export const JOB_LABEL = 'kiln.job';
 /** Which Kiln (deployments sharing a Redis share a queue prefix) a container belongs to. */
 export const DEPLOYMENT_LABEL = 'kiln.deployment';
+/** Size of the tmpfs for Kiln's per-step files under /tmp/kiln (env files are read back at 1 MiB each). */
+const KILN_FILES_BYTES = 64 * 1024 * 1024;
+/** Deadline of Kiln's own short helpers in the sandbox (post-step reader, signals). */
+const HELPER_TIMEOUT_MS = 30_000;
+class HelperTimeout extends Error {}
 /** Grace between SIGTERM and SIGKILL when a step is stopped. */
 const KILL_GRACE_MS = 5000;
 
@@ -82,6 +87,9 @@ export class DockerBackend implements ExecutionBackend {
         [
           { path: '/workspace', bytes: l.workspaceBytes, uid: JOB_UID },
           { path: '/tmp', bytes: l.tmpBytes },
+          // Kiln's own per-step files (scripts, GITHUB_ENV/OUTPUT/PATH/STEP_SUMMARY): a job that fills /tmp
+          // can still run its cleanup steps. Docker mounts it after /tmp (mounts are sorted by depth).
+          { path: '/tmp/kiln', bytes: KILN_FILES_BYTES, uid: JOB_UID },
           { path: '/home/runner', bytes: l.tmpBytes, uid: JOB_UID },
         ],
         spec.runtime,
@@ -116,7 +124,7 @@ export class DockerBackend implements ExecutionBackend {
 
   async putWorkspace(job: JobHandle, tar: Readable, dir = '/workspace'): Promise<void> {
     const c = this.docker.getContainer(job.id);
-    const res = await this.run(c, ['sh', '-c', 'mkdir -p -- "$1" && exec tar -x -f - -C "$1" --no-same-owner --delay-directory-restore', 'put', dir], { stdin: tar });
+    const res = await this.run(c, ['sh', '-c', 'mkdir -p -- "$1" && exec tar -x -f - -C "$1" --no-same-owner --delay-directory-restore', 'put', dir], { stdin: tar, timeoutMs: 15 * 60_000 });
     if (res.exitCode !== 0) throw new Error(`unpacking the workspace failed (tar exit ${res.exitCode}): ${res.stderr.slice(-500)}`);
   }
 
@@ -191,6 +199,10 @@ export class DockerBackend implements ExecutionBackend {
       return state;
     }
     const post = await this.postStep(c, job, step.readBack ?? [], step.maxFileBytes ?? 1024 * 1024);
+    if (post.execFailed && !(await c.inspect().then((i) => i.State.Running, () => false))) {
+      state.sandboxLost = 'the sandbox was stopped: Kiln\'s helpers in it did not answer (the job stopped or starved them)';
+      return state;
+    }
     const before = this.counters.get(job.id) ?? { pidsMax: 0, oomKill: 0 };
     if (post.counters) {
       state.oomKilled = post.counters.oomKill > before.oomKill;
@@ -237,7 +249,23 @@ export class DockerBackend implements ExecutionBackend {
   }
 
   /** Runs a short command as the job user to completion, with optional stdin. */
-  private async run(c: Docker.Container, cmd: string[], opts: { stdin?: Readable; user?: string } = {}): Promise<{ exitCode: number; stdout: Buffer; stderr: string }> {
+  /**
+   * Kiln's helpers run as the job user, so the job can signal them (SIGSTOP every new shell): each has a
+   * deadline, and a helper that misses it means the sandbox is the job's to lose, never the worker's slot.
+   */
+  private async run(c: Docker.Container, cmd: string[], opts: { stdin?: Readable; user?: string; timeoutMs?: number } = {}): Promise<{ exitCode: number; stdout: Buffer; stderr: string }> {
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new HelperTimeout(`Kiln's helper in the sandbox did not finish within ${(opts.timeoutMs ?? HELPER_TIMEOUT_MS) / 1000} s (the job stopped or starved it)`)), opts.timeoutMs ?? HELPER_TIMEOUT_MS);
+    });
+    try {
+      return await Promise.race([this.runUnbounded(c, cmd, opts), deadline]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private async runUnbounded(c: Docker.Container, cmd: string[], opts: { stdin?: Readable; user?: string } = {}): Promise<{ exitCode: number; stdout: Buffer; stderr: string }> {
     const exec = await c.exec({ Cmd: cmd, AttachStdin: Boolean(opts.stdin), AttachStdout: true, AttachStderr: true, User: opts.user ?? JOB_USER, Tty: false });
     const stream = (await exec.start({ hijack: true, stdin: Boolean(opts.stdin) })) as unknown as NodeJS.ReadWriteStream;
     const out: Buffer[] = [];
@@ -265,7 +293,11 @@ export class DockerBackend implements ExecutionBackend {
     const cgroup = job.runtime === 'runsc' ? 'nocgroup' : 'cgroup';
     try {
       res = await this.run(c, ['sh', '-c', POST_STEP_SCRIPT, 'post', cgroup, String(maxBytes), ...files]);
-    } catch {
+    } catch (e) {
+      if (e instanceof HelperTimeout) {
+        this.log.warn(`job ${job.jobId}: ${e.message}; stopping its sandbox`);
+        await c.kill({ signal: 'SIGKILL' }).catch(() => undefined);
+      }
       return { counters: null, files: {}, execFailed: true };
     }
     if (res.exitCode !== 0 && !res.stdout.includes('end\n')) return { counters: null, files: {}, execFailed: true };
@@ -276,14 +308,18 @@ export class DockerBackend implements ExecutionBackend {
   private async killJobProcesses(c: Docker.Container, exec: Docker.Exec): Promise<void> {
     // `kill` is the shell's builtin: minimal images have no procps. -1 = every process we may signal.
     const signalAll = async (sig: string) => {
-      const r = await this.run(c, ['sh', '-c', `kill -${sig} -1 2>/dev/null; exit 0`]);
+      const r = await this.run(c, ['sh', '-c', `kill -${sig} -1 2>/dev/null; exit 0`], { timeoutMs: 10_000 });
       if (r.exitCode !== 0) throw new Error(`kill -${sig} -1 exited ${r.exitCode}: ${r.stderr || r.stdout.toString()}`.trim());
     };
+    // `kill -0 -1` succeeds while any process of the job user other than the asker is left.
+    const survivors = async () => (await this.run(c, ['sh', '-c', 'kill -0 -1 2>/dev/null'], { timeoutMs: 10_000 })).exitCode === 0;
     try {
       await signalAll('TERM');
+      // The grace is for every process of the job, not only the step's main one: an orphan that
+      // ignores SIGTERM must not outlive its step because the main process obeyed.
       const deadline = Date.now() + KILL_GRACE_MS;
       while (Date.now() < deadline) {
-        if (!(await exec.inspect()).Running) return;
+        if (!(await exec.inspect()).Running && !(await survivors())) return;
         await sleep(200);
       }
       await signalAll('KILL');
