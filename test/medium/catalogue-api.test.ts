@@ -14,6 +14,9 @@ const engine = {
     if (!this.up) throw new EngineUnavailableError('Docker engine unreachable: connect ENOENT /var/run/docker.sock');
     return { apiVersion: '1.41', version: '20.10.24' };
   },
+  async runtimes() {
+    return ['runc'];
+  },
 };
 
 describe('catalogue API (SQLite, Redis, scripted engine)', () => {
@@ -118,6 +121,17 @@ describe('catalogue API (SQLite, Redis, scripted engine)', () => {
     assert.equal(res.body.checks.redis.ok, true);
     assert.equal(res.body.checks.database.detail, 'sqlite');
     assert.match(res.body.checks.engine.detail, /API 1\.41/);
+  });
+
+  test('health: 503 naming runsc when Kiln is configured for it and the engine lacks it', async () => {
+    const runscApp = await createTestApp(testConfig({ KILN_RUNSC_ENVIRONMENTS: 'python-3.13' }), { engine });
+    try {
+      const res = await request(runscApp.getHttpServer()).get('/api/v1/health').expect(503);
+      assert.equal(res.body.checks.engine.ok, false);
+      assert.match(res.body.checks.engine.detail, /configured for the runtime runsc .* the engine has only runc; register gVisor's runsc/);
+    } finally {
+      await runscApp.close();
+    }
   });
 
   test('health: 503 naming the engine when it is unreachable', async () => {

@@ -16,7 +16,7 @@ describe('PostgreSQL when DATABASE_URL is set (real PostgreSQL)', () => {
   before(async () => {
     assert.ok(url, 'KILN_TEST_DATABASE_URL is not set: run this tier through `npm test` (.ci/test.sh starts PostgreSQL)');
     app = await createTestApp(testConfig({ DATABASE_URL: url }), {
-      engine: { ping: async () => ({ apiVersion: '1.41', version: 'scripted' }) },
+      engine: { ping: async () => ({ apiVersion: '1.41', version: 'scripted' }), runtimes: async () => ['runc'] },
     });
   });
   after(async () => app?.close());

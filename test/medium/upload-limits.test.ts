@@ -11,7 +11,7 @@ let app: INestApplication;
 const config = testConfig({ KILN_UPLOAD_MAX: '64k', KILN_JOB_WORKSPACE: '8m', KILN_JOB_WORKSPACE_MAX: '16m', KILN_QUEUE_PREFIX: `uplim-${process.pid}` });
 
 before(async () => {
-  app = await createTestApp(config, { engine: { ping: async () => ({ apiVersion: '1.41', version: 'scripted' }) } });
+  app = await createTestApp(config, { engine: { ping: async () => ({ apiVersion: '1.41', version: 'scripted' }), runtimes: async () => ['runc'] } });
 });
 after(async () => app?.close());
 
