@@ -212,9 +212,17 @@ jobs:
 
     // Fork bomb (processes come and go): the process limit, reported; later steps skipped.
     const bomb = job(done, 'forkbomb');
-    assert.equal(bomb.steps[0].conclusion, 'failure', describeJob(bomb));
-    assert.ok(EXHAUSTED.pids.includes(bomb.steps[0].reason ?? ''), `fork bomb reason ${bomb.steps[0].reason}, expected one of ${EXHAUSTED.pids}`);
-    assert.equal(bomb.steps[1].conclusion, 'skipped');
+    if (RUNTIME === 'runsc') {
+      // gVisor: the bomb's shell returns at once and the sandbox dies of it a moment later, so the
+      // failure may land on the step after it (docs/security.md). What must hold: the job fails, a step
+      // says why, the job ends promptly, and nothing outside is touched (asserted below).
+      assert.equal(bomb.conclusion, 'failure', describeJob(bomb));
+      assert.ok(bomb.steps.some((s) => EXHAUSTED.pids.includes(s.reason ?? '')), `a step of the fork bomb job says why: ${describeJob(bomb)}`);
+    } else {
+      assert.equal(bomb.steps[0].conclusion, 'failure', describeJob(bomb));
+      assert.ok(EXHAUSTED.pids.includes(bomb.steps[0].reason ?? ''), `fork bomb reason ${bomb.steps[0].reason}, expected one of ${EXHAUSTED.pids}`);
+      assert.equal(bomb.steps[1].conclusion, 'skipped');
+    }
     assert.ok(seconds(bomb) < 90, `the fork bomb job ended promptly (${seconds(bomb)} s)`);
     if (bomb.steps[0].reason === 'pids-limit') {
       assert.match(await jobLog(done, 'forkbomb'), new RegExp(`the job reached its limit of ${LIMITS.KILN_JOB_PIDS} processes`));
