@@ -97,7 +97,7 @@ describe('the published catalogue, measured in real images (real engine)', () =>
     const res = await fetch(`${server.url}/api/v1/health`);
     assert.equal(res.status, 200);
     const body = (await res.json()) as { checks: { engine: { detail: string } } };
-    assert.match(body.checks.engine.detail, /^Docker \S+ \(API 1\.\d+\)$/);
+    assert.match(body.checks.engine.detail, /^Docker \S+ \(API 1\.\d+\), runtimes (\S+, )*runc(, \S+)*; jobs run under runc$/);
   });
 });
 
