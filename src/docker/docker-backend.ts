@@ -185,10 +185,10 @@ export class DockerBackend implements ExecutionBackend {
       (stream as unknown as { destroy?: () => void }).destroy?.();
     }
     if (stopping) await stopping;
-    const sandbox = await c.inspect().catch(() => null);
-    if (sandbox && !sandbox.State.Running) {
-      state.oomKilled = sandbox.State.OOMKilled;
-      state.sandboxLost = `the sandbox stopped (exit ${sandbox.State.ExitCode}${sandbox.State.OOMKilled ? ', out of memory' : ''})`;
+    const stopped = await stoppedSandbox(c);
+    if (stopped) {
+      state.oomKilled = stopped.oomKilled;
+      state.sandboxLost = `the sandbox stopped (${stopped.how})`;
       state.exitCode = await exec.inspect().then((i) => i.ExitCode ?? null, () => null);
       return state;
     }
@@ -347,16 +347,19 @@ export class DockerBackend implements ExecutionBackend {
     const message = (e as Error).message ?? String(e);
     // An exec that cannot start because the process table is full is the job's doing, not ours.
     const post = await this.postStep(c, job, [], 0);
-    if (post.execFailed && (await this.isAvailable()) && (await c.inspect().then((i) => i.State.Running, () => false))) {
-      state.pidsLimited = true;
-      state.exitCode = 126;
-      return state;
-    }
     const sandbox = await c.inspect().catch(() => null);
-    if (sandbox && !sandbox.State.Running && (await this.isAvailable())) {
-      state.oomKilled = sandbox.State.OOMKilled;
-      state.sandboxLost = `the sandbox had stopped (exit ${sandbox.State.ExitCode}${sandbox.State.OOMKilled ? ', out of memory' : ''})`;
-      return state;
+    if (sandbox && (await this.isAvailable())) {
+      if (sandbox.State.Running && post.execFailed) {
+        state.pidsLimited = true;
+        state.exitCode = 126;
+        return state;
+      }
+      const stopped = stoppedState(sandbox);
+      if (stopped) {
+        state.oomKilled = stopped.oomKilled;
+        state.sandboxLost = `the sandbox had stopped (${stopped.how})`;
+        return state;
+      }
     }
     state.error = `could not start the step: ${message}`;
     return state;
@@ -384,6 +387,17 @@ export function parsePostStep(out: Buffer): { counters: Counters | null; files: 
     } else if (line === 'end') break;
   }
   return { counters: pidsMax === null && oomKill === null ? null : { pidsMax: pidsMax ?? 0, oomKill: oomKill ?? 0 }, files };
+}
+
+/** How the job's container ended, when it is no longer running (null while it runs or cannot be inspected). */
+async function stoppedSandbox(c: Docker.Container): Promise<{ oomKilled: boolean; how: string } | null> {
+  const info = await c.inspect().catch(() => null);
+  return info ? stoppedState(info) : null;
+}
+
+function stoppedState(info: Docker.ContainerInspectInfo): { oomKilled: boolean; how: string } | null {
+  if (info.State.Running) return null;
+  return { oomKilled: info.State.OOMKilled, how: `exit ${info.State.ExitCode}${info.State.OOMKilled ? ', out of memory' : ''}` };
 }
 
 function envList(env: Record<string, string>): string[] {
