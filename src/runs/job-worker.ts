@@ -8,6 +8,7 @@ import { WebhooksService } from '../webhooks/webhooks.service';
 import { JOBS_QUEUE, QUEUE_JOB_NAMES, QueueJobName, QueuePayloads } from '../queue/queue.types';
 import { RunScheduler } from './run-scheduler';
 import { RunsRepository } from './runs.repository';
+import type { Run } from './runs.types';
 import { Metrics } from '../metrics/metrics';
 
 /** The queue consumer: takes one job at a time per slot, runs it, records it, advances its run. */
@@ -70,7 +71,8 @@ export class JobWorker implements OnApplicationBootstrap, BeforeApplicationShutd
    * run again; one that had started is not (its steps may have had effects): it fails as 'worker lost'.
    * Returns true when the job should run.
    */
-  private async workerLost(bull: BullJob, runId: string, jobId: string): Promise<boolean> {
+  private async workerLost(bull: BullJob, run: Run, jobId: string): Promise<boolean> {
+    const runId = run.id;
     const started = (await this.repo.steps(runId)).some((s) => s.jobId === jobId && s.status !== 'pending');
     if (!started) {
       this.log.warn(`job ${jobId}: its worker was lost before any step started; running it again (queue entry ${bull.id})`);
@@ -82,8 +84,7 @@ export class JobWorker implements OnApplicationBootstrap, BeforeApplicationShutd
       this.metrics.jobsFinished.inc({ conclusion: 'failure' });
     }
     await this.scheduler.advance(runId);
-    const run = await this.repo.getRun(runId);
-    await this.scheduler.advanceOwner(run?.ownerId ?? null);
+    await this.scheduler.advanceOwner(run.ownerId);
     return false;
   }
 
@@ -105,7 +106,7 @@ export class JobWorker implements OnApplicationBootstrap, BeforeApplicationShutd
       await this.scheduler.advance(runId);
       return;
     }
-    if (job.status === 'in_progress' && !(await this.workerLost(bull, runId, jobId))) return;
+    if (job.status === 'in_progress' && !(await this.workerLost(bull, run, jobId))) return;
     if (!(await this.transitionJobOrStop(jobId))) return;
     await this.repo.startRun(runId);
     const abort = new AbortController();
