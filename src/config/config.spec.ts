@@ -26,6 +26,9 @@ const bad: [Record<string, string>, string, RegExp][] = [
   [{ KILN_DEFAULT_ENVIRONMENT: 'Python 3' }, 'KILN_DEFAULT_ENVIRONMENT', /KILN_DEFAULT_ENVIRONMENT="Python 3": must be an environment name/],
   [{ KILN_RUNTIME: 'kata' }, 'KILN_RUNTIME', /KILN_RUNTIME="kata": must be runc .* or runsc/],
   [{ KILN_RUNSC_ENVIRONMENTS: 'python-3.13;rm' }, 'KILN_RUNSC_ENVIRONMENTS', /KILN_RUNSC_ENVIRONMENTS=.*comma-separated list/],
+  [{ KILN_WORKER_LABELS: 'runsc,GPU' }, 'KILN_WORKER_LABELS', /KILN_WORKER_LABELS=.*comma-separated list of labels/],
+  [{ KILN_ENVIRONMENT_LABELS: 'python-3.13' }, 'KILN_ENVIRONMENT_LABELS', /KILN_ENVIRONMENT_LABELS=.*environment=label pairs/],
+  [{ KILN_ENVIRONMENT_LABELS: 'python-3.13=runsc,python-3.13=gpu' }, 'KILN_ENVIRONMENT_LABELS', /python-3\.13 is given two labels \(runsc, gpu\)/],
 ];
 for (const [env, variable, message] of bad) {
   test(`a bad ${variable} stops start-up naming the variable`, () => {
@@ -59,4 +62,14 @@ test('runtime: runc by default; KILN_RUNTIME for all jobs, KILN_RUNSC_ENVIRONMEN
   const c = loadConfig({ KILN_RUNTIME: 'runsc', KILN_RUNSC_ENVIRONMENTS: 'python-3.13,python-3.9' });
   assert.equal(c.runtime, 'runsc');
   assert.deepEqual(c.runscEnvironments, ['python-3.13', 'python-3.9']);
+});
+
+test('worker labels: none by default; KILN_WORKER_LABELS and KILN_ENVIRONMENT_LABELS parse', () => {
+  assert.deepEqual(loadConfig({}).workerLabels, []);
+  assert.deepEqual(loadConfig({}).environmentLabels, {});
+  const c = loadConfig({ KILN_WORKER_LABELS: 'runsc,gpu,runsc', KILN_ENVIRONMENT_LABELS: 'python-3.13=runsc,python-3.9=old' });
+  assert.deepEqual(c.workerLabels, ['runsc', 'gpu']);
+  assert.deepEqual(c.environmentLabels, { 'python-3.13': 'runsc', 'python-3.9': 'old' });
+  assert.equal(loadConfig({ KILN_SWEEP_SECONDS: '3' }).sweepSeconds, 3);
+  assert.equal(loadConfig({}).sweepSeconds, 300);
 });

@@ -31,8 +31,11 @@ export class EnvSchema {
   @IsOptional() @Matches(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$/, { message: 'must be a short name: letters, digits, . _ : -' }) KILN_WORKER_NAME?: string;
   @IsOptional() @int() @IsInt() @Min(0) @Max(86400) KILN_SHUTDOWN_GRACE_SECONDS?: number;
   @IsOptional() @int() @IsInt() @Min(2) @Max(600) KILN_QUEUE_LOCK_SECONDS?: number;
+  @IsOptional() @int() @IsInt() @Min(1) @Max(86400) KILN_SWEEP_SECONDS?: number;
   @IsOptional() @IsIn(['runc', 'runsc'], { message: 'must be runc (the engine default) or runsc (gVisor, registered in the engine under that name)' }) KILN_RUNTIME?: string;
   @IsOptional() @Matches(/^[a-z0-9][a-z0-9.-]*(,[a-z0-9][a-z0-9.-]*)*$/, { message: 'must be a comma-separated list of environment names such as python-3.13' }) KILN_RUNSC_ENVIRONMENTS?: string;
+  @IsOptional() @Matches(/^[a-z0-9][a-z0-9_-]{0,31}(,[a-z0-9][a-z0-9_-]{0,31})*$/, { message: 'must be a comma-separated list of labels (lower-case letters, digits, _ -) such as runsc,gpu' }) KILN_WORKER_LABELS?: string;
+  @IsOptional() @Matches(/^[a-z0-9][a-z0-9.-]*=[a-z0-9][a-z0-9_-]{0,31}(,[a-z0-9][a-z0-9.-]*=[a-z0-9][a-z0-9_-]{0,31})*$/, { message: 'must be comma-separated environment=label pairs such as python-3.13=runsc' }) KILN_ENVIRONMENT_LABELS?: string;
 
   // Job sandbox limits: a default (what a job gets) and a maximum (what a job may ask for with `limits:`).
   @IsOptional() @Matches(SIZE, { message: SIZE_MSG }) KILN_JOB_MEMORY?: string;
@@ -108,10 +111,16 @@ export interface KilnConfig {
   shutdownGraceSeconds: number;
   /** A worker's hold on a queue entry; a worker silent this long is presumed lost and its entry taken over. */
   queueLockSeconds: number;
+  /** How often the container reaper and the scratch sweeper pass (they also pass at start-up). */
+  sweepSeconds: number;
   /** The container runtime for jobs: runc, or runsc (gVisor) for defence in depth. */
   runtime: 'runc' | 'runsc';
   /** Environments that run under runsc whatever `runtime` says. */
   runscEnvironments: string[];
+  /** This worker's labels: it takes the jobs of environments carrying one of them, besides unlabelled ones. */
+  workerLabels: string[];
+  /** Environment name -> the label a worker needs to take its jobs (the same on every node). */
+  environmentLabels: Record<string, string>;
   /** Where the runner-images/ scripts live (base image bootstrap). */
   runnerImagesDir: string;
   jobs: JobLimitsConfig;
@@ -180,8 +189,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     workerName: schema.KILN_WORKER_NAME ?? `${require('node:os').hostname()}:${process.pid}`,
     shutdownGraceSeconds: schema.KILN_SHUTDOWN_GRACE_SECONDS ?? 60,
     queueLockSeconds: schema.KILN_QUEUE_LOCK_SECONDS ?? 30,
+    sweepSeconds: schema.KILN_SWEEP_SECONDS ?? 300,
     runtime: (schema.KILN_RUNTIME as 'runc' | 'runsc' | undefined) ?? 'runc',
     runscEnvironments: schema.KILN_RUNSC_ENVIRONMENTS ? schema.KILN_RUNSC_ENVIRONMENTS.split(',') : [],
+    workerLabels: schema.KILN_WORKER_LABELS ? [...new Set(schema.KILN_WORKER_LABELS.split(','))] : [],
+    environmentLabels: environmentLabels(schema.KILN_ENVIRONMENT_LABELS),
     runnerImagesDir: path.join(root, 'runner-images'),
     jobs: jobLimits(schema),
     queuePrefix: schema.KILN_QUEUE_PREFIX ?? 'kiln',
@@ -204,6 +216,17 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
       allowPrivateHosts: schema.KILN_GIT_ALLOW_PRIVATE === 'true',
     },
   };
+}
+
+/** `python-3.13=runsc,python-3.9=old` -> { 'python-3.13': 'runsc', ... }; an environment named twice is refused. */
+function environmentLabels(raw: string | undefined): Record<string, string> {
+  const map: Record<string, string> = {};
+  for (const pair of raw ? raw.split(',') : []) {
+    const [env, label] = pair.split('=');
+    if (map[env] && map[env] !== label) throw new ConfigError(`invalid configuration:\n  KILN_ENVIRONMENT_LABELS: ${env} is given two labels (${map[env]}, ${label}); a job's environment needs exactly one`);
+    map[env] = label;
+  }
+  return map;
 }
 
 /** GitHub's hosted-runner labels point at the default environment unless KILN_LABEL_MAP says otherwise. */

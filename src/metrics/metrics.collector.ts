@@ -1,23 +1,30 @@
-import { InjectQueue } from '@nestjs/bull';
 import { Inject, Injectable, OnModuleInit } from '@nestjs/common';
-import type { Queue } from 'bull';
 import { DATABASE, Database } from '../db/database';
-import { JOBS_QUEUE } from '../queue/queue.types';
+import { QUEUES, Queues } from '../queue/job-queue';
 import { Metrics } from './metrics';
 
-/** Gauges read at scrape time: the shared queue's depth and the jobs by state (same on every node). */
+/** Gauges read at scrape time: the shared queues' depth and the jobs by state (same on every node). */
 @Injectable()
 export class MetricsCollector implements OnModuleInit {
   constructor(
     private readonly metrics: Metrics,
-    @InjectQueue(JOBS_QUEUE) private readonly queue: Queue,
+    @Inject(QUEUES) private readonly queues: Queues,
     @Inject(DATABASE) private readonly db: Database,
   ) {}
 
   onModuleInit(): void {
-    this.metrics.gauge('kiln_queue_jobs', 'Queue entries by Bull state (waiting = queue depth)', ['state'], async () => {
-      const c = await this.queue.getJobCounts();
-      return { waiting: c.waiting, active: c.active, delayed: c.delayed, failed: c.failed, completed: c.completed };
+    this.metrics.gauge('kiln_queue_jobs', 'Queue entries by Bull state, all queues (waiting = queue depth)', ['state'], async () => {
+      const out = { waiting: 0, active: 0, delayed: 0, failed: 0, completed: 0 };
+      for (const q of this.queues.values()) {
+        const c = await q.getJobCounts();
+        for (const k of Object.keys(out) as (keyof typeof out)[]) out[k] += c[k];
+      }
+      return out;
+    });
+    this.metrics.gauge('kiln_queue_waiting', 'Entries waiting per queue label (default: every worker takes them)', ['label'], async () => {
+      const out: Record<string, number> = {};
+      for (const [label, q] of this.queues) out[label ?? 'default'] = (await q.getJobCounts()).waiting;
+      return out;
     });
     this.metrics.gauge('kiln_jobs', 'Kiln jobs by status (all runs)', ['status'], async () => {
       const out: Record<string, number> = { queued: 0, in_progress: 0, completed: 0 };

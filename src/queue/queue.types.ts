@@ -1,6 +1,24 @@
 /** The one registry of queue job names and their payloads. Every name needs a handler in the worker. */
 export const JOBS_QUEUE = 'kiln-jobs';
 
+/**
+ * Labelled work has a queue of its own, `kiln-jobs.<label>`: a Bull consumer cannot pick entries by
+ * kind, so a job only some workers may take (KILN_ENVIRONMENT_LABELS) waits where only they look.
+ */
+export function queueName(label: string | null): string {
+  return label ? `${JOBS_QUEUE}.${label}` : JOBS_QUEUE;
+}
+
+/** Every queue a node of this configuration may produce to or consume from: the default, then one per label. */
+export function queueLabels(config: { workerLabels: string[]; environmentLabels: Record<string, string> }): (string | null)[] {
+  return [null, ...[...new Set([...Object.values(config.environmentLabels), ...config.workerLabels])].sort()];
+}
+
+/** The label a worker needs to take jobs of this environment (`name` or `name@version`), or null. */
+export function labelOf(environment: string, environmentLabels: Record<string, string>): string | null {
+  return environmentLabels[environment.split('@')[0]] ?? null;
+}
+
 export interface QueuePayloads {
   /** Run one job (one matrix combination) of a run. */
   'run-job': { runId: string; jobId: string };

@@ -2,6 +2,7 @@ import { Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } fro
 import * as fs from 'node:fs';
 import { FileStore } from '../storage/file-store';
 import { RunsRepository } from './runs.repository';
+import { Periodic } from './periodic';
 
 const EVERY_MS = 10 * 60_000;
 
@@ -9,18 +10,16 @@ const EVERY_MS = 10 * 60_000;
 @Injectable()
 export class ArtifactReaper implements OnApplicationBootstrap, OnApplicationShutdown {
   private readonly log = new Logger('Artifacts');
-  private timer?: NodeJS.Timeout;
+  private readonly periodic = new Periodic(this.log, 'retention sweep', EVERY_MS, () => this.sweep());
 
   constructor(private readonly repo: RunsRepository, private readonly files: FileStore) {}
 
   onApplicationBootstrap(): void {
-    void this.sweep().catch((e: Error) => this.log.warn(`retention sweep: ${e.message}`));
-    this.timer = setInterval(() => void this.sweep().catch((e: Error) => this.log.warn(`retention sweep: ${e.message}`)), EVERY_MS);
-    this.timer.unref();
+    this.periodic.start();
   }
 
   onApplicationShutdown(): void {
-    clearInterval(this.timer);
+    this.periodic.stop();
   }
 
   /** Deletes every artifact whose retention has passed; returns how many. */

@@ -1,11 +1,12 @@
-import { InjectQueue } from '@nestjs/bull';
 import { BeforeApplicationShutdown, Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
-import type { Job as BullJob, Queue } from 'bull';
+import type { Job as BullJob } from 'bull';
 import { KILN_CONFIG, KilnConfig } from '../config/config';
 import { JobRunner, RetryableJobError } from '../execution/job-runner';
 import { AuthService } from '../auth/auth.service';
 import { WebhooksService } from '../webhooks/webhooks.service';
-import { JOBS_QUEUE, QUEUE_JOB_NAMES, QueueJobName, QueuePayloads } from '../queue/queue.types';
+import { QUEUE_JOB_NAMES, QueueJobName, QueuePayloads } from '../queue/queue.types';
+import { QUEUES, Queues } from '../queue/job-queue';
+import { SlotGate } from '../queue/slot-gate';
 import { RunScheduler } from './run-scheduler';
 import { RunsRepository } from './runs.repository';
 import type { Run } from './runs.types';
@@ -17,10 +18,11 @@ export class JobWorker implements OnApplicationBootstrap, BeforeApplicationShutd
   private readonly log = new Logger('Worker');
   private readonly running = new Map<string, AbortController>();
   private stopping = false;
+  private gate!: SlotGate;
 
   constructor(
     @Inject(KILN_CONFIG) private readonly config: KilnConfig,
-    @InjectQueue(JOBS_QUEUE) private readonly queue: Queue,
+    @Inject(QUEUES) private readonly queues: Queues,
     private readonly repo: RunsRepository,
     private readonly runner: JobRunner,
     private readonly scheduler: RunScheduler,
@@ -34,11 +36,25 @@ export class JobWorker implements OnApplicationBootstrap, BeforeApplicationShutd
       'run-job': (job) => this.runJob(job),
       'webhook-push': (job) => this.webhooks.build(job.data.deliveryId),
     };
-    for (const name of QUEUE_JOB_NAMES) {
-      if (!handlers[name]) throw new Error(`queue job '${name}' has no handler`);
-      void this.queue.process(name, this.config.workerConcurrency, handlers[name]);
+    for (const name of QUEUE_JOB_NAMES) if (!handlers[name]) throw new Error(`queue job '${name}' has no handler`);
+    // The default queue and one per label of this worker. One '*' processor per queue: Bull adds up the
+    // concurrency of named processors, so a processor per job name would run more jobs than slots.
+    const mine = [null, ...this.config.workerLabels].map((l) => this.queues.get(l)!);
+    this.gate = new SlotGate(this.config.workerConcurrency, mine);
+    for (const queue of mine) {
+      void queue.process('*', this.config.workerConcurrency, async (job: BullJob) => {
+        const release = await this.gate.acquire();
+        try {
+          const handler = handlers[job.name as QueueJobName] as ((j: BullJob) => Promise<void>) | undefined;
+          if (!handler) throw new Error(`queue job '${job.name}' has no handler (a newer Kiln queued it?)`);
+          await handler(job);
+        } finally {
+          release();
+        }
+      });
     }
-    this.log.log(`worker taking jobs (${this.config.workerConcurrency} at a time)`);
+    const labels = this.config.workerLabels.length ? `; labels ${this.config.workerLabels.join(', ')}` : '';
+    this.log.log(`worker taking jobs (${this.config.workerConcurrency} at a time${labels})`);
   }
 
   /**
@@ -47,7 +63,7 @@ export class JobWorker implements OnApplicationBootstrap, BeforeApplicationShutd
    */
   async beforeApplicationShutdown(signal?: string): Promise<void> {
     this.stopping = true;
-    await this.queue.pause(true, true).catch(() => undefined);
+    await this.gate?.stop();
     const grace = this.config.shutdownGraceSeconds * 1000;
     if (this.running.size) this.log.log(`${signal ?? 'shutdown'}: taking no new jobs; waiting up to ${grace / 1000} s for ${this.running.size} running job(s)`);
     const deadline = Date.now() + grace;
@@ -62,7 +78,7 @@ export class JobWorker implements OnApplicationBootstrap, BeforeApplicationShutd
 
   async onApplicationShutdown(): Promise<void> {
     for (const c of this.running.values()) c.abort();
-    await this.queue.close().catch(() => undefined);
+    await Promise.all([...this.queues.values()].map((q) => q.close().catch(() => undefined)));
   }
 
   /**

@@ -4,8 +4,7 @@ import { DEPLOYMENT_LABEL } from '../docker/docker-backend';
 import { DockerEngine } from '../docker/docker-engine';
 import { RunsRepository } from './runs.repository';
 import { Metrics } from '../metrics/metrics';
-
-const EVERY_MS = 5 * 60_000;
+import { Periodic } from './periodic';
 
 export interface ReapReport {
   containers: string[];
@@ -13,30 +12,29 @@ export interface ReapReport {
 
 /**
  * Nothing left behind: this deployment's job containers (found by label) whose job is finished or unknown
- * are removed at start-up and every 5 minutes; each removal is logged. A container of a job that is
+ * are removed at start-up and every KILN_SWEEP_SECONDS (default 5 minutes); each removal is logged. A container of a job that is
  * still running is never touched. (Partial uploads and scratch clones: ScratchSweeper.)
  */
 @Injectable()
 export class Reaper implements OnApplicationBootstrap, OnApplicationShutdown {
   private readonly log = new Logger('Reaper');
-  private timer?: NodeJS.Timeout;
+  private readonly periodic: Periodic;
 
   constructor(
     @Inject(KILN_CONFIG) private readonly config: KilnConfig,
     private readonly engine: DockerEngine,
     private readonly repo: RunsRepository,
     private readonly metrics: Metrics,
-  ) {}
+  ) {
+    this.periodic = new Periodic(this.log, 'sweep', config.sweepSeconds * 1000, () => this.sweep());
+  }
 
   onApplicationBootstrap(): void {
-    const sweep = () => void this.sweep().catch((e: Error) => this.log.warn(`sweep: ${e.message}`));
-    sweep();
-    this.timer = setInterval(sweep, EVERY_MS);
-    this.timer.unref();
+    this.periodic.start();
   }
 
   onApplicationShutdown(): void {
-    clearInterval(this.timer);
+    this.periodic.stop();
   }
 
   async sweep(): Promise<ReapReport> {

@@ -111,7 +111,7 @@ export class RunScheduler {
       if (run.ownerId && (await this.repo.countActiveJobs(run.ownerId)) >= (quota ??= await this.ownerQuota(run.ownerId))) continue; // waits: quota
       if (await this.repo.transitionJob(job.id, ['pending'], 'queued')) {
         job.status = 'queued';
-        await this.queue.enqueueJob({ runId: run.id, jobId: job.id });
+        await this.queue.enqueueJob({ runId: run.id, jobId: job.id }, job.environment);
       }
     }
     return changed;

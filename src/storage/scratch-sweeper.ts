@@ -1,11 +1,12 @@
-import { Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
+import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FileStore } from './file-store';
 import { Metrics } from '../metrics/metrics';
 import { ownerGone, scratchOwner } from './scratch';
+import { KILN_CONFIG, KilnConfig } from '../config/config';
+import { Periodic } from '../runs/periodic';
 
-const EVERY_MS = 5 * 60_000;
 /** An upload or clone untouched this long belongs to a request that is over (clones are capped at 2 min). */
 const MAX_AGE_MS = 60 * 60_000;
 
@@ -16,25 +17,24 @@ export interface SweepReport {
 
 /**
  * Nothing left behind on disk: partial uploads and scratch clones whose process is gone (named for
- * their owner, see scratch.ts) are removed at start-up and every 5 minutes; anything untouched for an
+ * their owner, see scratch.ts) are removed at start-up and every KILN_SWEEP_SECONDS (default 5 minutes); anything untouched for an
  * hour likewise. Every removal is logged. Runs in every role that takes uploads or clones.
  */
 @Injectable()
 export class ScratchSweeper implements OnApplicationBootstrap, OnApplicationShutdown {
   private readonly log = new Logger('ScratchSweeper');
-  private timer?: NodeJS.Timeout;
+  private readonly periodic: Periodic;
 
-  constructor(private readonly files: FileStore, private readonly metrics: Metrics) {}
+  constructor(@Inject(KILN_CONFIG) config: KilnConfig, private readonly files: FileStore, private readonly metrics: Metrics) {
+    this.periodic = new Periodic(this.log, 'sweep', config.sweepSeconds * 1000, () => this.sweep());
+  }
 
   onApplicationBootstrap(): void {
-    const sweep = () => { try { this.sweep(); } catch (e) { this.log.warn(`sweep: ${(e as Error).message}`); } };
-    sweep();
-    this.timer = setInterval(sweep, EVERY_MS);
-    this.timer.unref();
+    this.periodic.start();
   }
 
   onApplicationShutdown(): void {
-    clearInterval(this.timer);
+    this.periodic.stop();
   }
 
   sweep(now = Date.now()): SweepReport {
