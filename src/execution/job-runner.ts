@@ -5,6 +5,7 @@ import * as path from 'node:path';
 import { KILN_CONFIG, KilnConfig } from '../config/config';
 import { ArchiveError, sanitizeTar } from '../sources/tar-safety';
 import { FileStore } from '../storage/file-store';
+import { BLOB_STORE, blobKeys, BlobStore } from '../storage/blob-store';
 import { LogStore, LogWriter } from '../storage/log-store';
 import { RunsRepository } from '../runs/runs.repository';
 import type { Conclusion, Job, Run, StepReason } from '../runs/runs.types';
@@ -62,6 +63,7 @@ export class JobRunner {
     private readonly repo: RunsRepository,
     private readonly logs: LogStore,
     private readonly files: FileStore,
+    @Inject(BLOB_STORE) private readonly blobs: BlobStore,
     private readonly metrics: Metrics,
   ) {}
 
@@ -89,7 +91,9 @@ export class JobRunner {
       out.notice(-1, `job ${job.key} on ${spec.environment.name}@${spec.environment.version} (${spec.environment.image.slice(0, 19)}), runtime ${runtime}, memory ${mib(limits.memoryBytes)}, cpus ${limits.nanoCpus / 1e9}, pids ${limits.pids}, workspace ${mib(limits.workspaceBytes)}, timeout ${spec.timeoutMinutes} min, network none`);
       try {
         handle = await this.backend.startJob({ runId: run.id, jobId: job.id, image: spec.environment.image, limits, runtime });
-        await this.backend.putWorkspace(handle, fs.createReadStream(this.files.source(run.id)));
+        const source = await this.blobs.open(blobKeys.source(run.id));
+        if (!source) throw new Error(`the run's sources are missing from the store (${blobKeys.source(run.id)}); is KILN_DATA_DIR shared by every node?`);
+        await this.backend.putWorkspace(handle, source.stream);
       } catch (e) {
         out.notice(-1, `could not prepare the sandbox: ${(e as Error).message}`);
         throw new RetryableJobError((e as Error).message);
@@ -309,8 +313,9 @@ export class JobRunner {
     const ifNone = (step.with['if-no-files-found'] ?? 'warn').trim();
     const retention = Math.min(Number(step.with['retention-days'] ?? this.config.artifactRetentionDays) || this.config.artifactRetentionDays, this.config.artifactRetentionDays);
     const id = newId();
-    const target = this.files.artifact(run.id, id);
-    const tmp = `${target}.partial`;
+    const key = blobKeys.artifact(run.id, id);
+    // Collected into this worker's scratch (swept if the worker dies), put in the store once complete.
+    const tmp = this.files.upload('.artifact.tar');
     const { tar, done } = await this.backend.collect(handle, include, WORKSPACE);
     let sanitized;
     try {
@@ -338,7 +343,7 @@ export class JobRunner {
       return fail(`artifact '${name}' (${sanitized.totalBytes} bytes) would exceed your artifact storage quota (${Math.max(0, opts.artifactBytesLeft)} bytes left)`);
     }
     opts.artifactBytesLeft -= sanitized.totalBytes;
-    await fs.promises.rename(tmp, target);
+    await this.blobs.put(key, tmp);
     const createdAt = new Date();
     try {
       await this.repo.insertArtifact({
@@ -346,7 +351,7 @@ export class JobRunner {
         createdAt: createdAt.toISOString(), expiresAt: new Date(createdAt.getTime() + retention * 86_400_000).toISOString(),
       });
     } catch {
-      await fs.promises.rm(target, { force: true });
+      await this.blobs.remove(key);
       return fail(`an artifact named '${name}' already exists in this run; names must be unique`);
     }
     out.notice(i, `artifact '${name}' uploaded: ${sanitized.files} file(s), ${sanitized.totalBytes} bytes, kept ${retention} day(s)`);
@@ -422,7 +427,12 @@ export class JobRunner {
     }
     for (const a of chosen) {
       const dir = name ? target : `${target}/${a.name.replace(/[^A-Za-z0-9._-]/g, '_')}`;
-      await this.backend.putWorkspace(handle, fs.createReadStream(this.files.artifact(run.id, a.id)), dir);
+      const blob = await this.blobs.open(blobKeys.artifact(run.id, a.id));
+      if (!blob) {
+        out.notice(i, `error: artifact '${a.name}' has expired`);
+        return { outcome: 'failure' as Conclusion, reason: 'artifact-error' as StepReason, exitCode: null, outputs: {} };
+      }
+      await this.backend.putWorkspace(handle, blob.stream, dir);
       out.notice(i, `artifact '${a.name}' (${a.files} file(s), ${a.sizeBytes} bytes) downloaded to ${dir}`);
     }
     if (!chosen.length) out.notice(i, 'warning: this run has no artifacts (yet)');

@@ -1,6 +1,5 @@
-import { Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
-import * as fs from 'node:fs';
-import { FileStore } from '../storage/file-store';
+import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
+import { BLOB_STORE, blobKeys, BlobStore } from '../storage/blob-store';
 import { RunsRepository } from './runs.repository';
 import { Periodic } from './periodic';
 
@@ -12,7 +11,7 @@ export class ArtifactReaper implements OnApplicationBootstrap, OnApplicationShut
   private readonly log = new Logger('Artifacts');
   private readonly periodic = new Periodic(this.log, 'retention sweep', EVERY_MS, () => this.sweep());
 
-  constructor(private readonly repo: RunsRepository, private readonly files: FileStore) {}
+  constructor(private readonly repo: RunsRepository, @Inject(BLOB_STORE) private readonly blobs: BlobStore) {}
 
   onApplicationBootstrap(): void {
     this.periodic.start();
@@ -26,7 +25,7 @@ export class ArtifactReaper implements OnApplicationBootstrap, OnApplicationShut
   async sweep(now = new Date()): Promise<number> {
     const expired = await this.repo.expiredArtifacts(now.toISOString());
     for (const a of expired) {
-      await fs.promises.rm(this.files.artifact(a.runId, a.id), { force: true });
+      await this.blobs.remove(blobKeys.artifact(a.runId, a.id));
       await this.repo.deleteArtifact(a.id);
     }
     if (expired.length) this.log.log(`deleted ${expired.length} expired artifact(s)`);

@@ -2,7 +2,6 @@ import { BadRequestException, Controller, Get, HttpCode, NotFoundException, Para
 import { FileFieldsInterceptor } from '@nestjs/platform-express';
 import { ApiBearerAuth, ApiConsumes, ApiOperation, ApiTags } from '@nestjs/swagger';
 import type { Request, Response } from 'express';
-import * as fs from 'node:fs';
 import { ListRunsQuery, LogsQuery, SubmitRunDto, SubmitUploadDto } from './runs.dto';
 import { LogsService } from './logs.service';
 import { RunsRepository } from './runs.repository';
@@ -71,10 +70,10 @@ export class RunsController {
     await this.runs.requireRun(checkId(id), p);
     const a = (await this.repo.artifacts(id)).find((x) => x.name === name);
     if (!a) throw new NotFoundException(`run ${id} has no artifact named '${name}'`);
-    const file = this.runs.artifactFile(id, a.id);
-    if (!fs.existsSync(file)) throw new NotFoundException(`artifact '${name}' has expired`);
-    res.set({ 'Content-Type': 'application/x-tar', 'Content-Disposition': `attachment; filename="${name.replace(/[^A-Za-z0-9._-]/g, '_')}.tar"`, 'Content-Length': String(fs.statSync(file).size) });
-    return new StreamableFile(fs.createReadStream(file));
+    const blob = await this.runs.artifactBlob(id, a.id);
+    if (!blob) throw new NotFoundException(`artifact '${name}' has expired`);
+    res.set({ 'Content-Type': 'application/x-tar', 'Content-Disposition': `attachment; filename="${name.replace(/[^A-Za-z0-9._-]/g, '_')}.tar"`, 'Content-Length': String(blob.size) });
+    return new StreamableFile(blob.stream);
   }
 }
 

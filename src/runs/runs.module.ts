@@ -3,6 +3,7 @@ import { MulterModule } from '@nestjs/platform-express';
 import { diskStorage } from 'multer';
 import { scratchName } from '../storage/scratch';
 import { ScratchSweeper } from '../storage/scratch-sweeper';
+import { BLOB_STORE, LocalBlobStore } from '../storage/blob-store';
 import { MetricsCollector } from '../metrics/metrics.collector';
 import { CatalogueModule } from '../catalogue/catalogue.module';
 import type { KilnConfig } from '../config/config';
@@ -34,8 +35,8 @@ export class RunsCoreModule {
       module: RunsCoreModule,
       global: true,
       imports: [QueueModule.forConfig(config), CatalogueModule],
-      providers: [RunsRepository, RunScheduler, FileStore, LogStore, ArtifactReaper, ScratchSweeper, MetricsCollector, RunsService, RepositoriesRepository, StatusReporter, WebhooksService],
-      exports: [RunsRepository, RunScheduler, FileStore, LogStore, QueueModule, RunsService, RepositoriesRepository, StatusReporter, WebhooksService],
+      providers: [RunsRepository, RunScheduler, FileStore, { provide: BLOB_STORE, useClass: LocalBlobStore }, LogStore, ArtifactReaper, ScratchSweeper, MetricsCollector, RunsService, RepositoriesRepository, StatusReporter, WebhooksService],
+      exports: [RunsRepository, RunScheduler, FileStore, BLOB_STORE, LogStore, QueueModule, RunsService, RepositoriesRepository, StatusReporter, WebhooksService],
     };
   }
 }

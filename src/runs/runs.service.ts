@@ -9,6 +9,7 @@ import { KILN_CONFIG, KilnConfig } from '../config/config';
 import { cloneRepo, GitSourceError, GitSourceOptions } from '../sources/git-source';
 import { ArchiveError, DEFAULT_SOURCE_LIMITS, packFiles, readFilesFromTar, sanitizeTar, SanitizedTar, TarLimits } from '../sources/tar-safety';
 import { FileStore } from '../storage/file-store';
+import { BLOB_STORE, blobKeys, BlobStore } from '../storage/blob-store';
 import { planFromYaml } from '../workflow/plan';
 import { PlanOptions, RunPlan, WORKFLOW_FILE, WorkflowError } from '../workflow/model';
 import { RunScheduler } from './run-scheduler';
@@ -51,6 +52,7 @@ export class RunsService {
     private readonly scheduler: RunScheduler,
     private readonly catalogue: CatalogueService,
     private readonly files: FileStore,
+    @Inject(BLOB_STORE) private readonly blobs: BlobStore,
     private readonly auth: AuthService,
     @Inject(REDIS) private readonly redis: Redis,
   ) {}
@@ -143,7 +145,7 @@ export class RunsService {
       if (e instanceof ActiveRunsLimit) throw new QuotaExceededException(`quota: ${e.message}. Wait for some to finish or cancel them`, 30);
       throw e;
     }
-    await fs.promises.rename(tarPath, this.files.source(runId));
+    await this.blobs.put(blobKeys.source(runId), tarPath);
     await this.scheduler.advance(runId);
     if (extras.concurrencyGroup && extras.cancelInProgress) {
       // A newer run of the group supersedes the older ones (concurrency: cancel-in-progress).
@@ -302,8 +304,8 @@ export class RunsService {
     return this.repo.getRun(runId);
   }
 
-  artifactFile(runId: string, artifactId: string): string {
-    return this.files.artifact(runId, artifactId);
+  artifactBlob(runId: string, artifactId: string): Promise<{ stream: Readable; size: number } | null> {
+    return this.blobs.open(blobKeys.artifact(runId, artifactId));
   }
 
   /** Another user's run answers exactly as a missing one. Admins see every run. */

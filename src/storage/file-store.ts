@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { KILN_CONFIG, KilnConfig } from '../config/config';
 import { scratchName } from './scratch';
 
-/** Where sources, uploads and artifacts live on disk (under KILN_DATA_DIR). */
+/** This node's scratch on disk (under KILN_DATA_DIR): uploads in progress and clones. Finished files: BlobStore. */
 @Injectable()
 export class FileStore {
   constructor(@Inject(KILN_CONFIG) private readonly config: KilnConfig) {}
@@ -13,11 +13,6 @@ export class FileStore {
     const d = path.join(this.config.dataDir, ...parts);
     fs.mkdirSync(d, { recursive: true });
     return d;
-  }
-
-  /** The sanitized workspace tar of a run. */
-  source(runId: string): string {
-    return path.join(this.dir('sources'), `${runId}.tar`);
   }
 
   /** A scratch file for an upload in progress, named for its owner (see scratch.ts); removed after it is checked. */
@@ -32,10 +27,6 @@ export class FileStore {
   /** Scratch folders (git clones and their private homes); swept like uploads. */
   tmpDir(): string {
     return this.dir('tmp');
-  }
-
-  artifact(runId: string, artifactId: string): string {
-    return path.join(this.dir('artifacts', runId), `${artifactId}.tar`);
   }
 
 }

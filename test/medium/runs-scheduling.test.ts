@@ -12,7 +12,9 @@ import { makeTar } from '../fixtures/archives';
 import { TEST_ADMIN_TOKEN, testConfig } from '../helpers';
 import * as fs from 'node:fs';
 import { RunsRepository } from '../../src/runs/runs.repository';
-import { FileStore } from '../../src/storage/file-store';
+import { blobKeys } from '../../src/storage/blob-store';
+import { KILN_CONFIG, KilnConfig } from '../../src/config/config';
+import * as path from 'node:path';
 import { ArtifactReaper } from '../../src/runs/artifact-reaper';
 
 /** Scheduling and step semantics, with real SQLite and Redis and a scripted backend. */
@@ -190,7 +192,8 @@ jobs:
     const run = await submit('jobs:\n  j:\n    runs-on: python-3.11\n    steps:\n      - run: echo hi\n');
     const done = await finished(run.id);
     const repo = app.get(RunsRepository);
-    const file = app.get(FileStore).artifact(run.id, 'expiring');
+    const file = path.join(app.get<KilnConfig>(KILN_CONFIG).dataDir, blobKeys.artifact(run.id, 'expiring'));
+    fs.mkdirSync(path.dirname(file), { recursive: true });
     fs.writeFileSync(file, 'tar bytes');
     const created = new Date(Date.now() - 2 * 86_400_000);
     await repo.insertArtifact({ id: 'expiring', runId: run.id, jobId: done.jobs[0].id, name: 'old', sizeBytes: 9, files: 1, createdAt: created.toISOString(), expiresAt: new Date(Date.now() - 86_400_000).toISOString() });
