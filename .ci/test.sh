@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# `npm test [-- unit|medium|e2e ...]`: prerequisites, a clean build, the runner images, then the
-# test tiers with node's test runner. Tests use their own data folders; a running Kiln is untouched.
+# `npm test [-- unit|medium|e2e|attack|cluster ...]`: prerequisites, a clean build, the runner images,
+# then the test tiers with node's test runner. Tests use their own data folders; a running Kiln is untouched.
+# The cluster tier starts its own PostgreSQL (.ci/postgres.sh) and redis-server, and restarts the
+# machine's dockerd once (a fault it injects): do not run another Kiln test at the same time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . .ci/lib.sh
 tiers=("$@")
-[ ${#tiers[@]} -gt 0 ] || tiers=(unit medium e2e attack)
+[ ${#tiers[@]} -gt 0 ] || tiers=(unit medium e2e attack cluster)
 
 check_node
 ensure_npm_deps
@@ -19,7 +21,7 @@ for t in "${tiers[@]}"; do
     say "installing chromium from Debian's packages (browser tests)"
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
   fi
-  if [ "$t" = e2e ] || [ "$t" = attack ]; then
+  if [ "$t" = e2e ] || [ "$t" = attack ] || [ "$t" = cluster ]; then
     say "runner images for $t (cached when unchanged)"
     KILN_DATA_DIR=$(mktemp -d /tmp/kiln-images-XXXXXX) node src/bin/kiln.js images >/dev/null
   fi
@@ -40,8 +42,8 @@ failed=()
 for t in "${tiers[@]}"; do
   case "$t" in
     unit) files=$(find dist/src -name '*.spec.js' | sort) ;;
-    medium|e2e|attack) files=$(find "dist/test/$t" -name '*.test.js' 2>/dev/null | sort) ;;
-    *) die "unknown test tier '$t' (unit, medium, e2e, attack)" ;;
+    medium|e2e|attack|cluster) files=$(find "dist/test/$t" -name '*.test.js' 2>/dev/null | sort) ;;
+    *) die "unknown test tier '$t' (unit, medium, e2e, attack, cluster)" ;;
   esac
   [ -n "$files" ] || die "no test files in tier $t"
   if [ "$t" = attack ]; then

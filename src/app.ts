@@ -9,7 +9,7 @@ import { CoreModule } from './core.module';
 import { HealthModule } from './health/health.module';
 import { AuthApiModule, AuthCoreModule } from './auth/auth.module';
 import { RunsApiModule, RunsCoreModule, WorkerModule } from './runs/runs.module';
-import { ErrorsFilter } from './http/errors.filter';
+import { addressOf, ErrorsFilter } from './http/errors.filter';
 
 export const API_PREFIX = 'api/v1';
 
@@ -49,7 +49,11 @@ export function configureHttp(app: INestApplication): void {
   // JSON bodies carry the quick form's files (4 MiB in all); tarballs come as multipart, capped by multer.
   (app as NestExpressApplication).useBodyParser('json', { limit: '6mb' });
   app.useGlobalPipes(new ValidationPipe({ whitelist: true, forbidNonWhitelisted: true, transform: true, stopAtFirstError: false }));
-  app.useGlobalFilters(new ErrorsFilter(app.get<KilnConfig>(KILN_CONFIG, { strict: false }).uploadMaxBytes));
+  const config = app.get<KilnConfig>(KILN_CONFIG, { strict: false });
+  app.useGlobalFilters(new ErrorsFilter(config.uploadMaxBytes, {
+    database: config.database.kind === 'postgres' ? addressOf(config.database.url, 5432) : undefined,
+    redis: addressOf(config.redisUrl, 6379),
+  }));
   (app as NestExpressApplication).disable?.('x-powered-by');
   const doc = new DocumentBuilder()
     .setTitle('Kiln')

@@ -62,6 +62,19 @@ export class DockerBackend implements ExecutionBackend {
     return this.engine.docker;
   }
 
+  /**
+   * A sandbox that stopped without running out of memory may have been stopped by its engine shutting
+   * down (dockerd restarted: it stops every container, then goes away a moment later). Watching the
+   * engine for a few seconds tells that infrastructure fault apart from the job's own doing.
+   */
+  private async engineWentAway(): Promise<boolean> {
+    for (let i = 0; i < 12; i++) {
+      if (!(await this.isAvailable())) return true;
+      await sleep(250);
+    }
+    return false;
+  }
+
   async isAvailable(): Promise<boolean> {
     try {
       await this.engine.ping(3000);
@@ -186,6 +199,10 @@ export class DockerBackend implements ExecutionBackend {
     }
     if (stopping) await stopping;
     const stopped = await stoppedSandbox(c);
+    if (stopped && !stopped.oomKilled && (await this.engineWentAway())) {
+      state.error = ENGINE_WENT_AWAY;
+      return state;
+    }
     if (stopped) {
       state.oomKilled = stopped.oomKilled;
       state.sandboxLost = `the sandbox stopped (${stopped.how})`;
@@ -200,6 +217,10 @@ export class DockerBackend implements ExecutionBackend {
     }
     const post = await this.postStep(c, job, step.readBack ?? [], step.maxFileBytes ?? 1024 * 1024);
     if (post.execFailed && !(await c.inspect().then((i) => i.State.Running, () => false))) {
+      if (await this.engineWentAway()) {
+        state.error = ENGINE_WENT_AWAY;
+        return state;
+      }
       state.sandboxLost = 'the sandbox was stopped: Kiln\'s helpers in it did not answer (the job stopped or starved them)';
       return state;
     }
@@ -355,6 +376,10 @@ export class DockerBackend implements ExecutionBackend {
         return state;
       }
       const stopped = stoppedState(sandbox);
+      if (stopped && !stopped.oomKilled && (await this.engineWentAway())) {
+        state.error = ENGINE_WENT_AWAY;
+        return state;
+      }
       if (stopped) {
         state.oomKilled = stopped.oomKilled;
         state.sandboxLost = `the sandbox had stopped (${stopped.how})`;
@@ -399,6 +424,8 @@ function stoppedState(info: Docker.ContainerInspectInfo): { oomKilled: boolean; 
   if (info.State.Running) return null;
   return { oomKilled: info.State.OOMKilled, how: `exit ${info.State.ExitCode}${info.State.OOMKilled ? ', out of memory' : ''}` };
 }
+
+const ENGINE_WENT_AWAY = 'the Docker engine stopped the sandbox and went away during the step (dockerd restarted or stopped); the job did not cause this';
 
 function envList(env: Record<string, string>): string[] {
   return Object.entries(env).map(([k, v]) => `${k}=${v}`);

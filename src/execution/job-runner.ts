@@ -6,6 +6,7 @@ import { KILN_CONFIG, KilnConfig } from '../config/config';
 import { ArchiveError, sanitizeTar } from '../sources/tar-safety';
 import { FileStore } from '../storage/file-store';
 import { BLOB_STORE, blobKeys, BlobStore } from '../storage/blob-store';
+import { patient } from '../db/patient';
 import { LogStore, LogWriter } from '../storage/log-store';
 import { RunsRepository } from '../runs/runs.repository';
 import type { Conclusion, Job, Run, StepReason } from '../runs/runs.types';
@@ -60,12 +61,17 @@ export class JobRunner {
   constructor(
     @Inject(KILN_CONFIG) private readonly config: KilnConfig,
     @Inject(EXECUTION_BACKEND) private readonly backend: ExecutionBackend,
-    private readonly repo: RunsRepository,
+    repo: RunsRepository,
     private readonly logs: LogStore,
     private readonly files: FileStore,
     @Inject(BLOB_STORE) private readonly blobs: BlobStore,
     private readonly metrics: Metrics,
-  ) {}
+  ) {
+    // The records of a running job outlive a brief database outage (writes are retried, see patient.ts).
+    this.repo = patient(repo, this.log);
+  }
+
+  private readonly repo: RunsRepository;
 
   limitsFor(job: Job): JobSandboxLimits {
     const j = this.config.jobs;
@@ -110,6 +116,7 @@ export class JobRunner {
     const deadline = Date.now() + spec.timeoutMinutes * 60_000;
     let jobStatus: 'success' | 'failure' = 'success';
     let stopReason: StepReason | null = null;
+    let infraError: string | null = null;
     const stepsCtx: Record<string, StepRecord> = {};
     const jobEnv: Record<string, string> = {};
     const extraPath: string[] = [];
@@ -229,13 +236,13 @@ export class JobRunner {
       if (conclusion === 'failure') jobStatus = 'failure';
       if (result.state) {
         this.applyEnvFiles(step, result.state, jobEnv, extraPath, out);
-        if (result.state.error) stopReason = 'infrastructure';
+        if (result.state.error) { stopReason = 'infrastructure'; infraError = result.state.error; }
         else if (result.state.pidsLimited) stopReason = 'pids-limit';
         else if (result.state.sandboxLost) stopReason = 'sandbox-lost';
       }
       if (result.reason === 'job-timeout') stopReason = 'job-timeout';
     }
-    const error = stopReason === 'infrastructure' ? 'the engine failed during the job' : stopReason === 'job-timeout' ? `the job exceeded its timeout of ${spec.timeoutMinutes} minutes` : stopReason === 'pids-limit' ? 'the job reached its process limit; later steps could not run' : stopReason === 'sandbox-lost' ? 'the job\'s sandbox stopped; later steps could not run' : null;
+    const error = stopReason === 'infrastructure' ? `infrastructure: ${infraError ?? 'the engine failed during the job'}` : stopReason === 'job-timeout' ? `the job exceeded its timeout of ${spec.timeoutMinutes} minutes` : stopReason === 'pids-limit' ? 'the job reached its process limit; later steps could not run' : stopReason === 'sandbox-lost' ? 'the job\'s sandbox stopped; later steps could not run' : null;
     if (summaries.length) await this.repo.setJobSummary(job.id, out.maskText(summaries.join('\n')));
     const outputs = await this.jobOutputs(spec.outputs ?? {}, baseCtx(), opts.secrets, out);
     return { conclusion: jobStatus === 'success' && !stopReason ? 'success' : 'failure', error, beforeSteps: false, outputs };

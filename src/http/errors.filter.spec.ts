@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { backendUnreachable } from './errors.filter';
+import { addressOf, backendUnreachable } from './errors.filter';
 
 test('errors that say PostgreSQL or Redis is unreachable are named (answered 503), others are not', () => {
   assert.equal(backendUnreachable(Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' })), 'the database is unreachable');
@@ -12,4 +12,9 @@ test('errors that say PostgreSQL or Redis is unreachable are named (answered 503
   assert.equal(backendUnreachable(new Error('Cannot read properties of undefined')), null);
   assert.equal(backendUnreachable(Object.assign(new Error('duplicate key'), { code: '23505' })), null, 'a constraint violation is not an outage');
   assert.equal(backendUnreachable(undefined), null);
+  // Any port: the configured addresses name the store a refused connection was to.
+  const addresses = { database: addressOf('postgres://kiln@localhost:34959/kiln', 5432), redis: addressOf('redis://127.0.0.1:40001', 6379) };
+  assert.equal(backendUnreachable(Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:34959'), { code: 'ECONNREFUSED' }), addresses), 'the database is unreachable');
+  assert.equal(backendUnreachable(Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:40001'), { code: 'ECONNREFUSED' }), addresses), 'Redis is unreachable');
+  assert.equal(backendUnreachable(Object.assign(new Error('connect ECONNREFUSED 10.0.0.9:80'), { code: 'ECONNREFUSED' }), addresses), 'a backing service is unreachable');
 });

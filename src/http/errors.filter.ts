@@ -12,8 +12,11 @@ import { QuotaExceededException } from './quota';
 export class ErrorsFilter implements ExceptionFilter {
   private readonly log = new Logger('HTTP');
 
-  /** uploadMaxBytes: named in the 413 for an upload that is too large (multer only says "File too large"). */
-  constructor(private readonly uploadMaxBytes?: number) {}
+  /**
+   * uploadMaxBytes: named in the 413 for an upload that is too large (multer only says "File too large").
+   * addresses: `host:port` of the database and Redis, to name the one a refused connection was to.
+   */
+  constructor(private readonly uploadMaxBytes?: number, private readonly addresses: BackendAddresses = {}) {}
 
   catch(err: unknown, host: ArgumentsHost): void {
     const res = host.switchToHttp().getResponse<Response>();
@@ -21,6 +24,8 @@ export class ErrorsFilter implements ExceptionFilter {
     if (err instanceof HttpException) {
       const body = err.getResponse();
       if (err instanceof QuotaExceededException) res.set('Retry-After', String(err.retryAfterSeconds));
+      // Every "unavailable" answer says when to come back (Redis or the engine away, a catalogue not built yet).
+      else if (err.getStatus() === HttpStatus.SERVICE_UNAVAILABLE && !res.getHeader('Retry-After')) res.set('Retry-After', '5');
       if (err instanceof PayloadTooLargeException && err.message === 'File too large') {
         res.status(413).json({ statusCode: 413, error: 'Payload Too Large', message: `the upload is too large: the limit is ${this.uploadMaxBytes ?? 'set by KILN_UPLOAD_MAX'} bytes (KILN_UPLOAD_MAX)` });
         return;
@@ -39,10 +44,10 @@ export class ErrorsFilter implements ExceptionFilter {
       return;
     }
     if (err instanceof EngineUnavailableError) {
-      res.status(HttpStatus.SERVICE_UNAVAILABLE).json({ statusCode: 503, error: 'Service Unavailable', message: err.message });
+      res.status(HttpStatus.SERVICE_UNAVAILABLE).set('Retry-After', '5').json({ statusCode: 503, error: 'Service Unavailable', message: err.message });
       return;
     }
-    const unreachable = backendUnreachable(err);
+    const unreachable = backendUnreachable(err, this.addresses);
     if (unreachable) {
       // Nothing was accepted: a submission records its run in one transaction, so a failed request left nothing behind.
       this.log.warn(`${unreachable}: ${(err as Error).message}`);
@@ -56,14 +61,43 @@ export class ErrorsFilter implements ExceptionFilter {
 
 const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOTFOUND', 'EPIPE', 'EAI_AGAIN']);
 
+export interface BackendAddresses {
+  /** `host:port` of PostgreSQL (DATABASE_URL), when used. */
+  database?: string;
+  /** `host:port` of Redis (REDIS_URL). */
+  redis?: string;
+}
+
+/** `host:port` of a postgres:// or redis:// URL, with the scheme's default port. */
+export function addressOf(url: string, defaultPort: number): string | undefined {
+  try {
+    const u = new URL(url);
+    return `${u.hostname}:${u.port || defaultPort}`;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Names the store that could not be reached when the error says so (PostgreSQL or Redis), else null. */
-export function backendUnreachable(err: unknown): string | null {
+export function backendUnreachable(err: unknown, addresses: BackendAddresses = {}): string | null {
   const e = err as { code?: string; message?: string; name?: string; constructor?: { name?: string } };
   const message = e?.message ?? '';
   // PostgreSQL: class 08 (connection exception), 57P01-57P03 (admin shutdown, crash shutdown, cannot connect now).
   if (typeof e?.code === 'string' && (/^08/.test(e.code) || /^57P0[123]$/.test(e.code))) return 'the database is unreachable';
   if (/Connection terminated|connect ECONNREFUSED .*:5432|timeout exceeded when trying to connect|Client has encountered a connection error/i.test(message)) return 'the database is unreachable';
   if (/Connection is closed|MaxRetriesPerRequestError|Reached the max retries per request|Stream isn't writeable|enableOfflineQueue/i.test(message)) return 'Redis is unreachable';
-  if (typeof e?.code === 'string' && NETWORK_CODES.has(e.code)) return /6379|redis/i.test(message) ? 'Redis is unreachable' : 'a backing service is unreachable';
+  if (typeof e?.code === 'string' && NETWORK_CODES.has(e.code)) {
+    // A refused connection names the address it tried: compare it with the configured ones.
+    const to = /(\S+:\d+)\s*$/.exec(message)?.[1];
+    if (to && addresses.database && sameAddress(to, addresses.database)) return 'the database is unreachable';
+    if (to && addresses.redis && sameAddress(to, addresses.redis)) return 'Redis is unreachable';
+    return /6379|redis/i.test(message) ? 'Redis is unreachable' : 'a backing service is unreachable';
+  }
   return null;
+}
+
+/** localhost and 127.0.0.1 (as a refused connection reports it) are the same host. */
+function sameAddress(a: string, b: string): boolean {
+  const norm = (x: string) => x.replace(/^localhost:/, '127.0.0.1:').replace(/^\[?::1\]?:/, '127.0.0.1:');
+  return norm(a) === norm(b);
 }

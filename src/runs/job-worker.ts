@@ -11,6 +11,7 @@ import { RunScheduler } from './run-scheduler';
 import { RunsRepository } from './runs.repository';
 import type { Run } from './runs.types';
 import { Metrics } from '../metrics/metrics';
+import { patient } from '../db/patient';
 
 /** The queue consumer: takes one job at a time per slot, runs it, records it, advances its run. */
 @Injectable()
@@ -19,17 +20,26 @@ export class JobWorker implements OnApplicationBootstrap, BeforeApplicationShutd
   private readonly running = new Map<string, AbortController>();
   private stopping = false;
   private gate!: SlotGate;
+  private readonly repo: RunsRepository;
+  private readonly scheduler: RunScheduler;
+  private readonly auth: AuthService;
 
   constructor(
     @Inject(KILN_CONFIG) private readonly config: KilnConfig,
     @Inject(QUEUES) private readonly queues: Queues,
-    private readonly repo: RunsRepository,
+    private readonly rawRepo: RunsRepository,
     private readonly runner: JobRunner,
-    private readonly scheduler: RunScheduler,
-    private readonly auth: AuthService,
+    private readonly rawScheduler: RunScheduler,
+    rawAuth: AuthService,
     private readonly webhooks: WebhooksService,
     private readonly metrics: Metrics,
-  ) {}
+  ) {
+    // A job's records outlive a brief database outage: reads and writes are retried (patient.ts) instead
+    // of failing the attempt, which the queue would retry as if the worker had been lost.
+    this.repo = patient(rawRepo, this.log);
+    this.scheduler = patient(rawScheduler, this.log);
+    this.auth = patient(rawAuth, this.log);
+  }
 
   onApplicationBootstrap(): void {
     const handlers: { [K in QueueJobName]: (job: BullJob<QueuePayloads[K]>) => Promise<void> } = {
@@ -130,7 +140,7 @@ export class JobWorker implements OnApplicationBootstrap, BeforeApplicationShutd
     // Cancellation (the run's, or fail-fast marking this job done) is seen within a second.
     const watch = setInterval(async () => {
       try {
-        const [cancel, current] = await Promise.all([this.repo.isCancelRequested(runId), this.repo.job(jobId)]);
+        const [cancel, current] = await Promise.all([this.rawRepo.isCancelRequested(runId), this.rawRepo.job(jobId)]);
         if (cancel || current?.status === 'completed') abort.abort();
       } catch { /* the database is briefly away: try again next tick */ }
     }, 1000);
