@@ -77,7 +77,8 @@ export async function startServer(env: Record<string, string>, role: Role = 'ser
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const proc = spawn(process.execPath, [KILN_BIN, role], {
-    env: { ...process.env, KILN_PORT: String(port), KILN_HOST: '127.0.0.1', KILN_ADMIN_TOKEN: TEST_ADMIN_TOKEN, KILN_QUEUE_PREFIX: uniquePrefix(), KILN_SHUTDOWN_GRACE_SECONDS: '5', ...env },
+    // No warm pool unless a test asks for one (KILN_WARM_POOL): tests count the engine's containers.
+    env: { ...process.env, KILN_PORT: String(port), KILN_HOST: '127.0.0.1', KILN_ADMIN_TOKEN: TEST_ADMIN_TOKEN, KILN_QUEUE_PREFIX: uniquePrefix(), KILN_SHUTDOWN_GRACE_SECONDS: '5', KILN_WARM_POOL: '0', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';

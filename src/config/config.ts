@@ -32,6 +32,7 @@ export class EnvSchema {
   @IsOptional() @int() @IsInt() @Min(0) @Max(86400) KILN_SHUTDOWN_GRACE_SECONDS?: number;
   @IsOptional() @int() @IsInt() @Min(2) @Max(600) KILN_QUEUE_LOCK_SECONDS?: number;
   @IsOptional() @int() @IsInt() @Min(1) @Max(86400) KILN_SWEEP_SECONDS?: number;
+  @IsOptional() @int() @IsInt() @Min(0) @Max(64) KILN_WARM_POOL?: number;
   @IsOptional() @IsIn(['runc', 'runsc'], { message: 'must be runc (the engine default) or runsc (gVisor, registered in the engine under that name)' }) KILN_RUNTIME?: string;
   @IsOptional() @Matches(/^[a-z0-9][a-z0-9.-]*(,[a-z0-9][a-z0-9.-]*)*$/, { message: 'must be a comma-separated list of environment names such as python-3.13' }) KILN_RUNSC_ENVIRONMENTS?: string;
   @IsOptional() @Matches(/^[a-z0-9][a-z0-9_-]{0,31}(,[a-z0-9][a-z0-9_-]{0,31})*$/, { message: 'must be a comma-separated list of labels (lower-case letters, digits, _ -) such as runsc,gpu' }) KILN_WORKER_LABELS?: string;
@@ -103,6 +104,8 @@ export interface KilnConfig {
   logFormat: 'text' | 'json';
   healthTimeoutMs: number;
   workerConcurrency: number;
+  /** Sandboxes a worker keeps started ahead of time per GA environment (0: none). */
+  warmPool: number;
   /** `kiln worker` serves /metrics on this port when set (the API roles serve it on KILN_PORT). */
   metricsPort: number | null;
   /** Recorded on each job this worker takes (default host:pid). */
@@ -185,6 +188,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     logFormat: (schema.KILN_LOG_FORMAT as 'text' | 'json' | undefined) ?? 'text',
     healthTimeoutMs: schema.KILN_HEALTH_TIMEOUT_MS ?? 2000,
     workerConcurrency: schema.KILN_WORKER_CONCURRENCY ?? 2,
+    warmPool: schema.KILN_WARM_POOL ?? schema.KILN_WORKER_CONCURRENCY ?? 2,
     metricsPort: schema.KILN_METRICS_PORT ?? null,
     workerName: schema.KILN_WORKER_NAME ?? `${require('node:os').hostname()}:${process.pid}`,
     shutdownGraceSeconds: schema.KILN_SHUTDOWN_GRACE_SECONDS ?? 60,

@@ -1,4 +1,7 @@
-import { Inject, Injectable, Logger } from '@nestjs/common';
+import { Inject, Injectable, Logger, OnApplicationShutdown } from '@nestjs/common';
+import { randomBytes } from 'node:crypto';
+import { scratchName } from '../storage/scratch';
+import { PoolTarget, WarmPool } from './warm-pool';
 import { KILN_CONFIG, KilnConfig } from '../config/config';
 import type Docker from 'dockerode';
 import { PassThrough, Readable } from 'node:stream';
@@ -14,6 +17,8 @@ const KEEPER_USER = '65534:65534';
 export const JOB_LABEL = 'kiln.job';
 /** Which Kiln (deployments sharing a Redis share a queue prefix) a container belongs to. */
 export const DEPLOYMENT_LABEL = 'kiln.deployment';
+/** On a warm pool's idle sandbox: its owner process, `pool~<host>~<pid>~<hex>` (see scratch.ts). */
+export const POOL_LABEL = 'kiln.pool';
 /** Size of the tmpfs for Kiln's per-step files under /tmp/kiln (env files are read back at 1 MiB each). */
 const KILN_FILES_BYTES = 64 * 1024 * 1024;
 /** Deadline of Kiln's own short helpers in the sandbox (post-step reader, signals). */
@@ -52,11 +57,18 @@ rc=$?; cat /tmp/.kiln-collect.err >&2; exit $rc
 
 /** The Docker implementation of ExecutionBackend: one hardened container per job, one exec per step. */
 @Injectable()
-export class DockerBackend implements ExecutionBackend {
+export class DockerBackend implements ExecutionBackend, OnApplicationShutdown {
   private readonly log = new Logger('DockerBackend');
   private readonly counters = new Map<string, Counters>();
 
-  constructor(private readonly engine: DockerEngine, @Inject(KILN_CONFIG) private readonly config: KilnConfig, private readonly metrics: Metrics) {}
+  readonly pool: WarmPool;
+
+  constructor(private readonly engine: DockerEngine, @Inject(KILN_CONFIG) private readonly config: KilnConfig, private readonly metrics: Metrics) {
+    this.pool = new WarmPool(config.warmPool, {
+      create: (t) => this.createSandbox(t, `kiln-pool-${randomBytes(6).toString('hex')}`, { [POOL_LABEL]: scratchName('pool') }),
+      destroy: (id) => this.destroyJob({ id, jobId: '' }),
+    }, this.log);
+  }
 
   private get docker(): Docker {
     return this.engine.docker;
@@ -84,15 +96,40 @@ export class DockerBackend implements ExecutionBackend {
     }
   }
 
+  /**
+   * A job's sandbox: one from the warm pool when there is one made for exactly this image, runtime and
+   * limits (renamed for the job, used once), else created and started now.
+   */
   async startJob(spec: JobSandboxSpec): Promise<JobHandle> {
-    const l = spec.limits;
+    const target: PoolTarget = { image: spec.image, runtime: spec.runtime, limits: spec.limits };
+    for (let pooled = this.pool.take(target); pooled; pooled = this.pool.take(target)) {
+      const handle = await this.adopt(pooled, spec);
+      this.metrics.warmPoolTakes.inc({ result: handle ? 'hit' : 'stale' });
+      if (handle) return handle;
+    }
+    this.metrics.warmPoolTakes.inc({ result: 'miss' });
+    const name = `kiln-job-${spec.jobId}`;
+    const labels = { [JOB_LABEL]: spec.jobId, 'kiln.run': spec.runId };
+    try {
+      return { id: await this.createSandbox(target, name, labels), jobId: spec.jobId, runtime: spec.runtime };
+    } catch (e) {
+      if ((e as { statusCode?: number }).statusCode !== 409) throw infra(e);
+      // A container of this job from an attempt that died: remove it and start afresh.
+      await this.docker.getContainer(name).remove({ force: true }).catch(() => undefined);
+      return { id: await this.createSandbox(target, name, labels).catch((err) => { throw infra(err); }), jobId: spec.jobId, runtime: spec.runtime };
+    }
+  }
+
+  /** The pool's sandboxes are made here too: the same options as a job's own, labelled with their owner. */
+  private async createSandbox(t: PoolTarget, name: string, labels: Record<string, string>): Promise<string> {
+    const l = t.limits;
     const options: Docker.ContainerCreateOptions = {
-      name: `kiln-job-${spec.jobId}`,
-      Image: spec.image,
+      name,
+      Image: t.image,
       Cmd: ['sleep', 'infinity'],
       User: KEEPER_USER,
       WorkingDir: '/workspace',
-      Labels: { 'kiln.managed': 'true', [DEPLOYMENT_LABEL]: this.config.queuePrefix, [JOB_LABEL]: spec.jobId, 'kiln.run': spec.runId, 'kiln.runtime': spec.runtime },
+      Labels: { 'kiln.managed': 'true', [DEPLOYMENT_LABEL]: this.config.queuePrefix, 'kiln.runtime': t.runtime, ...labels },
       NetworkDisabled: true,
       StopTimeout: 1,
       HostConfig: hardenedHostConfig(
@@ -105,34 +142,52 @@ export class DockerBackend implements ExecutionBackend {
           { path: '/tmp/kiln', bytes: KILN_FILES_BYTES, uid: JOB_UID },
           { path: '/home/runner', bytes: l.tmpBytes, uid: JOB_UID },
         ],
-        spec.runtime,
+        t.runtime,
       ),
     };
-    let container: Docker.Container;
     const t0 = process.hrtime.bigint();
-    try {
-      container = await this.docker.createContainer(options);
-    } catch (e) {
-      const status = (e as { statusCode?: number }).statusCode;
-      if (status === 409) {
-        // A container of this job from an attempt that died: remove it and start afresh.
-        await this.docker.getContainer(`kiln-job-${spec.jobId}`).remove({ force: true }).catch(() => undefined);
-        container = await this.docker.createContainer(options).catch((err) => { throw infra(err); });
-      } else {
-        throw infra(e);
-      }
-    }
-    const handle: JobHandle = { id: container.id, jobId: spec.jobId, runtime: spec.runtime };
+    const container = await this.docker.createContainer(options);
     try {
       await container.start();
-      this.metrics.containerStartSeconds.observe({ runtime: spec.runtime }, Number(process.hrtime.bigint() - t0) / 1e9);
-      const post = await this.postStep(container, handle, [], 0);
-      this.counters.set(handle.id, post.counters ?? { pidsMax: 0, oomKill: 0 });
+      this.metrics.containerStartSeconds.observe({ runtime: t.runtime }, Number(process.hrtime.bigint() - t0) / 1e9);
+      const post = await this.postStep(container, { id: container.id, jobId: name, runtime: t.runtime }, [], 0);
+      this.counters.set(container.id, post.counters ?? { pidsMax: 0, oomKill: 0 });
     } catch (e) {
-      await this.destroyJob(handle);
+      await this.destroyJob({ id: container.id, jobId: name });
       throw infra(e);
     }
-    return handle;
+    return container.id;
+  }
+
+  /**
+   * A pooled sandbox becomes the job's: renamed kiln-job-<id> (so the job's container is found by name,
+   * as one created for it is) if it is still running. Null (and removed) when it is not usable.
+   */
+  private async adopt(id: string, spec: JobSandboxSpec): Promise<JobHandle | null> {
+    const c = this.docker.getContainer(id);
+    const name = `kiln-job-${spec.jobId}`;
+    try {
+      if (!(await c.inspect()).State.Running) throw new Error('not running');
+      await c.rename({ name }).catch(async (e: { statusCode?: number }) => {
+        if (e.statusCode !== 409) throw e;
+        await this.docker.getContainer(name).remove({ force: true }).catch(() => undefined);
+        await c.rename({ name });
+      });
+      return { id, jobId: spec.jobId, runtime: spec.runtime };
+    } catch (e) {
+      this.log.warn(`warm pool: sandbox ${id.slice(0, 12)} could not be used (${(e as Error).message}); removing it`);
+      await this.destroyJob({ id, jobId: spec.jobId }).catch(() => undefined);
+      return null;
+    }
+  }
+
+  /** Keeps sandboxes of these targets warm (KILN_WARM_POOL each); see WarmPoolFeeder. */
+  warm(targets: PoolTarget[]): void {
+    this.pool.setTargets(targets);
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    await this.pool.drain();
   }
 
   async putWorkspace(job: JobHandle, tar: Readable, dir = '/workspace'): Promise<void> {

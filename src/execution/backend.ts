@@ -8,8 +8,10 @@ import type { Readable } from 'node:stream';
 export interface ExecutionBackend {
   /** Resolves true when the engine answers. */
   isAvailable(): Promise<boolean>;
-  /** Creates and starts the job's sandbox: hardened, network-less, labelled with the job id. */
+  /** Creates and starts the job's sandbox (or takes a warm one made alike): hardened, network-less, named for the job. */
   startJob(spec: JobSandboxSpec): Promise<JobHandle>;
+  /** Keeps sandboxes for these image/runtime/limits ready ahead of jobs (a backend without a pool omits it). */
+  warm?(targets: { image: string; runtime: ContainerRuntime; limits: JobSandboxLimits }[]): void;
   /** Streams a (sanitized) tar into dir (default /workspace; created if missing), as the job user. */
   putWorkspace(job: JobHandle, tar: Readable, dir?: string): Promise<void>;
   /** Runs one step to its end, its timeout, or the abort signal. Never throws for user failures. */

@@ -73,7 +73,8 @@ export class JobRunner {
 
   private readonly repo: RunsRepository;
 
-  limitsFor(job: Job): JobSandboxLimits {
+  /** A job's sandbox limits: its own `limits:` over the configured defaults. */
+  limitsFor(job: Pick<Job, 'spec'>): JobSandboxLimits {
     const j = this.config.jobs;
     const l = job.spec.limits;
     return {

@@ -25,6 +25,13 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly warmPoolTakes = new Counter({
+    name: 'kiln_warm_pool_takes_total',
+    help: 'Job sandboxes by origin: hit (a warm one), miss (created for the job), stale (a warm one that had died)',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
+
   readonly jobsFinished = new Counter({
     name: 'kiln_jobs_finished_total',
     help: 'Jobs this worker finished, by conclusion',

@@ -1,6 +1,7 @@
 import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import { KILN_CONFIG, KilnConfig } from '../config/config';
-import { DEPLOYMENT_LABEL } from '../docker/docker-backend';
+import { DEPLOYMENT_LABEL, JOB_LABEL, POOL_LABEL } from '../docker/docker-backend';
+import { ownerGone, scratchOwner } from '../storage/scratch';
 import { DockerEngine } from '../docker/docker-engine';
 import { RunsRepository } from './runs.repository';
 import { Metrics } from '../metrics/metrics';
@@ -11,8 +12,8 @@ export interface ReapReport {
 }
 
 /**
- * Nothing left behind: this deployment's job containers (found by label) whose job is finished or unknown
- * are removed at start-up and every KILN_SWEEP_SECONDS (default 5 minutes); each removal is logged. A container of a job that is
+ * Nothing left behind: this deployment's job containers (found by label or name) whose job is finished or
+ * unknown, and idle warm sandboxes whose worker on this host is gone, are removed at start-up and every KILN_SWEEP_SECONDS (default 5 minutes); each removal is logged. A container of a job that is
  * still running is never touched. (Partial uploads and scratch clones: ScratchSweeper.)
  */
 @Injectable()
@@ -41,14 +42,20 @@ export class Reaper implements OnApplicationBootstrap, OnApplicationShutdown {
     const report: ReapReport = { containers: [] };
     // Only this deployment's containers: another Kiln on the same engine has jobs this one does not know.
     for (const c of await this.engine.listContainers(['kiln.managed=true', `${DEPLOYMENT_LABEL}=${this.config.queuePrefix}`])) {
-      const jobId = c.Labels?.['kiln.job'];
+      // A job's container carries its id as a label, or (a warm sandbox it took) in its name.
+      const jobId = c.Labels?.[JOB_LABEL] ?? /^\/?kiln-job-(.+)$/.exec(c.Names?.[0] ?? '')?.[1];
+      const pool = c.Labels?.[POOL_LABEL];
+      if (!jobId && pool) {
+        // An idle warm sandbox: its worker's to use, unless that worker (on this host) is gone.
+        if (!ownerGone(scratchOwner(pool))) continue;
+      }
       const job = jobId ? await this.repo.job(jobId) : null;
       if (job && job.status !== 'completed') continue;
       try {
         await this.engine.docker.getContainer(c.Id).remove({ force: true, v: true });
         report.containers.push(c.Id.slice(0, 12));
         this.metrics.reapedContainers.inc();
-        this.log.log(`removed container ${c.Id.slice(0, 12)} (${c.Names?.[0] ?? ''}) of ${job ? `finished job ${job.id}` : `unknown job ${jobId ?? '?'}`}`);
+        this.log.log(`removed container ${c.Id.slice(0, 12)} (${c.Names?.[0] ?? ''}) of ${job ? `finished job ${job.id}` : jobId ? `unknown job ${jobId}` : `a warm pool whose process is gone (${pool ?? '?'})`}`);
       } catch (e) {
         if ((e as { statusCode?: number }).statusCode !== 404) this.log.warn(`could not remove ${c.Id.slice(0, 12)}: ${(e as Error).message}`);
       }

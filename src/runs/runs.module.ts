@@ -17,6 +17,7 @@ import { LogStore } from '../storage/log-store';
 import { ArtifactReaper } from './artifact-reaper';
 import { JobWorker } from './job-worker';
 import { Reaper } from './reaper';
+import { WarmPoolFeeder } from './warm-pool-feeder';
 import { LogsService } from './logs.service';
 import { RunScheduler } from './run-scheduler';
 import { RunsController } from './runs.controller';
@@ -67,7 +68,8 @@ export class WorkerModule {
   static forConfig(config: KilnConfig): DynamicModule {
     return {
       module: WorkerModule,
-      providers: [JobWorker, JobRunner, DockerBackend, { provide: EXECUTION_BACKEND, useExisting: DockerBackend }, Reaper],
+      imports: [CatalogueModule],
+      providers: [JobWorker, JobRunner, DockerBackend, { provide: EXECUTION_BACKEND, useExisting: DockerBackend }, Reaper, WarmPoolFeeder],
     };
   }
 }

@@ -7,7 +7,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { freePort, runKiln, TEST_ADMIN_TOKEN, tmpDir, uniquePrefix } from '../helpers';
 import {
-  containerOfJob, containersOfDeployment, ensureDockerd, kilnProcess, metric, Outcomes, Postgres, Proc, RedisServer,
+  containerOfJob, ensureDockerd, sandboxesOfDeployment, kilnProcess, metric, Outcomes, Postgres, Proc, RedisServer,
   removeContainersOf, restartDockerd, sleep, tails, until,
 } from './harness';
 
@@ -443,12 +443,19 @@ describe('cluster: one API and two workers on one PostgreSQL and one Redis', () 
     const rows = await c.pg.query<{ id: string; status: string }>('SELECT id, status FROM runs');
     assert.deepEqual(rows.map((r) => r.id).sort(), [...c.accepted].sort(), 'the database holds exactly the accepted runs');
     assert.deepEqual(rows.filter((r) => r.status !== 'completed'), [], 'none queued or in progress');
-    // The reapers pass every KILN_SWEEP_SECONDS: give them a few passes.
-    let left: string[] = [];
+    // The reapers pass every KILN_SWEEP_SECONDS: give them a few passes. What may remain are the live
+    // workers' idle warm sandboxes (KILN_WARM_POOL); those of killed workers are reaped too.
+    const live = new Set([...c.workers.values()].filter((w) => w.alive).map((w) => w.pid));
+    let left: { jobs: string[]; idle: { name: string; pid: number }[] } = { jobs: [], idle: [] };
     try {
-      await until('no job container of this deployment left', async () => (left = await containersOfDeployment(c.prefix)).length === 0, (SWEEP_SECONDS * 3 + 10) * 1000, 500);
+      await until('no job container and no dead worker\'s warm sandbox of this deployment left', async () => {
+        left = await sandboxesOfDeployment(c.prefix);
+        return left.jobs.length === 0 && left.idle.every((s) => live.has(s.pid));
+      }, (SWEEP_SECONDS * 3 + 10) * 1000, 500);
     } catch (e) {
-      throw new Error(`${(e as Error).message}: ${left.join(', ')}`);
+      throw new Error(`${(e as Error).message}: ${JSON.stringify(left)} (live workers ${[...live].join(', ')})`);
     }
+    assert.ok(left.idle.length <= live.size * 2, `at most KILN_WARM_POOL (2) idle sandboxes per live worker: ${JSON.stringify(left.idle)}`);
+    assert.ok(left.idle.length > 0, 'the live workers keep warm sandboxes (the pool is on by default)');
   });
 });

@@ -250,8 +250,21 @@ export async function containersOfDeployment(prefix: string): Promise<string[]> 
   return stdout.split('\n').filter(Boolean);
 }
 
+/** The deployment's containers by kind: job sandboxes (kiln-job-<id>) and idle warm ones with their owner's pid. */
+export async function sandboxesOfDeployment(prefix: string): Promise<{ jobs: string[]; idle: { name: string; pid: number }[] }> {
+  const { stdout } = await run('docker', ['ps', '-a', '--filter', 'label=kiln.managed=true', '--filter', `label=kiln.deployment=${prefix}`, '--format', '{{.Names}}\t{{.Label "kiln.pool"}}']);
+  const out = { jobs: [] as string[], idle: [] as { name: string; pid: number }[] };
+  for (const line of stdout.split('\n').filter(Boolean)) {
+    const [name, pool] = line.split('\t');
+    if (!name.startsWith('kiln-job-') && pool) out.idle.push({ name, pid: Number(pool.split('~')[2]) });
+    else out.jobs.push(name);
+  }
+  return out;
+}
+
 export async function containerOfJob(jobId: string): Promise<{ id: string; state: string } | null> {
-  const { stdout } = await run('docker', ['ps', '-a', '--filter', `label=kiln.job=${jobId}`, '--format', '{{.ID}} {{.State}}']);
+  // Named kiln-job-<id> whether created for the job or a warm sandbox it took (renamed).
+  const { stdout } = await run('docker', ['ps', '-a', '--filter', `name=kiln-job-${jobId}`, '--format', '{{.ID}} {{.State}}']);
   const line = stdout.trim().split('\n').filter(Boolean)[0];
   if (!line) return null;
   const [id, state] = line.split(' ');

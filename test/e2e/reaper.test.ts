@@ -26,6 +26,9 @@ test('on start-up Kiln removes its own containers of unknown jobs, and partial u
   const dead = spawn(process.execPath, ['-e', '0']);
   await new Promise((r) => dead.on('exit', r));
   const host = os.hostname();
+  // Idle warm sandboxes: a dead worker's are removed, a live one's (this process stands in) are kept.
+  const deadPool = (await run('docker', ['run', '-d', '--network', 'none', '--label', 'kiln.managed=true', '--label', `kiln.deployment=${prefix}`, '--label', `kiln.pool=pool~${host}~${dead.pid}~00aa11bb`, '--name', `kiln-pool-dead${process.pid}`, 'kiln-base:bookworm', 'sleep', '600'])).stdout.trim().slice(0, 12);
+  const livePool = (await run('docker', ['run', '-d', '--network', 'none', '--label', 'kiln.managed=true', '--label', `kiln.deployment=${prefix}`, '--label', `kiln.pool=pool~${host}~${process.pid}~22cc33dd`, '--name', `kiln-pool-live${process.pid}`, 'kiln-base:bookworm', 'sleep', '600'])).stdout.trim().slice(0, 12);
   const deadUpload = `multipart~${host}~${dead.pid}~0123abcd`;
   fs.writeFileSync(path.join(uploads, deadUpload), 'the API died mid-upload');
   const tmp = path.join(data, 'tmp');
@@ -36,7 +39,7 @@ test('on start-up Kiln removes its own containers of unknown jobs, and partial u
   fs.mkdirSync(path.join(tmp, liveClone), { recursive: true });
   const server = await startServer({ KILN_DATA_DIR: data, KILN_QUEUE_PREFIX: prefix, KILN_LOG_LEVEL: 'log' });
   try {
-    for (let i = 0; i < 50 && !server.output().includes(`removed container ${orphan}`); i++) await new Promise((r) => setTimeout(r, 200));
+    for (let i = 0; i < 50 && !(server.output().includes(`removed container ${orphan}`) && server.output().includes(`removed container ${deadPool}`)); i++) await new Promise((r) => setTimeout(r, 200));
     assert.match(server.output(), new RegExp(`removed container ${orphan} .*of unknown job OrphanJob0000000`));
     assert.match(server.output(), /removed partial upload stale \(untouched for 120 min\)/);
     assert.match(server.output(), new RegExp(`removed partial upload ${deadUpload} \\(its process ${dead.pid} is gone\\)`));
@@ -49,8 +52,11 @@ test('on start-up Kiln removes its own containers of unknown jobs, and partial u
     const other = (await run('docker', ['ps', '-q', '--filter', `id=${keep}`])).stdout.trim();
     assert.equal(other, keep, 'containers that are not Kiln\'s are never touched');
     assert.equal((await run('docker', ['ps', '-q', '--filter', `id=${neighbour}`])).stdout.trim(), neighbour, 'another deployment\'s job container is kept');
+    assert.match(server.output(), new RegExp(`removed container ${deadPool} .*of a warm pool whose process is gone \\(pool~[^~]+~${dead.pid}~`));
+    assert.equal((await run('docker', ['ps', '-aq', '--filter', `id=${deadPool}`])).stdout.trim(), '', "a dead worker's idle warm sandbox is gone");
+    assert.equal((await run('docker', ['ps', '-q', '--filter', `id=${livePool}`])).stdout.trim(), livePool, "a live worker's idle warm sandbox is kept");
   } finally {
     await server.stop();
-    await run('docker', ['rm', '-f', keep, neighbour]).catch(() => undefined);
+    await run('docker', ['rm', '-f', keep, neighbour, livePool, deadPool]).catch(() => undefined);
   }
 });

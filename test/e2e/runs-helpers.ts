@@ -64,10 +64,17 @@ export class Client {
   }
 }
 
-/** Containers still carrying a job's label (must be none once the job is over). Async: see inImage. */
+/**
+ * Containers of a job (must be none once the job is over): named kiln-job-<id> (a warm sandbox is
+ * renamed when a job takes it), or labelled with its id. Async: see inImage.
+ */
 export async function containersOf(jobId: string): Promise<string[]> {
-  const { stdout } = await promisify(execFile)('docker', ['ps', '-a', '-q', '--filter', `label=kiln.job=${jobId}`], { encoding: 'utf8' });
-  return stdout.split('\n').filter(Boolean);
+  const ids = new Set<string>();
+  for (const filter of [`name=kiln-job-${jobId}`, `label=kiln.job=${jobId}`]) {
+    const { stdout } = await promisify(execFile)('docker', ['ps', '-a', '-q', '--filter', filter], { encoding: 'utf8' });
+    for (const id of stdout.split('\n').filter(Boolean)) ids.add(id);
+  }
+  return [...ids];
 }
 
 /** Follows an SSE log stream; collects line texts until the `end` event. */

@@ -1,0 +1,82 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Logger } from '@nestjs/common';
+import { PoolTarget, WarmPool } from './warm-pool';
+
+const quiet = new Logger('test');
+quiet.warn = () => undefined;
+const limits = { memoryBytes: 1, nanoCpus: 1, pids: 1, workspaceBytes: 1, tmpBytes: 1, fileSizeBytes: 1, openFiles: 1 };
+const a: PoolTarget = { image: 'sha256:aaa', runtime: 'runc', limits };
+const b: PoolTarget = { image: 'sha256:bbb', runtime: 'runc', limits };
+const tick = () => new Promise((r) => setTimeout(r, 5));
+
+function fakeOps() {
+  let n = 0;
+  const live = new Set<string>();
+  return {
+    live,
+    fail: false,
+    async create(t: PoolTarget) {
+      if (this.fail) throw new Error('engine away');
+      const id = `${t.image}-${n++}`;
+      live.add(id);
+      return id;
+    },
+    async destroy(id: string) { live.delete(id); },
+  };
+}
+
+test('warm pool: fills each target to its size, hands a sandbox out once, and refills', async () => {
+  const ops = fakeOps();
+  const pool = new WarmPool(2, ops, quiet);
+  pool.setTargets([a, b]);
+  await tick();
+  assert.equal(pool.idleCount(a), 2);
+  assert.equal(pool.idleCount(b), 2);
+  const first = pool.take(a);
+  const second = pool.take(a);
+  assert.ok(first && second && first !== second, 'two different sandboxes');
+  await tick();
+  assert.equal(pool.idleCount(a), 2, 'refilled in the background');
+  const third = pool.take(a);
+  assert.ok(third && third !== first && third !== second, 'a sandbox is never handed out twice');
+});
+
+test('warm pool: other limits, images or runtimes miss; a dropped target is emptied; drain removes all', async () => {
+  const ops = fakeOps();
+  const pool = new WarmPool(1, ops, quiet);
+  pool.setTargets([a, b]);
+  await tick();
+  assert.equal(pool.take({ ...a, limits: { ...limits, memoryBytes: 2 } }), null);
+  assert.equal(pool.take({ ...a, runtime: 'runsc' }), null);
+  assert.equal(pool.take({ ...a, image: 'sha256:ccc' }), null);
+  assert.equal(pool.misses, 3);
+  pool.setTargets([a]);
+  await tick();
+  assert.equal(pool.idleCount(b), 0);
+  assert.equal([...ops.live].filter((id) => id.startsWith('sha256:bbb')).length, 0, "the dropped target's sandbox is removed");
+  await pool.drain();
+  assert.equal(ops.live.size, 0);
+  pool.setTargets([a]);
+  await tick();
+  assert.equal(ops.live.size, 0, 'a drained pool stays empty');
+});
+
+test('warm pool: a failing engine is not hammered (one attempt, then a timed retry); size 0 is off', async () => {
+  const ops = fakeOps();
+  ops.fail = true;
+  let calls = 0;
+  const create = ops.create.bind(ops);
+  ops.create = async (t) => { calls++; return create(t); };
+  const pool = new WarmPool(2, ops, quiet);
+  pool.setTargets([a]);
+  await tick();
+  assert.equal(pool.take(a), null);
+  await tick();
+  assert.ok(calls <= 2, `at most the first fill's attempts (${calls})`);
+  await pool.drain();
+  const off = new WarmPool(0, fakeOps(), quiet);
+  off.setTargets([a]);
+  await tick();
+  assert.equal(off.idleCount(), 0);
+});

@@ -1,0 +1,103 @@
+import type { Logger } from '@nestjs/common';
+import type { ContainerRuntime, JobSandboxLimits } from '../execution/backend';
+
+/** What a pooled sandbox is made for: a job takes one only when its image, runtime and limits are these. */
+export interface PoolTarget {
+  image: string;
+  runtime: ContainerRuntime;
+  limits: JobSandboxLimits;
+}
+
+export function poolKey(t: PoolTarget): string {
+  const limits = Object.keys(t.limits).sort().map((k) => `${k}=${t.limits[k as keyof JobSandboxLimits]}`).join(',');
+  return `${t.runtime}|${t.image}|${limits}`;
+}
+
+/** How the pool makes and removes a sandbox (DockerBackend: the same create + start as a job's own). */
+export interface PoolOps {
+  create(t: PoolTarget): Promise<string>;
+  destroy(id: string): Promise<void>;
+}
+
+const RETRY_MS = 30_000;
+
+/**
+ * Warm sandboxes: for each target, `size` containers created and started ahead of time, idle and
+ * network-less, exactly as a job's own would be. A job takes one (used once, destroyed with the job)
+ * and the pool refills in the background. Targets no longer wanted are emptied; a failed creation is
+ * retried after 30 s (the engine may be away), never in a loop.
+ */
+export class WarmPool {
+  private readonly idle = new Map<string, string[]>();
+  private readonly pending = new Map<string, number>();
+  private targets = new Map<string, PoolTarget>();
+  private readonly retry = new Map<string, NodeJS.Timeout>();
+  private stopped = false;
+  hits = 0;
+  misses = 0;
+
+  constructor(readonly size: number, private readonly ops: PoolOps, private readonly log: Logger) {}
+
+  /** The targets to keep warm; idle sandboxes of any other target are removed. */
+  setTargets(targets: PoolTarget[]): void {
+    if (this.stopped || this.size <= 0) return;
+    const next = new Map(targets.map((t) => [poolKey(t), t]));
+    for (const [key, ids] of this.idle) {
+      if (next.has(key)) continue;
+      this.idle.delete(key);
+      for (const id of ids) void this.ops.destroy(id).catch(() => undefined);
+    }
+    this.targets = next;
+    for (const key of next.keys()) this.fill(key);
+  }
+
+  /** An idle sandbox made for exactly this target (removed from the pool), or null. */
+  take(t: PoolTarget): string | null {
+    const key = poolKey(t);
+    const id = this.idle.get(key)?.shift() ?? null;
+    if (id) this.hits++;
+    else this.misses++;
+    if (this.targets.has(key)) this.fill(key);
+    return id;
+  }
+
+  /** Idle sandboxes per target (for tests and metrics). */
+  idleCount(t?: PoolTarget): number {
+    if (t) return this.idle.get(poolKey(t))?.length ?? 0;
+    return [...this.idle.values()].reduce((n, ids) => n + ids.length, 0);
+  }
+
+  /** Shutting down: no more filling; every idle sandbox is removed. */
+  async drain(): Promise<void> {
+    this.stopped = true;
+    for (const t of this.retry.values()) clearTimeout(t);
+    const ids = [...this.idle.values()].flat();
+    this.idle.clear();
+    await Promise.all(ids.map((id) => this.ops.destroy(id).catch(() => undefined)));
+  }
+
+  private fill(key: string): void {
+    const target = this.targets.get(key);
+    if (this.stopped || !target || this.retry.has(key)) return;
+    while ((this.idle.get(key)?.length ?? 0) + (this.pending.get(key) ?? 0) < this.size) {
+      this.pending.set(key, (this.pending.get(key) ?? 0) + 1);
+      void this.ops.create(target).then(
+        (id) => {
+          if (this.stopped || !this.targets.has(key)) {
+            void this.ops.destroy(id).catch(() => undefined);
+            return;
+          }
+          const ids = this.idle.get(key) ?? [];
+          ids.push(id);
+          this.idle.set(key, ids);
+        },
+        (e: Error) => {
+          this.log.warn(`warm pool: could not prepare a sandbox of ${target.image.slice(0, 19)} (${target.runtime}): ${e.message}; trying again in ${RETRY_MS / 1000} s`);
+          const timer = setTimeout(() => { this.retry.delete(key); this.fill(key); }, RETRY_MS);
+          timer.unref();
+          this.retry.set(key, timer);
+        },
+      ).finally(() => this.pending.set(key, (this.pending.get(key) ?? 1) - 1));
+    }
+  }
+}
