@@ -72,6 +72,7 @@ export class JobRunner {
   }
 
   private readonly repo: RunsRepository;
+  private readonly removals = new Map<string, Promise<void>>();
 
   /** A job's sandbox limits: its own `limits:` over the configured defaults. */
   limitsFor(job: Pick<Job, 'spec'>): JobSandboxLimits {
@@ -107,9 +108,19 @@ export class JobRunner {
       }
       return await this.steps(run, job, handle, out, needs, signal, opts);
     } finally {
-      if (handle) await this.backend.destroyJob(handle).catch((e: Error) => this.log.warn(`destroying ${job.id}: ${e.message}`));
+      // The sandbox is removed while the outcome is recorded (removal is a good part of a short job's
+      // time); the worker awaits sandboxGone() before it frees the slot or lets the queue retry.
+      if (handle) {
+        const h = handle;
+        this.removals.set(job.id, this.backend.destroyJob(h).catch((e: Error) => this.log.warn(`destroying ${job.id}: ${e.message}`)).finally(() => this.removals.delete(job.id)));
+      }
       out.close();
     }
+  }
+
+  /** Resolves once the job's sandbox (if it had one) is removed. */
+  async sandboxGone(jobId: string): Promise<void> {
+    await this.removals.get(jobId);
   }
 
   private async steps(run: Run, job: Job, handle: JobHandle, out: LogWriter, needs: Record<string, NeedResult>, signal: AbortSignal, opts: RunOptions): Promise<JobOutcome> {

@@ -168,6 +168,7 @@ export class JobWorker implements OnApplicationBootstrap, BeforeApplicationShutd
       await this.repo.closeOpenSteps(jobId, 'skipped', 'infrastructure');
     } finally {
       clearInterval(watch);
+      await this.runner.sandboxGone(jobId);
       this.running.delete(jobId);
     }
     await this.scheduler.advance(runId);

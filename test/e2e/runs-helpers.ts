@@ -65,16 +65,21 @@ export class Client {
 }
 
 /**
- * Containers of a job (must be none once the job is over): named kiln-job-<id> (a warm sandbox is
+ * Containers of a job (must be none once the job is over, allowing 10 s for removal): named kiln-job-<id> (a warm sandbox is
  * renamed when a job takes it), or labelled with its id. Async: see inImage.
  */
 export async function containersOf(jobId: string): Promise<string[]> {
-  const ids = new Set<string>();
-  for (const filter of [`name=kiln-job-${jobId}`, `label=kiln.job=${jobId}`]) {
-    const { stdout } = await promisify(execFile)('docker', ['ps', '-a', '-q', '--filter', filter], { encoding: 'utf8' });
-    for (const id of stdout.split('\n').filter(Boolean)) ids.add(id);
+  // A finished job's sandbox is removed while its outcome is recorded: allow its removal 10 s.
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const ids = new Set<string>();
+    for (const filter of [`name=kiln-job-${jobId}`, `label=kiln.job=${jobId}`]) {
+      const { stdout } = await promisify(execFile)('docker', ['ps', '-a', '-q', '--filter', filter], { encoding: 'utf8' });
+      for (const id of stdout.split('\n').filter(Boolean)) ids.add(id);
+    }
+    if (!ids.size || Date.now() > deadline) return [...ids];
+    await new Promise((r) => setTimeout(r, 200));
   }
-  return [...ids];
 }
 
 /** Follows an SSE log stream; collects line texts until the `end` event. */
