@@ -99,9 +99,12 @@ export class JobRunner {
       out.notice(-1, `job ${job.key} on ${spec.environment.name}@${spec.environment.version} (${spec.environment.image.slice(0, 19)}), runtime ${runtime}, memory ${mib(limits.memoryBytes)}, cpus ${limits.nanoCpus / 1e9}, pids ${limits.pids}, workspace ${mib(limits.workspaceBytes)}, timeout ${spec.timeoutMinutes} min, network none`);
       try {
         handle = await this.backend.startJob({ runId: run.id, jobId: job.id, image: spec.environment.image, limits, runtime });
-        const source = await this.blobs.open(blobKeys.source(run.id));
-        if (!source) throw new Error(`the run's sources are missing from the store (${blobKeys.source(run.id)}); is KILN_DATA_DIR shared by every node?`);
-        await this.backend.putWorkspace(handle, source.stream);
+        // A command run without files has an empty workspace: nothing to unpack (one exec saved).
+        if (!(run.source.kind === 'command' && run.source.files === 0)) {
+          const source = await this.blobs.open(blobKeys.source(run.id));
+          if (!source) throw new Error(`the run's sources are missing from the store (${blobKeys.source(run.id)}); is KILN_DATA_DIR shared by every node?`);
+          await this.backend.putWorkspace(handle, source.stream);
+        }
       } catch (e) {
         out.notice(-1, `could not prepare the sandbox: ${(e as Error).message}`);
         throw new RetryableJobError((e as Error).message);

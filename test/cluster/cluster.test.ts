@@ -289,6 +289,37 @@ describe('cluster: one API and two workers on one PostgreSQL and one Redis', () 
     await c.startWorker(caught.victimName);
   });
 
+  scenario('a worker stopped (SIGTERM) mid-job: it takes nothing new, lets a short job finish within the grace (2 s), then cancels the rest with a clear error', 180_000, async () => {
+    // Only w1 works: w2 is stopped first (nothing running, it exits at once).
+    await c.worker('w2').stop('SIGTERM');
+    const short = await c.accept({ command: 'sleep 1.2; echo short-done' });
+    const long = await c.accept({ command: 'echo long-started; sleep 120' });
+    for (const r of [short, long]) await c.waitFor(r.id, 60_000, 'with its step running', (v) => v.jobs[0].steps[0].status === 'in_progress');
+    const w1 = c.worker('w1');
+    const t0 = Date.now();
+    w1.signal('SIGTERM');
+    await w1.waitForOutput(/taking no new jobs/, 10_000);
+    const later = await c.accept({ command: 'echo taken-by-the-next-worker' });
+    await w1.exited;
+    const stoppedMs = Date.now() - t0;
+    const shortDone = await c.waitFor(short.id, 30_000);
+    assert.equal(shortDone.conclusion, 'success', `the short job finished within the grace: ${JSON.stringify(shortDone.jobs)}`);
+    assert.match(await c.logs(short.id), /\| short-done\n/);
+    const longDone = await c.waitFor(long.id, 30_000);
+    assert.equal(longDone.jobs[0].conclusion, 'cancelled', JSON.stringify(longDone.jobs));
+    assert.match(longDone.jobs[0].error ?? '', /the worker shut down before the job finished \(it waited 2 s/);
+    assert.ok(longDone.jobs[0].steps.every((s) => s.status === 'completed'), 'no step left open');
+    assert.ok(stoppedMs >= 2000 && stoppedMs < 60_000, `the worker waited the grace, then stopped (${stoppedMs} ms)`);
+    assert.equal(await containerOfJob(longDone.jobs[0].id), null, "the cancelled job's sandbox is removed");
+    const waiting = await c.run(later.id);
+    assert.equal(waiting.jobs[0].status, 'queued', 'a stopping worker takes no new job');
+    await c.startWorker('w2');
+    const laterDone = await c.waitFor(later.id, 60_000);
+    assert.equal(laterDone.conclusion, 'success');
+    assert.equal(laterDone.jobs[0].worker, 'w2');
+    await c.startWorker('w1');
+  });
+
   scenario('the API killed (SIGKILL) mid-upload: no run is recorded or queued, and the partial upload is swept once its process is gone', 120_000, async () => {
     const api = c.api!;
     const runsBefore = await c.runCount();
