@@ -16,6 +16,8 @@ const CLOSING_WAIT_MS = 1000;
 const LAG_RETRIES = 5;
 const LAG_RETRY_MS = 40;
 const KEEP_ALIVE_MS = 15_000;
+/** Live batches held for one slow follower before it is left to read the file. */
+const INBOX_MAX_BYTES = 4 * 1024 * 1024;
 
 export interface LogLine extends LogRecord {
   job: string;
@@ -83,12 +85,27 @@ export class LogsService {
     const onBus = new Set<string>();
     const closedAt = new Map<string, number>();
     const inbox: LogMessage[] = [];
+    let inboxBytes = 0;
+    const next = () => {
+      const m = inbox.shift()!;
+      if (!('closed' in m)) inboxBytes -= m.next - m.from;
+      return m;
+    };
     let lastWrite = Date.now();
 
-    const send = (job: Job, records: LogRecord[]) => {
+    // A slow reader holds the stream back (the file keeps every line): memory stays bounded however
+    // fast a job prints.
+    const drained = () => new Promise<void>((resolve) => {
+      if (closed || !res.writableNeedDrain) return resolve();
+      const done = () => { res.off('drain', done); res.off('close', done); resolve(); };
+      res.on('drain', done);
+      res.on('close', done);
+    });
+    const send = async (job: Job, records: LogRecord[]) => {
       for (const r of records) {
+        if (closed) return;
         if (step !== undefined && r.i !== step) continue;
-        res.write(`data: ${JSON.stringify({ ...r, job: job.key, jobId: job.id })}\n\n`);
+        if (!res.write(`data: ${JSON.stringify({ ...r, job: job.key, jobId: job.id })}\n\n`)) await drained();
         lastWrite = Date.now();
       }
     };
@@ -100,7 +117,7 @@ export class LogsService {
         if (!records.length) return got;
         got = true;
         offsets.set(job.id, next);
-        send(job, records);
+        await send(job, records);
       }
     };
     let nextPoll = 0;
@@ -144,7 +161,7 @@ export class LogsService {
           at += Buffer.byteLength(JSON.stringify(r)) + 1;
         }
       }
-      send(job, beyond);
+      await send(job, beyond);
       offsets.set(job.id, m.next);
     };
 
@@ -153,6 +170,13 @@ export class LogsService {
     try {
       unsubscribe = await this.bus.subscribe(runId, (m) => {
         if (!byId.has(m.job)) return;
+        if (!('closed' in m)) {
+          // A reader slower than the job: past INBOX_MAX_BYTES, batches are left to the file (the next
+          // batch's offsets show the gap and it is read from there).
+          const bytes = m.next - m.from;
+          if (inboxBytes + bytes > INBOX_MAX_BYTES) return;
+          inboxBytes += bytes;
+        }
         inbox.push(m);
         nudge();
       });
@@ -162,14 +186,14 @@ export class LogsService {
 
     try {
       while (!closed) {
-        while (inbox.length && !closed) await apply(inbox.shift()!);
+        while (inbox.length && !closed) await apply(next());
         if (closed) break;
         if (Date.now() >= nextPoll) {
           // Read the state before the files: a job seen finished has nothing more to write after this read.
           const current = await this.repo.jobs(runId);
           const finished = jobs.every((j) => current.find((c) => c.id === j.id)?.status === 'completed');
           for (const job of jobs) await readFile(job);
-          while (inbox.length && !closed) await apply(inbox.shift()!);
+          while (inbox.length && !closed) await apply(next());
           if (finished) {
             // Where the files are not visible, the last lines come on the bus: wait a moment for a
             // job's closing marker if the bus carried the job and the marker (or a line before it) is missing.

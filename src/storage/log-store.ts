@@ -47,6 +47,8 @@ export const PUBLISH_INTERVAL_MS = 20;
 export const PUBLISH_MAX_BYTES = 1024 * 1024;
 /** Past this many bytes published but not yet answered (Redis slow or away), batches are skipped: the file has them. */
 const PUBLISH_MAX_IN_FLIGHT = 16 * 1024 * 1024;
+/** Lines are written to the file in blocks of about this size (and at least every PUBLISH_INTERVAL_MS). */
+const FILE_BUFFER_BYTES = 256 * 1024;
 
 /**
  * Logs live in files, one JSON line per output line: data/logs/<run>/<job>.jsonl. Written as output
@@ -118,6 +120,9 @@ export class LogWriter {
   private inFlight = 0;
   private publishFailed = false;
   private closed = false;
+  // Lines appended but not yet in the file (at most FILE_BUFFER_BYTES, written within PUBLISH_INTERVAL_MS).
+  private fileBuf: string[] = [];
+  private fileBufBytes = 0;
 
   constructor(readonly file: string, private readonly capBytes: number, secrets: string[] = [], private readonly publish: LogPublish | null = null) {
     this.masks = maskList(secrets);
@@ -181,6 +186,7 @@ export class LogWriter {
     for (const key of [...this.partial.keys()]) this.flush(Number(key.split(':')[0]));
     if (this.dropped) this.appendRecord({ t: Date.now(), i: -1, s: 'k', l: `log truncated: ${this.dropped} more bytes of output were not kept (cap ${this.capBytes} bytes per job)` }, true);
     this.closed = true;
+    this.flushFile();
     fs.closeSync(this.fd);
     this.publishPending();
     this.send({ closed: true, next: this.written }, 0);
@@ -192,6 +198,8 @@ export class LogWriter {
       clearTimeout(this.timer);
       this.timer = null;
     }
+    // The file first: a follower that sees a gap in the published offsets reads it from there.
+    if (!this.closed) this.flushFile();
     if (!this.pending.length) return;
     const batch = { from: this.pendingFrom, next: this.pendingFrom + this.pendingBytes, records: this.pending };
     const bytes = this.pendingBytes;
@@ -232,7 +240,14 @@ export class LogWriter {
 
   /** Queues a record just written at byte offset `at` for the next batch. */
   private queue(r: LogRecord, at: number, bytes: number): void {
-    if (!this.publish) return;
+    if (!this.publish) {
+      // No bus: only the file buffer needs its timer.
+      if (!this.timer) {
+        this.timer = setTimeout(() => { this.timer = null; if (!this.closed) this.flushFile(); }, PUBLISH_INTERVAL_MS);
+        this.timer.unref();
+      }
+      return;
+    }
     if (this.pending.length && this.pendingBytes + bytes > PUBLISH_MAX_BYTES) this.publishPending();
     if (!this.pending.length) this.pendingFrom = at;
     this.pending.push(r);
@@ -268,9 +283,19 @@ export class LogWriter {
       this.dropped += Buffer.byteLength(r.l) + 1;
       return;
     }
-    fs.writeSync(this.fd, line);
+    this.fileBuf.push(line);
+    this.fileBufBytes += bytes;
+    if (this.fileBufBytes >= FILE_BUFFER_BYTES) this.flushFile();
     this.queue(r, this.written, bytes);
     this.written += bytes;
+  }
+
+  /** Writes the buffered lines to the file (one write instead of one per line): before every publish and on close. */
+  private flushFile(): void {
+    if (!this.fileBuf.length) return;
+    fs.writeSync(this.fd, this.fileBuf.join(''));
+    this.fileBuf = [];
+    this.fileBufBytes = 0;
   }
 }
 
