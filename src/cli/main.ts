@@ -277,14 +277,21 @@ async function streamLogs(k: KilnClient, runId: string, job: string | null, out:
   let buf = '';
   for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
     buf += decoder.decode(chunk, { stream: true });
+    // One write per chunk received, not per line: a job printing millions of lines is followed at speed.
+    const lines: string[] = [];
+    let at = 0;
     let i: number;
-    while ((i = buf.indexOf('\n\n')) >= 0) {
-      const event = buf.slice(0, i);
-      buf = buf.slice(i + 2);
-      if (event.startsWith('event: end')) return;
+    let ended = false;
+    while ((i = buf.indexOf('\n\n', at)) >= 0) {
+      const event = buf.slice(at, i);
+      at = i + 2;
+      if (event.startsWith('event: end')) { ended = true; break; }
       const data = event.split('\n').find((l) => l.startsWith('data: '));
-      if (data) out(renderLine(JSON.parse(data.slice(6)) as LogRecord, prefix, quiet));
+      if (data) lines.push(renderLine(JSON.parse(data.slice(6)) as LogRecord, prefix, quiet));
     }
+    buf = buf.slice(at);
+    if (lines.length) out(lines.join(''));
+    if (ended) return;
   }
 }
 

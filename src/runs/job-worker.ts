@@ -144,35 +144,40 @@ export class JobWorker implements OnApplicationBootstrap, BeforeApplicationShutd
         if (cancel || current?.status === 'completed') abort.abort();
       } catch { /* the database is briefly away: try again next tick */ }
     }, 1000);
+    // The run is recorded (and advanced) while the sandbox is removed; the slot is freed, and a retry
+    // let through, only once it is gone.
     try {
-      const jobs = await this.repo.jobs(runId);
-      const owner = run.ownerId ? await this.auth.findUser(run.ownerId) : null;
-      const secrets = await this.auth.secretsOf(run.ownerId);
-      const artifactBytesLeft = owner ? this.auth.quota(owner).artifactBytes - (await this.repo.artifactBytes(owner.id)) : Infinity;
-      const outcome = await this.runner.run(run, job, RunScheduler.needResults(jobs, job.spec.needs), abort.signal, { secrets, artifactBytesLeft });
-      const shutDown = this.stopping && outcome.conclusion === 'cancelled' && !(await this.repo.isCancelRequested(runId).catch(() => false));
-      const error = shutDown ? `the worker shut down before the job finished (it waited ${this.config.shutdownGraceSeconds} s, KILN_SHUTDOWN_GRACE_SECONDS)` : outcome.error;
-      await this.repo.transitionJob(jobId, ['in_progress'], 'completed', { conclusion: outcome.conclusion, error, outputs: outcome.outputs ?? {} });
-      this.metrics.jobsFinished.inc({ conclusion: outcome.conclusion });
-      if (outcome.conclusion === 'cancelled') await this.repo.closeOpenSteps(jobId, 'cancelled', 'cancelled');
-    } catch (e) {
-      const last = bull.attemptsMade + 1 >= (bull.opts.attempts ?? 1);
-      if (e instanceof RetryableJobError && !last) {
-        this.log.warn(`job ${jobId}: ${e.message}; will retry`);
-        await this.repo.transitionJob(jobId, ['in_progress'], 'queued');
-        throw e;
+      try {
+        const jobs = await this.repo.jobs(runId);
+        const owner = run.ownerId ? await this.auth.findUser(run.ownerId) : null;
+        const secrets = await this.auth.secretsOf(run.ownerId);
+        const artifactBytesLeft = owner ? this.auth.quota(owner).artifactBytes - (await this.repo.artifactBytes(owner.id)) : Infinity;
+        const outcome = await this.runner.run(run, job, RunScheduler.needResults(jobs, job.spec.needs), abort.signal, { secrets, artifactBytesLeft });
+        const shutDown = this.stopping && outcome.conclusion === 'cancelled' && !(await this.repo.isCancelRequested(runId).catch(() => false));
+        const error = shutDown ? `the worker shut down before the job finished (it waited ${this.config.shutdownGraceSeconds} s, KILN_SHUTDOWN_GRACE_SECONDS)` : outcome.error;
+        await this.repo.transitionJob(jobId, ['in_progress'], 'completed', { conclusion: outcome.conclusion, error, outputs: outcome.outputs ?? {} });
+        this.metrics.jobsFinished.inc({ conclusion: outcome.conclusion });
+        if (outcome.conclusion === 'cancelled') await this.repo.closeOpenSteps(jobId, 'cancelled', 'cancelled');
+      } catch (e) {
+        const last = bull.attemptsMade + 1 >= (bull.opts.attempts ?? 1);
+        if (e instanceof RetryableJobError && !last) {
+          this.log.warn(`job ${jobId}: ${e.message}; will retry`);
+          await this.repo.transitionJob(jobId, ['in_progress'], 'queued');
+          throw e;
+        }
+        this.log.error(`job ${jobId}: ${(e as Error).message}`);
+        await this.repo.transitionJob(jobId, ['in_progress'], 'completed', { conclusion: 'failure', error: `infrastructure: ${(e as Error).message}` });
+        this.metrics.jobsFinished.inc({ conclusion: 'failure' });
+        await this.repo.closeOpenSteps(jobId, 'skipped', 'infrastructure');
+      } finally {
+        clearInterval(watch);
       }
-      this.log.error(`job ${jobId}: ${(e as Error).message}`);
-      await this.repo.transitionJob(jobId, ['in_progress'], 'completed', { conclusion: 'failure', error: `infrastructure: ${(e as Error).message}` });
-      this.metrics.jobsFinished.inc({ conclusion: 'failure' });
-      await this.repo.closeOpenSteps(jobId, 'skipped', 'infrastructure');
+      await this.scheduler.advance(runId);
+      await this.scheduler.advanceOwner(run.ownerId);
     } finally {
-      clearInterval(watch);
       await this.runner.sandboxGone(jobId);
       this.running.delete(jobId);
     }
-    await this.scheduler.advance(runId);
-    await this.scheduler.advanceOwner(run.ownerId);
   }
 }
 
