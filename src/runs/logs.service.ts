@@ -9,6 +9,8 @@ import type { Job } from './runs.types';
 const POLL_MS = 2000;
 /** ...and this often while the bus is away, or a job has just closed its log (it ends in a moment). */
 const FAST_POLL_MS = 200;
+/** After a job's writer closed its log, its state changes within moments: the stream ends that soon. */
+const CLOSING_POLL_MS = 40;
 const CLOSING_MS = 5000;
 /** Once every job has ended, how long to wait for the bus's last lines of a job whose file is not here. */
 const CLOSING_WAIT_MS = 1000;
@@ -132,7 +134,7 @@ export class LogsService {
         // The job's state changes in a moment: look at it often for a while, to end the stream promptly.
         fastUntil = Date.now() + CLOSING_MS;
         // (Once the states say finished, the loop waits for this marker alone: it may end now.)
-        nextPoll = finishedAt ? 0 : Math.min(nextPoll, Date.now() + FAST_POLL_MS);
+        nextPoll = finishedAt ? 0 : Math.min(nextPoll, Date.now() + CLOSING_POLL_MS);
         if (m.next > offsets.get(job.id)!) await readFile(job);
         return;
       }
@@ -207,7 +209,7 @@ export class LogsService {
             nextPoll = Date.now() + FAST_POLL_MS;
           } else {
             // Without the bus (Redis away), polling is all there is: as often as before the bus.
-            nextPoll = Date.now() + (Date.now() < fastUntil || !unsubscribe || !this.bus.live ? FAST_POLL_MS : POLL_MS);
+            nextPoll = Date.now() + (Date.now() < fastUntil ? CLOSING_POLL_MS : !unsubscribe || !this.bus.live ? FAST_POLL_MS : POLL_MS);
           }
         }
         if (Date.now() - lastWrite >= KEEP_ALIVE_MS) {

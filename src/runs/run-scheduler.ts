@@ -23,7 +23,13 @@ export class RunScheduler {
   /** After one of an owner's jobs ends, their other runs may have jobs waiting on the concurrency quota. */
   async advanceOwner(ownerId: string | null): Promise<void> {
     if (!ownerId) return;
-    for (const id of await this.repo.activeRunIds(ownerId)) await this.advance(id);
+    const quota = await this.ownerQuota(ownerId);
+    for (const id of await this.repo.activeRunIds(ownerId)) {
+      // Oldest first, and only while the owner has a free slot: with thousands of runs waiting, a job's
+      // end does not walk them all.
+      if ((await this.repo.countActiveJobs(ownerId)) >= quota) return;
+      await this.advance(id);
+    }
   }
 
   advance(runId: string): Promise<void> {

@@ -67,6 +67,11 @@ export class RunsRepository {
     return (await this.db.all<{ id: string }>("SELECT id FROM runs WHERE owner_id = ? AND status <> 'completed' ORDER BY created_at", [ownerId])).map((r) => r.id);
   }
 
+  async countActiveRuns(ownerId: string): Promise<number> {
+    const rows = await this.db.all<{ n: number }>("SELECT COUNT(*) AS n FROM runs WHERE owner_id = ? AND status <> 'completed'", [ownerId]);
+    return Number(rows[0]?.n ?? 0);
+  }
+
   /** Jobs of an owner handed to the queue or running, across all runs. */
   async countActiveJobs(ownerId: string): Promise<number> {
     const rows = await this.db.all<{ n: number }>("SELECT COUNT(*) AS n FROM jobs j JOIN runs r ON r.id = j.run_id WHERE r.owner_id = ? AND j.status IN ('queued', 'in_progress')", [ownerId]);

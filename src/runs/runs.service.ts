@@ -333,7 +333,7 @@ export class RunsService {
     }
     const retryAfter = Math.max(1, 60 - Math.floor((now % 60_000) / 1000));
     if (count > q.submissionsPerMinute) throw new QuotaExceededException(`quota: at most ${q.submissionsPerMinute} submissions per minute; try again in ${retryAfter} s`, retryAfter);
-    const active = (await this.repo.activeRunIds(owner.user.id)).length;
+    const active = await this.repo.countActiveRuns(owner.user.id);
     if (active >= q.queuedRuns) throw new QuotaExceededException(`quota: ${new ActiveRunsLimit(active, q.queuedRuns).message}. Wait for some to finish or cancel them`, 30);
     const bytes = await this.repo.artifactBytes(owner.user.id);
     if (bytes >= q.artifactBytes) throw new QuotaExceededException(`quota: your artifacts use ${bytes} bytes of ${q.artifactBytes}; they free up as their retention ends`, 3600);
