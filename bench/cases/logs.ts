@@ -12,6 +12,7 @@ import { performance } from 'node:perf_hooks';
 import { RawDocker } from '../lib/docker';
 import { KilnServer, ms } from '../lib/kiln';
 import { cpuSecondsOf, run, RssSampler } from '../lib/proc';
+import type { Followed } from '../lib/follower';
 import { MiB, say } from '../lib/util';
 
 export const LOG_BYTES = 200 * MiB;
@@ -26,8 +27,10 @@ export interface KilnLogRun {
   seconds: number;
   /** the step alone (its recorded start to end), s */
   stepSeconds: number;
-  /** output lines the follower received (Kiln's notices included); null when not followed */
+  /** log lines the follower received (Kiln's notices included); null when not followed */
   events: number | null;
+  /** output lines of the step missing from the live stream (of 2 Mi); null when not followed */
+  missingLines: number | null;
   /** bytes of server-sent events the follower read */
   sseBytes: number | null;
   /** size of the stored log (JSON lines: what KILN_LOG_CAP counts) */
@@ -46,11 +49,11 @@ export async function logsKiln(k: KilnServer, followed: boolean): Promise<KilnLo
   const t0 = performance.now();
   const wall0 = Date.now();
   const submitted = await k.submitCommand(LOG_COMMAND);
-  let followedBy: { events: number; bytes: number; ended: boolean } | null = null;
+  let followedBy: Followed | null = null;
   if (followed) {
     const f = await run(process.execPath, [FOLLOWER, `${k.url}/api/v1/runs/${submitted.id}/logs?follow=1`, k.token], { timeoutMs: 900_000 });
     if (f.code !== 0) throw new Error(`the follower failed: ${f.stderr}`);
-    followedBy = JSON.parse(f.stdout) as { events: number; bytes: number; ended: boolean };
+    followedBy = JSON.parse(f.stdout) as Followed;
     if (!followedBy.ended) throw new Error(`the live log of ${submitted.id} stopped before its end event`);
   }
   const v = await k.waitCompleted(submitted.id, 900_000, 100);
@@ -68,10 +71,10 @@ export async function logsKiln(k: KilnServer, followed: boolean): Promise<KilnLo
   const truncated = /log truncated/.test(tail.toString('utf8'));
   const step = v.jobs[0].steps[0];
   const out: KilnLogRun = {
-    followed, seconds, stepSeconds: (ms(step.finishedAt) - ms(step.startedAt)) / 1000, events: followedBy?.events ?? null, sseBytes: followedBy?.bytes ?? null,
+    followed, seconds, stepSeconds: (ms(step.finishedAt) - ms(step.startedAt)) / 1000, events: followedBy?.events ?? null, missingLines: followedBy ? LOG_LINES - followedBy.stdoutLines : null, sseBytes: followedBy?.bytes ?? null,
     storedBytes, peakRss: mem.peakRss, hwm: mem.hwm, kilnCpuSeconds, truncated,
   };
-  if (followedBy && followedBy.events < LOG_LINES) say(`  warning: the follower received ${followedBy.events} lines of ${LOG_LINES}${truncated ? ' (the log cap was reached)' : ''}`);
+  if (out.missingLines) say(`  warning: ${out.missingLines} of the step's ${LOG_LINES} output lines never reached the live follower (${followedBy!.stdoutLines} did)${truncated ? '; the log cap was reached' : ''}`);
   say(`  kiln${followed ? ', followed' : ', not followed'}: 200 MiB of log in ${seconds.toFixed(1)} s (step ${out.stepSeconds.toFixed(1)} s${followedBy ? `, ${followedBy.events} lines followed` : ''}), peak RSS ${(mem.peakRss / MiB).toFixed(0)} MiB, kiln CPU ${kilnCpuSeconds.toFixed(1)} s${truncated ? ', LOG TRUNCATED' : ''}`);
   return out;
 }

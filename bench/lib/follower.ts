@@ -7,10 +7,36 @@
  */
 import * as http from 'node:http';
 
-const DATA = Buffer.from('\ndata: ');
+/** Counts the occurrences of a byte pattern across a stream's chunks, each once. */
+class Counter {
+  count = 0;
+  // Shorter than the pattern: a match split across chunks is counted once, and none twice.
+  private carry: Buffer;
+
+  constructor(private readonly pattern: Buffer, lead = '') {
+    this.carry = Buffer.from(lead);
+  }
+
+  add(chunk: Buffer): void {
+    const buf = this.carry.length ? Buffer.concat([this.carry, chunk]) : chunk;
+    for (let i = buf.indexOf(this.pattern); i >= 0; i = buf.indexOf(this.pattern, i + this.pattern.length)) this.count++;
+    this.carry = Buffer.from(buf.subarray(Math.max(0, buf.length - (this.pattern.length - 1))));
+  }
+}
+
 const END = Buffer.from('\nevent: end');
 
-export function follow(url: string, token: string): Promise<{ events: number; bytes: number; ended: boolean }> {
+export interface Followed {
+  /** server-sent events with data (log lines of any kind) */
+  events: number;
+  /** of them, lines of the job's standard output (`"s":"o"`) */
+  stdoutLines: number;
+  bytes: number;
+  /** the stream closed with Kiln's `event: end` */
+  ended: boolean;
+}
+
+export function follow(url: string, token: string): Promise<Followed> {
   return new Promise((resolve, reject) => {
     const req = http.get(url, { headers: { authorization: `Bearer ${token}` } }, (res) => {
       if (res.statusCode !== 200) {
@@ -18,27 +44,21 @@ export function follow(url: string, token: string): Promise<{ events: number; by
         res.resume();
         return;
       }
-      let events = 0;
+      // The leading newline lets the first event (at offset 0) match like the others.
+      const data = new Counter(Buffer.from('\ndata: '), '\n');
+      const stdout = new Counter(Buffer.from('"s":"o"'));
       let bytes = 0;
-      // A leading newline so that the first event (at offset 0) matches like the others. The carry is
-      // shorter than the prefix: a prefix split across chunks is counted once, and none twice.
-      let carry = Buffer.from('\n');
       let last = Buffer.alloc(0);
       res.on('data', (chunk: Buffer) => {
         bytes += chunk.length;
-        const buf = Buffer.concat([carry, chunk]);
-        let i = 0;
-        while ((i = buf.indexOf(DATA, i)) >= 0) {
-          events++;
-          i += DATA.length;
-        }
-        carry = buf.subarray(Math.max(0, buf.length - (DATA.length - 1)));
+        data.add(chunk);
+        stdout.add(chunk);
         last = Buffer.concat([last, chunk]).subarray(-512);
       });
       // The server ends the stream with `event: end` (then `data: {status}`), which is not a log line.
       res.on('end', () => {
         const ended = last.indexOf(END) >= 0;
-        resolve({ events: ended ? events - 1 : events, bytes, ended });
+        resolve({ events: ended ? data.count - 1 : data.count, stdoutLines: stdout.count, bytes, ended });
       });
       res.on('error', reject);
     });

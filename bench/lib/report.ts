@@ -5,6 +5,11 @@ import { fmtMiB, fmtMs, fmtRatio, fmtSeconds, MiB } from './util';
 
 const DASH = '—';
 
+/** Output lines that never reached the live follower, over every followed run. */
+function lost(l: NonNullable<Results['logs']>): number {
+  return l.followed.reduce((a, x) => a + (x.missingLines ?? 0), 0);
+}
+
 export function buildTable(r: Results): Row[] {
   const rows: Row[] = [];
   if (r.latency) {
@@ -33,7 +38,7 @@ export function buildTable(r: Results): Row[] {
     const rate = (s: number) => `${(200 / s).toFixed(1)} MiB/s`;
     rows.push({
       measure: '3. 200 MiB of log, submit to the last line read by a live follower (raw: through the docker client), median',
-      pool: `${fmtSeconds(l.followedSeconds.median)} (${rate(l.followedSeconds.median)})`, noPool: DASH,
+      pool: `${fmtSeconds(l.followedSeconds.median)} (${rate(l.followedSeconds.median)})${lost(l) ? `, ${lost(l)} lines lost` : ''}`, noPool: DASH,
       raw: `${fmtSeconds(l.rawSeconds.median)} (${rate(l.rawSeconds.median)})`,
       ratio: `${fmtRatio(l.rawSeconds.median / l.followedSeconds.median)} (throughput)`,
     });
@@ -92,7 +97,7 @@ export function buildTargets(r: Results): Target[] {
   if (r.logs) {
     const x = r.logs.rawSeconds.median / r.logs.followedSeconds.median;
     const y = r.logs.rawSeconds.median / r.logs.unfollowedSeconds.median;
-    t.push({ target: 'log throughput ≥ 0.8x raw (every line delivered to a live follower)', figure: `${fmtRatio(x)} (${fmtSeconds(r.logs.followedSeconds.median)} vs ${fmtSeconds(r.logs.rawSeconds.median)} for 200 MiB; with nobody following ${fmtRatio(y)})`, met: x >= 0.8 });
+    t.push({ target: 'log throughput ≥ 0.8x raw (every line delivered to a live follower)', figure: `${fmtRatio(x)} (${fmtSeconds(r.logs.followedSeconds.median)} vs ${fmtSeconds(r.logs.rawSeconds.median)} for 200 MiB; with nobody following ${fmtRatio(y)})${lost(r.logs) ? `; **${lost(r.logs)} lines never reached the follower**` : ''}`, met: x >= 0.8 && !lost(r.logs) });
   }
   if (r.upload) {
     const x = r.upload.raw.median / r.upload.kiln.median;
@@ -175,7 +180,7 @@ export function markdown(r: Results, command: string): string {
     const l = r.logs;
     const f = l.followed[l.followed.length - 1];
     const cpu = (runs: { kilnCpuSeconds: number; seconds: number }[]) => runs.map((x) => `${x.kilnCpuSeconds.toFixed(1)} s in ${x.seconds.toFixed(1)} s`).join(', ');
-    o.push(`- Logs: ${l.followed.length} repetition(s) of each. The step alone took ${l.unfollowed.map((x) => fmtSeconds(x.stepSeconds)).join(', ')} with nobody following and ${l.followed.map((x) => fmtSeconds(x.stepSeconds)).join(', ')} followed (the server reads the step's output more slowly while it also serves the follower). \`kiln serve\` CPU time: ${cpu(l.unfollowed)} (not followed), ${cpu(l.followed)} (followed). The follower received ${f.events} lines (${fmtMiB(f.sseBytes ?? NaN)} of server-sent events). The stored log is ${fmtMiB(f.storedBytes)} of JSON lines for 200 MiB of output: \`KILN_LOG_CAP\` counts those bytes, so the bench sets \`KILN_LOG_CAP=${l.logCap}\` (256m would cut this log short)${[...l.followed, ...l.unfollowed].some((x) => x.truncated) ? '; **the cap was reached: a log was truncated**' : '; it was not reached'}. Peak RSS is the largest VmRSS sampled every 100 ms during a run; the unfollowed figure is from the server's first job after it started (a Node process keeps the memory it grew to, so later runs start higher).`);
+    o.push(`- Logs: ${l.followed.length} repetition(s) of each. The step alone took ${l.unfollowed.map((x) => fmtSeconds(x.stepSeconds)).join(', ')} with nobody following and ${l.followed.map((x) => fmtSeconds(x.stepSeconds)).join(', ')} followed (the server reads the step's output more slowly while it also serves the follower). \`kiln serve\` CPU time: ${cpu(l.unfollowed)} (not followed), ${cpu(l.followed)} (followed). The follower received ${f.events} log lines (${fmtMiB(f.sseBytes ?? NaN)} of server-sent events)${lost(l) ? `; **${lost(l)} of the step's 2 097 152 output lines never reached it** (over ${l.followed.length} run(s))` : ', every one of the step\'s 2 097 152 output lines and Kiln\'s notices'}. The stored log is ${fmtMiB(f.storedBytes)} of JSON lines for 200 MiB of output: \`KILN_LOG_CAP\` counts those bytes, so the bench sets \`KILN_LOG_CAP=${l.logCap}\` (256m would cut this log short)${[...l.followed, ...l.unfollowed].some((x) => x.truncated) ? '; **the cap was reached: a log was truncated**' : '; it was not reached'}. Peak RSS is the largest VmRSS sampled every 100 ms during a run; the unfollowed figure is from the server's first job after it started (a Node process keeps the memory it grew to, so later runs start higher).`);
   }
   if (r.upload) {
     const u = r.upload;
@@ -206,7 +211,7 @@ export function markdown(r: Results, command: string): string {
     '- **Upload and artifact baselines** cannot use that exact HostConfig: the engine refuses `docker cp` into a container whose root is read-only, and its archive API does not see tmpfs mounts. Their containers therefore keep everything but the read-only root and the `/workspace` tmpfs (the files live in the container\'s layer, on disk). That is also why Kiln streams tar through `docker exec` (docs/runs.md).',
     `- **1. Latency**: ${m.plan.latencyReps} repetitions per server, Kiln and raw alternating (each server compared with the raw runs of its own phase: the machine's load may drift between phases), one unmeasured warm-up of each first; between repetitions the bench waits until the server's containers stop changing (a used pool container replaced). End to end is the wall time of \`kiln run DIR\` (a one-step \`.kiln.yml\`) and of \`docker run --rm … python3 -c pass\`. First log line: POST of the quick form \`python3 -c "print('ready')"\`, then the live log (\`?follow=1\`), to the first output line of the step; raw: \`docker run\` to the first byte on stdout.`,
     `- **2. Throughput**: ${m.plan.throughputJobs} quick-form runs of \`python3 -c pass\` submitted 4 at a time, timed from the first submission to the last run's recorded end; raw: ${m.plan.throughputJobs} \`docker run --rm\`, 2 at a time, once (right after the pool server's run; both Kiln columns are compared with it).`,
-    `- **3. Logs**: the quick form \`head -c 209715200 /dev/zero | tr '\\0' 'a' | fold -w 100\` (2 Mi lines of 100 characters) on a server started for this case and the next two, with \`KILN_LOG_CAP=${r.logs?.logCap ?? '512m'}\`. Followed: a follower process of its own (\`bench/lib/follower.ts\`, counting lines without parsing them) reads the live log (\`?follow=1\`); timed from the POST to the stream's \`end\`, so every line reached a client. Not followed: the same job with nobody reading, timed from the POST to the run's recorded end. \`kiln serve\`'s VmRSS is sampled every 100 ms and its CPU time read from /proc. Raw: \`docker run\` of the same pipeline, its stdout read (and counted) through the docker client; its output also goes to the json-file log driver that Kiln's HostConfig sets (a Kiln step is a \`docker exec\`, whose output does not). ${m.plan.logReps} repetition(s) of each.`,
+    `- **3. Logs**: the quick form \`head -c 209715200 /dev/zero | tr '\\0' 'a' | fold -w 100\` (2 Mi lines of 100 characters) on a server started for this case and the next two, with \`KILN_LOG_CAP=${r.logs?.logCap ?? '512m'}\`. Followed: a follower process of its own (\`bench/lib/follower.ts\`: it counts the events and the step's output lines by byte patterns, without parsing them) reads the live log (\`?follow=1\`); timed from the POST to the stream's \`end\`, and every one of the 2 097 152 output lines must have arrived. Not followed: the same job with nobody reading, timed from the POST to the run's recorded end. \`kiln serve\`'s VmRSS is sampled every 100 ms and its CPU time read from /proc. Raw: \`docker run\` of the same pipeline, its stdout read (and counted) through the docker client; its output also goes to the json-file log driver that Kiln's HostConfig sets (a Kiln step is a \`docker exec\`, whose output does not). ${m.plan.logReps} repetition(s) of each.`,
     `- **4. Upload**: an uncompressed tarball of 20 000 files of random bytes (200 MiB of content) in 100 folders, posted as multipart (the workflow as a text field) by the bench itself, streamed from disk; timed from the start of the POST to the first step's recorded start. The step checks that 20 000 files arrived. Raw: \`docker create\` + \`docker cp - CONTAINER:/workspace\` of the same tarball + \`docker start\`. ${m.plan.uploadReps} repetition(s) each.`,
     `- **5. Artifact**: a step writes 20 files of 10 MiB from /dev/urandom, then \`actions/upload-artifact\` collects them; the figure is that step's recorded duration. Raw: the same files written by a container, then \`docker cp CONTAINER:/workspace/out -\` into a file. ${m.plan.artifactReps} repetition(s) each.`,
     `- **6. API under load**: an open-loop generator in the bench (keep-alive HTTP, each request sent at its scheduled time, latency counted from that time) reads \`GET /api/v1/runs/:id\` at ${m.plan.apiRate} req/s over runs of the server, first for ${m.plan.apiSeconds / 2} s with nothing running, then for ${m.plan.apiSeconds} s while a 3-second job is submitted every 1.5 s (both slots busy). The generator shares the machine's two cores with Kiln and the engine.`,
@@ -238,6 +243,10 @@ export function observations(r: Results): string[] {
     const [top, second] = [...keys].sort((x, y) => b[y] - b[x]);
     out.push(`Trivial job (no pool): the largest stage is "${BREAKDOWN_LABELS[top]}" at ${fmtMs(b[top])} of ${fmtMs(total)}, then "${BREAKDOWN_LABELS[second]}" at ${fmtMs(b[second])}. The raw \`docker run\` alternating with it took ${fmtSeconds(r.latency.raw.noPool.endToEnd.median)} for everything.`);
     if (b.runEndToCliExit > 150) out.push(`After the run is recorded finished, \`kiln run\` still waits ${fmtMs(b.runEndToCliExit)} (median) before it exits: the live log stream ends on the follower's next poll of the job states, not when the run ends.`);
+    const p = r.latency.pool.breakdown;
+    if ((r.meta.warmPool.poolServerIdleContainers ?? 0) > 0 && p.step > 1.3 * b.step) {
+      out.push(`With the pool the sandbox is ready sooner (job taken → step started ${fmtMs(p.jobStartToStep)} vs ${fmtMs(b.jobStartToStep)}) but the step itself is slower (${fmtMs(p.step)} vs ${fmtMs(b.step)}): the pool starts the replacement sandbox as soon as one is taken, so its creation and start compete with the step on this machine's ${r.meta.machine.cpus} cores.`);
+    }
     if (b.step > 150) out.push(`A step of \`python3 -c pass\` takes ${fmtMs(b.step)} inside Kiln (an exec, then the post-step reader, a second exec, before the step is recorded).`);
   }
   if (r.logs) {
@@ -245,8 +254,13 @@ export function observations(r: Results): string[] {
     if (l.peakRssFollowedBytes > 2 * l.peakRssUnfollowedBytes) {
       out.push(`One live follower multiplies the server's memory for a large log: peak RSS ${fmtMiB(l.peakRssFollowedBytes)} followed vs ${fmtMiB(l.peakRssUnfollowedBytes)} not followed, and ${fmtSeconds(l.followedSeconds.median)} vs ${fmtSeconds(l.unfollowedSeconds.median)}. The follower's lines are written to the HTTP response one \`res.write\` each without waiting for the socket to drain, so what the client has not read yet accumulates in the process.`);
     }
+    if (lost(l)) {
+      out.push(`The live log lost lines: ${lost(l)} of the step's output lines never reached the follower, although the stream ended normally (\`event: end\`)${[...l.followed].some((x) => x.truncated) ? '' : ' and the stored log was not truncated'}. A follower that falls behind misses part of the log without being told.`);
+    }
     const u = l.unfollowed[0];
-    if (u && u.kilnCpuSeconds > 0.8 * u.seconds) out.push(`Even with nobody following, \`kiln serve\` used ${u.kilnCpuSeconds.toFixed(1)} s of CPU in ${u.seconds.toFixed(1)} s for 200 MiB of log: the server's one thread is the bottleneck (each output line is split, JSON-encoded, written with its own synchronous write, and published to Redis).`);
+    if (u && u.kilnCpuSeconds > 0.8 * u.seconds) out.push(`Even with nobody following, \`kiln serve\` used ${u.kilnCpuSeconds.toFixed(1)} s of CPU in ${u.seconds.toFixed(1)} s for 200 MiB of log: the server's one thread is the bottleneck (every output line becomes a JSON record, written to the log file and published to Redis).`);
+    const f = l.followed[0];
+    if (f && f.kilnCpuSeconds > 0.8 * f.seconds && f.seconds > 1.5 * (u?.seconds ?? Infinity)) out.push(`With a follower, \`kiln serve\` used ${f.kilnCpuSeconds.toFixed(1)} s of CPU in ${f.seconds.toFixed(1)} s: serving the live stream (one server-sent event per line) costs more than storing the log, in the same thread that reads the step's output, so the step itself ran ${fmtSeconds(f.stepSeconds)} instead of ${fmtSeconds(u?.stepSeconds ?? NaN)}.`);
   }
   if (r.upload && r.upload.kiln.median > r.upload.raw.median / 0.8) {
     const u = r.upload;
@@ -258,7 +272,7 @@ export function observations(r: Results): string[] {
   }
   if (r.queue && r.queue.command.lastTenthPerSecond < 0.6 * r.queue.command.firstTenthPerSecond) {
     const c = r.queue.command;
-    out.push(`Submissions slow down as the queue grows: ${c.firstTenthPerSecond.toFixed(1)}/s over the first tenth of the ${c.submitted} quick-form runs, ${c.lastTenthPerSecond.toFixed(1)}/s over the last. Each submission reads all of the user's active runs (the queued-runs quota, \`RunsRepository.activeRunIds\`) and the scheduler counts the user's active jobs (\`countActiveJobs\`), so its cost grows with the number of runs waiting.`);
+    out.push(`Submissions slow down as the queue grows: ${c.firstTenthPerSecond.toFixed(1)}/s over the first tenth of the ${c.submitted} quick-form runs, ${c.lastTenthPerSecond.toFixed(1)}/s over the last. Work per submission grows with the user's runs: the scheduler counts the user's active jobs (\`RunsRepository.countActiveJobs\`, a join over all of the user's runs and jobs) and the quota check sums their artifact bytes (\`artifactBytes\`, a join over all of the user's runs).`);
   }
   return out;
 }
