@@ -2,12 +2,13 @@ import { INestApplication } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
 import { spawn, ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
-import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { AppModule, configureHttp } from '../src/app';
 import { KilnConfig, loadConfig, projectRoot, Role } from '../src/config/config';
 import { DockerEngine } from '../src/docker/docker-engine';
+export { freePort } from './fixtures/ports';
+import { freePort } from './fixtures/ports';
 
 export const ROOT = projectRoot();
 /** The admin token every test server is started with (KILN_ADMIN_TOKEN). */
@@ -42,16 +43,6 @@ export async function createTestApp(config: KilnConfig, opts: { engine?: unknown
   return app;
 }
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-    s.on('error', reject);
-  });
-}
 
 export interface RunResult {
   code: number | null;

@@ -5,10 +5,9 @@
  */
 import type { HostConfig } from 'dockerode';
 import * as os from 'node:os';
-import { hardenedHostConfig } from '../../src/docker/hardening';
-import { JobRunner } from '../../src/execution/job-runner';
+import { JOB_UID, jobHostConfig } from '../../src/docker/docker-backend';
+import { sandboxLimits } from '../../src/execution/job-runner';
 import type { KilnConfig } from '../../src/config/config';
-import type { Job } from '../../src/runs/runs.types';
 import { must, pidAlive, run } from './proc';
 import { say } from './util';
 
@@ -18,28 +17,10 @@ const PID_LABEL = 'kiln-bench.pid';
 const HOST_LABEL = 'kiln-bench.host';
 /** Queue prefixes (= Kiln's kiln.deployment label) of the Kiln processes the bench starts: kbench-<pid>-<random>-<role>. */
 export const PREFIX_RE = /^kbench-(\d+)-[a-z0-9]+-[a-z0-9-]+$/;
-const JOB_UID = 1001;
-/** Kiln's per-step files tmpfs (docker-backend.ts KILN_FILES_BYTES). */
-const KILN_FILES_BYTES = 64 * 1024 * 1024;
 
-/**
- * The HostConfig of a Kiln job container with the server's default limits: hardenedHostConfig() and
- * JobRunner.limitsFor() themselves, and the four tmpfs mounts of DockerBackend.startJob (not exported
- * there; mirrored here, and checked against a live Kiln container by compareHostConfig).
- */
+/** The HostConfig of a Kiln job container with the server's default limits: Kiln's own jobHostConfig() and sandboxLimits(). */
 export function kilnJobHostConfig(config: KilnConfig): HostConfig {
-  const job = { spec: { limits: {} } } as unknown as Job;
-  const l = JobRunner.prototype.limitsFor.call({ config } as unknown as JobRunner, job);
-  return hardenedHostConfig(
-    { memoryBytes: l.memoryBytes, nanoCpus: l.nanoCpus, pids: l.pids, tmpfsBytes: l.tmpBytes, fileSizeBytes: l.fileSizeBytes, openFiles: l.openFiles },
-    [
-      { path: '/workspace', bytes: l.workspaceBytes, uid: JOB_UID },
-      { path: '/tmp', bytes: l.tmpBytes },
-      { path: '/tmp/kiln', bytes: KILN_FILES_BYTES, uid: JOB_UID },
-      { path: '/home/runner', bytes: l.tmpBytes, uid: JOB_UID },
-    ],
-    config.runtime,
-  );
+  return jobHostConfig(sandboxLimits(config), config.runtime);
 }
 
 /** HostConfig keys the CLI flags below reproduce (any other key with a value is reported, not silently dropped). */

@@ -6,7 +6,6 @@ import { ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
-import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -15,21 +14,12 @@ import { loadConfig, projectRoot, KilnConfig } from '../../src/config/config';
 import { removeKilnContainers } from './docker';
 import { must } from './proc';
 import { say, sleep } from './util';
+import { freePort } from '../../test/fixtures/ports';
 
 export const ROOT = projectRoot();
 export const KILN_BIN = path.join(ROOT, 'src', 'bin', 'kiln.js');
 export const ENVIRONMENT = 'python-3.11';
 
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-    s.on('error', reject);
-  });
-}
 
 /** The caller's environment without any Kiln setting (a developer's KILN_DATA_DIR or KILN_PORT must not leak in). */
 function cleanEnv(): NodeJS.ProcessEnv {

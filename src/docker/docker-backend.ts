@@ -5,14 +5,14 @@ import { PoolTarget, WarmPool } from './warm-pool';
 import { KILN_CONFIG, KilnConfig } from '../config/config';
 import type Docker from 'dockerode';
 import { PassThrough, Readable } from 'node:stream';
-import type { ExecSpec, ExecutionBackend, JobHandle, JobSandboxSpec, OutputSink, StepState } from '../execution/backend';
+import type { ContainerRuntime, ExecSpec, ExecutionBackend, JobHandle, JobSandboxLimits, JobSandboxSpec, OutputSink, StepState } from '../execution/backend';
 import { DockerEngine, EngineUnavailableError } from './docker-engine';
 import { hardenedHostConfig } from './hardening';
 import { Metrics } from '../metrics/metrics';
 
 /** Steps run as the image's `runner` user; the container's own keeper process runs as nobody, so a step can signal every process of its own but never the keeper. */
 export const JOB_USER = '1001:1001';
-const JOB_UID = 1001;
+export const JOB_UID = 1001;
 const KEEPER_USER = '65534:65534';
 export const JOB_LABEL = 'kiln.job';
 /** Which Kiln (deployments sharing a Redis share a queue prefix) a container belongs to. */
@@ -54,6 +54,22 @@ IFS=$'\\n'
 { for p in "$@"; do for f in $p; do printf '%s\\0' "$f"; done; done; } | tar -c -f - --null -T - 2>/tmp/.kiln-collect.err
 rc=$?; cat /tmp/.kiln-collect.err >&2; exit $rc
 `;
+
+/** The HostConfig of every job sandbox (warm or made for the job): the hardening, its limits, its tmpfs mounts. */
+export function jobHostConfig(l: JobSandboxLimits, runtime: ContainerRuntime): Docker.HostConfig {
+  return hardenedHostConfig(
+    { memoryBytes: l.memoryBytes, nanoCpus: l.nanoCpus, pids: l.pids, tmpfsBytes: l.tmpBytes, fileSizeBytes: l.fileSizeBytes, openFiles: l.openFiles },
+    [
+      { path: '/workspace', bytes: l.workspaceBytes, uid: JOB_UID },
+      { path: '/tmp', bytes: l.tmpBytes },
+      // Kiln's own per-step files (scripts, GITHUB_ENV/OUTPUT/PATH/STEP_SUMMARY): a job that fills /tmp
+      // can still run its cleanup steps. Docker mounts it after /tmp (mounts are sorted by depth).
+      { path: '/tmp/kiln', bytes: KILN_FILES_BYTES, uid: JOB_UID },
+      { path: '/home/runner', bytes: l.tmpBytes, uid: JOB_UID },
+    ],
+    runtime,
+  );
+}
 
 /** The Docker implementation of ExecutionBackend: one hardened container per job, one exec per step. */
 @Injectable()
@@ -122,7 +138,6 @@ export class DockerBackend implements ExecutionBackend, OnApplicationShutdown {
 
   /** The pool's sandboxes are made here too: the same options as a job's own, labelled with their owner. */
   private async createSandbox(t: PoolTarget, name: string, labels: Record<string, string>): Promise<string> {
-    const l = t.limits;
     const options: Docker.ContainerCreateOptions = {
       name,
       Image: t.image,
@@ -132,18 +147,7 @@ export class DockerBackend implements ExecutionBackend, OnApplicationShutdown {
       Labels: { 'kiln.managed': 'true', [DEPLOYMENT_LABEL]: this.config.queuePrefix, 'kiln.runtime': t.runtime, ...labels },
       NetworkDisabled: true,
       StopTimeout: 1,
-      HostConfig: hardenedHostConfig(
-        { memoryBytes: l.memoryBytes, nanoCpus: l.nanoCpus, pids: l.pids, tmpfsBytes: l.tmpBytes, fileSizeBytes: l.fileSizeBytes, openFiles: l.openFiles },
-        [
-          { path: '/workspace', bytes: l.workspaceBytes, uid: JOB_UID },
-          { path: '/tmp', bytes: l.tmpBytes },
-          // Kiln's own per-step files (scripts, GITHUB_ENV/OUTPUT/PATH/STEP_SUMMARY): a job that fills /tmp
-          // can still run its cleanup steps. Docker mounts it after /tmp (mounts are sorted by depth).
-          { path: '/tmp/kiln', bytes: KILN_FILES_BYTES, uid: JOB_UID },
-          { path: '/home/runner', bytes: l.tmpBytes, uid: JOB_UID },
-        ],
-        t.runtime,
-      ),
+      HostConfig: jobHostConfig(t.limits, t.runtime),
     };
     const t0 = process.hrtime.bigint();
     const container = await this.docker.createContainer(options);

@@ -11,7 +11,7 @@ import { LogStore, LogWriter } from '../storage/log-store';
 import { RunsRepository } from '../runs/runs.repository';
 import type { Conclusion, Job, Run, StepReason } from '../runs/runs.types';
 import { evaluateCondition, ExprContext, interpolate, StatusFunctions } from '../workflow/expressions';
-import type { StepSpec } from '../workflow/model';
+import type { JobLimits, StepSpec } from '../workflow/model';
 import { ContainerRuntime, EXECUTION_BACKEND, ExecutionBackend, JobHandle, JobSandboxLimits, StepState } from './backend';
 import { parseEnvFile, parsePathFile } from './env-files';
 import { WorkflowCommands } from './workflow-commands';
@@ -76,17 +76,7 @@ export class JobRunner {
 
   /** A job's sandbox limits: its own `limits:` over the configured defaults. */
   limitsFor(job: Pick<Job, 'spec'>): JobSandboxLimits {
-    const j = this.config.jobs;
-    const l = job.spec.limits;
-    return {
-      memoryBytes: l.memoryBytes ?? j.memoryBytes,
-      nanoCpus: Math.round((l.cpus ?? j.cpus) * 1e9),
-      pids: l.pids ?? j.pids,
-      workspaceBytes: l.workspaceBytes ?? j.workspaceBytes,
-      tmpBytes: j.tmpBytes,
-      fileSizeBytes: Math.max(l.workspaceBytes ?? j.workspaceBytes, j.tmpBytes) * 2,
-      openFiles: 4096,
-    };
+    return sandboxLimits(this.config, job.spec.limits);
   }
 
   async run(run: Run, job: Job, needs: Record<string, NeedResult>, signal: AbortSignal, opts: RunOptions = { secrets: {}, artifactBytesLeft: Infinity }): Promise<JobOutcome> {
@@ -494,6 +484,20 @@ function mib(bytes: number): string {
 }
 
 /** The operator's choice only: KILN_RUNSC_ENVIRONMENTS names environments that always run under gVisor; the rest get KILN_RUNTIME. */
+/** Sandbox limits from a job's `limits:` over the configured defaults (no `limits`: the defaults, as the warm pool makes them). */
+export function sandboxLimits(config: KilnConfig, l: JobLimits = {}): JobSandboxLimits {
+  const j = config.jobs;
+  return {
+    memoryBytes: l.memoryBytes ?? j.memoryBytes,
+    nanoCpus: Math.round((l.cpus ?? j.cpus) * 1e9),
+    pids: l.pids ?? j.pids,
+    workspaceBytes: l.workspaceBytes ?? j.workspaceBytes,
+    tmpBytes: j.tmpBytes,
+    fileSizeBytes: Math.max(l.workspaceBytes ?? j.workspaceBytes, j.tmpBytes) * 2,
+    openFiles: 4096,
+  };
+}
+
 export function runtimeFor(config: KilnConfig, environment: string): ContainerRuntime {
   return config.runscEnvironments.includes(environment) ? 'runsc' : config.runtime;
 }

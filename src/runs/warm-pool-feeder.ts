@@ -4,8 +4,7 @@ import { compareVersions } from '../catalogue/catalogue.service';
 import { KILN_CONFIG, KilnConfig } from '../config/config';
 import type { PoolTarget } from '../docker/warm-pool';
 import { EXECUTION_BACKEND, ExecutionBackend } from '../execution/backend';
-import { JobRunner, runtimeFor } from '../execution/job-runner';
-import type { Job } from './runs.types';
+import { runtimeFor, sandboxLimits } from '../execution/job-runner';
 import { labelOf } from '../queue/queue.types';
 import { Periodic } from './periodic';
 
@@ -26,7 +25,6 @@ export class WarmPoolFeeder implements OnApplicationBootstrap, OnApplicationShut
     @Inject(KILN_CONFIG) private readonly config: KilnConfig,
     private readonly catalogue: CatalogueRepository,
     @Inject(EXECUTION_BACKEND) private readonly backend: ExecutionBackend,
-    private readonly runner: JobRunner,
   ) {}
 
   onApplicationBootstrap(): void {
@@ -44,7 +42,7 @@ export class WarmPoolFeeder implements OnApplicationBootstrap, OnApplicationShut
       const seen = latest.get(v.name);
       if (!seen || compareVersions(v.version, seen.version) > 0) latest.set(v.name, v);
     }
-    const limits = this.runner.limitsFor({ spec: { limits: {} } } as unknown as Pick<Job, 'spec'>);
+    const limits = sandboxLimits(this.config);
     const mine = (name: string) => {
       const label = labelOf(name, this.config.environmentLabels);
       return label === null || this.config.workerLabels.includes(label);
