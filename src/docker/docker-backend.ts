@@ -84,6 +84,7 @@ export class DockerBackend implements ExecutionBackend, OnApplicationShutdown {
       create: (t) => this.createSandbox(t, `kiln-pool-${randomBytes(6).toString('hex')}`, { [POOL_LABEL]: scratchName('pool') }),
       destroy: (id) => this.destroyJob({ id, jobId: '' }),
     }, this.log);
+    metrics.gauge('kiln_warm_pool_idle_sandboxes', 'Warm sandboxes started and ready for a job, by runtime', ['runtime'], async () => this.pool.idleByRuntime());
   }
 
   private get docker(): Docker {
@@ -95,10 +96,10 @@ export class DockerBackend implements ExecutionBackend, OnApplicationShutdown {
    * down (dockerd restarted: it stops every container, then goes away a moment later). Watching the
    * engine for a few seconds tells that infrastructure fault apart from the job's own doing.
    */
-  private async engineWentAway(): Promise<boolean> {
-    for (let i = 0; i < 12; i++) {
+  private async engineWentAway(pings = 12): Promise<boolean> {
+    for (let i = 0; i < pings; i++) {
+      if (i > 0) await sleep(250);
       if (!(await this.isAvailable())) return true;
-      await sleep(250);
     }
     return false;
   }
@@ -118,8 +119,9 @@ export class DockerBackend implements ExecutionBackend, OnApplicationShutdown {
    */
   async startJob(spec: JobSandboxSpec): Promise<JobHandle> {
     const target: PoolTarget = { image: spec.image, runtime: spec.runtime, limits: spec.limits };
-    for (let pooled = this.pool.take(target); pooled; pooled = this.pool.take(target)) {
+    for (let pooled = this.pool.take(target, REFILL_AFTER_MS); pooled; pooled = this.pool.take(target, REFILL_AFTER_MS)) {
       const handle = await this.adopt(pooled, spec);
+      if (!handle) this.pool.started(pooled);
       this.metrics.warmPoolTakes.inc({ result: handle ? 'hit' : 'stale' });
       if (handle) return handle;
     }
@@ -201,6 +203,15 @@ export class DockerBackend implements ExecutionBackend, OnApplicationShutdown {
   }
 
   async execStep(job: JobHandle, step: ExecSpec, sink: OutputSink, signal: AbortSignal): Promise<StepState> {
+    try {
+      return await this.execStepIn(job, step, sink, signal);
+    } finally {
+      // A warm sandbox's job is past its first step: the pool refills now (see REFILL_AFTER_MS).
+      this.pool.started(job.id);
+    }
+  }
+
+  private async execStepIn(job: JobHandle, step: ExecSpec, sink: OutputSink, signal: AbortSignal): Promise<StepState> {
     const c = this.docker.getContainer(job.id);
     const state: StepState = { exitCode: null, oomKilled: false, pidsLimited: false, timedOut: false, cancelled: false, error: null, sandboxLost: null, files: {} };
     let argv = step.argv;
@@ -257,43 +268,65 @@ export class DockerBackend implements ExecutionBackend, OnApplicationShutdown {
       (stream as unknown as { destroy?: () => void }).destroy?.();
     }
     if (stopping) await stopping;
-    const stopped = await stoppedSandbox(c);
-    if (stopped && !stopped.oomKilled && (await this.engineWentAway())) {
+    let seen = await this.lookAfterTrouble(c, false);
+    if (seen.kind === 'running') {
+      try {
+        state.exitCode = (await exec.inspect()).ExitCode ?? null;
+      } catch (e) {
+        state.error = `the engine lost the step: ${(e as Error).message}`;
+        return state;
+      }
+      const post = await this.postStep(c, job, step.readBack ?? [], step.maxFileBytes ?? 1024 * 1024);
+      if (!post.execFailed) {
+        // A dockerd shutting down kills the step and may still answer on open connections for a moment:
+        // a failed step asks the engine once more, over a new connection.
+        if (state.exitCode !== 0 && (await this.engineWentAway(1))) {
+          state.error = ENGINE_WENT_AWAY;
+          return state;
+        }
+        const before = this.counters.get(job.id) ?? { pidsMax: 0, oomKill: 0 };
+        if (post.counters) {
+          state.oomKilled = post.counters.oomKill > before.oomKill;
+          state.pidsLimited = post.counters.pidsMax > before.pidsMax;
+          this.counters.set(job.id, post.counters);
+        }
+        state.files = post.files;
+        return state;
+      }
+      seen = await this.lookAfterTrouble(c, true);
+      if (seen.kind === 'running') {
+        // The engine is steady and the sandbox runs, yet our reader could not start: the job's process table is full.
+        state.pidsLimited = true;
+        return state;
+      }
+      if (seen.kind === 'stopped' && !seen.oomKilled) {
+        state.sandboxLost = 'the sandbox was stopped: Kiln\'s helpers in it did not answer (the job stopped or starved them)';
+        return state;
+      }
+    }
+    if (seen.kind === 'engine') {
       state.error = ENGINE_WENT_AWAY;
       return state;
     }
-    if (stopped) {
-      state.oomKilled = stopped.oomKilled;
-      state.sandboxLost = `the sandbox stopped (${stopped.how})`;
-      state.exitCode = await exec.inspect().then((i) => i.ExitCode ?? null, () => null);
-      return state;
-    }
-    try {
-      state.exitCode = (await exec.inspect()).ExitCode ?? null;
-    } catch (e) {
-      state.error = `the engine lost the step: ${(e as Error).message}`;
-      return state;
-    }
-    const post = await this.postStep(c, job, step.readBack ?? [], step.maxFileBytes ?? 1024 * 1024);
-    if (post.execFailed && !(await c.inspect().then((i) => i.State.Running, () => false))) {
-      if (await this.engineWentAway()) {
-        state.error = ENGINE_WENT_AWAY;
-        return state;
-      }
-      state.sandboxLost = 'the sandbox was stopped: Kiln\'s helpers in it did not answer (the job stopped or starved them)';
-      return state;
-    }
-    const before = this.counters.get(job.id) ?? { pidsMax: 0, oomKill: 0 };
-    if (post.counters) {
-      state.oomKilled = post.counters.oomKill > before.oomKill;
-      state.pidsLimited = post.counters.pidsMax > before.pidsMax;
-      this.counters.set(job.id, post.counters);
-    } else if (post.execFailed) {
-      // The engine could not even start our reader: the job's process table is full.
-      state.pidsLimited = true;
-    }
-    state.files = post.files;
+    if (seen.kind === 'stopped') state.oomKilled = seen.oomKilled;
+    state.sandboxLost = `the sandbox stopped (${seen.how})`;
+    state.exitCode ??= await exec.inspect().then((i) => i.ExitCode ?? null, () => null);
     return state;
+  }
+
+  /**
+   * How a sandbox is after a step did not end plainly (it stopped, or Kiln's helpers failed in it).
+   * dockerd stopping or restarting (live-restore is off) kills every container and, while it shuts
+   * down, may still call a sandbox running and refuse execs in it; so before the job is blamed (its
+   * process table, its sandbox) the engine is watched for 3 s and the sandbox looked at again. Running
+   * out of memory is the job's own doing whatever the engine does next.
+   */
+  private async lookAfterTrouble(c: Docker.Container, helpersFailed: boolean): Promise<SandboxSeen> {
+    const first = await seeSandbox(c);
+    if (first.kind === 'stopped' && first.oomKilled) return first;
+    if (first.kind === 'running' && !helpersFailed) return first;
+    if (await this.engineWentAway()) return { kind: 'engine' };
+    return first.kind === 'stopped' ? first : seeSandbox(c);
   }
 
   async collect(job: JobHandle, patterns: string[], workdir: string) {
@@ -319,6 +352,7 @@ export class DockerBackend implements ExecutionBackend, OnApplicationShutdown {
 
   async destroyJob(job: JobHandle): Promise<void> {
     this.counters.delete(job.id);
+    this.pool.started(job.id);
     try {
       await this.docker.getContainer(job.id).remove({ force: true, v: true });
     } catch (e) {
@@ -427,23 +461,20 @@ export class DockerBackend implements ExecutionBackend, OnApplicationShutdown {
     const message = (e as Error).message ?? String(e);
     // An exec that cannot start because the process table is full is the job's doing, not ours.
     const post = await this.postStep(c, job, [], 0);
-    const sandbox = await c.inspect().catch(() => null);
-    if (sandbox && (await this.isAvailable())) {
-      if (sandbox.State.Running && post.execFailed) {
-        state.pidsLimited = true;
-        state.exitCode = 126;
-        return state;
-      }
-      const stopped = stoppedState(sandbox);
-      if (stopped && !stopped.oomKilled && (await this.engineWentAway())) {
-        state.error = ENGINE_WENT_AWAY;
-        return state;
-      }
-      if (stopped) {
-        state.oomKilled = stopped.oomKilled;
-        state.sandboxLost = `the sandbox had stopped (${stopped.how})`;
-        return state;
-      }
+    const seen = await this.lookAfterTrouble(c, post.execFailed);
+    if (seen.kind === 'engine') {
+      state.error = ENGINE_WENT_AWAY;
+      return state;
+    }
+    if (seen.kind === 'running' && post.execFailed) {
+      state.pidsLimited = true;
+      state.exitCode = 126;
+      return state;
+    }
+    if (seen.kind === 'stopped') {
+      state.oomKilled = seen.oomKilled;
+      state.sandboxLost = `the sandbox had stopped (${seen.how})`;
+      return state;
     }
     state.error = `could not start the step: ${message}`;
     return state;
@@ -474,15 +505,21 @@ export function parsePostStep(out: Buffer): { counters: Counters | null; files: 
 }
 
 /** How the job's container ended, when it is no longer running (null while it runs or cannot be inspected). */
-async function stoppedSandbox(c: Docker.Container): Promise<{ oomKilled: boolean; how: string } | null> {
-  const info = await c.inspect().catch(() => null);
-  return info ? stoppedState(info) : null;
+type SandboxSeen = { kind: 'running' } | { kind: 'engine' } | { kind: 'stopped'; oomKilled: boolean; how: string } | { kind: 'unseen'; how: string };
+
+/** What the engine says of a sandbox: running, stopped (how), or not to be seen (removed, or the engine not answering). */
+async function seeSandbox(c: Docker.Container): Promise<SandboxSeen> {
+  try {
+    const info = await c.inspect();
+    if (info.State.Running) return { kind: 'running' };
+    return { kind: 'stopped', oomKilled: info.State.OOMKilled, how: `exit ${info.State.ExitCode}${info.State.OOMKilled ? ', out of memory' : ''}` };
+  } catch (e) {
+    return { kind: 'unseen', how: `the engine could not show it: ${(e as Error).message}` };
+  }
 }
 
-function stoppedState(info: Docker.ContainerInspectInfo): { oomKilled: boolean; how: string } | null {
-  if (info.State.Running) return null;
-  return { oomKilled: info.State.OOMKilled, how: `exit ${info.State.ExitCode}${info.State.OOMKilled ? ', out of memory' : ''}` };
-}
+/** A warm sandbox's refill waits for its job's first step to end (or this long): see WarmPool.take. */
+const REFILL_AFTER_MS = 2000;
 
 const ENGINE_WENT_AWAY = 'the Docker engine stopped the sandbox and went away during the step (dockerd restarted or stopped); the job did not cause this';
 

@@ -1,5 +1,7 @@
 import { Injectable, Logger } from '@nestjs/common';
 import Docker from 'dockerode';
+import http from 'node:http';
+import https from 'node:https';
 import type { Readable } from 'node:stream';
 import { demuxDockerStream, hardenedHostConfig, SandboxLimits } from './hardening';
 
@@ -21,15 +23,23 @@ export interface RunOnceResult {
 export class DockerEngine {
   private readonly log = new Logger('DockerEngine');
   readonly docker: Docker;
+  /**
+   * For ping only: a new connection each time. Node keeps connections alive, and a dockerd shutting
+   * down closes its listener but goes on answering on open connections (while it kills every
+   * container); a ping over one of those would call a departing engine present.
+   */
+  private readonly probe: Docker;
 
   constructor() {
     this.docker = new Docker();
+    const tls = process.env.DOCKER_TLS_VERIFY === '1' || /:2376\/?$/.test(process.env.DOCKER_HOST ?? '');
+    this.probe = new Docker({ agent: tls ? new https.Agent({ keepAlive: false }) : new http.Agent({ keepAlive: false }) } as Docker.DockerOptions);
   }
 
   /** Resolves with the engine's API version, or throws EngineUnavailableError within timeoutMs. */
   async ping(timeoutMs = 2000): Promise<{ apiVersion: string; version: string }> {
     try {
-      const v = await withTimeout(this.docker.version(), timeoutMs, 'the Docker engine did not answer');
+      const v = await withTimeout(this.probe.version(), timeoutMs, 'the Docker engine did not answer');
       return { apiVersion: v.ApiVersion, version: v.Version };
     } catch (e) {
       throw new EngineUnavailableError(`Docker engine unreachable: ${(e as Error).message}`);

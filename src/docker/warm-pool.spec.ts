@@ -80,3 +80,53 @@ test('warm pool: a failing engine is not hammered (one attempt, then a timed ret
   await tick();
   assert.equal(off.idleCount(), 0);
 });
+
+test('warm pool: drain waits for sandboxes still being made and removes them too; idle counts by runtime', async () => {
+  const ops = fakeOps();
+  let release!: () => void;
+  const gate = new Promise<void>((r) => { release = r; });
+  const slow = { ...ops, live: ops.live, fail: false, async create(t: PoolTarget) { await gate; return ops.create(t); }, destroy: ops.destroy };
+  const pool = new WarmPool(1, slow, quiet);
+  pool.setTargets([a, { ...b, runtime: 'runsc' }]);
+  assert.deepEqual(pool.idleByRuntime(), { runc: 0, runsc: 0 }, 'nothing ready while being made');
+  const drained = pool.drain();
+  let done = false;
+  void drained.then(() => { done = true; });
+  await tick();
+  assert.equal(done, false, 'drain waits for the creations under way');
+  release();
+  await drained;
+  assert.equal(ops.live.size, 0, 'what was being made is removed, not left behind');
+});
+
+test('warm pool: idle sandboxes are counted by runtime', async () => {
+  const ops = fakeOps();
+  const pool = new WarmPool(2, ops, quiet);
+  pool.setTargets([a, { ...b, runtime: 'runsc' }]);
+  await tick();
+  assert.deepEqual(pool.idleByRuntime(), { runc: 2, runsc: 2 });
+  pool.take(a);
+  assert.deepEqual(pool.idleByRuntime(), { runc: 1, runsc: 2 });
+});
+
+test('warm pool: a deferred refill starts when the taker says it has started, or after the delay', async () => {
+  const ops = fakeOps();
+  const pool = new WarmPool(1, ops, quiet);
+  pool.setTargets([a]);
+  await tick();
+  const first = pool.take(a, 60_000);
+  assert.ok(first);
+  await tick();
+  assert.equal(pool.idleCount(a), 0, 'no refill while the taker starts');
+  pool.started(first);
+  await tick();
+  assert.equal(pool.idleCount(a), 1, 'refilled once the taker started');
+  pool.started(first);
+  await tick();
+  assert.equal(ops.live.size, 2, 'a second started() makes nothing more');
+  const second = pool.take(a, 20);
+  assert.ok(second);
+  await new Promise((r) => setTimeout(r, 60));
+  assert.equal(pool.idleCount(a), 1, 'refilled after the delay without a word from the taker');
+  assert.equal(pool.take({ ...a, limits: { ...limits, pids: 9 } }, 60_000), null, 'a miss defers nothing');
+});

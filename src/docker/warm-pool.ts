@@ -32,6 +32,8 @@ export class WarmPool {
   private readonly pending = new Map<string, number>();
   private targets = new Map<string, PoolTarget>();
   private readonly retry = new Map<string, NodeJS.Timeout>();
+  private readonly creating = new Set<Promise<void>>();
+  private readonly deferred = new Map<string, { key: string; timer: NodeJS.Timeout }>();
   private stopped = false;
   hits = 0;
   misses = 0;
@@ -51,14 +53,34 @@ export class WarmPool {
     for (const key of next.keys()) this.fill(key);
   }
 
-  /** An idle sandbox made for exactly this target (removed from the pool), or null. */
-  take(t: PoolTarget): string | null {
+  /**
+   * An idle sandbox made for exactly this target (removed from the pool), or null. With `deferMs`, the
+   * pool refills only once the taker calls started(id) or after deferMs, whichever is first: making a
+   * container costs CPU that, on a small machine, the job's first step would otherwise share.
+   */
+  take(t: PoolTarget, deferMs = 0): string | null {
     const key = poolKey(t);
     const id = this.idle.get(key)?.shift() ?? null;
     if (id) this.hits++;
     else this.misses++;
-    if (this.targets.has(key)) this.fill(key);
+    if (!this.targets.has(key)) return id;
+    if (id && deferMs > 0) {
+      const timer = setTimeout(() => this.started(id), deferMs);
+      timer.unref();
+      this.deferred.set(id, { key, timer });
+    } else {
+      this.fill(key);
+    }
     return id;
+  }
+
+  /** The taker of `id` is past its start (or done): the refill it deferred begins now. */
+  started(id: string): void {
+    const d = this.deferred.get(id);
+    if (!d) return;
+    clearTimeout(d.timer);
+    this.deferred.delete(id);
+    this.fill(d.key);
   }
 
   /** Idle sandboxes per target (for tests and metrics). */
@@ -67,13 +89,22 @@ export class WarmPool {
     return [...this.idle.values()].reduce((n, ids) => n + ids.length, 0);
   }
 
-  /** Shutting down: no more filling; every idle sandbox is removed. */
+  /** Idle sandboxes ready to be taken, by runtime (the kiln_warm_pool_idle_sandboxes gauge). */
+  idleByRuntime(): Record<string, number> {
+    const out: Record<string, number> = {};
+    for (const [key, t] of this.targets) out[t.runtime] = (out[t.runtime] ?? 0) + (this.idle.get(key)?.length ?? 0);
+    return out;
+  }
+
+  /** Shutting down: no more filling; every idle sandbox is removed, and those being made when they are ready. */
   async drain(): Promise<void> {
     this.stopped = true;
     for (const t of this.retry.values()) clearTimeout(t);
+    for (const d of this.deferred.values()) clearTimeout(d.timer);
+    this.deferred.clear();
     const ids = [...this.idle.values()].flat();
     this.idle.clear();
-    await Promise.all(ids.map((id) => this.ops.destroy(id).catch(() => undefined)));
+    await Promise.all([...ids.map((id) => this.ops.destroy(id).catch(() => undefined)), ...this.creating]);
   }
 
   private fill(key: string): void {
@@ -81,10 +112,10 @@ export class WarmPool {
     if (this.stopped || !target || this.retry.has(key)) return;
     while ((this.idle.get(key)?.length ?? 0) + (this.pending.get(key) ?? 0) < this.size) {
       this.pending.set(key, (this.pending.get(key) ?? 0) + 1);
-      void this.ops.create(target).then(
-        (id) => {
+      const made: Promise<void> = this.ops.create(target).then(
+        async (id) => {
           if (this.stopped || !this.targets.has(key)) {
-            void this.ops.destroy(id).catch(() => undefined);
+            await this.ops.destroy(id).catch(() => undefined);
             return;
           }
           const ids = this.idle.get(key) ?? [];
@@ -97,7 +128,11 @@ export class WarmPool {
           timer.unref();
           this.retry.set(key, timer);
         },
-      ).finally(() => this.pending.set(key, (this.pending.get(key) ?? 1) - 1));
+      ).finally(() => {
+        this.pending.set(key, (this.pending.get(key) ?? 1) - 1);
+        this.creating.delete(made);
+      });
+      this.creating.add(made);
     }
   }
 }

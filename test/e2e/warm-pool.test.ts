@@ -49,7 +49,11 @@ describe('warm pool: a job takes a pre-started sandbox, used once, hardened as a
     if (left.length) await docker(['rm', '-f', ...left]).catch(() => undefined);
   });
 
+  /** The worker's own count of sandboxes ready to take (a container shows in `docker ps` before it is). */
+  const ready = async () => Number(/^kiln_warm_pool_idle_sandboxes\{runtime="runc"\} (\d+)$/m.exec(await (await fetch(`${server.url}/metrics`)).text())?.[1] ?? 0);
+
   test('the pool fills; a job runs in the warm sandbox (renamed for it), which is destroyed after; the pool refills; shutdown empties it', async () => {
+    await until('the worker reports one warm sandbox ready', async () => (await ready()) === 1);
     const [warm] = await until('one warm sandbox', async () => ((await idle(prefix)).length === 1 ? idle(prefix) : null));
     const before = JSON.parse(await docker(['inspect', warm]))[0] as Inspect;
     assert.equal(before.State.Running, true);
@@ -65,6 +69,7 @@ describe('warm pool: a job takes a pre-started sandbox, used once, hardened as a
     assert.match(log, /\| in-the-sandbox\n/);
     assert.match(log, /\| 1001\n/, 'steps run as the job user');
     await until('the used sandbox destroyed', async () => (await docker(['ps', '-aq', '--no-trunc', '--filter', `id=${before.Id}`])) === '');
+    await until('the worker reports the pool refilled', async () => (await ready()) === 1);
     const [next] = await until('the pool refilled', async () => ((await idle(prefix)).length === 1 ? idle(prefix) : null));
     assert.ok(!before.Id.startsWith(next), 'a new sandbox, never the used one');
     const metrics = await (await fetch(`${server.url}/metrics`)).text();
