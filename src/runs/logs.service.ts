@@ -20,6 +20,8 @@ const LAG_RETRY_MS = 40;
 const KEEP_ALIVE_MS = 15_000;
 /** Live batches held for one slow follower before it is left to read the file. */
 const INBOX_MAX_BYTES = 4 * 1024 * 1024;
+/** A follower's events are written in chunks of about this many characters. */
+const SEND_BYTES = 64 * 1024;
 
 export interface LogLine extends LogRecord {
   job: string;
@@ -103,13 +105,24 @@ export class LogsService {
       res.on('drain', done);
       res.on('close', done);
     });
+    // Events go out in writes of about SEND_BYTES (a write per line costs more than the line).
     const send = async (job: Job, records: LogRecord[]) => {
+      const tail = `,"job":${JSON.stringify(job.key)},"jobId":${JSON.stringify(job.id)}}\n\n`;
+      let chunk = '';
+      const flush = async () => {
+        const ok = res.write(chunk);
+        chunk = '';
+        lastWrite = Date.now();
+        if (!ok) await drained();
+      };
       for (const r of records) {
         if (closed) return;
         if (step !== undefined && r.i !== step) continue;
-        if (!res.write(`data: ${JSON.stringify({ ...r, job: job.key, jobId: job.id })}\n\n`)) await drained();
-        lastWrite = Date.now();
+        // A record is a non-empty object: its JSON without the closing brace, then the job's fields.
+        chunk += `data: ${JSON.stringify(r).slice(0, -1)}${tail}`;
+        if (chunk.length >= SEND_BYTES) await flush();
       }
+      if (chunk && !closed) await flush();
     };
     /** Sends the job's file from its offset to its end; true when the file had anything new. */
     const readFile = async (job: Job): Promise<boolean> => {
