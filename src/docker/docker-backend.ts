@@ -76,6 +76,8 @@ export function jobHostConfig(l: JobSandboxLimits, runtime: ContainerRuntime): D
 export class DockerBackend implements ExecutionBackend, OnApplicationShutdown {
   private readonly log = new Logger('DockerBackend');
   private readonly counters = new Map<string, Counters>();
+  /** A job's own sandbox whose counters' starting values are still being read (see createSandbox). */
+  private readonly startCounters = new Map<string, Promise<void>>();
 
   readonly pool: WarmPool;
 
@@ -129,17 +131,21 @@ export class DockerBackend implements ExecutionBackend, OnApplicationShutdown {
     const name = `kiln-job-${spec.jobId}`;
     const labels = { [JOB_LABEL]: spec.jobId, 'kiln.run': spec.runId };
     try {
-      return { id: await this.createSandbox(target, name, labels), jobId: spec.jobId, runtime: spec.runtime };
+      return { id: await this.createSandbox(target, name, labels, false), jobId: spec.jobId, runtime: spec.runtime };
     } catch (e) {
       if ((e as { statusCode?: number }).statusCode !== 409) throw infra(e);
       // A container of this job from an attempt that died: remove it and start afresh.
       await this.docker.getContainer(name).remove({ force: true }).catch(() => undefined);
-      return { id: await this.createSandbox(target, name, labels).catch((err) => { throw infra(err); }), jobId: spec.jobId, runtime: spec.runtime };
+      return { id: await this.createSandbox(target, name, labels, false).catch((err) => { throw infra(err); }), jobId: spec.jobId, runtime: spec.runtime };
     }
   }
 
-  /** The pool's sandboxes are made here too: the same options as a job's own, labelled with their owner. */
-  private async createSandbox(t: PoolTarget, name: string, labels: Record<string, string>): Promise<string> {
+  /**
+   * The pool's sandboxes are made here too: the same options as a job's own, labelled with their owner.
+   * The cgroup counters' starting values are read once it runs: before it is pooled, or for a job's
+   * own sandbox alongside the workspace's unpacking (execStep waits for them before any job code runs).
+   */
+  private async createSandbox(t: PoolTarget, name: string, labels: Record<string, string>, waitForCounters = true): Promise<string> {
     const options: Docker.ContainerCreateOptions = {
       name,
       Image: t.image,
@@ -156,8 +162,10 @@ export class DockerBackend implements ExecutionBackend, OnApplicationShutdown {
     try {
       await container.start();
       this.metrics.containerStartSeconds.observe({ runtime: t.runtime }, Number(process.hrtime.bigint() - t0) / 1e9);
-      const post = await this.postStep(container, { id: container.id, jobId: name, runtime: t.runtime }, [], 0);
-      this.counters.set(container.id, post.counters ?? { pidsMax: 0, oomKill: 0 });
+      const counters = this.postStep(container, { id: container.id, jobId: name, runtime: t.runtime }, [], 0)
+        .then((post) => { this.counters.set(container.id, post.counters ?? { pidsMax: 0, oomKill: 0 }); });
+      if (waitForCounters) await counters;
+      else this.startCounters.set(container.id, counters.catch(() => undefined));
     } catch (e) {
       await this.destroyJob({ id: container.id, jobId: name });
       throw infra(e);
@@ -212,6 +220,11 @@ export class DockerBackend implements ExecutionBackend, OnApplicationShutdown {
   }
 
   private async execStepIn(job: JobHandle, step: ExecSpec, sink: OutputSink, signal: AbortSignal): Promise<StepState> {
+    const startCounters = this.startCounters.get(job.id);
+    if (startCounters) {
+      this.startCounters.delete(job.id);
+      await startCounters;
+    }
     const c = this.docker.getContainer(job.id);
     const state: StepState = { exitCode: null, oomKilled: false, pidsLimited: false, timedOut: false, cancelled: false, error: null, sandboxLost: null, files: {} };
     let argv = step.argv;
@@ -352,6 +365,7 @@ export class DockerBackend implements ExecutionBackend, OnApplicationShutdown {
 
   async destroyJob(job: JobHandle): Promise<void> {
     this.counters.delete(job.id);
+    this.startCounters.delete(job.id);
     this.pool.started(job.id);
     try {
       await this.docker.getContainer(job.id).remove({ force: true, v: true });

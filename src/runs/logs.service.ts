@@ -105,8 +105,10 @@ export class LogsService {
       res.on('drain', done);
       res.on('close', done);
     });
-    // Events go out in writes of about SEND_BYTES (a write per line costs more than the line).
-    const send = async (job: Job, records: LogRecord[]) => {
+    // Each event is a line of the job's file (a record's JSON object) with the job's fields added
+    // before its closing brace: the line is not parsed again. Events go out in writes of about
+    // SEND_BYTES (a write per line costs more than the line).
+    const send = async (job: Job, lines: string[]) => {
       const tail = `,"job":${JSON.stringify(job.key)},"jobId":${JSON.stringify(job.id)}}\n\n`;
       let chunk = '';
       const flush = async () => {
@@ -115,11 +117,11 @@ export class LogsService {
         lastWrite = Date.now();
         if (!ok) await drained();
       };
-      for (const r of records) {
+      for (const line of lines) {
         if (closed) return;
-        if (step !== undefined && r.i !== step) continue;
-        // A record is a non-empty object: its JSON without the closing brace, then the job's fields.
-        chunk += `data: ${JSON.stringify(r).slice(0, -1)}${tail}`;
+        if (!line.endsWith('}')) continue;
+        if (step !== undefined && (JSON.parse(line) as LogRecord).i !== step) continue;
+        chunk += `data: ${line.slice(0, -1)}${tail}`;
         if (chunk.length >= SEND_BYTES) await flush();
       }
       if (chunk && !closed) await flush();
@@ -128,11 +130,11 @@ export class LogsService {
     const readFile = async (job: Job): Promise<boolean> => {
       let got = false;
       for (;;) {
-        const { records, next } = await this.store.read(runId, job.id, offsets.get(job.id)!);
-        if (!records.length) return got;
+        const { lines, next } = await this.store.readLines(runId, job.id, offsets.get(job.id)!);
+        if (!lines.length) return got;
         got = true;
         offsets.set(job.id, next);
-        await send(job, records);
+        await send(job, lines);
       }
     };
     let nextPoll = 0;
@@ -163,17 +165,18 @@ export class LogsService {
         }
         if (m.next <= offsets.get(job.id)!) return;
       }
-      // The records past what was sent; when the file is not visible here, what lies before them is lost to this follower.
+      // The lines past what was sent; when the file is not visible here, what lies before them is lost to this follower.
       const offset = offsets.get(job.id)!;
-      let beyond = m.records;
+      const lines = m.lines.split('\n');
+      lines.pop(); // after the last newline
+      let beyond = lines;
       if (m.from < offset) {
-        // Part of this batch was in the file already (read before the batch was published): each
-        // record takes its JSON line's bytes in the file.
+        // Part of this batch was in the file already (read before the batch was published).
         beyond = [];
         let at = m.from;
-        for (const r of m.records) {
-          if (at >= offset) beyond.push(r);
-          at += Buffer.byteLength(JSON.stringify(r)) + 1;
+        for (const line of lines) {
+          if (at >= offset) beyond.push(line);
+          at += Buffer.byteLength(line) + 1;
         }
       }
       await send(job, beyond);

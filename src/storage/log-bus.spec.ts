@@ -5,7 +5,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { LogBus, Subscriber } from './log-bus';
-import { LogBatch, LogMessage, LogRecord, LogWriter, PUBLISH_INTERVAL_MS, PUBLISH_MAX_BYTES } from './log-store';
+import { decodeLogMessage, encodeLogMessage, LogBatch, LogMessage, LogRecord, LogWriter, PUBLISH_INTERVAL_MS, PUBLISH_MAX_BYTES } from './log-store';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -17,8 +17,10 @@ function fileLines(file: string): string[] {
   return fs.readFileSync(file, 'utf8').split('\n').filter(Boolean);
 }
 
-type Data = Extract<LogBatch, { records: LogRecord[] }>;
-const isData = (b: LogBatch): b is Data => 'records' in b;
+type Data = Extract<LogBatch, { lines: string }>;
+const isData = (b: LogBatch): b is Data => 'lines' in b;
+/** A batch's records (its lines parsed). */
+const recordsOf = (b: Data): LogRecord[] => b.lines.split('\n').filter(Boolean).map((l) => JSON.parse(l) as LogRecord);
 
 /** Every batch is contiguous with the one before, and together they are the file's lines, then one closing marker. */
 function assertMatchesFile(batches: LogBatch[], file: string, startAt = 0): void {
@@ -26,14 +28,13 @@ function assertMatchesFile(batches: LogBatch[], file: string, startAt = 0): void
   let at = startAt;
   for (const b of data) {
     assert.equal(b.from, at, 'each batch starts where the one before ended');
-    const bytes = b.records.reduce((n, r) => n + Buffer.byteLength(JSON.stringify(r)) + 1, 0);
-    assert.equal(b.next - b.from, bytes, 'next - from is the bytes of its records in the file');
-    assert.ok(b.records.length > 0, 'no empty batches');
+    assert.equal(b.next - b.from, Buffer.byteLength(b.lines), 'next - from is the bytes of its lines in the file');
+    assert.ok(b.lines.length > 0 && b.lines.endsWith('\n'), 'no empty batches; whole lines only');
     at = b.next;
   }
   const all = fs.readFileSync(file);
   assert.equal(at, all.length, 'the last batch ends at the end of the file');
-  assert.deepEqual(data.flatMap((b) => b.records.map((r) => JSON.stringify(r))), all.subarray(startAt).toString('utf8').split('\n').filter(Boolean));
+  assert.equal(data.map((b) => b.lines).join(''), all.subarray(startAt).toString('utf8'), 'the batches are the file, byte for byte');
   const last = batches[batches.length - 1];
   assert.deepEqual(last, { closed: true, next: all.length }, 'the closing marker comes last, at the end of the file');
   assert.equal(batches.filter((b) => 'closed' in b).length, 1, 'one closing marker');
@@ -52,7 +53,7 @@ test('lines written together go out as one batch after a short delay, not one me
   assert.equal(batches.length, 2);
   w.close();
   assertMatchesFile(batches, w.file);
-  assert.deepEqual((batches[1] as Data).records.map((r) => [r.s, r.l]), [['e', 'later'], ['k', 'step ended']]);
+  assert.deepEqual(recordsOf(batches[1] as Data).map((r) => [r.s, r.l]), [['e', 'later'], ['k', 'step ended']]);
 });
 
 test('big output is split into messages of at most about 1 MiB, contiguous, equal to the file', async () => {
@@ -84,7 +85,7 @@ test('a writer on an existing file publishes from its end; the cap notices are p
   for (let i = 0; i < 500; i++) w.write(0, 'stdout', Buffer.from(`line ${i}\n`));
   w.close();
   assertMatchesFile(batches, file, start);
-  const published = batches.filter(isData).flatMap((b) => b.records);
+  const published = batches.filter(isData).flatMap(recordsOf);
   assert.equal(published[0].l, 'the secret is ***', 'what is published is masked like the file');
   assert.match(published[published.length - 1].l, /^log truncated/);
 });
@@ -135,7 +136,8 @@ class FakeSubscriber extends EventEmitter {
     this.status = 'end';
   }
   publish(channel: string, m: LogMessage) {
-    this.emit('message', channel, JSON.stringify(m));
+    const { job, ...batch } = m;
+    this.emit('message', channel, encodeLogMessage(job, batch as LogBatch));
   }
 }
 
@@ -151,9 +153,10 @@ test('LogBus: one connection, opened lazily; SUBSCRIBE on the first follower, UN
   assert.equal(opened, 1, 'one connection for every follower');
   assert.deepEqual(sub.commands, ['SUBSCRIBE kp:logs:run1', 'SUBSCRIBE kp:logs:run2']);
   assert.equal(bus.live, true);
-  const m1: LogMessage = { job: 'j', from: 0, next: 10, records: [{ t: 1, i: 0, s: 'o', l: 'hi' }] };
+  const m1: LogMessage = { job: 'j', from: 0, next: 31, lines: '{"t":1,"i":0,"s":"o","l":"hi"}\n' };
   sub.publish('kp:logs:run1', m1);
   sub.emit('message', 'kp:logs:run1', 'not json');
+  sub.emit('message', 'kp:logs:run1', '{"job":"j","next":1}'); // neither a batch (no from, no lines) nor a closing marker
   sub.publish('kp:logs:run2', { job: 'k', closed: true, next: 0 });
   assert.deepEqual(got.a, [m1]);
   assert.deepEqual(got.b, [m1]);
@@ -188,4 +191,15 @@ test('LogBus: a SUBSCRIBE that fails rejects the followers waiting on it; the ne
   assert.deepEqual(sub.commands, ['SUBSCRIBE kp:logs:r', 'SUBSCRIBE kp:logs:r']);
   off();
   bus.onApplicationShutdown();
+});
+
+test('the wire format: a header, a newline, the lines untouched; anything else is refused', () => {
+  const lines = '{"t":1,"i":0,"s":"o","l":"a\\nb \\"q\\" ünï"}\n{"t":2,"i":0,"s":"e","l":""}\n';
+  const text = encodeLogMessage('job1', { from: 5, next: 5 + Buffer.byteLength(lines), lines });
+  assert.ok(text.endsWith(lines), 'the lines are sent as written, not re-encoded');
+  assert.deepEqual(decodeLogMessage(text), { job: 'job1', from: 5, next: 5 + Buffer.byteLength(lines), lines });
+  assert.deepEqual(decodeLogMessage(encodeLogMessage('job1', { closed: true, next: 9 })), { job: 'job1', closed: true, next: 9 });
+  for (const bad of ['', 'x', '{}', '{"job":1,"from":0,"next":1}\nx', '{"job":"j","next":"1","from":0}\nx', '{"job":"j","next":1}\nx', '{"job":"j","next":1}', 'null\nx']) {
+    assert.equal(decodeLogMessage(bad), null, JSON.stringify(bad));
+  }
 });

@@ -2,7 +2,7 @@ import { Inject, Injectable, Logger, OnApplicationShutdown } from '@nestjs/commo
 import type Redis from 'ioredis';
 import { KILN_CONFIG, KilnConfig } from '../config/config';
 import { REDIS } from '../db/redis';
-import { logChannel, LogMessage } from './log-store';
+import { decodeLogMessage, logChannel, LogMessage } from './log-store';
 
 export type LogHandler = (message: LogMessage) => void;
 
@@ -107,14 +107,8 @@ export class LogBus implements OnApplicationShutdown {
   private deliver(name: string, text: string): void {
     const channel = this.channels.get(name);
     if (!channel?.handlers.size) return;
-    let message: LogMessage;
-    try {
-      message = JSON.parse(text) as LogMessage;
-    } catch {
-      return;
-    }
-    if (!message || typeof message.job !== 'string' || typeof message.next !== 'number') return;
-    if (!('closed' in message) && (typeof message.from !== 'number' || !Array.isArray(message.records))) return;
+    const message = decodeLogMessage(text);
+    if (!message) return;
     for (const handler of [...channel.handlers]) {
       try {
         handler(message);

@@ -24,14 +24,39 @@ export type LineFilter = (step: number, text: string) => LineResult;
 const MAX_LINE = 64 * 1024;
 
 /**
- * What a writer publishes, in file order: the records it appended between byte offsets `from` and
- * `next` of the job's log file (`from` of one batch is `next` of the one before), or, once, that it
- * closed the file at `next`.
+ * What a writer publishes, in file order: the lines it appended between byte offsets `from` and
+ * `next` of the job's log file, as they are in the file (JSON records, each ending in a newline;
+ * `from` of one batch is `next` of the one before), or, once, that it closed the file at `next`.
+ * The lines travel as they were written: nobody between the job and a follower parses them again.
  */
-export type LogBatch = { from: number; next: number; records: LogRecord[] } | { closed: true; next: number };
+export type LogBatch = { from: number; next: number; lines: string } | { closed: true; next: number };
 
 /** A batch as it travels on the run's channel (logChannel): the job it belongs to, added. */
 export type LogMessage = LogBatch & { job: string };
+
+/**
+ * A batch on the wire: a JSON header ({job, from, next}), a newline, then the lines as in the file; a
+ * closing marker is its header alone ({job, closed, next}).
+ */
+export function encodeLogMessage(job: string, batch: LogBatch): string {
+  if ('closed' in batch) return JSON.stringify({ job, closed: true, next: batch.next });
+  return `${JSON.stringify({ job, from: batch.from, next: batch.next })}\n${batch.lines}`;
+}
+
+/** The message encodeLogMessage made, or null for anything else. */
+export function decodeLogMessage(text: string): LogMessage | null {
+  const nl = text.indexOf('\n');
+  let head: { job?: unknown; from?: unknown; next?: unknown; closed?: unknown } | null;
+  try {
+    head = JSON.parse(nl < 0 ? text : text.slice(0, nl)) as typeof head;
+  } catch {
+    return null;
+  }
+  if (!head || typeof head.job !== 'string' || typeof head.next !== 'number') return null;
+  if (nl < 0) return head.closed === true ? { job: head.job, closed: true, next: head.next } : null;
+  if (typeof head.from !== 'number') return null;
+  return { job: head.job, from: head.from, next: head.next, lines: text.slice(nl + 1) };
+}
 
 /** Hands a batch to whoever tells followers (Redis PUBLISH); may throw or reject: the writer ignores it. */
 export type LogPublish = (batch: LogBatch) => unknown;
@@ -67,28 +92,33 @@ export class LogStore {
     const file = this.file(runId, jobId);
     fs.mkdirSync(path.dirname(file), { recursive: true });
     const channel = logChannel(this.config.queuePrefix, runId);
-    const publish: LogPublish = (batch) => this.redis.publish(channel, JSON.stringify({ job: jobId, ...batch }));
+    const publish: LogPublish = (batch) => this.redis.publish(channel, encodeLogMessage(jobId, batch));
     return new LogWriter(file, this.config.logCapBytes, secrets, publish);
   }
 
   /** Records from byte offset `from`; returns the offset after the last complete line. */
   async read(runId: string, jobId: string, from = 0): Promise<{ records: LogRecord[]; next: number }> {
+    const { lines, next } = await this.readLines(runId, jobId, from);
+    return { records: lines.map((l) => JSON.parse(l) as LogRecord), next };
+  }
+
+  /** The file's lines (each a record's JSON) from byte offset `from`, unparsed; and the offset after the last complete one. */
+  async readLines(runId: string, jobId: string, from = 0): Promise<{ lines: string[]; next: number }> {
     const file = this.file(runId, jobId);
     let fh: fs.promises.FileHandle;
     try {
       fh = await fs.promises.open(file, 'r');
     } catch {
-      return { records: [], next: from };
+      return { lines: [], next: from };
     }
     try {
       const { size } = await fh.stat();
-      if (size <= from) return { records: [], next: from };
+      if (size <= from) return { lines: [], next: from };
       const buf = Buffer.alloc(Math.min(size - from, 8 * 1024 * 1024));
       const { bytesRead } = await fh.read(buf, 0, buf.length, from);
       const end = buf.subarray(0, bytesRead).lastIndexOf(10);
-      if (end < 0) return { records: [], next: from };
-      const records = buf.subarray(0, end).toString('utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as LogRecord);
-      return { records, next: from + end + 1 };
+      if (end < 0) return { lines: [], next: from };
+      return { lines: buf.subarray(0, end).toString('utf8').split('\n').filter(Boolean), next: from + end + 1 };
     } finally {
       await fh.close();
     }
@@ -112,8 +142,8 @@ export class LogWriter {
   private masks: string[];
   private filter: LineFilter | null = null;
 
-  // Appended but not yet published: the records from byte offset pendingFrom on, pendingBytes long.
-  private pending: LogRecord[] = [];
+  // Appended but not yet published: the lines from byte offset pendingFrom on, pendingBytes long.
+  private pending: string[] = [];
   private pendingFrom = 0;
   private pendingBytes = 0;
   private timer: NodeJS.Timeout | null = null;
@@ -201,7 +231,7 @@ export class LogWriter {
     // The file first: a follower that sees a gap in the published offsets reads it from there.
     if (!this.closed) this.flushFile();
     if (!this.pending.length) return;
-    const batch = { from: this.pendingFrom, next: this.pendingFrom + this.pendingBytes, records: this.pending };
+    const batch = { from: this.pendingFrom, next: this.pendingFrom + this.pendingBytes, lines: this.pending.join('') };
     const bytes = this.pendingBytes;
     this.pending = [];
     this.pendingBytes = 0;
@@ -239,7 +269,7 @@ export class LogWriter {
   }
 
   /** Queues a record just written at byte offset `at` for the next batch. */
-  private queue(r: LogRecord, at: number, bytes: number): void {
+  private queue(line: string, at: number, bytes: number): void {
     if (!this.publish) {
       // No bus: only the file buffer needs its timer.
       if (!this.timer) {
@@ -250,7 +280,7 @@ export class LogWriter {
     }
     if (this.pending.length && this.pendingBytes + bytes > PUBLISH_MAX_BYTES) this.publishPending();
     if (!this.pending.length) this.pendingFrom = at;
-    this.pending.push(r);
+    this.pending.push(line);
     this.pendingBytes += bytes;
     if (this.pendingBytes >= PUBLISH_MAX_BYTES) this.publishPending();
     else if (!this.timer) {
@@ -286,7 +316,7 @@ export class LogWriter {
     this.fileBuf.push(line);
     this.fileBufBytes += bytes;
     if (this.fileBufBytes >= FILE_BUFFER_BYTES) this.flushFile();
-    this.queue(r, this.written, bytes);
+    this.queue(line, this.written, bytes);
     this.written += bytes;
   }
 

@@ -11,7 +11,7 @@ import { LogsService } from '../../src/runs/logs.service';
 import type { RunsRepository } from '../../src/runs/runs.repository';
 import type { Job, JobStatus } from '../../src/runs/runs.types';
 import { LogBus } from '../../src/storage/log-bus';
-import { LogBatch, logChannel, LogRecord, LogStore, LogWriter } from '../../src/storage/log-store';
+import { encodeLogMessage, LogBatch, logChannel, LogRecord, LogStore, LogWriter } from '../../src/storage/log-store';
 import { testConfig, tmpDir } from '../helpers';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -220,7 +220,7 @@ describe('live logs over Redis pub/sub (real Redis)', () => {
     await subscribed(config, runId);
     // Every other batch is lost on the way.
     fs.mkdirSync(path.dirname(here.store.file(runId, jobId)), { recursive: true });
-    const w = new LogWriter(here.store.file(runId, jobId), config.logCapBytes, [], (b: LogBatch) => (count++ % 2 ? null : redis.publish(channel, JSON.stringify({ job: jobId, ...b }))));
+    const w = new LogWriter(here.store.file(runId, jobId), config.logCapBytes, [], (b: LogBatch) => (count++ % 2 ? null : redis.publish(channel, encodeLogMessage(jobId, b))));
     const expected: string[] = [];
     for (let burst = 0; burst < 8; burst++) {
       for (let k = 0; k < 10; k++) {
