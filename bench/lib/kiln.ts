@@ -94,7 +94,7 @@ export class KilnServer {
 
   private async spawn(): Promise<void> {
     this.output = '';
-    const proc = spawn(process.execPath, [KILN_BIN, this.role], { env: { ...cleanEnv(), ...this.env }, cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = spawn(process.execPath, [...(process.env.BENCH_PROF ? ['--cpu-prof', '--cpu-prof-dir=' + process.env.BENCH_PROF] : []), KILN_BIN, this.role], { env: { ...cleanEnv(), ...this.env }, cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
     this.proc = proc;
     const keep = (d: Buffer) => { this.output = (this.output + d.toString()).slice(-20_000); };
     proc.stdout!.on('data', keep);

@@ -13,7 +13,7 @@ import { JobRunner } from '../execution/job-runner';
 import { QueueModule } from '../queue/queue.module';
 import { FileStore } from '../storage/file-store';
 import { LogBus } from '../storage/log-bus';
-import { LogStore } from '../storage/log-store';
+import { LocalLogHub, LogStore } from '../storage/log-store';
 import { ArtifactReaper } from './artifact-reaper';
 import { JobWorker } from './job-worker';
 import { Reaper } from './reaper';
@@ -36,8 +36,8 @@ export class RunsCoreModule {
       module: RunsCoreModule,
       global: true,
       imports: [QueueModule.forConfig(config), CatalogueModule],
-      providers: [RunsRepository, RunScheduler, FileStore, { provide: BLOB_STORE, useClass: LocalBlobStore }, LogStore, ArtifactReaper, ScratchSweeper, MetricsCollector, RunsService, RepositoriesRepository, StatusReporter, WebhooksService],
-      exports: [RunsRepository, RunScheduler, FileStore, BLOB_STORE, LogStore, QueueModule, RunsService, RepositoriesRepository, StatusReporter, WebhooksService],
+      providers: [RunsRepository, RunScheduler, FileStore, { provide: BLOB_STORE, useClass: LocalBlobStore }, LocalLogHub, LogStore, ArtifactReaper, ScratchSweeper, MetricsCollector, RunsService, RepositoriesRepository, StatusReporter, WebhooksService],
+      exports: [RunsRepository, RunScheduler, FileStore, BLOB_STORE, LocalLogHub, LogStore, QueueModule, RunsService, RepositoriesRepository, StatusReporter, WebhooksService],
     };
   }
 }

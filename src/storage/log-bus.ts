@@ -1,8 +1,8 @@
-import { Inject, Injectable, Logger, OnApplicationShutdown } from '@nestjs/common';
+import { Inject, Injectable, Logger, OnApplicationShutdown, Optional } from '@nestjs/common';
 import type Redis from 'ioredis';
 import { KILN_CONFIG, KilnConfig } from '../config/config';
 import { REDIS } from '../db/redis';
-import { decodeLogMessage, logChannel, LogMessage } from './log-store';
+import { decodeLogMessage, LocalLogHub, logChannel, LogMessage } from './log-store';
 
 export type LogHandler = (message: LogMessage) => void;
 
@@ -32,7 +32,11 @@ export class LogBus implements OnApplicationShutdown {
     @Inject(KILN_CONFIG) private readonly config: Pick<KilnConfig, 'queuePrefix'>,
     /** The subscriber connection is a duplicate() of it: same server and options. */
     @Inject(REDIS) private readonly redis: { duplicate(): Subscriber },
-  ) {}
+    /** This process's writers: their batches come from here, and their copies on Redis are dropped. */
+    @Optional() private readonly hub: LocalLogHub | null = null,
+  ) {
+    hub?.listen((name, message) => this.hand(name, message));
+  }
 
   /** True while the subscriber connection is up (when it is not, followers poll more often). */
   get live(): boolean {
@@ -108,7 +112,13 @@ export class LogBus implements OnApplicationShutdown {
     const channel = this.channels.get(name);
     if (!channel?.handlers.size) return;
     const message = decodeLogMessage(text);
-    if (!message) return;
+    if (!message || (this.hub && message.origin === this.hub.origin)) return;
+    this.hand(name, message);
+  }
+
+  private hand(name: string, message: LogMessage): void {
+    const channel = this.channels.get(name);
+    if (!channel?.handlers.size) return;
     for (const handler of [...channel.handlers]) {
       try {
         handler(message);

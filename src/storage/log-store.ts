@@ -1,5 +1,6 @@
-import { Inject, Injectable, Logger } from '@nestjs/common';
+import { Inject, Injectable, Logger, Optional } from '@nestjs/common';
 import type Redis from 'ioredis';
+import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
@@ -22,6 +23,11 @@ export interface LogRecord {
 export type LineFilter = (step: number, text: string) => LineResult;
 
 const MAX_LINE = 64 * 1024;
+/**
+ * A follower reads a job's file in blocks of at most this size (the memory a read holds); longer than
+ * the longest line can be in the file (MAX_LINE characters, each at most 6 bytes of JSON).
+ */
+const READ_BLOCK_BYTES = 1024 * 1024;
 
 /**
  * What a writer publishes, in file order: the lines it appended between byte offsets `from` and
@@ -31,49 +37,76 @@ const MAX_LINE = 64 * 1024;
  */
 export type LogBatch = { from: number; next: number; lines: string } | { closed: true; next: number };
 
-/** A batch as it travels on the run's channel (logChannel): the job it belongs to, added. */
-export type LogMessage = LogBatch & { job: string };
+/** A batch as it travels on the run's channel (logChannel): the job it belongs to, added; and the LocalLogHub it came from. */
+export type LogMessage = LogBatch & { job: string; origin?: string };
+
+/**
+ * This process's writers hand their batches to this process's followers directly (LogBus listens),
+ * and mark what they publish with `origin` so that the bus drops its own messages coming back from
+ * Redis: a follower on the writer's node costs no Redis round trip, no second copy, no parsing.
+ */
+@Injectable()
+export class LocalLogHub {
+  readonly origin = randomBytes(6).toString('hex');
+  private listener: ((channel: string, message: LogMessage) => void) | null = null;
+
+  listen(listener: (channel: string, message: LogMessage) => void): void {
+    this.listener = listener;
+  }
+
+  emit(channel: string, message: LogMessage): void {
+    this.listener?.(channel, message);
+  }
+}
 
 /**
  * A batch on the wire: a JSON header ({job, from, next}), a newline, then the lines as in the file; a
  * closing marker is its header alone ({job, closed, next}).
  */
-export function encodeLogMessage(job: string, batch: LogBatch): string {
-  if ('closed' in batch) return JSON.stringify({ job, closed: true, next: batch.next });
-  return `${JSON.stringify({ job, from: batch.from, next: batch.next })}\n${batch.lines}`;
+export function encodeLogMessage(job: string, batch: LogBatch, origin?: string): string {
+  if ('closed' in batch) return JSON.stringify({ job, closed: true, next: batch.next, origin });
+  return `${JSON.stringify({ job, from: batch.from, next: batch.next, origin })}\n${batch.lines}`;
+}
+
+/** encodeLogMessage's message as bytes, from the lines already encoded (a copy, not a second encoding). */
+export function encodeLogMessageBytes(job: string, batch: LogBatch, encoded: Buffer | undefined, origin?: string): string | Buffer {
+  if ('closed' in batch || !encoded) return encodeLogMessage(job, batch, origin);
+  return Buffer.concat([Buffer.from(`${JSON.stringify({ job, from: batch.from, next: batch.next, origin })}\n`), encoded]);
 }
 
 /** The message encodeLogMessage made, or null for anything else. */
 export function decodeLogMessage(text: string): LogMessage | null {
   const nl = text.indexOf('\n');
-  let head: { job?: unknown; from?: unknown; next?: unknown; closed?: unknown } | null;
+  let head: { job?: unknown; from?: unknown; next?: unknown; closed?: unknown; origin?: unknown } | null;
   try {
     head = JSON.parse(nl < 0 ? text : text.slice(0, nl)) as typeof head;
   } catch {
     return null;
   }
   if (!head || typeof head.job !== 'string' || typeof head.next !== 'number') return null;
-  if (nl < 0) return head.closed === true ? { job: head.job, closed: true, next: head.next } : null;
+  const origin = typeof head.origin === 'string' ? { origin: head.origin } : {};
+  if (nl < 0) return head.closed === true ? { job: head.job, closed: true, next: head.next, ...origin } : null;
   if (typeof head.from !== 'number') return null;
-  return { job: head.job, from: head.from, next: head.next, lines: text.slice(nl + 1) };
+  return { job: head.job, from: head.from, next: head.next, lines: text.slice(nl + 1), ...origin };
 }
 
-/** Hands a batch to whoever tells followers (Redis PUBLISH); may throw or reject: the writer ignores it. */
-export type LogPublish = (batch: LogBatch) => unknown;
+/**
+ * Hands a batch to whoever tells followers (Redis PUBLISH); may throw or reject: the writer ignores it.
+ * `encoded` is the batch's lines as UTF-8, as written to the file (so they are not encoded twice).
+ */
+export type LogPublish = (batch: LogBatch, encoded?: Buffer) => unknown;
 
 /** The Redis pub/sub channel that carries the live log lines of one run, for every job of it. */
 export function logChannel(queuePrefix: string, runId: string): string {
   return `${queuePrefix}:logs:${runId}`;
 }
 
-/** Output is published at most this often per writer (plus when a batch gets full, and on close)... */
+/** Lines are written to the file and published at most this often per writer (plus when a block is full, and on close)... */
 export const PUBLISH_INTERVAL_MS = 20;
-/** ...in messages of at most about this many bytes of log lines. */
-export const PUBLISH_MAX_BYTES = 1024 * 1024;
+/** ...in blocks of at most about this many bytes of log lines: one write to the file, one message. */
+export const PUBLISH_MAX_BYTES = 256 * 1024;
 /** Past this many bytes published but not yet answered (Redis slow or away), batches are skipped: the file has them. */
 const PUBLISH_MAX_IN_FLIGHT = 16 * 1024 * 1024;
-/** Lines are written to the file in blocks of about this size (and at least every PUBLISH_INTERVAL_MS). */
-const FILE_BUFFER_BYTES = 256 * 1024;
 
 /**
  * Logs live in files, one JSON line per output line: data/logs/<run>/<job>.jsonl. Written as output
@@ -82,7 +115,11 @@ const FILE_BUFFER_BYTES = 256 * 1024;
  */
 @Injectable()
 export class LogStore {
-  constructor(@Inject(KILN_CONFIG) private readonly config: KilnConfig, @Inject(REDIS) private readonly redis: Pick<Redis, 'publish'>) {}
+  constructor(
+    @Inject(KILN_CONFIG) private readonly config: KilnConfig,
+    @Inject(REDIS) private readonly redis: Pick<Redis, 'publish'>,
+    @Optional() private readonly hub: LocalLogHub | null = null,
+  ) {}
 
   file(runId: string, jobId: string): string {
     return path.join(this.config.dataDir, 'logs', runId, `${jobId}.jsonl`);
@@ -92,7 +129,11 @@ export class LogStore {
     const file = this.file(runId, jobId);
     fs.mkdirSync(path.dirname(file), { recursive: true });
     const channel = logChannel(this.config.queuePrefix, runId);
-    const publish: LogPublish = (batch) => this.redis.publish(channel, encodeLogMessage(jobId, batch));
+    const hub = this.hub;
+    const publish: LogPublish = (batch, encoded) => {
+      hub?.emit(channel, { ...batch, job: jobId });
+      return this.redis.publish(channel, encodeLogMessageBytes(jobId, batch, encoded, hub?.origin));
+    };
     return new LogWriter(file, this.config.logCapBytes, secrets, publish);
   }
 
@@ -114,7 +155,7 @@ export class LogStore {
     try {
       const { size } = await fh.stat();
       if (size <= from) return { lines: [], next: from };
-      const buf = Buffer.alloc(Math.min(size - from, 8 * 1024 * 1024));
+      const buf = Buffer.allocUnsafe(Math.min(size - from, READ_BLOCK_BYTES));
       const { bytesRead } = await fh.read(buf, 0, buf.length, from);
       const end = buf.subarray(0, bytesRead).lastIndexOf(10);
       if (end < 0) return { lines: [], next: from };
@@ -142,7 +183,8 @@ export class LogWriter {
   private masks: string[];
   private filter: LineFilter | null = null;
 
-  // Appended but not yet published: the lines from byte offset pendingFrom on, pendingBytes long.
+  // Appended but neither in the file nor published yet: the lines from byte offset pendingFrom on,
+  // pendingBytes long (at most PUBLISH_MAX_BYTES, for at most PUBLISH_INTERVAL_MS).
   private pending: string[] = [];
   private pendingFrom = 0;
   private pendingBytes = 0;
@@ -150,9 +192,6 @@ export class LogWriter {
   private inFlight = 0;
   private publishFailed = false;
   private closed = false;
-  // Lines appended but not yet in the file (at most FILE_BUFFER_BYTES, written within PUBLISH_INTERVAL_MS).
-  private fileBuf: string[] = [];
-  private fileBufBytes = 0;
 
   constructor(readonly file: string, private readonly capBytes: number, secrets: string[] = [], private readonly publish: LogPublish | null = null) {
     this.masks = maskList(secrets);
@@ -215,30 +254,34 @@ export class LogWriter {
     if (this.closed) return;
     for (const key of [...this.partial.keys()]) this.flush(Number(key.split(':')[0]));
     if (this.dropped) this.appendRecord({ t: Date.now(), i: -1, s: 'k', l: `log truncated: ${this.dropped} more bytes of output were not kept (cap ${this.capBytes} bytes per job)` }, true);
-    this.closed = true;
-    this.flushFile();
-    fs.closeSync(this.fd);
     this.publishPending();
+    this.closed = true;
+    fs.closeSync(this.fd);
     this.send({ closed: true, next: this.written }, 0);
   }
 
-  /** Publishes what was appended and not yet published, now (close does it by itself). */
+  /**
+   * Writes what was appended to the file and publishes it, now (close does it by itself): one join,
+   * one encoding, one write, one message per block.
+   */
   publishPending(): void {
     if (this.timer) {
       clearTimeout(this.timer);
       this.timer = null;
     }
+    if (!this.pending.length || this.closed) return;
+    const lines = this.pending.join('');
+    const encoded = Buffer.from(lines);
     // The file first: a follower that sees a gap in the published offsets reads it from there.
-    if (!this.closed) this.flushFile();
-    if (!this.pending.length) return;
-    const batch = { from: this.pendingFrom, next: this.pendingFrom + this.pendingBytes, lines: this.pending.join('') };
+    fs.writeSync(this.fd, encoded);
+    const batch = { from: this.pendingFrom, next: this.pendingFrom + this.pendingBytes, lines };
     const bytes = this.pendingBytes;
     this.pending = [];
     this.pendingBytes = 0;
-    this.send(batch, bytes);
+    this.send(batch, bytes, encoded);
   }
 
-  private send(batch: LogBatch, bytes: number): void {
+  private send(batch: LogBatch, bytes: number, encoded?: Buffer): void {
     if (!this.publish) return;
     if (bytes && this.inFlight + bytes > PUBLISH_MAX_IN_FLIGHT) {
       // Followers see the gap in the offsets and read it from the file (or, where the file is not
@@ -248,7 +291,7 @@ export class LogWriter {
     }
     let result: unknown;
     try {
-      result = this.publish(batch);
+      result = this.publish(batch, encoded);
     } catch (e) {
       this.publishError(e);
       return;
@@ -268,30 +311,6 @@ export class LogWriter {
     LogWriter.log.warn(`publishing live log lines of ${this.file} failed (followers on other nodes may see them late; the file has them all): ${(e as Error)?.message ?? String(e)}`);
   }
 
-  /** Queues a record just written at byte offset `at` for the next batch. */
-  private queue(line: string, at: number, bytes: number): void {
-    if (!this.publish) {
-      // No bus: only the file buffer needs its timer.
-      if (!this.timer) {
-        this.timer = setTimeout(() => { this.timer = null; if (!this.closed) this.flushFile(); }, PUBLISH_INTERVAL_MS);
-        this.timer.unref();
-      }
-      return;
-    }
-    if (this.pending.length && this.pendingBytes + bytes > PUBLISH_MAX_BYTES) this.publishPending();
-    if (!this.pending.length) this.pendingFrom = at;
-    this.pending.push(line);
-    this.pendingBytes += bytes;
-    if (this.pendingBytes >= PUBLISH_MAX_BYTES) this.publishPending();
-    else if (!this.timer) {
-      this.timer = setTimeout(() => {
-        this.timer = null;
-        this.publishPending();
-      }, PUBLISH_INTERVAL_MS);
-      this.timer.unref();
-    }
-  }
-
   private append(step: number, s: 'o' | 'e', l: string): void {
     const r = this.filter ? this.filter(step, l) : { kind: 'text' as const, text: l };
     if (r.kind === 'drop') return;
@@ -303,7 +322,8 @@ export class LogWriter {
 
   private appendRecord(r: LogRecord, always: boolean): void {
     if (this.masks.length) r = { ...r, l: mask(r.l, this.masks) };
-    const line = JSON.stringify(r) + '\n';
+    // JSON.stringify(r) + '\n', without walking the object (t and i are numbers, s one letter).
+    const line = `{"t":${r.t},"i":${r.i},"s":"${r.s}","l":${JSON.stringify(r.l)}}\n`;
     const bytes = Buffer.byteLength(line);
     if (!always && this.written + bytes > this.capBytes) {
       if (!this.truncated) {
@@ -313,19 +333,19 @@ export class LogWriter {
       this.dropped += Buffer.byteLength(r.l) + 1;
       return;
     }
-    this.fileBuf.push(line);
-    this.fileBufBytes += bytes;
-    if (this.fileBufBytes >= FILE_BUFFER_BYTES) this.flushFile();
-    this.queue(line, this.written, bytes);
+    if (this.pending.length && this.pendingBytes + bytes > PUBLISH_MAX_BYTES) this.publishPending();
+    if (!this.pending.length) this.pendingFrom = this.written;
+    this.pending.push(line);
+    this.pendingBytes += bytes;
     this.written += bytes;
-  }
-
-  /** Writes the buffered lines to the file (one write instead of one per line): before every publish and on close. */
-  private flushFile(): void {
-    if (!this.fileBuf.length) return;
-    fs.writeSync(this.fd, this.fileBuf.join(''));
-    this.fileBuf = [];
-    this.fileBufBytes = 0;
+    if (this.pendingBytes >= PUBLISH_MAX_BYTES) this.publishPending();
+    else if (!this.timer) {
+      this.timer = setTimeout(() => {
+        this.timer = null;
+        this.publishPending();
+      }, PUBLISH_INTERVAL_MS);
+      this.timer.unref();
+    }
   }
 }
 
