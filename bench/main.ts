@@ -3,6 +3,8 @@
  * baseline, side by side, on this machine. Prints a table, writes bench/results.json and (full runs)
  * docs/benchmarks.md. Starts its own Kiln processes (own data folder, port and queue prefix) and
  * removes every container, process, Redis key and folder it made.
+ * BENCH_PROF=<dir> writes a CPU profile of each Kiln server it starts into <dir> (node --cpu-prof),
+ * to see where the time of a case goes.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
