@@ -121,7 +121,7 @@ export class DockerBackend implements ExecutionBackend, OnApplicationShutdown {
    */
   async startJob(spec: JobSandboxSpec): Promise<JobHandle> {
     const target: PoolTarget = { image: spec.image, runtime: spec.runtime, limits: spec.limits };
-    for (let pooled = this.pool.take(target, REFILL_AFTER_MS); pooled; pooled = this.pool.take(target, REFILL_AFTER_MS)) {
+    for (let pooled = await this.pool.takeOrWait(target, REFILL_AFTER_MS); pooled; pooled = this.pool.take(target, REFILL_AFTER_MS)) {
       const handle = await this.adopt(pooled, spec);
       if (!handle) this.pool.started(pooled);
       this.metrics.warmPoolTakes.inc({ result: handle ? 'hit' : 'stale' });

@@ -130,3 +130,36 @@ test('warm pool: a deferred refill starts when the taker says it has started, or
   assert.equal(pool.idleCount(a), 1, 'refilled after the delay without a word from the taker');
   assert.equal(pool.take({ ...a, limits: { ...limits, pids: 9 } }, 60_000), null, 'a miss defers nothing');
 });
+
+test('warm pool: a taker finding nothing idle waits for a sandbox being made rather than making another', async () => {
+  const ops = fakeOps();
+  const gates: (() => void)[] = [];
+  let made = 0;
+  const gated = { live: ops.live, fail: false, async create(t: PoolTarget) { made++; await new Promise<void>((r) => gates.push(r)); return ops.create(t); }, destroy: ops.destroy };
+  const pool = new WarmPool(1, gated, quiet);
+  pool.setTargets([a]);
+  gates.shift()!();
+  await tick();
+  const first = pool.take(a);
+  assert.ok(first);
+  assert.equal(made, 2, 'the refill is under way');
+  const second = pool.takeOrWait(a);
+  const third = pool.takeOrWait(a); // nothing more is being made for it to wait for: a miss
+  assert.equal(await third, null);
+  gates.shift()!();
+  const got = await second;
+  assert.ok(got && got !== first, 'the sandbox being made went to the waiting taker');
+  await tick();
+  assert.equal(pool.waited, 1);
+  assert.equal(made, 3, 'and the pool refills behind it; nothing else was made');
+  gates.splice(0).forEach((g) => g());
+  await tick();
+  assert.equal(pool.idleCount(a), 1);
+  const waiting = (async () => { pool.take(a); return pool.takeOrWait(a); })();
+  await tick();
+  const drained = pool.drain();
+  assert.equal(await waiting, null, 'drain answers waiting takers');
+  gates.splice(0).forEach((g) => g());
+  await drained;
+  assert.equal(ops.live.size, 3, 'only the three taken sandboxes are left (their jobs remove them); the one made during drain is removed');
+});

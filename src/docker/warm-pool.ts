@@ -37,6 +37,9 @@ export class WarmPool {
   private stopped = false;
   hits = 0;
   misses = 0;
+  /** Hits that waited for a sandbox being made. */
+  waited = 0;
+  private readonly waiters = new Map<string, ((id: string | null) => void)[]>();
 
   constructor(readonly size: number, private readonly ops: PoolOps, private readonly log: Logger) {}
 
@@ -64,14 +67,35 @@ export class WarmPool {
     if (id) this.hits++;
     else this.misses++;
     if (!this.targets.has(key)) return id;
-    if (id && deferMs > 0) {
-      const timer = setTimeout(() => this.started(id), deferMs);
-      timer.unref();
-      this.deferred.set(id, { key, timer });
-    } else {
-      this.fill(key);
-    }
+    if (id && deferMs > 0) this.deferRefill(key, id, deferMs);
+    else this.fill(key);
     return id;
+  }
+
+  /**
+   * take(); or, when nothing is idle but sandboxes of this target are being made that no other taker
+   * waits for, the next of them as soon as it is ready: sooner, and cheaper, than making another.
+   */
+  async takeOrWait(t: PoolTarget, deferMs = 0): Promise<string | null> {
+    const key = poolKey(t);
+    const waiting = this.waiters.get(key) ?? [];
+    if (this.idle.get(key)?.length || this.stopped || !this.targets.has(key) || (this.pending.get(key) ?? 0) <= waiting.length) return this.take(t, deferMs);
+    const id = await new Promise<string | null>((resolve) => {
+      waiting.push(resolve);
+      this.waiters.set(key, waiting);
+    });
+    if (!id) return this.take(t, deferMs); // it could not be made: a miss, as usual
+    this.hits++;
+    this.waited++;
+    if (deferMs > 0) this.deferRefill(key, id, deferMs);
+    else this.fill(key);
+    return id;
+  }
+
+  private deferRefill(key: string, id: string, deferMs: number): void {
+    const timer = setTimeout(() => this.started(id), deferMs);
+    timer.unref();
+    this.deferred.set(id, { key, timer });
   }
 
   /** The taker of `id` is past its start (or done): the refill it deferred begins now. */
@@ -102,6 +126,7 @@ export class WarmPool {
     for (const t of this.retry.values()) clearTimeout(t);
     for (const d of this.deferred.values()) clearTimeout(d.timer);
     this.deferred.clear();
+    for (const waiting of this.waiters.values()) for (const resolve of waiting.splice(0)) resolve(null);
     const ids = [...this.idle.values()].flat();
     this.idle.clear();
     await Promise.all([...ids.map((id) => this.ops.destroy(id).catch(() => undefined)), ...this.creating]);
@@ -112,10 +137,19 @@ export class WarmPool {
     if (this.stopped || !target || this.retry.has(key)) return;
     while ((this.idle.get(key)?.length ?? 0) + (this.pending.get(key) ?? 0) < this.size) {
       this.pending.set(key, (this.pending.get(key) ?? 0) + 1);
+      // Counted as made before anyone is handed the sandbox: a taker's refill then sees the pool as it is.
+      const settled = () => this.pending.set(key, (this.pending.get(key) ?? 1) - 1);
       const made: Promise<void> = this.ops.create(target).then(
         async (id) => {
+          settled();
           if (this.stopped || !this.targets.has(key)) {
+            this.waiters.get(key)?.shift()?.(null);
             await this.ops.destroy(id).catch(() => undefined);
+            return;
+          }
+          const waiter = this.waiters.get(key)?.shift();
+          if (waiter) {
+            waiter(id);
             return;
           }
           const ids = this.idle.get(key) ?? [];
@@ -123,15 +157,14 @@ export class WarmPool {
           this.idle.set(key, ids);
         },
         (e: Error) => {
+          settled();
+          this.waiters.get(key)?.shift()?.(null);
           this.log.warn(`warm pool: could not prepare a sandbox of ${target.image.slice(0, 19)} (${target.runtime}): ${e.message}; trying again in ${RETRY_MS / 1000} s`);
           const timer = setTimeout(() => { this.retry.delete(key); this.fill(key); }, RETRY_MS);
           timer.unref();
           this.retry.set(key, timer);
         },
-      ).finally(() => {
-        this.pending.set(key, (this.pending.get(key) ?? 1) - 1);
-        this.creating.delete(made);
-      });
+      ).finally(() => this.creating.delete(made));
       this.creating.add(made);
     }
   }
