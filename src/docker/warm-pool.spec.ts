@@ -109,25 +109,29 @@ test('warm pool: idle sandboxes are counted by runtime', async () => {
   assert.deepEqual(pool.idleByRuntime(), { runc: 1, runsc: 2 });
 });
 
-test('warm pool: a deferred refill starts when the taker says it has started, or after the delay', async () => {
+test('warm pool: a deferred refill starts when the taker says it has started, or after the delay; a pool left empty refills at once', async () => {
   const ops = fakeOps();
-  const pool = new WarmPool(1, ops, quiet);
+  const pool = new WarmPool(2, ops, quiet);
   pool.setTargets([a]);
   await tick();
   const first = pool.take(a, 60_000);
   assert.ok(first);
   await tick();
-  assert.equal(pool.idleCount(a), 0, 'no refill while the taker starts');
+  assert.equal(pool.idleCount(a), 1, 'no refill while the taker starts (another is idle)');
   pool.started(first);
   await tick();
-  assert.equal(pool.idleCount(a), 1, 'refilled once the taker started');
+  assert.equal(pool.idleCount(a), 2, 'refilled once the taker started');
   pool.started(first);
   await tick();
-  assert.equal(ops.live.size, 2, 'a second started() makes nothing more');
+  assert.equal(ops.live.size, 3, 'a second started() makes nothing more');
   const second = pool.take(a, 20);
   assert.ok(second);
   await new Promise((r) => setTimeout(r, 60));
-  assert.equal(pool.idleCount(a), 1, 'refilled after the delay without a word from the taker');
+  assert.equal(pool.idleCount(a), 2, 'refilled after the delay without a word from the taker');
+  pool.take(a, 60_000);
+  pool.take(a, 60_000);
+  await tick();
+  assert.equal(pool.idleCount(a), 2, 'the take that emptied the pool refilled it at once (the deferred refill with it)');
   assert.equal(pool.take({ ...a, limits: { ...limits, pids: 9 } }, 60_000), null, 'a miss defers nothing');
 });
 

@@ -57,9 +57,11 @@ export class WarmPool {
   }
 
   /**
-   * An idle sandbox made for exactly this target (removed from the pool), or null. With `deferMs`, the
-   * pool refills only once the taker calls started(id) or after deferMs, whichever is first: making a
-   * container costs CPU that, on a small machine, the job's first step would otherwise share.
+   * An idle sandbox made for exactly this target (removed from the pool), or null. With `deferMs`, and
+   * while another sandbox of the target is still idle, the pool refills only once the taker calls
+   * started(id) or after deferMs, whichever is first: making a container costs CPU that, on a small
+   * machine, the job's first step would otherwise share. A pool left empty refills at once (the next
+   * job would wait for it).
    */
   take(t: PoolTarget, deferMs = 0): string | null {
     const key = poolKey(t);
@@ -67,7 +69,7 @@ export class WarmPool {
     if (id) this.hits++;
     else this.misses++;
     if (!this.targets.has(key)) return id;
-    if (id && deferMs > 0) this.deferRefill(key, id, deferMs);
+    if (id && deferMs > 0 && (this.idle.get(key)?.length ?? 0) > 0) this.deferRefill(key, id, deferMs);
     else this.fill(key);
     return id;
   }
@@ -87,7 +89,7 @@ export class WarmPool {
     if (!id) return this.take(t, deferMs); // it could not be made: a miss, as usual
     this.hits++;
     this.waited++;
-    if (deferMs > 0) this.deferRefill(key, id, deferMs);
+    if (deferMs > 0 && (this.idle.get(key)?.length ?? 0) > 0) this.deferRefill(key, id, deferMs);
     else this.fill(key);
     return id;
   }
