@@ -43,7 +43,6 @@ export async function createTestApp(config: KilnConfig, opts: { engine?: unknown
   return app;
 }
 
-
 export interface RunResult {
   code: number | null;
   stdout: string;

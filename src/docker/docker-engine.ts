@@ -32,7 +32,8 @@ export class DockerEngine {
 
   constructor() {
     this.docker = new Docker();
-    const tls = process.env.DOCKER_TLS_VERIFY === '1' || /:2376\/?$/.test(process.env.DOCKER_HOST ?? '');
+    // The same engine address and options (DOCKER_HOST & co., as docker-modem reads them); only the agent differs.
+    const tls = (this.docker.modem as { protocol?: string }).protocol === 'https';
     this.probe = new Docker({ agent: tls ? new https.Agent({ keepAlive: false }) : new http.Agent({ keepAlive: false }) } as Docker.DockerOptions);
   }
 

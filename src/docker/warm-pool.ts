@@ -69,7 +69,7 @@ export class WarmPool {
     if (id) this.hits++;
     else this.misses++;
     if (!this.targets.has(key)) return id;
-    if (id && deferMs > 0 && (this.idle.get(key)?.length ?? 0) > 0) this.deferRefill(key, id, deferMs);
+    if (id) this.refillAfterTake(key, id, deferMs);
     else this.fill(key);
     return id;
   }
@@ -89,12 +89,16 @@ export class WarmPool {
     if (!id) return this.take(t, deferMs); // it could not be made: a miss, as usual
     this.hits++;
     this.waited++;
-    if (deferMs > 0 && (this.idle.get(key)?.length ?? 0) > 0) this.deferRefill(key, id, deferMs);
-    else this.fill(key);
+    this.refillAfterTake(key, id, deferMs);
     return id;
   }
 
-  private deferRefill(key: string, id: string, deferMs: number): void {
+  /** After `id` was handed out: refill now if the pool is left empty, else once its taker has started (see take). */
+  private refillAfterTake(key: string, id: string, deferMs: number): void {
+    if (deferMs <= 0 || !this.idle.get(key)?.length) {
+      this.fill(key);
+      return;
+    }
     const timer = setTimeout(() => this.started(id), deferMs);
     timer.unref();
     this.deferred.set(id, { key, timer });

@@ -483,7 +483,6 @@ function mib(bytes: number): string {
   return bytes >= 1024 ** 3 && bytes % 1024 ** 3 === 0 ? `${bytes / 1024 ** 3} GiB` : `${Math.round(bytes / 1024 / 1024)} MiB`;
 }
 
-/** The operator's choice only: KILN_RUNSC_ENVIRONMENTS names environments that always run under gVisor; the rest get KILN_RUNTIME. */
 /** Sandbox limits from a job's `limits:` over the configured defaults (no `limits`: the defaults, as the warm pool makes them). */
 export function sandboxLimits(config: KilnConfig, l: JobLimits = {}): JobSandboxLimits {
   const j = config.jobs;
@@ -498,6 +497,7 @@ export function sandboxLimits(config: KilnConfig, l: JobLimits = {}): JobSandbox
   };
 }
 
+/** The operator's choice only: KILN_RUNSC_ENVIRONMENTS names environments that always run under gVisor; the rest get KILN_RUNTIME. */
 export function runtimeFor(config: KilnConfig, environment: string): ContainerRuntime {
   return config.runscEnvironments.includes(environment) ? 'runsc' : config.runtime;
 }

@@ -65,13 +65,18 @@ export class LocalLogHub {
  */
 export function encodeLogMessage(job: string, batch: LogBatch, origin?: string): string {
   if ('closed' in batch) return JSON.stringify({ job, closed: true, next: batch.next, origin });
-  return `${JSON.stringify({ job, from: batch.from, next: batch.next, origin })}\n${batch.lines}`;
+  return `${batchHeader(job, batch, origin)}${batch.lines}`;
 }
 
 /** encodeLogMessage's message as bytes, from the lines already encoded (a copy, not a second encoding). */
 export function encodeLogMessageBytes(job: string, batch: LogBatch, encoded: Buffer | undefined, origin?: string): string | Buffer {
   if ('closed' in batch || !encoded) return encodeLogMessage(job, batch, origin);
-  return Buffer.concat([Buffer.from(`${JSON.stringify({ job, from: batch.from, next: batch.next, origin })}\n`), encoded]);
+  return Buffer.concat([Buffer.from(batchHeader(job, batch, origin)), encoded]);
+}
+
+/** A batch's header line, the lines follow it. */
+function batchHeader(job: string, batch: { from: number; next: number }, origin: string | undefined): string {
+  return `${JSON.stringify({ job, from: batch.from, next: batch.next, origin })}\n`;
 }
 
 /** The message encodeLogMessage made, or null for anything else. */
