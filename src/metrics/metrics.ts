@@ -32,6 +32,13 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly stepReadbacks = new Counter({
+    name: 'kiln_step_readbacks_total',
+    help: 'How a step\'s cgroup counters and GITHUB_ENV/OUTPUT files were read: host (from beside the engine, no exec), exec (a helper in the sandbox: gVisor, an engine elsewhere, or processes left running)',
+    labelNames: ['how'] as const,
+    registers: [this.registry],
+  });
+
   readonly jobsFinished = new Counter({
     name: 'kiln_jobs_finished_total',
     help: 'Jobs this worker finished, by conclusion',

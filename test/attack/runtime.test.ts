@@ -480,6 +480,9 @@ jobs:
           probe shadow cat /etc/shadow
           probe environ-init cat /proc/1/environ
           probe id id
+          # Kiln reads these files back after the step (from the host under runc): links to a host path
+          # must not be followed there.
+          for f in "$GITHUB_ENV" "$GITHUB_OUTPUT" "$GITHUB_STEP_SUMMARY" "$GITHUB_PATH"; do ln -sf ${watch.secretPath} "$f"; done
           exit 0
       - name: the sandbox is intact
         run: echo still-here
@@ -563,6 +566,7 @@ jobs:
       }
       assert.equal(j.steps[1].conclusion, 'success', `${j.key}: the sandbox survived the attempts`);
     }
+    watch.assertNoLeak(JSON.stringify(await server.kiln.run(done.id)), 'confinement (the run: step outputs, job summaries)');
     await assertContained(done, 'confinement');
     await assertServing(server.kiln, 'after confinement probes');
   });

@@ -1,0 +1,87 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { SandboxHostView } from './host-view';
+
+const ID = 'a'.repeat(64);
+const OTHER = 'b'.repeat(64);
+const PID = 4242;
+
+/** A fake /proc and /sys/fs/cgroup: the keeper's cgroup file, its root, and its counters. */
+function fakeHost(v2 = false) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-hostview-'));
+  const proc = path.join(dir, 'proc');
+  const cgroup = path.join(dir, 'cgroup');
+  const root = path.join(proc, String(PID), 'root');
+  fs.mkdirSync(path.join(root, 'tmp', 'kiln'), { recursive: true });
+  const setCgroupOwner = (id: string) => fs.writeFileSync(path.join(proc, String(PID), 'cgroup'), v2 ? `0::/system.slice/docker-${id}.scope\n` : `12:pids:/docker/${id}\n4:memory:/docker/${id}\n1:name=systemd:/docker/${id}\n`);
+  setCgroupOwner(ID);
+  const pidsDir = v2 ? path.join(cgroup, 'system.slice', `docker-${ID}.scope`) : path.join(cgroup, 'pids', 'docker', ID);
+  const memDir = v2 ? pidsDir : path.join(cgroup, 'memory', 'docker', ID);
+  fs.mkdirSync(pidsDir, { recursive: true });
+  fs.mkdirSync(memDir, { recursive: true });
+  const setTasks = (n: number) => fs.writeFileSync(path.join(pidsDir, 'pids.current'), `${n}\n`);
+  setTasks(1);
+  const setCounters = (max: number, oom: number) => {
+    fs.writeFileSync(path.join(pidsDir, 'pids.events'), `max ${max}\n`);
+    if (v2) fs.writeFileSync(path.join(memDir, 'memory.events'), `low 0\nhigh 0\nmax 3\noom 1\noom_kill ${oom}\n`);
+    else fs.writeFileSync(path.join(memDir, 'memory.oom_control'), `oom_kill_disable 0\nunder_oom 0\noom_kill ${oom}\n`);
+  };
+  setCounters(0, 0);
+  return { dir, proc, cgroup, root, setCounters, setTasks, setCgroupOwner, kiln: path.join(root, 'tmp', 'kiln') };
+}
+
+for (const v2 of [false, true]) {
+  test(`cgroup ${v2 ? 'v2' : 'v1'}: the counters are read from the host, and follow the sandbox`, async () => {
+    const h = fakeHost(v2);
+    const view = await SandboxHostView.open(ID, PID, h.cgroup, h.proc);
+    assert.ok(view, 'the sandbox is seen from the host');
+    assert.deepEqual(await view.counters(), { pidsMax: 0, oomKill: 0 });
+    h.setCounters(7, 2);
+    assert.deepEqual(await view.counters(), { pidsMax: 7, oomKill: 2 });
+    assert.equal(await view.tasks(), 1, 'the keeper alone');
+    h.setTasks(57);
+    assert.equal(await view.tasks(), 57, 'a step left processes running');
+  });
+}
+
+test('not seen from the host: another container at that pid, no pid, no cgroup files, a malformed id', async () => {
+  const h = fakeHost();
+  assert.equal(await SandboxHostView.open(OTHER, PID, h.cgroup, h.proc), null);
+  assert.equal(await SandboxHostView.open(ID, 0, h.cgroup, h.proc), null);
+  assert.equal(await SandboxHostView.open(ID, PID + 1, h.cgroup, h.proc), null);
+  assert.equal(await SandboxHostView.open('../../etc', PID, h.cgroup, h.proc), null);
+  fs.rmSync(path.join(h.cgroup, 'pids'), { recursive: true });
+  assert.equal(await SandboxHostView.open(ID, PID, h.cgroup, h.proc), null, 'no pids.events: not this host\'s cgroupfs');
+});
+
+test('files: regular files only, at most maxBytes; a symlink (to a host path) or a FIFO is not read', async () => {
+  const h = fakeHost();
+  const view = await SandboxHostView.open(ID, PID, h.cgroup, h.proc);
+  assert.ok(view);
+  fs.writeFileSync(path.join(h.kiln, 'env-1'), 'A=1\nB=2\n');
+  fs.writeFileSync(path.join(h.kiln, 'output-1'), 'x'.repeat(100));
+  const secret = path.join(h.dir, 'host-secret');
+  fs.writeFileSync(secret, 'host only');
+  fs.symlinkSync(secret, path.join(h.kiln, 'path-1'));
+  execFileSync('mkfifo', [path.join(h.kiln, 'summary-1')]);
+  const files = ['/tmp/kiln/env-1', '/tmp/kiln/output-1', '/tmp/kiln/path-1', '/tmp/kiln/summary-1', '/tmp/kiln/absent'];
+  const read = await view.readFiles(files, 10);
+  assert.deepEqual(read, { '/tmp/kiln/env-1': 'A=1\nB=2\n', '/tmp/kiln/output-1': 'x'.repeat(10) });
+});
+
+test('a pid that no longer belongs to the sandbox gives null, never another process\'s files', async () => {
+  const h = fakeHost();
+  const view = await SandboxHostView.open(ID, PID, h.cgroup, h.proc);
+  assert.ok(view);
+  fs.writeFileSync(path.join(h.kiln, 'env-1'), 'A=1\n');
+  h.setCgroupOwner(OTHER);
+  assert.equal(await view.readFiles(['/tmp/kiln/env-1'], 1024), null);
+  assert.equal(await view.counters(), null);
+  assert.equal(await view.tasks(), null);
+  fs.rmSync(path.join(h.proc, String(PID)), { recursive: true });
+  assert.equal(await view.readFiles(['/tmp/kiln/env-1'], 1024), null, 'the keeper gone');
+});
