@@ -209,13 +209,11 @@ async function upload(k: KilnClient, dir: string, fields: Record<string, string>
     }
     yield tail;
   }
-  const { Readable } = await import('node:stream');
   const res = await k.raw('/api/v1/runs', {
     method: 'POST',
     headers: { 'content-type': `multipart/form-data; boundary=${boundary}`, 'content-length': String(total) },
-    body: Readable.toWeb(Readable.from(body())) as unknown as RequestInit["body"],
-    duplex: 'half',
-  } as RequestInit);
+    body: body(),
+  });
   if (bar) process.stderr.write('\n');
   return (await res.json()) as RunView;
 }
