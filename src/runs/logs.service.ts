@@ -9,7 +9,11 @@ import type { Job } from './runs.types';
 const POLL_MS = 2000;
 /** ...and this often while the bus is away, or a job has just closed its log (it ends in a moment). */
 const FAST_POLL_MS = 200;
-/** After a job's writer closed its log, its state changes within moments: the stream ends that soon. */
+/**
+ * After a job's writer closed its log, its state (and then its run's) changes within moments: the
+ * stream ends that soon. The states are looked at 5, 10, 20 ms after the close, then every 40 ms.
+ */
+const CLOSING_FIRST_POLL_MS = 5;
 const CLOSING_POLL_MS = 40;
 const CLOSING_MS = 5000;
 /** Once every job has ended, how long to wait for the bus's last lines of a job whose file is not here. */
@@ -140,6 +144,8 @@ export class LogsService {
     let nextPoll = 0;
     let fastUntil = 0;
     let finishedAt = 0;
+    let closingPolls = 0;
+    const closingDelay = () => Math.min(CLOSING_POLL_MS, CLOSING_FIRST_POLL_MS << closingPolls++);
     const apply = async (m: LogMessage) => {
       const job = byId.get(m.job);
       if (!job) return;
@@ -148,8 +154,9 @@ export class LogsService {
         closedAt.set(job.id, m.next);
         // The job's state changes in a moment: look at it often for a while, to end the stream promptly.
         fastUntil = Date.now() + CLOSING_MS;
+        closingPolls = 0;
         // (Once the states say finished, the loop waits for this marker alone: it may end now.)
-        nextPoll = finishedAt ? 0 : Math.min(nextPoll, Date.now() + CLOSING_POLL_MS);
+        nextPoll = finishedAt ? 0 : Math.min(nextPoll, Date.now() + closingDelay());
         if (m.next > offsets.get(job.id)!) await readFile(job);
         return;
       }
@@ -217,15 +224,20 @@ export class LogsService {
             // job's closing marker if the bus carried the job and the marker (or a line before it) is missing.
             const pending = jobs.some((j) => onBus.has(j.id) && !(offsets.get(j.id)! >= (closedAt.get(j.id) ?? Infinity)));
             finishedAt ||= Date.now();
-            if (!pending || Date.now() - finishedAt >= CLOSING_WAIT_MS) {
+            const waited = Date.now() - finishedAt >= CLOSING_WAIT_MS;
+            if (!pending || waited) {
+              // The run is concluded a moment after its last job: a client that reads it on `end` sees it
+              // concluded (unless its scheduler is away: the stream ends anyway). One job followed: its end.
               const run = await this.repo.getRun(runId);
-              res.write(`event: end\ndata: ${JSON.stringify({ status: run?.status, conclusion: run?.conclusion })}\n\n`);
-              break;
+              if (run?.status === 'completed' || waited || jobId) {
+                res.write(`event: end\ndata: ${JSON.stringify({ status: run?.status, conclusion: run?.conclusion })}\n\n`);
+                break;
+              }
             }
-            nextPoll = Date.now() + FAST_POLL_MS;
+            nextPoll = Date.now() + (pending ? FAST_POLL_MS : closingDelay());
           } else {
             // Without the bus (Redis away), polling is all there is: as often as before the bus.
-            nextPoll = Date.now() + (Date.now() < fastUntil ? CLOSING_POLL_MS : !unsubscribe || !this.bus.live ? FAST_POLL_MS : POLL_MS);
+            nextPoll = Date.now() + (Date.now() < fastUntil ? closingDelay() : !unsubscribe || !this.bus.live ? FAST_POLL_MS : POLL_MS);
           }
         }
         if (Date.now() - lastWrite >= KEEP_ALIVE_MS) {
