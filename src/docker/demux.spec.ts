@@ -53,9 +53,16 @@ test('a full destination pauses the attach stream until it drains', async () => 
   });
   demux(source, slow, new PassThrough());
   source.write(frame(1, 'a'.repeat(4096)));
+  source.write(Buffer.concat(Array.from({ length: 20 }, () => frame(1, 'b'.repeat(100)))));
   assert.equal(source.isPaused(), true, 'paused while the destination is full');
+  assert.equal(slow.listenerCount('drain'), 1, 'one wait for the drain, however many frames arrived meanwhile');
+  for (let i = 0; i < 30 && got.length < 21; i++) {
+    (release as unknown as () => void)();
+    await new Promise((r) => setImmediate(r));
+  }
   (release as unknown as () => void)();
   await new Promise((r) => setImmediate(r));
+  assert.equal(Buffer.concat(got).length, 4096 + 2000);
   assert.equal(source.isPaused(), false, 'resumed once it drained');
-  assert.equal(Buffer.concat(got).length, 4096);
+  assert.equal(slow.listenerCount('drain'), 0);
 });

@@ -17,21 +17,21 @@ export function demux(source: Readable, stdout: Writable, stderr: Writable): voi
   let type = 0;
   let left = 0; // payload bytes of the current frame still to come
   let raw = false;
-  let waiting = 0; // destinations full, waiting for their drain
+  const full = new Set<Writable>(); // destinations waiting for their drain
 
   const push = (dest: Writable, data: Buffer) => {
-    if (!dest.write(data) && !dest.destroyed) {
-      waiting++;
-      source.pause();
-      // A destination destroyed while full never drains: its close lets the stream go on too.
-      const go = () => {
-        dest.off('drain', go);
-        dest.off('close', go);
-        if (--waiting === 0) source.resume();
-      };
-      dest.on('drain', go);
-      dest.on('close', go);
-    }
+    if (dest.write(data) || dest.destroyed || full.has(dest)) return;
+    full.add(dest);
+    source.pause();
+    // A destination destroyed while full never drains: its close lets the stream go on too.
+    const go = () => {
+      dest.off('drain', go);
+      dest.off('close', go);
+      full.delete(dest);
+      if (full.size === 0) source.resume();
+    };
+    dest.on('drain', go);
+    dest.on('close', go);
   };
 
   source.on('data', (chunk: Buffer) => {
