@@ -138,7 +138,11 @@ class FakeSubscriber extends EventEmitter {
   }
   publish(channel: string, m: LogMessage) {
     const { job, ...batch } = m;
-    this.emit('message', channel, encodeLogMessage(job, batch as LogBatch));
+    this.message(channel, encodeLogMessage(job, batch as LogBatch));
+  }
+  /** What ioredis emits for a message on a subscribed channel (the bus listens for the Buffer form). */
+  message(channel: string, text: string) {
+    this.emit('messageBuffer', Buffer.from(channel), Buffer.from(text));
   }
 }
 
@@ -156,8 +160,8 @@ test('LogBus: one connection, opened lazily; SUBSCRIBE on the first follower, UN
   assert.equal(bus.live, true);
   const m1: LogMessage = { job: 'j', from: 0, next: 31, lines: '{"t":1,"i":0,"s":"o","l":"hi"}\n' };
   sub.publish('kp:logs:run1', m1);
-  sub.emit('message', 'kp:logs:run1', 'not json');
-  sub.emit('message', 'kp:logs:run1', '{"job":"j","next":1}'); // neither a batch (no from, no lines) nor a closing marker
+  sub.message('kp:logs:run1', 'not json');
+  sub.message('kp:logs:run1', '{"job":"j","next":1}'); // neither a batch (no from, no lines) nor a closing marker
   sub.publish('kp:logs:run2', { job: 'k', closed: true, next: 0 });
   assert.deepEqual(got.a, [m1]);
   assert.deepEqual(got.b, [m1]);
@@ -202,7 +206,13 @@ test('the wire format: a header, a newline, the lines untouched; anything else i
   assert.deepEqual(decodeLogMessage(encodeLogMessage('job1', { closed: true, next: 9 })), { job: 'job1', closed: true, next: 9 });
   for (const bad of ['', 'x', '{}', '{"job":1,"from":0,"next":1}\nx', '{"job":"j","next":"1","from":0}\nx', '{"job":"j","next":1}\nx', '{"job":"j","next":1}', 'null\nx']) {
     assert.equal(decodeLogMessage(bad), null, JSON.stringify(bad));
+    assert.equal(decodeLogMessage(Buffer.from(bad)), null, JSON.stringify(bad));
   }
+  // As Redis hands it over (Buffers): the same; this node's own messages are refused on their header.
+  const bytes = Buffer.from(encodeLogMessage('job1', { from: 5, next: 5 + Buffer.byteLength(lines), lines }, 'node-a'));
+  assert.deepEqual(decodeLogMessage(bytes), { job: 'job1', from: 5, next: 5 + Buffer.byteLength(lines), lines, origin: 'node-a' });
+  assert.deepEqual(decodeLogMessage(bytes, 'node-b'), { job: 'job1', from: 5, next: 5 + Buffer.byteLength(lines), lines, origin: 'node-a' });
+  assert.equal(decodeLogMessage(bytes, 'node-a'), null);
 });
 
 test('LocalLogHub: a follower on the writer\'s node gets batches directly; their copies from Redis are dropped, other nodes\' are not', async () => {
@@ -214,10 +224,10 @@ test('LocalLogHub: a follower on the writer\'s node gets batches directly; their
   const mine: LogMessage = { job: 'j', from: 0, next: 31, lines: '{"t":1,"i":0,"s":"o","l":"hi"}\n' };
   hub.emit('kp:logs:run1', mine);
   assert.deepEqual(got, [mine], 'handed over without Redis');
-  sub.emit('message', 'kp:logs:run1', encodeLogMessage('j', { from: 0, next: 31, lines: mine.lines }, hub.origin));
+  sub.message('kp:logs:run1', encodeLogMessage('j', { from: 0, next: 31, lines: mine.lines }, hub.origin));
   assert.equal(got.length, 1, 'its own copy from Redis is dropped');
-  sub.emit('message', 'kp:logs:run1', encodeLogMessage('k', { from: 0, next: 31, lines: mine.lines }, 'another-node'));
-  sub.emit('message', 'kp:logs:run1', encodeLogMessage('k', { closed: true, next: 31 }));
+  sub.message('kp:logs:run1', encodeLogMessage('k', { from: 0, next: 31, lines: mine.lines }, 'another-node'));
+  sub.message('kp:logs:run1', encodeLogMessage('k', { closed: true, next: 31 }));
   assert.deepEqual(got.slice(1).map((m) => [m.job, m.origin ?? null, 'closed' in m]), [['k', 'another-node', false], ['k', null, true]]);
   hub.emit('kp:logs:other-run', mine);
   assert.equal(got.length, 3, 'only the channels followed here');

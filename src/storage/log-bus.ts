@@ -103,17 +103,17 @@ export class LogBus implements OnApplicationShutdown {
       this.log.warn(`live log subscriber: ${e.message} (followers fall back to polling the files)`);
     });
     sub.on('ready', () => { down = false; });
-    sub.on('message', (name: string, text: string) => this.deliver(name, text));
+    // As Buffers: this node's own messages (back from Redis) are dropped on their header, never decoded whole.
+    sub.on('messageBuffer', (name: Buffer, data: Buffer) => this.deliver(name.toString(), data));
     this.sub = sub;
     return sub;
   }
 
-  private deliver(name: string, text: string): void {
+  private deliver(name: string, data: Buffer): void {
     const channel = this.channels.get(name);
     if (!channel?.handlers.size) return;
-    const message = decodeLogMessage(text);
-    if (!message || (this.hub && message.origin === this.hub.origin)) return;
-    this.hand(name, message);
+    const message = decodeLogMessage(data, this.hub?.origin);
+    if (message) this.hand(name, message);
   }
 
   private hand(name: string, message: LogMessage): void {

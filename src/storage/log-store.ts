@@ -79,20 +79,25 @@ function batchHeader(job: string, batch: { from: number; next: number }, origin:
   return `${JSON.stringify({ job, from: batch.from, next: batch.next, origin })}\n`;
 }
 
-/** The message encodeLogMessage made, or null for anything else. */
-export function decodeLogMessage(text: string): LogMessage | null {
-  const nl = text.indexOf('\n');
+/**
+ * The message encodeLogMessage made, or null for anything else, or for a message from `ignoreOrigin`
+ * (this node's own, back from Redis: its header alone is read, its lines are never decoded).
+ */
+export function decodeLogMessage(data: string | Buffer, ignoreOrigin?: string): LogMessage | null {
+  const nl = data.indexOf('\n');
+  const part = (from: number, to?: number) => (typeof data === 'string' ? data.slice(from, to) : data.subarray(from, to).toString());
   let head: { job?: unknown; from?: unknown; next?: unknown; closed?: unknown; origin?: unknown } | null;
   try {
-    head = JSON.parse(nl < 0 ? text : text.slice(0, nl)) as typeof head;
+    head = JSON.parse(nl < 0 ? part(0) : part(0, nl)) as typeof head;
   } catch {
     return null;
   }
   if (!head || typeof head.job !== 'string' || typeof head.next !== 'number') return null;
+  if (ignoreOrigin !== undefined && head.origin === ignoreOrigin) return null;
   const origin = typeof head.origin === 'string' ? { origin: head.origin } : {};
   if (nl < 0) return head.closed === true ? { job: head.job, closed: true, next: head.next, ...origin } : null;
   if (typeof head.from !== 'number') return null;
-  return { job: head.job, from: head.from, next: head.next, lines: text.slice(nl + 1), ...origin };
+  return { job: head.job, from: head.from, next: head.next, lines: part(nl + 1), ...origin };
 }
 
 /**
