@@ -33,7 +33,8 @@ export class LogBus implements OnApplicationShutdown {
     /** The subscriber connection is a duplicate() of it: same server and options. */
     @Inject(REDIS) private readonly redis: { duplicate(): Subscriber },
     /** This process's writers: their batches come from here, and their copies on Redis are dropped. */
-    @Optional() private readonly hub: LocalLogHub | null = null,
+    // Named: a union type's metadata is Object, which Nest cannot resolve (it would quietly pass null).
+    @Optional() @Inject(LocalLogHub) private readonly hub: LocalLogHub | null = null,
   ) {
     hub?.listen((name, message) => this.hand(name, message));
   }

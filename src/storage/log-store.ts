@@ -128,7 +128,8 @@ export class LogStore {
   constructor(
     @Inject(KILN_CONFIG) private readonly config: KilnConfig,
     @Inject(REDIS) private readonly redis: Pick<Redis, 'publish'>,
-    @Optional() private readonly hub: LocalLogHub | null = null,
+    // Named: a union type's metadata is Object, which Nest cannot resolve (it would quietly pass null).
+    @Optional() @Inject(LocalLogHub) private readonly hub: LocalLogHub | null = null,
   ) {}
 
   file(runId: string, jobId: string): string {

@@ -16,6 +16,8 @@ import { blobKeys } from '../../src/storage/blob-store';
 import { KILN_CONFIG, KilnConfig } from '../../src/config/config';
 import * as path from 'node:path';
 import { ArtifactReaper } from '../../src/runs/artifact-reaper';
+import { LogBus } from '../../src/storage/log-bus';
+import { LocalLogHub, LogStore } from '../../src/storage/log-store';
 
 /** Scheduling and step semantics, with real SQLite and Redis and a scripted backend. */
 describe('runs: scheduling and step semantics (SQLite, Redis, scripted backend)', () => {
@@ -51,6 +53,14 @@ describe('runs: scheduling and step semantics (SQLite, Redis, scripted backend)'
   }
 
   const logsOf = async (id: string) => (await http.get(`/api/v1/runs/${id}/logs`)).text;
+
+  test('the log writers and the followers of one process share its LocalLogHub (live lines skip Redis on the writer\'s node)', () => {
+    // Nest resolves an optional dependency it cannot identify to nothing, silently: this once left the hub out.
+    const hub = app.get(LocalLogHub);
+    assert.ok(hub instanceof LocalLogHub);
+    assert.equal(app.get(LogStore)['hub'], hub, 'LogStore publishes to the hub');
+    assert.equal(app.get(LogBus, { strict: false })['hub'], hub, 'LogBus listens to the hub');
+  });
 
   test('needs: a job starts only after the jobs it needs; a failed need skips its dependents', async () => {
     const run = await submit(`
