@@ -141,7 +141,7 @@ const BREAKDOWN_LABELS: Record<keyof Breakdown, string> = {
   cliToRecorded: 'CLI start → run recorded (node start-up, pack, upload, submission)',
   recordedToJobStart: 'recorded → job taken by the worker (queue)',
   jobStartToStep: 'job taken → step started (container create + start, workspace unpacked)',
-  step: 'the step (`docker exec`, post-step reader)',
+  step: 'the step (`docker exec`; counters and env files read from the host)',
   stepToRunEnd: 'step finished → run finished (container removed, records)',
   runEndToCliExit: 'run finished → CLI exits (end of the live log stream, final status)',
 };
@@ -213,7 +213,7 @@ export function markdown(r: Results, command: string): string {
     `- **2. Throughput**: ${m.plan.throughputJobs} quick-form runs of \`python3 -c pass\` submitted 4 at a time, timed from the first submission to the last run's recorded end; raw: ${m.plan.throughputJobs} \`docker run --rm\`, 2 at a time, once (right after the pool server's run; both Kiln columns are compared with it).`,
     `- **3. Logs**: the quick form \`head -c 209715200 /dev/zero | tr '\\0' 'a' | fold -w 100\` (2 Mi lines of 100 characters) on a server started for this case and the next two, with \`KILN_LOG_CAP=${r.logs?.logCap ?? '512m'}\`. Followed: a follower process of its own (\`bench/lib/follower.ts\`: it counts the events and the step's output lines by byte patterns, without parsing them) reads the live log (\`?follow=1\`); timed from the POST to the stream's \`end\`, and every one of the 2 097 152 output lines must have arrived. Not followed: the same job with nobody reading, timed from the POST to the run's recorded end. \`kiln serve\`'s VmRSS is sampled every 100 ms and its CPU time read from /proc. Raw: \`docker run\` of the same pipeline, its stdout read (and counted) through the docker client; its output also goes to the json-file log driver that Kiln's HostConfig sets (a Kiln step is a \`docker exec\`, whose output does not). ${m.plan.logReps} repetition(s) of each.`,
     `- **4. Upload**: an uncompressed tarball of 20 000 files of random bytes (200 MiB of content) in 100 folders, posted as multipart (the workflow as a text field) by the bench itself, streamed from disk; timed from the start of the POST to the first step's recorded start. The step checks that 20 000 files arrived. Raw: \`docker create\` + \`docker cp - CONTAINER:/workspace\` of the same tarball + \`docker start\`. ${m.plan.uploadReps} repetition(s) each.`,
-    `- **5. Artifact**: a step writes 20 files of 10 MiB from /dev/urandom, then \`actions/upload-artifact\` collects them; the figure is that step's recorded duration. Raw: the same files written by a container, then \`docker cp CONTAINER:/workspace/out -\` into a file. ${m.plan.artifactReps} repetition(s) each.`,
+    `- **5. Artifact**: a step writes 20 files of 10 MiB from /dev/urandom, then \`actions/upload-artifact\` collects them; the figure is that step's recorded duration. Raw: the same files written by a container, then \`docker cp CONTAINER:/workspace/out -\` into a file. Each side's timed part starts after a \`sync\` (the write-back of what came before, 200 MiB at a time, would otherwise slow whichever side came next). ${m.plan.artifactReps} repetition(s) each.`,
     `- **6. API under load**: an open-loop generator in the bench (keep-alive HTTP, each request sent at its scheduled time, latency counted from that time) reads \`GET /api/v1/runs/:id\` at ${m.plan.apiRate} req/s over runs of the server, first for ${m.plan.apiSeconds / 2} s with nothing running, then for ${m.plan.apiSeconds} s while a 3-second job is submitted every 1.5 s (both slots busy). The generator shares the machine's two cores with Kiln and the engine.`,
     `- **7. Queue**: a \`kiln api\` process (no worker: every run stays queued). First ${m.plan.queueRepo} \`{repo, ref}\` submissions (4 in flight) of a one-job repository served by the tests' local smart-HTTP git server (\`KILN_GIT_SCHEMES=http\`, \`KILN_GIT_ALLOW_PRIVATE=true\`): Kiln clones at submission, so this form costs a clone per run and 10 000 of them would not fit the bench's time; then ${m.plan.queueCommand} quick-form \`{command}\` submissions (16 in flight). Then the server's SQLite database is read: every id answered 201 must be there with its job, and each job either waits in the Redis queue (\`queued\`) or in the database behind the user's concurrent-jobs quota (\`pending\`, at most \`KILN_QUOTA_CONCURRENT_JOBS\`=1000 are handed to the queue).`,
     `- **8. Idle RSS**: the pool server's VmRSS ${m.plan.idleSettleSeconds} s after start-up, and ${m.plan.idleSettleSeconds} s after one trivial job (median of 5 samples, 1 s apart).`,
@@ -247,12 +247,12 @@ export function observations(r: Results): string[] {
     if ((r.meta.warmPool.poolServerIdleContainers ?? 0) > 0 && p.step > 1.3 * b.step) {
       out.push(`With the pool the sandbox is ready sooner (job taken → step started ${fmtMs(p.jobStartToStep)} vs ${fmtMs(b.jobStartToStep)}) but the step itself is slower (${fmtMs(p.step)} vs ${fmtMs(b.step)}): the pool starts the replacement sandbox as soon as one is taken, so its creation and start compete with the step on this machine's ${r.meta.machine.cpus} cores.`);
     }
-    if (b.step > 150) out.push(`A step of \`python3 -c pass\` takes ${fmtMs(b.step)} inside Kiln (an exec, then the post-step reader, a second exec, before the step is recorded).`);
+    if (b.step > 250) out.push(`A step of \`python3 -c pass\` takes ${fmtMs(b.step)} inside Kiln: one \`docker exec\` (about 90 ms of it the engine's own cost here) of \`sh\` writing the script, then \`bash\` running it, then \`python3\`; the cgroup counters and env files are read from the host after it.`);
   }
   if (r.logs) {
     const l = r.logs;
     if (l.peakRssFollowedBytes > 2 * l.peakRssUnfollowedBytes) {
-      out.push(`One live follower multiplies the server's memory for a large log: peak RSS ${fmtMiB(l.peakRssFollowedBytes)} followed vs ${fmtMiB(l.peakRssUnfollowedBytes)} not followed, and ${fmtSeconds(l.followedSeconds.median)} vs ${fmtSeconds(l.unfollowedSeconds.median)}. The follower's lines are written to the HTTP response one \`res.write\` each without waiting for the socket to drain, so what the client has not read yet accumulates in the process.`);
+      out.push(`One live follower multiplies the server's memory for a large log: peak RSS ${fmtMiB(l.peakRssFollowedBytes)} followed vs ${fmtMiB(l.peakRssUnfollowedBytes)} not followed, and ${fmtSeconds(l.followedSeconds.median)} vs ${fmtSeconds(l.unfollowedSeconds.median)}.`);
     }
     if (lost(l)) {
       out.push(`The live log lost lines: ${lost(l)} of the step's output lines never reached the follower, although the stream ended normally (\`event: end\`)${[...l.followed].some((x) => x.truncated) ? '' : ' and the stored log was not truncated'}. A follower that falls behind misses part of the log without being told.`);
@@ -261,6 +261,9 @@ export function observations(r: Results): string[] {
     if (u && u.kilnCpuSeconds > 0.8 * u.seconds) out.push(`Even with nobody following, \`kiln serve\` used ${u.kilnCpuSeconds.toFixed(1)} s of CPU in ${u.seconds.toFixed(1)} s for 200 MiB of log: the server's one thread is the bottleneck (every output line becomes a JSON record, written to the log file and published to Redis).`);
     const f = l.followed[0];
     if (f && f.kilnCpuSeconds > 0.8 * f.seconds && f.seconds > 1.5 * (u?.seconds ?? Infinity)) out.push(`With a follower, \`kiln serve\` used ${f.kilnCpuSeconds.toFixed(1)} s of CPU in ${f.seconds.toFixed(1)} s: serving the live stream (one server-sent event per line) costs more than storing the log, in the same thread that reads the step's output, so the step itself ran ${fmtSeconds(f.stepSeconds)} instead of ${fmtSeconds(u?.stepSeconds ?? NaN)}.`);
+  }
+  if (r.artifact && r.artifact.kiln.median > r.artifact.raw.median / 0.8) {
+    out.push(`Artifact: Kiln's ${fmtSeconds(r.artifact.kiln.median)} is a \`tar\` in the sandbox streamed out through \`docker exec\`'s attach stream (the engine's archive API cannot see the tmpfs \`/workspace\`), checked and written to the store as it arrives; \`docker cp\` (${fmtSeconds(r.artifact.raw.median)}) reads a container's files on disk through the archive API.`);
   }
   if (r.upload && r.upload.kiln.median > r.upload.raw.median / 0.8) {
     const u = r.upload;
