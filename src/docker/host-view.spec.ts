@@ -23,8 +23,15 @@ function fakeHost(v2 = false) {
   const memDir = v2 ? pidsDir : path.join(cgroup, 'memory', 'docker', ID);
   fs.mkdirSync(pidsDir, { recursive: true });
   fs.mkdirSync(memDir, { recursive: true });
-  const setTasks = (n: number) => fs.writeFileSync(path.join(pidsDir, 'pids.current'), `${n}\n`);
-  setTasks(1);
+  // The tasks in the cgroup, each with its /proc/<tid>/status (only the Uid line matters).
+  const setTasks = (tasks: [number, number][]) => {
+    fs.writeFileSync(path.join(pidsDir, v2 ? 'cgroup.threads' : 'tasks'), tasks.map(([tid]) => `${tid}\n`).join(''));
+    for (const [tid, uid] of tasks) {
+      fs.mkdirSync(path.join(proc, String(tid)), { recursive: true });
+      fs.writeFileSync(path.join(proc, String(tid), 'status'), `Name:\tx\nUid:\t${uid}\t${uid}\t${uid}\t${uid}\nGid:\t${uid}\n`);
+    }
+  };
+  setTasks([[PID, 65534], [PID + 1, 65534]]); // the keeper: init and its sleep
   const setCounters = (max: number, oom: number) => {
     fs.writeFileSync(path.join(pidsDir, 'pids.events'), `max ${max}\n`);
     if (v2) fs.writeFileSync(path.join(memDir, 'memory.events'), `low 0\nhigh 0\nmax 3\noom 1\noom_kill ${oom}\n`);
@@ -42,9 +49,10 @@ for (const v2 of [false, true]) {
     assert.deepEqual(await view.counters(), { pidsMax: 0, oomKill: 0 });
     h.setCounters(7, 2);
     assert.deepEqual(await view.counters(), { pidsMax: 7, oomKill: 2 });
-    assert.equal(await view.tasks(), 1, 'the keeper alone');
-    h.setTasks(57);
-    assert.equal(await view.tasks(), 57, 'a step left processes running');
+    assert.equal(await view.tasksOf(1001), 0, 'the keeper alone, as another user');
+    h.setTasks([[PID, 65534], [PID + 1, 65534], [5000, 1001], [5001, 1001], [5002, 0]]);
+    fs.writeFileSync(path.join(h.cgroup, v2 ? `system.slice/docker-${ID}.scope/cgroup.threads` : `pids/docker/${ID}/tasks`), `${PID}\n${PID + 1}\n5000\n5001\n5002\n5003\n`);
+    assert.equal(await view.tasksOf(1001), 2, 'a step left processes running (5003 exited while counted)');
   });
 }
 
@@ -81,7 +89,7 @@ test('a pid that no longer belongs to the sandbox gives null, never another proc
   h.setCgroupOwner(OTHER);
   assert.equal(await view.readFiles(['/tmp/kiln/env-1'], 1024), null);
   assert.equal(await view.counters(), null);
-  assert.equal(await view.tasks(), null);
+  assert.equal(await view.tasksOf(1001), null);
   fs.rmSync(path.join(h.proc, String(PID)), { recursive: true });
   assert.equal(await view.readFiles(['/tmp/kiln/env-1'], 1024), null, 'the keeper gone');
 });

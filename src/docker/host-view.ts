@@ -65,14 +65,20 @@ export class SandboxHostView {
   }
 
   /**
-   * How many tasks (processes and threads) the sandbox has now: its keeper alone is 1. More after a
-   * step means it left processes running (a daemon, a fork bomb still growing), and the caller asks
-   * inside the sandbox instead, where not being able to start is itself the answer.
+   * How many tasks (processes and threads) of user `uid` the sandbox has now. After a step, more than
+   * none means it left processes running (a daemon, a fork bomb still growing), and the caller asks
+   * inside the sandbox instead, where not being able to start is itself the answer. (The keeper, init
+   * and `sleep`, runs as another user.) A task that exits while it is looked at is not counted.
    */
-  async tasks(): Promise<number | null> {
+  async tasksOf(uid: number): Promise<number | null> {
     try {
-      const n = Number((await fsp.readFile(path.join(this.pidsDir, 'pids.current'), 'utf8')).trim());
-      return Number.isInteger(n) && (await this.stillOurs()) ? n : null;
+      const ids = (await fsp.readFile(path.join(this.pidsDir, this.v2 ? 'cgroup.threads' : 'tasks'), 'utf8')).split('\n').filter(Boolean);
+      let n = 0;
+      for (const id of ids) {
+        const status = await fsp.readFile(path.join(this.procRoot, id, 'status'), 'utf8').catch(() => '');
+        if (/^Uid:\s+(\d+)/m.exec(status)?.[1] === String(uid)) n++;
+      }
+      return (await this.stillOurs()) ? n : null;
     } catch {
       return null;
     }

@@ -74,9 +74,12 @@ describe('warm pool: a job takes a pre-started sandbox, used once, hardened as a
     assert.ok(!before.Id.startsWith(next), 'a new sandbox, never the used one');
     const metrics = await (await fetch(`${server.url}/metrics`)).text();
     assert.match(metrics, /kiln_warm_pool_takes_total\{result="hit"\} 1\b/);
+    // Under runc beside the engine, a step that leaves nothing running is read back from the host (no exec).
+    assert.match(metrics, /kiln_step_readbacks_total\{how="host"\} 1\b/);
+    assert.doesNotMatch(metrics, /kiln_step_readbacks_total\{how="exec"\}/);
 
     // A job asking for other limits gets a sandbox made for it: compare the two, setting by setting.
-    const other = await kiln.accepted(kiln.submitTarball(await makeTar([['.kiln.yml', 'jobs:\n  j:\n    runs-on: python-3.11\n    limits: { memory: 1g }\n    steps:\n      - run: sleep 3\n']])));
+    const other = await kiln.accepted(kiln.submitTarball(await makeTar([['.kiln.yml', 'jobs:\n  j:\n    runs-on: python-3.11\n    limits: { memory: 1g }\n    steps:\n      - run: sleep 3\n      - run: setsid sleep 60 > /dev/null 2>&1 &\n']])));
     const otherJob = other.jobs[0].id;
     const freshId = await until('the fresh job container', async () => docker(['ps', '-q', '--no-trunc', '--filter', `name=kiln-job-${otherJob}`]));
     const fresh = JSON.parse(await docker(['inspect', freshId]))[0] as Inspect;
@@ -86,7 +89,11 @@ describe('warm pool: a job takes a pre-started sandbox, used once, hardened as a
     assert.equal(fresh.HostConfig.Memory, 1024 ** 3);
     for (const k of ['User', 'Cmd', 'WorkingDir', 'Image'] as const) assert.deepEqual(before.Config[k], fresh.Config[k], `Config.${k}`);
     assert.equal((await kiln.waitFor(other.id)).conclusion, 'success');
-    assert.match(await (await fetch(`${server.url}/metrics`)).text(), /kiln_warm_pool_takes_total\{result="miss"\} 1\b/);
+    const after = await (await fetch(`${server.url}/metrics`)).text();
+    assert.match(after, /kiln_warm_pool_takes_total\{result="miss"\} 1\b/);
+    // A sandbox made for the job is seen from the host too; a step that left a process running is read by an exec.
+    assert.match(after, /kiln_step_readbacks_total\{how="host"\} 2\b/);
+    assert.match(after, /kiln_step_readbacks_total\{how="exec"\} 1\b/);
 
     await server.stop();
     assert.deepEqual(await idle(prefix), [], 'a stopped worker removes its idle sandboxes');
