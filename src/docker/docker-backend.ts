@@ -443,12 +443,12 @@ export class DockerBackend implements ExecutionBackend, OnApplicationShutdown {
   private async afterStep(c: Docker.Container, job: JobHandle, files: string[], maxBytes: number): Promise<{ counters: Counters | null; files: Record<string, string>; execFailed: boolean }> {
     const view = this.views.get(job.id);
     if (view) {
-      const [left, counters, read] = await Promise.all([view.tasksOf(JOB_UID), view.counters(), view.readFiles(files, maxBytes)]);
-      if (counters && read && left === 0) {
+      const seen = await view.afterStep(JOB_UID, files, maxBytes);
+      if (seen?.jobTasks === 0) {
         this.metrics.stepReadbacks.inc({ how: 'host' });
-        return { counters, files: read, execFailed: false };
+        return { counters: seen.counters, files: seen.files, execFailed: false };
       }
-      if (left === null || !counters || !read) this.views.delete(job.id);
+      if (!seen) this.views.delete(job.id);
     }
     this.metrics.stepReadbacks.inc({ how: 'exec' });
     return this.postStep(c, job, files, maxBytes);

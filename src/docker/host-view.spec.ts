@@ -49,10 +49,10 @@ for (const v2 of [false, true]) {
     assert.deepEqual(await view.counters(), { pidsMax: 0, oomKill: 0 });
     h.setCounters(7, 2);
     assert.deepEqual(await view.counters(), { pidsMax: 7, oomKill: 2 });
-    assert.equal(await view.tasksOf(1001), 0, 'the keeper alone, as another user');
+    assert.deepEqual(await view.afterStep(1001, [], 0), { counters: { pidsMax: 7, oomKill: 2 }, files: {}, jobTasks: 0 }, 'the keeper alone, as another user');
     h.setTasks([[PID, 65534], [PID + 1, 65534], [5000, 1001], [5001, 1001], [5002, 0]]);
     fs.writeFileSync(path.join(h.cgroup, v2 ? `system.slice/docker-${ID}.scope/cgroup.threads` : `pids/docker/${ID}/tasks`), `${PID}\n${PID + 1}\n5000\n5001\n5002\n5003\n`);
-    assert.equal(await view.tasksOf(1001), 2, 'a step left processes running (5003 exited while counted)');
+    assert.equal((await view.afterStep(1001, [], 0))?.jobTasks, 2, 'a step left processes running (5003 exited while counted)');
   });
 }
 
@@ -77,8 +77,9 @@ test('files: regular files only, at most maxBytes; a symlink (to a host path) or
   fs.symlinkSync(secret, path.join(h.kiln, 'path-1'));
   execFileSync('mkfifo', [path.join(h.kiln, 'summary-1')]);
   const files = ['/tmp/kiln/env-1', '/tmp/kiln/output-1', '/tmp/kiln/path-1', '/tmp/kiln/summary-1', '/tmp/kiln/absent'];
-  const read = await view.readFiles(files, 10);
-  assert.deepEqual(read, { '/tmp/kiln/env-1': 'A=1\nB=2\n', '/tmp/kiln/output-1': 'x'.repeat(10) });
+  const read = await view.afterStep(1001, files, 10);
+  assert.deepEqual(read?.files, { '/tmp/kiln/env-1': 'A=1\nB=2\n', '/tmp/kiln/output-1': 'x'.repeat(10) });
+  assert.deepEqual((await view.afterStep(1001, ['/tmp/kiln/env-1'], 1024 * 1024))?.files, { '/tmp/kiln/env-1': 'A=1\nB=2\n' }, 'a file shorter than maxBytes: all of it');
 });
 
 test('a pid that no longer belongs to the sandbox gives null, never another process\'s files', async () => {
@@ -87,9 +88,8 @@ test('a pid that no longer belongs to the sandbox gives null, never another proc
   assert.ok(view);
   fs.writeFileSync(path.join(h.kiln, 'env-1'), 'A=1\n');
   h.setCgroupOwner(OTHER);
-  assert.equal(await view.readFiles(['/tmp/kiln/env-1'], 1024), null);
+  assert.equal(await view.afterStep(1001, ['/tmp/kiln/env-1'], 1024), null);
   assert.equal(await view.counters(), null);
-  assert.equal(await view.tasksOf(1001), null);
   fs.rmSync(path.join(h.proc, String(PID)), { recursive: true });
-  assert.equal(await view.readFiles(['/tmp/kiln/env-1'], 1024), null, 'the keeper gone');
+  assert.equal(await view.afterStep(1001, ['/tmp/kiln/env-1'], 1024), null, 'the keeper gone');
 });

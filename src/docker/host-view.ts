@@ -24,6 +24,7 @@ export class SandboxHostView {
     private readonly pidsDir: string,
     private readonly memoryDir: string,
     private readonly v2: boolean,
+    private readonly procRoot: string,
   ) {}
 
   /** The view of the container whose keeper (its init) is `pid` on this host, or null when it cannot be had. */
@@ -35,21 +36,41 @@ export class SandboxHostView {
     const unified = lines.find((l) => l.startsWith('0::'));
     if (lines.length === 1 && unified) {
       const dir = path.join(cgroupRoot, unified.slice(3));
-      view = new SandboxHostView(containerId, pid, dir, dir, true);
+      view = new SandboxHostView(containerId, pid, dir, dir, true, procRoot);
     } else {
       const pids = cgroupV1(lines, 'pids');
       const memory = cgroupV1(lines, 'memory');
       if (pids === null || memory === null) return null;
-      view = new SandboxHostView(containerId, pid, path.join(cgroupRoot, 'pids', pids), path.join(cgroupRoot, 'memory', memory), false);
+      view = new SandboxHostView(containerId, pid, path.join(cgroupRoot, 'pids', pids), path.join(cgroupRoot, 'memory', memory), false, procRoot);
     }
-    view.procRoot = procRoot;
     return (await view.counters()) ? view : null;
   }
 
-  private procRoot = '/proc';
-
   /** The counters now, or null when they cannot be read (the sandbox gone, the files not there). */
   async counters(): Promise<Counters | null> {
+    const counters = await this.readCounters();
+    return counters && (await this.stillOurs()) ? counters : null;
+  }
+
+  /**
+   * After a step: the counters, the files (absolute paths inside the sandbox) that exist as regular
+   * files (at most maxBytes of each), and how many tasks of user `uid` (the job's) are left in the
+   * sandbox; null when the sandbox cannot be seen (the caller then asks inside it). More than no task
+   * left means the step left processes running (a daemon, a fork bomb still growing): the caller asks
+   * inside the sandbox then too, where not being able to start is itself the answer. (The keeper, init
+   * and `sleep`, runs as another user.)
+   */
+  async afterStep(uid: number, files: string[], maxBytes: number): Promise<{ counters: Counters; files: Record<string, string>; jobTasks: number } | null> {
+    if (!(await this.stillOurs())) return null;
+    try {
+      const [counters, jobTasks, read] = await Promise.all([this.readCounters(), this.tasksOf(uid), this.readFiles(files, maxBytes)]);
+      return counters && (await this.stillOurs()) ? { counters, files: read, jobTasks } : null;
+    } catch {
+      return null;
+    }
+  }
+
+  private async readCounters(): Promise<Counters | null> {
     try {
       const [pids, memory] = await Promise.all([
         fsp.readFile(path.join(this.pidsDir, 'pids.events'), 'utf8'),
@@ -57,49 +78,30 @@ export class SandboxHostView {
       ]);
       const pidsMax = field(pids, 'max');
       const oomKill = field(memory, 'oom_kill');
-      if (pidsMax === null || oomKill === null || !(await this.stillOurs())) return null;
-      return { pidsMax, oomKill };
+      return pidsMax === null || oomKill === null ? null : { pidsMax, oomKill };
     } catch {
       return null;
     }
   }
 
-  /**
-   * How many tasks (processes and threads) of user `uid` the sandbox has now. After a step, more than
-   * none means it left processes running (a daemon, a fork bomb still growing), and the caller asks
-   * inside the sandbox instead, where not being able to start is itself the answer. (The keeper, init
-   * and `sleep`, runs as another user.) A task that exits while it is looked at is not counted.
-   */
-  async tasksOf(uid: number): Promise<number | null> {
-    try {
-      const ids = (await fsp.readFile(path.join(this.pidsDir, this.v2 ? 'cgroup.threads' : 'tasks'), 'utf8')).split('\n').filter(Boolean);
-      let n = 0;
-      for (const id of ids) {
-        const status = await fsp.readFile(path.join(this.procRoot, id, 'status'), 'utf8').catch(() => '');
-        if (/^Uid:\s+(\d+)/m.exec(status)?.[1] === String(uid)) n++;
-      }
-      return (await this.stillOurs()) ? n : null;
-    } catch {
-      return null;
+  /** Tasks (processes and threads) of user `uid` in the sandbox's cgroup; one that exits while looked at is not counted. */
+  private async tasksOf(uid: number): Promise<number> {
+    const ids = (await fsp.readFile(path.join(this.pidsDir, this.v2 ? 'cgroup.threads' : 'tasks'), 'utf8')).split('\n').filter(Boolean);
+    let n = 0;
+    for (const id of ids) {
+      const status = await fsp.readFile(path.join(this.procRoot, id, 'status'), 'utf8').catch(() => '');
+      if (/^Uid:\s+(\d+)/m.exec(status)?.[1] === String(uid)) n++;
     }
+    return n;
   }
 
-  /**
-   * The files (absolute paths inside the sandbox) that exist as regular files, at most maxBytes of each;
-   * null when the sandbox cannot be seen (the caller then asks inside it).
-   */
-  async readFiles(files: string[], maxBytes: number): Promise<Record<string, string> | null> {
-    if (!(await this.stillOurs())) return null;
+  private async readFiles(files: string[], maxBytes: number): Promise<Record<string, string>> {
     const out: Record<string, string> = {};
-    try {
-      for (const f of files) {
-        const text = await readRegular(path.join(this.procRoot, String(this.pid), 'root', f), maxBytes);
-        if (text !== null) out[f] = text;
-      }
-    } catch {
-      return null;
+    for (const f of files) {
+      const text = await readRegular(path.join(this.procRoot, String(this.pid), 'root', f), maxBytes);
+      if (text !== null) out[f] = text;
     }
-    return (await this.stillOurs()) ? out : null;
+    return out;
   }
 
   private async stillOurs(): Promise<boolean> {
@@ -142,11 +144,13 @@ async function readRegular(file: string, maxBytes: number): Promise<string | nul
     throw e;
   }
   try {
-    if (!(await fh.stat()).isFile()) return null;
-    const buf = Buffer.alloc(maxBytes);
+    const stat = await fh.stat();
+    if (!stat.isFile()) return null;
+    // As much as the file holds now (as `head -c` would read), at most maxBytes.
+    const buf = Buffer.allocUnsafe(Math.min(stat.size, maxBytes));
     let n = 0;
-    while (n < maxBytes) {
-      const { bytesRead } = await fh.read(buf, n, maxBytes - n, n);
+    while (n < buf.length) {
+      const { bytesRead } = await fh.read(buf, n, buf.length - n, n);
       if (bytesRead === 0) break;
       n += bytesRead;
     }
