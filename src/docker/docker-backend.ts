@@ -1,16 +1,18 @@
 import { Inject, Injectable, Logger, OnApplicationShutdown } from '@nestjs/common';
 import { randomBytes } from 'node:crypto';
+import { promises as fs } from 'node:fs';
 import { scratchName } from '../storage/scratch';
 import { PoolTarget, WarmPool } from './warm-pool';
 import { KILN_CONFIG, KilnConfig } from '../config/config';
 import type Docker from 'dockerode';
 import { PassThrough, Readable } from 'node:stream';
-import type { ContainerRuntime, ExecSpec, ExecutionBackend, JobHandle, JobSandboxLimits, JobSandboxSpec, OutputSink, StepState } from '../execution/backend';
+import type { Collected, ContainerRuntime, ExecSpec, ExecutionBackend, JobHandle, JobSandboxLimits, JobSandboxSpec, OutputSink, StepState } from '../execution/backend';
 import { DockerEngine, EngineUnavailableError } from './docker-engine';
 import { demux } from './demux';
 import { hardenedHostConfig } from './hardening';
 import { Counters, SandboxHostView } from './host-view';
 import { Metrics } from '../metrics/metrics';
+import { packTree, sanitizeTar, TreeNotPackable, type SanitizedTar, type TarLimits } from '../sources/tar-safety';
 
 /** Steps run as the image's `runner` user; the container's own keeper process runs as nobody, so a step can signal every process of its own but never the keeper. */
 export const JOB_USER = '1001:1001';
@@ -26,6 +28,9 @@ const KILN_FILES_BYTES = 64 * 1024 * 1024;
 /** Deadline of Kiln's own short helpers in the sandbox (post-step reader, signals). */
 const HELPER_TIMEOUT_MS = 30_000;
 class HelperTimeout extends Error {}
+/** A helper exec: its stdin, its user (the job's by default), the most stdout kept (the rest is read and dropped). */
+interface RunOptions { stdin?: Readable; user?: string; maxStdout?: number }
+interface RunResult { exitCode: number; stdout: Buffer; stderr: string; truncated: boolean }
 /** Grace between SIGTERM and SIGKILL when a step is stopped. */
 const KILL_GRACE_MS = 5000;
 
@@ -48,14 +53,21 @@ done
 echo end
 `;
 
-/** Expands the glob patterns inside the sandbox (as the job user) and writes a tar of the matches to stdout. */
+/**
+ * Expands the glob patterns inside the sandbox (as the job user) and writes a tar of the matches to
+ * stdout ($1 = tar), or only their names, NUL-separated ($1 = list; Kiln then reads them from the host).
+ */
 const COLLECT_SCRIPT = `
 set -o pipefail; shopt -s globstar nullglob dotglob
-cd -- "$1" || exit 3; shift
+mode=$1; cd -- "$2" || exit 3; shift 2
 IFS=$'\\n'
-{ for p in "$@"; do for f in $p; do printf '%s\\0' "$f"; done; done; } | tar -c -f - --null -T - 2>/tmp/.kiln-collect.err
+matches() { for p in "$@"; do for f in $p; do printf '%s\\0' "$f"; done; done; }
+[ "$mode" = list ] && { matches "$@"; exit 0; }
+matches "$@" | tar -c -f - --null -T - 2>/tmp/.kiln-collect.err
 rc=$?; cat /tmp/.kiln-collect.err >&2; exit $rc
 `;
+/** Most bytes of matched names Kiln takes from the listing (far more than 100 000 entries' worth); more goes to tar. */
+const LIST_MAX_BYTES = 16 * 1024 * 1024;
 
 /** The HostConfig of every job sandbox (warm or made for the job): the hardening, its limits, its tmpfs mounts. */
 export function jobHostConfig(l: JobSandboxLimits, runtime: ContainerRuntime): Docker.HostConfig {
@@ -360,9 +372,59 @@ export class DockerBackend implements ExecutionBackend, OnApplicationShutdown {
     return first.kind === 'stopped' ? first : seeSandbox(c);
   }
 
-  async collect(job: JobHandle, patterns: string[], workdir: string) {
+  /**
+   * An artifact's files: read from the host when the sandbox can be seen from here and nothing of the
+   * job runs in it (see collectFromHost), else by tar in the sandbox; both give the same tar.
+   */
+  async collect(job: JobHandle, patterns: string[], workdir: string, outFile: string, limits: TarLimits): Promise<Collected> {
     const c = this.docker.getContainer(job.id);
-    const exec = await c.exec({ Cmd: ['bash', '-c', COLLECT_SCRIPT, 'collect', workdir, ...patterns], AttachStdout: true, AttachStderr: true, User: JOB_USER, Tty: false });
+    const fromHost = await this.collectFromHost(c, job, patterns, workdir, outFile, limits);
+    this.metrics.artifactCollections.inc({ how: fromHost ? 'host' : 'exec' });
+    return fromHost ?? this.collectByTar(c, patterns, workdir, outFile, limits);
+  }
+
+  /**
+   * The globs are expanded in the sandbox (a short exec as the job user, as tar would see them); the
+   * matches are then read through /proc/<keeper>/root by packTree, which never follows a symlink. That
+   * is safe only while nothing can change the files: no task of the job user may be in the sandbox
+   * before the listing, after it, or after the reading (only Kiln starts processes there, one step at a
+   * time). Null, and tar in the sandbox, whenever this does not hold or the tree is not packTree's
+   * (a path through a symlink, an absolute path, an entry the job user could not read).
+   */
+  private async collectFromHost(c: Docker.Container, job: JobHandle, patterns: string[], workdir: string, outFile: string, limits: TarLimits): Promise<Collected | null> {
+    const view = this.views.get(job.id);
+    if (!view || !(await view.quiet(JOB_UID))) return null;
+    let listed: RunResult;
+    try {
+      listed = await this.run(c, ['bash', '-c', COLLECT_SCRIPT, 'collect', 'list', workdir, ...patterns], { maxStdout: LIST_MAX_BYTES });
+    } catch {
+      return null;
+    }
+    if (listed.exitCode !== 0 || listed.truncated) return null;
+    const names = listed.stdout.toString('utf8');
+    if (!Buffer.from(names, 'utf8').equals(listed.stdout)) return null; // not UTF-8: tar keeps such names' bytes
+    const paths = names.split('\0').slice(0, -1);
+    if (!(await view.quiet(JOB_UID))) return null;
+    const warnings: string[] = [];
+    try {
+      const tar = await packTree(view.pathOf(workdir), paths, outFile, limits, { uid: JOB_UID }, { dropLinks: true, onWarning: (w) => warnings.push(w) });
+      if (!(await view.quiet(JOB_UID))) {
+        await fs.rm(outFile, { force: true });
+        return { tar: null, error: new Error('the sandbox changed while its files were read; run the step again'), exitCode: -1, stderr: '' };
+      }
+      return { tar, error: null, exitCode: warnings.length ? 2 : 0, stderr: warnings.join('\n') };
+    } catch (e) {
+      if (e instanceof TreeNotPackable) {
+        this.log.debug(`job ${job.jobId}: artifact collected by tar in the sandbox: ${e.message}`);
+        return null;
+      }
+      return { tar: null, error: e as Error, exitCode: warnings.length ? 2 : 0, stderr: warnings.join('\n') };
+    }
+  }
+
+  /** tar in the sandbox, its stream checked and re-packed by sanitizeTar. */
+  private async collectByTar(c: Docker.Container, patterns: string[], workdir: string, outFile: string, limits: TarLimits): Promise<Collected> {
+    const exec = await c.exec({ Cmd: ['bash', '-c', COLLECT_SCRIPT, 'collect', 'tar', workdir, ...patterns], AttachStdout: true, AttachStderr: true, User: JOB_USER, Tty: false });
     const stream = (await exec.start({ hijack: true, stdin: false })) as unknown as NodeJS.ReadableStream;
     const tar = new PassThrough();
     const errOut = new PassThrough();
@@ -378,7 +440,15 @@ export class DockerBackend implements ExecutionBackend, OnApplicationShutdown {
       stream.on('end', finish);
       stream.on('error', finish);
     });
-    return { tar, done };
+    let sanitized: SanitizedTar | null = null;
+    let error: Error | null = null;
+    try {
+      sanitized = await sanitizeTar(tar, outFile, limits, { dropLinks: true });
+    } catch (e) {
+      tar.resume();
+      error = e as Error;
+    }
+    return { tar: sanitized, error, ...(await done) };
   }
 
   async destroyJob(job: JobHandle): Promise<void> {
@@ -400,7 +470,7 @@ export class DockerBackend implements ExecutionBackend, OnApplicationShutdown {
    * Kiln's helpers run as the job user, so the job can signal them (SIGSTOP every new shell): each has a
    * deadline, and a helper that misses it means the sandbox is the job's to lose, never the worker's slot.
    */
-  private async run(c: Docker.Container, cmd: string[], opts: { stdin?: Readable; user?: string; timeoutMs?: number } = {}): Promise<{ exitCode: number; stdout: Buffer; stderr: string }> {
+  private async run(c: Docker.Container, cmd: string[], opts: RunOptions & { timeoutMs?: number } = {}): Promise<RunResult> {
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new HelperTimeout(`Kiln's helper in the sandbox did not finish within ${(opts.timeoutMs ?? HELPER_TIMEOUT_MS) / 1000} s (the job stopped or starved it)`)), opts.timeoutMs ?? HELPER_TIMEOUT_MS);
@@ -412,14 +482,19 @@ export class DockerBackend implements ExecutionBackend, OnApplicationShutdown {
     }
   }
 
-  private async runUnbounded(c: Docker.Container, cmd: string[], opts: { stdin?: Readable; user?: string } = {}): Promise<{ exitCode: number; stdout: Buffer; stderr: string }> {
+  private async runUnbounded(c: Docker.Container, cmd: string[], opts: RunOptions = {}): Promise<RunResult> {
     const exec = await c.exec({ Cmd: cmd, AttachStdin: Boolean(opts.stdin), AttachStdout: true, AttachStderr: true, User: opts.user ?? JOB_USER, Tty: false });
     const stream = (await exec.start({ hijack: true, stdin: Boolean(opts.stdin) })) as unknown as NodeJS.ReadWriteStream;
     const out: Buffer[] = [];
+    let kept = 0;
+    let truncated = false;
     let stderr = '';
     const o = new PassThrough();
     const e = new PassThrough();
-    o.on('data', (d: Buffer) => out.push(d));
+    o.on('data', (d: Buffer) => {
+      if (truncated || (kept += d.length) > (opts.maxStdout ?? Infinity)) truncated = true; // read on, keep no more
+      else out.push(d);
+    });
     e.on('data', (d: Buffer) => { if (stderr.length < 8192) stderr += d.toString(); });
     demux(stream as unknown as Readable, o, e);
     const ended = new Promise<void>((resolve, reject) => {
@@ -432,7 +507,7 @@ export class DockerBackend implements ExecutionBackend, OnApplicationShutdown {
     }
     await ended;
     const info = await exec.inspect();
-    return { exitCode: info.ExitCode ?? -1, stdout: Buffer.concat(out), stderr };
+    return { exitCode: info.ExitCode ?? -1, stdout: Buffer.concat(out), stderr, truncated };
   }
 
   /**

@@ -93,3 +93,17 @@ test('a pid that no longer belongs to the sandbox gives null, never another proc
   fs.rmSync(path.join(h.proc, String(PID)), { recursive: true });
   assert.equal(await view.afterStep(1001, ['/tmp/kiln/env-1'], 1024), null, 'the keeper gone');
 });
+
+test('quiet: only while the keeper is the sandbox\'s and no task of the job user is left; pathOf goes through its root', async () => {
+  const h = fakeHost();
+  const view = await SandboxHostView.open(ID, PID, h.cgroup, h.proc);
+  assert.ok(view);
+  assert.equal(view.pathOf('/workspace'), path.join(h.root, 'workspace'));
+  assert.equal(await view.quiet(1001), true, 'the keeper alone');
+  h.setTasks([[PID, 65534], [PID + 1, 65534], [5000, 1001]]);
+  assert.equal(await view.quiet(1001), false, 'a process of the job is left');
+  h.setTasks([[PID, 65534], [PID + 1, 65534]]);
+  assert.equal(await view.quiet(1001), true);
+  h.setCgroupOwner(OTHER);
+  assert.equal(await view.quiet(1001), false, 'the pid is another container\'s now');
+});

@@ -70,6 +70,23 @@ export class SandboxHostView {
     }
   }
 
+  /**
+   * True while the keeper is still the sandbox's and no task of user `uid` (the job's) is in it: then
+   * nothing but Kiln can change the sandbox's files. Checked before and after reading them in place.
+   */
+  async quiet(uid: number): Promise<boolean> {
+    try {
+      return (await this.stillOurs()) && (await this.tasksOf(uid)) === 0 && (await this.stillOurs());
+    } catch {
+      return false;
+    }
+  }
+
+  /** Where an absolute path of the sandbox is seen from here (through the keeper's root). */
+  pathOf(inside: string): string {
+    return path.join(this.procRoot, String(this.pid), 'root', inside);
+  }
+
   private async readCounters(): Promise<Counters | null> {
     try {
       const [pids, memory] = await Promise.all([
@@ -98,7 +115,7 @@ export class SandboxHostView {
   private async readFiles(files: string[], maxBytes: number): Promise<Record<string, string>> {
     const out: Record<string, string> = {};
     for (const f of files) {
-      const text = await readRegular(path.join(this.procRoot, String(this.pid), 'root', f), maxBytes);
+      const text = await readRegular(this.pathOf(f), maxBytes);
       if (text !== null) out[f] = text;
     }
     return out;

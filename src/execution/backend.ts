@@ -1,4 +1,5 @@
 import type { Readable } from 'node:stream';
+import type { SanitizedTar, TarLimits } from '../sources/tar-safety';
 
 /**
  * The one small interface between the runner and whatever runs containers (woodpecker's backend).
@@ -16,10 +17,22 @@ export interface ExecutionBackend {
   putWorkspace(job: JobHandle, tar: Readable, dir?: string): Promise<void>;
   /** Runs one step to its end, its timeout, or the abort signal. Never throws for user failures. */
   execStep(job: JobHandle, step: ExecSpec, sink: OutputSink, signal: AbortSignal): Promise<StepState>;
-  /** A tar stream of the files matching the glob patterns (relative to workdir); `done` tells how tar ended. */
-  collect(job: JobHandle, patterns: string[], workdir: string): Promise<{ tar: Readable; done: Promise<{ exitCode: number; stderr: string }> }>;
+  /**
+   * The files matching the glob patterns (expanded in the sandbox as the job user, relative to workdir)
+   * as a clean tar in outFile: sanitizeTar's rules within `limits`, symlinks left out. `error` when there
+   * is none (an ArchiveError: refused, or "empty" when nothing matched); exitCode and stderr are what
+   * the collector said (a path not found).
+   */
+  collect(job: JobHandle, patterns: string[], workdir: string, outFile: string, limits: TarLimits): Promise<Collected>;
   /** Removes the sandbox and everything in it. Idempotent. */
   destroyJob(job: JobHandle): Promise<void>;
+}
+
+export interface Collected {
+  tar: SanitizedTar | null;
+  error: Error | null;
+  exitCode: number;
+  stderr: string;
 }
 
 export interface JobSandboxSpec {

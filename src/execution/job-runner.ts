@@ -3,7 +3,7 @@ import { newId } from '../http/ids';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { KILN_CONFIG, KilnConfig } from '../config/config';
-import { ArchiveError, sanitizeTar } from '../sources/tar-safety';
+import { ArchiveError } from '../sources/tar-safety';
 import { FileStore } from '../storage/file-store';
 import { BLOB_STORE, blobKeys, BlobStore } from '../storage/blob-store';
 import { patient } from '../db/patient';
@@ -328,27 +328,23 @@ export class JobRunner {
     const key = blobKeys.artifact(run.id, id);
     // Collected into this worker's scratch (swept if the worker dies), put in the store once complete.
     const tmp = this.files.upload('.artifact.tar');
-    const { tar, done } = await this.backend.collect(handle, include, WORKSPACE);
-    let sanitized;
-    try {
-      sanitized = await sanitizeTar(tar, tmp, {
-        maxEntries: 100_000, maxDepth: 64, maxPathLength: 4096,
-        maxFileBytes: this.config.artifactMaxBytes, maxTotalBytes: this.config.artifactMaxBytes, maxCompressedBytes: this.config.artifactMaxBytes + 64 * 1024 * 1024,
-      }, { dropLinks: true });
-    } catch (e) {
-      tar.resume();
-      const collected = await done;
+    const collected = await this.backend.collect(handle, include, WORKSPACE, tmp, {
+      maxEntries: 100_000, maxDepth: 64, maxPathLength: 4096,
+      maxFileBytes: this.config.artifactMaxBytes, maxTotalBytes: this.config.artifactMaxBytes, maxCompressedBytes: this.config.artifactMaxBytes + 64 * 1024 * 1024,
+    });
+    const sanitized = collected.tar;
+    if (!sanitized) {
+      const e = collected.error;
       if (e instanceof ArchiveError && /empty/.test(e.message)) {
         const msg = `no files were found with the provided path: ${include.join(', ')}${collected.stderr ? ` (${collected.stderr.trim().slice(0, 300)})` : ''}`;
         if (ifNone === 'error') return fail(msg, 'no-files');
         if (ifNone !== 'ignore') out.notice(i, `warning: ${msg}; no artifact will be uploaded`);
         return { outcome: 'success' as Conclusion, reason: null, exitCode: null, outputs: {} };
       }
-      return fail(`artifact '${name}' was refused: ${(e as Error).message}`);
+      return fail(`artifact '${name}' was refused: ${e?.message ?? 'the collector gave nothing'}`);
     }
-    const collected = await done;
     if (collected.exitCode !== 0 && collected.stderr) out.notice(i, `warning: ${collected.stderr.trim().slice(0, 500)}`);
-    const dropped = (sanitized as { droppedLinks?: number }).droppedLinks ?? 0;
+    const dropped = sanitized.droppedLinks;
     if (dropped) out.notice(i, `warning: ${dropped} symbolic link(s) were left out of the artifact`);
     if (sanitized.totalBytes > opts.artifactBytesLeft) {
       await fs.promises.rm(tmp, { force: true });

@@ -39,6 +39,13 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  readonly artifactCollections = new Counter({
+    name: 'kiln_artifact_collections_total',
+    help: 'How upload-artifact read its files: host (names listed in the sandbox, files read from beside the engine), exec (tar in the sandbox: gVisor, an engine elsewhere, processes left running, a path through a symlink)',
+    labelNames: ['how'] as const,
+    registers: [this.registry],
+  });
+
   readonly jobsFinished = new Counter({
     name: 'kiln_jobs_finished_total',
     help: 'Jobs this worker finished, by conclusion',

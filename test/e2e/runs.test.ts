@@ -87,6 +87,56 @@ describe('running jobs (real engine, real images, real Redis)', () => {
     }
   });
 
+  test('upload-artifact reads from the host while nothing of the job runs, by tar in the sandbox otherwise: the same bytes either way', async () => {
+    const workflow = `jobs:
+  both:
+    runs-on: python-3.11
+    steps:
+      - run: |
+          mkdir -p out/sub && echo one > out/a.txt && : > out/empty
+          head -c 300000 /dev/urandom > out/sub/b.bin && chmod 755 out/sub/b.bin
+          ln -s /etc/passwd out/link && ln -s out outlink
+      - uses: actions/upload-artifact@v4
+        with: { name: from-host, path: "out/\\nmissing.txt" }
+      - uses: actions/upload-artifact@v4
+        with: { name: through-link, path: outlink/a.txt }
+      - run: setsid sleep 60 > /dev/null 2>&1 &
+      - uses: actions/upload-artifact@v4
+        with: { name: by-tar, path: "out/\\nmissing.txt" }
+`;
+    const collections = async () => {
+      const text = await (await fetch(`${server.url}/metrics`)).text();
+      const n = (how: string) => Number(new RegExp(`^kiln_artifact_collections_total\\{how="${how}"\\} (\\d+)$`, 'm').exec(text)?.[1] ?? 0);
+      return { host: n('host'), exec: n('exec') };
+    };
+    const before = await collections();
+    const run = await kiln.accepted(kiln.submitTarball(await makeTar([['.kiln.yml', workflow]])));
+    const done = await kiln.waitFor(run.id);
+    assert.equal(done.conclusion, 'success', JSON.stringify(done.jobs));
+    const after = await collections();
+    assert.deepEqual({ host: after.host - before.host, exec: after.exec - before.exec }, { host: 1, exec: 2 }, 'from-host read from the host; through-link (a path through a symlink) and by-tar (a process left running) by tar');
+    const download = async (name: string) => {
+      const a = done.artifacts.find((x) => x.name === name);
+      assert.ok(a, `artifact ${name}`);
+      const res = await kiln.fetch(a.url);
+      assert.equal(res.status, 200);
+      return Buffer.from(await res.arrayBuffer());
+    };
+    const fromHost = await download('from-host');
+    assert.ok(fromHost.equals(await download('by-tar')), 'the two routes wrote the same tar');
+    const files = await readTar(fromHost);
+    assert.deepEqual([...files.keys()].sort(), ['out/a.txt', 'out/empty', 'out/sub/b.bin']);
+    assert.equal(files.get('out/a.txt')?.toString(), 'one\n');
+    assert.equal(files.get('out/sub/b.bin')?.length, 300000);
+    assert.deepEqual([...(await readTar(await download('through-link'))).entries()].map(([f, c]) => [f, c.toString()]), [['outlink/a.txt', 'one\n']]);
+    const log = await kiln.logs(run.id, done.jobs[0].id);
+    for (const step of [1, 4]) {
+      assert.match(log, new RegExp(`#${step} ## warning: (tar: )?missing\\.txt: Cannot stat: No such file or directory`), `step ${step} names the missing path`);
+      assert.match(log, new RegExp(`#${step} ## warning: 1 symbolic link\\(s\\) were left out of the artifact`));
+      assert.match(log, new RegExp(`#${step} ## artifact '(from-host|by-tar)' uploaded: 3 file\\(s\\), 300004 bytes`));
+    }
+  });
+
   test('a failing test fails the run, with pytest\'s output in the step log', async () => {
     const failing: [string, string][] = [PROJECT[0], ['test_calc.py', 'from calc import add\n\ndef test_add():\n    assert add(2, 2) == 5\n']];
     const workflow = 'jobs:\n  test:\n    runs-on: python-3.11\n    steps:\n      - run: python3 -m pytest -q\n      - run: echo never\n';
