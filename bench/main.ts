@@ -213,7 +213,9 @@ async function main(): Promise<void> {
         sizeBytes = a.sizeBytes;
         rawRuns.push((await artifactRaw(raw, workDir)).seconds);
       }
-      r.artifact = { kiln: sample(kiln), raw: sample(rawRuns), sizeBytes };
+      const metrics = String((await k.request('GET', '/metrics')).body);
+      const collections = (how: string) => Number(new RegExp(`^kiln_artifact_collections_total\\{how="${how}"\\} (\\d+)$`, 'm').exec(metrics)?.[1] ?? 0);
+      r.artifact = { kiln: sample(kiln), raw: sample(rawRuns), sizeBytes, how: { host: collections('host'), exec: collections('exec') } };
     }
     await stop(k);
   }

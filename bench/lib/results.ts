@@ -54,7 +54,8 @@ export interface Results {
     logCap: string;
   };
   upload?: { tarballBytes: number; files: number; kiln: Sample; kilnAnswered: Sample; kilnJobStartedAfter: Sample; kilnJobStartToStep: Sample; raw: Sample };
-  artifact?: { kiln: Sample; raw: Sample; sizeBytes: number };
+  /** `how`: the server's kiln_artifact_collections_total after the case (files read from the host, or by tar in the sandbox) */
+  artifact?: { kiln: Sample; raw: Sample; sizeBytes: number; how: { host: number; exec: number } };
   api?: { idle: LoadFigures; busy: LoadFigures };
   queue?: { repo: SubmissionFigures; command: SubmissionFigures; check: LossCheck; workers: string };
   idle?: IdleRss;
