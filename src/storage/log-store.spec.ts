@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { LogRecord, LogWriter } from './log-store';
+import type { KilnConfig } from '../config/config';
+import { LogRecord, LogStore, LogWriter } from './log-store';
 
 function read(file: string): LogRecord[] {
   return fs.readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as LogRecord);
@@ -32,6 +33,30 @@ test('a single huge line is cut into 64 KiB pieces instead of held in memory', (
   w.close();
   const lens = read(w.file).map((r) => r.l.length);
   assert.deepEqual(lens, [65536, 65536, 65536, 8192]);
+});
+
+test('a follower reads the file in small blocks, and a line longer than a block whole', async () => {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-log-'));
+  const store = new LogStore({ dataDir, logCapBytes: 64 * 1024 * 1024, queuePrefix: 'test' } as KilnConfig, { publish: async () => 0 });
+  const w = store.writer('run', 'job');
+  // 64 Ki control characters: each is 6 bytes of JSON (\u0001), a record of about 384 KiB.
+  w.write(0, 'stdout', Buffer.from(`short\n${'\u0001'.repeat(65536)}\n`));
+  for (let i = 0; i < 3000; i++) w.write(0, 'stdout', Buffer.from(`line ${i}\n`));
+  w.close();
+  const size = fs.statSync(w.file).size;
+  const got: string[] = [];
+  let reads = 0;
+  for (let at = 0; at < size; reads++) {
+    const { lines, next } = await store.readLines('run', 'job', at);
+    assert.ok(next > at, `no progress at byte ${at}`);
+    got.push(...lines.map((l) => (JSON.parse(l) as LogRecord).l));
+    if (reads === 0) assert.deepEqual(got, ['short'], 'the first block ends before the long line');
+    at = next;
+  }
+  assert.deepEqual(got.length, 3002);
+  assert.equal(got[1], '\u0001'.repeat(65536), 'the long line, whole');
+  assert.equal(got[3001], 'line 2999');
+  assert.equal(reads, 2);
 });
 
 test('the cap truncates with one visible notice and counts what was dropped', () => {
