@@ -673,18 +673,25 @@ function planFiles(files: Record<string, string>, checker: EntryChecker, limits:
 export async function packFiles(files: Record<string, string>, outFile: string, limits: TarLimits): Promise<SanitizedTar> {
   const checker = new EntryChecker(limits, 'file', false);
   const planned = planFiles(files, checker, limits);
+  await packTo(outFile, (pack) => {
+    for (const { header, body } of planned) {
+      if (body === undefined) pack.entry(header);
+      else pack.entry(header, body);
+    }
+  });
+  return checker.summary(outFile);
+}
+
+/** Streams a new tar to outFile, its entries added by `add`; on any failure the file is removed. */
+async function packTo(outFile: string, add: (pack: Pack) => Promise<void> | void): Promise<void> {
   const pack = tarPack();
   const out = createWriteStream(outFile);
   const writing = copyToFile(pack, out);
   writing.catch(() => undefined); // awaited below; this only marks it handled
   try {
-    for (const { header, body } of planned) {
-      if (body === undefined) pack.entry(header);
-      else pack.entry(header, body);
-    }
+    await add(pack);
     pack.finalize();
     await writing;
-    return checker.summary(outFile);
   } catch (err) {
     pack.destroy();
     out.destroy();
@@ -913,24 +920,12 @@ export async function packTree(
   if (!rootStat.isDirectory()) throw new TreeNotPackable('the root is not a directory');
   for (const given of paths) await planner.add(given);
   if (checker.paths.length === 0) throw new ArchiveError(`the archive is empty; ${FIX_TAR}`);
-  const pack = tarPack();
-  const out = createWriteStream(outFile);
-  const writing = copyToFile(pack, out);
-  writing.catch(() => undefined); // awaited below; this only marks it handled
-  try {
+  await packTo(outFile, async (pack) => {
     for (const { header, source } of planner.entries) {
       await pacer.tick();
       if (source) await packFile(pack, header, source);
       else pack.entry(header);
     }
-    pack.finalize();
-    await writing;
-    return checker.summary(outFile);
-  } catch (err) {
-    pack.destroy();
-    out.destroy();
-    await closed(out);
-    await rm(outFile, { force: true }).catch(() => undefined);
-    throw err;
-  }
+  });
+  return checker.summary(outFile);
 }
