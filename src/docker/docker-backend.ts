@@ -406,19 +406,21 @@ export class DockerBackend implements ExecutionBackend, OnApplicationShutdown {
     const paths = names.split('\0').slice(0, -1);
     if (!(await view.quiet(JOB_UID))) return null;
     const warnings: string[] = [];
+    // What tar in the sandbox would have said of the same paths: exit 2 and its complaints.
+    const said = () => ({ exitCode: warnings.length ? 2 : 0, stderr: warnings.join('\n') });
     try {
       const tar = await packTree(view.pathOf(workdir), paths, outFile, limits, { uid: JOB_UID }, { dropLinks: true, onWarning: (w) => warnings.push(w) });
       if (!(await view.quiet(JOB_UID))) {
         await fs.rm(outFile, { force: true });
         return { tar: null, error: new Error('the sandbox changed while its files were read; run the step again'), exitCode: -1, stderr: '' };
       }
-      return { tar, error: null, exitCode: warnings.length ? 2 : 0, stderr: warnings.join('\n') };
+      return { tar, error: null, ...said() };
     } catch (e) {
       if (e instanceof TreeNotPackable) {
         this.log.debug(`job ${job.jobId}: artifact collected by tar in the sandbox: ${e.message}`);
         return null;
       }
-      return { tar: null, error: e as Error, exitCode: warnings.length ? 2 : 0, stderr: warnings.join('\n') };
+      return { tar: null, error: e as Error, ...said() };
     }
   }
 

@@ -15,7 +15,7 @@ import {
   type BigIntStats,
   type WriteStream,
 } from 'node:fs';
-import { open, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Readable, pipeline, type Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
@@ -858,33 +858,19 @@ function changed(header: HeaderArg): Error {
 
 /** Adds one planned regular file to the pack, checking it is still the file that was planned. */
 async function packFile(pack: Pack, header: HeaderArg, source: { file: string; ino: number; size: number }): Promise<void> {
-  const entry = (body: Buffer) => new Promise<void>((resolve, reject) => pack.entry(header, body, (err) => (err ? reject(err) : resolve())));
-  if (source.size <= SMALL_FILE_BYTES) {
-    const fd = openSync(source.file, O_READ_TREE_FILE);
-    let body: Buffer;
-    try {
-      const st = fstatSync(fd);
-      if (!st.isFile() || st.ino !== source.ino || st.size !== source.size) throw changed(header);
-      body = Buffer.allocUnsafe(source.size);
-      let n = 0;
-      while (n < body.length) {
-        const got = readSync(fd, body, n, body.length - n, n);
-        if (got === 0) throw changed(header);
-        n += got;
-      }
-    } finally {
-      closeSync(fd);
-    }
-    return entry(body);
-  }
-  const fh = await open(source.file, O_READ_TREE_FILE);
+  const fd = openSync(source.file, O_READ_TREE_FILE);
   try {
-    const st = await fh.stat();
+    const st = fstatSync(fd);
     if (!st.isFile() || st.ino !== source.ino || st.size !== source.size) throw changed(header);
     await new Promise<void>((resolve, reject) => {
-      const sink = pack.entry(header, (err) => (err ? reject(err) : resolve()));
+      const done = (err?: Error | null): void => (err ? reject(err) : resolve());
+      if (source.size <= SMALL_FILE_BYTES) {
+        pack.entry(header, readWhole(fd, source.size, header), done);
+        return;
+      }
+      const sink = pack.entry(header, done);
       sink.on('error', () => undefined); // the entry callback reports it
-      const body = fh.createReadStream({ start: 0, end: source.size - 1, highWaterMark: MiB, autoClose: false });
+      const body = createReadStream('', { fd, start: 0, end: source.size - 1, highWaterMark: MiB, autoClose: false });
       body.on('error', (err) => {
         reject(err);
         sink.destroy(err);
@@ -892,8 +878,19 @@ async function packFile(pack: Pack, header: HeaderArg, source: { file: string; i
       body.pipe(sink as unknown as Writable);
     });
   } finally {
-    await fh.close();
+    closeSync(fd);
   }
+}
+
+/** A small file's `size` bytes, read synchronously; fewer means it changed. */
+function readWhole(fd: number, size: number, header: HeaderArg): Buffer {
+  const body = Buffer.allocUnsafe(size);
+  for (let n = 0; n < size; ) {
+    const got = readSync(fd, body, n, size - n, n);
+    if (got === 0) throw changed(header);
+    n += got;
+  }
+  return body;
 }
 
 /**
