@@ -254,18 +254,24 @@ class PostgresDatabase implements Database {
   }
 }
 
-async function migrate(db: Database): Promise<void> {
+/** Applies the migrations not yet applied, up to `upTo` of them (all by default; fewer only to build an older release's schema in tests). */
+export async function migrate(db: Database, upTo = MIGRATIONS.length): Promise<void> {
   await db.run('CREATE TABLE IF NOT EXISTS kiln_migrations (id INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)');
   const done = new Set((await db.all<{ id: number }>('SELECT id FROM kiln_migrations')).map((r) => Number(r.id)));
-  for (let i = 0; i < MIGRATIONS.length; i++) {
+  for (let i = 0; i < upTo; i++) {
     if (done.has(i + 1)) continue;
     await db.run(MIGRATIONS[i]);
     await db.run('INSERT INTO kiln_migrations (id, applied_at) VALUES (?, ?)', [i + 1, new Date().toISOString()]);
   }
 }
 
+/** A connection to the configured database, without migrating it. */
+export function connectDatabase(config: Pick<KilnConfig, 'database'>): Database {
+  return config.database.kind === 'postgres' ? new PostgresDatabase(config.database.url) : new SqliteDatabase(config.database.file);
+}
+
 export async function openDatabase(config: Pick<KilnConfig, 'database'>): Promise<Database> {
-  const db = config.database.kind === 'postgres' ? new PostgresDatabase(config.database.url) : new SqliteDatabase(config.database.file);
+  const db = connectDatabase(config);
   await migrate(db);
   return db;
 }
