@@ -37,8 +37,9 @@ export class WebhooksController {
   @Post('repositories')
   @ApiBearerAuth()
   @ApiOperation({ summary: 'Register a repository for push builds (yours; an admin may name another owner)' })
-  register(@CurrentPrincipal() p: Principal, @Body() body: RegisterRepositoryDto) {
-    return this.webhooks.register(p, body);
+  register(@CurrentPrincipal() p: Principal, @Body() body: RegisterRepositoryDto, @Req() req: Request & { rawBody?: Buffer }) {
+    // labelMap as sent: the validation pipe drops keys such as 'constructor', which must be refused, not lost.
+    return this.webhooks.register(p, { ...body, labelMap: sentLabelMap(req.rawBody, body.labelMap) });
   }
 
   @Get('repositories')
@@ -61,5 +62,15 @@ export class WebhooksController {
   async remove(@CurrentPrincipal() p: Principal, @Param('id') id: string) {
     const repo = await this.webhooks.requireOwned(id, p);
     await this.repos.remove(repo.id);
+  }
+}
+
+/** The labelMap of the JSON body exactly as sent (the body was parsed once already, so it is valid JSON). */
+function sentLabelMap(raw: Buffer | undefined, transformed: Record<string, string> | undefined): Record<string, string> | undefined {
+  if (!raw?.length) return transformed;
+  try {
+    return (JSON.parse(raw.toString('utf8')) as { labelMap?: Record<string, string> }).labelMap;
+  } catch {
+    return transformed;
   }
 }
