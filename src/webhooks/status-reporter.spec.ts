@@ -61,3 +61,19 @@ test('a redirect is not followed and not retried; a 5xx is retried', async () =>
   assert.equal(await reporter(`http://127.0.0.1:${port}`, open).send(run, 'pending', 'queued'), true);
   assert.equal(hits - before, 2);
 });
+
+test('statuses of one run are sent in order: a retried pending never lands after success', async () => {
+  answers = [500];
+  const r = reporter(`http://127.0.0.1:${port}`, open);
+  const states: string[] = [];
+  const send = r.send.bind(r);
+  r.send = async (run, state, description) => {
+    const ok = await send(run, state, description);
+    states.push(state);
+    return ok;
+  };
+  r.report(run, 'pending', 'queued');
+  r.report(run, 'success', 'done');
+  for (let i = 0; i < 100 && states.length < 2; i++) await new Promise((x) => setTimeout(x, 50));
+  assert.deepEqual(states, ['pending', 'success']);
+});

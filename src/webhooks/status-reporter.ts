@@ -24,9 +24,17 @@ export class StatusReporter {
 
   constructor(@Inject(KILN_CONFIG) private readonly config: KilnConfig, private readonly repos: RepositoriesRepository, private readonly auth: AuthService) {}
 
-  /** Fire and forget. */
+  /** Per run, the statuses still being sent: a later one waits, so a retried 'pending' never lands after 'success'. */
+  private readonly inFlight = new Map<string, Promise<unknown>>();
+
+  /** Fire and forget; statuses of one run are sent in the order they were reported. */
   report(run: Run, state: CommitState, description: string): void {
-    void this.send(run, state, description).catch((e: Error) => this.log.warn(`status for run ${run.id}: ${e.message}`));
+    const previous = this.inFlight.get(run.id) ?? Promise.resolve();
+    const next = previous.then(() => this.send(run, state, description)).catch((e: Error) => this.log.warn(`status for run ${run.id}: ${e.message}`));
+    this.inFlight.set(run.id, next);
+    void next.then(() => {
+      if (this.inFlight.get(run.id) === next) this.inFlight.delete(run.id);
+    });
   }
 
   /**
