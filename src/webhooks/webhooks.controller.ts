@@ -38,7 +38,8 @@ export class WebhooksController {
   @ApiBearerAuth()
   @ApiOperation({ summary: 'Register a repository for push builds (yours; an admin may name another owner)' })
   register(@CurrentPrincipal() p: Principal, @Body() body: RegisterRepositoryDto, @Req() req: Request & { rawBody?: Buffer }) {
-    // labelMap as sent: the validation pipe drops keys such as 'constructor', which must be refused, not lost.
+    // labelMap as sent: Nest's ValidationPipe deletes '__proto__' and 'constructor' keys in place,
+    // and such a label must be refused with a 400, not silently lost.
     return this.webhooks.register(p, { ...body, labelMap: sentLabelMap(req.rawBody, body.labelMap) });
   }
 
