@@ -98,3 +98,30 @@ test('an unreachable port is a transient error', async () => {
   assert.ok(e instanceof OutboundError && !e.permanent, String(e));
   assert.match(e.message, /could not reach 127\.0\.0\.1:\d+ \(ECONNREFUSED\)/);
 });
+
+test('a pinned HTTPS connection still verifies the certificate against the URL\'s host name (SNI too)', async (t) => {
+  const { execFileSync } = await import('node:child_process');
+  const fs = await import('node:fs');
+  const os = await import('node:os');
+  const path = await import('node:path');
+  const https = await import('node:https');
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-tls-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', '/CN=forge.test',
+    '-addext', 'subjectAltName=DNS:forge.test', '-keyout', path.join(dir, 'key.pem'), '-out', path.join(dir, 'cert.pem')], { stdio: 'ignore' });
+  const cert = fs.readFileSync(path.join(dir, 'cert.pem'));
+  let sni: string | undefined;
+  const server = https.createServer({ key: fs.readFileSync(path.join(dir, 'key.pem')), cert }, (req, res) => res.writeHead(204).end());
+  server.on('secureConnection', (s) => { sni = (s as unknown as { servername?: string }).servername; });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  t.after(() => { server.closeAllConnections(); server.close(); });
+  const port = (server.address() as AddressInfo).port;
+  const get = (host: string) => new Promise<number>((resolve, reject) => {
+    const req = https.request({ host, port, path: '/', ca: cert, agent: false, lookup: pinnedLookup(['127.0.0.1']) }, (r) => { r.resume(); resolve(r.statusCode ?? 0); });
+    req.on('error', reject);
+    req.end();
+  });
+  assert.equal(await get('forge.test'), 204);
+  assert.equal(sni, 'forge.test', 'SNI carries the name, not the pinned address');
+  await assert.rejects(get('other.test'), /Hostname\/IP does not match certificate's altnames|ERR_TLS_CERT_ALTNAME_INVALID/);
+});
