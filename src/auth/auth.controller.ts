@@ -11,6 +11,7 @@ class QuotaDto {
   @IsOptional() @IsInt() @Min(0) @Max(100000) queuedRuns?: number;
   @IsOptional() @IsInt() @Min(0) @Max(100000) submissionsPerMinute?: number;
   @IsOptional() @IsInt() @Min(0) artifactBytes?: number;
+  @IsOptional() @IsInt() @Min(0) @Max(100000) repositories?: number;
 }
 
 class CreateUserDto {

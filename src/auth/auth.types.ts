@@ -7,6 +7,8 @@ export interface Quota {
   submissionsPerMinute: number;
   /** Bytes of artifacts kept for this user; submissions and uploads beyond are refused. */
   artifactBytes: number;
+  /** Repositories registered for push builds under this user; more are refused (403). */
+  repositories: number;
 }
 
 export interface User {

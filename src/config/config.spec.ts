@@ -73,3 +73,20 @@ test('worker labels: none by default; KILN_WORKER_LABELS and KILN_ENVIRONMENT_LA
   assert.equal(loadConfig({ KILN_SWEEP_SECONDS: '3' }).sweepSeconds, 3);
   assert.equal(loadConfig({}).sweepSeconds, 300);
 });
+
+test('outbound policy: https and public hosts by default; KILN_OUTBOUND_* or their former names KILN_GIT_*', () => {
+  assert.deepEqual(loadConfig({}).outbound, { allowedSchemes: ['https'], allowPrivateHosts: false });
+  const now = loadConfig({ KILN_OUTBOUND_SCHEMES: 'https,http', KILN_OUTBOUND_ALLOW_PRIVATE: 'true' });
+  assert.deepEqual(now.outbound, { allowedSchemes: ['https', 'http'], allowPrivateHosts: true });
+  assert.equal(now.git, now.outbound, 'git clones follow the same policy');
+  assert.deepEqual(loadConfig({ KILN_GIT_SCHEMES: 'https,http', KILN_GIT_ALLOW_PRIVATE: 'true' }).outbound, { allowedSchemes: ['https', 'http'], allowPrivateHosts: true });
+  assert.deepEqual(loadConfig({ KILN_GIT_SCHEMES: 'https,http', KILN_OUTBOUND_SCHEMES: 'https,http' }).outbound.allowedSchemes, ['https', 'http']);
+  assert.throws(() => loadConfig({ KILN_GIT_ALLOW_PRIVATE: 'true', KILN_OUTBOUND_ALLOW_PRIVATE: 'false' }), /KILN_OUTBOUND_ALLOW_PRIVATE="false" and its former name KILN_GIT_ALLOW_PRIVATE="true" disagree; set only KILN_OUTBOUND_ALLOW_PRIVATE/);
+  assert.throws(() => loadConfig({ KILN_OUTBOUND_SCHEMES: 'https,ssh' }), /KILN_OUTBOUND_SCHEMES="https,ssh": must be a comma-separated list of https, http/);
+});
+
+test('KILN_QUOTA_REPOSITORIES: 100 by default', () => {
+  assert.equal(loadConfig({}).quota.repositories, 100);
+  assert.equal(loadConfig({ KILN_QUOTA_REPOSITORIES: '3' }).quota.repositories, 3);
+  assert.throws(() => loadConfig({ KILN_QUOTA_REPOSITORIES: 'many' }), /KILN_QUOTA_REPOSITORIES="many"/);
+});

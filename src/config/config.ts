@@ -55,6 +55,9 @@ export class EnvSchema {
   @IsOptional() @Matches(SIZE, { message: SIZE_MSG }) KILN_ARTIFACT_MAX?: string;
   @IsOptional() @int() @IsInt() @Min(1) @Max(3650) KILN_ARTIFACT_RETENTION_DAYS?: number;
   @IsOptional() @Matches(/^([a-z0-9][a-z0-9._-]*=[a-z0-9][a-z0-9._-]*)(,[a-z0-9][a-z0-9._-]*=[a-z0-9][a-z0-9._-]*)*$/, { message: 'must be label=environment pairs separated by commas, e.g. ubuntu-latest=python-3.11' }) KILN_LABEL_MAP?: string;
+  @IsOptional() @Matches(/^(https|http)(,(https|http))*$/, { message: 'must be a comma-separated list of https, http' }) KILN_OUTBOUND_SCHEMES?: string;
+  @IsOptional() @IsIn(['true', 'false'], { message: 'must be true or false' }) KILN_OUTBOUND_ALLOW_PRIVATE?: string;
+  /** The former names of KILN_OUTBOUND_SCHEMES and KILN_OUTBOUND_ALLOW_PRIVATE, still read. */
   @IsOptional() @Matches(/^(https|http|git|ssh)(,(https|http|git|ssh))*$/, { message: 'must be a comma-separated list of https, http, git, ssh' }) KILN_GIT_SCHEMES?: string;
   @IsOptional() @IsIn(['true', 'false'], { message: 'must be true or false' }) KILN_GIT_ALLOW_PRIVATE?: string;
   @IsOptional() @Matches(/^[A-Za-z0-9_-]{1,64}$/, { message: 'must be letters, digits, - or _' }) KILN_QUEUE_PREFIX?: string;
@@ -64,6 +67,7 @@ export class EnvSchema {
   @IsOptional() @int() @IsInt() @Min(1) @Max(100000) KILN_QUOTA_QUEUED_RUNS?: number;
   @IsOptional() @int() @IsInt() @Min(1) @Max(100000) KILN_QUOTA_SUBMISSIONS_PER_MINUTE?: number;
   @IsOptional() @Matches(SIZE, { message: SIZE_MSG }) KILN_QUOTA_ARTIFACT_BYTES?: string;
+  @IsOptional() @int() @IsInt() @Min(0) @Max(100000) KILN_QUOTA_REPOSITORIES?: number;
   @IsOptional() @Matches(/^https?:\/\/[^\s/]+(\/\S*)?$/, { message: 'must be the http(s) URL users reach Kiln at' }) KILN_PUBLIC_URL?: string;
 }
 
@@ -132,12 +136,18 @@ export interface KilnConfig {
   artifactMaxBytes: number;
   artifactRetentionDays: number;
   labelMap: Record<string, string>;
+  /**
+   * The outbound-address policy for every connection the server opens (git clones, commit
+   * statuses): schemes allowed, and whether private/special-purpose addresses may be reached.
+   */
+  outbound: { allowedSchemes: string[]; allowPrivateHosts: boolean };
+  /** The same object as `outbound` (git clones follow the outbound policy). */
   git: { allowedSchemes: string[]; allowPrivateHosts: boolean };
   /** Redis key prefix of the queue: deployments sharing one Redis keep apart by it. */
   queuePrefix: string;
   adminToken: string | null;
   secretKey: string | null;
-  quota: { concurrentJobs: number; queuedRuns: number; submissionsPerMinute: number; artifactBytes: number };
+  quota: { concurrentJobs: number; queuedRuns: number; submissionsPerMinute: number; artifactBytes: number; repositories: number };
   /** Base of links Kiln gives out (commit statuses); default http://KILN_HOST:KILN_PORT. */
   publicUrl: string;
 }
@@ -209,17 +219,30 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
       queuedRuns: schema.KILN_QUOTA_QUEUED_RUNS ?? 20,
       submissionsPerMinute: schema.KILN_QUOTA_SUBMISSIONS_PER_MINUTE ?? 30,
       artifactBytes: parseSize(schema.KILN_QUOTA_ARTIFACT_BYTES ?? '1g'),
+      repositories: schema.KILN_QUOTA_REPOSITORIES ?? 100,
     },
     logCapBytes: parseSize(schema.KILN_LOG_CAP ?? '64m'),
     uploadMaxBytes: parseSize(schema.KILN_UPLOAD_MAX ?? '256m'),
     artifactMaxBytes: parseSize(schema.KILN_ARTIFACT_MAX ?? '256m'),
     artifactRetentionDays: schema.KILN_ARTIFACT_RETENTION_DAYS ?? 30,
     labelMap: labelMap(schema.KILN_LABEL_MAP, schema.KILN_DEFAULT_ENVIRONMENT ?? 'python-3.11'),
-    git: {
-      allowedSchemes: (schema.KILN_GIT_SCHEMES ?? 'https').split(','),
-      allowPrivateHosts: schema.KILN_GIT_ALLOW_PRIVATE === 'true',
-    },
+    ...outboundPolicy(schema),
   };
+}
+
+/** KILN_OUTBOUND_* (or their former names KILN_GIT_*; both set and different is refused). */
+function outboundPolicy(schema: EnvSchema): Pick<KilnConfig, 'outbound' | 'git'> {
+  const pick = (now: string, nowValue: string | undefined, old: string, oldValue: string | undefined) => {
+    if (nowValue !== undefined && oldValue !== undefined && nowValue !== oldValue) {
+      throw new ConfigError(`invalid configuration:\n  ${now}=${JSON.stringify(nowValue)} and its former name ${old}=${JSON.stringify(oldValue)} disagree; set only ${now}`);
+    }
+    return nowValue ?? oldValue;
+  };
+  const outbound = {
+    allowedSchemes: (pick('KILN_OUTBOUND_SCHEMES', schema.KILN_OUTBOUND_SCHEMES, 'KILN_GIT_SCHEMES', schema.KILN_GIT_SCHEMES) ?? 'https').split(','),
+    allowPrivateHosts: pick('KILN_OUTBOUND_ALLOW_PRIVATE', schema.KILN_OUTBOUND_ALLOW_PRIVATE, 'KILN_GIT_ALLOW_PRIVATE', schema.KILN_GIT_ALLOW_PRIVATE) === 'true',
+  };
+  return { outbound, git: outbound };
 }
 
 /** `python-3.13=runsc,python-3.9=old` -> { 'python-3.13': 'runsc', ... }; an environment named twice is refused. */

@@ -160,6 +160,12 @@ export const MIGRATIONS: string[] = [
    )`,
   `ALTER TABLE runs ADD COLUMN repository_id TEXT`,
   `ALTER TABLE runs ADD COLUMN concurrency_group TEXT`,
+  // Delivery ids are unique per repository, not across every tenant: `id` stays the row key (a
+  // Kiln id for new rows; the forge's delivery id for rows recorded before), `delivery_id` holds
+  // the forge's id, and (repository_id, delivery_id) is unique.
+  `ALTER TABLE deliveries ADD COLUMN delivery_id TEXT`,
+  `UPDATE deliveries SET delivery_id = id WHERE delivery_id IS NULL`,
+  `CREATE UNIQUE INDEX deliveries_by_repository ON deliveries (repository_id, delivery_id)`,
 ];
 
 class SqliteDatabase implements Database {

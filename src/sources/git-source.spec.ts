@@ -89,6 +89,9 @@ const privateHosts = [
   'https://[::1]/x', 'https://[::]/x', 'https://[fc00::1]/x', 'https://[fd12:3456::1]/x', 'https://[fe80::1]/x',
   'https://[::ffff:127.0.0.1]/x', 'https://[::ffff:8.8.8.8]/x',
   'https://2130706433/x', 'https://0x7f.1/x', 'https://localhost/x', 'https://LOCALHOST:8443/x', 'https://foo.localhost/x',
+  // what the hand list before the outbound policy let through
+  'https://[::127.0.0.1]/x', 'https://[64:ff9b::7f00:1]/x', 'https://[2002:7f00:1::1]/x', 'https://198.18.0.1/x', 'https://240.0.0.1/x',
+  'https://224.0.0.1/x', 'https://[ff02::1]/x', 'https://[2001:db8::1]/x',
 ];
 for (const url of privateHosts) {
   test(`refuses the private host in ${url} when allowPrivateHosts is false`, async () => {
@@ -103,7 +106,7 @@ test('public IP literals pass the private-host check without DNS', async () => {
 });
 
 test('isPrivateAddress covers the listed ranges and nothing public', () => {
-  for (const a of ['127.0.0.1', '10.255.0.1', '172.16.0.1', '192.168.0.1', '169.254.1.1', '::1', 'fc00::1', 'fdff::1', '::ffff:10.0.0.1']) {
+  for (const a of ['127.0.0.1', '10.255.0.1', '172.16.0.1', '192.168.0.1', '169.254.1.1', '::1', 'fc00::1', 'fdff::1', '::ffff:10.0.0.1', '::127.0.0.1', '64:ff9b::a00:1', '198.19.0.1']) {
     assert.equal(isPrivateAddress(a), true, a);
   }
   for (const a of ['8.8.8.8', '172.15.255.255', '172.32.0.0', '192.169.0.1', '2606:4700::1111', 'not-an-ip']) {

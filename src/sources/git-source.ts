@@ -10,18 +10,18 @@
  * ($HOME/.gitconfig, HOME being a fresh temp dir, no system config), which git reads for every
  * command; see gitConfigFor().
  */
-import { promises as dns } from 'node:dns';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { scratchName } from '../storage/scratch';
+import { effectiveSchemes, isPublicAddress, OutboundError, resolveOutbound, schemeHint } from './outbound';
 import { GitError, simpleGit, type SimpleGit } from 'simple-git';
 
 export interface GitSourceOptions {
-  /** URL schemes accepted; only 'https' and 'http' are supported (others are ignored). */
+  /** URL schemes accepted; only 'https' and 'http' are supported (others are ignored). The outbound policy's. */
   allowedSchemes: string[];
-  /** false: refuse loopback/private/link-local hosts, also when a host name resolves to one. */
+  /** false: refuse every address the outbound policy refuses (outbound.ts), also when a host name resolves to one. */
   allowPrivateHosts: boolean;
   /** The whole clone (DNS check, fetch, checkout). */
   timeoutMs: number;
@@ -56,7 +56,6 @@ export interface ClonedSource {
   cleanup(): Promise<void>;
 }
 
-const SUPPORTED_SCHEMES = ['https', 'http'];
 const MAX_URL_LENGTH = 2048;
 const MAX_REF_LENGTH = 255;
 const CONTROL_OR_SPACE = /[\s\x00-\x1f\x7f]/;
@@ -67,15 +66,6 @@ const SIZE_POLL_MS = 150;
 
 function bad(message: string): GitSourceError {
   return new GitSourceError(message, true);
-}
-
-function effectiveSchemes(opts: GitSourceOptions): string[] {
-  return opts.allowedSchemes.map((s) => s.toLowerCase()).filter((s) => SUPPORTED_SCHEMES.includes(s));
-}
-
-function schemeHint(opts: GitSourceOptions): string {
-  const schemes = effectiveSchemes(opts);
-  return schemes.length ? `allowed schemes: ${schemes.map((s) => `${s}://`).join(', ')}` : 'no URL scheme is allowed';
 }
 
 /** Refuses local paths, scp-like addresses and schemes outside allowedSchemes (ext::, fd::, file:, ssh:). */
@@ -140,53 +130,21 @@ async function checkRepoUrl(repo: string, opts: GitSourceOptions): Promise<Check
 }
 
 // ---------------------------------------------------------------------------------------------
-// Private hosts
+// Private hosts: the outbound-address policy (outbound.ts) decides, for git as for every connection.
 
-const PRIVATE = new net.BlockList();
-for (const [net4, bits] of [['0.0.0.0', 8], ['10.0.0.0', 8], ['100.64.0.0', 10], ['127.0.0.0', 8],
-  ['169.254.0.0', 16], ['172.16.0.0', 12], ['192.168.0.0', 16]] as const) {
-  PRIVATE.addSubnet(net4, bits, 'ipv4');
-}
-for (const [net6, bits] of [['::', 128], ['::1', 128], ['fc00::', 7], ['fe80::', 10]] as const) {
-  PRIVATE.addSubnet(net6, bits, 'ipv6');
-}
-// IPv4-mapped IPv6 (::ffff:0:0/96) as a whole: a public host never needs it and it can hide
-// 127.0.0.1. A list of its own, since BlockList also matches plain IPv4 against mapped rules.
-const MAPPED = new net.BlockList();
-MAPPED.addSubnet('::ffff:0:0', 96, 'ipv6');
-
-/** true for loopback, private (RFC 1918, ULA), link-local, CGNAT, unspecified and IPv4-mapped addresses. */
+/** true for any address the outbound policy refuses: loopback, private, link-local, CGNAT, every IANA special-purpose range, and IPv6 forms carrying one. */
 export function isPrivateAddress(address: string): boolean {
   const bare = address.replace(/^\[|\]$/g, '');
-  const family = net.isIP(bare);
-  if (family === 0) return false;
-  if (family === 6 && MAPPED.check(bare, 'ipv6')) return true;
-  return PRIVATE.check(bare, family === 4 ? 'ipv4' : 'ipv6');
+  return net.isIP(bare) !== 0 && !isPublicAddress(bare);
 }
 
 /** Refuses a private host; returns the resolved addresses of a host name ([] for an IP literal). */
 async function checkPublicHost(hostname: string): Promise<string[]> {
-  const host = hostname.replace(/^\[|\]$/g, '');
-  const refuse = (addr: string) =>
-    bad(`the host '${hostname}' is a private or local address (${addr}); only public hosts are accepted`);
-  if (net.isIP(host)) {
-    if (isPrivateAddress(host)) throw refuse(host);
-    return [];
-  }
-  if (host === 'localhost' || host.endsWith('.localhost')) throw refuse('localhost');
-  const addresses = await lookupAll(host);
-  const inner = addresses.find(isPrivateAddress);
-  if (inner) throw refuse(inner);
-  return addresses;
-}
-
-async function lookupAll(host: string): Promise<string[]> {
   try {
-    const found = await dns.lookup(host, { all: true, verbatim: true });
-    if (found.length === 0) throw new Error('no addresses');
-    return found.map((a) => a.address);
+    return await resolveOutbound(hostname, { allowedSchemes: [], allowPrivateHosts: false });
   } catch (e) {
-    throw new GitSourceError(`could not resolve the host '${host}' (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); check the host name or try again later`, false);
+    if (e instanceof OutboundError) throw new GitSourceError(e.message, e.permanent);
+    throw e;
   }
 }
 

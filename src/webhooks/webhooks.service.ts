@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { BadRequestException, ForbiddenException, HttpException, Inject, Injectable, Logger, NotFoundException, UnauthorizedException, UnsupportedMediaTypeException } from '@nestjs/common';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -8,19 +9,13 @@ import { KILN_CONFIG, KilnConfig } from '../config/config';
 import { JobQueue } from '../queue/job-queue';
 import { cloneOptions, RunsService } from '../runs/runs.service';
 import { cloneRepo, GitSourceError, validateRepoUrl } from '../sources/git-source';
+import { checkHttpUrl, OutboundError } from '../sources/outbound';
 import { interpolate } from '../workflow/expressions';
 import { WORKFLOW_FILE } from '../workflow/model';
 import { RegisteredRepository, RepositoriesRepository } from './repositories.repository';
+import { fullNameProblem, labelMapProblem, MAX_FULL_NAME, signatureMatches } from './registration';
 import { StatusReporter } from './status-reporter';
 import { matchesList, pushTrigger } from './triggers';
-
-type Verify = (secret: string, payload: string, signature: string) => Promise<boolean>;
-let verifier: Promise<Verify> | undefined;
-/** @octokit/webhooks-methods is an ES module: loaded once. */
-function loadVerify(): Promise<Verify> {
-  verifier ??= import('@octokit/webhooks-methods').then((m) => m.verify as Verify);
-  return verifier;
-}
 
 export interface WebhookAnswer {
   status: number;
@@ -37,6 +32,12 @@ interface PushPayload {
 }
 
 const ZERO_SHA = /^0{40}$/;
+/** One answer for an unknown repository and a bad signature, so an unsigned request learns nothing. */
+const UNAUTHORIZED = 'the signature (X-Hub-Signature-256) is missing or does not match the webhook secret of a repository registered in Kiln under this name';
+
+export interface RegisterRepositoryBody {
+  fullName: string; cloneUrl: string; secret: string; owner?: string; branches?: string[]; labelMap?: Record<string, string>; statusUrl?: string; statusToken?: string;
+}
 
 /**
  * Push webhooks (GitHub, and Gitea/Forgejo which send the same shape): checked and recorded at once,
@@ -46,6 +47,8 @@ const ZERO_SHA = /^0{40}$/;
 @Injectable()
 export class WebhooksService {
   private readonly log = new Logger('Webhooks');
+  /** Checked against when the named repository is unknown: the same work as for a known one. */
+  private readonly decoySecret: string;
 
   constructor(
     @Inject(KILN_CONFIG) private readonly config: KilnConfig,
@@ -54,27 +57,42 @@ export class WebhooksService {
     private readonly queue: JobQueue,
     private readonly runs: RunsService,
     private readonly statuses: StatusReporter,
-  ) {}
+  ) {
+    this.decoySecret = auth.seal(randomBytes(32).toString('base64url'));
+  }
 
-  async register(by: Principal, body: { fullName: string; cloneUrl: string; secret: string; owner?: string; branches?: string[]; labelMap?: Record<string, string>; statusUrl?: string; statusToken?: string }) {
-    let ownerId = by.user.id;
+  /**
+   * Registers a repository for its owner: the caller, or (admins only) the user named in `owner`.
+   * This is the only path that writes a repository's statusUrl: a user can set it only on a
+   * repository they own. The status URL is checked against the outbound policy here (scheme,
+   * address) and again, with a fresh DNS answer, each time a status is sent.
+   */
+  async register(by: Principal, body: RegisterRepositoryBody) {
+    const nameProblem = fullNameProblem(body.fullName) ?? labelMapProblem(body.labelMap);
+    if (nameProblem) throw new BadRequestException(nameProblem);
+    let owner = by.user;
     if (body.owner && body.owner !== by.user.id) {
       this.auth.assertAdmin(by);
-      ownerId = (await this.auth.requireUser(body.owner)).id;
+      owner = await this.auth.requireUser(body.owner);
     }
+    const cap = this.auth.quota(owner).repositories;
+    const refuseCap = () => new ForbiddenException(`quota: ${owner.id === by.user.id ? 'you have' : `user ${owner.id} has`} ${cap} registered repositories, the most allowed (KILN_QUOTA_REPOSITORIES, or the user's quota.repositories); remove one with DELETE /api/v1/repositories/{id} first`);
+    if ((await this.repos.countOwned(owner.id)) >= cap) throw refuseCap();
     if (await this.repos.byName(body.fullName)) throw new HttpException(`${body.fullName} is registered already`, 409);
     try {
-      await validateRepoUrl(body.cloneUrl, { ...this.config.git, timeoutMs: 10_000, maxBytes: 0 });
+      await validateRepoUrl(body.cloneUrl, { ...this.config.outbound, timeoutMs: 10_000, maxBytes: 0 });
+      if (body.statusUrl !== undefined) await checkHttpUrl(body.statusUrl, this.config.outbound, 'statusUrl');
     } catch (e) {
       if (e instanceof GitSourceError) throw new BadRequestException(`cloneUrl: ${e.message}`);
+      if (e instanceof OutboundError) throw new BadRequestException(e.message);
       throw e;
     }
     const repo: RegisteredRepository = {
-      id: newId(), ownerId, fullName: body.fullName, cloneUrl: body.cloneUrl, secret: this.auth.seal(body.secret),
+      id: newId(), ownerId: owner.id, fullName: body.fullName, cloneUrl: body.cloneUrl, secret: this.auth.seal(body.secret),
       branches: body.branches?.length ? body.branches : null, labelMap: body.labelMap ?? {},
       statusUrl: body.statusUrl ?? null, statusToken: body.statusToken ? this.auth.seal(body.statusToken) : null, createdAt: new Date().toISOString(),
     };
-    await this.repos.create(repo);
+    if (!(await this.repos.create(repo, cap))) throw refuseCap();
     return this.view(repo);
   }
 
@@ -110,28 +128,28 @@ export class WebhooksService {
     } catch {
       throw new BadRequestException('the body is not JSON');
     }
-    const fullName = payload.repository?.full_name;
-    if (!fullName) throw new BadRequestException('the payload names no repository (repository.full_name)');
-    const repo = await this.repos.byName(fullName);
-    if (!repo) throw new ForbiddenException(`repository ${fullName} is not registered in Kiln: register it with POST /api/v1/repositories`);
+    const fullName = payload?.repository?.full_name;
+    if (typeof fullName !== 'string' || !fullName) throw new BadRequestException('the payload names no repository (repository.full_name)');
+    // The signature first: the repository is only used for its secret until the HMAC over the raw
+    // bytes matches. An unknown name is checked against a decoy secret and answers the same 401.
+    const repo = fullName.length <= MAX_FULL_NAME ? await this.repos.byName(fullName) : null;
     const signature = h('x-hub-signature-256') ?? (h('x-gitea-signature') ? `sha256=${h('x-gitea-signature')}` : h('x-forgejo-signature') ? `sha256=${h('x-forgejo-signature')}` : undefined);
-    const verify = await loadVerify();
-    if (!signature || !(await verify(this.auth.unseal(repo.secret), rawBody.toString('utf8'), signature).catch(() => false))) {
-      throw new UnauthorizedException('the signature (X-Hub-Signature-256) is missing or does not match the repository\'s webhook secret');
-    }
+    const matches = signatureMatches(this.auth.unseal(repo?.secret ?? this.decoySecret), rawBody, signature);
+    if (!repo || !matches) throw new UnauthorizedException(UNAUTHORIZED);
     if (event === 'ping') return { status: 200, body: { ok: true, pong: true, repository: fullName } };
     if (event !== 'push') return { status: 202, body: { ignored: true, reason: `the '${event}' event does not start builds; only push does` } };
-    const fresh = await this.repos.recordDelivery({ id: delivery, repositoryId: repo.id, event, payload, state: 'queued', detail: null, runIds: [], receivedAt: new Date().toISOString() });
+    const key = newId();
+    const fresh = await this.repos.recordDelivery({ key, id: delivery, repositoryId: repo.id, event, payload, state: 'queued', detail: null, runIds: [], receivedAt: new Date().toISOString() });
     if (!fresh) {
-      const seen = await this.repos.delivery(delivery);
+      const seen = await this.repos.deliveryById(repo.id, delivery);
       return { status: 200, body: { duplicate: true, reason: `delivery ${delivery} was received before; nothing new is queued`, runs: seen?.runIds ?? [] } };
     }
     const ignore = this.ignoreReason(payload, repo);
     if (ignore) {
-      await this.repos.finishDelivery(delivery, 'ignored', ignore, []);
+      await this.repos.finishDelivery(key, 'ignored', ignore, []);
       return { status: 202, body: { ignored: true, reason: ignore, delivery } };
     }
-    await this.queue.enqueueWebhook({ deliveryId: delivery });
+    await this.queue.enqueueWebhook({ deliveryId: key });
     return { status: 202, body: { queued: true, delivery, sha: payload.after, ref: payload.ref } };
   }
 
@@ -146,7 +164,7 @@ export class WebhooksService {
     return null;
   }
 
-  /** The worker side: clone at the pushed sha, run every workflow whose `on: push` matches. */
+  /** The worker side: clone at the pushed sha, run every workflow whose `on: push` matches. deliveryId: the row key the queue carries. */
   async build(deliveryId: string): Promise<void> {
     const d = await this.repos.delivery(deliveryId);
     if (!d || d.state !== 'queued') return;
@@ -194,7 +212,7 @@ export class WebhooksService {
     }
     const detail = problems.length ? problems.join('\n') : runIds.length ? null : 'no workflow is triggered by this push';
     await this.repos.finishDelivery(deliveryId, problems.length && !runIds.length ? 'failed' : 'done', detail, runIds);
-    this.log.log(`delivery ${deliveryId} (${repo.fullName} ${p.ref} ${cloned.sha.slice(0, 7)}): ${runIds.length} run(s)${problems.length ? `, ${problems.length} workflow(s) refused` : ''}`);
+    this.log.log(`delivery ${d.id} (${repo.fullName} ${p.ref} ${cloned.sha.slice(0, 7)}): ${runIds.length} run(s)${problems.length ? `, ${problems.length} workflow(s) refused` : ''}`);
   }
 
   private workflowFiles(dir: string): string[] {

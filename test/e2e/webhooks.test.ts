@@ -214,9 +214,10 @@ describe('git push webhooks (real payloads, real git, real engine)', () => {
     const issues = await deliver({ action: 'opened', repository: { full_name: 'octo/demo' } }, { event: 'issues' });
     assert.equal(issues.status, 202);
     assert.match(((await issues.json()) as { reason: string }).reason, /the 'issues' event does not start builds/);
+    // An unregistered repository answers as a bad signature does: an unsigned caller learns nothing.
     const stranger = await deliver({ ...payload(shas[0]), repository: { full_name: 'someone/else' } });
-    assert.equal(stranger.status, 403);
-    assert.match(((await stranger.json()) as { message: string }).message, /someone\/else is not registered/);
+    assert.equal(stranger.status, 401);
+    assert.match(((await stranger.json()) as { message: string }).message, /signature .* does not match the webhook secret of a repository registered in Kiln/);
     const form = await fetch(`${server.url}/api/v1/webhooks/github`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-github-event': 'push', 'x-github-delivery': 'x' }, body: 'payload=%7B%7D' });
     assert.equal(form.status, 415);
   });
