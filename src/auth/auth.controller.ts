@@ -11,6 +11,8 @@ class QuotaDto {
   @IsOptional() @IsInt() @Min(0) @Max(100000) queuedRuns?: number;
   @IsOptional() @IsInt() @Min(0) @Max(100000) submissionsPerMinute?: number;
   @IsOptional() @IsInt() @Min(0) artifactBytes?: number;
+  @IsOptional() @IsInt() @Min(1) @Max(100000) tokens?: number;
+  @IsOptional() @IsInt() @Min(0) @Max(100000) secrets?: number;
 }
 
 class CreateUserDto {
@@ -40,9 +42,9 @@ export class AuthController {
   constructor(private readonly auth: AuthService) {}
 
   @Get('me')
-  @ApiOperation({ summary: 'Who the token belongs to, and the quota that applies' })
-  me(@CurrentPrincipal() p: Principal) {
-    return { ...userView(p.user), tokenId: p.tokenId, effectiveQuota: this.auth.quota(p.user) };
+  @ApiOperation({ summary: 'Who the token belongs to, the quota that applies, and the storage used (artifacts and the sources of runs not yet concluded)' })
+  async me(@CurrentPrincipal() p: Principal) {
+    return { ...userView(p.user), tokenId: p.tokenId, effectiveQuota: this.auth.quota(p.user), storage: await this.auth.storage(p.user) };
   }
 
   @Get('users')

@@ -160,6 +160,9 @@ export const MIGRATIONS: string[] = [
    )`,
   `ALTER TABLE runs ADD COLUMN repository_id TEXT`,
   `ALTER TABLE runs ADD COLUMN concurrency_group TEXT`,
+  // Bytes of the run's source while the store holds it (counted in the owner's storage); 0 once removed
+  // at the run's conclusion. NULL on runs recorded before: a sweep removes the sources of completed ones.
+  `ALTER TABLE runs ADD COLUMN source_bytes BIGINT`,
 ];
 
 class SqliteDatabase implements Database {
