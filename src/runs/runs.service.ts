@@ -170,7 +170,13 @@ export class RunsService {
       throw e;
     }
     // The source lives until the run concludes (RunSources.release), counted in the owner's storage.
-    await this.sources.keep(runId, tarPath);
+    try {
+      await this.sources.keep(runId, tarPath);
+    } catch (e) {
+      // Recorded but not runnable: its jobs fail at once, so the run concludes (and stops counting) now.
+      await this.failUnstored(runId, jobs, (e as Error).message);
+      throw e;
+    }
     await this.scheduler.advance(runId);
     if (extras.concurrencyGroup && extras.cancelInProgress) {
       // A newer run of the group supersedes the older ones (concurrency: cancel-in-progress).
@@ -182,6 +188,14 @@ export class RunsService {
     }
     this.log.log(`run ${runId}: ${jobs.length} job(s) from ${source.kind} for ${owner.user.name}`);
     return this.view(runId, owner);
+  }
+
+  private async failUnstored(runId: string, jobs: Job[], why: string): Promise<void> {
+    const error = `infrastructure: the run's source could not be stored (${why})`;
+    for (const j of jobs) {
+      if (await this.repo.transitionJob(j.id, ['pending'], 'completed', { conclusion: 'failure', error })) await this.repo.closeOpenSteps(j.id, 'skipped', 'infrastructure');
+    }
+    await this.scheduler.advance(runId);
   }
 
   private async plan(text: string, file: string | null, choices: PlanChoices = {}): Promise<RunPlan> {
