@@ -175,7 +175,7 @@ export class RunsService {
     } catch (e) {
       // Recorded but not runnable: its jobs fail at once, so the run concludes (and stops counting) now.
       await this.failUnstored(runId, jobs, (e as Error).message);
-      throw e;
+      throw new ServiceUnavailableException(`the source could not be stored (${(e as Error).message}); run ${runId} is recorded as failed, nothing runs; try again shortly`);
     }
     await this.scheduler.advance(runId);
     if (extras.concurrencyGroup && extras.cancelInProgress) {
