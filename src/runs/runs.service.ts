@@ -174,8 +174,10 @@ export class RunsService {
       await this.sources.keep(runId, tarPath);
     } catch (e) {
       // Recorded but not runnable: its jobs fail at once, so the run concludes (and stops counting) now.
-      await this.failUnstored(runId, jobs, (e as Error).message);
-      throw new ServiceUnavailableException(`the source could not be stored (${(e as Error).message}); run ${runId} is recorded as failed, nothing runs; try again shortly`);
+      // The detail (paths of the store) stays in the server's log.
+      this.log.error(`run ${runId}: its source could not be stored: ${(e as Error).message}`);
+      await this.failUnstored(runId, jobs);
+      throw new ServiceUnavailableException(`the source could not be stored (the server's log says why); run ${runId} is recorded as failed, nothing runs; try again shortly`);
     }
     await this.scheduler.advance(runId);
     if (extras.concurrencyGroup && extras.cancelInProgress) {
@@ -190,8 +192,8 @@ export class RunsService {
     return this.view(runId, owner);
   }
 
-  private async failUnstored(runId: string, jobs: Job[], why: string): Promise<void> {
-    const error = `infrastructure: the run's source could not be stored (${why})`;
+  private async failUnstored(runId: string, jobs: Job[]): Promise<void> {
+    const error = "infrastructure: the run's source could not be stored";
     for (const j of jobs) {
       if (await this.repo.transitionJob(j.id, ['pending'], 'completed', { conclusion: 'failure', error })) await this.repo.closeOpenSteps(j.id, 'skipped', 'infrastructure');
     }
