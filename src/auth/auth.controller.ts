@@ -12,6 +12,8 @@ class QuotaDto {
   @IsOptional() @IsInt() @Min(0) @Max(100000) submissionsPerMinute?: number;
   @IsOptional() @IsInt() @Min(0) artifactBytes?: number;
   @IsOptional() @IsInt() @Min(0) @Max(100000) repositories?: number;
+  @IsOptional() @IsInt() @Min(1) @Max(100000) tokens?: number;
+  @IsOptional() @IsInt() @Min(0) @Max(100000) secrets?: number;
 }
 
 class CreateUserDto {
@@ -41,9 +43,9 @@ export class AuthController {
   constructor(private readonly auth: AuthService) {}
 
   @Get('me')
-  @ApiOperation({ summary: 'Who the token belongs to, and the quota that applies' })
-  me(@CurrentPrincipal() p: Principal) {
-    return { ...userView(p.user), tokenId: p.tokenId, effectiveQuota: this.auth.quota(p.user) };
+  @ApiOperation({ summary: 'Who the token belongs to, the quota that applies, and the storage used (artifacts and the sources of runs not yet concluded)' })
+  async me(@CurrentPrincipal() p: Principal) {
+    return { ...userView(p.user), tokenId: p.tokenId, effectiveQuota: this.auth.quota(p.user), storage: await this.auth.storage(p.user) };
   }
 
   @Get('users')

@@ -5,6 +5,13 @@ import type { Quota, TokenInfo, User } from './auth.types';
 interface UserRow { id: string; name: string; is_admin: number; quota: string | null; created_at: string }
 interface TokenRow { id: string; user_id: string; hash: string; name: string; created_at: string; expires_at: string | null; revoked_at: string | null; last_used_at: string | null }
 
+/** A user already holds as many tokens or secrets as their cap allows. */
+export class HoldingLimit extends Error {
+  constructor(readonly held: number, readonly max: number) {
+    super(`${held} held, at most ${max}`);
+  }
+}
+
 /** Users, token hashes and sealed secrets. Tokens themselves are never stored. */
 @Injectable()
 export class AuthRepository {
@@ -32,8 +39,23 @@ export class AuthRepository {
     await this.db.run('UPDATE users SET quota = ? WHERE id = ?', [JSON.stringify(quota), id]);
   }
 
-  async createToken(t: TokenInfo & { hash: string }): Promise<void> {
-    await this.db.run('INSERT INTO tokens (id, user_id, hash, name, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)', [t.id, t.userId, t.hash, t.name, t.createdAt, t.expiresAt]);
+  /**
+   * With `max`, the user's active tokens (neither revoked nor expired) are counted in the same
+   * transaction (the user's row locked on PostgreSQL; SQLite transactions are serial): a token that
+   * would be one too many is refused with HoldingLimit.
+   */
+  async createToken(t: TokenInfo & { hash: string }, max?: number): Promise<void> {
+    if (max !== undefined) {
+      await this.db.transaction(async (tx) => {
+        await lockUser(tx, t.userId);
+        const rows = await tx.all<{ n: number }>('SELECT COUNT(*) AS n FROM tokens WHERE user_id = ? AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)', [t.userId, new Date().toISOString()]);
+        const held = Number(rows[0]?.n ?? 0);
+        if (held >= max) throw new HoldingLimit(held, max);
+        await insertToken(tx, t);
+      });
+      return;
+    }
+    await insertToken(this.db, t);
   }
 
   async tokenByHash(hash: string): Promise<(TokenInfo & { hash: string }) | null> {
@@ -58,12 +80,21 @@ export class AuthRepository {
     await this.db.run('UPDATE tokens SET last_used_at = ? WHERE id = ?', [new Date().toISOString(), id]);
   }
 
-  async putSecret(userId: string, name: string, sealed: string): Promise<void> {
-    await this.db.run(
-      `INSERT INTO secrets (user_id, name, value, created_at) VALUES (?, ?, ?, ?)
-       ON CONFLICT (user_id, name) DO UPDATE SET value = excluded.value, created_at = excluded.created_at`,
-      [userId, name, sealed, new Date().toISOString()],
-    );
+  /** Stores or replaces a secret; with `max`, a new name past the user's cap is refused with HoldingLimit (replacing is not). */
+  async putSecret(userId: string, name: string, sealed: string, max?: number): Promise<void> {
+    await this.db.transaction(async (tx) => {
+      if (max !== undefined) {
+        await lockUser(tx, userId);
+        const rows = await tx.all<{ n: number; here: number }>('SELECT COUNT(*) AS n, SUM(CASE WHEN name = ? THEN 1 ELSE 0 END) AS here FROM secrets WHERE user_id = ?', [name, userId]);
+        const held = Number(rows[0]?.n ?? 0);
+        if (!Number(rows[0]?.here ?? 0) && held >= max) throw new HoldingLimit(held, max);
+      }
+      await tx.run(
+        `INSERT INTO secrets (user_id, name, value, created_at) VALUES (?, ?, ?, ?)
+         ON CONFLICT (user_id, name) DO UPDATE SET value = excluded.value, created_at = excluded.created_at`,
+        [userId, name, sealed, new Date().toISOString()],
+      );
+    });
   }
 
   async secretNames(userId: string): Promise<{ name: string; createdAt: string }[]> {
@@ -77,6 +108,15 @@ export class AuthRepository {
   async deleteSecret(userId: string, name: string): Promise<number> {
     return this.db.run('DELETE FROM secrets WHERE user_id = ? AND name = ?', [userId, name]);
   }
+}
+
+/** Serializes a user's capped inserts on PostgreSQL (SQLite transactions are serial already). */
+async function lockUser(tx: Database, userId: string): Promise<void> {
+  if (tx.kind === 'postgres') await tx.all('SELECT id FROM users WHERE id = ? FOR UPDATE', [userId]);
+}
+
+async function insertToken(db: Database, t: TokenInfo & { hash: string }): Promise<void> {
+  await db.run('INSERT INTO tokens (id, user_id, hash, name, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)', [t.id, t.userId, t.hash, t.name, t.createdAt, t.expiresAt]);
 }
 
 function toUser(r: UserRow): User {

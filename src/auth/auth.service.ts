@@ -3,8 +3,9 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { KILN_CONFIG, KilnConfig } from '../config/config';
-import { AuthRepository } from './auth.repository';
-import type { Principal, Quota, TokenInfo, User } from './auth.types';
+import { QuotaExceededException } from '../http/quota';
+import { AuthRepository, HoldingLimit } from './auth.repository';
+import type { Principal, Quota, StorageMeter, TokenInfo, User } from './auth.types';
 import { SecretBox } from './secret-box';
 
 import { newId } from '../http/ids';
@@ -15,6 +16,7 @@ export const hashToken = (token: string): string => createHash('sha256').update(
 export class AuthService {
   private readonly log = new Logger('Auth');
   private readonly box: SecretBox;
+  private meter?: StorageMeter;
 
   constructor(@Inject(KILN_CONFIG) private readonly config: KilnConfig, private readonly repo: AuthRepository) {
     this.box = SecretBox.open(config.dataDir, config.secretKey);
@@ -89,13 +91,25 @@ export class AuthService {
     return u;
   }
 
-  /** A new token for a user: the only time its text is shown. */
+  /**
+   * A new token for a user: the only time its text is shown. The user's active tokens are capped
+   * (KILN_QUOTA_TOKENS, or their quota.tokens), whoever issues it: an admin's token for another user
+   * counts against that user.
+   */
   async issueToken(userId: string, name: string, expiresInDays: number | undefined): Promise<{ token: string; info: TokenInfo }> {
-    await this.requireUser(userId);
+    const user = await this.requireUser(userId);
     const token = makeToken();
     const expiresAt = expiresInDays ? new Date(Date.now() + expiresInDays * 86_400_000).toISOString() : null;
-    const info = await this.storeToken(userId, name, token, expiresAt);
-    return { token, info };
+    const max = this.quota(user).tokens;
+    try {
+      const info = await this.storeToken(userId, name, token, expiresAt, max);
+      return { token, info };
+    } catch (e) {
+      if (e instanceof HoldingLimit) {
+        throw new QuotaExceededException(`quota: ${user.name} has ${e.held} active tokens, the limit of ${e.max} (KILN_QUOTA_TOKENS, or the user's quota.tokens); revoke one that is no longer used (DELETE /api/v1/tokens/{id}); revoked and expired tokens do not count`, 3600);
+      }
+      throw e;
+    }
   }
 
   tokens(userId: string): Promise<TokenInfo[]> {
@@ -113,8 +127,29 @@ export class AuthService {
     return { ...this.config.quota, ...user.quota };
   }
 
+  /** Stores or replaces a secret; a new name past the user's cap (KILN_QUOTA_SECRETS, or their quota.secrets) is refused. */
   async setSecret(userId: string, name: string, value: string): Promise<void> {
-    await this.repo.putSecret(userId, name, this.box.seal(value));
+    const user = await this.requireUser(userId);
+    try {
+      await this.repo.putSecret(userId, name, this.box.seal(value), this.quota(user).secrets);
+    } catch (e) {
+      if (e instanceof HoldingLimit) {
+        throw new QuotaExceededException(`quota: you have ${e.held} secrets, the limit of ${e.max} (KILN_QUOTA_SECRETS, or your quota.secrets); delete one you no longer use, or replace an existing one`, 3600);
+      }
+      throw e;
+    }
+  }
+
+  /** Where the storage a user holds is measured (the runs room registers it at start-up). */
+  useStorageMeter(meter: StorageMeter): void {
+    this.meter = meter;
+  }
+
+  /** What the user holds in storage against their quota (artifactBytes): artifacts and the sources of runs not yet concluded. */
+  async storage(user: User): Promise<{ usedBytes: number; artifactBytes: number; sourceBytes: number; quotaBytes: number } | null> {
+    if (!this.meter) return null;
+    const u = await this.meter.usage(user.id);
+    return { usedBytes: u.artifacts + u.sources, artifactBytes: u.artifacts, sourceBytes: u.sources, quotaBytes: this.quota(user).artifactBytes };
   }
 
   secretNames(userId: string) {
@@ -152,9 +187,9 @@ export class AuthService {
     if (!p.user.isAdmin) throw new ForbiddenException('this endpoint is for admins');
   }
 
-  private async storeToken(userId: string, name: string, token: string, expiresAt: string | null): Promise<TokenInfo> {
+  private async storeToken(userId: string, name: string, token: string, expiresAt: string | null, max?: number): Promise<TokenInfo> {
     const info: TokenInfo = { id: newId(), userId, name, createdAt: new Date().toISOString(), expiresAt, revokedAt: null, lastUsedAt: null };
-    await this.repo.createToken({ ...info, hash: hashToken(token) });
+    await this.repo.createToken({ ...info, hash: hashToken(token) }, max);
     return info;
   }
 }

@@ -5,10 +5,17 @@ export interface Quota {
   queuedRuns: number;
   /** Submissions per minute; more are refused (429 with Retry-After). */
   submissionsPerMinute: number;
-  /** Bytes of artifacts kept for this user; submissions and uploads beyond are refused. */
+  /**
+   * Bytes this user may hold in storage: artifacts kept and the sources of runs not yet concluded;
+   * submissions and artifacts beyond are refused. (The name predates sources counting in it.)
+   */
   artifactBytes: number;
   /** Repositories registered for push builds under this user; more are refused (403). */
   repositories: number;
+  /** Active tokens (neither revoked nor expired), including those an admin issued for the user. */
+  tokens: number;
+  /** Stored secrets. */
+  secrets: number;
 }
 
 export interface User {
@@ -33,4 +40,9 @@ export interface TokenInfo {
 export interface Principal {
   user: User;
   tokenId: string;
+}
+
+/** What a user holds in storage (bytes). Implemented where runs are recorded; the auth room only asks. */
+export interface StorageMeter {
+  usage(userId: string): Promise<{ artifacts: number; sources: number }>;
 }

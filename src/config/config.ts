@@ -68,6 +68,10 @@ export class EnvSchema {
   @IsOptional() @int() @IsInt() @Min(1) @Max(100000) KILN_QUOTA_SUBMISSIONS_PER_MINUTE?: number;
   @IsOptional() @Matches(SIZE, { message: SIZE_MSG }) KILN_QUOTA_ARTIFACT_BYTES?: string;
   @IsOptional() @int() @IsInt() @Min(0) @Max(100000) KILN_QUOTA_REPOSITORIES?: number;
+  @IsOptional() @int() @IsInt() @Min(1) @Max(100000) KILN_QUOTA_TOKENS?: number;
+  @IsOptional() @int() @IsInt() @Min(0) @Max(100000) KILN_QUOTA_SECRETS?: number;
+  @IsOptional() @int() @IsInt() @Min(1) @Max(64) KILN_CLONE_CONCURRENCY?: number;
+  @IsOptional() @int() @IsInt() @Min(0) @Max(10000) KILN_CLONE_QUEUE?: number;
   @IsOptional() @Matches(/^https?:\/\/[^\s/]+(\/\S*)?$/, { message: 'must be the http(s) URL users reach Kiln at' }) KILN_PUBLIC_URL?: string;
 }
 
@@ -147,7 +151,10 @@ export interface KilnConfig {
   queuePrefix: string;
   adminToken: string | null;
   secretKey: string | null;
-  quota: { concurrentJobs: number; queuedRuns: number; submissionsPerMinute: number; artifactBytes: number; repositories: number };
+  /** Per-user limits (a user's own quota overrides them). artifactBytes is their storage: artifacts and the sources of runs not yet concluded. */
+  quota: { concurrentJobs: number; queuedRuns: number; submissionsPerMinute: number; artifactBytes: number; tokens: number; secrets: number; repositories: number };
+  /** `{repo}` submissions clone in the request: this many at once per API process, this many more waiting (503 beyond). */
+  clones: { concurrency: number; queue: number };
   /** Base of links Kiln gives out (commit statuses); default http://KILN_HOST:KILN_PORT. */
   publicUrl: string;
 }
@@ -220,7 +227,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
       submissionsPerMinute: schema.KILN_QUOTA_SUBMISSIONS_PER_MINUTE ?? 30,
       artifactBytes: parseSize(schema.KILN_QUOTA_ARTIFACT_BYTES ?? '1g'),
       repositories: schema.KILN_QUOTA_REPOSITORIES ?? 100,
+      tokens: schema.KILN_QUOTA_TOKENS ?? 100,
+      secrets: schema.KILN_QUOTA_SECRETS ?? 100,
     },
+    clones: { concurrency: schema.KILN_CLONE_CONCURRENCY ?? 2, queue: schema.KILN_CLONE_QUEUE ?? 20 },
     logCapBytes: parseSize(schema.KILN_LOG_CAP ?? '64m'),
     uploadMaxBytes: parseSize(schema.KILN_UPLOAD_MAX ?? '256m'),
     artifactMaxBytes: parseSize(schema.KILN_ARTIFACT_MAX ?? '256m'),

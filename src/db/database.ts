@@ -166,6 +166,9 @@ export const MIGRATIONS: string[] = [
   `ALTER TABLE deliveries ADD COLUMN delivery_id TEXT`,
   `UPDATE deliveries SET delivery_id = id WHERE delivery_id IS NULL`,
   `CREATE UNIQUE INDEX deliveries_by_repository ON deliveries (repository_id, delivery_id)`,
+  // Bytes of the run's source while the store holds it (counted in the owner's storage); 0 once removed
+  // at the run's conclusion. NULL on runs recorded before: a sweep removes the sources of completed ones.
+  `ALTER TABLE runs ADD COLUMN source_bytes BIGINT`,
 ];
 
 class SqliteDatabase implements Database {

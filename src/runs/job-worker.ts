@@ -151,7 +151,9 @@ export class JobWorker implements OnApplicationBootstrap, BeforeApplicationShutd
         const jobs = await this.repo.jobs(runId);
         const owner = run.ownerId ? await this.auth.findUser(run.ownerId) : null;
         const secrets = await this.auth.secretsOf(run.ownerId);
-        const artifactBytesLeft = owner ? this.auth.quota(owner).artifactBytes - (await this.repo.artifactBytes(owner.id)) : Infinity;
+        // The owner's storage quota less what they hold: artifacts and the sources of runs not yet concluded (this one's included).
+        const held = owner ? await this.repo.storage(owner.id) : null;
+        const artifactBytesLeft = owner && held ? this.auth.quota(owner).artifactBytes - held.artifacts - held.sources : Infinity;
         const outcome = await this.runner.run(run, job, RunScheduler.needResults(jobs, job.spec.needs), abort.signal, { secrets, artifactBytesLeft });
         const shutDown = this.stopping && outcome.conclusion === 'cancelled' && !(await this.repo.isCancelRequested(runId).catch(() => false));
         const error = shutDown ? `the worker shut down before the job finished (it waited ${this.config.shutdownGraceSeconds} s, KILN_SHUTDOWN_GRACE_SECONDS)` : outcome.error;

@@ -4,6 +4,7 @@ import { JobQueue } from '../queue/job-queue';
 import { StatusReporter } from '../webhooks/status-reporter';
 import { evaluateCondition } from '../workflow/expressions';
 import type { NeedResult } from '../execution/job-runner';
+import { RunSources } from './run-sources';
 import { RunsRepository } from './runs.repository';
 import type { Conclusion, Job, Run } from './runs.types';
 
@@ -18,7 +19,7 @@ export class RunScheduler {
   private readonly log = new Logger('RunScheduler');
   private readonly chains = new Map<string, Promise<void>>();
 
-  constructor(private readonly repo: RunsRepository, private readonly queue: JobQueue, private readonly auth: AuthService, private readonly statuses: StatusReporter) {}
+  constructor(private readonly repo: RunsRepository, private readonly queue: JobQueue, private readonly auth: AuthService, private readonly statuses: StatusReporter, private readonly sources: RunSources) {}
 
   /** After one of an owner's jobs ends, their other runs may have jobs waiting on the concurrency quota. */
   async advanceOwner(ownerId: string | null): Promise<void> {
@@ -137,6 +138,9 @@ export class RunScheduler {
   private async conclude(run: Run, jobs: Job[]): Promise<void> {
     const failed = jobs.some((j) => j.conclusion === 'failure');
     const conclusion: Conclusion = run.cancelRequested ? 'cancelled' : failed ? 'failure' : 'success';
+    // Every job is done: nothing reads the source again (Kiln has no re-runs). It goes before the run is
+    // marked completed, so a completed run never holds one (a failed removal is retried by the sweep).
+    await this.sources.release(run.id).catch((e: Error) => this.log.warn(`run ${run.id}: its source could not be removed now (${e.message}); the source sweep will`));
     if (await this.repo.completeRun(run.id, conclusion)) {
       this.log.log(`run ${run.id}: ${conclusion}`);
       if (run.repositoryId) {

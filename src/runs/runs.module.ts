@@ -20,6 +20,7 @@ import { Reaper } from './reaper';
 import { WarmPoolFeeder } from './warm-pool-feeder';
 import { LogsService } from './logs.service';
 import { RunScheduler } from './run-scheduler';
+import { RunSources } from './run-sources';
 import { RunsController } from './runs.controller';
 import { RunsRepository } from './runs.repository';
 import { RunsService } from './runs.service';
@@ -36,8 +37,8 @@ export class RunsCoreModule {
       module: RunsCoreModule,
       global: true,
       imports: [QueueModule.forConfig(config), CatalogueModule],
-      providers: [RunsRepository, RunScheduler, FileStore, { provide: BLOB_STORE, useClass: LocalBlobStore }, LocalLogHub, LogStore, ArtifactReaper, ScratchSweeper, MetricsCollector, RunsService, RepositoriesRepository, StatusReporter, WebhooksService],
-      exports: [RunsRepository, RunScheduler, FileStore, BLOB_STORE, LocalLogHub, LogStore, QueueModule, RunsService, RepositoriesRepository, StatusReporter, WebhooksService],
+      providers: [RunsRepository, RunScheduler, RunSources, FileStore, { provide: BLOB_STORE, useClass: LocalBlobStore }, LocalLogHub, LogStore, ArtifactReaper, ScratchSweeper, MetricsCollector, RunsService, RepositoriesRepository, StatusReporter, WebhooksService],
+      exports: [RunsRepository, RunScheduler, RunSources, FileStore, BLOB_STORE, LocalLogHub, LogStore, QueueModule, RunsService, RepositoriesRepository, StatusReporter, WebhooksService],
     };
   }
 }

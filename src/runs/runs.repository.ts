@@ -17,6 +17,26 @@ interface JobRow { id: string; run_id: string; position: number; job_key: string
 interface StepRow { job_id: string; idx: number; name: string; status: string; outcome: string | null; conclusion: string | null; exit_code: number | null; reason: string | null; started_at: string | null; finished_at: string | null }
 interface ArtifactRow { id: string; run_id: string; job_id: string; name: string; size_bytes: number; files: number; created_at: string; expires_at: string }
 
+/** Recording this run's source would take the owner's storage (artifacts + sources) past their quota. */
+export class StorageLimit extends Error {
+  constructor(readonly used: number, readonly adding: number, readonly max: number) {
+    super(`your storage (artifacts, and the sources of runs not yet concluded) uses ${used} bytes of ${max}; this run's source needs ${adding} more`);
+  }
+}
+
+/** What create() checks in the same transaction as it records the run. */
+export interface CreateLimits {
+  /** The owner's runs not yet completed may not reach this many. */
+  maxActive?: number;
+  /** Bytes of the run's sanitized source (recorded; counted in the owner's storage until released). */
+  sourceBytes?: number;
+  /** The owner's storage (artifacts + sources) with this source added may not pass this. */
+  maxStorageBytes?: number;
+}
+
+/** A user's stored bytes: artifacts kept and sources of runs not yet concluded. */
+export interface StorageUse { artifacts: number; sources: number }
+
 /** Runs, jobs, steps and artifacts. Status changes are conditional updates: only one caller wins a transition. */
 @Injectable()
 export class RunsRepository {
@@ -25,20 +45,30 @@ export class RunsRepository {
   /**
    * Records a run with all its jobs and steps at once: nothing is half-recorded. With maxActive, the
    * owner's runs not yet completed are counted in the same transaction (the owner's row locked on
-   * PostgreSQL; SQLite transactions are serial), so concurrent submissions cannot overshoot.
+   * PostgreSQL; SQLite transactions are serial), so concurrent submissions cannot overshoot; likewise
+   * the owner's storage with this run's source added.
    */
-  async create(run: Run, jobs: Job[], maxActive?: number): Promise<void> {
+  async create(run: Run, jobs: Job[], limits: CreateLimits = {}): Promise<void> {
+    const { maxActive, maxStorageBytes } = limits;
+    const sourceBytes = limits.sourceBytes ?? 0;
     await this.db.transaction(async (tx) => {
+      if ((maxActive !== undefined || maxStorageBytes !== undefined) && run.ownerId && tx.kind === 'postgres') {
+        await tx.all('SELECT id FROM users WHERE id = ? FOR UPDATE', [run.ownerId]);
+      }
       if (maxActive !== undefined && run.ownerId) {
-        if (tx.kind === 'postgres') await tx.all('SELECT id FROM users WHERE id = ? FOR UPDATE', [run.ownerId]);
         const rows = await tx.all<{ n: number }>("SELECT COUNT(*) AS n FROM runs WHERE owner_id = ? AND status <> 'completed'", [run.ownerId]);
         const active = Number(rows[0]?.n ?? 0);
         if (active >= maxActive) throw new ActiveRunsLimit(active, maxActive);
       }
+      if (maxStorageBytes !== undefined && run.ownerId) {
+        const use = await storageOf(tx, run.ownerId);
+        const used = use.artifacts + use.sources;
+        if (used + sourceBytes > maxStorageBytes) throw new StorageLimit(used, sourceBytes, maxStorageBytes);
+      }
       await tx.run(
-        `INSERT INTO runs (id, owner_id, repository_id, concurrency_group, status, conclusion, source_kind, source, workflow_name, workflow_file, plan, context, cancel_requested, error, created_at)
-         VALUES (?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, 0, NULL, ?)`,
-        [run.id, run.ownerId, run.repositoryId ?? null, run.concurrencyGroup ?? null, run.status, run.source.kind, JSON.stringify(run.source), run.workflowName, run.workflowFile, JSON.stringify(run.plan), JSON.stringify(run.context), run.createdAt],
+        `INSERT INTO runs (id, owner_id, repository_id, concurrency_group, status, conclusion, source_kind, source, workflow_name, workflow_file, plan, context, cancel_requested, error, created_at, source_bytes)
+         VALUES (?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, 0, NULL, ?, ?)`,
+        [run.id, run.ownerId, run.repositoryId ?? null, run.concurrencyGroup ?? null, run.status, run.source.kind, JSON.stringify(run.source), run.workflowName, run.workflowFile, JSON.stringify(run.plan), JSON.stringify(run.context), run.createdAt, sourceBytes],
       );
       for (const j of jobs) {
         await tx.run(
@@ -78,10 +108,22 @@ export class RunsRepository {
     return Number(rows[0]?.n ?? 0);
   }
 
-  async artifactBytes(ownerId: string): Promise<number> {
-    const rows = await this.db.all<{ n: number | null }>('SELECT SUM(a.size_bytes) AS n FROM artifacts a JOIN runs r ON r.id = a.run_id WHERE r.owner_id = ?', [ownerId]);
-    return Number(rows[0]?.n ?? 0);
+  /** The owner's stored bytes: artifacts kept, and sources of runs whose source is still in the store. */
+  storage(ownerId: string): Promise<StorageUse> {
+    return storageOf(this.db, ownerId);
   }
+
+  /** The run's source is gone from the store: it no longer counts (0; NULL meant "recorded before sizes were"). */
+  async sourceReleased(runId: string): Promise<void> {
+    await this.db.run('UPDATE runs SET source_bytes = 0 WHERE id = ?', [runId]);
+  }
+
+  /** Completed runs whose source may still be in the store (concluded before this was tracked, or a release cut short). */
+  async concludedWithSource(limit: number): Promise<string[]> {
+    const rows = await this.db.all<{ id: string }>("SELECT id FROM runs WHERE status = 'completed' AND (source_bytes IS NULL OR source_bytes <> 0) ORDER BY created_at LIMIT ?", [limit]);
+    return rows.map((r) => r.id);
+  }
+
 
   async jobs(runId: string): Promise<Job[]> {
     return (await this.db.all<JobRow>('SELECT * FROM jobs WHERE run_id = ? ORDER BY position', [runId])).map(toJob);
@@ -227,4 +269,13 @@ function toStep(r: StepRow): Step {
 
 function toArtifact(r: ArtifactRow): Artifact {
   return { id: r.id, runId: r.run_id, jobId: r.job_id, name: r.name, sizeBytes: Number(r.size_bytes), files: Number(r.files), createdAt: r.created_at, expiresAt: r.expires_at };
+}
+
+/** Artifacts of the owner's runs, and sources still held (source_bytes > 0; NULL rows predate the column and are not counted). */
+async function storageOf(db: Database, ownerId: string): Promise<StorageUse> {
+  const [a, s] = await Promise.all([
+    db.all<{ n: number | string | null }>('SELECT SUM(a.size_bytes) AS n FROM artifacts a JOIN runs r ON r.id = a.run_id WHERE r.owner_id = ?', [ownerId]),
+    db.all<{ n: number | string | null }>('SELECT SUM(source_bytes) AS n FROM runs WHERE owner_id = ? AND source_bytes > 0', [ownerId]),
+  ]);
+  return { artifacts: Number(a[0]?.n ?? 0), sources: Number(s[0]?.n ?? 0) };
 }

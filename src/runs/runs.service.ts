@@ -13,7 +13,9 @@ import { BLOB_STORE, blobKeys, BlobStore } from '../storage/blob-store';
 import { planFromYaml } from '../workflow/plan';
 import { PlanOptions, RunPlan, WORKFLOW_FILE, WorkflowError } from '../workflow/model';
 import { RunScheduler } from './run-scheduler';
-import { ActiveRunsLimit, RunsRepository } from './runs.repository';
+import { RunSources } from './run-sources';
+import { CloneGate, GateFull } from './clone-gate';
+import { ActiveRunsLimit, RunsRepository, StorageLimit } from './runs.repository';
 import type { Job, Run, RunContext, RunSource } from './runs.types';
 import type { SubmitRunDto, SubmitUploadDto } from './runs.dto';
 import type Redis from 'ioredis';
@@ -45,6 +47,7 @@ import { newId } from '../http/ids';
 export class RunsService {
   private readonly log = new Logger('Runs');
   private runNumber = 0;
+  private readonly clones: CloneGate;
 
   constructor(
     @Inject(KILN_CONFIG) private readonly config: KilnConfig,
@@ -55,11 +58,16 @@ export class RunsService {
     @Inject(BLOB_STORE) private readonly blobs: BlobStore,
     private readonly auth: AuthService,
     @Inject(REDIS) private readonly redis: Redis,
-  ) {}
+    private readonly sources: RunSources,
+  ) {
+    this.clones = new CloneGate(config.clones.concurrency, config.clones.queue);
+    auth.useStorageMeter({ usage: (userId) => this.repo.storage(userId) });
+  }
 
   private sourceLimits(): TarLimits {
-    // Unpacked, a source can be no larger than the largest workspace a job may have.
-    const expanded = this.config.jobs.workspaceMaxBytes;
+    // Unpacked, a source is at most 512 MiB in all (DEFAULT_SOURCE_LIMITS), and never more than the
+    // largest workspace a job may have. Checked at each entry's header, before its body is written.
+    const expanded = Math.min(DEFAULT_SOURCE_LIMITS.maxTotalBytes, this.config.jobs.workspaceMaxBytes);
     return { ...DEFAULT_SOURCE_LIMITS, maxCompressedBytes: this.config.uploadMaxBytes, maxTotalBytes: expanded, maxFileBytes: Math.min(DEFAULT_SOURCE_LIMITS.maxFileBytes, expanded) };
   }
 
@@ -76,7 +84,20 @@ export class RunsService {
     }
   }
 
+  /** Clones inside the request, at most KILN_CLONE_CONCURRENCY at once (KILN_CLONE_QUEUE more wait; 503 beyond). */
   async submitRepo(owner: Principal, s: RepoSubmission) {
+    try {
+      return await this.clones.run(() => this.cloneAndSubmit(owner, s));
+    } catch (e) {
+      if (e instanceof GateFull) {
+        const { concurrency, queue } = this.config.clones;
+        throw new ServiceUnavailableException(`repo: the server is cloning ${e.running} repositories (KILN_CLONE_CONCURRENCY=${concurrency}) and ${e.waiting} more wait their turn (KILN_CLONE_QUEUE=${queue}); try again in a few seconds`);
+      }
+      throw e;
+    }
+  }
+
+  private async cloneAndSubmit(owner: Principal, s: RepoSubmission) {
     let cloned;
     try {
       cloned = await cloneRepo(s.repo, s.ref, cloneOptions(this.config));
@@ -139,13 +160,25 @@ export class RunsService {
       id: newId(), runId, position, key: j.key, jobId: j.jobId, name: j.name, environment: `${j.environment.name}@${j.environment.version}`,
       status: 'pending', conclusion: null, error: null, spec: j, outputs: {}, attempts: 0, worker: null, queuedAt: null, startedAt: null, finishedAt: null,
     }));
+    const quota = this.auth.quota(owner.user);
+    const sourceBytes = (await fs.promises.stat(tarPath)).size;
     try {
-      await this.repo.create(run, jobs, this.auth.quota(owner.user).queuedRuns);
+      await this.repo.create(run, jobs, { maxActive: quota.queuedRuns, sourceBytes, maxStorageBytes: quota.artifactBytes });
     } catch (e) {
       if (e instanceof ActiveRunsLimit) throw new QuotaExceededException(`quota: ${e.message}. Wait for some to finish or cancel them`, 30);
+      if (e instanceof StorageLimit) throw new QuotaExceededException(`quota: ${e.message} (KILN_QUOTA_ARTIFACT_BYTES). Sources free up when their runs conclude, artifacts when their retention ends`, 300);
       throw e;
     }
-    await this.blobs.put(blobKeys.source(runId), tarPath);
+    // The source lives until the run concludes (RunSources.release), counted in the owner's storage.
+    try {
+      await this.sources.keep(runId, tarPath);
+    } catch (e) {
+      // Recorded but not runnable: its jobs fail at once, so the run concludes (and stops counting) now.
+      // The detail (paths of the store) stays in the server's log.
+      this.log.error(`run ${runId}: its source could not be stored: ${(e as Error).message}`);
+      await this.failUnstored(runId, jobs);
+      throw new ServiceUnavailableException(`the source could not be stored (the server's log says why); run ${runId} is recorded as failed, nothing runs; try again shortly`);
+    }
     await this.scheduler.advance(runId);
     if (extras.concurrencyGroup && extras.cancelInProgress) {
       // A newer run of the group supersedes the older ones (concurrency: cancel-in-progress).
@@ -157,6 +190,14 @@ export class RunsService {
     }
     this.log.log(`run ${runId}: ${jobs.length} job(s) from ${source.kind} for ${owner.user.name}`);
     return this.view(runId, owner);
+  }
+
+  private async failUnstored(runId: string, jobs: Job[]): Promise<void> {
+    const error = "infrastructure: the run's source could not be stored";
+    for (const j of jobs) {
+      if (await this.repo.transitionJob(j.id, ['pending'], 'completed', { conclusion: 'failure', error })) await this.repo.closeOpenSteps(j.id, 'skipped', 'infrastructure');
+    }
+    await this.scheduler.advance(runId);
   }
 
   private async plan(text: string, file: string | null, choices: PlanChoices = {}): Promise<RunPlan> {
@@ -317,7 +358,7 @@ export class RunsService {
 
   /**
    * Quotas checked before any work: submissions per minute (429 with Retry-After), runs not yet
-   * completed, and artifact storage. Running-job concurrency is held at dequeue (the scheduler).
+   * completed, and storage (artifacts and the sources of runs not yet concluded). Running-job concurrency is held at dequeue (the scheduler).
    */
   private async admit(owner: Principal): Promise<void> {
     const q = this.auth.quota(owner.user);
@@ -335,8 +376,9 @@ export class RunsService {
     if (count > q.submissionsPerMinute) throw new QuotaExceededException(`quota: at most ${q.submissionsPerMinute} submissions per minute; try again in ${retryAfter} s`, retryAfter);
     const active = await this.repo.countActiveRuns(owner.user.id);
     if (active >= q.queuedRuns) throw new QuotaExceededException(`quota: ${new ActiveRunsLimit(active, q.queuedRuns).message}. Wait for some to finish or cancel them`, 30);
-    const bytes = await this.repo.artifactBytes(owner.user.id);
-    if (bytes >= q.artifactBytes) throw new QuotaExceededException(`quota: your artifacts use ${bytes} bytes of ${q.artifactBytes}; they free up as their retention ends`, 3600);
+    const use = await this.repo.storage(owner.user.id);
+    const bytes = use.artifacts + use.sources;
+    if (bytes >= q.artifactBytes) throw new QuotaExceededException(`quota: your storage (artifacts ${use.artifacts} bytes, sources of runs not yet concluded ${use.sources} bytes) uses ${bytes} bytes of ${q.artifactBytes} (KILN_QUOTA_ARTIFACT_BYTES); sources free up when their runs conclude, artifacts when their retention ends`, 300);
   }
 }
 

@@ -286,6 +286,9 @@ describe(`attack: hostile inputs through the API (runtime ${RUNTIME})`, () => {
         KILN_GIT_SCHEMES: 'https,http',
         KILN_GIT_ALLOW_PRIVATE: 'true',
         KILN_UPLOAD_MAX: '1m',
+        // The two slow remotes hold two clone places for the whole clone timeout (120 s): the other
+        // repository cases need places of their own (KILN_CLONE_CONCURRENCY defaults to 2).
+        KILN_CLONE_CONCURRENCY: '4',
         KILN_QUOTA_SUBMISSIONS_PER_MINUTE: '100000',
         KILN_QUOTA_QUEUED_RUNS: '1000',
       }),
