@@ -348,14 +348,15 @@ export class LogWriter {
     const l = this.masks.apply(raw);
     const r = this.filter ? this.filter(step, l) : { kind: 'text' as const, text: l };
     if (r.kind === 'drop') return;
-    if (r.kind === 'text') this.appendRecord({ t: Date.now(), i: step, s, l: r.text }, false);
+    // A plain line (the filter gave it back as it was) is masked already.
+    if (r.kind === 'text') this.appendRecord({ t: Date.now(), i: step, s, l: r.text }, false, r.text === l);
     else if (r.kind === 'group') this.appendRecord({ t: Date.now(), i: step, s: 'g', l: r.title }, false);
     else if (r.kind === 'endgroup') this.appendRecord({ t: Date.now(), i: step, s: 'G', l: '' }, false);
     else this.appendRecord({ t: Date.now(), i: step, s: 'k', l: r.text }, true);
   }
 
-  private appendRecord(r: LogRecord, always: boolean): void {
-    if (!this.masks.empty) r = { ...r, l: this.masks.apply(r.l) };
+  private appendRecord(r: LogRecord, always: boolean, masked = false): void {
+    if (!masked && !this.masks.empty) r = { ...r, l: this.masks.apply(r.l) };
     // JSON.stringify(r) + '\n', without walking the object (t and i are numbers, s one letter).
     const line = `{"t":${r.t},"i":${r.i},"s":"${r.s}","l":${JSON.stringify(r.l)}}\n`;
     const bytes = Buffer.byteLength(line);
