@@ -18,6 +18,7 @@ import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
 import { makeTar } from '../fixtures/archives';
 import { makeRepo, startGitServer, GitServer } from '../fixtures/git-server';
+import { assertNoForms, leakForms } from '../fixtures/secret-forms';
 import { tmpDir } from '../helpers';
 import { assertServing, AttackServer, HostWatch, startAttackServer } from './harness';
 
@@ -31,31 +32,11 @@ const MULTI = `ml-first-${hex(8)}\nml-second-${hex(8)}`;
 /** Registered by the job itself with ::add-mask:: (MAIN reversed: in no workflow text). */
 const DERIVED = [...MAIN].reverse().join('');
 
-/**
- * What must not appear anywhere: each value (and each line of MULTI), its hex (both cases), its
- * URL-encoded form, and its base64 at the three alignments (the whole 3-byte groups that hold the
- * value's bytes alone, computed here independently of Kiln's code).
- */
-function forbidden(): { what: string; text: string }[] {
-  const out: { what: string; text: string }[] = [];
-  const values: [string, string][] = [['MAIN', MAIN], ['PUNCT', PUNCT], ['MULTI line 1', MULTI.split('\n')[0]], ['MULTI line 2', MULTI.split('\n')[1]], ['DERIVED (add-mask)', DERIVED]];
-  for (const [name, v] of values) {
-    out.push({ what: `${name} in clear`, text: v });
-    out.push({ what: `${name} in hex`, text: Buffer.from(v).toString('hex') });
-    out.push({ what: `${name} in HEX`, text: Buffer.from(v).toString('hex').toUpperCase() });
-    if (encodeURIComponent(v) !== v) out.push({ what: `${name} URL-encoded`, text: encodeURIComponent(v) });
-    for (const k of [0, 1, 2]) {
-      const enc = Buffer.concat([Buffer.alloc(k), Buffer.from(v)]).toString('base64');
-      const whole = Math.floor((k + Buffer.byteLength(v)) / 3) * 4;
-      out.push({ what: `${name} in base64 at offset ${k}`, text: enc.slice(k === 0 ? 0 : 4, whole) });
-    }
-  }
-  return out;
-}
+/** What must not appear anywhere: each value (each line of MULTI), in clear, hex, URL-encoded or base64. */
+const FORMS = leakForms({ MAIN, PUNCT, 'MULTI line 1': MULTI.split('\n')[0], 'MULTI line 2': MULTI.split('\n')[1], 'DERIVED (add-mask)': DERIVED });
 
 function assertNoSecret(text: string | Buffer, where: string): void {
-  const buf = typeof text === 'string' ? Buffer.from(text) : text;
-  for (const f of forbidden()) assert.ok(!buf.includes(f.text), `${where}: ${f.what} (${f.text})`);
+  assertNoForms(text, FORMS, where);
 }
 
 /** Every file under a folder, with its bytes (the data folder: SQLite and -wal, logs, blobs, metadata). */
