@@ -177,6 +177,8 @@ describe('review finding 4: secrets outside the log', () => {
     assert.equal(plant.conclusion, 'success', JSON.stringify(done.jobs));
     const text = await answer(`/api/v1/runs/${run.id}/logs`);
     await answer(`/api/v1/runs/${run.id}/logs?format=json`);
+    const live = await answer(`/api/v1/runs/${run.id}/logs?follow=1`); // server-sent events, from the start
+    assert.match(live, /event: end/);
     await answer(`/api/v1/runs/${run.id}/artifacts`);
     await answer('/api/v1/runs');
     await answer('/api/v1/me');
