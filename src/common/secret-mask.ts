@@ -4,8 +4,8 @@
  * descriptions) goes through `mask` below before it is parsed, stored or sent.
  *
  * A secret is hidden in the forms a job can easily print it in: as is; each line of a multi-line
- * value; base64 on its own and at each of the three alignments it can have inside a longer base64 text; URL-encoded
- * (encodeURIComponent); hex (lower and upper case). Values shorter than MIN_MASK_LENGTH are not
+ * value; base64 on its own and at each of the three alignments it can have inside a longer base64
+ * text; URL-encoded (encodeURIComponent); hex (lower and upper case). Values shorter than MIN_MASK_LENGTH are not
  * masked (masking 'a' or '1' would wreck every log), nor are forms that would be shorter than it.
  */
 
