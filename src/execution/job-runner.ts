@@ -99,7 +99,15 @@ export class JobRunner {
         out.notice(-1, `could not prepare the sandbox: ${(e as Error).message}`);
         throw new RetryableJobError((e as Error).message);
       }
-      return await this.steps(run, job, handle, out, needs, signal, opts);
+      const outcome = await this.steps(run, job, handle, out, needs, signal, opts);
+      return { ...outcome, error: outcome.error === null ? null : out.maskText(outcome.error) };
+    } catch (e) {
+      // The message becomes the job's recorded error (and the server's log line): masked like the log.
+      if (e instanceof Error) {
+        e.message = out.maskText(e.message);
+        if (e.stack) e.stack = out.maskText(e.stack);
+      }
+      throw e;
     } finally {
       // The sandbox is removed while the outcome is recorded (removal is a good part of a short job's
       // time); the worker awaits sandboxGone() before it frees the slot or lets the queue retry.
@@ -201,7 +209,8 @@ export class JobRunner {
           const cmds = new WorkflowCommands({
             annotate: (a) => {
               if (annotationSeq >= 50) return;
-              void this.repo.insertAnnotation(run.id, job.id, step.index, annotationSeq++, a).catch((e: Error) => this.log.warn(`annotation: ${e.message}`));
+              const m = (v: string | null) => (v === null ? null : out.maskText(v));
+              void this.repo.insertAnnotation(run.id, job.id, step.index, annotationSeq++, { ...a, message: out.maskText(a.message), title: m(a.title), file: m(a.file) }).catch((e: Error) => this.log.warn(`annotation: ${e.message}`));
             },
             addMask: (v) => out.addMask(v),
           }, debug);
@@ -212,7 +221,8 @@ export class JobRunner {
             out.flush(step.index);
             out.setFilter(null);
           }
-          const summary = result.state?.files[`${KILN_DIR}/summary-${step.index}`];
+          const raw = result.state?.files[`${KILN_DIR}/summary-${step.index}`];
+          const summary = raw && out.maskText(raw); // before the cap, which could cut a secret in two
           if (summary) {
             const room = 1024 * 1024 - summaryBytes;
             if (Buffer.byteLength(summary) > room) out.notice(step.index, 'warning: the job summary is capped at 1 MiB; the rest of this step\'s summary was dropped');
@@ -249,7 +259,7 @@ export class JobRunner {
     }
     const error = stopReason === 'infrastructure' ? `infrastructure: ${infraError ?? 'the engine failed during the job'}` : stopReason === 'job-timeout' ? `the job exceeded its timeout of ${spec.timeoutMinutes} minutes` : stopReason === 'pids-limit' ? 'the job reached its process limit; later steps could not run' : stopReason === 'sandbox-lost' ? 'the job\'s sandbox stopped; later steps could not run' : null;
     if (summaries.length) await this.repo.setJobSummary(job.id, out.maskText(summaries.join('\n')));
-    const outputs = await this.jobOutputs(spec.outputs ?? {}, baseCtx(), opts.secrets, out);
+    const outputs = await this.jobOutputs(spec.outputs ?? {}, baseCtx(), out);
     return { conclusion: jobStatus === 'success' && !stopReason ? 'success' : 'failure', error, beforeSteps: false, outputs };
   }
 
@@ -316,6 +326,7 @@ export class JobRunner {
       out.notice(i, `error: ${message}`);
       return { outcome: 'failure' as Conclusion, reason, exitCode: null, outputs: {} };
     };
+    if (out.holdsSecret(name)) return fail('the artifact name holds a secret (or its base64, hex or URL-encoded form): names are stored and shown in download URLs, so it was refused; choose a name without it');
     if (!/^[^"\\:<>|*?\r\n/]{1,128}$/.test(name)) return fail(`artifact name '${name}' is not valid: 1 to 128 characters, none of " : < > | * ? \\ / or newlines`);
     const patterns = (await interpolate(step.with.path ?? '', ctx, status)).split('\n').map((l) => l.trim()).filter(Boolean);
     const excluded = patterns.filter((p) => p.startsWith('!'));
@@ -366,13 +377,13 @@ export class JobRunner {
     return { outcome: 'success' as Conclusion, reason: null, exitCode: null, outputs: {} };
   }
 
-  /** Job outputs, evaluated when the job ends; a value holding a secret is left out, as on GitHub. */
-  private async jobOutputs(raw: Record<string, string>, ctx: ExprContext, secrets: Record<string, string>, out: LogWriter): Promise<Record<string, string>> {
+  /** Job outputs, evaluated when the job ends; a value holding a secret (in any masked form) is left out, as on GitHub. */
+  private async jobOutputs(raw: Record<string, string>, ctx: ExprContext, out: LogWriter): Promise<Record<string, string>> {
     const outputs: Record<string, string> = {};
     for (const [name, template] of Object.entries(raw)) {
       try {
         const value = await interpolate(template, ctx);
-        if (Object.values(secrets).some((sv) => sv.length >= 3 && value.includes(sv))) {
+        if (out.holdsSecret(value)) {
           out.notice(-1, `warning: the job output '${name}' was left out because it contains a secret`);
           continue;
         }

@@ -96,3 +96,36 @@ test('secrets are masked: the value, each line of a multi-line value, and base64
   }
   assert.match(text, /ab is too short to mask/);
 });
+
+test('a secret split across output chunks, or across the 64 KiB cut of a long line, is still masked', () => {
+  const secret = 'split-across-chunks-secret';
+  const w = new LogWriter(path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-log-')), 'job.jsonl'), 4 * 1024 * 1024, [secret]);
+  w.write(0, 'stdout', Buffer.from(`one ${secret.slice(0, 9)}`));
+  w.write(0, 'stdout', Buffer.from(`${secret.slice(9)} two\n`));
+  // A line without newline whose 64 KiB cut would fall inside the secret, at every offset around it.
+  for (let back = 0; back <= secret.length; back++) {
+    const line = 'z'.repeat(64 * 1024 - back) + secret + 'tail';
+    w.write(1, 'stdout', Buffer.from(line.slice(0, 64 * 1024 - 3)));
+    w.write(1, 'stdout', Buffer.from(line.slice(64 * 1024 - 3)));
+    w.write(1, 'stdout', Buffer.from('\n'));
+  }
+  w.close();
+  const recs = read(w.file);
+  assert.equal(recs[0].l, 'one *** two');
+  for (const r of recs) {
+    assert.ok(!r.l.includes(secret.slice(0, 6)) && !r.l.includes(secret.slice(-6)), `a piece of the secret in a ${r.l.length}-character record`);
+  }
+  assert.equal(recs.filter((r) => r.i === 1).map((r) => r.l).join('').split('***').length - 1, secret.length + 1, 'each long line kept its masked secret');
+});
+
+test('workflow commands see masked text: a secret in an annotation title or file never reaches the parser', () => {
+  const secret = 'title-file-secret-value';
+  const w = new LogWriter(path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-log-')), 'job.jsonl'), 1024 * 1024, [secret]);
+  const seen: string[] = [];
+  w.setFilter((_step, text) => { seen.push(text); return { kind: 'text', text }; });
+  w.write(0, 'stdout', Buffer.from(`::error title=${secret},file=${secret}.py::msg ${Buffer.from(`x${secret}`).toString('base64')}\n`));
+  w.close();
+  assert.equal(seen.length, 1);
+  assert.ok(!seen[0].includes(secret), seen[0]);
+  assert.match(seen[0], /^::error title=\*\*\*,file=\*\*\*\.py::msg \S*\*\*\*/);
+});

@@ -7,6 +7,7 @@ import { StringDecoder } from 'node:string_decoder';
 import { KILN_CONFIG, KilnConfig } from '../config/config';
 import { REDIS } from '../db/redis';
 import type { LineResult } from '../execution/workflow-commands';
+import { SecretMask } from '../common/secret-mask';
 
 /**
  * One log line: time (ms), step index (-1 = the job itself), stream (o = stdout, e = stderr,
@@ -202,7 +203,7 @@ export class LogWriter {
   private dropped = 0;
   private readonly partial = new Map<string, { decoder: StringDecoder; text: string }>();
 
-  private masks: string[];
+  private readonly masks: SecretMask;
   private filter: LineFilter | null = null;
 
   // Appended but neither in the file nor published yet: the lines from byte offset pendingFrom on,
@@ -216,14 +217,19 @@ export class LogWriter {
   private closed = false;
 
   constructor(readonly file: string, private readonly capBytes: number, secrets: string[] = [], private readonly publish: LogPublish | null = null) {
-    this.masks = maskList(secrets);
+    this.masks = new SecretMask(secrets);
     this.fd = fs.openSync(file, 'a');
     this.written = fs.fstatSync(this.fd).size;
   }
 
-  /** Text that leaves the job another way (the step summary) is masked like the log. */
+  /** Text that leaves the job another way (annotations, the step summary, errors) is masked like the log. */
   maskText(text: string): string {
-    return this.masks.length ? mask(text, this.masks) : text;
+    return this.masks.apply(text);
+  }
+
+  /** True when the text holds a secret in any masked form (job outputs and artifact names are refused then). */
+  holdsSecret(text: string): boolean {
+    return this.masks.holds(text);
   }
 
   /** Workflow commands: applied to every complete line of output from here on. */
@@ -233,7 +239,7 @@ export class LogWriter {
 
   /** ::add-mask:: — hidden from here on (earlier lines are already written). */
   addMask(value: string): void {
-    this.masks = [...new Set([...this.masks, ...maskList([value])])].sort((a, b) => b.length - a.length);
+    this.masks.add(value);
   }
 
   write(step: number, stream: 'stdout' | 'stderr', chunk: Buffer): void {
@@ -249,9 +255,12 @@ export class LogWriter {
       this.append(step, stream === 'stdout' ? 'o' : 'e', p.text.slice(0, nl).replace(/\r$/, ''));
       p.text = p.text.slice(nl + 1);
     }
-    while (p.text.length > MAX_LINE) {
-      this.append(step, stream === 'stdout' ? 'o' : 'e', p.text.slice(0, MAX_LINE));
-      p.text = p.text.slice(MAX_LINE);
+    // A line longer than MAX_LINE is cut in pieces, never inside a secret: the cut waits until the
+    // longest masked form fits after it, and moves off any form it would split.
+    while (p.text.length > MAX_LINE + this.masks.longest) {
+      const cut = this.masks.safeCut(p.text, MAX_LINE);
+      this.append(step, stream === 'stdout' ? 'o' : 'e', p.text.slice(0, cut));
+      p.text = p.text.slice(cut);
     }
   }
 
@@ -333,17 +342,21 @@ export class LogWriter {
     LogWriter.log.warn(`publishing live log lines of ${this.file} failed (followers on other nodes may see them late; the file has them all): ${(e as Error)?.message ?? String(e)}`);
   }
 
-  private append(step: number, s: 'o' | 'e', l: string): void {
+  private append(step: number, s: 'o' | 'e', raw: string): void {
+    // Masked before workflow commands are parsed, so no secret reaches an annotation or a group
+    // title; appendRecord masks again what the parsing unescaped (%25, %2C...).
+    const l = this.masks.apply(raw);
     const r = this.filter ? this.filter(step, l) : { kind: 'text' as const, text: l };
     if (r.kind === 'drop') return;
-    if (r.kind === 'text') this.appendRecord({ t: Date.now(), i: step, s, l: r.text }, false);
+    // A plain line (the filter gave it back as it was) is masked already.
+    if (r.kind === 'text') this.appendRecord({ t: Date.now(), i: step, s, l: r.text }, false, r.text === l);
     else if (r.kind === 'group') this.appendRecord({ t: Date.now(), i: step, s: 'g', l: r.title }, false);
     else if (r.kind === 'endgroup') this.appendRecord({ t: Date.now(), i: step, s: 'G', l: '' }, false);
     else this.appendRecord({ t: Date.now(), i: step, s: 'k', l: r.text }, true);
   }
 
-  private appendRecord(r: LogRecord, always: boolean): void {
-    if (this.masks.length) r = { ...r, l: mask(r.l, this.masks) };
+  private appendRecord(r: LogRecord, always: boolean, masked = false): void {
+    if (!masked && !this.masks.empty) r = { ...r, l: this.masks.apply(r.l) };
     // JSON.stringify(r) + '\n', without walking the object (t and i are numbers, s one letter).
     const line = `{"t":${r.t},"i":${r.i},"s":"${r.s}","l":${JSON.stringify(r.l)}}\n`;
     const bytes = Buffer.byteLength(line);
@@ -369,36 +382,4 @@ export class LogWriter {
       this.timer.unref();
     }
   }
-}
-
-/** Below this length a value is not masked: masking 'a' or '1' would wreck every log. */
-export const MIN_MASK_LENGTH = 3;
-
-/**
- * What to hide for a set of secrets: each value, each line of a multi-line value, and their base64
- * forms (also at the two other alignments, as the value appears inside a longer base64 text).
- * Longest first, so a value is hidden whole before any part of it.
- */
-export function maskList(secrets: string[]): string[] {
-  const out = new Set<string>();
-  for (const s of secrets) {
-    for (const v of [s, ...s.split(/\r?\n/)]) {
-      if (v.length < MIN_MASK_LENGTH) continue;
-      out.add(v);
-      out.add(Buffer.from(v).toString('base64'));
-      // Inside a longer text the value starts at byte offset 0, 1 or 2 of a 3-byte group; the
-      // characters from index 0, 2 or 3 on depend on the value alone, except the last group's.
-      for (const [shift, start] of [[0, 0], [1, 2], [2, 3]]) {
-        const inner = Buffer.from('x'.repeat(shift) + v).toString('base64').replace(/=+$/, '').slice(start, -4);
-        if (inner.length >= 6) out.add(inner);
-      }
-    }
-  }
-  return [...out].filter((m) => m.length >= MIN_MASK_LENGTH).sort((a, b) => b.length - a.length);
-}
-
-export function mask(text: string, masks: string[]): string {
-  let out = text;
-  for (const m of masks) if (out.includes(m)) out = out.split(m).join('***');
-  return out;
 }

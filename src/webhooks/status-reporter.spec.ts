@@ -18,12 +18,15 @@ test('statusesUrl keeps the base path and appends the statuses path, encoded', (
 
 let hits = 0;
 let answers: number[] = [];
+const bodies: string[] = [];
 let server: http.Server;
 let port = 0;
 before(async () => {
   server = http.createServer((req, res) => {
     hits++;
-    req.resume();
+    let body = '';
+    req.on('data', (d: Buffer) => { body += d; });
+    req.on('end', () => bodies.push(body));
     const status = answers.shift() ?? 201;
     res.writeHead(status, status === 302 ? { location: 'http://127.0.0.1:1/elsewhere' } : {}).end();
   });
@@ -32,11 +35,13 @@ before(async () => {
 });
 after(() => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()); }));
 
-function reporter(statusUrl: string, outbound: KilnConfig['outbound']): StatusReporter {
+const noSecrets = { secretsOf: async () => ({}), unseal: (v: string) => v } as unknown as AuthService;
+
+function reporter(statusUrl: string, outbound: KilnConfig['outbound'], auth = noSecrets): StatusReporter {
   const repo = { id: 'r1', fullName: 'octo/demo', statusUrl, statusToken: null } as RegisteredRepository;
   const repos = { byId: async () => repo } as unknown as RepositoriesRepository;
   const config = { publicUrl: 'http://kiln.example', outbound } as KilnConfig;
-  return new StatusReporter(config, repos, {} as AuthService);
+  return new StatusReporter(config, repos, auth);
 }
 const run = { id: 'run1', repositoryId: 'r1', workflowName: 'ci', context: { sha: 'b'.repeat(40) } } as unknown as Run;
 const open = { allowedSchemes: ['https', 'http'], allowPrivateHosts: true };
@@ -76,4 +81,20 @@ test('statuses of one run are sent in order: a retried pending never lands after
   r.report(run, 'success', 'done');
   for (let i = 0; i < 100 && states.length < 2; i++) await new Promise((x) => setTimeout(x, 50));
   assert.deepEqual(states, ['pending', 'success']);
+});
+
+test('a commit status description is masked with the run owner\'s secrets before it is sent', async () => {
+  const secret = 'status-secret-value-123';
+  const auth = { secretsOf: async (owner: string | null) => (owner === 'owner-1' ? { DEPLOY: secret } : {}), unseal: (v: string) => v } as unknown as AuthService;
+  const owned = { ...run, ownerId: 'owner-1' } as Run;
+  const b64 = Buffer.from(`x${secret}`).toString('base64');
+  const before = bodies.length;
+  assert.equal(await reporter(`http://127.0.0.1:${port}`, open, auth).send(owned, 'failure', `failed: ${secret} (${b64})`), true);
+  for (let i = 0; i < 50 && bodies.length === before; i++) await new Promise((x) => setTimeout(x, 20));
+  const sent = bodies.slice(before);
+  assert.equal(sent.length, 1);
+  const description = (JSON.parse(sent[0]) as { description: string }).description;
+  assert.match(description, /^failed: \*\*\* \(\S*\*\*\*\S*\)$/);
+  assert.ok(!sent[0].includes(secret));
+  assert.ok(!sent[0].includes(b64.slice(4, 20)));
 });

@@ -1,6 +1,7 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import { AuthService } from '../auth/auth.service';
 import { KILN_CONFIG, KilnConfig } from '../config/config';
+import { maskSecrets } from '../common/secret-mask';
 import type { Run } from '../runs/runs.types';
 import { outboundRequest } from '../sources/outbound-http';
 import { OutboundError, type Resolver, systemResolver } from '../sources/outbound';
@@ -48,7 +49,8 @@ export class StatusReporter {
     if (!repo?.statusUrl || !run.context.sha) return false;
     const url = statusesUrl(repo.statusUrl, repo.fullName, run.context.sha);
     const body = JSON.stringify({
-      state, description: description.slice(0, 140), context: `kiln/${run.workflowName}`,
+      // Masked with the run owner's secrets before it leaves (and before the cut, which could split one).
+      state, description: maskSecrets(description, await this.auth.secretsOf(run.ownerId)).slice(0, 140), context: `kiln/${run.workflowName}`,
       target_url: `${this.config.publicUrl}/api/v1/runs/${run.id}`,
     });
     const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'application/vnd.github+json', 'user-agent': 'kiln' };
