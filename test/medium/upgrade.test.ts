@@ -6,6 +6,7 @@
  */
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { INestApplication } from '@nestjs/common';
 import { Client } from 'pg';
@@ -97,6 +98,22 @@ async function assertNothingLost(app: INestApplication): Promise<void> {
   assert.deepEqual(repos.map((r) => [r.id, r.fullName]), [['r-old', 'octo/demo']]);
   const deliveries = (await as(http.get('/api/v1/repositories/r-old/deliveries')).expect(200)).body as { id: string; runIds: string[]; state: string }[];
   assert.deepEqual(deliveries.map((d) => [d.id, d.state, d.runIds]), [['delivery-1', 'done', ['run-old']]]);
+  // The forge's delivery id, now unique per repository, is the old row's id (a redelivery stays a duplicate).
+  const db = app.get<Database>(DATABASE);
+  assert.deepEqual(await db.all('SELECT id, delivery_id FROM deliveries'), [{ id: 'delivery-1', delivery_id: 'delivery-1' }]);
+}
+
+/** The previous release kept a run's source forever: the upgraded server removes that of a concluded run and stops counting it. */
+async function assertOldSourceReleased(app: INestApplication, sourceFile: string): Promise<void> {
+  const db = app.get<Database>(DATABASE);
+  let row: { source_bytes: unknown } | undefined;
+  for (let i = 0; i < 100; i++) {
+    row = (await db.all<{ source_bytes: unknown }>("SELECT source_bytes FROM runs WHERE id = 'run-old'"))[0];
+    if (!fs.existsSync(sourceFile) && row?.source_bytes !== null) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  assert.ok(!fs.existsSync(sourceFile), 'the concluded run\'s source left by the previous release is removed');
+  assert.equal(Number(row?.source_bytes), 0);
 }
 
 const engine = { ping: async () => ({ apiVersion: '1.41', version: 'scripted' }), runtimes: async () => ['runc'] };
@@ -108,9 +125,13 @@ describe('upgrade from the previous release\'s database', () => {
   test('SQLite: every run, job, step, annotation, artifact, token, secret, repository and delivery is kept', async () => {
     const data = tmpDir('kiln-upgrade-');
     await previousReleaseDatabase({ database: { kind: 'sqlite', file: path.join(data, 'kiln.sqlite') } });
+    const source = path.join(data, 'sources', 'run-old.tar');
+    fs.mkdirSync(path.dirname(source), { recursive: true });
+    fs.writeFileSync(source, Buffer.alloc(10240));
     const app = await createTestApp(testConfig({ KILN_DATA_DIR: data }), { engine });
     apps.push(app);
     await assertNothingLost(app);
+    await assertOldSourceReleased(app, source);
   });
 
   test('PostgreSQL: the same, from a database of its own', async () => {
@@ -127,8 +148,13 @@ describe('upgrade from the previous release\'s database', () => {
     const own = new URL(url);
     own.pathname = `/${name}`;
     await previousReleaseDatabase({ database: { kind: 'postgres', url: own.toString() } });
-    const app = await createTestApp(testConfig({ DATABASE_URL: own.toString() }), { engine });
+    const config = testConfig({ DATABASE_URL: own.toString() });
+    const source = path.join(config.dataDir, 'sources', 'run-old.tar');
+    fs.mkdirSync(path.dirname(source), { recursive: true });
+    fs.writeFileSync(source, Buffer.alloc(10240));
+    const app = await createTestApp(config, { engine });
     apps.push(app);
     await assertNothingLost(app);
+    await assertOldSourceReleased(app, source);
   });
 });
