@@ -363,7 +363,7 @@ const UPLOAD_KEYS = ['name', 'path', 'if-no-files-found', 'retention-days', 'com
 function checkKeys(r: Reader, obj: Obj, path: string, allowed: string[], unsupported: Record<string, string>, where: string): void {
   for (const key of Object.keys(obj)) {
     if (allowed.includes(key)) continue;
-    r.problem(childPath(path, key), unsupported[key] ?? `unknown key '${key}' in ${where} (supported: ${allowed.join(', ')})`);
+    r.problem(childPath(path, key), (Object.hasOwn(unsupported, key) ? unsupported[key] : undefined) ?? `unknown key '${key}' in ${where} (supported: ${allowed.join(', ')})`);
   }
 }
 
@@ -768,7 +768,7 @@ const BUILTINS: Record<string, BuiltinAction> = {
 function builtinAction(r: Reader, uses: string, path: string): BuiltinAction | null {
   const m = /^([^@\s]+)@(\S+)$/.exec(uses.trim());
   const name = (m ? m[1] : uses.trim()).toLowerCase();
-  const builtin = BUILTINS[name] ?? null;
+  const builtin = Object.hasOwn(BUILTINS, name) ? BUILTINS[name] : null;
   if (builtin && !m) {
     r.problem(path, `'${uses}' needs a version: write ${name}@v4`);
     return null;
