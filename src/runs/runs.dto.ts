@@ -77,6 +77,9 @@ export class LogsQuery {
   @ApiPropertyOptional({ description: '1: stream as server-sent events until the job ends' })
   @IsOptional() @IsIn(['0', '1', 'true', 'false'], { message: 'follow must be 1 or 0' }) follow?: string;
 
+  @ApiPropertyOptional({ description: '1: the text form with the bytes as written (control characters not escaped), as an attachment to save' })
+  @IsOptional() @IsIn(['0', '1', 'true', 'false'], { message: 'download must be 1 or 0' }) download?: string;
+
   @ApiPropertyOptional({ enum: ['text', 'json'], description: 'text (default) or json lines' })
   @IsOptional() @IsIn(['text', 'json'], { message: 'format must be text or json' }) format?: 'text' | 'json';
 }
