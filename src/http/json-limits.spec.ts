@@ -1,0 +1,57 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { API_JSON_LIMITS, checkJsonShape, JsonShapeError, verifyJsonBody, WEBHOOK_JSON_LIMITS } from './json-limits';
+
+const wide = (n: number) => JSON.stringify(Object.fromEntries(Array.from({ length: n }, (_, i) => [`k${i}`, i])));
+const deep = (n: number) => '['.repeat(n) + ']'.repeat(n);
+
+function refused(fn: () => void, status: number, message: RegExp): void {
+  assert.throws(fn, (e: unknown) => e instanceof JsonShapeError && e.status === status && message.test(e.message));
+}
+
+describe('checkJsonShape', () => {
+  const limits = { maxKeys: 100, maxDepth: 4 };
+  it('accepts a body at the limits, as bytes or text', () => {
+    checkJsonShape(Buffer.from(wide(100)), limits);
+    checkJsonShape(wide(100), limits);
+    checkJsonShape(deep(4), limits);
+    checkJsonShape('{"a":{"b":[1,2,{"c":0}]}}', limits);
+  });
+  it('refuses one key more with 413 naming the limit', () => {
+    refused(() => checkJsonShape(Buffer.from(wide(101)), limits), 413, /more than 100 keys/);
+  });
+  it('refuses one level more with 400 naming the limit, objects and arrays alike', () => {
+    refused(() => checkJsonShape(deep(5), limits), 400, /more than 4 deep/);
+    refused(() => checkJsonShape('{"a":{"b":{"c":{"d":{}}}}}', limits), 400, /depth 4/);
+  });
+  it('does not count colons, brackets or escaped quotes inside strings', () => {
+    const s = JSON.stringify({ a: ':::{{{[[[', b: 'x\\":{[', c: '\\', d: '"\'' });
+    checkJsonShape(Buffer.from(s), { maxKeys: 4, maxDepth: 1 });
+    checkJsonShape(JSON.stringify({ files: { 'a.txt': '{'.repeat(1000) + ':'.repeat(1000) } }), { maxKeys: 2, maxDepth: 2 });
+  });
+  it('multi-byte UTF-8 does not confuse the scan', () => {
+    checkJsonShape(Buffer.from(JSON.stringify({ 'é✓😀': '"\u2028{' })), { maxKeys: 1, maxDepth: 1 });
+  });
+  it('is linear: 300 000 keys and 3 000 000 brackets are refused at once', () => {
+    const t0 = Date.now();
+    refused(() => checkJsonShape(Buffer.from(wide(300_000)), API_JSON_LIMITS), 413, /10000 keys/);
+    refused(() => checkJsonShape(Buffer.from(deep(3_000_000)), API_JSON_LIMITS), 400, /32 deep/);
+    assert.ok(Date.now() - t0 < 5000);
+  });
+});
+
+describe('verifyJsonBody', () => {
+  it('keeps the raw bytes and applies the webhook limits to the webhook route only', () => {
+    const body = Buffer.from(wide(20_000));
+    const hook = { url: '/api/v1/webhooks/github', originalUrl: '/api/v1/webhooks/github' } as never as { rawBody?: Buffer };
+    verifyJsonBody(hook as never, {}, body, 'utf-8');
+    assert.equal(hook.rawBody, body);
+    assert.ok(WEBHOOK_JSON_LIMITS.maxKeys >= 20_000);
+    refused(() => verifyJsonBody({ url: '/api/v1/tokens', originalUrl: '/api/v1/tokens' } as never, {}, body, 'utf-8'), 413, /10000 keys/);
+  });
+  it('scans UTF-16 as text and refuses a charset it cannot decode with 415', () => {
+    const body = Buffer.from(wide(20_000), 'utf16le');
+    refused(() => verifyJsonBody({ url: '/api/v1/tokens' } as never, {}, body, 'utf-16le'), 413, /10000 keys/);
+    refused(() => verifyJsonBody({ url: '/api/v1/tokens' } as never, {}, Buffer.from('{}'), 'utf-7'), 415, /UTF-8/);
+  });
+});

@@ -1,0 +1,86 @@
+import type { IncomingMessage } from 'node:http';
+
+/**
+ * Shape limits of a JSON request body, checked over its raw bytes before it is parsed: one pass,
+ * linear in the body, so a body that would cost the validation (class-transformer is quadratic in
+ * the keys of an object, and recursive in its depth) far more than its size is refused at the door,
+ * before the rate limit, the guard or any pipe sees it.
+ */
+export interface JsonShapeLimits {
+  /** Object keys in the whole body. */
+  maxKeys: number;
+  /** Objects and arrays nested in one another. */
+  maxDepth: number;
+}
+
+/** Every API route: the quick form's `files` (1000 files) is the widest body a client sends. */
+export const API_JSON_LIMITS: JsonShapeLimits = { maxKeys: 10_000, maxDepth: 32 };
+/** Forge deliveries (never validated by class-transformer): a push of 2048 commits lists each commit's files. */
+export const WEBHOOK_JSON_LIMITS: JsonShapeLimits = { maxKeys: 200_000, maxDepth: 64 };
+
+/** A body over a shape limit: 413 (too many keys) or 400 (too deep); the message names the limit. */
+export class JsonShapeError extends Error {
+  readonly type = 'entity.too.complex';
+  constructor(readonly status: 400 | 413 | 415, message: string) {
+    super(message);
+  }
+}
+
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+const COLON = 0x3a;
+const OPEN_OBJECT = 0x7b;
+const OPEN_ARRAY = 0x5b;
+const CLOSE_OBJECT = 0x7d;
+const CLOSE_ARRAY = 0x5d;
+
+/**
+ * Throws JsonShapeError when the JSON text has more keys or deeper nesting than the limits allow.
+ * It does not validate the JSON (the parser does, afterwards): it counts a key per `:` and a level
+ * per `{`/`[` outside strings. Takes UTF-8 bytes (no byte of a multi-byte character is ASCII) or a
+ * decoded string.
+ */
+export function checkJsonShape(body: Buffer | string, limits: JsonShapeLimits): void {
+  const at = typeof body === 'string' ? (i: number) => body.charCodeAt(i) : (i: number) => body[i];
+  const n = body.length;
+  let depth = 0;
+  let keys = 0;
+  let inString = false;
+  for (let i = 0; i < n; i++) {
+    const c = at(i);
+    if (inString) {
+      if (c === BACKSLASH) i++;
+      else if (c === QUOTE) inString = false;
+      continue;
+    }
+    if (c === QUOTE) inString = true;
+    else if (c === COLON) {
+      if (++keys > limits.maxKeys) throw new JsonShapeError(413, `the JSON body has more than ${limits.maxKeys} keys (the limit for this route is ${limits.maxKeys} keys in all)`);
+    } else if (c === OPEN_OBJECT || c === OPEN_ARRAY) {
+      if (++depth > limits.maxDepth) throw new JsonShapeError(400, `the JSON body nests objects or arrays more than ${limits.maxDepth} deep (the limit for this route is depth ${limits.maxDepth})`);
+    } else if (c === CLOSE_OBJECT || c === CLOSE_ARRAY) {
+      if (depth > 0) depth--;
+    }
+  }
+}
+
+/**
+ * body-parser's `verify` for JSON: keeps the raw bytes (webhook signatures are checked over them)
+ * and refuses a body over the shape limits of its route. An error thrown here reaches the errors
+ * filter with its status, and the body is never parsed.
+ */
+export function verifyJsonBody(req: IncomingMessage & { rawBody?: Buffer; path?: string; originalUrl?: string }, _res: unknown, buf: Buffer, encoding: string): void {
+  req.rawBody = buf;
+  const url = req.originalUrl ?? req.url ?? '';
+  const limits = /^\/api\/v1\/webhooks\//.test(url) ? WEBHOOK_JSON_LIMITS : API_JSON_LIMITS;
+  const utf8 = !encoding || /^utf-?8$/i.test(encoding);
+  let text: Buffer | string = buf;
+  if (!utf8) {
+    try {
+      text = new TextDecoder(encoding).decode(buf);
+    } catch {
+      throw new JsonShapeError(415, `unsupported charset "${encoding}": send JSON as UTF-8`);
+    }
+  }
+  checkJsonShape(text, limits);
+}
