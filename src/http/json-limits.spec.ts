@@ -10,7 +10,7 @@ function refused(fn: () => void, status: number, message: RegExp): void {
 }
 
 describe('checkJsonShape', () => {
-  const limits = { maxKeys: 100, maxDepth: 4 };
+  const limits = { maxItems: 100, maxDepth: 4 };
   it('accepts a body at the limits, as bytes or text', () => {
     checkJsonShape(Buffer.from(wide(100)), limits);
     checkJsonShape(wide(100), limits);
@@ -18,7 +18,13 @@ describe('checkJsonShape', () => {
     checkJsonShape('{"a":{"b":[1,2,{"c":0}]}}', limits);
   });
   it('refuses one key more with 413 naming the limit', () => {
-    refused(() => checkJsonShape(Buffer.from(wide(101)), limits), 413, /more than 100 keys/);
+    refused(() => checkJsonShape(Buffer.from(wide(101)), limits), 413, /more than 100 keys and array elements/);
+  });
+  it('counts array elements as items', () => {
+    checkJsonShape(JSON.stringify({ a: Array(99).fill(0) }), limits);
+    refused(() => checkJsonShape(JSON.stringify({ a: Array(100).fill(0) }), limits), 413, /100 keys and array elements/);
+    refused(() => checkJsonShape(JSON.stringify({ a: Array(100).fill('') }), limits), 413, /100/);
+    checkJsonShape(JSON.stringify({ a: Array(20).fill({ b: 1, c: 2, d: 3 }) }), limits);
   });
   it('refuses one level more with 400 naming the limit, objects and arrays alike', () => {
     refused(() => checkJsonShape(deep(5), limits), 400, /more than 4 deep/);
@@ -26,11 +32,12 @@ describe('checkJsonShape', () => {
   });
   it('does not count colons, brackets or escaped quotes inside strings', () => {
     const s = JSON.stringify({ a: ':::{{{[[[', b: 'x\\":{[', c: '\\', d: '"\'' });
-    checkJsonShape(Buffer.from(s), { maxKeys: 4, maxDepth: 1 });
-    checkJsonShape(JSON.stringify({ files: { 'a.txt': '{'.repeat(1000) + ':'.repeat(1000) } }), { maxKeys: 2, maxDepth: 2 });
+    checkJsonShape(Buffer.from(s), { maxItems: 4, maxDepth: 1 });
+    checkJsonShape(JSON.stringify([',,,,', 'a,b']), { maxItems: 3, maxDepth: 1 });
+    checkJsonShape(JSON.stringify({ files: { 'a.txt': '{'.repeat(1000) + ':'.repeat(1000) } }), { maxItems: 2, maxDepth: 2 });
   });
   it('multi-byte UTF-8 does not confuse the scan', () => {
-    checkJsonShape(Buffer.from(JSON.stringify({ 'é✓😀': '"\u2028{' })), { maxKeys: 1, maxDepth: 1 });
+    checkJsonShape(Buffer.from(JSON.stringify({ 'é✓😀': '"\u2028{' })), { maxItems: 1, maxDepth: 1 });
   });
   it('is linear: 300 000 keys and 3 000 000 brackets are refused at once', () => {
     const t0 = Date.now();
@@ -46,7 +53,7 @@ describe('verifyJsonBody', () => {
     const hook = { url: '/api/v1/webhooks/github', originalUrl: '/api/v1/webhooks/github' } as never as { rawBody?: Buffer };
     verifyJsonBody(hook as never, {}, body, 'utf-8');
     assert.equal(hook.rawBody, body);
-    assert.ok(WEBHOOK_JSON_LIMITS.maxKeys >= 20_000);
+    assert.ok(WEBHOOK_JSON_LIMITS.maxItems >= 20_000 && API_JSON_LIMITS.maxItems < 20_000);
     refused(() => verifyJsonBody({ url: '/api/v1/tokens', originalUrl: '/api/v1/tokens' } as never, {}, body, 'utf-8'), 413, /10000 keys/);
   });
   it('scans UTF-16 as text and refuses a charset it cannot decode with 415', () => {

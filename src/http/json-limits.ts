@@ -7,18 +7,21 @@ import type { IncomingMessage } from 'node:http';
  * before the rate limit, the guard or any pipe sees it.
  */
 export interface JsonShapeLimits {
-  /** Object keys in the whole body. */
-  maxKeys: number;
+  /** Object keys plus array elements in the whole body. */
+  maxItems: number;
   /** Objects and arrays nested in one another. */
   maxDepth: number;
 }
 
 /** Every API route: the quick form's `files` (1000 files) is the widest body a client sends. */
-export const API_JSON_LIMITS: JsonShapeLimits = { maxKeys: 10_000, maxDepth: 32 };
-/** Forge deliveries (never validated by class-transformer): a push of 2048 commits lists each commit's files. */
-export const WEBHOOK_JSON_LIMITS: JsonShapeLimits = { maxKeys: 200_000, maxDepth: 64 };
+export const API_JSON_LIMITS: JsonShapeLimits = { maxItems: 10_000, maxDepth: 32 };
+/**
+ * Forge deliveries (parsed once, never given to class-transformer): a push of 2048 commits, each
+ * with its author, committer and lists of files, stays well under it.
+ */
+export const WEBHOOK_JSON_LIMITS: JsonShapeLimits = { maxItems: 100_000, maxDepth: 64 };
 
-/** A body over a shape limit: 413 (too many keys) or 400 (too deep); the message names the limit. */
+/** A body over a shape limit: 413 (too many items) or 400 (too deep); the message names the limit. */
 export class JsonShapeError extends Error {
   readonly type = 'entity.too.complex';
   constructor(readonly status: 400 | 413 | 415, message: string) {
@@ -29,22 +32,26 @@ export class JsonShapeError extends Error {
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
 const COLON = 0x3a;
+const COMMA = 0x2c;
 const OPEN_OBJECT = 0x7b;
 const OPEN_ARRAY = 0x5b;
 const CLOSE_OBJECT = 0x7d;
 const CLOSE_ARRAY = 0x5d;
 
 /**
- * Throws JsonShapeError when the JSON text has more keys or deeper nesting than the limits allow.
- * It does not validate the JSON (the parser does, afterwards): it counts a key per `:` and a level
- * per `{`/`[` outside strings. Takes UTF-8 bytes (no byte of a multi-byte character is ASCII) or a
- * decoded string.
+ * Throws JsonShapeError when the JSON text has more items (object keys and array elements) or deeper
+ * nesting than the limits allow. It does not validate the JSON (the parser does, afterwards): outside
+ * strings it counts an item per `:`, per `,` inside an array and per array opened, and a level per
+ * `{`/`[`. One pass, no allocation beyond a stack of maxDepth. Takes UTF-8 bytes (no byte of a
+ * multi-byte character is ASCII) or a decoded string.
  */
 export function checkJsonShape(body: Buffer | string, limits: JsonShapeLimits): void {
   const at = typeof body === 'string' ? (i: number) => body.charCodeAt(i) : (i: number) => body[i];
   const n = body.length;
+  const inArray = new Uint8Array(limits.maxDepth + 1);
+  const tooMany = () => new JsonShapeError(413, `the JSON body has more than ${limits.maxItems} keys and array elements (the limit for this route is ${limits.maxItems} in all)`);
   let depth = 0;
-  let keys = 0;
+  let items = 0;
   let inString = false;
   for (let i = 0; i < n; i++) {
     const c = at(i);
@@ -54,10 +61,12 @@ export function checkJsonShape(body: Buffer | string, limits: JsonShapeLimits): 
       continue;
     }
     if (c === QUOTE) inString = true;
-    else if (c === COLON) {
-      if (++keys > limits.maxKeys) throw new JsonShapeError(413, `the JSON body has more than ${limits.maxKeys} keys (the limit for this route is ${limits.maxKeys} keys in all)`);
+    else if (c === COLON || (c === COMMA && inArray[depth] === 1)) {
+      if (++items > limits.maxItems) throw tooMany();
     } else if (c === OPEN_OBJECT || c === OPEN_ARRAY) {
       if (++depth > limits.maxDepth) throw new JsonShapeError(400, `the JSON body nests objects or arrays more than ${limits.maxDepth} deep (the limit for this route is depth ${limits.maxDepth})`);
+      inArray[depth] = c === OPEN_ARRAY ? 1 : 0;
+      if (c === OPEN_ARRAY && ++items > limits.maxItems) throw tooMany();
     } else if (c === CLOSE_OBJECT || c === CLOSE_ARRAY) {
       if (depth > 0) depth--;
     }
