@@ -10,7 +10,7 @@ import { HealthModule } from './health/health.module';
 import { AuthApiModule, AuthCoreModule } from './auth/auth.module';
 import { RunsApiModule, RunsCoreModule, WorkerModule } from './runs/runs.module';
 import { addressOf, ErrorsFilter } from './http/errors.filter';
-import { verifyJsonBody } from './http/json-limits';
+import { refuseReservedKeys, verifyJsonBody } from './http/json-limits';
 import { securityHeaders } from './http/security-headers';
 
 export const API_PREFIX = 'api/v1';
@@ -54,6 +54,7 @@ export function configureHttp(app: INestApplication): void {
   // also keeps the raw bytes for webhook signatures. Registered here, Nest's own JSON parser is left out.
   // (The adapter is called directly: the application's useBodyParser would replace `verify` with Nest's rawBody one.)
   (app.getHttpAdapter() as ExpressAdapter).useBodyParser('json', false, { limit: '6mb', verify: verifyJsonBody });
+  app.use(refuseReservedKeys);
   app.useGlobalPipes(new ValidationPipe({ whitelist: true, forbidNonWhitelisted: true, transform: true, stopAtFirstError: false }));
   const config = app.get<KilnConfig>(KILN_CONFIG, { strict: false });
   app.useGlobalFilters(new ErrorsFilter(config.uploadMaxBytes, {

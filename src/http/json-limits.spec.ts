@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { API_JSON_LIMITS, checkJsonShape, JsonShapeError, verifyJsonBody, WEBHOOK_JSON_LIMITS } from './json-limits';
+import { API_JSON_LIMITS, checkJsonShape, JsonShapeError, refuseReservedKeys, reservedKeyPath, verifyJsonBody, WEBHOOK_JSON_LIMITS } from './json-limits';
 
 const wide = (n: number) => JSON.stringify(Object.fromEntries(Array.from({ length: n }, (_, i) => [`k${i}`, i])));
 const deep = (n: number) => '['.repeat(n) + ']'.repeat(n);
@@ -60,5 +60,21 @@ describe('verifyJsonBody', () => {
     const body = Buffer.from(wide(20_000), 'utf16le');
     refused(() => verifyJsonBody({ url: '/api/v1/tokens' } as never, {}, body, 'utf-16le'), 413, /10000 keys/);
     refused(() => verifyJsonBody({ url: '/api/v1/tokens' } as never, {}, Buffer.from('{}'), 'utf-7'), 415, /UTF-8/);
+  });
+});
+
+describe('reserved keys', () => {
+  it('finds __proto__ and constructor as own keys at any depth, not other prototype names', () => {
+    assert.equal(reservedKeyPath(JSON.parse('{"files":{"a":"1","constructor":"2"}}')), 'files.constructor');
+    assert.equal(reservedKeyPath(JSON.parse('{"x":[1,{"__proto__":{"admin":true}}]}')), 'x[1].__proto__');
+    assert.equal(reservedKeyPath(JSON.parse('{"toString":1,"files":{"valueOf":"x","prototype":"y"}}')), null);
+    assert.equal(reservedKeyPath([1, 'constructor', null]), null);
+  });
+  it('the middleware answers 400 naming the key, and leaves the webhook route alone', () => {
+    let got: unknown = 'not called';
+    refuseReservedKeys({ url: '/api/v1/runs', body: JSON.parse('{"files":{"constructor":"x"}}') } as never, {}, (e) => { got = e; });
+    assert.ok(got instanceof JsonShapeError && got.status === 400 && /files\.constructor/.test(got.message), String(got));
+    refuseReservedKeys({ url: '/api/v1/webhooks/github', body: JSON.parse('{"constructor":1}') } as never, {}, (e) => { got = e; });
+    assert.equal(got, undefined);
   });
 });

@@ -93,3 +93,37 @@ export function verifyJsonBody(req: IncomingMessage & { rawBody?: Buffer; path?:
   }
   checkJsonShape(text, limits);
 }
+
+/**
+ * Keys class-transformer cannot take: it drops `__proto__` and `constructor` silently (a file of the
+ * quick form named so would be lost) and, on a nested object, takes a `constructor` value for the
+ * class to build (a 500). Refused with 400, wherever they are in the body.
+ */
+const RESERVED_KEYS = new Set(['__proto__', 'constructor']);
+
+/** The path of the first reserved key in a parsed body (depth and size already bounded), or null. */
+export function reservedKeyPath(body: unknown): string | null {
+  const stack: [unknown, string][] = [[body, '']];
+  while (stack.length) {
+    const [value, at] = stack.pop()!;
+    if (value === null || typeof value !== 'object') continue;
+    if (Array.isArray(value)) {
+      value.forEach((v, i) => stack.push([v, `${at}[${i}]`]));
+      continue;
+    }
+    for (const key of Object.keys(value)) {
+      const here = at ? `${at}.${key}` : key;
+      if (RESERVED_KEYS.has(key)) return here;
+      stack.push([(value as Record<string, unknown>)[key], here]);
+    }
+  }
+  return null;
+}
+
+/** Middleware after the body parsers: a body holding a reserved key is 400 (the webhook route takes any payload). */
+export function refuseReservedKeys(req: IncomingMessage & { body?: unknown; originalUrl?: string }, _res: unknown, next: (err?: unknown) => void): void {
+  if (req.body === null || typeof req.body !== 'object' || /^\/api\/v1\/webhooks\//.test(req.originalUrl ?? req.url ?? '')) return next();
+  const at = reservedKeyPath(req.body);
+  if (at === null) return next();
+  next(new JsonShapeError(400, `the key at ${at} is not accepted in a request body: rename it (__proto__ and constructor are reserved)`));
+}

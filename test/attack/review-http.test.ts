@@ -102,12 +102,18 @@ describe('attack review: the HTTP surface', () => {
     // Health polled continuously while the bodies are sent.
     let polling = true;
     const waits: number[] = [];
+    const rawWaits: number[] = [];
     const poller = (async () => {
       while (polling) {
         const t0 = Date.now();
         const h = await fetch(`${server.url}/api/v1/health`, { signal: AbortSignal.timeout(30_000) });
-        await h.arrayBuffer();
-        waits.push(Date.now() - t0);
+        const { checks } = (await h.json()) as { checks: Record<'engine' | 'redis' | 'database', { ms: number }> };
+        const wait = Date.now() - t0;
+        rawWaits.push(wait);
+        // The Docker engine's own slowness (a busy shared engine answers `info` in 100-300 ms) is not the
+        // API's: it is taken out, but only beyond what Redis and the database took in parallel, so a
+        // blocked event loop (which delays all three the same) still counts in full.
+        waits.push(wait - Math.max(0, checks.engine.ms - Math.max(checks.redis.ms, checks.database.ms)));
         await new Promise((r) => setTimeout(r, 20));
       }
     })();
@@ -139,14 +145,14 @@ describe('attack review: the HTTP surface', () => {
     const sendEnd = Date.now();
     assert.deepEqual(slow, [], 'every refusal within 1 s');
     assert.ok(waits.length > 5, `health was polled ${waits.length} times`);
-    assert.ok(Math.max(...waits) <= 200, `health waited up to ${Math.max(...waits)} ms (${waits.length} polls: ${waits.join(',')})`);
+    assert.ok(Math.max(...waits) <= 200, `health waited up to ${Math.max(...waits)} ms besides the engine's own time (${waits.length} polls: ${waits.join(',')}; with the engine: ${rawWaits.join(',')})`);
 
     // The live log kept arriving during the sends: no gap over 2 s.
     await new Promise((r) => setTimeout(r, 1500));
     ticks.stop();
     const during = [sendStart, ...ticks.times.filter((t) => t > sendStart && t < sendEnd + 1500), sendEnd];
     const gaps = during.slice(1).map((t, i) => t - during[i]);
-    t.diagnostic(`${ops.length} operations x ${bodies.length} bodies in ${sendEnd - sendStart} ms; slowest refusal ${slowest} ms; health ${waits.length} polls, longest ${Math.max(...waits)} ms; longest live-log gap ${Math.max(...gaps)} ms`);
+    t.diagnostic(`${ops.length} operations x ${bodies.length} bodies in ${sendEnd - sendStart} ms; slowest refusal ${slowest} ms; health ${waits.length} polls, longest ${Math.max(...waits)} ms (${Math.max(...rawWaits)} ms with the engine's own time); longest live-log gap ${Math.max(...gaps)} ms`);
     assert.ok(Math.max(...gaps) <= 2000, `the live log stalled for ${Math.max(...gaps)} ms during ${sendEnd - sendStart} ms of sends`);
     await user.fetch(`/api/v1/runs/${run.id}/cancel`, { method: 'POST' });
     await user.waitFor(run.id, 120_000);
