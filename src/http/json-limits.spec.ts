@@ -67,7 +67,9 @@ describe('reserved keys', () => {
   it('finds __proto__ and constructor as own keys at any depth, not other prototype names', () => {
     assert.equal(reservedKeyPath(JSON.parse('{"files":{"a":"1","constructor":"2"}}')), 'files.constructor');
     assert.equal(reservedKeyPath(JSON.parse('{"x":[1,{"__proto__":{"admin":true}}]}')), 'x[1].__proto__');
-    assert.equal(reservedKeyPath(JSON.parse('{"toString":1,"files":{"valueOf":"x","prototype":"y"}}')), null);
+    assert.equal(reservedKeyPath(JSON.parse('{"a":[{"b":{"toString":{}}}]}')), 'a[0].b.toString');
+    assert.equal(reservedKeyPath(JSON.parse('{"valueOf":1}')), 'valueOf');
+    assert.equal(reservedKeyPath(JSON.parse('{"hasOwnProperty":1,"files":{"then":"x","prototype":"y"}}')), null);
     assert.equal(reservedKeyPath([1, 'constructor', null]), null);
   });
   it('the middleware answers 400 naming the key, and leaves the webhook route alone', () => {

@@ -97,9 +97,10 @@ export function verifyJsonBody(req: IncomingMessage & { rawBody?: Buffer; path?:
 /**
  * Keys class-transformer cannot take: it drops `__proto__` and `constructor` silently (a file of the
  * quick form named so would be lost) and, on a nested object, takes a `constructor` value for the
- * class to build (a 500). Refused with 400, wherever they are in the body.
+ * class to build (a 500); an object whose own `toString`/`valueOf` is not a function throws wherever
+ * it is turned into text or a number. Refused with 400, wherever they are in the body.
  */
-const RESERVED_KEYS = new Set(['__proto__', 'constructor']);
+const RESERVED_KEYS = new Set(['__proto__', 'constructor', 'toString', 'valueOf']);
 
 /** The path of the first reserved key in a parsed body (depth and size already bounded), or null. */
 export function reservedKeyPath(body: unknown): string | null {
@@ -125,5 +126,5 @@ export function refuseReservedKeys(req: IncomingMessage & { body?: unknown; orig
   if (req.body === null || typeof req.body !== 'object' || /^\/api\/v1\/webhooks\//.test(req.originalUrl ?? req.url ?? '')) return next();
   const at = reservedKeyPath(req.body);
   if (at === null) return next();
-  next(new JsonShapeError(400, `the key at ${at} is not accepted in a request body: rename it (__proto__ and constructor are reserved)`));
+  next(new JsonShapeError(400, `the key at ${at} is not accepted in a request body: rename it (__proto__, constructor, toString and valueOf are reserved)`));
 }

@@ -1,5 +1,5 @@
 import { BadRequestException } from '@nestjs/common';
-import { ClassConstructor, plainToInstance } from 'class-transformer';
+import { ClassConstructor, plainToInstance, Transform } from 'class-transformer';
 import { validateSync } from 'class-validator';
 
 /** Validates a body against a DTO class as the global ValidationPipe would (for routes that take two shapes). */
@@ -10,3 +10,11 @@ export function validateDto<T extends object>(cls: ClassConstructor<T>, body: un
   if (errors.length) throw new BadRequestException(errors.flatMap((e) => Object.values(e.constraints ?? { [e.property]: `${e.property} is not valid` })));
   return dto;
 }
+
+/**
+ * A number field that may come as text (a query or multipart field): a string of digits becomes the
+ * number, anything else is left as it is for the validators to refuse. (class-transformer's
+ * `@Type(() => Number)` calls Number() on whatever came, and an object with its own `toString` key
+ * makes that throw: a 500.)
+ */
+export const NumberFromText = () => Transform(({ value }) => (typeof value === 'string' && /^\s*-?\d+(\.\d+)?\s*$/.test(value) ? Number(value) : value));
