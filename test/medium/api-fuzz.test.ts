@@ -87,7 +87,23 @@ const bigText: fc.Arbitrary<string> = fc.oneof(
 const oddText = fc.oneof(fc.constantFrom('', 'null', '[]', '"x"', '1', '{', '{"a":1,}', '{"a":1}{"b":2}', '\ufeff{}', '{"__proto__":{"admin":true}}', '{"constructor":{"prototype":{"x":1}}}'),
   fc.string({ unit: 'binary', maxLength: 200 }));
 
-const body = fc.oneof({ weight: 6, arbitrary: jsonText(4) }, { weight: 2, arbitrary: bigText }, { weight: 1, arbitrary: oddText });
+/** Bodies close to valid ones (a quick-form run, a token, a secret, a user, a repository), to reach past the validators. */
+const anyString = fc.oneof(fc.constantFrom(...HOSTILE_STRINGS), fc.string({ unit: 'grapheme', maxLength: 20 }));
+const nearValid = fc.record({
+  command: fc.oneof(fc.constant('echo hi'), anyString),
+  environment: fc.oneof(fc.constantFrom('python-3.11', 'python-3.11@latest', 'ubuntu-latest', 'constructor', 'toString'), anyString),
+  files: fc.dictionary(fc.oneof(anyString, fc.constantFrom('a.txt', 'dir/b.py', '../x', '/abs')), anyString, { maxKeys: 5 }),
+  shell: fc.constantFrom('bash', 'sh', 'python', 'zsh'),
+  timeoutMinutes: fc.oneof(fc.integer({ min: -2, max: 20000 }), anyString),
+  platform: fc.dictionary(anyString, fc.constantFrom('python-3.11', 'constructor', '__proto__', ''), { maxKeys: 3 }),
+  job: anyString, workflow: anyString, workflowFile: anyString, ref: anyString,
+  name: anyString, expiresInDays: fc.integer({ min: -1, max: 4000 }), value: anyString, admin: fc.boolean(),
+  quota: fc.record({ concurrentJobs: fc.integer({ min: -1, max: 2000 }), artifactBytes: fc.double() }, { requiredKeys: [] }),
+  fullName: fc.oneof(fc.constant('owner/name'), anyString), cloneUrl: anyString, secret: fc.constantFrom('0123456789abcdef0123', 'short'),
+  branches: fc.array(anyString, { maxLength: 3 }), labelMap: fc.dictionary(anyString, anyString, { maxKeys: 3 }),
+}, { requiredKeys: [] }).map((o) => JSON.stringify(o));
+
+const body = fc.oneof({ weight: 6, arbitrary: jsonText(4) }, { weight: 4, arbitrary: nearValid }, { weight: 2, arbitrary: bigText }, { weight: 1, arbitrary: oddText });
 const contentType = fc.oneof({ weight: 8, arbitrary: fc.constant('application/json') },
   { weight: 1, arbitrary: fc.constantFrom('application/json; charset=utf-16le', 'application/json; charset=latin1', 'text/plain', 'application/x-www-form-urlencoded', 'application/merge-patch+json') });
 const param = fc.oneof(fc.constantFrom(...HOSTILE_STRINGS, 'latest', '20261128.1', 'x1'), fc.string({ unit: 'grapheme', maxLength: 30 }), fc.string({ unit: 'binary', maxLength: 30 }));
