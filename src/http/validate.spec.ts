@@ -20,3 +20,9 @@ describe('NumberFromText', () => {
     }
   });
 });
+
+describe('validateDto', () => {
+  it('refuses reserved keys at any depth (multipart fields nest by their names) with 400 naming where', () => {
+    assert.throws(() => validateDto(Dto, { n: 1, platform: { constructor: 'x' } }), (e: unknown) => e instanceof BadRequestException && /platform\.constructor/.test(JSON.stringify(e.getResponse())));
+  });
+});

@@ -1,6 +1,7 @@
 /**
  * Property-based fuzzing of the HTTP API (fast-check): random and hostile JSON to every operation of
- * the server's own OpenAPI document, path parameters filled with random strings. Whatever is sent,
+ * the server's own OpenAPI document (and multipart text fields, named as multer nests them), path
+ * parameters filled with random strings. Whatever is sent,
  * the answer is never a 5xx and comes within a few seconds.
  *
  * Real SQLite and Redis, the API role (no worker: an accepted run waits in the queue), a scripted
@@ -73,6 +74,8 @@ function jsonText(depth: number): fc.Arbitrary<string> {
   );
 }
 
+const anyString = fc.oneof(fc.constantFrom(...HOSTILE_STRINGS), fc.string({ unit: 'grapheme', maxLength: 20 }));
+
 /** Big shapes: wide objects, long arrays, deep nesting, long strings; some over the shape limits. */
 const bigText: fc.Arbitrary<string> = fc.oneof(
   fc.tuple(fc.constantFrom('files', 'platform', 'labelMap', 'quota', 'x'), fc.integer({ min: 1, max: 20_000 })).map(([k, n]) =>
@@ -88,7 +91,6 @@ const oddText = fc.oneof(fc.constantFrom('', 'null', '[]', '"x"', '1', '{', '{"a
   fc.string({ unit: 'binary', maxLength: 200 }));
 
 /** Bodies close to valid ones (a quick-form run, a token, a secret, a user, a repository), to reach past the validators. */
-const anyString = fc.oneof(fc.constantFrom(...HOSTILE_STRINGS), fc.string({ unit: 'grapheme', maxLength: 20 }));
 const nearValid = fc.record({
   command: fc.oneof(fc.constant('echo hi'), anyString),
   environment: fc.oneof(fc.constantFrom('python-3.11', 'python-3.11@latest', 'ubuntu-latest', 'constructor', 'toString'), anyString),
@@ -105,7 +107,14 @@ const nearValid = fc.record({
 
 const body = fc.oneof({ weight: 6, arbitrary: jsonText(4) }, { weight: 4, arbitrary: nearValid }, { weight: 2, arbitrary: bigText }, { weight: 1, arbitrary: oddText });
 const contentType = fc.oneof({ weight: 8, arbitrary: fc.constant('application/json') },
+  { weight: 1, arbitrary: fc.constant('multipart/form-data') },
   { weight: 1, arbitrary: fc.constantFrom('application/json; charset=utf-16le', 'application/json; charset=latin1', 'text/plain', 'application/x-www-form-urlencoded', 'application/merge-patch+json') });
+/** Multipart text fields: names multer nests (`platform[constructor]`), values of any kind; sometimes a tiny source file. */
+const fieldName = fc.oneof(fc.constantFrom('command', 'platform', 'job', 'environment', 'shell', 'timeoutMinutes', 'workflow', 'workflowFile', 'ref', 'repository'),
+  fc.tuple(fc.constantFrom('platform', 'timeoutMinutes', 'command', '__proto__', 'constructor'), fc.constantFrom(...PROTO_KEYS, 'a', '0', '')).map(([a, b]) => `${a}[${b}]`),
+  fc.string({ unit: 'binary-ascii', maxLength: 30 }));
+const multipart = fc.tuple(fc.array(fc.tuple(fieldName, fc.oneof(anyString, fc.constant('5'))), { maxLength: 6 }), fc.boolean());
+
 const param = fc.oneof(fc.constantFrom(...HOSTILE_STRINGS, 'latest', '20261128.1', 'x1'), fc.string({ unit: 'grapheme', maxLength: 30 }), fc.string({ unit: 'binary', maxLength: 30 }));
 const query = fc.oneof(fc.constant(''), fc.array(fc.tuple(fc.constantFrom('limit', 'format', 'follow', 'job', 'step', 'download', 'from', 'to', 'package', '__proto__', 'constructor'), param), { maxLength: 3 })
   .map((kv) => `?${kv.map(([k, v]) => `${pct(k)}=${pct(v)}`).join('&')}`));
@@ -144,23 +153,29 @@ describe('API fuzz (fast-check, every OpenAPI operation)', () => {
     const statuses = new Map<number, number>();
     // Follow-mode log streams would wait for a job that never runs: they are asked for, and left after their headers.
     await fc.assert(fc.asyncProperty(
-      fc.constantFrom(...operations), fc.array(param, { minLength: 3, maxLength: 3 }), query, body, contentType, fc.constantFrom('user', 'user', 'user', 'none', 'bad'),
-      async (op, params, q, text, type, who) => {
+      fc.constantFrom(...operations), fc.array(param, { minLength: 3, maxLength: 3 }), query, body, contentType, fc.constantFrom('user', 'user', 'user', 'none', 'bad'), multipart,
+      async (op, params, q, text, type, who, [fields, withSource]) => {
         fc.pre(!text.includes('://') && !text.includes(':\\/\\/')); // nothing that could be cloned or contacted
         runs++;
         let i = 0;
         const path = op.path.replace(/\{[^}]+\}/g, () => pct(params[i++] ?? 'x'));
-        const headers: Record<string, string> = { 'content-type': type };
+        const headers: Record<string, string> = type === 'multipart/form-data' ? {} : { 'content-type': type };
         if (who === 'user') headers.authorization = `Bearer ${token}`;
         if (who === 'bad') headers.authorization = `Bearer kiln_${'0'.repeat(40)}`;
         const hasBody = op.method !== 'GET';
         const encoded = type.includes('utf-16le') ? Buffer.from(text, 'utf16le') : Buffer.from(text);
+        let form: FormData | undefined;
+        if (type === 'multipart/form-data') {
+          form = new FormData();
+          for (const [k, v] of fields) form.append(k, v);
+          if (withSource) form.append('source', new Blob([Buffer.alloc(1024)]), 'project.tar');
+        }
         if (process.env.KILN_FUZZ_TRACE) process.stderr.write(`${op.method} ${path}${q} ${who} ${type} ${encoded.length}\n`);
         const t0 = Date.now();
         const abort = new AbortController();
         const timer = setTimeout(() => abort.abort(), ANSWER_MS * 2);
         try {
-          const res = await fetch(`${url}${path}${q}`, { method: op.method, headers, body: hasBody ? encoded : undefined, signal: abort.signal });
+          const res = await fetch(`${url}${path}${q}`, { method: op.method, headers, body: hasBody ? form ?? encoded : undefined, signal: abort.signal });
           const ms = Date.now() - t0;
           statuses.set(res.status, (statuses.get(res.status) ?? 0) + 1);
           const what = `${op.method} ${path}${q} (${who}, ${type}, ${encoded.length} bytes: ${text.slice(0, 200)})`;
