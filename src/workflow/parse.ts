@@ -94,7 +94,7 @@ export function collectWorkflow(text: string): { workflow: ParsedWorkflow | null
 /** The 1-based line of a path, or of its nearest ancestor that has one. */
 export function lineOf(lines: Record<string, number>, path: string): number | null {
   for (let p = path; p; p = parentPath(p)) {
-    if (lines[p] !== undefined) return lines[p];
+    if (Object.hasOwn(lines, p)) return lines[p];
   }
   return null;
 }
@@ -248,7 +248,8 @@ function childPath(path: string, key: string): string {
  * Aliases are not followed (their target was walked where it is defined).
  */
 class AstWalk {
-  readonly lines: Record<string, number> = {};
+  /** Path -> line; no prototype, so a key named `constructor` or `toString` is a path like any other. */
+  readonly lines: Record<string, number> = Object.create(null) as Record<string, number>;
   readonly problems: WorkflowProblem[] = [];
   /** Set for nesting beyond the limit, non-string keys and `__proto__` keys. */
   fatal = false;

@@ -192,5 +192,7 @@ test('runs-on, uses and keys named like Object.prototype members are names, not 
   const uses = 'jobs:\n  a:\n    runs-on: python-3.11\n    steps:\n      - uses: constructor@v1\n';
   await assert.rejects(planFromYaml(uses, testOptions), (e: unknown) => e instanceof WorkflowError && /constructor@v1/.test(e.message));
   const key = 'jobs:\n  a:\n    runs-on: python-3.11\n    constructor: 1\n    steps:\n      - run: echo\n';
-  await assert.rejects(planFromYaml(key, testOptions), (e: unknown) => e instanceof WorkflowError && /unknown key 'constructor'/.test(e.message));
+  await assert.rejects(planFromYaml(key, testOptions), (e: unknown) => e instanceof WorkflowError && /jobs\.a\.constructor \(line 4\): unknown key 'constructor'/.test(e.message));
+  const top = 'toString: 1\njobs:\n  a:\n    runs-on: python-3.11\n    steps:\n      - run: echo\n';
+  await assert.rejects(planFromYaml(top, testOptions), (e: unknown) => e instanceof WorkflowError && /^toString \(line 1\): unknown key 'toString'/.test(e.message));
 });
