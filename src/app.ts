@@ -1,6 +1,6 @@
 import { ConsoleLogger, DynamicModule, INestApplication, LogLevel, Module, ValidationPipe } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
-import type { NestExpressApplication } from '@nestjs/platform-express';
+import type { ExpressAdapter, NestExpressApplication } from '@nestjs/platform-express';
 import { DocumentBuilder, SwaggerModule } from '@nestjs/swagger';
 import { CatalogueApiModule, CatalogueModule } from './catalogue/catalogue.module';
 import * as path from 'node:path';
@@ -10,6 +10,8 @@ import { HealthModule } from './health/health.module';
 import { AuthApiModule, AuthCoreModule } from './auth/auth.module';
 import { RunsApiModule, RunsCoreModule, WorkerModule } from './runs/runs.module';
 import { addressOf, ErrorsFilter } from './http/errors.filter';
+import { refuseReservedKeys, verifyJsonBody } from './http/json-limits';
+import { securityHeaders } from './http/security-headers';
 
 export const API_PREFIX = 'api/v1';
 
@@ -46,8 +48,13 @@ export function makeLogger(config: KilnConfig): ConsoleLogger {
 /** Applies what every HTTP instance of Kiln has: prefix, validation, error shape, OpenAPI docs. */
 export function configureHttp(app: INestApplication): void {
   app.setGlobalPrefix(API_PREFIX, { exclude: ['metrics'] });
+  app.use(securityHeaders);
   // JSON bodies carry the quick form's files (4 MiB in all); tarballs come as multipart, capped by multer.
-  (app as NestExpressApplication).useBodyParser('json', { limit: '6mb' });
+  // Their shape (keys, depth) is checked over the raw bytes before parsing (src/http/json-limits.ts), which
+  // also keeps the raw bytes for webhook signatures. Registered here, Nest's own JSON parser is left out.
+  // (The adapter is called directly: the application's useBodyParser would replace `verify` with Nest's rawBody one.)
+  (app.getHttpAdapter() as ExpressAdapter).useBodyParser('json', false, { limit: '6mb', verify: verifyJsonBody });
+  app.use(refuseReservedKeys);
   app.useGlobalPipes(new ValidationPipe({ whitelist: true, forbidNonWhitelisted: true, transform: true, stopAtFirstError: false }));
   const config = app.get<KilnConfig>(KILN_CONFIG, { strict: false });
   app.useGlobalFilters(new ErrorsFilter(config.uploadMaxBytes, {

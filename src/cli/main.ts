@@ -5,6 +5,7 @@ import { parseArgs, ParseArgsConfig } from 'node:util';
 import { CliError, EXIT, KilnClient } from './client';
 import { loadCliConfig, saveCliConfig } from './config';
 import { extractTar, packDirectory, PackError } from './pack';
+import { visible } from '../common/visible';
 
 interface StepView { index: number; name: string; outcome: string | null; conclusion: string | null; exitCode: number | null; reason: string | null; startedAt: string | null; finishedAt: string | null }
 interface JobView { id: string; key: string; environment: string; status: string; conclusion: string | null; error: string | null; startedAt: string | null; finishedAt: string | null; steps: StepView[] }
@@ -62,9 +63,6 @@ const isTTY = Boolean(process.stdout.isTTY) && !process.env.NO_COLOR;
  */
 const shownOut = (s: string) => (process.stdout.isTTY ? visible(s) : s);
 const shownErr = (s: string) => (process.stderr.isTTY ? visible(s) : s);
-function visible(s: string): string {
-  return s.replace(/[\x00-\x08\x0b-\x1f\x7f-\x9f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
-}
 const paint = (code: string, s: string, tty = isTTY) => (tty ? `\x1b[${code}m${s}\x1b[0m` : s);
 const err = (s: string) => process.stderr.write(s + '\n');
 
@@ -77,7 +75,7 @@ export async function cli(argv: string[]): Promise<number> {
     }
     if (rest.includes('--help') || rest.includes('-h')) {
       const key = command === 'env' || command === 'envs' ? 'env' : command;
-      if (!HELP[key]) throw new CliError(`kiln: unknown command '${command}'\n\n${HELP.main}`, EXIT.usage);
+      if (!Object.hasOwn(HELP, key)) throw new CliError(`kiln: unknown command '${command}'\n\n${HELP.main}`, EXIT.usage);
       process.stdout.write(HELP[key] + '\n');
       return EXIT.ok;
     }

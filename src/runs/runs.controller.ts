@@ -7,6 +7,7 @@ import { LogsService } from './logs.service';
 import { RunsRepository } from './runs.repository';
 import { RunsService } from './runs.service';
 import { validateDto } from '../http/validate';
+import { visible } from '../common/visible';
 import { CurrentPrincipal } from '../auth/auth.guard';
 import type { Principal } from '../auth/auth.types';
 
@@ -49,13 +50,16 @@ export class RunsController {
   }
 
   @Get(':id/logs')
-  @ApiOperation({ summary: 'Logs: text (default), ?format=json (JSON lines), or ?follow=1 (server-sent events from the start, live)' })
+  @ApiOperation({ summary: 'Logs: text (default; control characters shown as \\xNN), ?download=1 (the raw text as an attachment), ?format=json (JSON lines), or ?follow=1 (server-sent events from the start, live)' })
   async logs(@CurrentPrincipal() p: Principal, @Param('id') id: string, @Query() q: LogsQuery, @Req() req: Request, @Res() res: Response) {
     await this.runs.requireRun(checkId(id), p);
     if (q.follow === '1' || q.follow === 'true') return this.logService.follow(id, q.job, q.step, req, res);
     const lines = await this.logService.all(id, q.job, q.step);
     if (q.format === 'json') res.type('application/x-ndjson').send(lines.map((l) => JSON.stringify(l)).join('\n') + (lines.length ? '\n' : ''));
-    else res.type('text/plain; charset=utf-8').send(LogsService.text(lines));
+    // The bytes as the job wrote them only as a file to save; shown as text, control characters are \xNN.
+    else if (q.download === '1' || q.download === 'true') {
+      res.type('text/plain; charset=utf-8').set('Content-Disposition', `attachment; filename="${logFileName(id, q.job, q.step)}"`).send(LogsService.text(lines));
+    } else res.type('text/plain; charset=utf-8').send(visible(LogsService.text(lines)));
   }
 
   @Get(':id/artifacts')
@@ -75,6 +79,11 @@ export class RunsController {
     res.set({ 'Content-Type': 'application/x-tar', 'Content-Disposition': `attachment; filename="${name.replace(/[^A-Za-z0-9._-]/g, '_')}.tar"`, 'Content-Length': String(blob.size) });
     return new StreamableFile(blob.stream);
   }
+}
+
+/** `<run>[-<job>][-step<N>].log`: the id and job are checked names (letters, digits, - and _). */
+function logFileName(id: string, job?: string, step?: number): string {
+  return `${id}${job ? `-${job}` : ''}${step !== undefined ? `-step${step}` : ''}.log`;
 }
 
 function checkId(id: string): string {

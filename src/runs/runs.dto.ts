@@ -1,5 +1,5 @@
 import { ApiPropertyOptional } from '@nestjs/swagger';
-import { Type } from 'class-transformer';
+import { NumberFromText } from '../http/validate';
 import { WORKFLOW_FILE } from '../workflow/model';
 import { IsIn, IsInt, IsNotEmpty, IsObject, IsOptional, IsString, Matches, Max, MaxLength, Min } from 'class-validator';
 
@@ -49,7 +49,7 @@ export class SubmitRunDto {
   shell?: 'bash' | 'sh' | 'python';
 
   @ApiPropertyOptional({ description: 'quick form: timeout in minutes' })
-  @IsOptional() @Type(() => Number) @IsInt() @Min(1) @Max(10080)
+  @IsOptional() @NumberFromText() @IsInt() @Min(1) @Max(10080)
   timeoutMinutes?: number;
 }
 
@@ -60,7 +60,7 @@ export class SubmitUploadDto {
   @IsOptional() @IsString() @IsNotEmpty() @MaxLength(64 * 1024) command?: string;
   @IsOptional() @IsString() @MaxLength(100) environment?: string;
   @IsOptional() @IsIn(['bash', 'sh', 'python'], { message: 'shell must be bash, sh or python' }) shell?: 'bash' | 'sh' | 'python';
-  @IsOptional() @Type(() => Number) @IsInt() @Min(1) @Max(10080) timeoutMinutes?: number;
+  @IsOptional() @NumberFromText() @IsInt() @Min(1) @Max(10080) timeoutMinutes?: number;
   @IsOptional() @IsString() @MaxLength(256 * 1024) workflow?: string;
   @IsOptional() @Matches(WORKFLOW_FILE, { message: 'workflowFile must be .kiln.yml or .github/workflows/<name>.yml' }) workflowFile?: string;
   @IsOptional() @Matches(/^[A-Za-z0-9._\/-]{1,255}$/, { message: 'ref must be a branch or tag name' }) ref?: string;
@@ -72,16 +72,19 @@ export class LogsQuery {
   @IsOptional() @Matches(/^[A-Za-z0-9_-]{1,64}$/, { message: 'job must be a job id from the run' }) job?: string;
 
   @ApiPropertyOptional({ description: 'only this step index' })
-  @IsOptional() @Type(() => Number) @IsInt() @Min(-1) @Max(1000) step?: number;
+  @IsOptional() @NumberFromText() @IsInt() @Min(-1) @Max(1000) step?: number;
 
   @ApiPropertyOptional({ description: '1: stream as server-sent events until the job ends' })
   @IsOptional() @IsIn(['0', '1', 'true', 'false'], { message: 'follow must be 1 or 0' }) follow?: string;
+
+  @ApiPropertyOptional({ description: '1: the text form with the bytes as written (control characters not escaped), as an attachment to save' })
+  @IsOptional() @IsIn(['0', '1', 'true', 'false'], { message: 'download must be 1 or 0' }) download?: string;
 
   @ApiPropertyOptional({ enum: ['text', 'json'], description: 'text (default) or json lines' })
   @IsOptional() @IsIn(['text', 'json'], { message: 'format must be text or json' }) format?: 'text' | 'json';
 }
 
 export class ListRunsQuery {
-  @IsOptional() @Type(() => Number) @IsInt() @Min(1) @Max(500) limit?: number;
+  @IsOptional() @NumberFromText() @IsInt() @Min(1) @Max(500) limit?: number;
 }
 

@@ -94,7 +94,7 @@ export function collectWorkflow(text: string): { workflow: ParsedWorkflow | null
 /** The 1-based line of a path, or of its nearest ancestor that has one. */
 export function lineOf(lines: Record<string, number>, path: string): number | null {
   for (let p = path; p; p = parentPath(p)) {
-    if (lines[p] !== undefined) return lines[p];
+    if (Object.hasOwn(lines, p)) return lines[p];
   }
   return null;
 }
@@ -248,7 +248,8 @@ function childPath(path: string, key: string): string {
  * Aliases are not followed (their target was walked where it is defined).
  */
 class AstWalk {
-  readonly lines: Record<string, number> = {};
+  /** Path -> line; no prototype, so a key named `constructor` or `toString` is a path like any other. */
+  readonly lines: Record<string, number> = Object.create(null) as Record<string, number>;
   readonly problems: WorkflowProblem[] = [];
   /** Set for nesting beyond the limit, non-string keys and `__proto__` keys. */
   fatal = false;
@@ -363,7 +364,7 @@ const UPLOAD_KEYS = ['name', 'path', 'if-no-files-found', 'retention-days', 'com
 function checkKeys(r: Reader, obj: Obj, path: string, allowed: string[], unsupported: Record<string, string>, where: string): void {
   for (const key of Object.keys(obj)) {
     if (allowed.includes(key)) continue;
-    r.problem(childPath(path, key), unsupported[key] ?? `unknown key '${key}' in ${where} (supported: ${allowed.join(', ')})`);
+    r.problem(childPath(path, key), (Object.hasOwn(unsupported, key) ? unsupported[key] : undefined) ?? `unknown key '${key}' in ${where} (supported: ${allowed.join(', ')})`);
   }
 }
 
@@ -768,7 +769,7 @@ const BUILTINS: Record<string, BuiltinAction> = {
 function builtinAction(r: Reader, uses: string, path: string): BuiltinAction | null {
   const m = /^([^@\s]+)@(\S+)$/.exec(uses.trim());
   const name = (m ? m[1] : uses.trim()).toLowerCase();
-  const builtin = BUILTINS[name] ?? null;
+  const builtin = Object.hasOwn(BUILTINS, name) ? BUILTINS[name] : null;
   if (builtin && !m) {
     r.problem(path, `'${uses}' needs a version: write ${name}@v4`);
     return null;

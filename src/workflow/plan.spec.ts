@@ -28,8 +28,8 @@ const KNOWN = 'python-3.9, python-3.11 (debian-12, bookworm), python-3.13';
 
 export const fakeResolver: EnvironmentResolver = (label) => {
   const [wanted, pin] = label.split('@');
-  const name = LABELS[wanted] ?? wanted;
-  const versions = CATALOGUE[name];
+  const name = Object.hasOwn(LABELS, wanted) ? LABELS[wanted] : wanted;
+  const versions = Object.hasOwn(CATALOGUE, name) ? CATALOGUE[name] : undefined;
   if (!versions) return { error: `no environment or label named '${label}'; known: ${KNOWN}` };
   const version = pin ?? versions[versions.length - 1];
   if (!versions.includes(version)) return { error: `environment '${name}' has no version '${pin}'; published: ${versions.join(', ')}` };
@@ -178,4 +178,21 @@ test('hundreds of kilobytes of nesting are refused before the YAML parser recurs
 test('default step names are as GitHub shows them', () => {
   assert.equal(defaultStepName({ run: '\n  make test  \nmore', usesRef: null }), 'Run make test');
   assert.equal(defaultStepName({ run: null, usesRef: 'actions/checkout@v4' }), 'Run actions/checkout@v4');
+});
+
+test('runs-on, uses and keys named like Object.prototype members are names, not properties', async () => {
+  for (const label of ['constructor', '__proto__', 'toString', 'hasOwnProperty', 'valueOf']) {
+    const yaml = `jobs:\n  a:\n    runs-on: ${label}\n    steps:\n      - run: echo hi\n`;
+    await assert.rejects(planFromYaml(yaml, testOptions), (e: unknown) => {
+      assert.ok(e instanceof WorkflowError, `${label}: ${String(e)}`);
+      assert.match(e.message, new RegExp(`jobs\\.a\\.runs-on.*no environment or label named '${label}'`));
+      return true;
+    });
+  }
+  const uses = 'jobs:\n  a:\n    runs-on: python-3.11\n    steps:\n      - uses: constructor@v1\n';
+  await assert.rejects(planFromYaml(uses, testOptions), (e: unknown) => e instanceof WorkflowError && /constructor@v1/.test(e.message));
+  const key = 'jobs:\n  a:\n    runs-on: python-3.11\n    constructor: 1\n    steps:\n      - run: echo\n';
+  await assert.rejects(planFromYaml(key, testOptions), (e: unknown) => e instanceof WorkflowError && /jobs\.a\.constructor \(line 4\): unknown key 'constructor'/.test(e.message));
+  const top = 'toString: 1\njobs:\n  a:\n    runs-on: python-3.11\n    steps:\n      - run: echo\n';
+  await assert.rejects(planFromYaml(top, testOptions), (e: unknown) => e instanceof WorkflowError && /^toString \(line 1\): unknown key 'toString'/.test(e.message));
 });

@@ -368,7 +368,9 @@ class JobPlanner {
     if (job.runsOn === null || this.p.badExpressions.has(path)) return null;
     const label = await this.runsOnLabel(job.runsOn, path, ctx, combo);
     if (label === null) return null;
-    const target = this.opts.labelMap[label] ?? label;
+    // An own key only: a label such as `constructor` or `__proto__` is a name to look up, not a property of Object.
+    const mapped = Object.hasOwn(this.opts.labelMap, label) ? this.opts.labelMap[label] : undefined;
+    const target = typeof mapped === 'string' && mapped !== '' ? mapped : label;
     let resolved = this.resolved.get(target);
     if (!resolved) {
       resolved = this.opts.resolveEnvironment(target);

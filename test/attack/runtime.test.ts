@@ -7,6 +7,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { makeTar, readTar } from '../fixtures/archives';
+import { visible } from '../../src/common/visible';
 import { KILN_BIN, TEST_ADMIN_TOKEN } from '../helpers';
 import { containersOf, followLines, RunView } from '../e2e/runs-helpers';
 import { assertServing, AttackServer, HostWatch, RUNTIME, startAttackServer } from './harness';
@@ -717,10 +718,14 @@ jobs:
     assert.ok(!raw.includes('\x1b') && !raw.includes('\x00'), 'no raw control character in the JSON body');
     const output = raw.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { s: string; l: string }).filter((r) => r.s === 'o').map((r) => r.l);
     assert.deepEqual(output, [LINE1, 'bad-utf8:\ufffd\ufffd|cr:visible\rFAKE', 'no-newline-at-end\x1b]52;c;Zm9v\x07']);
-    // Plain text: the stored text, as text.
+    // Plain text: control characters shown as \xNN (a terminal shows them, never obeys them); the bytes as written only as a download.
     const text = await server.kiln.fetch(`/api/v1/runs/${done.id}/logs?job=${j.id}`);
     assert.match(text.headers.get('content-type') ?? '', /^text\/plain/);
-    assert.ok((await text.text()).includes(`#0  | ${LINE1}\n`));
+    const shown = await text.text();
+    assert.ok(shown.includes(`#0  | ${visible(LINE1)}\n`) && !/[\x00-\x08\x0b-\x1f\x7f]/.test(shown), JSON.stringify(shown));
+    const download = await server.kiln.fetch(`/api/v1/runs/${done.id}/logs?job=${j.id}&download=1`);
+    assert.match(download.headers.get('content-disposition') ?? '', /^attachment;/);
+    assert.ok((await download.text()).includes(`#0  | ${LINE1}\n`));
     // Live stream (SSE) of a finished run: the same lines.
     const streamed = await followLines(server.kiln, `/api/v1/runs/${done.id}/logs?follow=1&job=${j.id}`).all;
     assert.ok(streamed.includes(LINE1), 'the stream carries the line as data');
