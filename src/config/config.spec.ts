@@ -73,3 +73,11 @@ test('worker labels: none by default; KILN_WORKER_LABELS and KILN_ENVIRONMENT_LA
   assert.equal(loadConfig({ KILN_SWEEP_SECONDS: '3' }).sweepSeconds, 3);
   assert.equal(loadConfig({}).sweepSeconds, 300);
 });
+
+test('fair share: unset, a user may run the worker\'s slots but one at once (at least 1); set, the variable wins', () => {
+  assert.equal(loadConfig({}).quota.concurrentJobs, 1, 'the default worker has 2 slots: one user holds at most 1');
+  assert.equal(loadConfig({ KILN_WORKER_CONCURRENCY: '1' }).quota.concurrentJobs, 1);
+  assert.equal(loadConfig({ KILN_WORKER_CONCURRENCY: '8' }).quota.concurrentJobs, 7);
+  assert.equal(loadConfig({ KILN_WORKER_CONCURRENCY: '8', KILN_QUOTA_CONCURRENT_JOBS: '8' }).quota.concurrentJobs, 8);
+  assert.equal(loadConfig({ KILN_QUOTA_CONCURRENT_JOBS: '5' }).quota.concurrentJobs, 5);
+});
