@@ -511,7 +511,7 @@ class SanitizeSession {
     this.extract.on('error', (err: Error) => this.note(err));
     this.decoded.pipe(this.extract);
     this.pack.on('error', (err: Error) => this.note(err));
-    this.out = createWriteStream(outFile);
+    this.out = createWriteStream(outFile, { mode: 0o600 }); // Kiln's data: its owner's only
     this.out.on('error', (err) => {
       this.outputError ??= err;
       this.pack.destroy(err);
@@ -685,7 +685,7 @@ export async function packFiles(files: Record<string, string>, outFile: string, 
 /** Streams a new tar to outFile, its entries added by `add`; on any failure the file is removed. */
 async function packTo(outFile: string, add: (pack: Pack) => Promise<void> | void): Promise<void> {
   const pack = tarPack();
-  const out = createWriteStream(outFile);
+  const out = createWriteStream(outFile, { mode: 0o600 });
   const writing = copyToFile(pack, out);
   writing.catch(() => undefined); // awaited below; this only marks it handled
   try {
