@@ -79,7 +79,7 @@ rc=$?; cat /tmp/.kiln-collect.err >&2; exit $rc
  * stdin), then the files the step may write. Files of earlier steps are removed first: their space is
  * the next step's. Builtins and coreutils only (minimal images).
  */
-const PREPARE_STEP_SCRIPT = `
+export const PREPARE_STEP_SCRIPT = `
 umask 022
 script=$1; shift
 for f in "$@"; do rm -f -- "\${f%/*}"/* 2>/dev/null; done
