@@ -36,12 +36,16 @@ export function openPrivateAppend(file: string): number {
   return fd;
 }
 
-/** Makes `file` 0600 if it exists (a file another library created: SQLite's, a renamed blob). */
+/**
+ * Makes `file` 0600 if it exists (a file another library created: SQLite's). A file that is not Kiln's
+ * user's to chmod (EPERM: an operator's own database file) is left as it is.
+ */
 export function privateFileSync(file: string): void {
   try {
     fs.chmodSync(file, PRIVATE_FILE_MODE);
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code !== 'ENOENT' && code !== 'EPERM') throw e;
   }
 }
 

@@ -169,7 +169,8 @@ class SqliteDatabase implements Database {
   constructor(file: string) {
     privateDirSync(path.dirname(file), true);
     // Made 0600 before SQLite opens it: SQLite gives the -wal and -shm files the database file's mode.
-    fs.closeSync(openPrivateAppend(file));
+    if (fs.existsSync(file)) privateFileSync(file);
+    else fs.closeSync(openPrivateAppend(file));
     this.db = new BetterSqlite3(file);
     this.db.pragma('journal_mode = WAL');
     for (const f of [`${file}-wal`, `${file}-shm`]) privateFileSync(f); // an older Kiln's, made 0644
