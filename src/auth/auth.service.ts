@@ -7,6 +7,7 @@ import { QuotaExceededException } from '../http/quota';
 import { AuthRepository, HoldingLimit } from './auth.repository';
 import type { Principal, Quota, StorageMeter, TokenInfo, User } from './auth.types';
 import { SecretBox } from './secret-box';
+import { PRIVATE_FILE_MODE, privateDirSync } from '../common/private-files';
 
 import { newId } from '../http/ids';
 export const hashToken = (token: string): string => createHash('sha256').update(token).digest('hex');
@@ -50,9 +51,10 @@ export class AuthService {
     }
     const token = makeToken();
     await this.storeToken(admin!.id, 'bootstrap', token, null);
-    fs.mkdirSync(path.dirname(file), { recursive: true });
+    privateDirSync(path.dirname(file), true);
     fs.rmSync(file, { force: true });
-    fs.writeFileSync(file, token + '\n', { mode: 0o600 });
+    fs.writeFileSync(file, token + '\n', { mode: PRIVATE_FILE_MODE, flag: 'wx' });
+    fs.chmodSync(file, PRIVATE_FILE_MODE);
     this.log.log(`admin token generated and written to ${file} (mode 600)`);
   }
 

@@ -1,6 +1,7 @@
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { privateDirSync } from '../common/private-files';
 
 /**
  * Seals secrets at rest with AES-256-GCM. The key is KILN_SECRET_KEY, or a random key made once
@@ -13,7 +14,7 @@ export class SecretBox {
     if (configured) return new SecretBox(Buffer.from(configured, 'base64'));
     const file = path.join(dataDir, 'secret-key');
     if (!fs.existsSync(file)) {
-      fs.mkdirSync(dataDir, { recursive: true });
+      privateDirSync(dataDir, true);
       fs.writeFileSync(file, crypto.randomBytes(32).toString('base64') + '\n', { mode: 0o600, flag: 'wx' });
     }
     return new SecretBox(Buffer.from(fs.readFileSync(file, 'utf8').trim(), 'base64'));

@@ -90,3 +90,11 @@ test('KILN_QUOTA_REPOSITORIES: 100 by default', () => {
   assert.equal(loadConfig({ KILN_QUOTA_REPOSITORIES: '3' }).quota.repositories, 3);
   assert.throws(() => loadConfig({ KILN_QUOTA_REPOSITORIES: 'many' }), /KILN_QUOTA_REPOSITORIES="many"/);
 });
+
+test('fair share: unset, a user may run the worker\'s slots but one at once (at least 1); set, the variable wins', () => {
+  assert.equal(loadConfig({}).quota.concurrentJobs, 1, 'the default worker has 2 slots: one user holds at most 1');
+  assert.equal(loadConfig({ KILN_WORKER_CONCURRENCY: '1' }).quota.concurrentJobs, 1);
+  assert.equal(loadConfig({ KILN_WORKER_CONCURRENCY: '8' }).quota.concurrentJobs, 7);
+  assert.equal(loadConfig({ KILN_WORKER_CONCURRENCY: '8', KILN_QUOTA_CONCURRENT_JOBS: '8' }).quota.concurrentJobs, 8);
+  assert.equal(loadConfig({ KILN_QUOTA_CONCURRENT_JOBS: '5' }).quota.concurrentJobs, 5);
+});

@@ -222,7 +222,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     publicUrl: (schema.KILN_PUBLIC_URL ?? `http://${schema.KILN_HOST ?? '127.0.0.1'}:${schema.KILN_PORT ?? 3000}`).replace(/\/+$/, ''),
     secretKey: schema.KILN_SECRET_KEY ?? null,
     quota: {
-      concurrentJobs: schema.KILN_QUOTA_CONCURRENT_JOBS ?? 2,
+      // Unset, a user may hold every slot of this machine's worker but one, so another user's job always
+      // finds one free (a cluster's api nodes do not know the workers' slots: set it there).
+      concurrentJobs: schema.KILN_QUOTA_CONCURRENT_JOBS ?? defaultConcurrentJobs(schema.KILN_WORKER_CONCURRENCY ?? 2),
       queuedRuns: schema.KILN_QUOTA_QUEUED_RUNS ?? 20,
       submissionsPerMinute: schema.KILN_QUOTA_SUBMISSIONS_PER_MINUTE ?? 30,
       artifactBytes: parseSize(schema.KILN_QUOTA_ARTIFACT_BYTES ?? '1g'),
@@ -253,6 +255,11 @@ function outboundPolicy(schema: EnvSchema): Pick<KilnConfig, 'outbound' | 'git'>
     allowPrivateHosts: pick('KILN_OUTBOUND_ALLOW_PRIVATE', schema.KILN_OUTBOUND_ALLOW_PRIVATE, 'KILN_GIT_ALLOW_PRIVATE', schema.KILN_GIT_ALLOW_PRIVATE) === 'true',
   };
   return { outbound, git: outbound };
+}
+
+/** The per-user concurrent jobs when KILN_QUOTA_CONCURRENT_JOBS is not set: the worker's slots but one (at least 1). */
+export function defaultConcurrentJobs(workerSlots: number): number {
+  return Math.max(1, workerSlots - 1);
 }
 
 /** `python-3.13=runsc,python-3.9=old` -> { 'python-3.13': 'runsc', ... }; an environment named twice is refused. */

@@ -3,6 +3,7 @@ import * as path from 'node:path';
 import BetterSqlite3 from 'better-sqlite3';
 import { Pool } from 'pg';
 import type { KilnConfig } from '../config/config';
+import { openPrivateAppend, privateDirSync, privateFileSync } from '../common/private-files';
 
 export const DATABASE = Symbol('DATABASE');
 
@@ -175,9 +176,13 @@ class SqliteDatabase implements Database {
   readonly kind = 'sqlite' as const;
   private readonly db: BetterSqlite3.Database;
   constructor(file: string) {
-    fs.mkdirSync(path.dirname(file), { recursive: true });
+    privateDirSync(path.dirname(file), true);
+    // Made 0600 before SQLite opens it: SQLite gives the -wal and -shm files the database file's mode.
+    if (fs.existsSync(file)) privateFileSync(file);
+    else fs.closeSync(openPrivateAppend(file));
     this.db = new BetterSqlite3(file);
     this.db.pragma('journal_mode = WAL');
+    for (const f of [`${file}-wal`, `${file}-shm`]) privateFileSync(f); // an older Kiln's, made 0644
     this.db.pragma('busy_timeout = 5000');
     this.db.pragma('foreign_keys = ON');
   }

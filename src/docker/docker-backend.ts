@@ -6,6 +6,7 @@ import { PoolTarget, WarmPool } from './warm-pool';
 import { KILN_CONFIG, KilnConfig } from '../config/config';
 import type Docker from 'dockerode';
 import { PassThrough, Readable } from 'node:stream';
+import { STEP_FILES_DIR, STEP_SCRIPTS_DIR } from '../execution/backend';
 import type { Collected, ContainerRuntime, ExecSpec, ExecutionBackend, JobHandle, JobSandboxLimits, JobSandboxSpec, OutputSink, StepState } from '../execution/backend';
 import { DockerEngine, EngineUnavailableError } from './docker-engine';
 import { demux } from './demux';
@@ -17,14 +18,21 @@ import { packTree, sanitizeTar, TreeNotPackable, type SanitizedTar, type TarLimi
 /** Steps run as the image's `runner` user; the container's own keeper process runs as nobody, so a step can signal every process of its own but never the keeper. */
 export const JOB_USER = '1001:1001';
 export const JOB_UID = 1001;
-const KEEPER_USER = '65534:65534';
+const KEEPER_UID = 65534;
+const KEEPER_USER = `${KEEPER_UID}:${KEEPER_UID}`;
 export const JOB_LABEL = 'kiln.job';
 /** Which Kiln (deployments sharing a Redis share a queue prefix) a container belongs to. */
 export const DEPLOYMENT_LABEL = 'kiln.deployment';
 /** On a warm pool's idle sandbox: its owner process, `pool~<host>~<pid>~<hex>` (see scratch.ts). */
 export const POOL_LABEL = 'kiln.pool';
-/** Size of the tmpfs for Kiln's per-step files under /tmp/kiln (env files are read back at 1 MiB each). */
-const KILN_FILES_BYTES = 64 * 1024 * 1024;
+/** Size of the tmpfs of Kiln's step scripts (STEP_SCRIPTS_DIR): written only by Kiln (as the keeper, nobody). */
+const KILN_SCRIPTS_BYTES = 64 * 1024 * 1024;
+/**
+ * Size of STEP_FILES_DIR, where a step's own files live (GITHUB_ENV, GITHUB_OUTPUT, GITHUB_PATH,
+ * GITHUB_STEP_SUMMARY, GITHUB_STATE): a tmpfs of its own, so that filling it cannot keep a script from being written; Kiln empties it and
+ * makes the step's files afresh before every step. Each file is read back up to 1 MiB.
+ */
+export const STEP_FILES_BYTES = 8 * 1024 * 1024;
 /** Deadline of Kiln's own short helpers in the sandbox (post-step reader, signals). */
 const HELPER_TIMEOUT_MS = 30_000;
 class HelperTimeout extends Error {}
@@ -66,6 +74,25 @@ matches() { for p in "$@"; do for f in $p; do printf '%s\\0' "$f"; done; done; }
 matches "$@" | tar -c -f - --null -T - 2>/tmp/.kiln-collect.err
 rc=$?; cat /tmp/.kiln-collect.err >&2; exit $rc
 `;
+/**
+ * Run as the keeper before each step (see prepareStep): $1 the script's path ('' for none, its text on
+ * stdin), then the files the step may write. Files of earlier steps are removed first: their space is
+ * the next step's. Builtins and coreutils only (minimal images).
+ */
+export const PREPARE_STEP_SCRIPT = `
+umask 022
+script=$1; shift
+for f in "$@"; do rm -f -- "\${f%/*}"/* 2>/dev/null; done
+if [ -n "$script" ]; then
+  for f in "\${script%/*}"/*; do [ -f "$f" ] && rm -f -- "$f"; done
+  cat > "$script" || exit 1
+  chmod 644 "$script" || exit 1
+else
+  cat > /dev/null
+fi
+for f in "$@"; do : > "$f" && chmod 666 "$f" || exit 1; done
+`;
+
 /** Most bytes of matched names Kiln takes from the listing (far more than 100 000 entries' worth); more goes to tar. */
 const LIST_MAX_BYTES = 16 * 1024 * 1024;
 
@@ -76,9 +103,13 @@ export function jobHostConfig(l: JobSandboxLimits, runtime: ContainerRuntime): D
     [
       { path: '/workspace', bytes: l.workspaceBytes, uid: JOB_UID },
       { path: '/tmp', bytes: l.tmpBytes },
-      // Kiln's own per-step files (scripts, GITHUB_ENV/OUTPUT/PATH/STEP_SUMMARY): a job that fills /tmp
-      // can still run its cleanup steps. Docker mounts it after /tmp (mounts are sorted by depth).
-      { path: '/tmp/kiln', bytes: KILN_FILES_BYTES, uid: JOB_UID },
+      // Kiln's step scripts: the keeper's (nobody), mode 0755, so the job can neither write nor fill it,
+      // and a job that fills every place it can write still runs its cleanup steps. The step's own files
+      // (GITHUB_ENV...) have a small tmpfs of their own inside it, also the keeper's: Kiln makes each file
+      // there (mode 0666) before the step; the job can write those files, not add others. Docker mounts
+      // them after /tmp, deepest last (mounts are sorted by depth).
+      { path: STEP_SCRIPTS_DIR, bytes: KILN_SCRIPTS_BYTES, uid: KEEPER_UID },
+      { path: STEP_FILES_DIR, bytes: STEP_FILES_BYTES, uid: KEEPER_UID },
       { path: '/home/runner', bytes: l.tmpBytes, uid: JOB_UID },
     ],
     runtime,
@@ -256,19 +287,15 @@ export class DockerBackend implements ExecutionBackend, OnApplicationShutdown {
     }
     const c = this.docker.getContainer(job.id);
     const state: StepState = { exitCode: null, oomKilled: false, pidsLimited: false, timedOut: false, cancelled: false, error: null, sandboxLost: null, files: {} };
-    let argv = step.argv;
-    let stdin: Buffer | undefined;
-    if (step.script) {
-      // Builtins only up to `cat` (each fork costs here): the directory exists when it is Kiln's tmpfs.
-      argv = ['sh', '-c', 'umask 077; { [ -d "${0%/*}" ] || mkdir -p -- "${0%/*}"; } && cat > "$0" && exec "$@"', step.script.path, ...step.argv];
-      stdin = Buffer.from(step.script.content);
-    }
+    const argv = step.argv;
     let exec: Docker.Exec;
     let stream: NodeJS.ReadWriteStream;
     try {
-      exec = await c.exec({ Cmd: argv, AttachStdin: Boolean(stdin), AttachStdout: true, AttachStderr: true, User: JOB_USER, Env: envList(step.env), WorkingDir: step.workdir, Tty: false });
-      stream = (await exec.start({ hijack: true, stdin: Boolean(stdin) })) as unknown as NodeJS.ReadWriteStream;
+      if (step.script || step.writable?.length) await this.prepareStep(c, step);
+      exec = await c.exec({ Cmd: argv, AttachStdin: false, AttachStdout: true, AttachStderr: true, User: JOB_USER, Env: envList(step.env), WorkingDir: step.workdir, Tty: false });
+      stream = (await exec.start({ hijack: true, stdin: false })) as unknown as NodeJS.ReadWriteStream;
     } catch (e) {
+      if (e instanceof HelperTimeout) await c.kill({ signal: 'SIGKILL' }).catch(() => undefined);
       return this.failedToStart(c, job, state, e);
     }
     // If the whole sandbox stops (gVisor dies with its memory or thread limit), the exec's stream may
@@ -282,7 +309,6 @@ export class DockerBackend implements ExecutionBackend, OnApplicationShutdown {
     out.on('data', (d: Buffer) => sink('stdout', d));
     err.on('data', (d: Buffer) => sink('stderr', d));
     demux(stream as unknown as Readable, out, err);
-    if (stdin) stream.end(stdin);
 
     const ended = new Promise<void>((resolve) => {
       stream.on('end', resolve);
@@ -355,6 +381,19 @@ export class DockerBackend implements ExecutionBackend, OnApplicationShutdown {
     state.sandboxLost = `the sandbox stopped (${seen.how})`;
     state.exitCode ??= await exec.inspect().then((i) => i.ExitCode ?? null, () => null);
     return state;
+  }
+
+  /**
+   * Before a step, as the keeper (nobody: the job can neither write these places nor signal this exec):
+   * the earlier steps' scripts and files removed, the step's script written (0644), and the files the
+   * step may write made empty and writable by it (0666) in STEP_FILES_DIR, where only Kiln can add one.
+   */
+  private async prepareStep(c: Docker.Container, step: ExecSpec): Promise<void> {
+    const script = step.script ?? null;
+    const res = await this.run(c, ['sh', '-c', PREPARE_STEP_SCRIPT, 'prepare', script?.path ?? '', ...(step.writable ?? [])], {
+      user: KEEPER_USER, stdin: Readable.from([Buffer.from(script?.content ?? '')]),
+    });
+    if (res.exitCode !== 0) throw new Error(`preparing the step's files failed (exit ${res.exitCode}): ${res.stderr.slice(-500)}`);
   }
 
   /**

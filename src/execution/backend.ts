@@ -66,8 +66,10 @@ export interface ExecSpec {
   argv: string[];
   env: Record<string, string>;
   workdir: string;
-  /** Written to `scriptPath` inside the sandbox before argv runs (argv names it). */
+  /** Written to `path` inside the sandbox before argv runs (argv names it), where the job cannot write. */
   script?: { path: string; content: string };
+  /** Files the step may write (GITHUB_ENV...): made empty and writable by the job before it runs; the earlier steps' are removed. */
+  writable?: string[];
   timeoutMs: number;
   /** Files read back after the step (GITHUB_ENV, GITHUB_OUTPUT, ...), each capped at maxFileBytes. */
   readBack?: string[];
@@ -94,3 +96,8 @@ export interface StepState {
 }
 
 export const EXECUTION_BACKEND = Symbol('EXECUTION_BACKEND');
+
+/** Where Kiln writes a step's script in the sandbox: a place the job cannot write. */
+export const STEP_SCRIPTS_DIR = '/tmp/kiln';
+/** Where a step's own files (GITHUB_ENV...) are: a small place of their own, so filling it cannot keep a script from being written. */
+export const STEP_FILES_DIR = '/tmp/kiln/files';

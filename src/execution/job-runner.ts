@@ -12,14 +12,17 @@ import { RunsRepository } from '../runs/runs.repository';
 import type { Conclusion, Job, Run, StepReason } from '../runs/runs.types';
 import { evaluateCondition, ExprContext, interpolate, StatusFunctions } from '../workflow/expressions';
 import type { JobLimits, StepSpec } from '../workflow/model';
-import { ContainerRuntime, EXECUTION_BACKEND, ExecutionBackend, JobHandle, JobSandboxLimits, StepState } from './backend';
+import { ContainerRuntime, EXECUTION_BACKEND, ExecutionBackend, JobHandle, JobSandboxLimits, STEP_FILES_DIR, STEP_SCRIPTS_DIR, StepState } from './backend';
 import { parseEnvFile, parsePathFile } from './env-files';
 import { WorkflowCommands } from './workflow-commands';
 import { createHash } from 'node:crypto';
 import { Metrics } from '../metrics/metrics';
 
 export const WORKSPACE = '/workspace';
-const KILN_DIR = '/tmp/kiln';
+/** A step's own files: GitHub's GITHUB_ENV, GITHUB_OUTPUT, GITHUB_PATH, GITHUB_STEP_SUMMARY and GITHUB_STATE. */
+function stepFiles(i: number) {
+  return { env: `${STEP_FILES_DIR}/env-${i}`, output: `${STEP_FILES_DIR}/output-${i}`, path: `${STEP_FILES_DIR}/path-${i}`, summary: `${STEP_FILES_DIR}/summary-${i}`, state: `${STEP_FILES_DIR}/state-${i}` };
+}
 const BASE_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
 export interface NeedResult {
@@ -221,7 +224,7 @@ export class JobRunner {
             out.flush(step.index);
             out.setFilter(null);
           }
-          const raw = result.state?.files[`${KILN_DIR}/summary-${step.index}`];
+          const raw = result.state?.files[stepFiles(step.index).summary];
           const summary = raw && out.maskText(raw); // before the cap, which could cut a secret in two
           if (summary) {
             const room = 1024 * 1024 - summaryBytes;
@@ -272,9 +275,9 @@ export class JobRunner {
   private async runScript(run: Run, job: Job, handle: JobHandle, step: StepSpec, ctx: ExprContext, status: StatusFunctions, stepEnv: Record<string, string>, extraPath: string[], timeoutMs: number, out: LogWriter, signal: AbortSignal) {
     const script = await interpolate(step.run ?? '', ctx, status);
     const i = step.index;
-    const files = { env: `${KILN_DIR}/env-${i}`, output: `${KILN_DIR}/output-${i}`, path: `${KILN_DIR}/path-${i}`, summary: `${KILN_DIR}/summary-${i}`, state: `${KILN_DIR}/state-${i}` };
+    const files = stepFiles(i);
     const ext = step.shell === 'python' ? 'py' : step.shell === 'bash' || step.shell === 'sh' ? 'sh' : 'script';
-    const scriptPath = `${KILN_DIR}/step-${i}.${ext}`;
+    const scriptPath = `${STEP_SCRIPTS_DIR}/step-${i}.${ext}`;
     // As on GitHub: bash -eo pipefail, sh -e, python; a custom template gets the script file for {0}.
     const argv = step.shell === 'bash' ? ['bash', '--noprofile', '--norc', '-eo', 'pipefail', scriptPath]
       : step.shell === 'sh' ? ['sh', '-e', scriptPath]
@@ -289,7 +292,7 @@ export class JobRunner {
       GITHUB_ACTION: step.id ?? `__run_${i}`,
     };
     const state = await this.backend.execStep(handle, {
-      argv, env, workdir, timeoutMs, script: { path: scriptPath, content: script },
+      argv, env, workdir, timeoutMs, script: { path: scriptPath, content: script }, writable: Object.values(files),
       readBack: [files.env, files.output, files.path, files.summary], maxFileBytes: 1024 * 1024,
     }, (stream, chunk) => out.write(i, stream, chunk), signal);
     const limits = this.limitsFor(job);
@@ -312,10 +315,11 @@ export class JobRunner {
   }
 
   private applyEnvFiles(step: StepSpec, state: StepState, jobEnv: Record<string, string>, extraPath: string[], out: LogWriter): void {
-    const env = parseEnvFile(state.files[`${KILN_DIR}/env-${step.index}`] ?? '', 'GITHUB_ENV');
+    const files = stepFiles(step.index);
+    const env = parseEnvFile(state.files[files.env] ?? '', 'GITHUB_ENV');
     for (const p of env.problems) out.notice(step.index, `warning: ${p}`);
     Object.assign(jobEnv, env.values);
-    const dirs = parsePathFile(state.files[`${KILN_DIR}/path-${step.index}`] ?? '');
+    const dirs = parsePathFile(state.files[files.path] ?? '');
     extraPath.unshift(...dirs.reverse());
   }
 
@@ -327,7 +331,8 @@ export class JobRunner {
       return { outcome: 'failure' as Conclusion, reason, exitCode: null, outputs: {} };
     };
     if (out.holdsSecret(name)) return fail('the artifact name holds a secret (or its base64, hex or URL-encoded form): names are stored and shown in download URLs, so it was refused; choose a name without it');
-    if (!/^[^"\\:<>|*?\r\n/]{1,128}$/.test(name)) return fail(`artifact name '${name}' is not valid: 1 to 128 characters, none of " : < > | * ? \\ / or newlines`);
+    // `.` and `..` would name the folder itself or its parent where download-artifact unpacks by name.
+    if (!/^[^"\\:<>|*?\r\n/]{1,128}$/.test(name) || name === '.' || name === '..') return fail(`artifact name '${name}' is not valid: 1 to 128 characters, none of " : < > | * ? \\ / or newlines, and not . or ..`);
     const patterns = (await interpolate(step.with.path ?? '', ctx, status)).split('\n').map((l) => l.trim()).filter(Boolean);
     const excluded = patterns.filter((p) => p.startsWith('!'));
     if (excluded.length) out.notice(i, `warning: exclusion patterns are not supported yet and were ignored: ${excluded.join(', ')}`);

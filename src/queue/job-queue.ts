@@ -1,7 +1,7 @@
 import { Inject, Injectable, Logger } from '@nestjs/common';
 import type { Queue } from 'bull';
 import { KILN_CONFIG, KilnConfig } from '../config/config';
-import { DEFAULT_JOB_OPTIONS, labelOf, QueuePayloads } from './queue.types';
+import { DEFAULT_JOB_OPTIONS, fairPriority, labelOf, QueuePayloads } from './queue.types';
 
 /** Every queue of this configuration by label (null: the default queue every worker takes from). */
 export type Queues = Map<string | null, Queue>;
@@ -20,13 +20,17 @@ export class JobQueue {
     return this.queues.get(null)!;
   }
 
-  /** Queued where the workers that may run the job's environment look (KILN_ENVIRONMENT_LABELS). */
-  async enqueueJob(payload: QueuePayloads['run-job'], environment: string): Promise<void> {
+  /**
+   * Queued where the workers that may run the job's environment look (KILN_ENVIRONMENT_LABELS), placed
+   * by fair share: ownerActiveJobs is how many jobs its owner has queued or running, this one included
+   * (see fairPriority).
+   */
+  async enqueueJob(payload: QueuePayloads['run-job'], environment: string, ownerActiveJobs: number): Promise<void> {
     const queue = this.queues.get(labelOf(environment, this.config.environmentLabels))!;
-    await queue.add('run-job', payload, { ...DEFAULT_JOB_OPTIONS, jobId: payload.jobId });
+    await queue.add('run-job', payload, { ...DEFAULT_JOB_OPTIONS, jobId: payload.jobId, priority: fairPriority(ownerActiveJobs) });
   }
 
   async enqueueWebhook(payload: QueuePayloads['webhook-push']): Promise<void> {
-    await this.queue.add('webhook-push', payload, { ...DEFAULT_JOB_OPTIONS, jobId: `delivery:${payload.deliveryId}` });
+    await this.queue.add('webhook-push', payload, { ...DEFAULT_JOB_OPTIONS, jobId: `delivery:${payload.deliveryId}`, priority: fairPriority(1) });
   }
 }

@@ -29,6 +29,20 @@ export interface QueuePayloads {
 export type QueueJobName = keyof QueuePayloads;
 export const QUEUE_JOB_NAMES: QueueJobName[] = ['run-job', 'webhook-push'];
 
+/**
+ * Fair share between users: a job's place in its queue is its Bull priority (1 goes first, equal
+ * priorities in the order they came), and that priority is how many jobs its owner has queued or
+ * running when it enters the queue, itself included. So a job of a user with fewer jobs running goes
+ * before the waiting jobs of a user with more, whichever came first, on every worker and in every
+ * labelled queue alike (Redis keeps the order, not a worker). A job's place is fixed when it enters the
+ * queue. Webhook builds (short: a clone) go first.
+ */
+export function fairPriority(ownerActiveJobs: number): number {
+  return Math.min(Math.max(1, Math.floor(ownerActiveJobs)), MAX_PRIORITY);
+}
+/** A bound far above any user's quota (KILN_QUOTA_CONCURRENT_JOBS is at most 1000). */
+export const MAX_PRIORITY = 2 ** 21;
+
 /** Retries are for infrastructure only (engine unreachable before a step ran); user failures never throw. */
 export const DEFAULT_JOB_OPTIONS = {
   attempts: 3,

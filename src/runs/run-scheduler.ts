@@ -115,10 +115,12 @@ export class RunScheduler {
       }
       if (strategy?.maxParallel && siblings.filter((j) => j.status === 'queued' || j.status === 'in_progress').length >= strategy.maxParallel) continue;
       // The active count is re-read per job: other runs and processes change it.
-      if (run.ownerId && (await this.repo.countActiveJobs(run.ownerId)) >= (quota ??= await this.ownerQuota(run.ownerId))) continue; // waits: quota
+      const active = run.ownerId ? await this.repo.countActiveJobs(run.ownerId) : 0;
+      if (run.ownerId && active >= (quota ??= await this.ownerQuota(run.ownerId))) continue; // waits: quota
       if (await this.repo.transitionJob(job.id, ['pending'], 'queued')) {
         job.status = 'queued';
-        await this.queue.enqueueJob({ runId: run.id, jobId: job.id }, job.environment);
+        // Fair share: placed in the queue behind the jobs of owners with fewer jobs queued or running.
+        await this.queue.enqueueJob({ runId: run.id, jobId: job.id }, job.environment, active + 1);
       }
     }
     return changed;

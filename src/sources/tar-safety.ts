@@ -511,7 +511,7 @@ class SanitizeSession {
     this.extract.on('error', (err: Error) => this.note(err));
     this.decoded.pipe(this.extract);
     this.pack.on('error', (err: Error) => this.note(err));
-    this.out = createWriteStream(outFile);
+    this.out = createWriteStream(outFile, { mode: 0o600 }); // Kiln's data: its owner's only
     this.out.on('error', (err) => {
       this.outputError ??= err;
       this.pack.destroy(err);
@@ -685,7 +685,7 @@ export async function packFiles(files: Record<string, string>, outFile: string, 
 /** Streams a new tar to outFile, its entries added by `add`; on any failure the file is removed. */
 async function packTo(outFile: string, add: (pack: Pack) => Promise<void> | void): Promise<void> {
   const pack = tarPack();
-  const out = createWriteStream(outFile);
+  const out = createWriteStream(outFile, { mode: 0o600 });
   const writing = copyToFile(pack, out);
   writing.catch(() => undefined); // awaited below; this only marks it handled
   try {
@@ -723,8 +723,8 @@ export interface TreeOwner {
 
 interface TreeEntry {
   header: HeaderArg;
-  /** a regular file's path on this machine, with the inode and size it had when planned */
-  source?: { file: string; ino: number; size: number };
+  /** a regular file's path on this machine, with the device, inode and size it had when planned */
+  source?: PlannedFile;
 }
 
 const O_READ_TREE_FILE = fsConstants.O_RDONLY | fsConstants.O_NOFOLLOW | fsConstants.O_NONBLOCK | fsConstants.O_NOCTTY;
@@ -840,7 +840,7 @@ class TreePlanner {
       this.inodes.add(inode);
       const size = Number(st.size);
       const d = this.checker.check({ name, type, size: type === 'file' ? size : 0, mode, mtime });
-      if (d.kind === 'keep') this.entries.push({ header: d.header, source: { file, ino: Number(st.ino), size } });
+      if (d.kind === 'keep') this.entries.push({ header: d.header, source: { file, dev: Number(st.dev), ino: Number(st.ino), size } });
       return;
     }
     if (st.isSocket()) throw new TreeNotPackable(`'${name}' is a socket`);
@@ -856,12 +856,20 @@ function changed(header: HeaderArg): Error {
   return new Error(`'${header.name}' changed while it was collected`);
 }
 
+/** A regular file as planned: where it is, and what identifies it (an inode number is unique only on its device). */
+export interface PlannedFile { file: string; dev: number; ino: number; size: number }
+
+/** True when what was opened is still the planned file: a regular file, same device and inode, same size. */
+export function isPlannedFile(st: { isFile(): boolean; dev: number | bigint; ino: number | bigint; size: number | bigint }, planned: PlannedFile): boolean {
+  return st.isFile() && Number(st.dev) === planned.dev && Number(st.ino) === planned.ino && Number(st.size) === planned.size;
+}
+
 /** Adds one planned regular file to the pack, checking it is still the file that was planned. */
-async function packFile(pack: Pack, header: HeaderArg, source: { file: string; ino: number; size: number }): Promise<void> {
+async function packFile(pack: Pack, header: HeaderArg, source: PlannedFile): Promise<void> {
   const fd = openSync(source.file, O_READ_TREE_FILE);
   try {
     const st = fstatSync(fd);
-    if (!st.isFile() || st.ino !== source.ino || st.size !== source.size) throw changed(header);
+    if (!isPlannedFile(st, source)) throw changed(header);
     await new Promise<void>((resolve, reject) => {
       const done = (err?: Error | null): void => (err ? reject(err) : resolve());
       if (source.size <= SMALL_FILE_BYTES) {

@@ -7,7 +7,7 @@ import { chmodSync, linkSync, mkdirSync, mkdtempSync, readFileSync, rmSync, syml
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { extract as tarExtract } from 'tar-stream';
-import { ArchiveError, packTree, sanitizeTar, TreeNotPackable, type TarLimits } from './tar-safety';
+import { ArchiveError, isPlannedFile, packTree, sanitizeTar, TreeNotPackable, type TarLimits } from './tar-safety';
 
 const LIMITS: TarLimits = { maxEntries: 1000, maxDepth: 8, maxPathLength: 4096, maxFileBytes: 1 << 20, maxTotalBytes: 4 << 20, maxCompressedBytes: 8 << 20 };
 const OWNER = { uid: process.getuid!() };
@@ -187,4 +187,15 @@ describe('packTree hands back to tar what it would have to follow or could not r
     });
     await notPackable(odd, ['out'], /not UTF-8/);
   });
+});
+
+test('a file opened for packing is the planned one only with the same device and inode (inode numbers repeat across file systems)', () => {
+  const planned = { file: '/x/a', dev: 41, ino: 7, size: 3 };
+  const st = (o: Partial<{ dev: number; ino: number; size: number; file: boolean }>) => ({ isFile: () => o.file ?? true, dev: o.dev ?? 41, ino: o.ino ?? 7, size: o.size ?? 3 });
+  assert.equal(isPlannedFile(st({}), planned), true);
+  assert.equal(isPlannedFile(st({ dev: 42 }), planned), false, 'another tmpfs, same inode number: another file');
+  assert.equal(isPlannedFile(st({ ino: 8 }), planned), false);
+  assert.equal(isPlannedFile(st({ size: 4 }), planned), false);
+  assert.equal(isPlannedFile(st({ file: false }), planned), false);
+  assert.equal(isPlannedFile({ isFile: () => true, dev: 41n, ino: 7n, size: 3n }, planned), true, 'bigint stats');
 });

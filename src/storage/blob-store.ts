@@ -3,6 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Readable } from 'node:stream';
 import { KILN_CONFIG, KilnConfig } from '../config/config';
+import { PRIVATE_FILE_MODE, privateDir } from '../common/private-files';
 
 /**
  * Where finished, immutable files live: the checked workspace of each run and every artifact. Every
@@ -42,7 +43,7 @@ export class LocalBlobStore implements BlobStore {
 
   async put(key: string, localFile: string): Promise<void> {
     const target = this.file(key);
-    await fs.promises.mkdir(path.dirname(target), { recursive: true });
+    await privateDir(path.dirname(target));
     try {
       await fs.promises.rename(localFile, target);
     } catch (e) {
@@ -53,6 +54,7 @@ export class LocalBlobStore implements BlobStore {
       await fs.promises.rename(tmp, target);
       await fs.promises.rm(localFile, { force: true });
     }
+    await fs.promises.chmod(target, PRIVATE_FILE_MODE);
   }
 
   async open(key: string): Promise<{ stream: Readable; size: number } | null> {

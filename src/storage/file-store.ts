@@ -3,6 +3,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { KILN_CONFIG, KilnConfig } from '../config/config';
 import { scratchName } from './scratch';
+import { privateDirSync } from '../common/private-files';
 
 /** This node's scratch on disk (under KILN_DATA_DIR): uploads in progress and clones. Finished files: BlobStore. */
 @Injectable()
@@ -11,7 +12,7 @@ export class FileStore {
 
   private dir(...parts: string[]): string {
     const d = path.join(this.config.dataDir, ...parts);
-    fs.mkdirSync(d, { recursive: true });
+    privateDirSync(d);
     return d;
   }
 

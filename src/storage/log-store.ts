@@ -8,6 +8,7 @@ import { KILN_CONFIG, KilnConfig } from '../config/config';
 import { REDIS } from '../db/redis';
 import type { LineResult } from '../execution/workflow-commands';
 import { SecretMask } from '../common/secret-mask';
+import { openPrivateAppend, privateDirSync } from '../common/private-files';
 
 /**
  * One log line: time (ms), step index (-1 = the job itself), stream (o = stdout, e = stderr,
@@ -145,7 +146,8 @@ export class LogStore {
 
   writer(runId: string, jobId: string, secrets: string[] = []): LogWriter {
     const file = this.file(runId, jobId);
-    fs.mkdirSync(path.dirname(file), { recursive: true });
+    privateDirSync(path.dirname(path.dirname(file)));
+    privateDirSync(path.dirname(file));
     const channel = logChannel(this.config.queuePrefix, runId);
     const hub = this.hub;
     const publish: LogPublish = (batch, encoded) => {
@@ -218,7 +220,7 @@ export class LogWriter {
 
   constructor(readonly file: string, private readonly capBytes: number, secrets: string[] = [], private readonly publish: LogPublish | null = null) {
     this.masks = new SecretMask(secrets);
-    this.fd = fs.openSync(file, 'a');
+    this.fd = openPrivateAppend(file);
     this.written = fs.fstatSync(this.fd).size;
   }
 

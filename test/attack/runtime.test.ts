@@ -37,6 +37,9 @@ const LIMITS = {
   KILN_JOB_TMP: '32m',
   KILN_JOB_PIDS: '256',
   KILN_LOG_CAP: String(LOG_CAP),
+  // Hostile jobs run beside others of the same user (two jobs that must overlap, a bomb beside a
+  // bystander): by default one user may use the worker's slots but one (fair share), here both.
+  KILN_QUOTA_CONCURRENT_JOBS: '2',
 };
 /** What a memory or process exhaustion may be reported as. */
 const EXHAUSTED = { memory: RUNTIME === 'runsc' ? ['oom-killed', 'sandbox-lost'] : ['oom-killed'], pids: RUNTIME === 'runsc' ? ['pids-limit', 'oom-killed', 'sandbox-lost'] : ['pids-limit'] };

@@ -248,3 +248,76 @@ jobs:
   });
 });
 
+
+/**
+ * Fair share, with one worker slot so that the queue's order decides everything: a user's jobs waiting
+ * in the queue go behind a newer job of a user with fewer jobs queued or running.
+ */
+describe('runs: fair share between users (SQLite, Redis, scripted backend, one worker slot)', () => {
+  let app: INestApplication;
+  const backend = new FakeBackend();
+
+  before(async () => {
+    const config = testConfig({ KILN_QUEUE_PREFIX: `medium-fair-${process.pid}-${Date.now()}`, KILN_WORKER_CONCURRENCY: '1', KILN_QUOTA_CONCURRENT_JOBS: '3' });
+    const moduleRef = await Test.createTestingModule({ imports: [AppModule.forRole(config, 'serve')] })
+      .overrideProvider(EXECUTION_BACKEND).useValue(backend).compile();
+    app = moduleRef.createNestApplication({ logger: ['error'] });
+    configureHttp(app);
+    await app.init();
+    await app.get(CatalogueRepository).upsert(makeReport());
+  });
+  after(async () => app?.close());
+
+  async function user(name: string) {
+    const admin = request.agent(app.getHttpServer()).set('authorization', `Bearer ${TEST_ADMIN_TOKEN}`);
+    const u = await admin.post('/api/v1/users').send({ name }).expect(201);
+    const t = await admin.post(`/api/v1/users/${u.body.id}/tokens`).send({ name: 'fair' }).expect(201);
+    return request.agent(app.getHttpServer()).set('authorization', `Bearer ${t.body.token}`) as unknown as ReturnType<typeof request>;
+  }
+
+  async function until<T>(what: string, get: () => Promise<T | undefined | false>): Promise<T> {
+    for (let i = 0; i < 400; i++) {
+      const v = await get();
+      if (v) return v;
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    throw new Error(`timed out waiting for ${what}`);
+  }
+
+  test('fair share: a job of the user with fewer jobs running goes before the waiting jobs of a user with more', async () => {
+    const alice = await user('fair-alice');
+    const bob = await user('fair-bob');
+    const carol = await user('fair-carol');
+    const submit = async (as: ReturnType<typeof request>, workflow: string) => {
+      const res = await as.post('/api/v1/runs').attach('source', await makeTar([['.kiln.yml', workflow]]), 'p.tar.gz');
+      assert.equal(res.status, 201, JSON.stringify(res.body));
+      return res.body as { id: string };
+    };
+    const jobsOf = async (as: ReturnType<typeof request>, id: string) => ((await as.get(`/api/v1/runs/${id}`)).body as { jobs: { key: string; id: string; status: string }[] }).jobs;
+    // Alice: three jobs at once (her quota); the one slot takes the first, two wait in the queue.
+    const a = await submit(alice, `
+jobs:
+  a1: { runs-on: python-3.11, steps: [ { run: "sleep 1500" } ] }
+  a2: { runs-on: python-3.11, steps: [ { run: "sleep 200" } ] }
+  a3: { runs-on: python-3.11, steps: [ { run: "sleep 200" } ] }
+`);
+    const aJobs = await until('alice\'s jobs queued', async () => {
+      const jobs = await jobsOf(alice, a.id);
+      return jobs.every((j) => j.status !== 'pending') && jobs.some((j) => backend.started.includes(j.id)) && jobs;
+    });
+    // Bob then Carol come later, one job each, while Alice's two still wait.
+    const b = await submit(bob, 'jobs:\n  b1: { runs-on: python-3.11, steps: [ { run: "sleep 100" } ] }\n');
+    const bJob = await until('bob\'s job queued', async () => (await jobsOf(bob, b.id)).find((j) => j.status !== 'pending'));
+    const c = await submit(carol, 'jobs:\n  c1: { runs-on: python-3.11, steps: [ { run: "sleep 100" } ] }\n');
+    const cJob = await until('carol\'s job queued', async () => (await jobsOf(carol, c.id)).find((j) => j.status !== 'pending'));
+    const first = aJobs.find((j) => backend.started.includes(j.id))!;
+    assert.equal(backend.started.filter((id) => aJobs.some((j) => j.id === id)).length, 1, 'one of Alice\'s jobs ran while Bob and Carol submitted');
+    const all = [...aJobs.map((j) => j.id), bJob.id, cJob.id];
+    await until('every job started', async () => all.every((id) => backend.started.includes(id)));
+    const order = backend.started.filter((id) => all.includes(id));
+    const name = (id: string) => id === bJob.id ? 'bob' : id === cJob.id ? 'carol' : 'alice';
+    assert.deepEqual(order.map(name), ['alice', 'bob', 'carol', 'alice', 'alice'],
+      `Bob's and Carol's jobs (their first) go before Alice's 2nd and 3rd, which were queued earlier: ${order.map(name).join(', ')}`);
+    assert.equal(order[0], first.id);
+  });
+});

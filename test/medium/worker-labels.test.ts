@@ -17,7 +17,9 @@ import { TEST_ADMIN_TOKEN, tmpDir, uniquePrefix } from '../helpers';
  * worker labelled `gvisor`, sharing one data folder and one queue prefix. python-3.13 is labelled.
  */
 describe('worker labels: only labelled workers take labelled environments; slots are shared', () => {
-  const shared = { KILN_DATA_DIR: tmpDir(), KILN_LOG_LEVEL: 'error', KILN_ADMIN_TOKEN: TEST_ADMIN_TOKEN, KILN_QUEUE_PREFIX: uniquePrefix(), KILN_ENVIRONMENT_LABELS: 'python-3.13=gvisor' };
+  const shared = { KILN_DATA_DIR: tmpDir(), KILN_LOG_LEVEL: 'error', KILN_ADMIN_TOKEN: TEST_ADMIN_TOKEN, KILN_QUEUE_PREFIX: uniquePrefix(), KILN_ENVIRONMENT_LABELS: 'python-3.13=gvisor',
+    // A cluster sets the per-user limit: its api node does not know the workers' slots (unset it would be 1).
+    KILN_QUOTA_CONCURRENT_JOBS: '8' };
   let api: INestApplication;
   let http: ReturnType<typeof request>;
   let plain: TestingModule | undefined;
