@@ -69,8 +69,8 @@ describe('the run page shows no secret (Chromium, real server, real engine)', ()
       await page.goto(`${server.url}/#/run/${run.id}/${show.id}`);
       await page.waitForSelector('[data-testid=annotations]');
       await page.waitForSelector('[data-testid=summary]');
-      await page.waitForFunction("document.querySelector('[data-testid=log]')?.textContent?.includes('log ***')", undefined, { timeout: 30_000 });
-      await page.waitForFunction("document.body.innerText.includes('format string is invalid')", undefined, { timeout: 30_000 });
+      await page.locator('[data-testid=log]', { hasText: 'log ***' }).waitFor({ timeout: 30_000 });
+      await page.getByText('format string is invalid').first().waitFor({ timeout: 30_000 });
       const text = await page.innerText('body');
       const html = await page.content();
       // Shown masked, not hidden.

@@ -16,6 +16,8 @@ describe('web pages (Chromium, real server, real engine)', () => {
   let browser: Browser;
   let page: Page;
   let api: Client;
+  /** What Chromium reports as blocked by the pages' Content-Security-Policy: the pages must not need anything it refuses. */
+  const cspViolations: string[] = [];
 
   before(async () => {
     // The shipped environments, plus two versions of a tiny one for the diff view.
@@ -33,6 +35,7 @@ describe('web pages (Chromium, real server, real engine)', () => {
       args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
     });
     page = await browser.newPage({ viewport: { width: 1100, height: 900 }, acceptDownloads: true });
+    page.on('console', (m) => { if (/Content Security Policy/i.test(m.text())) cspViolations.push(m.text()); });
   });
   after(async () => {
     await browser?.close();
@@ -91,10 +94,10 @@ describe('web pages (Chromium, real server, real engine)', () => {
     const workflow = `jobs:\n  show:\n    runs-on: python-3.11\n    steps:\n      - run: |\n${script.split('\n').map((l) => `          ${l}`).join('\n')}\n      - uses: actions/upload-artifact@v4\n        with: { name: out, path: out/ }\n`;
     const run = await api.accepted(api.submitTarball(await makeTar([['.kiln.yml', workflow]])));
     await page.goto(`${server.url}/#/run/${run.id}`);
-    await page.waitForFunction("document.querySelector('[data-testid=log]')?.textContent?.includes('live-1')", undefined, { timeout: 60_000 });
+    await page.locator('[data-testid=log]', { hasText: 'live-1' }).waitFor({ timeout: 60_000 });
     assert.equal((await api.run(run.id)).status, 'in_progress', 'the log line showed while the job was still running');
     const log = page.locator('[data-testid=log]');
-    await page.waitForFunction("document.querySelector('[data-testid=log]')?.textContent?.includes('live-6')", undefined, { timeout: 60_000 });
+    await page.locator('[data-testid=log]', { hasText: 'live-6' }).waitFor({ timeout: 60_000 });
     assert.match(await log.innerText(), /<script>document\.title="pwned"<\/script><img src=x onerror=alert\(1\)>/);
     assert.equal(await page.locator('[data-testid=log] script, [data-testid=log] img, [data-testid=log] a').count(), 0, 'no markup from the log');
     assert.notEqual(await page.title(), 'pwned');
@@ -118,8 +121,14 @@ describe('web pages (Chromium, real server, real engine)', () => {
   test('a cancel button stops a running run', async () => {
     const run = await api.accepted(api.submitJson({ command: 'echo waiting; sleep 300' }));
     await page.goto(`${server.url}/#/run/${run.id}`);
-    await page.waitForFunction("document.querySelector('[data-testid=log]')?.textContent?.includes('waiting')", undefined, { timeout: 60_000 });
+    await page.locator('[data-testid=log]', { hasText: 'waiting' }).waitFor({ timeout: 60_000 });
     await page.click('[data-testid=cancel]');
     assert.equal((await api.waitFor(run.id, 30_000)).conclusion, 'cancelled');
+  });
+
+  test('the pages ran under their Content-Security-Policy without a blocked script, style or request', async () => {
+    const csp = (await fetch(`${server.url}/`)).headers.get('content-security-policy') ?? '';
+    assert.match(csp, /default-src 'self'/, 'the pages are served with a CSP');
+    assert.deepEqual(cspViolations, []);
   });
 });
