@@ -962,7 +962,8 @@ describe(`attack: hostile inputs through the API (runtime ${RUNTIME})`, () => {
       await refused('quick form shell outside the list', () => kiln.submitJson({ command: 'id', shell: 'bash -c "touch /tmp/kiln-pwned" {0}' }), 400, /shell must be bash, sh or python/);
       await refused('quick form file outside the workspace', () => kiln.submitJson({ command: 'id', files: { '../../tmp/kiln-pwned': 'x' } }), 400, /files: file '\.\.\/\.\.\/tmp\/kiln-pwned': path leaves the workspace/);
       await refused('quick form absolute file', () => kiln.submitJson({ command: 'id', files: { '/etc/cron.d/kiln-pwned': 'x' } }), 400, /files: file '\/etc\/cron\.d\/kiln-pwned': absolute paths are not allowed/);
-      await refused('quick form file content not a string', () => kiln.submitJson({ command: 'id', files: { 'a.txt': { toString: 1 } } }), 400, /files\.a\.txt: content must be a string/);
+      await refused('quick form file content not a string', () => kiln.submitJson({ command: 'id', files: { 'a.txt': { text: 1 } } }), 400, /files\.a\.txt: content must be a string/);
+      await refused('quick form file content with a reserved key', () => kiln.submitJson({ command: 'id', files: { 'a.txt': { toString: 1 } } }), 400, /files\.a\.txt\.toString is not accepted in a request body: rename it/);
     });
 
     test('refused: absurd quick-form timeouts', async () => {

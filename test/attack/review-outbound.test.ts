@@ -247,7 +247,7 @@ describe(`attack: outbound addresses, commit statuses and webhooks (runtime ${RU
       [{ fullName: 'frank/a', labelMap: { 'ubuntu-latest': 'Python 3; rm -rf /' } }, /labelMap: the value for "ubuntu-latest" must be an environment name/],
       [{ fullName: 'frank/b', labelMap: { 'ubuntu-latest': { nested: true } } }, /labelMap: the value for "ubuntu-latest"/],
       [{ fullName: 'frank/c', labelMap: { 'bad label': 'python-3.11' } }, /labelMap: the label "bad label" is not a runs-on label/],
-      [{ fullName: 'frank/d', labelMap: { constructor: 'python-3.11' } }, /labelMap: the label "constructor"/],
+      [{ fullName: 'frank/d', labelMap: { constructor: 'python-3.11' } }, /labelMap\.constructor is not accepted in a request body: rename it/],
       [{ fullName: 'frank/e', labelMap: Object.fromEntries(Array.from({ length: 500 }, (_, i) => [`l${i}`, 'python-3.11'])) }, /labelMap has 500 entries; the limit is 50/],
     ];
     for (const [body, message] of cases) {
