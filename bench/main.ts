@@ -223,7 +223,7 @@ async function main(): Promise<void> {
   // ---- the queue: an API process without a worker
   if (want('queue')) {
     say(`case 7: queue (${plan.queueRepo} repo-form, then ${plan.queueCommand} quick-form submissions; no worker)`);
-    const k = await start('queue', { KILN_GIT_SCHEMES: 'http,https', KILN_GIT_ALLOW_PRIVATE: 'true' }, 'api');
+    const k = await start('queue', { KILN_OUTBOUND_SCHEMES: 'http,https', KILN_OUTBOUND_ALLOW_PRIVATE: 'true' }, 'api');
     const q = await queueCase(k, workDir, plan.queueRepo, plan.queueCommand);
     r.queue = { ...q, workers: 'no worker: a `kiln api` process, every run stays queued' };
     await stop(k);
