@@ -9,7 +9,8 @@ import { CoreModule } from './core.module';
 import { HealthModule } from './health/health.module';
 import { AuthApiModule, AuthCoreModule } from './auth/auth.module';
 import { RunsApiModule, RunsCoreModule, WorkerModule } from './runs/runs.module';
-import { addressOf, ErrorsFilter } from './http/errors.filter';
+import { ErrorsFilter } from './http/errors.filter';
+import { addressOf } from './db/unreachable';
 import { refuseReservedKeys, verifyJsonBody } from './http/json-limits';
 import { securityHeaders } from './http/security-headers';
 

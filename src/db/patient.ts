@@ -1,5 +1,5 @@
 import type { Logger } from '@nestjs/common';
-import { backendUnreachable } from '../http/errors.filter';
+import { backendUnreachable } from './unreachable';
 
 /** How long a worker keeps retrying a record of a job it runs while the database (or Redis) is away. */
 export const PATIENCE_MS = 10 * 60_000;

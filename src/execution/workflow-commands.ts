@@ -3,6 +3,7 @@
  * them: groups, annotations, masks, stop-commands, debug; the disabled legacy commands are refused
  * with a warning, as GitHub does.
  */
+import type { LineResult } from '../storage/log-lines';
 
 export type AnnotationLevel = 'error' | 'warning' | 'notice';
 
@@ -17,13 +18,6 @@ export interface Annotation {
   endColumn: number | null;
 }
 
-/** What a line becomes: kept as is, replaced, turned into a group marker, or dropped. */
-export type LineResult =
-  | { kind: 'text'; text: string }
-  | { kind: 'group'; title: string }
-  | { kind: 'endgroup' }
-  | { kind: 'notice'; text: string }
-  | { kind: 'drop' };
 
 export interface CommandSink {
   annotate(a: Annotation): void;

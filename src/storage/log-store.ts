@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
 import { KILN_CONFIG, KilnConfig } from '../config/config';
 import { REDIS } from '../db/redis';
-import type { LineResult } from '../execution/workflow-commands';
+import type { LineResult } from './log-lines';
 import { SecretMask } from '../common/secret-mask';
 import { openPrivateAppend, privateDirSync } from '../common/private-files';
 

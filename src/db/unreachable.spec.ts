@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { addressOf, backendUnreachable } from './errors.filter';
+import { addressOf, backendUnreachable } from './unreachable';
 
 test('errors that say PostgreSQL or Redis is unreachable are named (answered 503), others are not', () => {
   assert.equal(backendUnreachable(Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code: 'ECONNREFUSED' })), 'the database is unreachable');
