@@ -1,5 +1,5 @@
 /**
- * The guarded YAML loader for workflow text. No Docker, no I/O.
+ * The guarded YAML loader for workflow text (the parser and the push trigger use it). No Docker, no I/O.
  *
  * The text is untrusted: its size is capped before parsing, nesting is pre-scanned before the YAML
  * parser sees it (the parser recurses), alias expansion is capped, and every problem found is collected
@@ -31,7 +31,8 @@ export const ROOT_PATH = '(workflow)';
 // YAML loading: size, nesting, syntax, duplicate keys, aliases
 // =============================================================================================
 
-export type Loaded = { ok: true; value: unknown; lines: Record<string, number>; problems: WorkflowProblem[] } | { ok: false; problems: WorkflowProblem[] };
+/** The plain value with its line map, or the problems; `empty` when the text holds no document (nothing, or only comments). */
+export type Loaded = { ok: true; value: unknown; lines: Record<string, number>; problems: WorkflowProblem[] } | { ok: false; problems: WorkflowProblem[]; empty?: true };
 
 export function loadYaml(text: string): Loaded {
   const fail = (line: number | null, message: string, path = ROOT_PATH): Loaded => ({ ok: false, problems: [{ path, line, message }] });
@@ -57,7 +58,7 @@ export function loadYaml(text: string): Loaded {
     .filter((e) => e.code !== 'DUPLICATE_KEY')
     .map((e) => ({ path: ROOT_PATH, line: line(e.pos[0]), message: yamlMessage(e.code, e.message) }));
   if (yamlProblems.length > 0) return { ok: false, problems: yamlProblems };
-  if (doc.contents === null) return fail(null, "the workflow is empty: it needs at least 'jobs'");
+  if (doc.contents === null) return { ok: false, empty: true, problems: [{ path: ROOT_PATH, line: null, message: "the workflow is empty: it needs at least 'jobs'" }] };
 
   const walk = new AstWalk(line);
   walk.node(doc.contents, '', 0);
