@@ -4,67 +4,10 @@ import * as readline from 'node:readline';
 import { parseArgs, ParseArgsConfig } from 'node:util';
 import { CliError, EXIT, KilnClient } from './client';
 import { loadCliConfig, saveCliConfig } from './config';
-import { extractTar, packDirectory, PackError } from './pack';
-import { visible } from '../common/visible';
-
-interface StepView { index: number; name: string; outcome: string | null; conclusion: string | null; exitCode: number | null; reason: string | null; startedAt: string | null; finishedAt: string | null }
-interface JobView { id: string; key: string; environment: string; status: string; conclusion: string | null; error: string | null; startedAt: string | null; finishedAt: string | null; steps: StepView[] }
-interface RunView { id: string; status: string; conclusion: string | null; workflow: { name: string }; createdAt: string; finishedAt: string | null; jobs: JobView[]; artifacts: { name: string; sizeBytes: number; url: string }[] }
-
-const HELP: Record<string, string> = {
-  main: `kiln: run code in Kiln's published environments
-
-usage: kiln <command> [options]
-
-  run [DIR]                 pack DIR (default .), submit it, follow the logs
-  exec [--env NAME] [DIR] -- CMD...   run one command (no workflow file)
-  runs                      your recent runs
-  status RUN                a run's jobs and steps
-  logs RUN [--job J] [--follow]
-  artifacts RUN [--download NAME] [-o DIR]
-  cancel RUN
-  envs                      the environment catalogue
-  env show NAME[@VERSION] [--packages]
-  env diff NAME A B
-  env which PACKAGE
-  login [--url URL] [--token TOKEN]
-  serve | api | worker | images   run the Kiln server itself (see kiln serve --help)
-
-Configuration: KILN_URL (default http://127.0.0.1:3000) and KILN_TOKEN, or kiln login.
-Exit codes: 0 success, 1 the run failed or was cancelled, 2 usage or input error, 3 server unreachable.
-\`kiln <command> --help\` for a command's options.`,
-  run: `usage: kiln run [DIR] [options]
-
-Packs DIR (default .) respecting .gitignore and .kilnignore, never following links out of DIR,
-uploads it, and follows the logs live. The workflow is .kiln.yml or .github/workflows/*.yml.
-
-  -W, --workflow FILE        a workflow file to run (from anywhere)
-  -j, --job ID               run only this job (and the jobs it needs)
-  -P, --platform LABEL=ENV   map a runs-on label to an environment (repeatable)
-      --repo URL --ref REF   run a git repository instead of DIR
-  -d, --detach               submit and print the run id; do not follow
-      --json                 print a final JSON summary on stdout (logs go to stderr)
-      --cancel-on-interrupt  Ctrl-C cancels the run without asking
-  -h, --help`,
-  exec: `usage: kiln exec [--env NAME] [--shell bash|sh|python] [DIR] -- CMD [ARGS...]
-
-Runs one command in an environment (default: the server's default), with DIR packed into the
-workspace if given. Streams its output and exits with its exit code.`,
-  logs: 'usage: kiln logs RUN [--job JOB_ID] [-f|--follow]',
-  artifacts: 'usage: kiln artifacts RUN [--download NAME] [-o DIR]   (download extracts into DIR/NAME, default ./NAME)',
-  env: 'usage: kiln env show NAME[@VERSION] [--packages] | kiln env diff NAME A B | kiln env which PACKAGE',
-  login: 'usage: kiln login [--url URL] [--token TOKEN]   (without --token, reads it from standard input)',
-};
-
-const isTTY = Boolean(process.stdout.isTTY) && !process.env.NO_COLOR;
-/**
- * Text from the server (job names, step names, log lines: a job chose them) is data: on a terminal its
- * control characters are shown as \xNN, never obeyed, with or without colours. Piped, bytes pass unchanged.
- */
-const shownOut = (s: string) => (process.stdout.isTTY ? visible(s) : s);
-const shownErr = (s: string) => (process.stderr.isTTY ? visible(s) : s);
-const paint = (code: string, s: string, tty = isTTY) => (tty ? `\x1b[${code}m${s}\x1b[0m` : s);
-const err = (s: string) => process.stderr.write(s + '\n');
+import { extractTar } from './extract';
+import { HELP } from './help';
+import { err, paint, printSummary, progress, renderLine, shownOut, summary, table, type LogRecord, type RunView } from './output';
+import { packDirectory, PackError } from './pack';
 
 export async function cli(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -216,12 +159,6 @@ async function upload(k: KilnClient, dir: string, fields: Record<string, string>
   return (await res.json()) as RunView;
 }
 
-function progress(done: number, total: number): string {
-  const width = 24;
-  const n = total ? Math.round((done / total) * width) : width;
-  return `[${'#'.repeat(n)}${' '.repeat(width - n)}] ${(done / 1024 / 1024).toFixed(1)}/${(total / 1024 / 1024).toFixed(1)} MiB`;
-}
-
 /** Follows a run's logs to its end; returns 0 when it succeeded, 1 when it failed or was cancelled. */
 async function follow(k: KilnClient, submitted: RunView, o: { detach: boolean; json: boolean; cancelOnInterrupt: boolean; quiet?: boolean }): Promise<number> {
   const out = o.json ? (s: string) => process.stderr.write(s) : (s: string) => process.stdout.write(s);
@@ -265,8 +202,6 @@ function ask(question: string): Promise<boolean> {
   });
 }
 
-interface LogRecord { t: number; i: number; s: 'o' | 'e' | 'k' | 'g' | 'G'; l: string; job: string }
-
 async function streamLogs(k: KilnClient, runId: string, job: string | null, out: (s: string) => void, prefix: boolean, signal: AbortSignal, quiet: boolean): Promise<void> {
   const res = await k.raw(`/api/v1/runs/${runId}/logs?follow=1${job ? `&job=${encodeURIComponent(job)}` : ''}`, { signal });
   const decoder = new TextDecoder();
@@ -289,42 +224,6 @@ async function streamLogs(k: KilnClient, runId: string, job: string | null, out:
     if (lines.length) out(lines.join(''));
     if (ended) return;
   }
-}
-
-/** One log line for a terminal: Kiln's own lines bold, stderr red; nothing from the job is interpreted. */
-function renderLine(r: LogRecord, prefix: boolean, quiet: boolean): string {
-  const p = prefix ? paint('36', `[${shownOut(r.job)}] `) : '';
-  const text = shownOut(r.l);
-  if (r.s === 'k') return quiet ? '' : `${p}${paint('1', text.startsWith('▶') || text.startsWith('■') ? text : `## ${text}`)}\n`;
-  if (r.s === 'g') return `${p}${paint('1', `▸ ${text}`)}\n`;
-  if (r.s === 'G') return '';
-  if (r.s === 'e') return `${p}${paint('31', text)}\n`;
-  return `${p}${text}\n`;
-}
-
-function duration(a: string | null, b: string | null): number | null {
-  return a && b ? (Date.parse(b) - Date.parse(a)) / 1000 : null;
-}
-
-function summary(r: RunView) {
-  return {
-    id: r.id, status: r.status, conclusion: r.conclusion, workflow: r.workflow.name,
-    jobs: r.jobs.map((j) => ({
-      id: j.id, key: j.key, environment: j.environment, conclusion: j.conclusion, error: j.error, durationSeconds: duration(j.startedAt, j.finishedAt),
-      steps: j.steps.map((s) => ({ index: s.index, name: s.name, outcome: s.outcome, conclusion: s.conclusion, exitCode: s.exitCode, reason: s.reason, durationSeconds: duration(s.startedAt, s.finishedAt) })),
-    })),
-    artifacts: r.artifacts.map((a) => a.name),
-  };
-}
-
-function printSummary(r: RunView): void {
-  const mark = (c: string | null) => (c === 'success' ? paint('32', '✓') : c === 'skipped' ? paint('2', '-') : c === 'cancelled' ? paint('33', '○') : paint('31', '✗'));
-  for (const j of r.jobs) {
-    err(`${mark(j.conclusion)} ${shownErr(j.key)} (${j.environment}): ${j.conclusion}${j.error ? `: ${shownErr(j.error)}` : ''}`);
-    for (const s of j.steps) if (s.conclusion !== 'success') err(`    ${mark(s.conclusion)} ${shownErr(s.name)}: ${s.outcome}${s.exitCode !== null ? ` (exit ${s.exitCode})` : ''}${s.reason ? `, ${s.reason}` : ''}`);
-  }
-  if (r.artifacts.length) err(`artifacts: ${r.artifacts.map((a) => a.name).join(', ')}  (kiln artifacts ${r.id} --download NAME)`);
-  err(`run ${r.id}: ${r.conclusion}`);
 }
 
 function shellQuote(a: string): string {
@@ -463,11 +362,4 @@ function readStdin(): Promise<string> {
     process.stdin.on('data', (d) => { s += d; });
     process.stdin.on('end', () => resolve(s));
   });
-}
-
-function table(head: string[], rows: string[][]): void {
-  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (r: string[]) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]))).join('  ') + '\n';
-  process.stdout.write(paint('1', line(head).trimEnd()) + '\n');
-  for (const r of rows) process.stdout.write(line(r));
 }

@@ -5,7 +5,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as zlib from 'node:zlib';
 import * as tar from 'tar-stream';
-import { extractTar, packDirectory, PackError } from './pack';
+import { extractTar } from './extract';
+import { packDirectory, PackError } from './pack';
 
 interface ReadEntry {
   name: string;

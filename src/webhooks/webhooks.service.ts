@@ -15,7 +15,7 @@ import { WORKFLOW_FILE } from '../workflow/model';
 import { RegisteredRepository, RepositoriesRepository } from './repositories.repository';
 import { fullNameProblem, labelMapProblem, MAX_FULL_NAME, signatureMatches } from './registration';
 import { StatusReporter } from './status-reporter';
-import { matchesList, pushTrigger } from './triggers';
+import { matchesList, pushTrigger } from '../workflow/triggers';
 
 export interface WebhookAnswer {
   status: number;

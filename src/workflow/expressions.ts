@@ -22,7 +22,7 @@ export interface StatusFunctions {
   hashFiles?(patterns: string[]): string;
 }
 
-/** Every context name Kiln knows; the place of an expression narrows this down (see plan.ts). */
+/** Every context name Kiln knows; the place of an expression narrows this down (see plan-expressions.ts). */
 export const ALL_CONTEXTS = ['github', 'env', 'matrix', 'steps', 'job', 'runner', 'needs', 'strategy', 'inputs', 'secrets', 'vars'] as const;
 
 /** The status check functions, only meaningful in `if:` conditions. */

@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { WorkflowError } from './model';
-import { collectWorkflow, lineOf, parseSize, parseWorkflow } from './parse';
+import { collectWorkflow, parseSize, parseWorkflow } from './parse';
+import { lineOf } from './safe-yaml';
 
 const job = (extra = '') => `jobs:\n  a:\n    runs-on: python-3.11\n    steps:\n      - run: echo hi\n${extra}`;
 

@@ -12,8 +12,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { projectRoot } from '../config/config';
 import { WorkflowError, type EnvironmentResolver, type PlanOptions, type RunPlan, type WorkflowProblem } from './model';
-import { parseWorkflow, WORKFLOW_LIMITS } from './parse';
+import { parseWorkflow } from './parse';
 import { defaultStepName, planFromYaml, planWorkflow } from './plan';
+import { WORKFLOW_LIMITS } from './safe-yaml';
 
 const FIXTURES = path.join(process.env.KILN_ROOT ?? projectRoot(), 'test', 'fixtures', 'workflows');
 

@@ -41,3 +41,15 @@ test('filter lists: * stops at /, ** does not; later negations win', () => {
   assert.equal(matchesList('feature/x', ['**']), true);
   assert.equal(matchesList('main', ['*', '!main']), false);
 });
+
+test('a workflow that is not valid YAML still runs (the run then shows the parser\'s message)', () => {
+  assert.equal(pushTrigger('on: push\njobs: [\n', push('refs/heads/main'), false).runs, true);
+  assert.equal(pushTrigger('on: push\non: pull_request\njobs: {}\n', push('refs/heads/main'), false).runs, true);
+});
+
+test('an empty workflow, or one of only comments, reads as one without on', () => {
+  for (const text of ['', '# nothing\n']) {
+    assert.equal(pushTrigger(text, push('refs/heads/main'), false).runs, false);
+    assert.equal(pushTrigger(text, push('refs/heads/main'), true).runs, true);
+  }
+});

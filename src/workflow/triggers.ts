@@ -1,5 +1,10 @@
+/**
+ * The `on:` of a workflow read for a push: whether it runs, and its `concurrency`. Pure: the webhook
+ * side gathers the facts of a delivery and asks. The text is loaded by the same guarded loader as
+ * the workflow parser (it comes from a pushed repository).
+ */
 import picomatch from 'picomatch';
-import { parse } from 'yaml';
+import { loadYaml } from './safe-yaml';
 
 /** What a push is, for `on: push` filters. */
 export interface PushFacts {
@@ -22,13 +27,12 @@ type Filters = Partial<Record<'branches' | 'branches-ignore' | 'tags' | 'tags-ig
  * A `.kiln.yml` without `on` runs on every push.
  */
 export function pushTrigger(workflowText: string, facts: PushFacts, isKilnFile: boolean): TriggerDecision {
-  let doc: Record<string, unknown>;
-  try {
-    doc = (parse(workflowText, { maxAliasCount: 100 }) ?? {}) as Record<string, unknown>;
-  } catch (e) {
-    // An invalid workflow still gets a run, which then fails with the parser's message (as GitHub shows it).
-    return { runs: true, reason: `the workflow is not valid YAML (${(e as Error).message.split('\n')[0]})`, concurrency: null };
-  }
+  const loaded = loadYaml(workflowText);
+  // No document at all (empty, or only comments) reads as a workflow without `on`.
+  const problems = !loaded.ok && loaded.empty ? [] : loaded.problems;
+  // An invalid workflow still gets a run, which then fails with the parser's message (as GitHub shows it).
+  if (problems.length > 0) return { runs: true, reason: `the workflow is not valid YAML (${problems[0].message})`, concurrency: null };
+  const doc = ((loaded.ok ? loaded.value : null) ?? {}) as Record<string, unknown>;
   const concurrency = readConcurrency(doc.concurrency);
   const on = doc.on;
   if (on === undefined) return isKilnFile ? { runs: true, reason: '.kiln.yml runs on every push', concurrency } : { runs: false, reason: "no 'on'", concurrency };
