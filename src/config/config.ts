@@ -1,6 +1,7 @@
 import * as path from 'node:path';
 import { plainToInstance, Transform } from 'class-transformer';
 import { IsIn, IsInt, IsOptional, IsString, Matches, Max, Min, validateSync } from 'class-validator';
+import { parseSize } from '../common/size';
 
 /** Thrown when an environment variable has a bad value; the message names the variable. */
 export class ConfigError extends Error {}
@@ -75,12 +76,11 @@ export class EnvSchema {
   @IsOptional() @Matches(/^https?:\/\/[^\s/]+(\/\S*)?$/, { message: 'must be the http(s) URL users reach Kiln at' }) KILN_PUBLIC_URL?: string;
 }
 
-/** '512m' -> bytes (binary units). */
-export function parseSize(s: string): number {
-  const m = /^(\d+(?:\.\d+)?)([kmgt]?)i?b?$/i.exec(s.trim());
-  if (!m) throw new ConfigError(`not a size: ${s}`);
-  const pow = { '': 0, k: 1, m: 2, g: 3, t: 4 }[m[2].toLowerCase() as '' | 'k' | 'm' | 'g' | 't'];
-  return Math.round(Number(m[1]) * 1024 ** pow);
+/** '512m' -> bytes (binary units); 0 allowed. */
+function sizeSetting(s: string): number {
+  const bytes = parseSize(s, { zero: true });
+  if (bytes === null) throw new ConfigError(`not a size: ${s}`);
+  return bytes;
 }
 
 export interface JobLimitsConfig {
@@ -227,15 +227,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
       concurrentJobs: schema.KILN_QUOTA_CONCURRENT_JOBS ?? defaultConcurrentJobs(schema.KILN_WORKER_CONCURRENCY ?? 2),
       queuedRuns: schema.KILN_QUOTA_QUEUED_RUNS ?? 20,
       submissionsPerMinute: schema.KILN_QUOTA_SUBMISSIONS_PER_MINUTE ?? 30,
-      artifactBytes: parseSize(schema.KILN_QUOTA_ARTIFACT_BYTES ?? '1g'),
+      artifactBytes: sizeSetting(schema.KILN_QUOTA_ARTIFACT_BYTES ?? '1g'),
       repositories: schema.KILN_QUOTA_REPOSITORIES ?? 100,
       tokens: schema.KILN_QUOTA_TOKENS ?? 100,
       secrets: schema.KILN_QUOTA_SECRETS ?? 100,
     },
     clones: { concurrency: schema.KILN_CLONE_CONCURRENCY ?? 2, queue: schema.KILN_CLONE_QUEUE ?? 20 },
-    logCapBytes: parseSize(schema.KILN_LOG_CAP ?? '64m'),
-    uploadMaxBytes: parseSize(schema.KILN_UPLOAD_MAX ?? '256m'),
-    artifactMaxBytes: parseSize(schema.KILN_ARTIFACT_MAX ?? '256m'),
+    logCapBytes: sizeSetting(schema.KILN_LOG_CAP ?? '64m'),
+    uploadMaxBytes: sizeSetting(schema.KILN_UPLOAD_MAX ?? '256m'),
+    artifactMaxBytes: sizeSetting(schema.KILN_ARTIFACT_MAX ?? '256m'),
     artifactRetentionDays: schema.KILN_ARTIFACT_RETENTION_DAYS ?? 30,
     labelMap: labelMap(schema.KILN_LABEL_MAP, schema.KILN_DEFAULT_ENVIRONMENT ?? 'python-3.11'),
     ...outboundPolicy(schema),
@@ -285,15 +285,15 @@ function labelMap(raw: string | undefined, defaultEnvironment: string): Record<s
 
 function jobLimits(schema: EnvSchema): JobLimitsConfig {
   const j: JobLimitsConfig = {
-    memoryBytes: parseSize(schema.KILN_JOB_MEMORY ?? '2g'),
-    memoryMaxBytes: parseSize(schema.KILN_JOB_MEMORY_MAX ?? '8g'),
+    memoryBytes: sizeSetting(schema.KILN_JOB_MEMORY ?? '2g'),
+    memoryMaxBytes: sizeSetting(schema.KILN_JOB_MEMORY_MAX ?? '8g'),
     cpus: Number(schema.KILN_JOB_CPUS ?? '1'),
     cpusMax: Number(schema.KILN_JOB_CPUS_MAX ?? '2'),
     pids: schema.KILN_JOB_PIDS ?? 256,
     pidsMax: schema.KILN_JOB_PIDS_MAX ?? 1024,
-    workspaceBytes: parseSize(schema.KILN_JOB_WORKSPACE ?? '512m'),
-    workspaceMaxBytes: parseSize(schema.KILN_JOB_WORKSPACE_MAX ?? '4g'),
-    tmpBytes: parseSize(schema.KILN_JOB_TMP ?? '256m'),
+    workspaceBytes: sizeSetting(schema.KILN_JOB_WORKSPACE ?? '512m'),
+    workspaceMaxBytes: sizeSetting(schema.KILN_JOB_WORKSPACE_MAX ?? '4g'),
+    tmpBytes: sizeSetting(schema.KILN_JOB_TMP ?? '256m'),
     timeoutMinutes: schema.KILN_JOB_TIMEOUT_MINUTES ?? 60,
     timeoutMaxMinutes: schema.KILN_JOB_TIMEOUT_MAX_MINUTES ?? 360,
   };

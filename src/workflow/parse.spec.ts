@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { WorkflowError } from './model';
-import { collectWorkflow, parseSize, parseWorkflow } from './parse';
+import { collectWorkflow, parseWorkflow } from './parse';
 import { lineOf } from './safe-yaml';
 
 const job = (extra = '') => `jobs:\n  a:\n    runs-on: python-3.11\n    steps:\n      - run: echo hi\n${extra}`;
@@ -70,16 +70,6 @@ test('lineOf falls back to the nearest ancestor with a line', () => {
   assert.equal(lineOf(lines, 'jobs.a.steps[0].with.path'), 5);
   assert.equal(lineOf(lines, 'jobs.b'), 1);
   assert.equal(lineOf(lines, 'name'), null);
-});
-
-test('parseSize reads Docker-style sizes in binary units', () => {
-  assert.equal(parseSize('512m'), 512 * 1024 ** 2);
-  assert.equal(parseSize('2g'), 2 * 1024 ** 3);
-  assert.equal(parseSize('2G'), 2 * 1024 ** 3);
-  assert.equal(parseSize('256MiB'), 256 * 1024 ** 2);
-  assert.equal(parseSize('1.5k'), 1536);
-  assert.equal(parseSize(4096), 4096);
-  for (const bad of ['lots', '-1m', '0', 0, 1.5, '1x', null]) assert.equal(parseSize(bad), null, String(bad));
 });
 
 test('scalars become strings as GitHub prints them; upload-artifact gets its defaults', () => {

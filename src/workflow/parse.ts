@@ -12,6 +12,7 @@ import { WorkflowError, type JobLimits, type WorkflowProblem } from './model';
 import { checkKeys, ID_RE, isObj, optString, readBoolean, readCondition, readDefaults, readEnv, readPositiveNumber, Reader, type RunDefaults } from './parse-fields';
 import { readSteps, type ParsedStep } from './parse-steps';
 import { childPath, loadYaml, parentPath } from './safe-yaml';
+import { parseSize } from '../common/size';
 
 export interface ParsedStrategy {
   /** A mapping (values may hold `${{ }}`), or one `${{ }}` string producing the whole matrix; null = no matrix. */
@@ -258,16 +259,4 @@ function readLimits(r: Reader, value: unknown, path: string): JobLimits {
     else r.problem(childPath(path, 'pids'), "'pids' must be a whole number of at least 1");
   }
   return limits;
-}
-
-const SIZE_UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 };
-
-/** "512m" / "2g" / "1.5G" / "256MiB" / 1048576 -> bytes (binary units, as Docker reads them); null when invalid. */
-export function parseSize(value: unknown): number | null {
-  if (typeof value === 'number') return Number.isInteger(value) && value > 0 ? value : null;
-  if (typeof value !== 'string') return null;
-  const m = /^(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?$/i.exec(value.trim());
-  if (!m) return null;
-  const bytes = Math.floor(Number(m[1]) * SIZE_UNITS[m[2].toLowerCase()]);
-  return bytes > 0 && Number.isSafeInteger(bytes) ? bytes : null;
 }
