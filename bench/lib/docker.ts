@@ -5,7 +5,7 @@
  */
 import type { HostConfig } from 'dockerode';
 import * as os from 'node:os';
-import { JOB_UID, jobHostConfig } from '../../src/docker/docker-backend';
+import { JOB_UID, jobHostConfig } from '../../src/docker/job-sandbox';
 import { sandboxLimits } from '../../src/execution/job-runner';
 import type { KilnConfig } from '../../src/config/config';
 import { must, pidAlive, run } from './proc';

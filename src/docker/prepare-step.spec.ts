@@ -4,7 +4,7 @@ import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { PREPARE_STEP_SCRIPT } from './docker-backend';
+import { PREPARE_STEP_SCRIPT } from './step-exec';
 
 const mode = (p: string) => fs.statSync(p).mode & 0o777;
 

@@ -13,7 +13,7 @@ export function poolKey(t: PoolTarget): string {
   return `${t.runtime}|${t.image}|${limits}`;
 }
 
-/** How the pool makes and removes a sandbox (DockerBackend: the same create + start as a job's own). */
+/** How the pool makes and removes a sandbox (DockerBackend, by SandboxLifecycle.create: the same create + start as a job's own). */
 export interface PoolOps {
   create(t: PoolTarget): Promise<string>;
   destroy(id: string): Promise<void>;

@@ -1,8 +1,7 @@
 import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import { KILN_CONFIG, KilnConfig } from '../config/config';
-import { DEPLOYMENT_LABEL, JOB_LABEL, POOL_LABEL } from '../docker/docker-backend';
 import { ownerGone, scratchOwner } from '../storage/scratch';
-import { DockerEngine } from '../docker/docker-engine';
+import { ContainerReaper } from '../docker/container-reaper';
 import { RunsRepository } from './runs.repository';
 import { Metrics } from '../metrics/metrics';
 import { Periodic } from './periodic';
@@ -23,7 +22,7 @@ export class Reaper implements OnApplicationBootstrap, OnApplicationShutdown {
 
   constructor(
     @Inject(KILN_CONFIG) private readonly config: KilnConfig,
-    private readonly engine: DockerEngine,
+    private readonly containers: ContainerReaper,
     private readonly repo: RunsRepository,
     private readonly metrics: Metrics,
   ) {
@@ -40,11 +39,9 @@ export class Reaper implements OnApplicationBootstrap, OnApplicationShutdown {
 
   async sweep(): Promise<ReapReport> {
     const report: ReapReport = { containers: [] };
-    // Only this deployment's containers: another Kiln on the same engine has jobs this one does not know.
-    for (const c of await this.engine.listContainers(['kiln.managed=true', `${DEPLOYMENT_LABEL}=${this.config.queuePrefix}`])) {
-      // A job's container carries its id as a label, or (a warm sandbox it took) in its name.
-      const jobId = c.Labels?.[JOB_LABEL] ?? /^\/?kiln-job-(.+)$/.exec(c.Names?.[0] ?? '')?.[1];
-      const pool = c.Labels?.[POOL_LABEL];
+    // Only this deployment's containers (ContainerReaper): another Kiln on the same engine has jobs this one does not know.
+    for (const c of await this.containers.list()) {
+      const { jobId, pool } = c;
       if (!jobId && pool) {
         // An idle warm sandbox: its worker's to use, unless that worker (on this host) is gone.
         if (!ownerGone(scratchOwner(pool))) continue;
@@ -52,12 +49,12 @@ export class Reaper implements OnApplicationBootstrap, OnApplicationShutdown {
       const job = jobId ? await this.repo.job(jobId) : null;
       if (job && job.status !== 'completed') continue;
       try {
-        await this.engine.docker.getContainer(c.Id).remove({ force: true, v: true });
-        report.containers.push(c.Id.slice(0, 12));
+        if (!(await this.containers.remove(c.id))) continue; // gone already
+        report.containers.push(c.id.slice(0, 12));
         this.metrics.reapedContainers.inc();
-        this.log.log(`removed container ${c.Id.slice(0, 12)} (${c.Names?.[0] ?? ''}) of ${job ? `finished job ${job.id}` : jobId ? `unknown job ${jobId}` : `a warm pool whose process is gone (${pool ?? '?'})`}`);
+        this.log.log(`removed container ${c.id.slice(0, 12)} (${c.name}) of ${job ? `finished job ${job.id}` : jobId ? `unknown job ${jobId}` : `a warm pool whose process is gone (${pool ?? '?'})`}`);
       } catch (e) {
-        if ((e as { statusCode?: number }).statusCode !== 404) this.log.warn(`could not remove ${c.Id.slice(0, 12)}: ${(e as Error).message}`);
+        this.log.warn(`could not remove ${c.id.slice(0, 12)}: ${(e as Error).message}`);
       }
     }
     return report;

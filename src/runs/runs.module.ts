@@ -7,6 +7,7 @@ import { BLOB_STORE, LocalBlobStore } from '../storage/blob-store';
 import { MetricsCollector } from '../metrics/metrics.collector';
 import { CatalogueModule } from '../catalogue/catalogue.module';
 import type { KilnConfig } from '../config/config';
+import { ContainerReaper, DockerContainerReaper } from '../docker/container-reaper';
 import { DockerBackend } from '../docker/docker-backend';
 import { EXECUTION_BACKEND } from '../execution/backend';
 import { JobRunner } from '../execution/job-runner';
@@ -70,7 +71,7 @@ export class WorkerModule {
     return {
       module: WorkerModule,
       imports: [CatalogueModule],
-      providers: [JobWorker, JobRunner, DockerBackend, { provide: EXECUTION_BACKEND, useExisting: DockerBackend }, Reaper, WarmPoolFeeder],
+      providers: [JobWorker, JobRunner, DockerBackend, { provide: EXECUTION_BACKEND, useExisting: DockerBackend }, { provide: ContainerReaper, useClass: DockerContainerReaper }, Reaper, WarmPoolFeeder],
     };
   }
 }

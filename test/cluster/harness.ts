@@ -244,7 +244,7 @@ export async function ensureDockerd(): Promise<void> {
   await until('dockerd answers /_ping', () => dockerPing(), 60_000, 250);
 }
 
-/** Containers (running or not) of one deployment, by Kiln's labels (docker-backend.ts). */
+/** Containers (running or not) of one deployment, by Kiln's labels (src/docker/job-sandbox.ts). */
 export async function containersOfDeployment(prefix: string): Promise<string[]> {
   const { stdout } = await run('docker', ['ps', '-a', '-q', '--filter', 'label=kiln.managed=true', '--filter', `label=kiln.deployment=${prefix}`]);
   return stdout.split('\n').filter(Boolean);
