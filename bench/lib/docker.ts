@@ -6,7 +6,7 @@
 import type { HostConfig } from 'dockerode';
 import * as os from 'node:os';
 import { JOB_UID, jobHostConfig } from '../../src/docker/job-sandbox';
-import { sandboxLimits } from '../../src/execution/job-runner';
+import { sandboxLimits } from '../../src/execution/sandbox-limits';
 import type { KilnConfig } from '../../src/config/config';
 import { must, pidAlive, run } from './proc';
 import { say } from './util';

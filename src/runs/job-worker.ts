@@ -1,15 +1,17 @@
 import { BeforeApplicationShutdown, Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import type { Job as BullJob } from 'bull';
 import { KILN_CONFIG, KilnConfig } from '../config/config';
-import { JobRunner, RetryableJobError } from '../execution/job-runner';
+import { JobRunner } from '../execution/job-runner';
+import { JobInput, RetryableJobError } from '../execution/job';
 import { AuthService } from '../auth/auth.service';
 import { WebhooksService } from '../webhooks/webhooks.service';
 import { QUEUE_JOB_NAMES, QueueJobName, QueuePayloads } from '../queue/queue.types';
 import { QUEUES, Queues } from '../queue/job-queue';
 import { SlotGate } from '../queue/slot-gate';
 import { RunScheduler } from './run-scheduler';
+import { RunReporter } from './run-reporter';
 import { RunsRepository } from './runs.repository';
-import type { Run } from './runs.types';
+import type { Job, Run } from './runs.types';
 import { Metrics } from '../metrics/metrics';
 import { patient } from '../db/patient';
 
@@ -154,7 +156,8 @@ export class JobWorker implements OnApplicationBootstrap, BeforeApplicationShutd
         // The owner's storage quota less what they hold: artifacts and the sources of runs not yet concluded (this one's included).
         const held = owner ? await this.repo.storage(owner.id) : null;
         const artifactBytesLeft = owner && held ? this.auth.quota(owner).artifactBytes - held.artifacts - held.sources : Infinity;
-        const outcome = await this.runner.run(run, job, RunScheduler.needResults(jobs, job.spec.needs), abort.signal, { secrets, artifactBytesLeft });
+        const input = jobInput(run, job, { needs: RunScheduler.needResults(jobs, job.spec.needs), secrets, artifactBytesLeft });
+        const outcome = await this.runner.run(input, new RunReporter(this.repo, runId, jobId), abort.signal);
         const shutDown = this.stopping && outcome.conclusion === 'cancelled' && !(await this.repo.isCancelRequested(runId).catch(() => false));
         const error = shutDown ? `the worker shut down before the job finished (it waited ${this.config.shutdownGraceSeconds} s, KILN_SHUTDOWN_GRACE_SECONDS)` : outcome.error;
         await this.repo.transitionJob(jobId, ['in_progress'], 'completed', { conclusion: outcome.conclusion, error, outputs: outcome.outputs ?? {} });
@@ -181,6 +184,14 @@ export class JobWorker implements OnApplicationBootstrap, BeforeApplicationShutd
       this.running.delete(jobId);
     }
   }
+}
+
+/** What the runner is given: plain data from the run's and the job's records. */
+function jobInput(run: Run, job: Job, rest: Pick<JobInput, 'needs' | 'secrets' | 'artifactBytesLeft'>): JobInput {
+  return {
+    runId: run.id, jobId: job.id, spec: job.spec, workflowName: run.workflowName, context: run.context,
+    hasSources: !(run.source.kind === 'command' && run.source.files === 0), ...rest,
+  };
 }
 
 function sleep(ms: number): Promise<void> {

@@ -3,10 +3,10 @@ import { AuthService } from '../auth/auth.service';
 import { JobQueue } from '../queue/job-queue';
 import { StatusReporter } from '../webhooks/status-reporter';
 import { evaluateCondition } from '../workflow/expressions';
-import type { NeedResult } from '../execution/job-runner';
+import type { Conclusion, NeedResult } from '../execution/job';
 import { RunSources } from './run-sources';
 import { RunsRepository } from './runs.repository';
-import type { Conclusion, Job, Run } from './runs.types';
+import type { Job, Run } from './runs.types';
 
 /**
  * Decides what runs next: jobs whose needs are done are queued (or skipped by their `if:`), matrix

@@ -1,6 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { DATABASE, Database } from '../db/database';
-import type { Artifact, Conclusion, Job, JobStatus, Run, Step, StepReason } from './runs.types';
+import type { Conclusion, StepReason } from '../execution/job';
+import type { Artifact, Job, JobStatus, Run, Step } from './runs.types';
 import type { Annotation } from '../execution/workflow-commands';
 
 const now = () => new Date().toISOString();

@@ -1,24 +1,14 @@
+import type { Conclusion, RunContext, StepReason } from '../execution/job';
+import type { RecordedArtifact } from '../execution/reporter';
 import type { PlannedJob, RunPlan } from '../workflow/model';
 
 export type RunStatus = 'queued' | 'in_progress' | 'completed';
 export type JobStatus = 'pending' | 'queued' | 'in_progress' | 'completed';
-export type Conclusion = 'success' | 'failure' | 'cancelled' | 'skipped';
-/** Why a step ended the way it did, beyond its exit code. */
-export type StepReason = 'timeout' | 'oom-killed' | 'pids-limit' | 'sandbox-lost' | 'cancelled' | 'infrastructure' | 'no-files' | 'artifact-error' | 'job-timeout';
 
 export type RunSource =
   | { kind: 'tarball'; filename: string; bytes: number; files: number }
   | { kind: 'repo'; repo: string; ref: string; sha: string }
   | { kind: 'command'; files: number };
-
-/** What the `github` context and GITHUB_* variables say about this run. */
-export interface RunContext {
-  sha: string;
-  ref: string;
-  repository: string;
-  event: string;
-  runNumber: number;
-}
 
 export interface Run {
   id: string;
@@ -76,13 +66,7 @@ export interface Step {
   finishedAt: string | null;
 }
 
-export interface Artifact {
-  id: string;
+export interface Artifact extends RecordedArtifact {
   runId: string;
   jobId: string;
-  name: string;
-  sizeBytes: number;
-  files: number;
-  createdAt: string;
-  expiresAt: string;
 }

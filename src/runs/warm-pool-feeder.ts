@@ -4,7 +4,7 @@ import { compareVersions } from '../catalogue/catalogue.service';
 import { KILN_CONFIG, KilnConfig } from '../config/config';
 import type { PoolTarget } from '../docker/warm-pool';
 import { EXECUTION_BACKEND, ExecutionBackend } from '../execution/backend';
-import { runtimeFor, sandboxLimits } from '../execution/job-runner';
+import { runtimeFor, sandboxLimits } from '../execution/sandbox-limits';
 import { labelOf } from '../queue/queue.types';
 import { Periodic } from './periodic';
 

@@ -1,0 +1,126 @@
+import * as fs from 'node:fs';
+import { newId } from '../http/ids';
+import type { KilnConfig } from '../config/config';
+import { ArchiveError } from '../sources/tar-safety';
+import type { FileStore } from '../storage/file-store';
+import { blobKeys, BlobStore } from '../storage/blob-store';
+import { interpolate } from '../workflow/expressions';
+import type { BuiltinAction } from '../workflow/model';
+import type { ExecutionBackend } from './backend';
+import { WORKSPACE } from './github-context';
+import type { StepReason } from './job';
+import { resolveWorkdir } from './script-step';
+import { stepFailed, StepResult, StepScope, stepSucceeded } from './step-scope';
+
+type BuiltinStep = (s: StepScope) => Promise<StepResult>;
+
+/**
+ * The actions Kiln builds in (`uses:`), one handler each; the table's type makes it list every
+ * BuiltinAction the parser accepts.
+ */
+export class BuiltinActions {
+  constructor(
+    private readonly config: KilnConfig,
+    private readonly backend: ExecutionBackend,
+    private readonly files: FileStore,
+    private readonly blobs: BlobStore,
+  ) {}
+
+  readonly handlers: Record<BuiltinAction, BuiltinStep> = {
+    checkout: async ({ step, out }) => {
+      out.notice(step.index, `the source is already in ${WORKSPACE} (actions/checkout is built in)`);
+      return stepSucceeded();
+    },
+    'upload-artifact': (s) => this.uploadArtifact(s),
+    'download-artifact': (s) => this.downloadArtifact(s),
+    'setup-python': async ({ job, step, out }) => {
+      const env = job.spec.environment;
+      out.notice(step.index, `actions/setup-python: Python comes from the environment ${env.name}@${env.version} (checked when the run was submitted)`);
+      return stepSucceeded();
+    },
+  };
+
+  private async uploadArtifact({ job, handle, step, ctx, status, out, reporter, quota }: StepScope): Promise<StepResult> {
+    const i = step.index;
+    const name = (await interpolate(step.with.name ?? 'artifact', ctx, status)).trim();
+    const fail = (message: string, reason: StepReason = 'artifact-error') => {
+      out.notice(i, `error: ${message}`);
+      return stepFailed(reason);
+    };
+    if (out.holdsSecret(name)) return fail('the artifact name holds a secret (or its base64, hex or URL-encoded form): names are stored and shown in download URLs, so it was refused; choose a name without it');
+    // `.` and `..` would name the folder itself or its parent where download-artifact unpacks by name.
+    if (!/^[^"\\:<>|*?\r\n/]{1,128}$/.test(name) || name === '.' || name === '..') return fail(`artifact name '${name}' is not valid: 1 to 128 characters, none of " : < > | * ? \\ / or newlines, and not . or ..`);
+    const patterns = (await interpolate(step.with.path ?? '', ctx, status)).split('\n').map((l) => l.trim()).filter(Boolean);
+    const excluded = patterns.filter((p) => p.startsWith('!'));
+    if (excluded.length) out.notice(i, `warning: exclusion patterns are not supported yet and were ignored: ${excluded.join(', ')}`);
+    const include = patterns.filter((p) => !p.startsWith('!'));
+    if (!include.length) return fail('upload-artifact needs `with: path:` (one or more paths or globs)');
+    const ifNone = (step.with['if-no-files-found'] ?? 'warn').trim();
+    const retention = Math.min(Number(step.with['retention-days'] ?? this.config.artifactRetentionDays) || this.config.artifactRetentionDays, this.config.artifactRetentionDays);
+    const id = newId();
+    const key = blobKeys.artifact(job.runId, id);
+    // Collected into this worker's scratch (swept if the worker dies), put in the store once complete.
+    const tmp = this.files.upload('.artifact.tar');
+    const collected = await this.backend.collect(handle, include, WORKSPACE, tmp, {
+      maxEntries: 100_000, maxDepth: 64, maxPathLength: 4096,
+      maxFileBytes: this.config.artifactMaxBytes, maxTotalBytes: this.config.artifactMaxBytes, maxCompressedBytes: this.config.artifactMaxBytes + 64 * 1024 * 1024,
+    });
+    const sanitized = collected.tar;
+    if (!sanitized) {
+      const e = collected.error;
+      if (e instanceof ArchiveError && /empty/.test(e.message)) {
+        const msg = `no files were found with the provided path: ${include.join(', ')}${collected.stderr ? ` (${collected.stderr.trim().slice(0, 300)})` : ''}`;
+        if (ifNone === 'error') return fail(msg, 'no-files');
+        if (ifNone !== 'ignore') out.notice(i, `warning: ${msg}; no artifact will be uploaded`);
+        return stepSucceeded();
+      }
+      return fail(`artifact '${name}' was refused: ${e?.message ?? 'the collector gave nothing'}`);
+    }
+    if (collected.exitCode !== 0 && collected.stderr) out.notice(i, `warning: ${collected.stderr.trim().slice(0, 500)}`);
+    const dropped = sanitized.droppedLinks;
+    if (dropped) out.notice(i, `warning: ${dropped} symbolic link(s) were left out of the artifact`);
+    if (sanitized.totalBytes > quota.artifactBytesLeft) {
+      await fs.promises.rm(tmp, { force: true });
+      return fail(`artifact '${name}' (${sanitized.totalBytes} bytes) would exceed your artifact storage quota (${Math.max(0, quota.artifactBytesLeft)} bytes left)`);
+    }
+    quota.artifactBytesLeft -= sanitized.totalBytes;
+    await this.blobs.put(key, tmp);
+    const createdAt = new Date();
+    try {
+      await reporter.artifactRecorded({
+        id, name, sizeBytes: sanitized.totalBytes, files: sanitized.files,
+        createdAt: createdAt.toISOString(), expiresAt: new Date(createdAt.getTime() + retention * 86_400_000).toISOString(),
+      });
+    } catch {
+      await this.blobs.remove(key);
+      return fail(`an artifact named '${name}' already exists in this run; names must be unique`);
+    }
+    out.notice(i, `artifact '${name}' uploaded: ${sanitized.files} file(s), ${sanitized.totalBytes} bytes, kept ${retention} day(s)`);
+    return stepSucceeded();
+  }
+
+  /** download-artifact: one artifact of this run into `path`, or (without name) each into path/<name>. */
+  private async downloadArtifact({ job, handle, step, ctx, status, out, reporter }: StepScope): Promise<StepResult> {
+    const i = step.index;
+    const name = step.with.name ? (await interpolate(step.with.name, ctx, status)).trim() : null;
+    const target = resolveWorkdir(step.with.path ? await interpolate(step.with.path, ctx, status) : '.');
+    const all = await reporter.artifacts();
+    const chosen = name ? all.filter((a) => a.name === name) : all;
+    if (name && !chosen.length) {
+      out.notice(i, `error: no artifact named '${name}' in this run${all.length ? ` (there are: ${all.map((a) => a.name).join(', ')})` : ''}; the job that uploads it must be listed in needs`);
+      return stepFailed('artifact-error');
+    }
+    for (const a of chosen) {
+      const dir = name ? target : `${target}/${a.name.replace(/[^A-Za-z0-9._-]/g, '_')}`;
+      const blob = await this.blobs.open(blobKeys.artifact(job.runId, a.id));
+      if (!blob) {
+        out.notice(i, `error: artifact '${a.name}' has expired`);
+        return stepFailed('artifact-error');
+      }
+      await this.backend.putWorkspace(handle, blob.stream, dir);
+      out.notice(i, `artifact '${a.name}' (${a.files} file(s), ${a.sizeBytes} bytes) downloaded to ${dir}`);
+    }
+    if (!chosen.length) out.notice(i, 'warning: this run has no artifacts (yet)');
+    return stepSucceeded();
+  }
+}

@@ -1,0 +1,274 @@
+import { after, test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { loadConfig } from '../config/config';
+import { Metrics } from '../metrics/metrics';
+import { LocalBlobStore } from '../storage/blob-store';
+import { FileStore } from '../storage/file-store';
+import { LogStore } from '../storage/log-store';
+import type { PlannedJob, StepSpec } from '../workflow/model';
+import { FakeBackend } from '../../test/fixtures/fake-backend';
+import type { ExecSpec, JobHandle, OutputSink, StepState } from './backend';
+import { JobInput, RetryableJobError, StepReason } from './job';
+import { JobRunner } from './job-runner';
+import type { JobReporter, RecordedArtifact, StepEnd } from './reporter';
+import type { Annotation } from './workflow-commands';
+
+/**
+ * The runner with its side effects replaced: the scripted fake backend (see test/fixtures/fake-backend.ts
+ * for its directives, plus `lose` and `summary TEXT` below), an in-memory reporter, logs and blobs in a
+ * temporary folder, no database and no Redis.
+ */
+
+const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-runner-spec-'));
+after(() => fs.rmSync(dataDir, { recursive: true, force: true }));
+const config = loadConfig({ KILN_DATA_DIR: dataDir, KILN_LOG_LEVEL: 'error' });
+const logs = new LogStore(config, { publish: async () => 0 });
+
+/** The fake, and two things it cannot say: `lose` (the sandbox stopped, as gVisor's does out of memory) and `summary TEXT`. */
+class Backend extends FakeBackend {
+  override async execStep(job: JobHandle, step: ExecSpec, sink: OutputSink, signal: AbortSignal): Promise<StepState> {
+    const lines = (step.script?.content ?? '').split('\n').map((l) => l.trim());
+    if (lines.includes('lose')) {
+      return { exitCode: null, oomKilled: false, pidsLimited: false, timedOut: false, cancelled: false, error: null, sandboxLost: 'exit 2', files: {} };
+    }
+    const summary = lines.filter((l) => l.startsWith('summary ')).map((l) => l.slice('summary '.length));
+    const rest = lines.filter((l) => !l.startsWith('summary ')).join('\n');
+    const state = await super.execStep(job, { ...step, script: step.script && { ...step.script, content: rest } }, sink, signal);
+    if (summary.length) state.files[step.env.GITHUB_STEP_SUMMARY] = `${summary.join('\n')}\n`;
+    return state;
+  }
+}
+
+type Call =
+  | ['stepSkipped', number]
+  | ['stepNotRun', number, StepReason]
+  | ['stepStarted', number]
+  | ['stepFinished', number, StepEnd]
+  | ['cancelled']
+  | ['annotation', number, number, Annotation]
+  | ['summary', string]
+  | ['artifactRecorded', RecordedArtifact];
+
+class MemoryReporter implements JobReporter {
+  readonly calls: Call[] = [];
+  readonly stored: RecordedArtifact[] = [];
+  async stepSkipped(index: number) { this.calls.push(['stepSkipped', index]); }
+  async stepNotRun(index: number, reason: StepReason) { this.calls.push(['stepNotRun', index, reason]); }
+  async stepStarted(index: number) { this.calls.push(['stepStarted', index]); }
+  async stepFinished(index: number, end: StepEnd) { this.calls.push(['stepFinished', index, end]); }
+  async cancelled() { this.calls.push(['cancelled']); }
+  async annotation(step: number, seq: number, a: Annotation) { this.calls.push(['annotation', step, seq, a]); }
+  async summary(markdown: string) { this.calls.push(['summary', markdown]); }
+  async artifactRecorded(a: RecordedArtifact) { this.calls.push(['artifactRecorded', a]); }
+  async artifacts() { return this.stored; }
+}
+
+function step(index: number, s: Partial<StepSpec>): StepSpec {
+  return { index, id: null, name: `step ${index}`, run: null, uses: null, with: {}, shell: 'bash', workingDirectory: null, env: {}, if: null, continueOnError: false, timeoutMinutes: null, ...s };
+}
+
+let jobs = 0;
+function input(steps: Partial<StepSpec>[], job: Partial<PlannedJob> = {}, rest: Partial<JobInput> = {}): JobInput {
+  const n = ++jobs;
+  return {
+    runId: `run${n}`, jobId: `job${n}`, workflowName: 'ci', hasSources: false, needs: {}, secrets: {}, artifactBytesLeft: Infinity,
+    context: { sha: 'a'.repeat(40), ref: 'refs/heads/main', repository: 'octo/kiln', event: 'push', runNumber: 7 },
+    spec: {
+      key: 'build', jobId: 'build', name: 'build', matrix: null, environment: { name: 'python-3.11', version: '20260101.1', image: `sha256:${'b'.repeat(64)}` },
+      needs: [], if: null, env: {}, timeoutMinutes: 5, continueOnError: false, strategy: null, limits: {}, outputs: {},
+      steps: steps.map((s, i) => step(i, s)), ...job,
+    },
+    ...rest,
+  };
+}
+
+function setup() {
+  const backend = new Backend();
+  const runner = new JobRunner(config, backend, logs, new FileStore(config), new LocalBlobStore(config), new Metrics());
+  return { backend, runner, reporter: new MemoryReporter() };
+}
+
+const ok = (exitCode: number | null = 0): StepEnd => ({ outcome: 'success', conclusion: 'success', exitCode, reason: null });
+
+test('a job of two steps: each is started then finished, in order, and the job succeeds', async () => {
+  const { backend, runner, reporter } = setup();
+  const job = input([{ run: 'echo one' }, { run: 'printenv GITHUB_JOB' }]);
+  const outcome = await runner.run(job, reporter, new AbortController().signal);
+  assert.deepEqual(reporter.calls, [['stepStarted', 0], ['stepFinished', 0, ok()], ['stepStarted', 1], ['stepFinished', 1, ok()]]);
+  assert.deepEqual(outcome, { conclusion: 'success', error: null, beforeSteps: false, outputs: {} });
+  assert.deepEqual(backend.execs.map((e) => e.script), ['echo one', 'printenv GITHUB_JOB']);
+  // The GitHub variables come from the plain input.
+  const env = backend.execs[1].env;
+  assert.equal(env.GITHUB_JOB, 'build');
+  assert.equal(env.GITHUB_RUN_ID, job.runId);
+  assert.equal(env.GITHUB_RUN_NUMBER, '7');
+  assert.equal(env.GITHUB_REF_NAME, 'main');
+  assert.equal(env.GITHUB_REPOSITORY_OWNER, 'octo');
+  await runner.sandboxGone(job.jobId);
+  assert.deepEqual(backend.destroyed, [job.jobId]);
+});
+
+test('a failing step skips the steps after it, but not one with if: always()', async () => {
+  const { backend, runner, reporter } = setup();
+  const outcome = await runner.run(input([{ run: 'exit 1' }, { run: 'echo never' }, { run: 'echo cleanup', if: 'always()' }]), reporter, new AbortController().signal);
+  assert.deepEqual(reporter.calls, [
+    ['stepStarted', 0], ['stepFinished', 0, { outcome: 'failure', conclusion: 'failure', exitCode: 1, reason: null }],
+    ['stepSkipped', 1],
+    ['stepStarted', 2], ['stepFinished', 2, ok()],
+  ]);
+  assert.equal(outcome.conclusion, 'failure');
+  assert.equal(outcome.error, null);
+  assert.deepEqual(backend.execs.map((e) => e.script), ['exit 1', 'echo cleanup']);
+});
+
+test('continue-on-error: the step fails, its conclusion is success, the job goes on and succeeds', async () => {
+  const { runner, reporter } = setup();
+  const job = input([{ run: 'exit 3', continueOnError: true }, { run: 'exit 4', continueOnError: '${{ matrix.flaky }}' }, { run: 'echo after' }], { matrix: { flaky: true } });
+  const outcome = await runner.run(job, reporter, new AbortController().signal);
+  assert.deepEqual(reporter.calls, [
+    ['stepStarted', 0], ['stepFinished', 0, { outcome: 'failure', conclusion: 'success', exitCode: 3, reason: null }],
+    ['stepStarted', 1], ['stepFinished', 1, { outcome: 'failure', conclusion: 'success', exitCode: 4, reason: null }],
+    ['stepStarted', 2], ['stepFinished', 2, ok()],
+  ]);
+  assert.equal(outcome.conclusion, 'success');
+});
+
+test('the job timeout stops the running step; the steps after it are not run and the job fails with its error', async () => {
+  const { runner, reporter } = setup();
+  const outcome = await runner.run(input([{ run: 'hang' }, { run: 'echo never', if: 'always()' }], { timeoutMinutes: 0.001 }), reporter, new AbortController().signal);
+  assert.deepEqual(reporter.calls, [
+    ['stepStarted', 0], ['stepFinished', 0, { outcome: 'failure', conclusion: 'failure', exitCode: 143, reason: 'job-timeout' }],
+    ['stepNotRun', 1, 'job-timeout'],
+  ]);
+  assert.deepEqual(outcome, { conclusion: 'failure', error: 'the job exceeded its timeout of 0.001 minutes', beforeSteps: false, outputs: {} });
+});
+
+test('a step timeout fails that step only (reason timeout); the job goes on to its if: always() steps', async () => {
+  const { runner, reporter } = setup();
+  const outcome = await runner.run(input([{ run: 'hang', timeoutMinutes: 0.001 }, { run: 'echo cleanup', if: 'always()' }]), reporter, new AbortController().signal);
+  assert.deepEqual(reporter.calls, [
+    ['stepStarted', 0], ['stepFinished', 0, { outcome: 'failure', conclusion: 'failure', exitCode: 143, reason: 'timeout' }],
+    ['stepStarted', 1], ['stepFinished', 1, ok()],
+  ]);
+  assert.deepEqual(outcome, { conclusion: 'failure', error: null, beforeSteps: false, outputs: {} });
+});
+
+test('the sandbox lost mid-step: the step fails as sandbox-lost, no later step runs, the job says why', async () => {
+  const { backend, runner, reporter } = setup();
+  const outcome = await runner.run(input([{ run: 'lose' }, { run: 'echo never', if: 'always()' }]), reporter, new AbortController().signal);
+  assert.deepEqual(reporter.calls, [
+    ['stepStarted', 0], ['stepFinished', 0, { outcome: 'failure', conclusion: 'failure', exitCode: null, reason: 'sandbox-lost' }],
+    ['stepNotRun', 1, 'sandbox-lost'],
+  ]);
+  assert.deepEqual(outcome, { conclusion: 'failure', error: 'the job\'s sandbox stopped; later steps could not run', beforeSteps: false, outputs: {} });
+  assert.equal(backend.execs.length, 0);
+});
+
+test('GITHUB_OUTPUT reaches later steps and the job outputs; GITHUB_ENV reaches later steps', async () => {
+  const { backend, runner, reporter } = setup();
+  const job = input(
+    [{ id: 'version', run: 'output tag=v1.2.3\nsetenv FLAVOUR=plain' }, { run: 'echo ${{ steps.version.outputs.tag }}\nprintenv FLAVOUR' }],
+    { outputs: { tag: '${{ steps.version.outputs.tag }}', missing: '${{ steps.nope.outputs.x }}' } },
+  );
+  const outcome = await runner.run(job, reporter, new AbortController().signal);
+  assert.equal(outcome.conclusion, 'success');
+  assert.deepEqual(outcome.outputs, { tag: 'v1.2.3', missing: '' });
+  assert.equal(backend.execs[1].script, 'echo v1.2.3\nprintenv FLAVOUR');
+  assert.equal(backend.execs[1].env.FLAVOUR, 'plain');
+});
+
+test('a job output holding a secret is left out', async () => {
+  const { runner, reporter } = setup();
+  const job = input([{ id: 's', run: 'output token=hunter22' }], { outputs: { token: '${{ steps.s.outputs.token }}' } }, { secrets: { TOKEN: 'hunter22' } });
+  const outcome = await runner.run(job, reporter, new AbortController().signal);
+  assert.deepEqual(outcome.outputs, {});
+});
+
+test('cancelled while a step runs: the step ends cancelled, the open steps are closed, the job is cancelled', async () => {
+  const { runner, reporter } = setup();
+  const abort = new AbortController();
+  setTimeout(() => abort.abort(), 50);
+  const outcome = await runner.run(input([{ run: 'hang' }, { run: 'echo never' }]), reporter, abort.signal);
+  assert.deepEqual(reporter.calls, [
+    ['stepStarted', 0], ['stepFinished', 0, { outcome: 'cancelled', conclusion: 'cancelled', exitCode: 143, reason: 'cancelled' }],
+    ['cancelled'],
+  ]);
+  assert.deepEqual(outcome, { conclusion: 'cancelled', error: null, beforeSteps: false });
+});
+
+test('cancelled between steps: no further step starts', async () => {
+  const { backend, runner, reporter } = setup();
+  const abort = new AbortController();
+  abort.abort();
+  const outcome = await runner.run(input([{ run: 'echo never' }]), reporter, abort.signal);
+  assert.deepEqual(reporter.calls, [['cancelled']]);
+  assert.equal(outcome.conclusion, 'cancelled');
+  assert.equal(backend.execs.length, 0);
+});
+
+test('annotations and the job summary are reported, masked', async () => {
+  const { runner, reporter } = setup();
+  const job = input([{ run: 'echo ::warning title=Lint::found hunter22 here\nsummary ## Result\nsummary token hunter22' }], {}, { secrets: { TOKEN: 'hunter22' } });
+  const outcome = await runner.run(job, reporter, new AbortController().signal);
+  assert.equal(outcome.conclusion, 'success');
+  const annotation = reporter.calls.find((c) => c[0] === 'annotation');
+  assert.ok(annotation, JSON.stringify(reporter.calls));
+  const [, stepIndex, seq, a] = annotation as ['annotation', number, number, Annotation];
+  assert.deepEqual([stepIndex, seq, a.level, a.title], [0, 0, 'warning', 'Lint']);
+  assert.ok(!a.message.includes('hunter22') && a.message.startsWith('found '), a.message);
+  const summary = reporter.calls.find((c) => c[0] === 'summary') as ['summary', string] | undefined;
+  assert.ok(summary, JSON.stringify(reporter.calls));
+  assert.equal(summary[1], '## Result\ntoken ***\n');
+  // The summary is reported once the steps are done.
+  assert.deepEqual(reporter.calls.at(-1)?.[0], 'summary');
+});
+
+test('built-in actions: checkout and setup-python run nothing; upload and download report their failures', async () => {
+  const { backend, runner, reporter } = setup();
+  const job = input([
+    { uses: 'checkout' },
+    { uses: 'setup-python', with: { 'python-version': '3.11' } },
+    { uses: 'upload-artifact', with: { name: 'dist', path: 'dist/', 'if-no-files-found': 'error' } },
+    { uses: 'download-artifact', with: { name: 'dist' }, if: 'always()' },
+  ]);
+  const outcome = await runner.run(job, reporter, new AbortController().signal);
+  assert.deepEqual(reporter.calls, [
+    ['stepStarted', 0], ['stepFinished', 0, ok(null)],
+    ['stepStarted', 1], ['stepFinished', 1, ok(null)],
+    ['stepStarted', 2], ['stepFinished', 2, { outcome: 'failure', conclusion: 'failure', exitCode: null, reason: 'no-files' }],
+    ['stepStarted', 3], ['stepFinished', 3, { outcome: 'failure', conclusion: 'failure', exitCode: null, reason: 'artifact-error' }],
+  ]);
+  assert.equal(outcome.conclusion, 'failure');
+  assert.equal(backend.execs.length, 0);
+});
+
+test('upload-artifact with nothing found and the default if-no-files-found: a warning, the step succeeds, nothing recorded', async () => {
+  const { runner, reporter } = setup();
+  const job = input([{ uses: 'upload-artifact', with: { path: 'dist/' } }]);
+  const outcome = await runner.run(job, reporter, new AbortController().signal);
+  assert.deepEqual(reporter.calls, [['stepStarted', 0], ['stepFinished', 0, ok(null)]]);
+  assert.equal(outcome.conclusion, 'success');
+  const { records } = await logs.read(job.runId, job.jobId);
+  assert.ok(records.some((r) => r.l.startsWith('warning: no files were found with the provided path: dist/')), JSON.stringify(records));
+});
+
+test('an if: that cannot be evaluated fails its step without starting it', async () => {
+  const { backend, runner, reporter } = setup();
+  const outcome = await runner.run(input([{ run: 'echo x', if: 'hashFiles(steps.x)' }, { run: 'echo after' }]), reporter, new AbortController().signal);
+  assert.deepEqual(reporter.calls, [
+    ['stepFinished', 0, { outcome: 'failure', conclusion: 'failure', exitCode: null, reason: null }],
+    ['stepSkipped', 1],
+  ]);
+  assert.equal(outcome.conclusion, 'failure');
+  assert.equal(backend.execs.length, 0);
+});
+
+test('the sandbox cannot start: a retryable error, no step reported', async () => {
+  const { backend, runner, reporter } = setup();
+  backend.failStartsLeft = 1;
+  await assert.rejects(runner.run(input([{ run: 'echo x' }]), reporter, new AbortController().signal), RetryableJobError);
+  assert.deepEqual(reporter.calls, []);
+});

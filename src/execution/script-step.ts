@@ -1,0 +1,142 @@
+import type { Logger } from '@nestjs/common';
+import * as path from 'node:path';
+import type { LogWriter } from '../storage/log-store';
+import { interpolate } from '../workflow/expressions';
+import type { Shell, StepSpec } from '../workflow/model';
+import { ExecutionBackend, JobSandboxLimits, STEP_FILES_DIR, STEP_SCRIPTS_DIR, StepState } from './backend';
+import { parseEnvFile, parsePathFile } from './env-files';
+import { defaultEnv, WORKSPACE } from './github-context';
+import type { Conclusion, StepReason } from './job';
+import { mib } from './sandbox-limits';
+import type { StepResult, StepScope } from './step-scope';
+import { WorkflowCommands } from './workflow-commands';
+
+/** A step's own files: GitHub's GITHUB_ENV, GITHUB_OUTPUT, GITHUB_PATH, GITHUB_STEP_SUMMARY and GITHUB_STATE. */
+function stepFiles(i: number) {
+  return { env: `${STEP_FILES_DIR}/env-${i}`, output: `${STEP_FILES_DIR}/output-${i}`, path: `${STEP_FILES_DIR}/path-${i}`, summary: `${STEP_FILES_DIR}/summary-${i}`, state: `${STEP_FILES_DIR}/state-${i}` };
+}
+const BASE_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+const SUMMARY_CAP_BYTES = 1024 * 1024;
+const MAX_ANNOTATIONS = 50;
+
+/**
+ * The `run:` steps of one job: each runs its script in the sandbox, its output read for workflow
+ * commands (annotations, masks); what it writes to GITHUB_STEP_SUMMARY is kept for the job summary.
+ */
+export class ScriptSteps {
+  private annotationSeq = 0;
+  private readonly summaries: string[] = [];
+  private summaryBytes = 0;
+
+  constructor(private readonly backend: ExecutionBackend, private readonly limits: JobSandboxLimits, private readonly debug: boolean, private readonly log: Logger) {}
+
+  async run(s: StepScope, stepEnv: Record<string, string>, extraPath: string[], timeoutMs: number): Promise<StepResult> {
+    const { out, step } = s;
+    const cmds = new WorkflowCommands({
+      annotate: (a) => {
+        if (this.annotationSeq >= MAX_ANNOTATIONS) return;
+        const m = (v: string | null) => (v === null ? null : out.maskText(v));
+        void s.reporter.annotation(step.index, this.annotationSeq++, { ...a, message: out.maskText(a.message), title: m(a.title), file: m(a.file) }).catch((e: Error) => this.log.warn(`annotation: ${e.message}`));
+      },
+      addMask: (v) => out.addMask(v),
+    }, this.debug);
+    out.setFilter((_step, text) => cmds.line(text));
+    let result: StepResult;
+    try {
+      result = await this.exec(s, stepEnv, extraPath, timeoutMs);
+    } finally {
+      out.flush(step.index);
+      out.setFilter(null);
+    }
+    const raw = result.state?.files[stepFiles(step.index).summary];
+    const summary = raw && out.maskText(raw); // before the cap, which could cut a secret in two
+    if (summary) {
+      const room = SUMMARY_CAP_BYTES - this.summaryBytes;
+      if (Buffer.byteLength(summary) > room) out.notice(step.index, 'warning: the job summary is capped at 1 MiB; the rest of this step\'s summary was dropped');
+      const kept = Buffer.from(summary).subarray(0, Math.max(0, room)).toString('utf8');
+      this.summaries.push(kept);
+      this.summaryBytes += Buffer.byteLength(kept);
+    }
+    return result;
+  }
+
+  /** The steps' summaries so far, one after the other; null when no step wrote one. */
+  summary(): string | null {
+    return this.summaries.length ? this.summaries.join('\n') : null;
+  }
+
+  private async exec(s: StepScope, stepEnv: Record<string, string>, extraPath: string[], timeoutMs: number): Promise<StepResult> {
+    const { step, ctx, status, out } = s;
+    const script = await interpolate(step.run ?? '', ctx, status);
+    const i = step.index;
+    const files = stepFiles(i);
+    const ext = step.shell === 'python' ? 'py' : step.shell === 'bash' || step.shell === 'sh' ? 'sh' : 'script';
+    const scriptPath = `${STEP_SCRIPTS_DIR}/step-${i}.${ext}`;
+    const argv = shellArgv(step.shell, scriptPath);
+    const workdir = step.workingDirectory ? resolveWorkdir(await interpolate(step.workingDirectory, ctx, status)) : WORKSPACE;
+    const env: Record<string, string> = {
+      ...defaultEnv(s.job),
+      ...stepEnv,
+      PATH: [...extraPath, BASE_PATH].join(':'),
+      GITHUB_ENV: files.env, GITHUB_OUTPUT: files.output, GITHUB_PATH: files.path, GITHUB_STEP_SUMMARY: files.summary, GITHUB_STATE: files.state,
+      GITHUB_ACTION: step.id ?? `__run_${i}`,
+    };
+    const state = await this.backend.execStep(s.handle, {
+      argv, env, workdir, timeoutMs, script: { path: scriptPath, content: script }, writable: Object.values(files),
+      readBack: [files.env, files.output, files.path, files.summary], maxFileBytes: 1024 * 1024,
+    }, (stream, chunk) => out.write(i, stream, chunk), s.signal);
+    const reason = stateReason(state);
+    this.explain(reason, state, timeoutMs, s);
+    const outcome: Conclusion = state.cancelled ? 'cancelled' : state.exitCode === 0 && !reason ? 'success' : 'failure';
+    const outputs = parseEnvFile(state.files[files.output] ?? '', 'GITHUB_OUTPUT');
+    for (const p of outputs.problems) out.notice(i, `warning: ${p}`);
+    return { outcome, reason, exitCode: state.exitCode, outputs: outputs.values, state };
+  }
+
+  /** Says in the log why the step was stopped, in terms of the job's limits. */
+  private explain(reason: StepReason | null, state: StepState, timeoutMs: number, { out, step, handle }: StepScope): void {
+    const i = step.index;
+    const limits = this.limits;
+    if (reason === 'timeout') out.notice(i, `the step exceeded its time limit of ${Math.round(timeoutMs / 1000)} s and was stopped (SIGTERM, then SIGKILL after 5 s)`);
+    if (reason === 'oom-killed') out.notice(i, `a process was killed for lack of memory: the job's limit is ${mib(limits.memoryBytes)} (memory and swap)`);
+    if (reason === 'pids-limit') out.notice(i, `the job reached its limit of ${limits.pids} processes (fork failed)`);
+    if (reason === 'sandbox-lost') out.notice(i, `${state.sandboxLost}: under the ${handle.runtime ?? 'runc'} runtime this is what exhausting the job's memory (${mib(limits.memoryBytes)}) or processes (${limits.pids}) looks like; later steps cannot run`);
+    if (reason === 'infrastructure') out.notice(i, `infrastructure error: ${state.error}`);
+  }
+}
+
+/** Why the sandbox stopped the step, if it did (the first that applies). */
+function stateReason(state: StepState): StepReason | null {
+  if (state.cancelled) return 'cancelled';
+  if (state.timedOut) return 'timeout';
+  if (state.oomKilled) return 'oom-killed';
+  if (state.pidsLimited) return 'pids-limit';
+  if (state.sandboxLost) return 'sandbox-lost';
+  if (state.error) return 'infrastructure';
+  return null;
+}
+
+/** As on GitHub: bash -eo pipefail, sh -e, python; a custom template gets the script file for {0}. */
+function shellArgv(shell: Shell, scriptPath: string): string[] {
+  if (shell === 'bash') return ['bash', '--noprofile', '--norc', '-eo', 'pipefail', scriptPath];
+  if (shell === 'sh') return ['sh', '-e', scriptPath];
+  if (shell === 'python') return ['python3', scriptPath];
+  return shell.trim().split(/\s+/).map((part) => part.replace('{0}', scriptPath));
+}
+
+/** What a step's GITHUB_ENV and GITHUB_PATH add for the steps after it. */
+export function applyEnvFiles(step: StepSpec, state: StepState, jobEnv: Record<string, string>, extraPath: string[], out: LogWriter): void {
+  const files = stepFiles(step.index);
+  const env = parseEnvFile(state.files[files.env] ?? '', 'GITHUB_ENV');
+  for (const p of env.problems) out.notice(step.index, `warning: ${p}`);
+  Object.assign(jobEnv, env.values);
+  const dirs = parsePathFile(state.files[files.path] ?? '');
+  extraPath.unshift(...dirs.reverse());
+}
+
+/** A working directory relative to the workspace; absolute ones only inside /workspace or /tmp. */
+export function resolveWorkdir(dir: string): string {
+  const abs = path.posix.resolve(WORKSPACE, dir);
+  if (abs === WORKSPACE || abs.startsWith(`${WORKSPACE}/`) || abs === '/tmp' || abs.startsWith('/tmp/')) return abs;
+  throw new Error(`working-directory '${dir}' is outside ${WORKSPACE} and /tmp`);
+}
