@@ -13,7 +13,9 @@ import { demux } from './demux';
 import { hardenedHostConfig } from './hardening';
 import { Counters, SandboxHostView } from './host-view';
 import { Metrics } from '../metrics/metrics';
-import { packTree, sanitizeTar, TreeNotPackable, type SanitizedTar, type TarLimits } from '../sources/tar-safety';
+import type { SanitizedTar, TarLimits } from '../sources/tar-safety';
+import { sanitizeTar } from '../sources/tar-sanitize';
+import { packTree, TreeNotPackable } from '../sources/tree-pack';
 
 /** Steps run as the image's `runner` user; the container's own keeper process runs as nobody, so a step can signal every process of its own but never the keeper. */
 export const JOB_USER = '1001:1001';
