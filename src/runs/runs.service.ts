@@ -18,6 +18,7 @@ import { PlanOptions, RunPlan, WORKFLOW_FILE, WorkflowError } from '../workflow/
 import { RunScheduler } from './run-scheduler';
 import { RunSources } from './run-sources';
 import { CloneGate, GateFull } from './clone-gate';
+import { sourceHttpException } from './source-status';
 import { ActiveRunsLimit, RunsRepository, StorageLimit } from './runs.repository';
 import type { Job, Run, RunContext, RunSource } from './runs.types';
 import type { SubmitRunDto, SubmitUploadDto } from './runs.dto';
@@ -105,7 +106,7 @@ export class RunsService {
     try {
       cloned = await cloneRepo(s.repo, s.ref, cloneOptions(this.config));
     } catch (e) {
-      if (e instanceof GitSourceError) throw e.permanent ? new BadRequestException(`repo: ${e.message}`) : new ServiceUnavailableException(`repo: ${e.message}`);
+      if (e instanceof GitSourceError) throw sourceHttpException(e, 'repo: ');
       throw e;
     }
     try {
@@ -137,7 +138,7 @@ export class RunsService {
       try {
         packed = await packFiles(files, tmp, { ...DEFAULT_SOURCE_LIMITS, maxEntries: 1000, maxFileBytes: 1024 * 1024, maxTotalBytes: 4 * 1024 * 1024 });
       } catch (e) {
-        if (e instanceof ArchiveError) throw new BadRequestException(`files: ${e.message}`);
+        if (e instanceof ArchiveError) throw sourceHttpException(e, 'files: ');
         throw e;
       }
       const context: RunContext = { sha: await sha1File(tmp), ref: 'refs/heads/main', repository: 'local/command', event: 'workflow_dispatch', runNumber: ++this.runNumber };
@@ -239,7 +240,7 @@ export class RunsService {
     try {
       found = await readFilesFromTar(tarPath, (p) => WORKFLOW_FILE.test(p), WORKFLOW_MAX_BYTES);
     } catch (e) {
-      if (e instanceof ArchiveError) throw new BadRequestException(e.message);
+      if (e instanceof ArchiveError) throw sourceHttpException(e);
       throw e;
     }
     const names = [...found.keys()].sort();
@@ -257,10 +258,7 @@ export class RunsService {
     try {
       return await sanitizeTar(input, out, this.sourceLimits());
     } catch (e) {
-      if (e instanceof ArchiveError) {
-        if (/exceeds|too large|larger|limit/i.test(e.message) && /bytes/i.test(e.message)) throw new PayloadTooLargeException(`source: ${e.message}`);
-        throw new BadRequestException(`source: ${e.message}`);
-      }
+      if (e instanceof ArchiveError) throw sourceHttpException(e, 'source: ');
       throw e;
     }
   }
