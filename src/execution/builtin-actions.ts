@@ -68,7 +68,7 @@ export class BuiltinActions {
     const sanitized = collected.tar;
     if (!sanitized) {
       const e = collected.error;
-      if (e instanceof ArchiveError && /empty/.test(e.message)) {
+      if (e instanceof ArchiveError && e.code === 'empty') {
         const msg = `no files were found with the provided path: ${include.join(', ')}${collected.stderr ? ` (${collected.stderr.trim().slice(0, 300)})` : ''}`;
         if (ifNone === 'error') return fail(msg, 'no-files');
         if (ifNone !== 'ignore') out.notice(i, `warning: ${msg}; no artifact will be uploaded`);

@@ -6,8 +6,11 @@ import type { Readable } from 'node:stream';
 import { stringify } from 'yaml';
 import { CatalogueService } from '../catalogue/catalogue.service';
 import { KILN_CONFIG, KilnConfig } from '../config/config';
-import { cloneRepo, GitSourceError, GitSourceOptions } from '../sources/git-source';
-import { ArchiveError, DEFAULT_SOURCE_LIMITS, packFiles, readFilesFromTar, sanitizeTar, SanitizedTar, TarLimits } from '../sources/tar-safety';
+import { cloneRepo } from '../sources/git-source';
+import { GitSourceError, GitSourceOptions } from '../sources/git-policy';
+import { packFiles } from '../sources/tar-pack';
+import { ArchiveError, DEFAULT_SOURCE_LIMITS, SanitizedTar, TarLimits } from '../sources/tar-safety';
+import { readFilesFromTar, sanitizeTar } from '../sources/tar-sanitize';
 import { FileStore } from '../storage/file-store';
 import { BLOB_STORE, blobKeys, BlobStore } from '../storage/blob-store';
 import { planFromYaml } from '../workflow/plan';
@@ -15,6 +18,7 @@ import { PlanOptions, RunPlan, WORKFLOW_FILE, WorkflowError } from '../workflow/
 import { RunScheduler } from './run-scheduler';
 import { RunSources } from './run-sources';
 import { CloneGate, GateFull } from './clone-gate';
+import { sourceHttpException } from './source-status';
 import { ActiveRunsLimit, RunsRepository, StorageLimit } from './runs.repository';
 import type { RunContext } from '../execution/job';
 import type { Job, Run, RunSource } from './runs.types';
@@ -103,7 +107,7 @@ export class RunsService {
     try {
       cloned = await cloneRepo(s.repo, s.ref, cloneOptions(this.config));
     } catch (e) {
-      if (e instanceof GitSourceError) throw e.permanent ? new BadRequestException(`repo: ${e.message}`) : new ServiceUnavailableException(`repo: ${e.message}`);
+      if (e instanceof GitSourceError) throw sourceHttpException(e, 'repo: ');
       throw e;
     }
     try {
@@ -135,7 +139,7 @@ export class RunsService {
       try {
         packed = await packFiles(files, tmp, { ...DEFAULT_SOURCE_LIMITS, maxEntries: 1000, maxFileBytes: 1024 * 1024, maxTotalBytes: 4 * 1024 * 1024 });
       } catch (e) {
-        if (e instanceof ArchiveError) throw new BadRequestException(`files: ${e.message}`);
+        if (e instanceof ArchiveError) throw sourceHttpException(e, 'files: ');
         throw e;
       }
       const context: RunContext = { sha: await sha1File(tmp), ref: 'refs/heads/main', repository: 'local/command', event: 'workflow_dispatch', runNumber: ++this.runNumber };
@@ -237,7 +241,7 @@ export class RunsService {
     try {
       found = await readFilesFromTar(tarPath, (p) => WORKFLOW_FILE.test(p), WORKFLOW_MAX_BYTES);
     } catch (e) {
-      if (e instanceof ArchiveError) throw new BadRequestException(e.message);
+      if (e instanceof ArchiveError) throw sourceHttpException(e);
       throw e;
     }
     const names = [...found.keys()].sort();
@@ -255,10 +259,7 @@ export class RunsService {
     try {
       return await sanitizeTar(input, out, this.sourceLimits());
     } catch (e) {
-      if (e instanceof ArchiveError) {
-        if (/exceeds|too large|larger|limit/i.test(e.message) && /bytes/i.test(e.message)) throw new PayloadTooLargeException(`source: ${e.message}`);
-        throw new BadRequestException(`source: ${e.message}`);
-      }
+      if (e instanceof ArchiveError) throw sourceHttpException(e, 'source: ');
       throw e;
     }
   }

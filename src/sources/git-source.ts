@@ -15,159 +15,16 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { scratchName } from '../storage/scratch';
-import { effectiveSchemes, isPublicAddress, OutboundError, resolveOutbound, schemeHint } from './outbound';
+import { CloneGuard } from './clone-guard';
+import { checkRepoUrl, clip, GitSourceError, type CheckedUrl, type GitSourceOptions, validateRef } from './git-policy';
+import { effectiveSchemes } from './outbound';
 import { GitError, simpleGit, type SimpleGit } from 'simple-git';
-
-export interface GitSourceOptions {
-  /** URL schemes accepted; only 'https' and 'http' are supported (others are ignored). The outbound policy's. */
-  allowedSchemes: string[];
-  /** false: refuse every address the outbound policy refuses (outbound.ts), also when a host name resolves to one. */
-  allowPrivateHosts: boolean;
-  /** The whole clone (DNS check, fetch, checkout). */
-  timeoutMs: number;
-  /** Size of the checked-out tree + .git. */
-  maxBytes: number;
-  /** Parent for the temp dir (default os.tmpdir()). */
-  tmpDir?: string;
-}
-
-export const DEFAULT_GIT_OPTIONS: GitSourceOptions = Object.freeze({
-  allowedSchemes: Object.freeze(['https']) as string[],
-  allowPrivateHosts: false,
-  timeoutMs: 120_000,
-  maxBytes: 512 * 1024 * 1024,
-});
-
-/**
- * A refused URL/ref or a failed clone. permanent=true for bad input (4xx), false for transient
- * (network) failures. The message says what is wrong and what to fix.
- */
-export class GitSourceError extends Error {
-  override readonly name = 'GitSourceError';
-  constructor(message: string, readonly permanent: boolean) {
-    super(message);
-  }
-}
 
 export interface ClonedSource {
   dir: string;
   sha: string;
   ref: string;
   cleanup(): Promise<void>;
-}
-
-const MAX_URL_LENGTH = 2048;
-const MAX_REF_LENGTH = 255;
-const CONTROL_OR_SPACE = /[\s\x00-\x1f\x7f]/;
-const SIZE_POLL_MS = 150;
-
-// ---------------------------------------------------------------------------------------------
-// Validation
-
-function bad(message: string): GitSourceError {
-  return new GitSourceError(message, true);
-}
-
-/** Refuses local paths, scp-like addresses and schemes outside allowedSchemes (ext::, fd::, file:, ssh:). */
-function checkScheme(repo: string, opts: GitSourceOptions): void {
-  const scheme = /^([A-Za-z][A-Za-z0-9+.-]*):/.exec(repo)?.[1]?.toLowerCase();
-  if (scheme === undefined) {
-    if (/^[^/\\]+:/.test(repo)) {
-      throw bad(`scp-like SSH addresses such as '${clip(repo)}' are not accepted; give the repository's URL (${schemeHint(opts)})`);
-    }
-    throw bad(`'${clip(repo)}' is not a URL (local paths are not accepted); ${schemeHint(opts)}`);
-  }
-  if (!effectiveSchemes(opts).includes(scheme)) {
-    throw bad(`the URL scheme '${scheme}' is not accepted; ${schemeHint(opts)}`);
-  }
-}
-
-/** Checks that need no network; returns the WHATWG-normalized URL. */
-function parseRepoUrl(repo: string, opts: GitSourceOptions): URL {
-  if (typeof repo !== 'string' || repo.length === 0) throw bad(`the repository URL is empty; ${schemeHint(opts)}`);
-  if (repo.length > MAX_URL_LENGTH) {
-    throw bad(`the repository URL is ${repo.length} characters long; the limit is ${MAX_URL_LENGTH}`);
-  }
-  // Git would read a leading '-' as an option.
-  if (repo.startsWith('-')) throw bad(`the repository URL must not start with '-'; ${schemeHint(opts)}`);
-  checkScheme(repo, opts);
-  // WHATWG URL silently strips tabs/newlines, so look at the raw string.
-  if (CONTROL_OR_SPACE.test(repo)) {
-    throw bad('the repository URL contains whitespace or control characters; remove them or percent-encode them');
-  }
-  let url: URL;
-  try {
-    url = new URL(repo);
-  } catch {
-    throw bad(`'${clip(repo)}' is not a valid URL; ${schemeHint(opts)}`);
-  }
-  checkScheme(url.href, opts); // the normalized form must agree
-  if (url.username || url.password) {
-    throw bad('credentials in the URL are not accepted; remove user:password@ (only public repositories can be cloned)');
-  }
-  if (!url.hostname) throw bad(`the repository URL has no host; ${schemeHint(opts)}`);
-  return url;
-}
-
-/**
- * Validates repo WITHOUT touching the network except DNS for the private-host check.
- * Returns the normalized URL.
- */
-export async function validateRepoUrl(repo: string, opts: GitSourceOptions): Promise<URL> {
-  return (await checkRepoUrl(repo, opts)).url;
-}
-
-interface CheckedUrl {
-  url: URL;
-  /** Addresses the host name resolved to, pinned for git so a second lookup cannot differ. */
-  pinned: string[];
-}
-
-async function checkRepoUrl(repo: string, opts: GitSourceOptions): Promise<CheckedUrl> {
-  const url = parseRepoUrl(repo, opts);
-  if (opts.allowPrivateHosts) return { url, pinned: [] };
-  return { url, pinned: await checkPublicHost(url.hostname) };
-}
-
-// ---------------------------------------------------------------------------------------------
-// Private hosts: the outbound-address policy (outbound.ts) decides, for git as for every connection.
-
-/** true for any address the outbound policy refuses: loopback, private, link-local, CGNAT, every IANA special-purpose range, and IPv6 forms carrying one. */
-export function isPrivateAddress(address: string): boolean {
-  const bare = address.replace(/^\[|\]$/g, '');
-  return net.isIP(bare) !== 0 && !isPublicAddress(bare);
-}
-
-/** Refuses a private host; returns the resolved addresses of a host name ([] for an IP literal). */
-async function checkPublicHost(hostname: string): Promise<string[]> {
-  try {
-    return await resolveOutbound(hostname, { allowedSchemes: [], allowPrivateHosts: false });
-  } catch (e) {
-    if (e instanceof OutboundError) throw new GitSourceError(e.message, e.permanent);
-    throw e;
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Refs
-
-/** Validates a branch, tag or commit sha; returns it unchanged. */
-export function validateRef(ref: string): string {
-  const hint = 'give a branch, tag or commit sha';
-  if (typeof ref !== 'string' || ref.length === 0) throw bad(`the ref is empty; ${hint}`);
-  if (ref.length > MAX_REF_LENGTH) throw bad(`the ref is ${ref.length} characters long; the limit is ${MAX_REF_LENGTH}`);
-  if (ref.startsWith('-')) throw bad(`the ref '${clip(ref)}' must not start with '-'; ${hint}`);
-  if (CONTROL_OR_SPACE.test(ref)) throw bad(`the ref contains whitespace or control characters; ${hint}`);
-  for (const seq of ['..', '@{', '//']) {
-    if (ref.includes(seq)) throw bad(`the ref '${clip(ref)}' must not contain '${seq}'; ${hint}`);
-  }
-  if (ref.endsWith('.lock')) throw bad(`the ref '${clip(ref)}' must not end with '.lock'; ${hint}`);
-  if (ref.endsWith('/') || ref.startsWith('/')) throw bad(`the ref '${clip(ref)}' must not start or end with '/'; ${hint}`);
-  if (!/^[A-Za-z0-9._/-]+$/.test(ref)) {
-    throw bad(`the ref '${clip(ref)}' may only contain letters, digits, '.', '_', '/' and '-'; ${hint}`);
-  }
-  if (/(^|\/)\./.test(ref)) throw bad(`the ref '${clip(ref)}' has a part starting with '.'; ${hint}`);
-  return ref;
 }
 
 const FULL_SHA = /^[0-9a-f]{40}$/i;
@@ -252,137 +109,7 @@ function makeGit(dir: string, home: string, opts: GitSourceOptions, signal: Abor
 }
 
 // ---------------------------------------------------------------------------------------------
-// Time and size guard
-
-type Trip = 'timeout' | 'size';
-
-/** Owns the deadline and the size poll; kills git (and its helpers) when either trips. */
-class CloneGuard {
-  private readonly controller = new AbortController();
-  private tripped: Trip | undefined;
-  private dir: string | undefined;
-  private readonly timer: NodeJS.Timeout;
-  private poller: NodeJS.Timeout | undefined;
-  private readonly expired: Promise<never>;
-
-  constructor(private readonly opts: GitSourceOptions) {
-    let expire: (e: Error) => void = () => undefined;
-    this.expired = new Promise<never>((_, reject) => { expire = reject; });
-    this.expired.catch(() => undefined);
-    this.timer = setTimeout(() => { void this.trip('timeout').then(() => expire(this.error()!)); }, opts.timeoutMs);
-  }
-
-  get signal(): AbortSignal {
-    return this.controller.signal;
-  }
-
-  /** Races a step that cannot be aborted (DNS) against the deadline. */
-  race<T>(p: Promise<T>): Promise<T> {
-    return Promise.race([p, this.expired]);
-  }
-
-  watch(dir: string): void {
-    this.dir = dir;
-    const poll = async () => {
-      await this.checkSize().catch(() => undefined); // the running git step reports the trip
-      if (!this.tripped && this.poller) this.poller = setTimeout(poll, SIZE_POLL_MS);
-    };
-    this.poller = setTimeout(poll, SIZE_POLL_MS);
-  }
-
-  /** Measures the dir now; trips (and throws) when over maxBytes. */
-  async checkSize(extra = 0): Promise<void> {
-    if (!this.dir || this.tripped) return;
-    if ((await dirSize(this.dir)) + extra > this.opts.maxBytes) await this.trip('size');
-    this.throwIfTripped();
-  }
-
-  throwIfTripped(): void {
-    const e = this.error();
-    if (e) throw e;
-  }
-
-  error(): GitSourceError | undefined {
-    if (this.tripped === 'timeout') {
-      return bad(`the clone took longer than ${this.opts.timeoutMs / 1000} s; try a smaller repository or ref, or try again later`);
-    }
-    if (this.tripped === 'size') {
-      return bad(`the repository is larger than ${formatMiB(this.opts.maxBytes)} MiB; use a smaller repository or ref`);
-    }
-    return undefined;
-  }
-
-  private async trip(reason: Trip): Promise<void> {
-    if (this.tripped) return;
-    this.tripped = reason;
-    // Kill helpers (git-remote-https, index-pack) first: simple-git only signals the git it spawned.
-    if (this.dir) await killProcessesIn(this.dir);
-    this.controller.abort();
-  }
-
-  stop(): void {
-    clearTimeout(this.timer);
-    if (this.poller) clearTimeout(this.poller);
-    this.poller = undefined;
-  }
-}
-
-function formatMiB(bytes: number): string {
-  return String(Math.round((bytes / (1024 * 1024)) * 100) / 100);
-}
-
-/** Bytes of regular files and symlinks under dir; tolerant of files vanishing mid-walk. */
-async function dirSize(dir: string): Promise<number> {
-  let total = 0;
-  let entries: fs.Dirent[];
-  try {
-    entries = await fs.promises.readdir(dir, { withFileTypes: true });
-  } catch {
-    return 0;
-  }
-  for (const entry of entries) {
-    const full = path.join(dir, entry.name);
-    if (entry.isDirectory()) {
-      total += await dirSize(full);
-      continue;
-    }
-    try {
-      total += (await fs.promises.lstat(full)).size;
-    } catch {
-      // removed while we looked (git renames temp files)
-    }
-  }
-  return total;
-}
-
-/** SIGKILLs every process whose cwd is inside dir (our fresh temp dir: only our git and its helpers). */
-async function killProcessesIn(dir: string): Promise<void> {
-  if (process.platform !== 'linux') return;
-  let real: string;
-  try {
-    real = await fs.promises.realpath(dir);
-  } catch {
-    return;
-  }
-  for (const pid of await fs.promises.readdir('/proc').catch(() => [] as string[])) {
-    if (!/^\d+$/.test(pid) || Number(pid) === process.pid) continue;
-    const cwd = await fs.promises.readlink(`/proc/${pid}/cwd`).catch(() => '');
-    if (cwd !== real && !cwd.startsWith(real + path.sep)) continue;
-    try {
-      process.kill(Number(pid), 'SIGKILL');
-    } catch {
-      // already gone
-    }
-  }
-}
-
-// ---------------------------------------------------------------------------------------------
 // Error classification
-
-function clip(text: string, max = 120): string {
-  const clean = text.replace(/[\x00-\x1f\x7f]/g, ' ');
-  return clean.length > max ? `${clean.slice(0, max)}…` : clean;
-}
 
 /** The most telling line of git's stderr, cleaned for a user-facing message. */
 function gitDetail(stderr: string): string {
@@ -396,26 +123,28 @@ export function classifyGitError(stderr: string, repo: string, ref: string): Git
   const detail = gitDetail(stderr);
   const host = safeHost(repo);
   const rules: [RegExp, () => GitSourceError][] = [
-    [/couldn't find remote ref/i, () => bad(`the ref '${ref}' was not found in ${repo}; check the branch or tag name`)],
-    [/not our ref|unadvertised object|no such (commit|object)/i, () => bad(`the commit '${ref}' was not found in ${repo}; check the sha`)],
+    [/couldn't find remote ref/i, () => new GitSourceError('ref-not-found', `the ref '${ref}' was not found in ${repo}; check the branch or tag name`)],
+    [/not our ref|unadvertised object|no such (commit|object)/i,
+      () => new GitSourceError('ref-not-found', `the commit '${ref}' was not found in ${repo}; check the sha`)],
     [/repository '.*' not found|returned error: 404|returned error: 410/i,
-      () => bad(`the repository ${repo} was not found; check the URL (only public repositories can be cloned)`)],
+      () => new GitSourceError('repo-not-found', `the repository ${repo} was not found; check the URL (only public repositories can be cloned)`)],
     [/returned error: 40[13]|authentication failed|could not read (username|password)|terminal prompts disabled/i,
-      () => bad(`the repository ${repo} requires authentication; only public repositories can be cloned`)],
-    [/returned error: 30\d/i, () => bad(`the server redirected ${repo}; give the final repository URL (redirects are not followed)`)],
+      () => new GitSourceError('auth-required', `the repository ${repo} requires authentication; only public repositories can be cloned`)],
+    [/returned error: 30\d/i,
+      () => new GitSourceError('redirected', `the server redirected ${repo}; give the final repository URL (redirects are not followed)`)],
     [/could not resolve (host|proxy)/i,
-      () => new GitSourceError(`could not resolve the host '${host}'; check the host name or try again later`, false)],
+      () => new GitSourceError('unreachable', `could not resolve the host '${host}'; check the host name or try again later`)],
     [/failed to connect|couldn't connect|connection refused|connection (timed out|reset)|operation timed out|recv failure|send failure|early eof|rpc failed|returned error: (5\d\d|429)|transfer closed/i,
-      () => new GitSourceError(`could not fetch from '${host}' (${detail}); try again later`, false)],
-    [/ssl|certificate|tls/i, () => bad(`a TLS error occurred with '${host}' (${detail}); the server needs a valid certificate`)],
+      () => new GitSourceError('unreachable', `could not fetch from '${host}' (${detail}); try again later`)],
+    [/ssl|certificate|tls/i, () => new GitSourceError('tls', `a TLS error occurred with '${host}' (${detail}); the server needs a valid certificate`)],
     [/not valid: is this a git repository|does not appear to be a git repository|invalid server response|protocol error|bad pack header/i,
-      () => bad(`${repo} did not answer as a git repository (${detail}); check the URL`)],
-    [/transport '.*' not allowed|unsupported protocol/i, () => bad(`the URL scheme is not accepted (${detail})`)],
+      () => new GitSourceError('not-a-repository', `${repo} did not answer as a git repository (${detail}); check the URL`)],
+    [/transport '.*' not allowed|unsupported protocol/i, () => new GitSourceError('invalid-url', `the URL scheme is not accepted (${detail})`)],
     // git's own checks on the tree (a path inside .git, a name NTFS or HFS would alias): the content, not the network.
-    [/invalid path '|error: unable to create file|refusing to (create|check ?out)/i, () => bad(`the commit '${ref}' of ${repo} holds a path git refuses to check out (${detail}); remove it from the repository`)],
+    [/invalid path '|error: unable to create file|refusing to (create|check ?out)/i, () => new GitSourceError('unsafe-tree', `the commit '${ref}' of ${repo} holds a path git refuses to check out (${detail}); remove it from the repository`)],
   ];
   for (const [pattern, make] of rules) if (pattern.test(stderr)) return make();
-  return new GitSourceError(`git failed to fetch ${repo} at '${ref}' (${detail}); try again later`, false);
+  return new GitSourceError('git-failed', `git failed to fetch ${repo} at '${ref}' (${detail}); try again later`);
 }
 
 function safeHost(repo: string): string {
@@ -481,7 +210,7 @@ async function fetchAndCheckout(git: SimpleGit, guard: CloneGuard, url: string, 
   await git.raw(['checkout', '-q', '--no-recurse-submodules', '--detach', sha]);
   await guard.checkSize();
   const head = await git.raw(['rev-parse', '--verify', 'HEAD']);
-  if (head !== sha) throw new GitSourceError(`checked out ${head} instead of ${sha}`, false);
+  if (head !== sha) throw new GitSourceError('git-failed', `checked out ${head} instead of ${sha}`);
   return sha;
 }
 
@@ -520,9 +249,9 @@ async function fullFetchAndFind(git: SimpleGit, guard: CloneGuard, url: string, 
   if (FULL_SHA.test(found)) return found;
   guard.throwIfTripped();
   if (!FULL_SHA.test(sha) && (await isAmbiguous(git, sha))) {
-    throw bad(`the short sha '${ref}' matches several commits in ${url}; give more characters`);
+    throw new GitSourceError('ambiguous-ref', `the short sha '${ref}' matches several commits in ${url}; give more characters`);
   }
-  throw bad(`the commit '${ref}' was not found on any branch of ${url}; check the sha`);
+  throw new GitSourceError('ref-not-found', `the commit '${ref}' was not found on any branch of ${url}; check the sha`);
 }
 
 async function isAmbiguous(git: SimpleGit, prefix: string): Promise<boolean> {
@@ -532,7 +261,7 @@ async function isAmbiguous(git: SimpleGit, prefix: string): Promise<boolean> {
 
 async function peelCommit(git: SimpleGit, rev: string, url: string, ref: string): Promise<string> {
   const sha = await git.raw(['rev-parse', '--verify', '--quiet', `${rev}^{commit}`]).catch(() => '');
-  if (!FULL_SHA.test(sha)) throw bad(`the ref '${ref}' in ${url} does not point to a commit`);
+  if (!FULL_SHA.test(sha)) throw new GitSourceError('ref-not-found', `the ref '${ref}' in ${url} does not point to a commit`);
   return sha;
 }
 

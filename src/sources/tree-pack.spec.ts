@@ -7,7 +7,9 @@ import { chmodSync, linkSync, mkdirSync, mkdtempSync, readFileSync, rmSync, syml
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { extract as tarExtract } from 'tar-stream';
-import { ArchiveError, isPlannedFile, packTree, sanitizeTar, TreeNotPackable, type TarLimits } from './tar-safety';
+import { ArchiveError, type ArchiveErrorCode, type TarLimits } from './tar-safety';
+import { sanitizeTar } from './tar-sanitize';
+import { isPlannedFile, packTree, TreeNotPackable } from './tree-pack';
 
 const LIMITS: TarLimits = { maxEntries: 1000, maxDepth: 8, maxPathLength: 4096, maxFileBytes: 1 << 20, maxTotalBytes: 4 << 20, maxCompressedBytes: 8 << 20 };
 const OWNER = { uid: process.getuid!() };
@@ -41,7 +43,7 @@ async function entriesOf(file: string): Promise<Seen[]> {
   return seen.sort((a, b) => (a.name < b.name ? -1 : 1));
 }
 
-type Outcome = { ok: true; files: number; totalBytes: number; droppedLinks: number; entries: Seen[] } | { ok: false; error: string };
+type Outcome = { ok: true; files: number; totalBytes: number; droppedLinks: number; entries: Seen[] } | { ok: false; error: string; code?: ArchiveErrorCode };
 
 /** The old route: GNU tar in root over the NUL-separated paths, its output through sanitizeTar. */
 async function viaTar(root: string, paths: string[], limits = LIMITS): Promise<Outcome> {
@@ -53,7 +55,7 @@ async function viaTar(root: string, paths: string[], limits = LIMITS): Promise<O
     return { ok: true, files: s.files, totalBytes: s.totalBytes, droppedLinks: s.droppedLinks, entries: await entriesOf(out) };
   } catch (e) {
     tar.stdout.resume();
-    return { ok: false, error: (e as Error).message };
+    return { ok: false, error: (e as Error).message, code: (e as ArchiveError).code };
   }
 }
 
@@ -65,7 +67,7 @@ async function viaHost(root: string, paths: string[], limits = LIMITS): Promise<
     return { ok: true, files: s.files, totalBytes: s.totalBytes, droppedLinks: s.droppedLinks, entries: await entriesOf(out), warnings };
   } catch (e) {
     if (!(e instanceof ArchiveError)) throw e;
-    return { ok: false, error: e.message, warnings };
+    return { ok: false, error: e.message, code: e.code, warnings };
   }
 }
 
@@ -74,6 +76,12 @@ async function same(root: string, paths: string[], limits = LIMITS): Promise<Out
   const { warnings, ...hostOutcome } = host;
   assert.deepEqual(hostOutcome, tar);
   return host;
+}
+
+/** The refusal of an outcome that must be one (its code compared with sanitizeTar's by same()). */
+function refusal(outcome: Outcome): { error: string; code?: ArchiveErrorCode } {
+  assert.equal(outcome.ok, false);
+  return outcome as { error: string; code?: ArchiveErrorCode };
 }
 
 async function notPackable(root: string, paths: string[], why: RegExp): Promise<void> {
@@ -112,6 +120,7 @@ describe('packTree writes what tar and sanitizeTar would', () => {
     assert.equal(empty.ok, false);
     assert.deepEqual(empty.warnings, ['nowhere: Cannot stat: No such file or directory']);
     assert.match(!empty.ok ? empty.error : '', /the archive is empty/);
+    assert.equal(!empty.ok && empty.code, 'empty');
     assert.match((await viaHost(root, [])).ok ? '' : 'empty', /empty/);
   });
 
@@ -120,7 +129,9 @@ describe('packTree writes what tar and sanitizeTar would', () => {
       mkdirSync(join(r, 'out'));
       execFileSync('mkfifo', [join(r, 'out/pipe')]);
     });
-    assert.match(((await same(fifo, ['out'])) as { error: string }).error, /FIFOs/);
+    const fifoRefused = refusal(await same(fifo, ['out']));
+    assert.match(fifoRefused.error, /FIFOs/);
+    assert.equal(fifoRefused.code, 'unsupported-type');
     const hard = tree((r) => {
       mkdirSync(join(r, 'out'));
       writeFileSync(join(r, 'out/one'), 'same inode');
@@ -134,14 +145,20 @@ describe('packTree writes what tar and sanitizeTar would', () => {
     // GNU tar writes a file given twice as a hard link to itself: refused as one, by both.
     assert.match(((await same(twice, ['out', 'out/a'])) as { error: string }).error, /entry 'out\/a': hard links are not accepted/);
     const big = tree((r) => writeFileSync(join(r, 'big'), Buffer.alloc((1 << 20) + 1)));
-    assert.match(((await same(big, ['big'])) as { error: string }).error, /over the limit of 1 MiB per file/);
+    const bigRefused = refusal(await same(big, ['big']));
+    assert.match(bigRefused.error, /over the limit of 1 MiB per file/);
+    assert.equal(bigRefused.code, 'too-large');
     const deep = tree((r) => mkdirSync(join(r, 'd/d/d/d/d/d/d/d/d/d'), { recursive: true }));
-    assert.match(((await same(deep, ['d'])) as { error: string }).error, /entry 'd(\/d){8}\/': path is 9 levels deep, over the limit of 8/);
+    const deepRefused = refusal(await same(deep, ['d']));
+    assert.match(deepRefused.error, /entry 'd(\/d){8}\/': path is 9 levels deep, over the limit of 8/);
+    assert.equal(deepRefused.code, 'too-deep');
     const many = tree((r) => {
       mkdirSync(join(r, 'm'));
       for (let i = 0; i < 30; i++) writeFileSync(join(r, 'm', `f${i}`), '');
     });
-    assert.match(((await same(many, ['m'], { ...LIMITS, maxEntries: 20 })) as { error: string }).error, /more than 20 entries/);
+    const manyRefused = refusal(await same(many, ['m'], { ...LIMITS, maxEntries: 20 }));
+    assert.match(manyRefused.error, /more than 20 entries/);
+    assert.equal(manyRefused.code, 'too-many-entries');
     const total = tree((r) => {
       for (let i = 0; i < 5; i++) writeFileSync(join(r, `f${i}`), Buffer.alloc(1 << 20));
     });

@@ -8,7 +8,8 @@ import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { cloneRepo, DEFAULT_GIT_OPTIONS, GitSourceError, GitSourceOptions } from '../../src/sources/git-source';
+import { cloneRepo } from '../../src/sources/git-source';
+import { DEFAULT_GIT_OPTIONS, GitSourceError, GitSourceOptions, type GitSourceErrorCode } from '../../src/sources/git-policy';
 import { GitServer, gitlink, makeRepo, startGitServer } from '../fixtures/git-server';
 
 const MiB = 1024 * 1024;
@@ -34,10 +35,11 @@ function worktree(dir: string): string[] {
   return fs.readdirSync(dir).filter((f) => f !== '.git').sort();
 }
 
-function rejection(message: RegExp, permanent: boolean) {
+function rejection(message: RegExp, permanent: boolean, code: GitSourceErrorCode) {
   return (e: unknown) => {
     assert.ok(e instanceof GitSourceError, `expected a GitSourceError, got ${String(e)}`);
     assert.match(e.message, message);
+    assert.equal(e.code, code, `code for: ${e.message}`);
     assert.equal(e.permanent, permanent, `permanent for: ${e.message}`);
     return true;
   };
@@ -148,24 +150,24 @@ test('clones a short sha (via the full fetch)', async () => {
 test('an unknown branch is a permanent error naming it; nothing is left behind', async () => {
   const o = options();
   await assert.rejects(cloneRepo(server.repoUrl('demo'), 'no-such-branch', o),
-    rejection(/the ref 'no-such-branch' was not found in http:\/\/127\.0\.0\.1:\d+\/demo\.git/, true));
+    rejection(/the ref 'no-such-branch' was not found in http:\/\/127\.0\.0\.1:\d+\/demo\.git/, true, 'ref-not-found'));
   assert.deepEqual(fs.readdirSync(o.tmpDir), []);
 });
 
 test('an unknown commit sha is a permanent error naming it', async () => {
   const sha = 'deadbeef'.repeat(5);
-  await assert.rejects(cloneRepo(server.repoUrl('demo'), sha, options()), rejection(new RegExp(`commit '${sha}' was not found`), true));
+  await assert.rejects(cloneRepo(server.repoUrl('demo'), sha, options()), rejection(new RegExp(`commit '${sha}' was not found`), true, 'ref-not-found'));
 });
 
 test('a missing repository is a permanent error naming it', async () => {
   const o = options();
   await assert.rejects(cloneRepo(server.repoUrl('missing'), 'main', o),
-    rejection(/the repository http:\/\/127\.0\.0\.1:\d+\/missing\.git was not found/, true));
+    rejection(/the repository http:\/\/127\.0\.0\.1:\d+\/missing\.git was not found/, true, 'repo-not-found'));
   assert.deepEqual(fs.readdirSync(o.tmpDir), []);
 });
 
 test('redirects are not followed', async () => {
-  await assert.rejects(cloneRepo(`${server.url}/redirect/demo.git`, 'main', options()), rejection(/redirected/, true));
+  await assert.rejects(cloneRepo(`${server.url}/redirect/demo.git`, 'main', options()), rejection(/redirected/, true, 'redirected'));
 });
 
 test('submodules are never cloned (even an ext:: one), no hooks are installed', async () => {
@@ -185,13 +187,13 @@ test('submodules are never cloned (even an ext:: one), no hooks are installed', 
 
 test('size cap: a 3 MiB random file with maxBytes 1 MiB fails and the temp dir is gone', async () => {
   const o = options({ maxBytes: 1 * MiB });
-  await assert.rejects(cloneRepo(server.repoUrl('big'), 'main', o), rejection(/the repository is larger than 1 MiB/, true));
+  await assert.rejects(cloneRepo(server.repoUrl('big'), 'main', o), rejection(/the repository is larger than 1 MiB/, true, 'too-large'));
   assert.deepEqual(fs.readdirSync(o.tmpDir), []);
 });
 
 test('size cap: a highly compressed 3 MiB file is refused before checkout writes it', async () => {
   const o = options({ maxBytes: 1 * MiB });
-  await assert.rejects(cloneRepo(server.repoUrl('bomb'), 'main', o), rejection(/the repository is larger than 1 MiB/, true));
+  await assert.rejects(cloneRepo(server.repoUrl('bomb'), 'main', o), rejection(/the repository is larger than 1 MiB/, true, 'too-large'));
   assert.deepEqual(fs.readdirSync(o.tmpDir), []);
 });
 
@@ -199,7 +201,7 @@ test('timeout: a server that never answers fails within ~5 s and leaves no git b
   const o = options({ timeoutMs: 2000 });
   const url = `${server.url}/stall/demo.git`;
   const started = Date.now();
-  await assert.rejects(cloneRepo(url, 'main', o), rejection(/the clone took longer than 2 s/, true));
+  await assert.rejects(cloneRepo(url, 'main', o), rejection(/the clone took longer than 2 s/, true, 'timeout'));
   const elapsed = Date.now() - started;
   assert.ok(elapsed >= 1900 && elapsed < 5000, `took ${elapsed} ms`);
   assert.deepEqual(fs.readdirSync(o.tmpDir), []);
@@ -209,21 +211,21 @@ test('timeout: a server that never answers fails within ~5 s and leaves no git b
 test('connection refused is a transient error', async () => {
   const o = options();
   await assert.rejects(cloneRepo(`http://127.0.0.1:${await closedPort()}/demo.git`, 'main', o),
-    rejection(/could not fetch from '127\.0\.0\.1:\d+'.*try again later/, false));
+    rejection(/could not fetch from '127\.0\.0\.1:\d+'.*try again later/, false, 'unreachable'));
   assert.deepEqual(fs.readdirSync(o.tmpDir), []);
 });
 
 test('a private host is refused before any traffic when allowPrivateHosts is false', async () => {
   const o = options({ allowPrivateHosts: false });
   const before = server.requestCount();
-  await assert.rejects(cloneRepo(server.repoUrl('demo'), 'main', o), rejection(/'127\.0\.0\.1' is a private or local address/, true));
+  await assert.rejects(cloneRepo(server.repoUrl('demo'), 'main', o), rejection(/'127\.0\.0\.1' is a private or local address/, true, 'private-host'));
   assert.equal(server.requestCount(), before, 'the server saw no request');
   assert.deepEqual(fs.readdirSync(o.tmpDir), [], 'no temp dir was even created');
 });
 
 test('a bad ref or URL is refused before any traffic', async () => {
   const before = server.requestCount();
-  await assert.rejects(cloneRepo(server.repoUrl('demo'), '--upload-pack=touch /tmp/x', options()), rejection(/must not start with '-'/, true));
-  await assert.rejects(cloneRepo('ext::sh -c touch% /tmp/pwned', 'main', options()), rejection(/scheme 'ext' is not accepted/, true));
+  await assert.rejects(cloneRepo(server.repoUrl('demo'), '--upload-pack=touch /tmp/x', options()), rejection(/must not start with '-'/, true, 'invalid-ref'));
+  await assert.rejects(cloneRepo('ext::sh -c touch% /tmp/pwned', 'main', options()), rejection(/scheme 'ext' is not accepted/, true, 'invalid-url'));
   assert.equal(server.requestCount(), before);
 });
