@@ -4,7 +4,7 @@ import { KILN_CONFIG, KilnConfig } from './config/config';
 import { DATABASE, Database, openDatabase } from './db/database';
 import { openRedis, REDIS } from './db/redis';
 import { DockerEngine } from './docker/docker-engine';
-import { Metrics } from './metrics/metrics';
+import { Metrics } from './common/metrics';
 
 /** Configuration, database, Redis and the Docker engine: shared by every role. */
 @Global()

@@ -4,7 +4,7 @@ import { NestFactory } from '@nestjs/core';
 import { AppModule, createHttpApp, makeLogger } from './app';
 import { CatalogueBuilder } from './catalogue/catalogue.builder';
 import { ConfigError, loadConfig, Role } from './config/config';
-import { Metrics } from './metrics/metrics';
+import { Metrics } from './common/metrics';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 

@@ -5,7 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { loadConfig } from '../config/config';
 import { Database, openDatabase } from '../db/database';
-import { QuotaExceededException } from '../http/quota';
+import { QuotaExceededException } from '../common/quota';
 import { AuthRepository } from './auth.repository';
 import { AuthService } from './auth.service';
 import type { User } from './auth.types';

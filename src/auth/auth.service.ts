@@ -3,13 +3,13 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { KILN_CONFIG, KilnConfig } from '../config/config';
-import { QuotaExceededException } from '../http/quota';
+import { QuotaExceededException } from '../common/quota';
 import { AuthRepository, HoldingLimit } from './auth.repository';
 import type { Principal, Quota, StorageMeter, TokenInfo, User } from './auth.types';
 import { SecretBox } from './secret-box';
 import { PRIVATE_FILE_MODE, privateDirSync } from '../common/private-files';
 
-import { newId } from '../http/ids';
+import { newId } from '../common/ids';
 export const hashToken = (token: string): string => createHash('sha256').update(token).digest('hex');
 
 /** Users, tokens (random, shown once, stored as hashes, revocable, expiring) and secrets. */

@@ -3,7 +3,7 @@ import type Docker from 'dockerode';
 import { promises as fs } from 'node:fs';
 import { PassThrough, Readable } from 'node:stream';
 import type { Collected, JobHandle } from '../execution/backend';
-import type { Metrics } from '../metrics/metrics';
+import type { Metrics } from '../common/metrics';
 import type { SanitizedTar, TarLimits } from '../sources/tar-safety';
 import { sanitizeTar } from '../sources/tar-sanitize';
 import { packTree, TreeNotPackable } from '../sources/tree-pack';

@@ -7,7 +7,7 @@ import type Docker from 'dockerode';
 import type { Readable } from 'node:stream';
 import type { Collected, ExecSpec, ExecutionBackend, JobHandle, JobSandboxSpec, OutputSink, StepState } from '../execution/backend';
 import { DockerEngine } from './docker-engine';
-import { Metrics } from '../metrics/metrics';
+import { Metrics } from '../common/metrics';
 import type { TarLimits } from '../sources/tar-safety';
 import { ArtifactCollector } from './artifact-collector';
 import { runHelper } from './helper-exec';

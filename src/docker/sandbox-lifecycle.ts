@@ -1,6 +1,6 @@
 import type Docker from 'dockerode';
 import type { JobHandle, JobSandboxSpec } from '../execution/backend';
-import type { Metrics } from '../metrics/metrics';
+import type { Metrics } from '../common/metrics';
 import { EngineUnavailableError } from './docker-engine';
 import { Counters, SandboxHostView } from './host-view';
 import { DEPLOYMENT_LABEL, JOB_LABEL, jobContainerName, jobHostConfig, KEEPER_USER, MANAGED_LABEL, RUN_LABEL, RUNTIME_LABEL } from './job-sandbox';

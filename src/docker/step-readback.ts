@@ -1,7 +1,7 @@
 import type { Logger } from '@nestjs/common';
 import type Docker from 'dockerode';
 import type { JobHandle } from '../execution/backend';
-import type { Metrics } from '../metrics/metrics';
+import type { Metrics } from '../common/metrics';
 import { HelperTimeout, runHelper } from './helper-exec';
 import type { Counters } from './host-view';
 import { JOB_UID } from './job-sandbox';

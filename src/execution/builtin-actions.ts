@@ -1,5 +1,5 @@
 import * as fs from 'node:fs';
-import { newId } from '../http/ids';
+import { newId } from '../common/ids';
 import type { KilnConfig } from '../config/config';
 import { ArchiveError } from '../sources/tar-safety';
 import type { FileStore } from '../storage/file-store';

@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { loadConfig } from '../config/config';
-import { Metrics } from '../metrics/metrics';
+import { Metrics } from '../common/metrics';
 import { LocalBlobStore } from '../storage/blob-store';
 import { FileStore } from '../storage/file-store';
 import { LogStore } from '../storage/log-store';

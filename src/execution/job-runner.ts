@@ -14,7 +14,7 @@ import type { JobReporter } from './reporter';
 import { mib, runtimeFor, sandboxLimits } from './sandbox-limits';
 import { applyEnvFiles, ScriptSteps } from './script-step';
 import type { StepResult, StepScope } from './step-scope';
-import { Metrics } from '../metrics/metrics';
+import { Metrics } from '../common/metrics';
 
 interface StepRecord {
   outcome: Conclusion;

@@ -2,7 +2,7 @@ import { ArgumentsHost, Catch, ExceptionFilter, HttpException, HttpStatus, Logge
 import type { Response } from 'express';
 import { STATUS_CODES } from 'node:http';
 import { EngineUnavailableError } from '../docker/docker-engine';
-import { QuotaExceededException } from './quota';
+import { QuotaExceededException } from '../common/quota';
 import { BackendAddresses, backendUnreachable } from '../db/unreachable';
 
 /**

@@ -1,7 +1,7 @@
 import { Inject, Injectable, OnModuleInit } from '@nestjs/common';
 import { DATABASE, Database } from '../db/database';
 import { QUEUES, Queues } from '../queue/job-queue';
-import { Metrics } from './metrics';
+import { Metrics } from '../common/metrics';
 
 /** Gauges read at scrape time: the shared queues' depth and the jobs by state (same on every node). */
 @Injectable()

@@ -2,7 +2,7 @@ import { Controller, Get, Header, Res } from '@nestjs/common';
 import { ApiExcludeController } from '@nestjs/swagger';
 import type { Response } from 'express';
 import { Public } from '../auth/auth.guard';
-import { Metrics } from './metrics';
+import { Metrics } from '../common/metrics';
 
 /** Prometheus text at /metrics (outside /api/v1, as scrapers expect). Aggregates only: public like health. */
 @ApiExcludeController()

@@ -1,7 +1,7 @@
 import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import { BLOB_STORE, blobKeys, BlobStore } from '../storage/blob-store';
 import { RunsRepository } from './runs.repository';
-import { Periodic } from './periodic';
+import { Periodic } from '../common/periodic';
 
 const EVERY_MS = 10 * 60_000;
 

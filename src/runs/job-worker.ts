@@ -12,7 +12,7 @@ import { RunScheduler } from './run-scheduler';
 import { RunReporter } from './run-reporter';
 import { RunsRepository } from './runs.repository';
 import type { Job, Run } from './runs.types';
-import { Metrics } from '../metrics/metrics';
+import { Metrics } from '../common/metrics';
 import { patient } from '../db/patient';
 
 /** The queue consumer: takes one job at a time per slot, runs it, records it, advances its run. */

@@ -4,7 +4,7 @@ import { spawnSync } from 'node:child_process';
 import * as os from 'node:os';
 import type { KilnConfig } from '../config/config';
 import type { ContainerReaper, KilnContainer } from '../docker/container-reaper';
-import { Metrics } from '../metrics/metrics';
+import { Metrics } from '../common/metrics';
 import { Reaper } from './reaper';
 import type { RunsRepository } from './runs.repository';
 

@@ -3,8 +3,8 @@ import { KILN_CONFIG, KilnConfig } from '../config/config';
 import { ownerGone, scratchOwner } from '../storage/scratch';
 import { ContainerReaper } from '../docker/container-reaper';
 import { RunsRepository } from './runs.repository';
-import { Metrics } from '../metrics/metrics';
-import { Periodic } from './periodic';
+import { Metrics } from '../common/metrics';
+import { Periodic } from '../common/periodic';
 
 export interface ReapReport {
   containers: string[];

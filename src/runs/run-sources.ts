@@ -1,7 +1,7 @@
 import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
 import { KILN_CONFIG, KilnConfig } from '../config/config';
 import { BLOB_STORE, blobKeys, BlobStore } from '../storage/blob-store';
-import { Periodic } from './periodic';
+import { Periodic } from '../common/periodic';
 import { RunsRepository } from './runs.repository';
 
 /** How many concluded runs one sweep pass looks at per query. */

@@ -4,7 +4,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Database, openDatabase } from '../db/database';
-import { newId } from '../http/ids';
+import { newId } from '../common/ids';
 import { ActiveRunsLimit, RunsRepository, StorageLimit } from './runs.repository';
 import type { Run } from './runs.types';
 

@@ -27,7 +27,7 @@ import type Redis from 'ioredis';
 import { AuthService } from '../auth/auth.service';
 import type { Principal } from '../auth/auth.types';
 import { REDIS } from '../db/redis';
-import { QuotaExceededException } from '../http/quota';
+import { QuotaExceededException } from '../common/quota';
 import { summaryToHtml } from '../http/markdown-html';
 
 const WORKFLOW_MAX_BYTES = 256 * 1024;
@@ -42,7 +42,7 @@ export interface TarballSubmission extends PlanChoices { uploadPath: string; fil
 export interface RepoSubmission extends PlanChoices { repo: string; ref: string; workflow?: string; workflowFile?: string }
 export interface CommandSubmission { environment?: string; command: string; files?: Record<string, string>; shell?: 'bash' | 'sh' | 'python'; timeoutMinutes?: number }
 
-import { newId } from '../http/ids';
+import { newId } from '../common/ids';
 
 /**
  * The one way in: every channel (API, CLI, webhook) ends in submit(). A run is validated, planned and

@@ -6,7 +6,7 @@ import type { PoolTarget } from '../docker/warm-pool';
 import { EXECUTION_BACKEND, ExecutionBackend } from '../execution/backend';
 import { runtimeFor, sandboxLimits } from '../execution/sandbox-limits';
 import { labelOf } from '../queue/queue.types';
-import { Periodic } from './periodic';
+import { Periodic } from '../common/periodic';
 
 const EVERY_MS = 60_000;
 

@@ -2,10 +2,10 @@ import { Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdo
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FileStore } from './file-store';
-import { Metrics } from '../metrics/metrics';
+import { Metrics } from '../common/metrics';
 import { ownerGone, scratchOwner } from './scratch';
 import { KILN_CONFIG, KilnConfig } from '../config/config';
-import { Periodic } from '../runs/periodic';
+import { Periodic } from '../common/periodic';
 
 /** An upload or clone untouched this long belongs to a request that is over (clones are capped at 2 min). */
 const MAX_AGE_MS = 60 * 60_000;

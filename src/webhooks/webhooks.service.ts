@@ -3,7 +3,7 @@ import { BadRequestException, ForbiddenException, HttpException, Inject, Injecta
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { AuthService } from '../auth/auth.service';
-import { newId } from '../http/ids';
+import { newId } from '../common/ids';
 import type { Principal } from '../auth/auth.types';
 import { KILN_CONFIG, KilnConfig } from '../config/config';
 import { JobQueue } from '../queue/job-queue';
