@@ -9,6 +9,7 @@ import { CoreModule } from './core.module';
 import { HealthModule } from './health/health.module';
 import { AuthApiModule, AuthCoreModule } from './auth/auth.module';
 import { RunsApiModule, RunsCoreModule, WorkerModule } from './runs/runs.module';
+import { WebhooksModule } from './webhooks/webhooks.module';
 import { ErrorsFilter } from './http/errors.filter';
 import { addressOf } from './db/unreachable';
 import { refuseReservedKeys, verifyJsonBody } from './http/json-limits';
@@ -30,6 +31,8 @@ export class AppModule {
         ...(http || worker ? [AuthCoreModule, RunsCoreModule.forConfig(config)] : []),
         ...(http ? [AuthApiModule, CatalogueApiModule, HealthModule, RunsApiModule.forConfig(config)] : []),
         ...(worker ? [WorkerModule.forConfig(config)] : []),
+        // Last: its controller's routes come after the runs API's, as when it was registered there.
+        ...(http || worker ? [WebhooksModule.forRole({ http, worker })] : []),
       ],
     };
   }

@@ -3,6 +3,7 @@ import { DynamicModule, Module } from '@nestjs/common';
 import type { Queue } from 'bull';
 import type { KilnConfig } from '../config/config';
 import { JobQueue, QUEUES, Queues } from './job-queue';
+import { QueueHandlers } from './queue-handlers';
 import { queueLabels, queueName } from './queue.types';
 
 /** Bull on Redis; the queues' keys carry KILN_QUEUE_PREFIX. One queue by default, one more per worker label. */
@@ -35,8 +36,9 @@ export class QueueModule {
           useFactory: (...queues: Queue[]): Queues => new Map(labels.map((l, i) => [l, queues[i]])),
         },
         JobQueue,
+        QueueHandlers,
       ],
-      exports: [JobQueue, QUEUES, BullModule],
+      exports: [JobQueue, QUEUES, QueueHandlers, BullModule],
     };
   }
 }

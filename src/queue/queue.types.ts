@@ -1,4 +1,5 @@
-/** The one registry of queue job names and their payloads. Every name needs a handler in the worker. */
+/** The one registry of queue job names and their payloads. Every name needs a handler in the worker,
+ * registered by the module that owns it (queue-handlers.ts). */
 export const JOBS_QUEUE = 'kiln-jobs';
 
 /**

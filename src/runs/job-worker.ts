@@ -1,11 +1,11 @@
-import { BeforeApplicationShutdown, Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown } from '@nestjs/common';
+import { BeforeApplicationShutdown, Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
 import type { Job as BullJob } from 'bull';
 import { KILN_CONFIG, KilnConfig } from '../config/config';
 import { JobRunner } from '../execution/job-runner';
 import { JobInput, RetryableJobError } from '../execution/job';
 import { AuthService } from '../auth/auth.service';
-import { WebhooksService } from '../webhooks/webhooks.service';
-import { QUEUE_JOB_NAMES, QueueJobName, QueuePayloads } from '../queue/queue.types';
+import { QueuePayloads } from '../queue/queue.types';
+import { QueueHandlers } from '../queue/queue-handlers';
 import { QUEUES, Queues } from '../queue/job-queue';
 import { SlotGate } from '../queue/slot-gate';
 import { RunScheduler } from './run-scheduler';
@@ -17,7 +17,7 @@ import { patient } from '../db/patient';
 
 /** The queue consumer: takes one job at a time per slot, runs it, records it, advances its run. */
 @Injectable()
-export class JobWorker implements OnApplicationBootstrap, BeforeApplicationShutdown, OnApplicationShutdown {
+export class JobWorker implements OnModuleInit, OnApplicationBootstrap, BeforeApplicationShutdown, OnApplicationShutdown {
   private readonly log = new Logger('Worker');
   private readonly running = new Map<string, AbortController>();
   private stopping = false;
@@ -33,7 +33,7 @@ export class JobWorker implements OnApplicationBootstrap, BeforeApplicationShutd
     private readonly runner: JobRunner,
     private readonly rawScheduler: RunScheduler,
     rawAuth: AuthService,
-    private readonly webhooks: WebhooksService,
+    private readonly handlers: QueueHandlers,
     private readonly metrics: Metrics,
   ) {
     // A job's records outlive a brief database outage: reads and writes are retried (patient.ts) instead
@@ -43,12 +43,14 @@ export class JobWorker implements OnApplicationBootstrap, BeforeApplicationShutd
     this.auth = patient(rawAuth, this.log);
   }
 
+  /** This module's handler; other modules register theirs (e.g. webhooks/ its deliveries) the same way. */
+  onModuleInit(): void {
+    this.handlers.register('run-job', (job) => this.runJob(job));
+  }
+
+  /** Runs after every module's onModuleInit: by now each handler is registered, or one is missing. */
   onApplicationBootstrap(): void {
-    const handlers: { [K in QueueJobName]: (job: BullJob<QueuePayloads[K]>) => Promise<void> } = {
-      'run-job': (job) => this.runJob(job),
-      'webhook-push': (job) => this.webhooks.build(job.data.deliveryId),
-    };
-    for (const name of QUEUE_JOB_NAMES) if (!handlers[name]) throw new Error(`queue job '${name}' has no handler`);
+    for (const name of this.handlers.missing()) throw new Error(`queue job '${name}' has no handler`);
     // The default queue and one per label of this worker. One '*' processor per queue: Bull adds up the
     // concurrency of named processors, so a processor per job name would run more jobs than slots.
     const mine = [null, ...this.config.workerLabels].map((l) => this.queues.get(l)!);
@@ -57,7 +59,7 @@ export class JobWorker implements OnApplicationBootstrap, BeforeApplicationShutd
       void queue.process('*', this.config.workerConcurrency, async (job: BullJob) => {
         const release = await this.gate.acquire();
         try {
-          const handler = handlers[job.name as QueueJobName] as ((j: BullJob) => Promise<void>) | undefined;
+          const handler = this.handlers.get(job.name);
           if (!handler) throw new Error(`queue job '${job.name}' has no handler (a newer Kiln queued it?)`);
           await handler(job);
         } finally {

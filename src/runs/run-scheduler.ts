@@ -1,9 +1,9 @@
 import { Injectable, Logger } from '@nestjs/common';
 import { AuthService } from '../auth/auth.service';
 import { JobQueue } from '../queue/job-queue';
-import { StatusReporter } from '../webhooks/status-reporter';
 import { evaluateCondition } from '../workflow/expressions';
 import type { Conclusion, NeedResult } from '../execution/job';
+import { RunEvents } from './run-events';
 import { RunSources } from './run-sources';
 import { RunsRepository } from './runs.repository';
 import type { Job, Run } from './runs.types';
@@ -19,7 +19,7 @@ export class RunScheduler {
   private readonly log = new Logger('RunScheduler');
   private readonly chains = new Map<string, Promise<void>>();
 
-  constructor(private readonly repo: RunsRepository, private readonly queue: JobQueue, private readonly auth: AuthService, private readonly statuses: StatusReporter, private readonly sources: RunSources) {}
+  constructor(private readonly repo: RunsRepository, private readonly queue: JobQueue, private readonly auth: AuthService, private readonly events: RunEvents, private readonly sources: RunSources) {}
 
   /** After one of an owner's jobs ends, their other runs may have jobs waiting on the concurrency quota. */
   async advanceOwner(ownerId: string | null): Promise<void> {
@@ -145,10 +145,7 @@ export class RunScheduler {
     await this.sources.release(run.id).catch((e: Error) => this.log.warn(`run ${run.id}: its source could not be removed now (${e.message}); the source sweep will`));
     if (await this.repo.completeRun(run.id, conclusion)) {
       this.log.log(`run ${run.id}: ${conclusion}`);
-      if (run.repositoryId) {
-        const state = conclusion === 'success' ? 'success' : conclusion === 'failure' ? 'failure' : 'error';
-        this.statuses.report(run, state, conclusion === 'cancelled' ? 'cancelled' : `Kiln: ${conclusion}`);
-      }
+      this.events.emit('run-concluded', { run, conclusion });
     }
   }
 }

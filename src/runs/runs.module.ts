@@ -20,15 +20,12 @@ import { JobWorker } from './job-worker';
 import { Reaper } from './reaper';
 import { WarmPoolFeeder } from './warm-pool-feeder';
 import { LogsService } from './logs.service';
+import { RunEvents } from './run-events';
 import { RunScheduler } from './run-scheduler';
 import { RunSources } from './run-sources';
 import { RunsController } from './runs.controller';
 import { RunsRepository } from './runs.repository';
 import { RunsService } from './runs.service';
-import { RepositoriesRepository } from '../webhooks/repositories.repository';
-import { StatusReporter } from '../webhooks/status-reporter';
-import { WebhooksController } from '../webhooks/webhooks.controller';
-import { WebhooksService } from '../webhooks/webhooks.service';
 
 /** Records, scheduling, the queue and stores: imported once (global), shared by the API and the worker. */
 @Module({})
@@ -38,8 +35,8 @@ export class RunsCoreModule {
       module: RunsCoreModule,
       global: true,
       imports: [QueueModule.forConfig(config), CatalogueModule],
-      providers: [RunsRepository, RunScheduler, RunSources, FileStore, { provide: BLOB_STORE, useClass: LocalBlobStore }, LocalLogHub, LogStore, ArtifactReaper, ScratchSweeper, MetricsCollector, RunsService, RepositoriesRepository, StatusReporter, WebhooksService],
-      exports: [RunsRepository, RunScheduler, RunSources, FileStore, BLOB_STORE, LocalLogHub, LogStore, QueueModule, RunsService, RepositoriesRepository, StatusReporter, WebhooksService],
+      providers: [RunsRepository, RunScheduler, RunSources, FileStore, { provide: BLOB_STORE, useClass: LocalBlobStore }, LocalLogHub, LogStore, ArtifactReaper, ScratchSweeper, MetricsCollector, RunsService, RunEvents],
+      exports: [RunsRepository, RunScheduler, RunSources, FileStore, BLOB_STORE, LocalLogHub, LogStore, QueueModule, RunsService, RunEvents],
     };
   }
 }
@@ -58,7 +55,7 @@ export class RunsApiModule {
           limits: { fileSize: config.uploadMaxBytes, files: 2, fields: 10, fieldSize: 512 * 1024, parts: 20 },
         }),
       ],
-      controllers: [RunsController, WebhooksController],
+      controllers: [RunsController],
       providers: [LogsService, LogBus],
     };
   }
