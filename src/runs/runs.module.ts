@@ -15,6 +15,7 @@ import { QueueModule } from '../queue/queue.module';
 import { FileStore } from '../storage/file-store';
 import { LogBus } from '../storage/log-bus';
 import { LocalLogHub, LogStore } from '../storage/log-store';
+import { AdmissionService } from './admission';
 import { ArtifactReaper } from './artifact-reaper';
 import { JobWorker } from './job-worker';
 import { Reaper } from './reaper';
@@ -35,7 +36,7 @@ export class RunsCoreModule {
       module: RunsCoreModule,
       global: true,
       imports: [QueueModule.forConfig(config), CatalogueModule],
-      providers: [RunsRepository, RunScheduler, RunSources, FileStore, { provide: BLOB_STORE, useClass: LocalBlobStore }, LocalLogHub, LogStore, ArtifactReaper, ScratchSweeper, MetricsCollector, RunsService, RunEvents],
+      providers: [RunsRepository, RunScheduler, RunSources, FileStore, { provide: BLOB_STORE, useClass: LocalBlobStore }, LocalLogHub, LogStore, ArtifactReaper, ScratchSweeper, MetricsCollector, AdmissionService, RunsService, RunEvents],
       exports: [RunsRepository, RunScheduler, RunSources, FileStore, BLOB_STORE, LocalLogHub, LogStore, QueueModule, RunsService, RunEvents],
     };
   }

@@ -1,48 +1,36 @@
 import { BadRequestException, Inject, Injectable, Logger, NotFoundException, PayloadTooLargeException, ServiceUnavailableException } from '@nestjs/common';
-import { spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import * as fs from 'node:fs';
 import type { Readable } from 'node:stream';
-import { stringify } from 'yaml';
+import { spawn } from 'node:child_process';
 import { CatalogueService } from '../catalogue/catalogue.service';
 import { KILN_CONFIG, KilnConfig } from '../config/config';
 import { cloneRepo } from '../sources/git-source';
 import { GitSourceError, GitSourceOptions } from '../sources/git-policy';
 import { packFiles } from '../sources/tar-pack';
 import { ArchiveError, DEFAULT_SOURCE_LIMITS, SanitizedTar, TarLimits } from '../sources/tar-safety';
-import { readFilesFromTar, sanitizeTar } from '../sources/tar-sanitize';
+import { sanitizeTar } from '../sources/tar-sanitize';
 import { FileStore } from '../storage/file-store';
 import { BLOB_STORE, blobKeys, BlobStore } from '../storage/blob-store';
-import { planFromYaml } from '../workflow/plan';
-import { PlanOptions, RunPlan, WORKFLOW_FILE, WorkflowError } from '../workflow/model';
+import { PlanOptions, RunPlan } from '../workflow/model';
 import { RunScheduler } from './run-scheduler';
 import { RunSources } from './run-sources';
 import { CloneGate, GateFull } from './clone-gate';
 import { sourceHttpException } from './source-status';
-import { ActiveRunsLimit, RunsRepository, StorageLimit } from './runs.repository';
+import { RunsRepository } from './runs.repository';
+import { AdmissionService } from './admission';
+import { runListItem, runView } from './run-views';
+import { CommandSubmission, PlanChoices, WORKFLOW_MAX_BYTES, checkPlatform, commandWorkflow, findWorkflow, parsePlatform, planWorkflow, qualifyRef, repositoryName, sha1File } from './submissions';
 import type { RunContext } from '../execution/job';
 import type { Job, Run, RunSource } from './runs.types';
 import type { SubmitRunDto, SubmitUploadDto } from './runs.dto';
-import type Redis from 'ioredis';
 import { AuthService } from '../auth/auth.service';
 import type { Principal } from '../auth/auth.types';
-import { REDIS } from '../db/redis';
-import { QuotaExceededException } from '../common/quota';
-import { summaryToHtml } from '../http/markdown-html';
+import { newId } from '../common/ids';
 
-const WORKFLOW_MAX_BYTES = 256 * 1024;
-/** All job specifications of one run, serialized (what is recorded and sent to the worker). */
-const PLAN_MAX_BYTES = 8 * 1024 * 1024;
-
-/** How a submission narrows or maps the workflow: one job (and what it needs), label overrides. */
-export interface PlanChoices { job?: string; platform?: Record<string, string> }
 /** Extra facts of a webhook run: its repository and its concurrency group. */
 export interface RunExtras { repositoryId?: string; concurrencyGroup?: string; cancelInProgress?: boolean }
 export interface TarballSubmission extends PlanChoices { uploadPath: string; filename: string; workflow?: string; workflowFile?: string; ref?: string; repository?: string }
 export interface RepoSubmission extends PlanChoices { repo: string; ref: string; workflow?: string; workflowFile?: string }
-export interface CommandSubmission { environment?: string; command: string; files?: Record<string, string>; shell?: 'bash' | 'sh' | 'python'; timeoutMinutes?: number }
-
-import { newId } from '../common/ids';
 
 /**
  * The one way in: every channel (API, CLI, webhook) ends in submit(). A run is validated, planned and
@@ -61,9 +49,9 @@ export class RunsService {
     private readonly catalogue: CatalogueService,
     private readonly files: FileStore,
     @Inject(BLOB_STORE) private readonly blobs: BlobStore,
-    private readonly auth: AuthService,
-    @Inject(REDIS) private readonly redis: Redis,
+    auth: AuthService,
     private readonly sources: RunSources,
+    private readonly admission: AdmissionService,
   ) {
     this.clones = new CloneGate(config.clones.concurrency, config.clones.queue);
     auth.useStorageMeter({ usage: (userId) => this.repo.storage(userId) });
@@ -153,7 +141,7 @@ export class RunsService {
   private async submit(owner: Principal, tarPath: string, source: RunSource, context: RunContext, workflowText: string | undefined, workflowFile: string | null | undefined, choices: PlanChoices = {}, extras: RunExtras = {}) {
     let text = workflowText;
     let file: string | null = workflowFile ?? null;
-    if (!text) ({ text, file } = await this.findWorkflow(tarPath, workflowFile ?? undefined));
+    if (!text) ({ text, file } = await findWorkflow(tarPath, workflowFile ?? undefined));
     const plan = await this.plan(text, file, choices);
     const runId = newId();
     const now = new Date().toISOString();
@@ -165,15 +153,8 @@ export class RunsService {
       id: newId(), runId, position, key: j.key, jobId: j.jobId, name: j.name, environment: `${j.environment.name}@${j.environment.version}`,
       status: 'pending', conclusion: null, error: null, spec: j, outputs: {}, attempts: 0, worker: null, queuedAt: null, startedAt: null, finishedAt: null,
     }));
-    const quota = this.auth.quota(owner.user);
     const sourceBytes = (await fs.promises.stat(tarPath)).size;
-    try {
-      await this.repo.create(run, jobs, { maxActive: quota.queuedRuns, sourceBytes, maxStorageBytes: quota.artifactBytes });
-    } catch (e) {
-      if (e instanceof ActiveRunsLimit) throw new QuotaExceededException(`quota: ${e.message}. Wait for some to finish or cancel them`, 30);
-      if (e instanceof StorageLimit) throw new QuotaExceededException(`quota: ${e.message} (KILN_QUOTA_ARTIFACT_BYTES). Sources free up when their runs conclude, artifacts when their retention ends`, 300);
-      throw e;
-    }
+    await this.admission.record(owner, run, jobs, sourceBytes);
     // The source lives until the run concludes (RunSources.release), counted in the owner's storage.
     try {
       await this.sources.keep(runId, tarPath);
@@ -215,44 +196,7 @@ export class RunsService {
       maxStepsPerJob: 100,
       maxLimits: { memoryBytes: this.config.jobs.memoryMaxBytes, cpus: this.config.jobs.cpusMax, pids: this.config.jobs.pidsMax, workspaceBytes: this.config.jobs.workspaceMaxBytes },
     };
-    let plan: RunPlan;
-    try {
-      plan = await planFromYaml(text, opts);
-    } catch (e) {
-      if (e instanceof WorkflowError) {
-        throw new BadRequestException({ statusCode: 400, error: 'Bad Request', message: `the workflow${file ? ` ${file}` : ''} is not valid:\n${e.message}`, problems: e.problems });
-      }
-      throw e;
-    }
-    // Aliases can make a small file plan huge (one 240 KiB string referenced by every env key of every
-    // matrix job): the recorded job specs are capped in all, checked as they are serialized.
-    let specBytes = 0;
-    for (const j of plan.jobs) {
-      specBytes += JSON.stringify(j).length;
-      if (specBytes > PLAN_MAX_BYTES) {
-        throw new BadRequestException(`the workflow${file ? ` ${file}` : ''} plans ${plan.jobs.length} job(s) whose specifications exceed ${PLAN_MAX_BYTES / 1024 / 1024} MiB in all (YAML aliases and matrices multiply env and steps): make env values smaller or use fewer matrix jobs`);
-      }
-    }
-    return choices.job ? onlyJob(plan, choices.job) : plan;
-  }
-
-  private async findWorkflow(tarPath: string, wanted?: string): Promise<{ text: string; file: string }> {
-    let found: Map<string, Buffer>;
-    try {
-      found = await readFilesFromTar(tarPath, (p) => WORKFLOW_FILE.test(p), WORKFLOW_MAX_BYTES);
-    } catch (e) {
-      if (e instanceof ArchiveError) throw sourceHttpException(e);
-      throw e;
-    }
-    const names = [...found.keys()].sort();
-    const pick = wanted ?? names.find((n) => n.startsWith('.kiln.')) ?? (names.length === 1 ? names[0] : undefined);
-    if (wanted && !found.has(wanted)) throw new BadRequestException(`workflowFile: ${wanted} is not in the source; it has: ${names.join(', ') || 'no workflow files'}`);
-    if (!pick) {
-      throw new BadRequestException(names.length
-        ? `the source has ${names.length} workflows (${names.join(', ')}): choose one with workflowFile, or send a workflow`
-        : 'no workflow: the source has no .kiln.yml or .github/workflows/*.yml; add one, or send the workflow with the submission');
-    }
-    return { text: found.get(pick)!.toString('utf8'), file: pick };
+    return planWorkflow(text, file, opts, choices.job);
   }
 
   private async sanitize(input: Readable, out: string): Promise<SanitizedTar> {
@@ -265,31 +209,11 @@ export class RunsService {
   }
 
   async view(runId: string, p: Principal) {
-    const run = await this.requireRun(runId, p);
-    const [jobs, steps, artifacts, annotations, summaries] = await Promise.all([this.repo.jobs(runId), this.repo.steps(runId), this.repo.artifacts(runId), this.repo.annotations(runId), this.repo.jobSummaries(runId)]);
-    const base = `/api/v1/runs/${run.id}`;
-    return {
-      id: run.id, status: run.status, conclusion: run.conclusion, error: run.error,
-      createdAt: run.createdAt, startedAt: run.startedAt, finishedAt: run.finishedAt,
-      source: run.source, workflow: { name: run.workflowName, file: run.workflowFile }, context: run.context,
-      jobs: await Promise.all(jobs.map(async (j) => ({
-        id: j.id, key: j.key, jobId: j.jobId, name: j.name, environment: j.environment, matrix: j.spec.matrix, needs: j.spec.needs,
-        status: j.status, conclusion: j.conclusion, error: j.error, attempts: j.attempts, worker: j.worker, startedAt: j.startedAt, finishedAt: j.finishedAt,
-        steps: steps.filter((s) => s.jobId === j.id).map((s) => ({ index: s.index, name: s.name, status: s.status, outcome: s.outcome, conclusion: s.conclusion, exitCode: s.exitCode, reason: s.reason, startedAt: s.startedAt, finishedAt: s.finishedAt })),
-        outputs: j.outputs,
-        summary: summaries[j.id] ?? null,
-        summaryHtml: summaries[j.id] ? await summaryToHtml(summaries[j.id]) : null,
-        logs: `${base}/logs?job=${j.id}`,
-      }))),
-      annotations: annotations.map((a) => ({ ...a, job: jobs.find((j) => j.id === a.jobId)?.key ?? a.jobId })),
-      artifacts: artifacts.map((a) => ({ name: a.name, sizeBytes: a.sizeBytes, files: a.files, createdAt: a.createdAt, expiresAt: a.expiresAt, url: `${base}/artifacts/${encodeURIComponent(a.name)}` })),
-      urls: { self: base, logs: `${base}/logs`, artifacts: `${base}/artifacts`, cancel: `${base}/cancel` },
-    };
+    return runView(this.repo, await this.requireRun(runId, p));
   }
 
   async list(p: Principal, limit: number) {
-    const runs = await this.repo.listRuns(p.user.id, limit);
-    return runs.map((r) => ({ id: r.id, status: r.status, conclusion: r.conclusion, workflow: r.workflowName, source: r.source, createdAt: r.createdAt, finishedAt: r.finishedAt, url: `/api/v1/runs/${r.id}` }));
+    return (await this.repo.listRuns(p.user.id, limit)).map(runListItem);
   }
 
   async cancel(runId: string, p: Principal) {
@@ -303,7 +227,7 @@ export class RunsService {
 
   /** JSON submissions: a repository, or the quick form. */
   async submitJson(owner: Principal, body: SubmitRunDto) {
-    await this.admit(owner);
+    await this.admission.admit(owner);
     const forms = [body.repo !== undefined, body.command !== undefined].filter(Boolean).length;
     if (forms !== 1) throw new BadRequestException('send either {repo, ref} (a git repository) or {command} (the quick form); for a tarball, POST multipart/form-data with a `source` file');
     if (body.repo !== undefined) {
@@ -322,7 +246,7 @@ export class RunsService {
   async submitUpload(owner: Principal, fields: SubmitUploadDto, source: Express.Multer.File | undefined, workflowUpload: Express.Multer.File | undefined) {
     const cleanup = async () => { for (const f of [source, workflowUpload]) if (f?.path) await fs.promises.rm(f.path, { force: true }); };
     try {
-      await this.admit(owner);
+      await this.admission.admit(owner);
       if (!source) throw new BadRequestException('multipart submissions need a `source` file: a .tar or .tar.gz of the project');
       let workflow = fields.workflow;
       if (workflowUpload) {
@@ -357,93 +281,10 @@ export class RunsService {
     if (!run || (run.ownerId !== p.user.id && !p.user.isAdmin)) throw new NotFoundException(`no run ${runId}`);
     return run;
   }
-
-  /**
-   * Quotas checked before any work: submissions per minute (429 with Retry-After), runs not yet
-   * completed, and storage (artifacts and the sources of runs not yet concluded). Running-job concurrency is held at dequeue (the scheduler).
-   */
-  private async admit(owner: Principal): Promise<void> {
-    const q = this.auth.quota(owner.user);
-    const now = Date.now();
-    const minute = Math.floor(now / 60_000);
-    const key = `${this.config.queuePrefix}:rate:${owner.user.id}:${minute}`;
-    let count: number;
-    try {
-      const res = await this.redis.multi().incr(key).expire(key, 120).exec();
-      count = Number(res?.[0]?.[1] ?? 0);
-    } catch (e) {
-      throw new ServiceUnavailableException(`the queue's Redis is unreachable (${(e as Error).message}); try again shortly`);
-    }
-    const retryAfter = Math.max(1, 60 - Math.floor((now % 60_000) / 1000));
-    if (count > q.submissionsPerMinute) throw new QuotaExceededException(`quota: at most ${q.submissionsPerMinute} submissions per minute; try again in ${retryAfter} s`, retryAfter);
-    const active = await this.repo.countActiveRuns(owner.user.id);
-    if (active >= q.queuedRuns) throw new QuotaExceededException(`quota: ${new ActiveRunsLimit(active, q.queuedRuns).message}. Wait for some to finish or cancel them`, 30);
-    const use = await this.repo.storage(owner.user.id);
-    const bytes = use.artifacts + use.sources;
-    if (bytes >= q.artifactBytes) throw new QuotaExceededException(`quota: your storage (artifacts ${use.artifacts} bytes, sources of runs not yet concluded ${use.sources} bytes) uses ${bytes} bytes of ${q.artifactBytes} (KILN_QUOTA_ARTIFACT_BYTES); sources free up when their runs conclude, artifacts when their retention ends`, 300);
-  }
 }
 
 /** How Kiln clones, for submissions and pushes alike: the operator's schemes and hosts, 2 min, twice the upload cap. */
 export function cloneOptions(config: KilnConfig): GitSourceOptions {
   return { ...config.git, timeoutMs: 120_000, maxBytes: config.uploadMaxBytes * 2, tmpDir: new FileStore(config).tmpDir() };
-}
-
-/** The quick form as a one-job workflow. */
-function commandWorkflow(s: CommandSubmission & { environment: string }): string {
-  // The command is data, not a template: `${{` in it is written so that it reaches the shell unchanged.
-  const run = s.command.replace(/\$\{\{/g, "${{ '${{' }}");
-  return stringify({
-    name: 'command',
-    jobs: { command: { 'runs-on': s.environment, ...(s.timeoutMinutes ? { 'timeout-minutes': s.timeoutMinutes } : {}), steps: [{ name: 'command', shell: s.shell ?? 'bash', run }] } },
-  });
-}
-
-/** The plan narrowed to one job id and, transitively, the jobs it needs (like act -j). */
-export function onlyJob(plan: RunPlan, jobId: string): RunPlan {
-  const ids = [...new Set(plan.jobs.map((j) => j.jobId))];
-  if (!ids.includes(jobId)) throw new BadRequestException(`job: the workflow has no job '${jobId}'; its jobs: ${ids.join(', ')}`);
-  const keep = new Set<string>();
-  const visit = (id: string) => {
-    if (keep.has(id)) return;
-    keep.add(id);
-    for (const j of plan.jobs.filter((x) => x.jobId === id)) j.needs.forEach(visit);
-  };
-  visit(jobId);
-  return { ...plan, jobs: plan.jobs.filter((j) => keep.has(j.jobId)) };
-}
-
-export function parsePlatform(s: string | undefined): Record<string, string> | undefined {
-  if (!s) return undefined;
-  return Object.fromEntries(s.split(',').map((pair) => pair.split('=') as [string, string]));
-}
-
-function checkPlatform(p: Record<string, string> | undefined): Record<string, string> | undefined {
-  if (!p) return undefined;
-  for (const [k, v] of Object.entries(p)) {
-    if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(k) || typeof v !== 'string' || !/^[a-z0-9][a-z0-9.@-]*$/.test(v)) {
-      throw new BadRequestException(`platform: '${k}' must map a runs-on label to an environment name`);
-    }
-  }
-  return p;
-}
-
-function qualifyRef(ref: string): string {
-  return ref.startsWith('refs/') ? ref : `refs/heads/${ref}`;
-}
-
-function repositoryName(url: string): string {
-  try {
-    const p = new URL(url).pathname.replace(/\.git$/, '').replace(/^\/+|\/+$/g, '').split('/');
-    return p.slice(-2).join('/') || 'unknown/unknown';
-  } catch {
-    return 'unknown/unknown';
-  }
-}
-
-async function sha1File(file: string): Promise<string> {
-  const h = createHash('sha1');
-  for await (const chunk of fs.createReadStream(file)) h.update(chunk as Buffer);
-  return h.digest('hex');
 }
 
