@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `npm test [-- unit|medium|e2e|attack|cluster ...]`: prerequisites, a clean build, the runner images,
+# `npm test [-- lint|unit|medium|e2e|attack|cluster ...]`: prerequisites, a clean build, the runner images,
 # then the test tiers with node's test runner. Tests use their own data folders; a running Kiln is untouched.
 # The cluster tier starts its own PostgreSQL (.ci/postgres.sh) and redis-server, and restarts the
 # machine's dockerd once (a fault it injects): do not run another Kiln test at the same time.
@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . .ci/lib.sh
 tiers=("$@")
-[ ${#tiers[@]} -gt 0 ] || tiers=(unit medium e2e attack cluster)
+[ ${#tiers[@]} -gt 0 ] || tiers=(lint unit medium e2e attack cluster)
 
 check_node
 ensure_npm_deps
@@ -40,10 +40,16 @@ done
 
 failed=()
 for t in "${tiers[@]}"; do
+  if [ "$t" = lint ]; then
+    # First and fast: typescript-eslint's defect rules (eslint.config.mjs), then Prettier's formatting.
+    say "tier: lint"
+    npm run -s lint || failed+=(lint)
+    continue
+  fi
   case "$t" in
     unit) files=$(find dist/src -name '*.spec.js' | sort) ;;
     medium|e2e|attack|cluster) files=$(find "dist/test/$t" -name '*.test.js' 2>/dev/null | sort) ;;
-    *) die "unknown test tier '$t' (unit, medium, e2e, attack, cluster)" ;;
+    *) die "unknown test tier '$t' (lint, unit, medium, e2e, attack, cluster)" ;;
   esac
   [ -n "$files" ] || die "no test files in tier $t"
   if [ "$t" = attack ]; then

@@ -30,7 +30,7 @@ export class AppModule {
         CatalogueModule,
         ...(http || worker ? [AuthCoreModule, RunsCoreModule.forConfig(config)] : []),
         ...(http ? [AuthApiModule, CatalogueApiModule, HealthModule, RunsApiModule.forConfig(config)] : []),
-        ...(worker ? [WorkerModule.forConfig(config)] : []),
+        ...(worker ? [WorkerModule.forConfig()] : []),
         // Last: its controller's routes come after the runs API's, as when it was registered there.
         ...(http || worker ? [WebhooksModule.forRole({ http, worker })] : []),
       ],

@@ -80,7 +80,8 @@ export class DockerEngine {
 
   /** Imports a root filesystem tar stream as repo:tag (docker import). */
   async importImage(rootfsTar: Readable, repo: string, tag: string, changes: string[]): Promise<void> {
-    const stream = (await this.docker.importImage(rootfsTar, { repo, tag, changes } as never)) as unknown as Readable;
+    // dockerode's typings give the callback form; without a callback it returns a promise.
+    const stream = await (this.docker.importImage(rootfsTar, { repo, tag, changes } as never) as unknown as Promise<Readable>);
     await this.followProgress(stream);
   }
 
@@ -91,7 +92,7 @@ export class DockerEngine {
   async buildImage(context: Readable, opts: { tag: string; labels: Record<string, string> }, onLine: (line: string) => void): Promise<string> {
     const tail: string[] = [];
     let imageId = '';
-    const stream = (await this.docker.buildImage(context, { t: opts.tag, labels: opts.labels, rm: true, forcerm: true } as never)) as unknown as Readable;
+    const stream = await (this.docker.buildImage(context, { t: opts.tag, labels: opts.labels, rm: true, forcerm: true } as never) as unknown as Promise<Readable>);
     try {
       await this.followProgress(stream, (ev) => {
         if (typeof ev.stream === 'string') {

@@ -65,7 +65,7 @@ export class RunsApiModule {
 /** The queue consumer and the one execution backend. */
 @Module({})
 export class WorkerModule {
-  static forConfig(config: KilnConfig): DynamicModule {
+  static forConfig(): DynamicModule {
     return {
       module: WorkerModule,
       imports: [CatalogueModule],

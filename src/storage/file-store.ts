@@ -1,5 +1,4 @@
 import { Inject, Injectable } from '@nestjs/common';
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { KILN_CONFIG, KilnConfig } from '../config/config';
 import { scratchName } from './scratch';

@@ -266,7 +266,7 @@ describe(`attack: hostile inputs through the API (runtime ${RUNTIME})`, () => {
   /** A server of its own for the alias-amplification specs (they can hold its event loop for minutes). */
   let ampServer: AttackServer;
   let ampWatch: HostWatch;
-  let amplification: Promise<{ name: string; error: unknown; ms: number }[]>;
+  let amplification: Promise<{ name: string; error: unknown; ms: number }[]> | undefined;
   const ampHealth = { polls: 0, slowest: 0, failures: [] as string[], stop: false };
 
   before(async () => {
@@ -339,7 +339,7 @@ describe(`attack: hostile inputs through the API (runtime ${RUNTIME})`, () => {
   });
 
   after(async () => {
-    await Promise.allSettled([...slowClones, ...(amplification ? [amplification] : [])]);
+    await Promise.allSettled([...slowClones, ...(amplification !== undefined ? [amplification] : [])]);
     ampHealth.stop = true;
     await Promise.all([server?.stop(), gitServer?.stop(), ampServer?.stop(), remote?.close(), ...slow.map((s) => s.close())]);
     watch?.cleanup();
@@ -1230,6 +1230,7 @@ jobs:
   // =============================================================================================
   describe('job specs that amplify through YAML aliases (a server of their own, run in the background)', () => {
     test('refused: alias amplification past the spec cap, and the service stays responsive meanwhile', async () => {
+      assert.ok(amplification, 'the amplification specs were started (before() ran)');
       const results = await amplification;
       const problems: string[] = [];
       for (const r of results) {

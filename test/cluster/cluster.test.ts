@@ -151,7 +151,7 @@ describe('cluster: one API and two workers on one PostgreSQL and one Redis', () 
   let failed = false;
 
   /** Each case prints the tails of every process's log when it fails. */
-  const scenario = (name: string, timeoutMs: number, fn: (t: TestContext) => Promise<void>) => test(name, { timeout: timeoutMs }, async (t) => {
+  const scenario = (name: string, timeoutMs: number, fn: (t: TestContext) => Promise<void>) => void test(name, { timeout: timeoutMs }, async (t) => {
     try {
       await c.ensureUp();
       await fn(t);

@@ -6,7 +6,6 @@ import { makeRepo, startGitServer, GitServer } from '../fixtures/git-server';
 import { runKiln, startServer, TEST_ADMIN_TOKEN, tmpDir } from '../helpers';
 import { Client } from './runs-helpers';
 
-// eslint-disable-next-line @typescript-eslint/no-require-imports
 const examples = require('@octokit/webhooks-examples') as { name: string; examples: Record<string, unknown>[] }[];
 
 interface Received { path: string; body: { state: string; context: string; target_url: string; description: string }; auth: string | undefined }
