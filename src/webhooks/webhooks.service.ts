@@ -201,7 +201,7 @@ export class WebhooksService {
         const text = fs.readFileSync(path.join(cloned.dir, file), 'utf8');
         const decision = pushTrigger(text, { ref: p.ref!, changedPaths: changed }, file.startsWith('.kiln.'));
         if (!decision.runs) continue;
-        const context = { sha: cloned.sha, ref: p.ref!, repository: repo.fullName, event: 'push', runNumber: 0 };
+        const context = { sha: cloned.sha, ref: p.ref!, repository: repo.fullName, event: 'push', runNumber: 0 }; // numbered as it is recorded
         let group: string | undefined;
         if (decision.concurrency) {
           group = `${repo.id}:${await interpolate(decision.concurrency.group, { github: { ref: p.ref, sha: cloned.sha, repository: repo.fullName, workflow: file, event_name: 'push' } }).catch(() => decision.concurrency!.group)}`;
