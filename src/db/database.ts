@@ -19,8 +19,14 @@ export interface Database {
   close(): Promise<void>;
 }
 
-/** Schema changes, applied once each, in order. Portable SQL only (SQLite >= 3.24 and PostgreSQL). */
-export const MIGRATIONS: string[] = [
+/** A schema change: portable SQL, or one statement per engine where they cannot share one. */
+export type Migration = string | { sqlite: string; postgres: string };
+
+/** The scope a run is numbered in (RunsRepository.create): its registered repository, else its owner. */
+const RUN_SCOPE = `CASE WHEN repository_id IS NOT NULL THEN 'repository:' || repository_id ELSE 'owner:' || COALESCE(owner_id, '') END`;
+
+/** Schema changes, applied once each, in order. Portable SQL where possible (SQLite >= 3.35 and PostgreSQL). */
+export const MIGRATIONS: Migration[] = [
   `CREATE TABLE environment_versions (
      name TEXT NOT NULL,
      version TEXT NOT NULL,
@@ -170,6 +176,22 @@ export const MIGRATIONS: string[] = [
   // Bytes of the run's source while the store holds it (counted in the owner's storage); 0 once removed
   // at the run's conclusion. NULL on runs recorded before: a sweep removes the sources of completed ones.
   `ALTER TABLE runs ADD COLUMN source_bytes BIGINT`,
+  // Run numbers, persistent and per scope (a registered repository, else the owner), as GitHub's
+  // run_number. Runs recorded before keep the number their context holds (a process-local counter's,
+  // so not unique); those without one (webhook runs, recorded with 0) are numbered in creation order
+  // after the highest of their scope; each scope's counter starts after its highest number.
+  `ALTER TABLE runs ADD COLUMN run_number INTEGER`,
+  {
+    sqlite: `UPDATE runs SET run_number = CAST(json_extract(context, '$.runNumber') AS INTEGER) WHERE json_valid(context) AND CAST(json_extract(context, '$.runNumber') AS INTEGER) > 0`,
+    postgres: `UPDATE runs SET run_number = CAST(context::json->>'runNumber' AS INTEGER) WHERE context::json->>'runNumber' ~ '^[1-9][0-9]{0,8}$'`,
+  },
+  `UPDATE runs SET run_number = numbered.n FROM (
+     SELECT r.id, ROW_NUMBER() OVER (PARTITION BY ${RUN_SCOPE.replace(/(repository_id|owner_id)/g, 'r.$1')} ORDER BY r.created_at, r.id)
+       + COALESCE((SELECT MAX(o.run_number) FROM runs o WHERE ${RUN_SCOPE.replace(/(repository_id|owner_id)/g, 'o.$1')} = ${RUN_SCOPE.replace(/(repository_id|owner_id)/g, 'r.$1')}), 0) AS n
+     FROM runs r WHERE r.run_number IS NULL
+   ) AS numbered WHERE runs.id = numbered.id`,
+  `CREATE TABLE run_numbers (scope TEXT PRIMARY KEY, last_number INTEGER NOT NULL)`,
+  `INSERT INTO run_numbers (scope, last_number) SELECT ${RUN_SCOPE}, MAX(run_number) FROM runs GROUP BY ${RUN_SCOPE}`,
 ];
 
 class SqliteDatabase implements Database {
@@ -268,13 +290,18 @@ class PostgresDatabase implements Database {
   }
 }
 
+/** A migration's statement for this engine. */
+export function migrationSql(m: Migration, kind: Database['kind']): string {
+  return typeof m === 'string' ? m : m[kind];
+}
+
 /** Applies the migrations not yet applied, up to `upTo` of them (all by default; fewer only to build an older release's schema in tests). */
 export async function migrate(db: Database, upTo = MIGRATIONS.length): Promise<void> {
   await db.run('CREATE TABLE IF NOT EXISTS kiln_migrations (id INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)');
   const done = new Set((await db.all<{ id: number }>('SELECT id FROM kiln_migrations')).map((r) => Number(r.id)));
   for (let i = 0; i < upTo; i++) {
     if (done.has(i + 1)) continue;
-    await db.run(MIGRATIONS[i]);
+    await db.run(migrationSql(MIGRATIONS[i], db.kind));
     await db.run('INSERT INTO kiln_migrations (id, applied_at) VALUES (?, ?)', [i + 1, new Date().toISOString()]);
   }
 }

@@ -37,7 +37,7 @@ export class RunsCoreModule {
       global: true,
       imports: [QueueModule.forConfig(config), CatalogueModule],
       providers: [RunsRepository, RunScheduler, RunSources, FileStore, { provide: BLOB_STORE, useClass: LocalBlobStore }, LocalLogHub, LogStore, ArtifactReaper, ScratchSweeper, MetricsCollector, AdmissionService, RunsService, RunEvents],
-      exports: [RunsRepository, RunScheduler, RunSources, FileStore, BLOB_STORE, LocalLogHub, LogStore, QueueModule, RunsService, RunEvents],
+      exports: [RunsRepository, RunScheduler, RunSources, FileStore, BLOB_STORE, LocalLogHub, LogStore, QueueModule, AdmissionService, RunsService, RunEvents],
     };
   }
 }

@@ -69,3 +69,32 @@ test('concluded runs holding a source (or recorded before sizes were) are found;
   assert.ok(found.has(done.id) && found.has(old.id));
   assert.ok(!found.has(running.id) && !found.has(released.id));
 });
+
+test('run numbers: 1, 2, 3 per scope (the owner, or the registered repository); two scopes are independent; a refused run takes none', async () => {
+  const [ada, bob] = [await user(), await user()];
+  const numbers = async (r: Run, limits = {}) => { await repo.create(r, [], limits); return [r.context.runNumber, (await repo.getRun(r.id))!.context.runNumber]; };
+  assert.deepEqual(await numbers(run(ada)), [1, 1]);
+  assert.deepEqual(await numbers(run(ada)), [2, 2]);
+  assert.deepEqual(await numbers(run(bob)), [1, 1], "another owner's runs are numbered apart");
+  const pushed = { ...run(ada), repositoryId: `repo-${newId()}` };
+  assert.deepEqual(await numbers(pushed), [1, 1], "a registered repository's runs are numbered apart from its owner's");
+  assert.deepEqual(await numbers({ ...run(ada), repositoryId: pushed.repositoryId }), [2, 2]);
+  await assert.rejects(repo.create(run(ada), [], { maxActive: 1 }), ActiveRunsLimit);
+  assert.deepEqual(await numbers(run(ada)), [3, 3], 'the refused run took no number');
+});
+
+test('run numbers: concurrent submissions get distinct numbers, and a second connection (another process) follows on', async () => {
+  const owner = await user();
+  const batch = Array.from({ length: 20 }, () => run(owner));
+  await Promise.all(batch.map((r) => repo.create(r, [])));
+  assert.deepEqual(batch.map((r) => r.context.runNumber).sort((a, b) => a - b), Array.from({ length: 20 }, (_, i) => i + 1));
+  const pg = process.env.KILN_TEST_DATABASE_URL;
+  const other = await openDatabase({ database: pg ? { kind: 'postgres', url: pg } : { kind: 'sqlite', file: path.join(dir, 'kiln.sqlite') } });
+  try {
+    const next = run(owner);
+    await new RunsRepository(other).create(next, []);
+    assert.equal(next.context.runNumber, 21);
+  } finally {
+    await other.close();
+  }
+});

@@ -6,6 +6,14 @@ import type { Annotation } from '../execution/workflow-commands';
 
 const now = () => new Date().toISOString();
 
+/**
+ * The scope a run is numbered in, as GitHub's run_number: its registered repository (webhook runs),
+ * else its owner (uploads, the quick form, repository URLs). The migration that seeds the counters uses the same rule.
+ */
+export function runNumberScope(run: Pick<Run, 'repositoryId' | 'ownerId'>): string {
+  return run.repositoryId ? `repository:${run.repositoryId}` : `owner:${run.ownerId ?? ''}`;
+}
+
 /** The owner already has as many runs waiting or running as their quota allows. */
 export class ActiveRunsLimit extends Error {
   constructor(readonly active: number, readonly max: number) {
@@ -13,7 +21,7 @@ export class ActiveRunsLimit extends Error {
   }
 }
 
-interface RunRow { id: string; owner_id: string | null; repository_id?: string | null; concurrency_group?: string | null; status: string; conclusion: string | null; source_kind: string; source: string; workflow_name: string; workflow_file: string | null; plan: string; context: string; cancel_requested: number; error: string | null; created_at: string; started_at: string | null; finished_at: string | null }
+interface RunRow { id: string; owner_id: string | null; repository_id?: string | null; concurrency_group?: string | null; status: string; conclusion: string | null; source_kind: string; source: string; workflow_name: string; workflow_file: string | null; plan: string; context: string; cancel_requested: number; error: string | null; created_at: string; started_at: string | null; finished_at: string | null; run_number?: number | null }
 interface JobRow { id: string; run_id: string; position: number; job_key: string; job_id: string; name: string; environment: string; status: string; conclusion: string | null; error: string | null; spec: string; outputs: string | null; attempts: number; worker: string | null; queued_at: string | null; started_at: string | null; finished_at: string | null }
 interface StepRow { job_id: string; idx: number; name: string; status: string; outcome: string | null; conclusion: string | null; exit_code: number | null; reason: string | null; started_at: string | null; finished_at: string | null }
 interface ArtifactRow { id: string; run_id: string; job_id: string; name: string; size_bytes: number; files: number; created_at: string; expires_at: string }
@@ -66,10 +74,18 @@ export class RunsRepository {
         const used = use.artifacts + use.sources;
         if (used + sourceBytes > maxStorageBytes) throw new StorageLimit(used, sourceBytes, maxStorageBytes);
       }
+      // The next number of the run's scope, taken in this transaction: the upsert holds the counter's
+      // row until commit, so concurrent submissions (of any process) get distinct numbers, and a
+      // refused or failed one takes none.
+      const [next] = await tx.all<{ last_number: number }>(
+        'INSERT INTO run_numbers (scope, last_number) VALUES (?, 1) ON CONFLICT (scope) DO UPDATE SET last_number = run_numbers.last_number + 1 RETURNING last_number',
+        [runNumberScope(run)],
+      );
+      run.context.runNumber = Number(next.last_number);
       await tx.run(
-        `INSERT INTO runs (id, owner_id, repository_id, concurrency_group, status, conclusion, source_kind, source, workflow_name, workflow_file, plan, context, cancel_requested, error, created_at, source_bytes)
-         VALUES (?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, 0, NULL, ?, ?)`,
-        [run.id, run.ownerId, run.repositoryId ?? null, run.concurrencyGroup ?? null, run.status, run.source.kind, JSON.stringify(run.source), run.workflowName, run.workflowFile, JSON.stringify(run.plan), JSON.stringify(run.context), run.createdAt, sourceBytes],
+        `INSERT INTO runs (id, owner_id, repository_id, concurrency_group, status, conclusion, source_kind, source, workflow_name, workflow_file, plan, context, cancel_requested, error, created_at, source_bytes, run_number)
+         VALUES (?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, 0, NULL, ?, ?, ?)`,
+        [run.id, run.ownerId, run.repositoryId ?? null, run.concurrencyGroup ?? null, run.status, run.source.kind, JSON.stringify(run.source), run.workflowName, run.workflowFile, JSON.stringify(run.plan), JSON.stringify(run.context), run.createdAt, sourceBytes, run.context.runNumber],
       );
       for (const j of jobs) {
         await tx.run(
@@ -242,11 +258,16 @@ export class RunsRepository {
   }
 }
 
+/** The row's run number is the one that counts (runs recorded before it was stored were numbered by the migration). */
+function withRunNumber(context: Run['context'], runNumber: number | null | undefined): Run['context'] {
+  return runNumber === null || runNumber === undefined ? context : { ...context, runNumber: Number(runNumber) };
+}
+
 function toRun(r: RunRow): Run {
   return {
     id: r.id, ownerId: r.owner_id ?? null, repositoryId: r.repository_id ?? null, concurrencyGroup: r.concurrency_group ?? null, status: r.status as Run['status'], conclusion: r.conclusion as Conclusion | null,
     source: JSON.parse(r.source), workflowName: r.workflow_name, workflowFile: r.workflow_file,
-    plan: JSON.parse(r.plan), context: JSON.parse(r.context), cancelRequested: Boolean(r.cancel_requested), error: r.error,
+    plan: JSON.parse(r.plan), context: withRunNumber(JSON.parse(r.context), r.run_number), cancelRequested: Boolean(r.cancel_requested), error: r.error,
     createdAt: r.created_at, startedAt: r.started_at, finishedAt: r.finished_at,
   };
 }

@@ -39,7 +39,6 @@ export interface RepoSubmission extends PlanChoices { repo: string; ref: string;
 @Injectable()
 export class RunsService {
   private readonly log = new Logger('Runs');
-  private runNumber = 0;
   private readonly clones: CloneGate;
 
   constructor(
@@ -69,7 +68,7 @@ export class RunsService {
     try {
       const tar = await this.sanitize(fs.createReadStream(s.uploadPath), tmp);
       const sha = await sha1File(tmp);
-      const context: RunContext = { sha, ref: s.ref ? qualifyRef(s.ref) : 'refs/heads/main', repository: s.repository ?? 'local/upload', event: 'push', runNumber: ++this.runNumber };
+      const context: RunContext = { sha, ref: s.ref ? qualifyRef(s.ref) : 'refs/heads/main', repository: s.repository ?? 'local/upload', event: 'push', runNumber: 0 };
       return await this.submit(owner, tmp, { kind: 'tarball', filename: s.filename, bytes: fs.statSync(s.uploadPath).size, files: tar.files }, context, s.workflow, s.workflowFile, s);
     } finally {
       await fs.promises.rm(s.uploadPath, { force: true });
@@ -99,7 +98,7 @@ export class RunsService {
       throw e;
     }
     try {
-      const context: RunContext = { sha: cloned.sha, ref: /^[0-9a-f]{7,40}$/.test(s.ref) ? '' : qualifyRef(s.ref), repository: repositoryName(s.repo), event: 'push', runNumber: ++this.runNumber };
+      const context: RunContext = { sha: cloned.sha, ref: /^[0-9a-f]{7,40}$/.test(s.ref) ? '' : qualifyRef(s.ref), repository: repositoryName(s.repo), event: 'push', runNumber: 0 };
       return await this.submitFromDir(owner, cloned.dir, { kind: 'repo', repo: s.repo, ref: s.ref, sha: cloned.sha }, context, s.workflow, s.workflowFile, s);
     } finally {
       await cloned.cleanup();
@@ -130,14 +129,17 @@ export class RunsService {
         if (e instanceof ArchiveError) throw sourceHttpException(e, 'files: ');
         throw e;
       }
-      const context: RunContext = { sha: await sha1File(tmp), ref: 'refs/heads/main', repository: 'local/command', event: 'workflow_dispatch', runNumber: ++this.runNumber };
+      const context: RunContext = { sha: await sha1File(tmp), ref: 'refs/heads/main', repository: 'local/command', event: 'workflow_dispatch', runNumber: 0 };
       return await this.submit(owner, tmp, { kind: 'command', files: s.files ? packed.files : 0 }, context, workflow, null);
     } finally {
       await fs.promises.rm(tmp, { force: true });
     }
   }
 
-  /** Plans and records a run whose sanitized source tar is at `tarPath` (moved into the store). */
+  /**
+   * Plans and records a run whose sanitized source tar is at `tarPath` (moved into the store). The
+   * context's runNumber is given by the records as the run is recorded (RunsRepository.create).
+   */
   private async submit(owner: Principal, tarPath: string, source: RunSource, context: RunContext, workflowText: string | undefined, workflowFile: string | null | undefined, choices: PlanChoices = {}, extras: RunExtras = {}) {
     let text = workflowText;
     let file: string | null = workflowFile ?? null;

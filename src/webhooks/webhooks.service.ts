@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { BadRequestException, ForbiddenException, HttpException, Inject, Injectable, Logger, NotFoundException, UnauthorizedException, UnsupportedMediaTypeException } from '@nestjs/common';
+import { BadRequestException, ForbiddenException, HttpException, Inject, Injectable, Logger, NotFoundException, Optional, UnauthorizedException, UnsupportedMediaTypeException } from '@nestjs/common';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { AuthService } from '../auth/auth.service';
@@ -7,6 +7,7 @@ import { newId } from '../common/ids';
 import type { Principal } from '../auth/auth.types';
 import { KILN_CONFIG, KilnConfig } from '../config/config';
 import { JobQueue } from '../queue/job-queue';
+import { AdmissionService } from '../runs/admission';
 import { cloneOptions, RunsService } from '../runs/runs.service';
 import { cloneRepo } from '../sources/git-source';
 import { GitSourceError, validateRepoUrl } from '../sources/git-policy';
@@ -17,6 +18,10 @@ import { RegisteredRepository, RepositoriesRepository } from './repositories.rep
 import { fullNameProblem, labelMapProblem, MAX_FULL_NAME, signatureMatches } from './registration';
 import { StatusReporter } from './status-reporter';
 import { matchesList, pushTrigger } from '../workflow/triggers';
+
+/** How the worker clones a pushed commit; a spec gives its own (the default clones with git). */
+export const WEBHOOK_CLONER = Symbol('WEBHOOK_CLONER');
+export type Cloner = typeof cloneRepo;
 
 export interface WebhookAnswer {
   status: number;
@@ -50,6 +55,7 @@ export class WebhooksService {
   private readonly log = new Logger('Webhooks');
   /** Checked against when the named repository is unknown: the same work as for a known one. */
   private readonly decoySecret: string;
+  private readonly clone: Cloner;
 
   constructor(
     @Inject(KILN_CONFIG) private readonly config: KilnConfig,
@@ -58,7 +64,10 @@ export class WebhooksService {
     private readonly queue: JobQueue,
     private readonly runs: RunsService,
     private readonly statuses: StatusReporter,
+    private readonly admission: AdmissionService,
+    @Optional() @Inject(WEBHOOK_CLONER) clone?: Cloner,
   ) {
+    this.clone = clone ?? cloneRepo;
     this.decoySecret = auth.seal(randomBytes(32).toString('base64url'));
   }
 
@@ -180,7 +189,7 @@ export class WebhooksService {
     const changed = [...new Set((p.commits ?? []).flatMap((c) => [...(c.added ?? []), ...(c.modified ?? []), ...(c.removed ?? [])]))];
     let cloned;
     try {
-      cloned = await cloneRepo(repo.cloneUrl, p.after!, cloneOptions(this.config));
+      cloned = await this.clone(repo.cloneUrl, p.after!, cloneOptions(this.config));
     } catch (e) {
       await this.repos.finishDelivery(deliveryId, 'failed', `clone: ${(e as Error).message}`, []);
       return;
@@ -192,12 +201,15 @@ export class WebhooksService {
         const text = fs.readFileSync(path.join(cloned.dir, file), 'utf8');
         const decision = pushTrigger(text, { ref: p.ref!, changedPaths: changed }, file.startsWith('.kiln.'));
         if (!decision.runs) continue;
-        const context = { sha: cloned.sha, ref: p.ref!, repository: repo.fullName, event: 'push', runNumber: 0 };
+        const context = { sha: cloned.sha, ref: p.ref!, repository: repo.fullName, event: 'push', runNumber: 0 }; // numbered as it is recorded
         let group: string | undefined;
         if (decision.concurrency) {
           group = `${repo.id}:${await interpolate(decision.concurrency.group, { github: { ref: p.ref, sha: cloned.sha, repository: repo.fullName, workflow: file, event_name: 'push' } }).catch(() => decision.concurrency!.group)}`;
         }
         try {
+          // The same admission as every submission (rate limit, active runs, storage): a refusal is
+          // recorded in the delivery's detail like any refused workflow.
+          await this.admission.admit(principal);
           const run = await this.runs.submitFromDir(principal, cloned.dir, { kind: 'repo', repo: repo.cloneUrl, ref: p.ref!, sha: cloned.sha }, context, text, file,
             { platform: repo.labelMap }, { repositoryId: repo.id, concurrencyGroup: group, cancelInProgress: decision.concurrency?.cancelInProgress });
           runIds.push(run.id);

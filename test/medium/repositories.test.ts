@@ -6,17 +6,17 @@
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as path from 'node:path';
-import { type Database, MIGRATIONS, openDatabase } from '../../src/db/database';
+import { type Database, MIGRATIONS, migrationSql, openDatabase } from '../../src/db/database';
 import { type Delivery, type RegisteredRepository, RepositoriesRepository } from '../../src/webhooks/repositories.repository';
 import { tmpDir } from '../helpers';
 
 /** The migrations of the release before per-repository delivery ids. */
-const BEFORE = MIGRATIONS.findIndex((m) => m.includes('ADD COLUMN delivery_id'));
+const BEFORE = MIGRATIONS.findIndex((m) => typeof m === 'string' && m.includes('ADD COLUMN delivery_id'));
 
 async function applyFirst(db: Database, count: number): Promise<void> {
   await db.run('CREATE TABLE IF NOT EXISTS kiln_migrations (id INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)');
   for (let i = 0; i < count; i++) {
-    await db.run(MIGRATIONS[i]);
+    await db.run(migrationSql(MIGRATIONS[i], db.kind));
     await db.run('INSERT INTO kiln_migrations (id, applied_at) VALUES (?, ?)', [i + 1, new Date().toISOString()]);
   }
 }

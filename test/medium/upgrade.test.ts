@@ -2,7 +2,9 @@
  * Upgrades: a database as the previous release left it (its schema: the migrations it shipped, and
  * rows written as its code wrote them) is opened by this release. Every run, job, step, annotation,
  * artifact, user, token, secret, repository and delivery is still there and served by the API, and
- * the old token still works. Runs on SQLite and on the tier's PostgreSQL (a database of its own).
+ * the old token still works. Run numbers: each run keeps the number it was recorded with (a webhook
+ * run, recorded with 0, is numbered in creation order after its repository's highest), and the next
+ * run of each scope (repository, owner) follows on. Runs on SQLite and on the tier's PostgreSQL (a database of its own).
  */
 import { after, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,6 +15,8 @@ import { Client } from 'pg';
 import request from 'supertest';
 import { hashToken } from '../../src/auth/auth.service';
 import { connectDatabase, DATABASE, Database, migrate, MIGRATIONS } from '../../src/db/database';
+import { RunsRepository } from '../../src/runs/runs.repository';
+import type { Run } from '../../src/runs/runs.types';
 import { createTestApp, testConfig, tmpDir } from '../helpers';
 
 /** How many migrations the previous release shipped (migrations are only ever appended). */
@@ -20,6 +24,8 @@ const PREVIOUS_RELEASE_MIGRATIONS = 17;
 
 const USER_TOKEN = 'kiln_upgrade_user_token_0123456789abcdef';
 const T = '2026-11-28T10:00:00.000Z';
+const T2 = '2026-11-28T11:00:00.000Z';
+const T3 = '2026-11-28T12:00:00.000Z';
 
 const stepSpec = (index: number, name: string) => ({ index, id: null, name, if: null, run: `echo ${name}`, shell: 'bash', env: {}, workingDirectory: null, continueOnError: false, timeoutMinutes: null });
 const jobSpec = {
@@ -43,6 +49,17 @@ async function seedPreviousRelease(db: Database): Promise<void> {
     ['run-old', 'u-old', 'r-old', null, JSON.stringify({ kind: 'repo', repo: 'https://git.example.test/octo/demo.git', ref: 'refs/heads/main', sha: 'a'.repeat(40) }),
       JSON.stringify({ workflowName: 'ci', jobs: [jobSpec] }), JSON.stringify({ sha: 'a'.repeat(40), ref: 'refs/heads/main', repository: 'octo/demo', event: 'push', runNumber: 7 }), T, T, T],
   );
+  // More runs as the previous release recorded them: a later push (webhook runs got runNumber 0) and
+  // an upload (numbered by the process's counter), neither with jobs.
+  const more: [string, string | null, number, string][] = [['run-old-push', 'r-old', 0, T2], ['run-old-upload', null, 4, T3]];
+  for (const [id, repositoryId, runNumber, at] of more) {
+    await db.run(
+      `INSERT INTO runs (id, owner_id, repository_id, concurrency_group, status, conclusion, source_kind, source, workflow_name, workflow_file, plan, context, cancel_requested, error, created_at, started_at, finished_at)
+       VALUES (?, 'u-old', ?, NULL, 'completed', 'success', 'command', ?, 'w', NULL, ?, ?, 0, NULL, ?, ?, ?)`,
+      [id, repositoryId, JSON.stringify({ kind: 'command', files: 0 }), JSON.stringify({ workflowName: 'w', jobs: [] }),
+        JSON.stringify({ sha: 'c'.repeat(40), ref: 'refs/heads/main', repository: 'octo/demo', event: 'push', runNumber }), at, at, at],
+    );
+  }
   await db.run(
     `INSERT INTO jobs (id, run_id, position, job_key, job_id, name, environment, status, conclusion, error, spec, outputs, attempts, worker, queued_at, started_at, finished_at, summary)
      VALUES ('job-old', 'run-old', 0, 'test', 'test', 'test', 'python-3.11@20261128.1', 'completed', 'success', NULL, ?, ?, 1, 'w1', ?, ?, ?, ?)`,
@@ -88,7 +105,10 @@ async function assertNothingLost(app: INestApplication): Promise<void> {
   assert.equal(run.jobs[0].summary, '## Report\n\nall good');
   assert.deepEqual(run.annotations.map((a: { message: string; file: string }) => [a.message, a.file]), [['deprecated call', 'app.py']]);
   assert.deepEqual(run.artifacts.map((a: { name: string; sizeBytes: number; files: number }) => [a.name, a.sizeBytes, a.files]), [['wheels', 2048, 3]]);
-  assert.deepEqual((await as(http.get('/api/v1/runs')).expect(200)).body.map((r: { id: string }) => r.id), ['run-old']);
+  assert.deepEqual((await as(http.get('/api/v1/runs')).expect(200)).body.map((r: { id: string }) => r.id), ['run-old-upload', 'run-old-push', 'run-old']);
+  const numberOf = async (id: string) => (await as(http.get(`/api/v1/runs/${id}`)).expect(200)).body.context.runNumber;
+  assert.equal(await numberOf('run-old-upload'), 4, 'a stored number is kept');
+  assert.equal(await numberOf('run-old-push'), 8, "a webhook run recorded with 0 is numbered after its repository's highest");
 
   assert.deepEqual((await as(http.get('/api/v1/tokens')).expect(200)).body.map((t: { id: string; name: string }) => [t.id, t.name]), [['t-old', 'laptop']]);
   const secrets = (await as(http.get('/api/v1/secrets')).expect(200)).body as unknown[];
@@ -101,6 +121,21 @@ async function assertNothingLost(app: INestApplication): Promise<void> {
   // The forge's delivery id, now unique per repository, is the old row's id (a redelivery stays a duplicate).
   const db = app.get<Database>(DATABASE);
   assert.deepEqual(await db.all('SELECT id, delivery_id FROM deliveries'), [{ id: 'delivery-1', delivery_id: 'delivery-1' }]);
+}
+
+/** The next run of each scope follows on from the highest number the upgrade found (runs recorded as submission does). */
+async function assertNextNumbersFollowOn(app: INestApplication): Promise<void> {
+  const next = async (repositoryId: string | null) => {
+    const run: Run = {
+      id: `run-new-${repositoryId ?? 'owner'}`, ownerId: 'u-old', repositoryId, status: 'queued', conclusion: null, source: { kind: 'command', files: 0 }, workflowName: 'w', workflowFile: null,
+      plan: { workflowName: 'w', jobs: [] } as unknown as Run['plan'], context: { sha: 'd'.repeat(40), ref: 'refs/heads/main', repository: 'octo/demo', event: 'push', runNumber: 0 },
+      cancelRequested: false, error: null, createdAt: new Date().toISOString(), startedAt: null, finishedAt: null,
+    };
+    await app.get(RunsRepository).create(run, []);
+    return (await app.get(RunsRepository).getRun(run.id))!.context.runNumber;
+  };
+  assert.equal(await next('r-old'), 9, "the repository's next run follows its highest (7, then 8 given by the upgrade)");
+  assert.equal(await next(null), 5, "the owner's next run follows its highest (4)");
 }
 
 /** The previous release kept a run's source forever: the upgraded server removes that of a concluded run and stops counting it. */
@@ -132,6 +167,7 @@ describe('upgrade from the previous release\'s database', () => {
     apps.push(app);
     await assertNothingLost(app);
     await assertOldSourceReleased(app, source);
+    await assertNextNumbersFollowOn(app);
   });
 
   test('PostgreSQL: the same, from a database of its own', async () => {
@@ -156,5 +192,6 @@ describe('upgrade from the previous release\'s database', () => {
     apps.push(app);
     await assertNothingLost(app);
     await assertOldSourceReleased(app, source);
+    await assertNextNumbersFollowOn(app);
   });
 });
