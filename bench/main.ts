@@ -73,7 +73,11 @@ let cleaning: Promise<{ kiln: number; raw: number }> | null = null;
 function cleanup(): Promise<{ kiln: number; raw: number }> {
   cleaning ??= (async () => {
     let kiln = 0;
-    for (const s of [...servers]) kiln += await stop(s).catch((e: Error) => { say(`cleanup of '${s.name}': ${e.message}`); return 0; });
+    for (const s of [...servers])
+      kiln += await stop(s).catch((e: Error) => {
+        say(`cleanup of '${s.name}': ${e.message}`);
+        return 0;
+      });
     const rawLeft = raw ? await raw.cleanup().catch(() => 0) : 0;
     if (workDir) fs.rmSync(workDir, { recursive: true, force: true });
     return { kiln, raw: rawLeft };
@@ -101,10 +105,21 @@ async function main(): Promise<void> {
 
   const r: Results = {
     meta: {
-      startedAt, finishedAt: '', durationSeconds: 0, quick: opts.quick, cases: opts.only, plan, machine, noise: null, image: null,
-      warmPool: { poolServerIdleContainers: null, noPoolServerIdleContainers: null }, hostConfig: null, leftovers: { kilnContainers: 0, rawContainers: 0 },
+      startedAt,
+      finishedAt: '',
+      durationSeconds: 0,
+      quick: opts.quick,
+      cases: opts.only,
+      plan,
+      machine,
+      noise: null,
+      image: null,
+      warmPool: { poolServerIdleContainers: null, noPoolServerIdleContainers: null },
+      hostConfig: null,
+      leftovers: { kilnContainers: 0, rawContainers: 0 },
     },
-    table: [], targets: [],
+    table: [],
+    targets: [],
   };
   // The raw repetitions alternate with each server's: each server is compared with the raw runs of its own phase.
   const rawPool: RawLatency = { endToEnd: [], firstOut: [] };
@@ -122,7 +137,7 @@ async function main(): Promise<void> {
       r.idle = await idleRss(k, plan.idleSettleSeconds);
     }
     r.meta.warmPool.poolServerIdleContainers = await idleContainers(k);
-    say('checking the raw baseline\'s HostConfig against a live Kiln job container');
+    say("checking the raw baseline's HostConfig against a live Kiln job container");
     r.meta.hostConfig = await checkHostConfig(k, raw);
     if (!r.meta.hostConfig.same) say(`  warning: the baseline differs from Kiln's container: ${r.meta.hostConfig.differences.join('; ')}`);
     if (want('latency')) {
@@ -181,9 +196,15 @@ async function main(): Promise<void> {
         rawRuns.push(await logsRaw(raw));
       }
       r.logs = {
-        followed, unfollowed, raw: rawRuns,
-        followedSeconds: sample(followed.map((x) => x.seconds)), unfollowedSeconds: sample(unfollowed.map((x) => x.seconds)), rawSeconds: sample(rawRuns.map((x) => x.seconds)),
-        peakRssFollowedBytes: Math.max(...followed.map((x) => x.peakRss)), peakRssUnfollowedBytes: unfollowed[0].peakRss, logCap,
+        followed,
+        unfollowed,
+        raw: rawRuns,
+        followedSeconds: sample(followed.map((x) => x.seconds)),
+        unfollowedSeconds: sample(unfollowed.map((x) => x.seconds)),
+        rawSeconds: sample(rawRuns.map((x) => x.seconds)),
+        peakRssFollowedBytes: Math.max(...followed.map((x) => x.peakRss)),
+        peakRssUnfollowedBytes: unfollowed[0].peakRss,
+        logCap,
       };
     }
     if (want('upload')) {
@@ -197,8 +218,13 @@ async function main(): Promise<void> {
       }
       fs.rmSync(tarball.file, { force: true });
       r.upload = {
-        tarballBytes: tarball.bytes, files: UPLOAD_FILES, kiln: sample(kiln.map((u) => u.seconds)), kilnAnswered: sample(kiln.map((u) => u.answeredSeconds)),
-        kilnJobStartedAfter: sample(kiln.map((u) => u.jobStartedAfter)), kilnJobStartToStep: sample(kiln.map((u) => u.jobStartToStep)), raw: sample(rawRuns),
+        tarballBytes: tarball.bytes,
+        files: UPLOAD_FILES,
+        kiln: sample(kiln.map((u) => u.seconds)),
+        kilnAnswered: sample(kiln.map((u) => u.answeredSeconds)),
+        kilnJobStartedAfter: sample(kiln.map((u) => u.jobStartedAfter)),
+        kilnJobStartToStep: sample(kiln.map((u) => u.jobStartToStep)),
+        raw: sample(rawRuns),
       };
     }
     if (want('artifact')) {
@@ -244,7 +270,9 @@ async function main(): Promise<void> {
     fs.writeFileSync(DOC, markdown(r, `npm run bench${opts.quick ? ' -- --quick' : ''}`) + '\n');
     say(`wrote ${path.relative(process.cwd(), RESULTS)} and ${path.relative(process.cwd(), DOC)} (${Math.round(elapsedSeconds())} s in all)`);
   } else {
-    say(`wrote ${path.relative(process.cwd(), RESULTS)}; docs/benchmarks.md is left alone (not a full run; --doc writes it anyway) (${Math.round(elapsedSeconds())} s in all)`);
+    say(
+      `wrote ${path.relative(process.cwd(), RESULTS)}; docs/benchmarks.md is left alone (not a full run; --doc writes it anyway) (${Math.round(elapsedSeconds())} s in all)`,
+    );
   }
 }
 
@@ -252,13 +280,19 @@ for (const sig of ['SIGINT', 'SIGTERM'] as const) {
   process.once(sig, () => {
     say(`${sig}: cleaning up`);
     // A `docker run` the interrupted case had under way may create its container after the first pass.
-    void cleanup().then(() => raw?.cleanup()).catch(() => undefined).finally(() => process.exit(130));
+    void cleanup()
+      .then(() => raw?.cleanup())
+      .catch(() => undefined)
+      .finally(() => process.exit(130));
   });
 }
 
-main().then(() => process.exit(0), async (e: Error) => {
-  process.stderr.write(`bench failed: ${e.stack ?? e.message}\n`);
-  for (const s of servers) process.stderr.write(`--- kiln '${s.name}' log tail ---\n${s.logTail()}\n`);
-  await cleanup();
-  process.exit(1);
-});
+main().then(
+  () => process.exit(0),
+  async (e: Error) => {
+    process.stderr.write(`bench failed: ${e.stack ?? e.message}\n`);
+    for (const s of servers) process.stderr.write(`--- kiln '${s.name}' log tail ---\n${s.logTail()}\n`);
+    await cleanup();
+    process.exit(1);
+  },
+);

@@ -61,10 +61,12 @@ export function configureHttp(app: INestApplication): void {
   app.use(refuseReservedKeys);
   app.useGlobalPipes(new ValidationPipe({ whitelist: true, forbidNonWhitelisted: true, transform: true, stopAtFirstError: false }));
   const config = app.get<KilnConfig>(KILN_CONFIG, { strict: false });
-  app.useGlobalFilters(new ErrorsFilter(config.uploadMaxBytes, {
-    database: config.database.kind === 'postgres' ? addressOf(config.database.url, 5432) : undefined,
-    redis: addressOf(config.redisUrl, 6379),
-  }));
+  app.useGlobalFilters(
+    new ErrorsFilter(config.uploadMaxBytes, {
+      database: config.database.kind === 'postgres' ? addressOf(config.database.url, 5432) : undefined,
+      redis: addressOf(config.redisUrl, 6379),
+    }),
+  );
   (app as NestExpressApplication).disable?.('x-powered-by');
   const doc = new DocumentBuilder()
     .setTitle('Kiln')

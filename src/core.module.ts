@@ -10,7 +10,10 @@ import { Metrics } from './common/metrics';
 @Global()
 @Module({})
 export class CoreModule implements OnApplicationShutdown {
-  constructor(@Inject(DATABASE) private readonly db: Database, @Inject(REDIS) private readonly redis: Redis) {}
+  constructor(
+    @Inject(DATABASE) private readonly db: Database,
+    @Inject(REDIS) private readonly redis: Redis,
+  ) {}
 
   static forConfig(config: KilnConfig): DynamicModule {
     return {

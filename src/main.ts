@@ -61,8 +61,14 @@ export async function main(argv: string[]): Promise<void> {
     if (config.metricsPort !== null) {
       const metrics = ctx.get(Metrics);
       const server = http.createServer((req, res) => {
-        if (req.method !== 'GET' || req.url?.split('?')[0] !== '/metrics') { res.writeHead(404).end('only GET /metrics here\n'); return; }
-        void metrics.text().then(({ contentType, body }) => res.writeHead(200, { 'content-type': contentType, 'cache-control': 'no-store' }).end(body), (e: Error) => res.writeHead(500).end(e.message));
+        if (req.method !== 'GET' || req.url?.split('?')[0] !== '/metrics') {
+          res.writeHead(404).end('only GET /metrics here\n');
+          return;
+        }
+        void metrics.text().then(
+          ({ contentType, body }) => res.writeHead(200, { 'content-type': contentType, 'cache-control': 'no-store' }).end(body),
+          (e: Error) => res.writeHead(500).end(e.message),
+        );
       });
       await new Promise<void>((resolve) => server.listen(config.metricsPort!, config.host, resolve));
       server.unref();

@@ -86,7 +86,11 @@ test('no import runs upward or sideways between rooms', () => {
     else wrong.push(`${a.file} imports from ${a.to}/ (${a.from}/ is ${lt === lf ? 'on the same level' : 'below it'})`);
   }
   assert.deepEqual(wrong, []);
-  assert.deepEqual([...KNOWN_UPWARD].filter((k) => !found.has(k)), [], 'these arrows are gone: remove them from KNOWN_UPWARD');
+  assert.deepEqual(
+    [...KNOWN_UPWARD].filter((k) => !found.has(k)),
+    [],
+    'these arrows are gone: remove them from KNOWN_UPWARD',
+  );
 });
 
 test('the CLI imports nothing of the server (it speaks only HTTP)', () => {
@@ -102,7 +106,8 @@ test('the CLI imports nothing of the server (it speaks only HTTP)', () => {
 
 test('the arrow reader sees imports, type imports, dynamic imports and require', () => {
   // The reader is a regular expression over source text: prove it on the spellings used in src/.
-  const sample = "import { a } from '../runs/x';\nimport type { B } from '../webhooks/y';\nconst c = await import('../http/z');\nconst d = require('../ui/w');\nimport '../metrics/side-effect';\n";
+  const sample =
+    "import { a } from '../runs/x';\nimport type { B } from '../webhooks/y';\nconst c = await import('../http/z');\nconst d = require('../ui/w');\nimport '../metrics/side-effect';\n";
   const seen = [...sample.matchAll(IMPORT)].map((m) => m[1]);
   assert.deepEqual(seen, ['../runs/x', '../webhooks/y', '../http/z', '../ui/w', '../metrics/side-effect']);
 });

@@ -55,25 +55,51 @@ export function runKiln(args: string[], env: Record<string, string>, timeoutMs =
     const p = spawn(process.execPath, [KILN_BIN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], cwd });
     let stdout = '';
     let stderr = '';
-    p.stdout.on('data', (d: Buffer) => { stdout += d; });
-    p.stderr.on('data', (d: Buffer) => { stderr += d; });
-    const timer = setTimeout(() => { p.kill('SIGKILL'); reject(new Error(`kiln ${args.join(' ')} timed out\n${stderr}`)); }, timeoutMs);
-    p.on('close', (code) => { clearTimeout(timer); resolve({ code, stdout, stderr }); });
+    p.stdout.on('data', (d: Buffer) => {
+      stdout += d;
+    });
+    p.stderr.on('data', (d: Buffer) => {
+      stderr += d;
+    });
+    const timer = setTimeout(() => {
+      p.kill('SIGKILL');
+      reject(new Error(`kiln ${args.join(' ')} timed out\n${stderr}`));
+    }, timeoutMs);
+    p.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
   });
 }
 
 /** Starts `kiln serve` (or another role) as a process and waits until it answers. */
-export async function startServer(env: Record<string, string>, role: Role = 'serve'): Promise<{ url: string; proc: ChildProcess; stop: () => Promise<void>; output: () => string }> {
+export async function startServer(
+  env: Record<string, string>,
+  role: Role = 'serve',
+): Promise<{ url: string; proc: ChildProcess; stop: () => Promise<void>; output: () => string }> {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const proc = spawn(process.execPath, [KILN_BIN, role], {
     // No warm pool unless a test asks for one (KILN_WARM_POOL): tests count the engine's containers.
-    env: { ...process.env, KILN_PORT: String(port), KILN_HOST: '127.0.0.1', KILN_ADMIN_TOKEN: TEST_ADMIN_TOKEN, KILN_QUEUE_PREFIX: uniquePrefix(), KILN_SHUTDOWN_GRACE_SECONDS: '5', KILN_WARM_POOL: '0', ...env },
+    env: {
+      ...process.env,
+      KILN_PORT: String(port),
+      KILN_HOST: '127.0.0.1',
+      KILN_ADMIN_TOKEN: TEST_ADMIN_TOKEN,
+      KILN_QUEUE_PREFIX: uniquePrefix(),
+      KILN_SHUTDOWN_GRACE_SECONDS: '5',
+      KILN_WARM_POOL: '0',
+      ...env,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
-  proc.stdout!.on('data', (d: Buffer) => { out += d; });
-  proc.stderr!.on('data', (d: Buffer) => { out += d; });
+  proc.stdout!.on('data', (d: Buffer) => {
+    out += d;
+  });
+  proc.stderr!.on('data', (d: Buffer) => {
+    out += d;
+  });
   const exited = new Promise<void>((resolve) => proc.on('exit', () => resolve()));
   const deadline = Date.now() + 60_000;
   for (;;) {

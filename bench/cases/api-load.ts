@@ -26,7 +26,13 @@ export interface LoadFigures {
   kilnCpuPercent: number;
 }
 
-async function openLoop(k: KilnServer, ids: string[], rate: number, seconds: number, warmupSeconds: number): Promise<{ latencies: number[]; errors: number; sent: number; cpuPercent: number }> {
+async function openLoop(
+  k: KilnServer,
+  ids: string[],
+  rate: number,
+  seconds: number,
+  warmupSeconds: number,
+): Promise<{ latencies: number[]; errors: number; sent: number; cpuPercent: number }> {
   const interval = 1000 / rate;
   const total = Math.round(rate * (seconds + warmupSeconds));
   const warm = Math.round(rate * warmupSeconds);
@@ -39,16 +45,21 @@ async function openLoop(k: KilnServer, ids: string[], rate: number, seconds: num
   let i = 0;
   while (i < total) {
     const now = performance.now();
-    if (i >= warm && Number.isNaN(cpu0)) { cpu0 = cpuSecondsOf(k.pid); cpuT0 = now; }
+    if (i >= warm && Number.isNaN(cpu0)) {
+      cpu0 = cpuSecondsOf(k.pid);
+      cpuT0 = now;
+    }
     while (i < total && t0 + i * interval <= now) {
       const scheduled = t0 + i * interval;
       const measured = i >= warm;
       const id = ids[i % ids.length];
-      inFlight.push(k.getRaw(`/api/v1/runs/${id}`).then((status) => {
-        if (!measured) return;
-        if (status !== 200) errors++;
-        else latencies.push(performance.now() - scheduled);
-      }));
+      inFlight.push(
+        k.getRaw(`/api/v1/runs/${id}`).then((status) => {
+          if (!measured) return;
+          if (status !== 200) errors++;
+          else latencies.push(performance.now() - scheduled);
+        }),
+      );
       i++;
     }
     await sleep(Math.max(0, t0 + i * interval - performance.now()));
@@ -58,11 +69,22 @@ async function openLoop(k: KilnServer, ids: string[], rate: number, seconds: num
   return { latencies, errors, sent: total - warm, cpuPercent };
 }
 
-function figures(rate: number, seconds: number, r: { latencies: number[]; errors: number; sent: number; cpuPercent: number }, jobsCompleted: number): LoadFigures {
+function figures(
+  rate: number,
+  seconds: number,
+  r: { latencies: number[]; errors: number; sent: number; cpuPercent: number },
+  jobsCompleted: number,
+): LoadFigures {
   return {
     kilnCpuPercent: r.cpuPercent,
-    rate, seconds, requests: r.sent, errors: r.errors,
-    p50: percentile(r.latencies, 50), p90: percentile(r.latencies, 90), p99: percentile(r.latencies, 99), max: Math.max(...r.latencies),
+    rate,
+    seconds,
+    requests: r.sent,
+    errors: r.errors,
+    p50: percentile(r.latencies, 50),
+    p90: percentile(r.latencies, 90),
+    p99: percentile(r.latencies, 99),
+    max: Math.max(...r.latencies),
     jobsCompleted,
   };
 }
@@ -77,7 +99,9 @@ export async function apiLoad(k: KilnServer, rate: number, seconds: number): Pro
   }
   const idle = await openLoop(k, ids, rate, seconds / 2, 1);
   const idleFigures = figures(rate, seconds / 2, idle, 0);
-  say(`  idle: p50 ${idleFigures.p50.toFixed(1)} ms, p99 ${idleFigures.p99.toFixed(1)} ms (${idleFigures.requests} requests, ${idleFigures.errors} errors; kiln serve at ${idleFigures.kilnCpuPercent.toFixed(0)}% of a core)`);
+  say(
+    `  idle: p50 ${idleFigures.p50.toFixed(1)} ms, p99 ${idleFigures.p99.toFixed(1)} ms (${idleFigures.requests} requests, ${idleFigures.errors} errors; kiln serve at ${idleFigures.kilnCpuPercent.toFixed(0)}% of a core)`,
+  );
 
   // Jobs: one submitted every 1.5 s (two slots, 3 s each: the worker stays busy); reads spread over them.
   const busyIds: string[] = [];
@@ -101,6 +125,8 @@ export async function apiLoad(k: KilnServer, rate: number, seconds: number): Pro
     completed++;
   }
   const busyFigures = figures(rate, seconds, busy, completed);
-  say(`  while ${completed} jobs ran: p50 ${busyFigures.p50.toFixed(1)} ms, p99 ${busyFigures.p99.toFixed(1)} ms (${busyFigures.requests} requests, ${busyFigures.errors} errors; kiln serve at ${busyFigures.kilnCpuPercent.toFixed(0)}% of a core)`);
+  say(
+    `  while ${completed} jobs ran: p50 ${busyFigures.p50.toFixed(1)} ms, p99 ${busyFigures.p99.toFixed(1)} ms (${busyFigures.requests} requests, ${busyFigures.errors} errors; kiln serve at ${busyFigures.kilnCpuPercent.toFixed(0)}% of a core)`,
+  );
   return { idle: idleFigures, busy: busyFigures };
 }

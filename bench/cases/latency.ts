@@ -69,7 +69,10 @@ export async function settle(k: KilnServer): Promise<void> {
   const deadline = Date.now() + 8000;
   while (Date.now() < deadline) {
     const now = (await kilnContainers(k.prefix, true)).sort().join(',');
-    if (now !== last) { last = now; stableSince = Date.now(); }
+    if (now !== last) {
+      last = now;
+      stableSince = Date.now();
+    }
     if (Date.now() - stableSince >= 700) return;
     await sleep(200);
   }
@@ -144,7 +147,9 @@ export async function measureLatency(k: KilnServer, docker: RawDocker, reps: num
     firstLog.push(fl.firstLog);
     notice.push(fl.notice);
     await settle(k);
-    say(`  latency ${label} ${i + 1}/${reps}: kiln run ${kr.seconds.toFixed(2)} s, docker run ${(rawRun.ms / 1000).toFixed(2)} s; first log ${Math.round(fl.firstLog)} ms, docker first byte ${Math.round(rawFirst.firstOutMs)} ms`);
+    say(
+      `  latency ${label} ${i + 1}/${reps}: kiln run ${kr.seconds.toFixed(2)} s, docker run ${(rawRun.ms / 1000).toFixed(2)} s; first log ${Math.round(fl.firstLog)} ms, docker first byte ${Math.round(rawFirst.firstOutMs)} ms`,
+    );
   }
   const keys = Object.keys(breakdowns[0]) as (keyof Breakdown)[];
   const breakdown = Object.fromEntries(keys.map((key) => [key, round3(median(breakdowns.map((b) => b[key])))])) as unknown as Breakdown;

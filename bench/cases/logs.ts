@@ -71,11 +71,25 @@ export async function logsKiln(k: KilnServer, followed: boolean): Promise<KilnLo
   const truncated = /log truncated/.test(tail.toString('utf8'));
   const step = v.jobs[0].steps[0];
   const out: KilnLogRun = {
-    followed, seconds, stepSeconds: (ms(step.finishedAt) - ms(step.startedAt)) / 1000, events: followedBy?.events ?? null, missingLines: followedBy ? LOG_LINES - followedBy.stdoutLines : null, sseBytes: followedBy?.bytes ?? null,
-    storedBytes, peakRss: mem.peakRss, hwm: mem.hwm, kilnCpuSeconds, truncated,
+    followed,
+    seconds,
+    stepSeconds: (ms(step.finishedAt) - ms(step.startedAt)) / 1000,
+    events: followedBy?.events ?? null,
+    missingLines: followedBy ? LOG_LINES - followedBy.stdoutLines : null,
+    sseBytes: followedBy?.bytes ?? null,
+    storedBytes,
+    peakRss: mem.peakRss,
+    hwm: mem.hwm,
+    kilnCpuSeconds,
+    truncated,
   };
-  if (out.missingLines) say(`  warning: ${out.missingLines} of the step's ${LOG_LINES} output lines never reached the live follower (${followedBy!.stdoutLines} did)${truncated ? '; the log cap was reached' : ''}`);
-  say(`  kiln${followed ? ', followed' : ', not followed'}: 200 MiB of log in ${seconds.toFixed(1)} s (step ${out.stepSeconds.toFixed(1)} s${followedBy ? `, ${followedBy.events} lines followed` : ''}), peak RSS ${(mem.peakRss / MiB).toFixed(0)} MiB, kiln CPU ${kilnCpuSeconds.toFixed(1)} s${truncated ? ', LOG TRUNCATED' : ''}`);
+  if (out.missingLines)
+    say(
+      `  warning: ${out.missingLines} of the step's ${LOG_LINES} output lines never reached the live follower (${followedBy!.stdoutLines} did)${truncated ? '; the log cap was reached' : ''}`,
+    );
+  say(
+    `  kiln${followed ? ', followed' : ', not followed'}: 200 MiB of log in ${seconds.toFixed(1)} s (step ${out.stepSeconds.toFixed(1)} s${followedBy ? `, ${followedBy.events} lines followed` : ''}), peak RSS ${(mem.peakRss / MiB).toFixed(0)} MiB, kiln CPU ${kilnCpuSeconds.toFixed(1)} s${truncated ? ', LOG TRUNCATED' : ''}`,
+  );
   return out;
 }
 

@@ -40,26 +40,37 @@ export interface LossCheck {
   lost: number;
 }
 
-async function submitMany(k: KilnServer, form: 'repo' | 'command', n: number, parallel: number, body: () => unknown, accepted: string[]): Promise<SubmissionFigures> {
+async function submitMany(
+  k: KilnServer,
+  form: 'repo' | 'command',
+  n: number,
+  parallel: number,
+  body: () => unknown,
+  accepted: string[],
+): Promise<SubmissionFigures> {
   const refused: Record<string, number> = {};
   const latencies: number[] = new Array(n);
   const doneAt: number[] = new Array(n);
   const t0 = performance.now();
   let lastReport = t0;
   let done = 0;
-  await pool(Array.from({ length: n }, (_, i) => i), parallel, async (i) => {
-    const s = performance.now();
-    const r = await k.request('POST', '/api/v1/runs', body());
-    latencies[i] = performance.now() - s;
-    doneAt[i] = performance.now() - t0;
-    if (r.status === 201) accepted.push((r.body as { id: string }).id);
-    else refused[String(r.status)] = (refused[String(r.status)] ?? 0) + 1;
-    done++;
-    if (performance.now() - lastReport > 15_000) {
-      lastReport = performance.now();
-      say(`  ${form}: ${done}/${n} submitted, ${(done / ((lastReport - t0) / 1000)).toFixed(1)}/s so far`);
-    }
-  });
+  await pool(
+    Array.from({ length: n }, (_, i) => i),
+    parallel,
+    async (i) => {
+      const s = performance.now();
+      const r = await k.request('POST', '/api/v1/runs', body());
+      latencies[i] = performance.now() - s;
+      doneAt[i] = performance.now() - t0;
+      if (r.status === 201) accepted.push((r.body as { id: string }).id);
+      else refused[String(r.status)] = (refused[String(r.status)] ?? 0) + 1;
+      done++;
+      if (performance.now() - lastReport > 15_000) {
+        lastReport = performance.now();
+        say(`  ${form}: ${done}/${n} submitted, ${(done / ((lastReport - t0) / 1000)).toFixed(1)}/s so far`);
+      }
+    },
+  );
   const seconds = (performance.now() - t0) / 1000;
   const finished = [...doneAt].sort((a, b) => a - b);
   const tenth = Math.max(1, Math.floor(n / 10));
@@ -67,11 +78,21 @@ async function submitMany(k: KilnServer, form: 'repo' | 'command', n: number, pa
   const lastTenth = tenth / ((finished[n - 1] - finished[n - 1 - tenth]) / 1000);
   const ok = Object.values(refused).reduce((a, b) => a + b, 0);
   const figures: SubmissionFigures = {
-    form, submitted: n, accepted: n - ok, refused, seconds, acceptedPerSecond: (n - ok) / seconds,
-    firstTenthPerSecond: firstTenth, lastTenthPerSecond: lastTenth,
-    p50Ms: percentile(latencies, 50), p99Ms: percentile(latencies, 99), parallel,
+    form,
+    submitted: n,
+    accepted: n - ok,
+    refused,
+    seconds,
+    acceptedPerSecond: (n - ok) / seconds,
+    firstTenthPerSecond: firstTenth,
+    lastTenthPerSecond: lastTenth,
+    p50Ms: percentile(latencies, 50),
+    p99Ms: percentile(latencies, 99),
+    parallel,
   };
-  say(`  ${form}: ${figures.accepted}/${n} accepted in ${seconds.toFixed(1)} s = ${figures.acceptedPerSecond.toFixed(1)}/s (first tenth ${firstTenth.toFixed(1)}/s, last tenth ${lastTenth.toFixed(1)}/s; p50 ${figures.p50Ms.toFixed(0)} ms, p99 ${figures.p99Ms.toFixed(0)} ms)`);
+  say(
+    `  ${form}: ${figures.accepted}/${n} accepted in ${seconds.toFixed(1)} s = ${figures.acceptedPerSecond.toFixed(1)}/s (first tenth ${firstTenth.toFixed(1)}/s, last tenth ${lastTenth.toFixed(1)}/s; p50 ${figures.p50Ms.toFixed(0)} ms, p99 ${figures.p99Ms.toFixed(0)} ms)`,
+  );
   return figures;
 }
 
@@ -96,7 +117,11 @@ async function lossCheck(k: KilnServer, accepted: string[]): Promise<LossCheck> 
   try {
     await redis.connect();
     const key = `${k.prefix}:${JOBS_QUEUE}`;
-    queuedInRedis = (await redis.llen(`${key}:wait`)) + (await redis.llen(`${key}:paused`)) + (await redis.zcard(`${key}:delayed`)) + (await redis.zcard(`${key}:prioritized`).catch(() => 0));
+    queuedInRedis =
+      (await redis.llen(`${key}:wait`)) +
+      (await redis.llen(`${key}:paused`)) +
+      (await redis.zcard(`${key}:delayed`)) +
+      (await redis.zcard(`${key}:prioritized`).catch(() => 0));
   } finally {
     redis.disconnect();
   }
@@ -106,9 +131,16 @@ async function lossCheck(k: KilnServer, accepted: string[]): Promise<LossCheck> 
   return { accepted: accepted.length, inDatabase: accepted.length - missing, missing, jobsInDatabase: jobs.length, jobsByStatus, queuedInRedis, lost };
 }
 
-export async function queueCase(k: KilnServer, workDir: string, repoCount: number, commandCount: number): Promise<{ repo: SubmissionFigures; command: SubmissionFigures; check: LossCheck }> {
+export async function queueCase(
+  k: KilnServer,
+  workDir: string,
+  repoCount: number,
+  commandCount: number,
+): Promise<{ repo: SubmissionFigures; command: SubmissionFigures; check: LossCheck }> {
   const gitRoot = fs.mkdtempSync(path.join(workDir, 'git-'));
-  await makeRepo(gitRoot, 'trivial', [{ '.kiln.yml': `jobs:\n  trivial:\n    runs-on: ${ENVIRONMENT}\n    steps:\n      - run: python3 -c pass\n`, 'README.md': 'bench\n' }]);
+  await makeRepo(gitRoot, 'trivial', [
+    { '.kiln.yml': `jobs:\n  trivial:\n    runs-on: ${ENVIRONMENT}\n    steps:\n      - run: python3 -c pass\n`, 'README.md': 'bench\n' },
+  ]);
   const git = await startGitServer(gitRoot);
   const accepted: string[] = [];
   let repo: SubmissionFigures;
@@ -119,6 +151,8 @@ export async function queueCase(k: KilnServer, workDir: string, repoCount: numbe
   }
   const command = await submitMany(k, 'command', commandCount, 16, () => ({ command: 'python3 -c pass', environment: ENVIRONMENT }), accepted);
   const check = await lossCheck(k, accepted);
-  say(`  lost: ${check.lost} (accepted ${check.accepted}, in the database ${check.inDatabase}, jobs ${JSON.stringify(check.jobsByStatus)}, in Redis ${check.queuedInRedis})`);
+  say(
+    `  lost: ${check.lost} (accepted ${check.accepted}, in the database ${check.inDatabase}, jobs ${JSON.stringify(check.jobsByStatus)}, in Redis ${check.queuedInRedis})`,
+  );
   return { repo, command, check };
 }

@@ -36,7 +36,9 @@ export async function checkHostConfig(k: KilnServer, docker: RawDocker): Promise
       try {
         check = { checked: true, ...(await compareHostConfig(ids[0], docker)) };
         break;
-      } catch { /* removed under us: the next one */ }
+      } catch {
+        /* removed under us: the next one */
+      }
     }
     await sleep(100);
   }
@@ -46,7 +48,11 @@ export async function checkHostConfig(k: KilnServer, docker: RawDocker): Promise
 
 export async function throughputKiln(k: KilnServer, n: number): Promise<Throughput> {
   const t0 = Date.now();
-  const ids = await pool(Array.from({ length: n }, (_, i) => i), 4, async () => (await k.submitCommand(TRIVIAL.join(' '))).id);
+  const ids = await pool(
+    Array.from({ length: n }, (_, i) => i),
+    4,
+    async () => (await k.submitCommand(TRIVIAL.join(' '))).id,
+  );
   const submitted = Date.now();
   const pending = new Set(ids);
   const done: RunView[] = [];
@@ -65,7 +71,10 @@ export async function throughputKiln(k: KilnServer, n: number): Promise<Throughp
     if (list.length && pending.size && !list.some((r) => pending.has(r.id))) {
       for (const id of pending) {
         const v = await k.getRun(id);
-        if (v.status === 'completed') { pending.delete(id); done.push(v); }
+        if (v.status === 'completed') {
+          pending.delete(id);
+          done.push(v);
+        }
       }
     }
   }
@@ -79,10 +88,14 @@ export async function throughputKiln(k: KilnServer, n: number): Promise<Throughp
 
 export async function throughputRaw(docker: RawDocker, n: number): Promise<Throughput> {
   const t0 = performance.now();
-  await pool(Array.from({ length: n }, (_, i) => i), 2, async () => {
-    const r = await run('docker', docker.runArgs(TRIVIAL));
-    if (r.code !== 0) throw new Error(`raw docker run exited ${r.code}: ${r.stderr}`);
-  });
+  await pool(
+    Array.from({ length: n }, (_, i) => i),
+    2,
+    async () => {
+      const r = await run('docker', docker.runArgs(TRIVIAL));
+      if (r.code !== 0) throw new Error(`raw docker run exited ${r.code}: ${r.stderr}`);
+    },
+  );
   const seconds = (performance.now() - t0) / 1000;
   say(`  raw docker: ${n} runs in ${seconds.toFixed(1)} s = ${(n / seconds).toFixed(2)} jobs/s`);
   return { jobs: n, seconds, jobsPerSecond: n / seconds };

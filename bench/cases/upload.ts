@@ -62,7 +62,9 @@ export async function uploadKiln(k: KilnServer, tarball: string): Promise<KilnUp
   const seconds = (ms(job.steps[0].startedAt) - t0) / 1000;
   const jobStartToStep = (ms(job.steps[0].startedAt) - ms(job.startedAt)) / 1000;
   const jobStartedAfter = (ms(job.startedAt) - t0) / 1000;
-  say(`  kiln: 201 after ${answered.toFixed(2)} s, job taken after ${jobStartedAfter.toFixed(2)} s, its step started ${jobStartToStep.toFixed(2)} s later: ${seconds.toFixed(2)} s`);
+  say(
+    `  kiln: 201 after ${answered.toFixed(2)} s, job taken after ${jobStartedAfter.toFixed(2)} s, its step started ${jobStartToStep.toFixed(2)} s later: ${seconds.toFixed(2)} s`,
+  );
   return { seconds, answeredSeconds: answered, jobStartedAfter, jobStartToStep };
 }
 

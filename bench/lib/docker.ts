@@ -24,12 +24,29 @@ export function kilnJobHostConfig(config: KilnConfig): HostConfig {
 }
 
 /** HostConfig keys the CLI flags below reproduce (any other key with a value is reported, not silently dropped). */
-const MIRRORED = new Set(['Runtime', 'NetworkMode', 'CapDrop', 'SecurityOpt', 'ReadonlyRootfs', 'Tmpfs', 'PidsLimit', 'Memory', 'MemorySwap', 'NanoCpus', 'Ulimits', 'Init', 'LogConfig', 'Privileged', 'AutoRemove']);
+const MIRRORED = new Set([
+  'Runtime',
+  'NetworkMode',
+  'CapDrop',
+  'SecurityOpt',
+  'ReadonlyRootfs',
+  'Tmpfs',
+  'PidsLimit',
+  'Memory',
+  'MemorySwap',
+  'NanoCpus',
+  'Ulimits',
+  'Init',
+  'LogConfig',
+  'Privileged',
+  'AutoRemove',
+]);
 
 /** `docker run`/`docker create` flags for a HostConfig. */
 export function dockerFlags(hc: HostConfig): string[] {
   for (const [k, v] of Object.entries(hc)) {
-    if (!MIRRORED.has(k) && v !== undefined && v !== null && v !== false) say(`warning: HostConfig.${k} is not mirrored by the raw baseline (${JSON.stringify(v)})`);
+    if (!MIRRORED.has(k) && v !== undefined && v !== null && v !== false)
+      say(`warning: HostConfig.${k} is not mirrored by the raw baseline (${JSON.stringify(v)})`);
   }
   const f: string[] = [];
   if (hc.Runtime) f.push('--runtime', hc.Runtime);
@@ -61,7 +78,11 @@ export class RawDocker {
   readonly hardened: string[];
   readonly copyable: string[];
 
-  constructor(readonly benchId: string, readonly image: string, hostConfig: HostConfig) {
+  constructor(
+    readonly benchId: string,
+    readonly image: string,
+    hostConfig: HostConfig,
+  ) {
     this.hardened = dockerFlags(hostConfig);
     const { ReadonlyRootfs: _ro, Tmpfs, ...rest } = hostConfig;
     const tmpfs = { ...(Tmpfs ?? {}) };
@@ -75,12 +96,33 @@ export class RawDocker {
 
   /** `docker run --rm` args for a command as the job user in /workspace, with the full hardening. */
   runArgs(cmd: string[], opts: { rm?: boolean; name?: string; copyable?: boolean } = {}): string[] {
-    return ['run', ...(opts.rm === false ? [] : ['--rm']), ...(opts.name ? ['--name', opts.name] : []), ...this.labels(),
-      ...(opts.copyable ? this.copyable : this.hardened), '--user', `${JOB_UID}:${JOB_UID}`, '-w', '/workspace', this.image, ...cmd];
+    return [
+      'run',
+      ...(opts.rm === false ? [] : ['--rm']),
+      ...(opts.name ? ['--name', opts.name] : []),
+      ...this.labels(),
+      ...(opts.copyable ? this.copyable : this.hardened),
+      '--user',
+      `${JOB_UID}:${JOB_UID}`,
+      '-w',
+      '/workspace',
+      this.image,
+      ...cmd,
+    ];
   }
 
   createArgs(cmd: string[], opts: { copyable?: boolean } = {}): string[] {
-    return ['create', ...this.labels(), ...(opts.copyable ? this.copyable : this.hardened), '--user', `${JOB_UID}:${JOB_UID}`, '-w', '/workspace', this.image, ...cmd];
+    return [
+      'create',
+      ...this.labels(),
+      ...(opts.copyable ? this.copyable : this.hardened),
+      '--user',
+      `${JOB_UID}:${JOB_UID}`,
+      '-w',
+      '/workspace',
+      this.image,
+      ...cmd,
+    ];
   }
 
   /** Removes every container of this bench run. */
@@ -124,7 +166,11 @@ export async function sweepOrphans(): Promise<number> {
 export async function compareHostConfig(kilnContainer: string, raw: RawDocker): Promise<{ same: boolean; differences: string[] }> {
   const probe = (await must('docker', raw.createArgs(['true']))).split('\n').pop()!;
   try {
-    const [a, b] = await Promise.all([kilnContainer, probe].map(async (id) => JSON.parse(await must('docker', ['inspect', '--format', '{{json .HostConfig}}', id])) as Record<string, unknown>));
+    const [a, b] = await Promise.all(
+      [kilnContainer, probe].map(
+        async (id) => JSON.parse(await must('docker', ['inspect', '--format', '{{json .HostConfig}}', id])) as Record<string, unknown>,
+      ),
+    );
     const differences: string[] = [];
     for (const key of [...MIRRORED].filter((k) => k !== 'AutoRemove')) {
       const ka = JSON.stringify(a[key] ?? null);
@@ -139,5 +185,7 @@ export async function compareHostConfig(kilnContainer: string, raw: RawDocker): 
 
 /** Ids of the containers of one Kiln deployment (its queue prefix), running or not. */
 export async function kilnContainers(prefix: string, runningOnly = false): Promise<string[]> {
-  return (await must('docker', ['ps', ...(runningOnly ? [] : ['-a']), '-q', '--no-trunc', '--filter', `label=kiln.deployment=${prefix}`])).split('\n').filter(Boolean);
+  return (await must('docker', ['ps', ...(runningOnly ? [] : ['-a']), '-q', '--no-trunc', '--filter', `label=kiln.deployment=${prefix}`]))
+    .split('\n')
+    .filter(Boolean);
 }

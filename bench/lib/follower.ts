@@ -13,7 +13,10 @@ class Counter {
   // Shorter than the pattern: a match split across chunks is counted once, and none twice.
   private carry: Buffer;
 
-  constructor(private readonly pattern: Buffer, lead = '') {
+  constructor(
+    private readonly pattern: Buffer,
+    lead = '',
+  ) {
     this.carry = Buffer.from(lead);
   }
 
@@ -69,7 +72,12 @@ export function follow(url: string, token: string): Promise<Followed> {
 if (require.main === module) {
   const [url, token] = process.argv.slice(2);
   follow(url, token).then(
-    (r) => { process.stdout.write(JSON.stringify(r) + '\n'); },
-    (e: Error) => { process.stderr.write(`follower: ${e.message}\n`); process.exit(1); },
+    (r) => {
+      process.stdout.write(JSON.stringify(r) + '\n');
+    },
+    (e: Error) => {
+      process.stderr.write(`follower: ${e.message}\n`);
+      process.exit(1);
+    },
   );
 }

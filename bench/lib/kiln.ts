@@ -20,7 +20,6 @@ export const ROOT = projectRoot();
 export const KILN_BIN = path.join(ROOT, 'src', 'bin', 'kiln.js');
 export const ENVIRONMENT = 'python-3.11';
 
-
 /** The caller's environment without any Kiln setting (a developer's KILN_DATA_DIR or KILN_PORT must not leak in). */
 function cleanEnv(): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
@@ -35,8 +34,24 @@ export interface RunView {
   createdAt: string;
   startedAt: string | null;
   finishedAt: string | null;
-  jobs: { id: string; key: string; status: string; conclusion: string | null; error: string | null; startedAt: string | null; finishedAt: string | null;
-    steps: { index: number; name: string; status: string; conclusion: string | null; exitCode: number | null; startedAt: string | null; finishedAt: string | null }[] }[];
+  jobs: {
+    id: string;
+    key: string;
+    status: string;
+    conclusion: string | null;
+    error: string | null;
+    startedAt: string | null;
+    finishedAt: string | null;
+    steps: {
+      index: number;
+      name: string;
+      status: string;
+      conclusion: string | null;
+      exitCode: number | null;
+      startedAt: string | null;
+      finishedAt: string | null;
+    }[];
+  }[];
   artifacts: { name: string; sizeBytes: number; files: number }[];
 }
 
@@ -62,7 +77,12 @@ export class KilnServer {
   private output = '';
   private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
 
-  private constructor(readonly name: string, readonly role: 'serve' | 'api', port: number, extra: Record<string, string>) {
+  private constructor(
+    readonly name: string,
+    readonly role: 'serve' | 'api',
+    port: number,
+    extra: Record<string, string>,
+  ) {
     this.dataDir = fs.mkdtempSync(path.join(os.tmpdir(), `kiln-bench-${name}-`));
     this.prefix = `kbench-${process.pid}-${randomBytes(3).toString('hex')}-${name}`;
     this.token = `kiln_bench_${randomBytes(16).toString('hex')}`;
@@ -86,7 +106,13 @@ export class KilnServer {
   /** Publishes the environment into the server's own database (images are cached: seconds), then starts it. */
   static async start(name: string, extra: Record<string, string> = {}, role: 'serve' | 'api' = 'serve'): Promise<KilnServer> {
     const s = new KilnServer(name, role, await freePort(), extra);
-    say(`starting kiln ${role} '${name}' (${Object.entries(extra).map(([k, v]) => `${k}=${v}`).join(' ') || 'defaults'}; data ${s.dataDir}, prefix ${s.prefix})`);
+    say(
+      `starting kiln ${role} '${name}' (${
+        Object.entries(extra)
+          .map(([k, v]) => `${k}=${v}`)
+          .join(' ') || 'defaults'
+      }; data ${s.dataDir}, prefix ${s.prefix})`,
+    );
     await must(process.execPath, [KILN_BIN, 'images', ENVIRONMENT], { env: { ...cleanEnv(), ...s.env }, cwd: ROOT, timeoutMs: 20 * 60_000 });
     await s.spawn();
     return s;
@@ -94,9 +120,15 @@ export class KilnServer {
 
   private async spawn(): Promise<void> {
     this.output = '';
-    const proc = spawn(process.execPath, [...(process.env.BENCH_PROF ? ['--cpu-prof', '--cpu-prof-dir=' + process.env.BENCH_PROF] : []), KILN_BIN, this.role], { env: { ...cleanEnv(), ...this.env }, cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = spawn(process.execPath, [...(process.env.BENCH_PROF ? ['--cpu-prof', '--cpu-prof-dir=' + process.env.BENCH_PROF] : []), KILN_BIN, this.role], {
+      env: { ...cleanEnv(), ...this.env },
+      cwd: ROOT,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     this.proc = proc;
-    const keep = (d: Buffer) => { this.output = (this.output + d.toString()).slice(-20_000); };
+    const keep = (d: Buffer) => {
+      this.output = (this.output + d.toString()).slice(-20_000);
+    };
     proc.stdout!.on('data', keep);
     proc.stderr!.on('data', keep);
     const deadline = Date.now() + 90_000;
@@ -146,7 +178,11 @@ export class KilnServer {
     });
     const text = await res.text();
     let parsed: unknown = text;
-    try { parsed = JSON.parse(text); } catch { /* not JSON */ }
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      /* not JSON */
+    }
     return { status: res.status, body: parsed, ms: performance.now() - t0 };
   }
 
@@ -195,16 +231,31 @@ export class KilnServer {
     const tail = Buffer.from(`\r\n--${boundary}--\r\n`);
     const size = fs.statSync(file).size;
     return new Promise((resolve, reject) => {
-      const req = http.request(`${this.url}/api/v1/runs`, {
-        method: 'POST', agent: this.agent,
-        headers: { authorization: `Bearer ${this.token}`, 'content-type': `multipart/form-data; boundary=${boundary}`, 'content-length': String(head.length + size + tail.length) },
-      }, (res) => {
-        let text = '';
-        res.on('data', (d: Buffer) => { text += d; });
-        res.on('end', () => {
-          try { resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as RunView }); } catch { reject(new Error(`upload answered ${res.statusCode}: ${text.slice(0, 300)}`)); }
-        });
-      });
+      const req = http.request(
+        `${this.url}/api/v1/runs`,
+        {
+          method: 'POST',
+          agent: this.agent,
+          headers: {
+            authorization: `Bearer ${this.token}`,
+            'content-type': `multipart/form-data; boundary=${boundary}`,
+            'content-length': String(head.length + size + tail.length),
+          },
+        },
+        (res) => {
+          let text = '';
+          res.on('data', (d: Buffer) => {
+            text += d;
+          });
+          res.on('end', () => {
+            try {
+              resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) as RunView });
+            } catch {
+              reject(new Error(`upload answered ${res.statusCode}: ${text.slice(0, 300)}`));
+            }
+          });
+        },
+      );
       req.on('error', reject);
       req.write(head);
       const rs = fs.createReadStream(file, { highWaterMark: 1 << 20 });
@@ -232,7 +283,11 @@ export class KilnServer {
    * `parseFirst` events only (JSON parsing 2 million events would load the bench's own CPU); the rest
    * are counted by their separators.
    */
-  async follow(id: string, onRecord: (r: { s: string; i: number; l: string }, atMs: number) => void, parseFirst = Infinity): Promise<{ events: number; bytes: number }> {
+  async follow(
+    id: string,
+    onRecord: (r: { s: string; i: number; l: string }, atMs: number) => void,
+    parseFirst = Infinity,
+  ): Promise<{ events: number; bytes: number }> {
     const res = await fetch(`${this.url}/api/v1/runs/${id}/logs?follow=1`, { headers: { authorization: `Bearer ${this.token}` } });
     if (res.status !== 200) throw new Error(`following ${id}: ${res.status} ${await res.text()}`);
     let events = 0;
@@ -249,7 +304,8 @@ export class KilnServer {
         if (event.startsWith('event: end')) return { events, bytes };
         if (!event.startsWith('data: ')) continue;
         events++;
-        if (events <= parseFirst) onRecord(JSON.parse(Buffer.from(event.slice(6), 'latin1').toString('utf8')) as { s: string; i: number; l: string }, performance.now());
+        if (events <= parseFirst)
+          onRecord(JSON.parse(Buffer.from(event.slice(6), 'latin1').toString('utf8')) as { s: string; i: number; l: string }, performance.now());
       }
       tail = text.slice(from);
     }

@@ -23,14 +23,24 @@ export interface MachineFacts {
 }
 
 export async function machineFacts(root: string): Promise<MachineFacts> {
-  const osRelease = fs.existsSync('/etc/os-release') ? /^PRETTY_NAME="?([^"\n]*)"?/m.exec(fs.readFileSync('/etc/os-release', 'utf8'))?.[1] ?? 'unknown' : 'unknown';
-  const info = JSON.parse(await must('docker', ['info', '--format', '{{json .}}'])) as { ServerVersion?: string; Driver?: string; CgroupVersion?: string; CgroupDriver?: string; DefaultRuntime?: string };
+  const osRelease = fs.existsSync('/etc/os-release')
+    ? (/^PRETTY_NAME="?([^"\n]*)"?/m.exec(fs.readFileSync('/etc/os-release', 'utf8'))?.[1] ?? 'unknown')
+    : 'unknown';
+  const info = JSON.parse(await must('docker', ['info', '--format', '{{json .}}'])) as {
+    ServerVersion?: string;
+    Driver?: string;
+    CgroupVersion?: string;
+    CgroupDriver?: string;
+    DefaultRuntime?: string;
+  };
   let redis = 'unknown';
   const r = new Redis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', { lazyConnect: true, maxRetriesPerRequest: 1 });
   try {
     await r.connect();
     redis = /redis_version:(\S+)/.exec(await r.info('server'))?.[1] ?? 'unknown';
-  } catch { /* reported as unknown */ } finally {
+  } catch {
+    /* reported as unknown */
+  } finally {
     r.disconnect();
   }
   const commit = await must('git', ['-C', root, 'rev-parse', '--short', 'HEAD']).catch(() => 'unknown');
@@ -77,12 +87,16 @@ export class NoiseMonitor {
     this.busy = true;
     try {
       this.noise.loadAverageMax = Math.max(this.noise.loadAverageMax, os.loadavg()[0]);
-      const lines = (await must('docker', ['ps', '--format', `{{.Image}}\t{{.Label "${BENCH_LABEL}"}}\t{{.Label "kiln.deployment"}}`])).split('\n').filter(Boolean);
+      const lines = (await must('docker', ['ps', '--format', `{{.Image}}\t{{.Label "${BENCH_LABEL}"}}\t{{.Label "kiln.deployment"}}`]))
+        .split('\n')
+        .filter(Boolean);
       const others = lines.map((l) => l.split('\t')).filter(([, bench, deployment]) => !bench && !PREFIX_RE.test(deployment ?? ''));
       this.noise.otherContainersMax = Math.max(this.noise.otherContainersMax, others.length);
       for (const [image] of others) if (this.noise.otherImages.length < 8 && !this.noise.otherImages.includes(image)) this.noise.otherImages.push(image);
       this.noise.samples++;
-    } catch { /* a missed sample */ } finally {
+    } catch {
+      /* a missed sample */
+    } finally {
       this.busy = false;
     }
   }

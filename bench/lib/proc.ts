@@ -43,9 +43,14 @@ export function run(cmd: string, args: string[], opts: RunOptions = {}): Promise
       outBytes += d.length;
       if (opts.stdout !== 'count' && stdout.length < 1 << 20) stdout += d.toString();
     });
-    p.stderr!.on('data', (d: Buffer) => { if (stderr.length < 1 << 16) stderr += d.toString(); });
+    p.stderr!.on('data', (d: Buffer) => {
+      if (stderr.length < 1 << 16) stderr += d.toString();
+    });
     const timer = opts.timeoutMs ? setTimeout(() => p.kill('SIGKILL'), opts.timeoutMs) : null;
-    p.on('error', (e) => { if (timer) clearTimeout(timer); reject(e); });
+    p.on('error', (e) => {
+      if (timer) clearTimeout(timer);
+      reject(e);
+    });
     p.on('close', (code) => {
       if (timer) clearTimeout(timer);
       if (outFd !== null) fs.closeSync(outFd);
@@ -87,7 +92,10 @@ export class RssSampler {
   private peak = 0;
   private samples = 0;
 
-  constructor(private readonly pid: number, everyMs = 100) {
+  constructor(
+    private readonly pid: number,
+    everyMs = 100,
+  ) {
     this.timer = setInterval(() => this.take(), everyMs);
     this.take();
   }

@@ -21,8 +21,30 @@ export interface Plan {
   idleSettleSeconds: number;
 }
 
-export const FULL: Plan = { latencyReps: 7, throughputJobs: 100, logReps: 1, uploadReps: 2, artifactReps: 2, apiRate: 200, apiSeconds: 20, queueRepo: 100, queueCommand: 10_000, idleSettleSeconds: 8 };
-export const QUICK: Plan = { latencyReps: 3, throughputJobs: 20, logReps: 1, uploadReps: 1, artifactReps: 1, apiRate: 200, apiSeconds: 6, queueRepo: 30, queueCommand: 1000, idleSettleSeconds: 5 };
+export const FULL: Plan = {
+  latencyReps: 7,
+  throughputJobs: 100,
+  logReps: 1,
+  uploadReps: 2,
+  artifactReps: 2,
+  apiRate: 200,
+  apiSeconds: 20,
+  queueRepo: 100,
+  queueCommand: 10_000,
+  idleSettleSeconds: 8,
+};
+export const QUICK: Plan = {
+  latencyReps: 3,
+  throughputJobs: 20,
+  logReps: 1,
+  uploadReps: 1,
+  artifactReps: 1,
+  apiRate: 200,
+  apiSeconds: 6,
+  queueRepo: 30,
+  queueCommand: 1000,
+  idleSettleSeconds: 5,
+};
 
 export const CASES = ['latency', 'throughput', 'logs', 'upload', 'artifact', 'api', 'queue', 'idle'] as const;
 export type CaseName = (typeof CASES)[number];
@@ -47,10 +69,15 @@ export interface Results {
   latency?: { pool: KilnLatency; noPool: KilnLatency; raw: { pool: RawLatencySamples; noPool: RawLatencySamples } };
   throughput?: { pool: Throughput; noPool: Throughput; raw: Throughput };
   logs?: {
-    followed: KilnLogRun[]; unfollowed: KilnLogRun[]; raw: { seconds: number; bytes: number }[];
-    followedSeconds: Sample; unfollowedSeconds: Sample; rawSeconds: Sample;
+    followed: KilnLogRun[];
+    unfollowed: KilnLogRun[];
+    raw: { seconds: number; bytes: number }[];
+    followedSeconds: Sample;
+    unfollowedSeconds: Sample;
+    rawSeconds: Sample;
     /** largest VmRSS sampled during the followed runs / during the first unfollowed run (the server's first job: fresh memory) */
-    peakRssFollowedBytes: number; peakRssUnfollowedBytes: number;
+    peakRssFollowedBytes: number;
+    peakRssUnfollowedBytes: number;
     logCap: string;
   };
   upload?: { tarballBytes: number; files: number; kiln: Sample; kilnAnswered: Sample; kilnJobStartedAfter: Sample; kilnJobStartToStep: Sample; raw: Sample };

@@ -34,7 +34,14 @@ class SecretDto {
 const SECRET_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,99}$/;
 
 const userView = (u: User) => ({ id: u.id, name: u.name, admin: u.isAdmin, quota: u.quota, createdAt: u.createdAt });
-const tokenView = (t: TokenInfo) => ({ id: t.id, name: t.name, createdAt: t.createdAt, expiresAt: t.expiresAt, revokedAt: t.revokedAt, lastUsedAt: t.lastUsedAt });
+const tokenView = (t: TokenInfo) => ({
+  id: t.id,
+  name: t.name,
+  createdAt: t.createdAt,
+  expiresAt: t.expiresAt,
+  revokedAt: t.revokedAt,
+  lastUsedAt: t.lastUsedAt,
+});
 
 @ApiTags('accounts')
 @ApiBearerAuth()

@@ -12,13 +12,16 @@ export const Authenticated = () => SetMetadata(PUBLIC, false);
 
 /** The checked principal of the request. */
 export const CurrentPrincipal = createParamDecorator((_: unknown, ctx: ExecutionContext): Principal => {
-  return (ctx.switchToHttp().getRequest<Request & { principal: Principal }>()).principal;
+  return ctx.switchToHttp().getRequest<Request & { principal: Principal }>().principal;
 });
 
 /** Every route needs `Authorization: Bearer <token>` unless marked @Public(). */
 @Injectable()
 export class AuthGuard implements CanActivate {
-  constructor(private readonly reflector: Reflector, private readonly auth: AuthService) {}
+  constructor(
+    private readonly reflector: Reflector,
+    private readonly auth: AuthService,
+  ) {}
 
   async canActivate(ctx: ExecutionContext): Promise<boolean> {
     if (this.reflector.getAllAndOverride<boolean>(PUBLIC, [ctx.getHandler(), ctx.getClass()])) return true;

@@ -2,12 +2,30 @@ import { Inject, Injectable } from '@nestjs/common';
 import { DATABASE, Database } from '../db/database';
 import type { Quota, TokenInfo, User } from './auth.types';
 
-interface UserRow { id: string; name: string; is_admin: number; quota: string | null; created_at: string }
-interface TokenRow { id: string; user_id: string; hash: string; name: string; created_at: string; expires_at: string | null; revoked_at: string | null; last_used_at: string | null }
+interface UserRow {
+  id: string;
+  name: string;
+  is_admin: number;
+  quota: string | null;
+  created_at: string;
+}
+interface TokenRow {
+  id: string;
+  user_id: string;
+  hash: string;
+  name: string;
+  created_at: string;
+  expires_at: string | null;
+  revoked_at: string | null;
+  last_used_at: string | null;
+}
 
 /** A user already holds as many tokens or secrets as their cap allows. */
 export class HoldingLimit extends Error {
-  constructor(readonly held: number, readonly max: number) {
+  constructor(
+    readonly held: number,
+    readonly max: number,
+  ) {
     super(`${held} held, at most ${max}`);
   }
 }
@@ -18,7 +36,13 @@ export class AuthRepository {
   constructor(@Inject(DATABASE) private readonly db: Database) {}
 
   async createUser(u: User): Promise<void> {
-    await this.db.run('INSERT INTO users (id, name, is_admin, quota, created_at) VALUES (?, ?, ?, ?, ?)', [u.id, u.name, u.isAdmin ? 1 : 0, JSON.stringify(u.quota), u.createdAt]);
+    await this.db.run('INSERT INTO users (id, name, is_admin, quota, created_at) VALUES (?, ?, ?, ?, ?)', [
+      u.id,
+      u.name,
+      u.isAdmin ? 1 : 0,
+      JSON.stringify(u.quota),
+      u.createdAt,
+    ]);
   }
 
   async users(): Promise<User[]> {
@@ -48,7 +72,10 @@ export class AuthRepository {
     if (max !== undefined) {
       await this.db.transaction(async (tx) => {
         await lockUser(tx, t.userId);
-        const rows = await tx.all<{ n: number }>('SELECT COUNT(*) AS n FROM tokens WHERE user_id = ? AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)', [t.userId, new Date().toISOString()]);
+        const rows = await tx.all<{ n: number }>(
+          'SELECT COUNT(*) AS n FROM tokens WHERE user_id = ? AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?)',
+          [t.userId, new Date().toISOString()],
+        );
         const held = Number(rows[0]?.n ?? 0);
         if (held >= max) throw new HoldingLimit(held, max);
         await insertToken(tx, t);
@@ -85,7 +112,10 @@ export class AuthRepository {
     await this.db.transaction(async (tx) => {
       if (max !== undefined) {
         await lockUser(tx, userId);
-        const rows = await tx.all<{ n: number; here: number }>('SELECT COUNT(*) AS n, SUM(CASE WHEN name = ? THEN 1 ELSE 0 END) AS here FROM secrets WHERE user_id = ?', [name, userId]);
+        const rows = await tx.all<{ n: number; here: number }>(
+          'SELECT COUNT(*) AS n, SUM(CASE WHEN name = ? THEN 1 ELSE 0 END) AS here FROM secrets WHERE user_id = ?',
+          [name, userId],
+        );
         const held = Number(rows[0]?.n ?? 0);
         if (!Number(rows[0]?.here ?? 0) && held >= max) throw new HoldingLimit(held, max);
       }
@@ -98,7 +128,9 @@ export class AuthRepository {
   }
 
   async secretNames(userId: string): Promise<{ name: string; createdAt: string }[]> {
-    return (await this.db.all<{ name: string; created_at: string }>('SELECT name, created_at FROM secrets WHERE user_id = ? ORDER BY name', [userId])).map((r) => ({ name: r.name, createdAt: r.created_at }));
+    return (await this.db.all<{ name: string; created_at: string }>('SELECT name, created_at FROM secrets WHERE user_id = ? ORDER BY name', [userId])).map(
+      (r) => ({ name: r.name, createdAt: r.created_at }),
+    );
   }
 
   async sealedSecrets(userId: string): Promise<{ name: string; value: string }[]> {
@@ -116,7 +148,14 @@ async function lockUser(tx: Database, userId: string): Promise<void> {
 }
 
 async function insertToken(db: Database, t: TokenInfo & { hash: string }): Promise<void> {
-  await db.run('INSERT INTO tokens (id, user_id, hash, name, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)', [t.id, t.userId, t.hash, t.name, t.createdAt, t.expiresAt]);
+  await db.run('INSERT INTO tokens (id, user_id, hash, name, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)', [
+    t.id,
+    t.userId,
+    t.hash,
+    t.name,
+    t.createdAt,
+    t.expiresAt,
+  ]);
 }
 
 function toUser(r: UserRow): User {
@@ -124,5 +163,14 @@ function toUser(r: UserRow): User {
 }
 
 function toToken(r: TokenRow): TokenInfo & { hash: string } {
-  return { id: r.id, userId: r.user_id, hash: r.hash, name: r.name, createdAt: r.created_at, expiresAt: r.expires_at, revokedAt: r.revoked_at, lastUsedAt: r.last_used_at };
+  return {
+    id: r.id,
+    userId: r.user_id,
+    hash: r.hash,
+    name: r.name,
+    createdAt: r.created_at,
+    expiresAt: r.expires_at,
+    revokedAt: r.revoked_at,
+    lastUsedAt: r.last_used_at,
+  };
 }

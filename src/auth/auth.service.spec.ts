@@ -32,7 +32,8 @@ after(async () => {
 
 const unique = (name: string) => `${name}-${Math.random().toString(36).slice(2, 8)}`;
 
-const capped = (variable: string) => (e: unknown) => e instanceof QuotaExceededException && e.getStatus() === 429 && String((e.getResponse() as { message: string }).message).includes(variable);
+const capped = (variable: string) => (e: unknown) =>
+  e instanceof QuotaExceededException && e.getStatus() === 429 && String((e.getResponse() as { message: string }).message).includes(variable);
 
 test('active tokens are capped per user; revoked and expired ones do not count', async () => {
   const u = await auth.createUser(unique('tokens'), false, {});
@@ -64,7 +65,10 @@ test('secrets are capped per user; replacing one is allowed, deleting one frees 
   assert.equal((await auth.secretsOf(u.id)).A, 'replaced');
   await auth.deleteSecret(u.id, 'B');
   await auth.setSecret(u.id, 'C', '3');
-  assert.deepEqual((await auth.secretNames(u.id)).map((s) => s.name), ['A', 'C']);
+  assert.deepEqual(
+    (await auth.secretNames(u.id)).map((s) => s.name),
+    ['A', 'C'],
+  );
 });
 
 test('storage is null until a meter is registered, then artifacts plus sources against the quota', async () => {

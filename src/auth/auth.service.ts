@@ -19,7 +19,10 @@ export class AuthService {
   private readonly box: SecretBox;
   private meter?: StorageMeter;
 
-  constructor(@Inject(KILN_CONFIG) private readonly config: KilnConfig, private readonly repo: AuthRepository) {
+  constructor(
+    @Inject(KILN_CONFIG) private readonly config: KilnConfig,
+    private readonly repo: AuthRepository,
+  ) {
     this.box = SecretBox.open(config.dataDir, config.secretKey);
   }
 
@@ -32,7 +35,9 @@ export class AuthService {
     let admin = await this.repo.userByName('admin');
     if (!admin) {
       admin = { id: newId(), name: 'admin', isAdmin: true, quota: {}, createdAt: new Date().toISOString() };
-      await this.repo.createUser(admin).catch(async () => { admin = await this.repo.userByName('admin'); });
+      await this.repo.createUser(admin).catch(async () => {
+        admin = await this.repo.userByName('admin');
+      });
     }
     if (this.config.adminToken) {
       if (!(await this.repo.tokenByHash(hashToken(this.config.adminToken)))) {
@@ -108,7 +113,10 @@ export class AuthService {
       return { token, info };
     } catch (e) {
       if (e instanceof HoldingLimit) {
-        throw new QuotaExceededException(`quota: ${user.name} has ${e.held} active tokens, the limit of ${e.max} (KILN_QUOTA_TOKENS, or the user's quota.tokens); revoke one that is no longer used (DELETE /api/v1/tokens/{id}); revoked and expired tokens do not count`, 3600);
+        throw new QuotaExceededException(
+          `quota: ${user.name} has ${e.held} active tokens, the limit of ${e.max} (KILN_QUOTA_TOKENS, or the user's quota.tokens); revoke one that is no longer used (DELETE /api/v1/tokens/{id}); revoked and expired tokens do not count`,
+          3600,
+        );
       }
       throw e;
     }
@@ -136,7 +144,10 @@ export class AuthService {
       await this.repo.putSecret(userId, name, this.box.seal(value), this.quota(user).secrets);
     } catch (e) {
       if (e instanceof HoldingLimit) {
-        throw new QuotaExceededException(`quota: you have ${e.held} secrets, the limit of ${e.max} (KILN_QUOTA_SECRETS, or your quota.secrets); delete one you no longer use, or replace an existing one`, 3600);
+        throw new QuotaExceededException(
+          `quota: you have ${e.held} secrets, the limit of ${e.max} (KILN_QUOTA_SECRETS, or your quota.secrets); delete one you no longer use, or replace an existing one`,
+          3600,
+        );
       }
       throw e;
     }

@@ -14,7 +14,10 @@ import { BASE_REPO } from './recipe';
 @Injectable()
 export class BaseImageProvider {
   private readonly log = new Logger('BaseImage');
-  constructor(@Inject(KILN_CONFIG) private readonly config: KilnConfig, private readonly engine: DockerEngine) {}
+  constructor(
+    @Inject(KILN_CONFIG) private readonly config: KilnConfig,
+    private readonly engine: DockerEngine,
+  ) {}
 
   async ensure(suite: string): Promise<string> {
     const ref = `${BASE_REPO}:${suite}`;
@@ -32,13 +35,12 @@ export class BaseImageProvider {
       const tarProc = spawn('tar', ['--numeric-owner', '-C', root, '-c', '.'], { stdio: ['ignore', 'pipe', 'pipe'] });
       const tarDone = new Promise<void>((resolve, reject) => {
         let err = '';
-        tarProc.stderr.on('data', (d: Buffer) => { err += d.toString(); });
+        tarProc.stderr.on('data', (d: Buffer) => {
+          err += d.toString();
+        });
         tarProc.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`tar of the ${suite} root failed: ${err.trim()}`))));
       });
-      await Promise.all([
-        this.engine.importImage(tarProc.stdout, BASE_REPO, suite, ['CMD ["bash"]', 'ENV LANG=C.UTF-8']),
-        tarDone,
-      ]);
+      await Promise.all([this.engine.importImage(tarProc.stdout, BASE_REPO, suite, ['CMD ["bash"]', 'ENV LANG=C.UTF-8']), tarDone]);
       this.log.log(`${ref} imported from debootstrap`);
       return ref;
     } finally {
@@ -51,8 +53,13 @@ function run(cmd: string, args: string[]): Promise<void> {
   return new Promise((resolve, reject) => {
     const p = spawn(cmd, args, { stdio: ['ignore', 'inherit', 'pipe'] });
     let err = '';
-    p.stderr.on('data', (d: Buffer) => { err += d.toString(); process.stderr.write(d); });
+    p.stderr.on('data', (d: Buffer) => {
+      err += d.toString();
+      process.stderr.write(d);
+    });
     p.on('error', reject);
-    p.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`${path.basename(args[0] ?? cmd)} exited ${code}: ${err.trim().split('\n').slice(-3).join(' / ')}`))));
+    p.on('close', (code) =>
+      code === 0 ? resolve() : reject(new Error(`${path.basename(args[0] ?? cmd)} exited ${code}: ${err.trim().split('\n').slice(-3).join(' / ')}`)),
+    );
   });
 }

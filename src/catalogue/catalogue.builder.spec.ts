@@ -51,8 +51,10 @@ let builder: CatalogueBuilder;
 
 function writeManifest(extra = '', status = 'ga') {
   fs.mkdirSync(path.join(dir, 'demo'), { recursive: true });
-  fs.writeFileSync(path.join(dir, 'demo', '20261128.1.yaml'),
-    `name: demo\nversion: "20261128.1"\nstatus: ${status}\nlabels: [demo]\nbase: bookworm\npython: "3.11"\napt: [python3, make]\n${extra}`);
+  fs.writeFileSync(
+    path.join(dir, 'demo', '20261128.1.yaml'),
+    `name: demo\nversion: "20261128.1"\nstatus: ${status}\nlabels: [demo]\nbase: bookworm\npython: "3.11"\napt: [python3, make]\n${extra}`,
+  );
 }
 
 beforeEach(() => {
@@ -60,7 +62,12 @@ beforeEach(() => {
   engine = new FakeEngine();
   repo = new MemoryRepo();
   bases = [];
-  const base = { ensure: async (suite: string) => { bases.push(suite); return `kiln-base:${suite}`; } };
+  const base = {
+    ensure: async (suite: string) => {
+      bases.push(suite);
+      return `kiln-base:${suite}`;
+    },
+  };
   const config = { ...loadConfig({}), environmentsDir: dir };
   builder = new CatalogueBuilder(config, engine as unknown as DockerEngine, base as unknown as BaseImageProvider, repo as unknown as CatalogueRepository);
 });
@@ -78,7 +85,10 @@ test('first build: base ensured, image built with labels, probed, published from
   assert.match(labels['kiln.manifest-hash'], /^[0-9a-f]{64}$/);
   const r = (await repo.get('demo', '20261128.1'))!.report;
   assert.equal(r.python, '3.11.2');
-  assert.deepEqual(r.pythonPackages.map((p) => p.name), ['numpy', 'PyYAML']);
+  assert.deepEqual(
+    r.pythonPackages.map((p) => p.name),
+    ['numpy', 'PyYAML'],
+  );
 });
 
 test('an unchanged manifest is neither rebuilt nor re-probed', async () => {
@@ -105,8 +115,10 @@ test('a status change is published without a rebuild', async () => {
 test('a changed package list rebuilds and re-probes', async () => {
   writeManifest();
   await builder.buildAll();
-  fs.writeFileSync(path.join(dir, 'demo', '20261128.1.yaml'),
-    `name: demo\nversion: "20261128.1"\nstatus: ga\nlabels: [demo]\nbase: bookworm\napt: [python3, make, mawk]\n`);
+  fs.writeFileSync(
+    path.join(dir, 'demo', '20261128.1.yaml'),
+    `name: demo\nversion: "20261128.1"\nstatus: ga\nlabels: [demo]\nbase: bookworm\napt: [python3, make, mawk]\n`,
+  );
   const [o] = await builder.buildAll();
   assert.equal(o.action, 'built');
   assert.equal(engine.builds, 2);
@@ -118,7 +130,10 @@ test('an image that lacks a declared package fails, naming it, and is not publis
   engine.probeOutput = PROBE_OUTPUT.replace('deb\tmake\t4.3-4.1\n', '');
   await assert.rejects(builder.buildAll(), (e: unknown) => {
     assert.ok(e instanceof EnvironmentBuildError);
-    assert.match(e.message, /demo\/20261128\.1\.yaml: the image kiln\/demo:20261128\.1 does not hold what the manifest declares: Debian package make is declared but not installed/);
+    assert.match(
+      e.message,
+      /demo\/20261128\.1\.yaml: the image kiln\/demo:20261128\.1 does not hold what the manifest declares: Debian package make is declared but not installed/,
+    );
     return true;
   });
   assert.equal(await repo.get('demo', '20261128.1'), null);

@@ -62,15 +62,19 @@ export class CatalogueBuilder {
       this.log.log(`building ${ref}`);
       const t0 = Date.now();
       try {
-        await this.engine.buildImage(buildContext(recipe.dockerfile), {
-          tag: ref,
-          labels: {
-            'kiln.environment': m.name,
-            'kiln.version': m.version,
-            'kiln.build-key': recipe.buildKey,
-            'kiln.manifest-hash': loaded.hash,
+        await this.engine.buildImage(
+          buildContext(recipe.dockerfile),
+          {
+            tag: ref,
+            labels: {
+              'kiln.environment': m.name,
+              'kiln.version': m.version,
+              'kiln.build-key': recipe.buildKey,
+              'kiln.manifest-hash': loaded.hash,
+            },
           },
-        }, (line) => this.log.verbose(`${m.name}: ${line}`));
+          (line) => this.log.verbose(`${m.name}: ${line}`),
+        );
       } catch (e) {
         throw new EnvironmentBuildError(`${loaded.file}: building ${ref} failed: ${(e as Error).message}`);
       }
@@ -95,12 +99,22 @@ export class CatalogueBuilder {
       }
       report = {
         ...measured,
-        name: m.name, version: m.version, status: m.status, removal: m.removal ?? null, description: m.description ?? null,
-        labels: m.labels, base: m.base, env: m.env ?? {},
+        name: m.name,
+        version: m.version,
+        status: m.status,
+        removal: m.removal ?? null,
+        description: m.description ?? null,
+        labels: m.labels,
+        base: m.base,
+        env: m.env ?? {},
         image: {
-          ref, id: image.Id, sizeBytes: image.Size, builtAt: new Date(image.Created).toISOString(),
+          ref,
+          id: image.Id,
+          sizeBytes: image.Size,
+          builtAt: new Date(image.Created).toISOString(),
           buildSeconds: buildSeconds ?? published?.report.image.buildSeconds ?? null,
-          buildKey: recipe.buildKey, manifestHash: loaded.hash,
+          buildKey: recipe.buildKey,
+          manifestHash: loaded.hash,
         },
         probedAt: new Date().toISOString(),
         probeKey,
@@ -109,7 +123,10 @@ export class CatalogueBuilder {
     // Catalogue metadata (status, labels, description) can change without a rebuild.
     report = {
       ...report,
-      status: m.status, removal: m.removal ?? null, description: m.description ?? null, labels: m.labels,
+      status: m.status,
+      removal: m.removal ?? null,
+      description: m.description ?? null,
+      labels: m.labels,
       image: { ...report.image, manifestHash: loaded.hash },
     };
     await this.repo.upsert(report);
@@ -128,7 +145,9 @@ export class CatalogueBuilder {
       labels: { 'kiln.role': 'probe', 'kiln.image': ref },
     });
     if (res.timedOut || res.exitCode !== 0) {
-      throw new EnvironmentBuildError(`${file}: the probe failed in ${ref} (exit ${res.exitCode}${res.timedOut ? ', timed out' : ''}): ${res.stderr.slice(-500)}`);
+      throw new EnvironmentBuildError(
+        `${file}: the probe failed in ${ref} (exit ${res.exitCode}${res.timedOut ? ', timed out' : ''}): ${res.stderr.slice(-500)}`,
+      );
     }
     try {
       return parseProbeOutput(res.stdout);

@@ -12,17 +12,24 @@ import { diffToMarkdown, reportToMarkdown } from './markdown';
 const VERSION = /^(\d{8}\.\d{1,3}|latest)$/;
 
 export class PublishDto {
-  @IsOptional() @IsArray() @ArrayMaxSize(50) @Matches(/^[a-z0-9][a-z0-9.-]{0,62}$/, { each: true, message: 'each name must be an environment name' })
+  @IsOptional()
+  @IsArray()
+  @ArrayMaxSize(50)
+  @Matches(/^[a-z0-9][a-z0-9.-]{0,62}$/, { each: true, message: 'each name must be an environment name' })
   names?: string[];
 }
 
 export class ListQuery {
-  @IsOptional() @IsString() @MaxLength(200) @Matches(/^[A-Za-z0-9][A-Za-z0-9._+-]*$/, { message: 'package must be a package name such as numpy' })
+  @IsOptional()
+  @IsString()
+  @MaxLength(200)
+  @Matches(/^[A-Za-z0-9][A-Za-z0-9._+-]*$/, { message: 'package must be a package name such as numpy' })
   package?: string;
 }
 
 export class ReportQuery {
-  @IsOptional() @IsIn(['json', 'md'], { message: 'format must be json or md' })
+  @IsOptional()
+  @IsIn(['json', 'md'], { message: 'format must be json or md' })
   format?: 'json' | 'md';
 }
 
@@ -40,7 +47,11 @@ export class DiffQuery extends ReportQuery {
 @Controller('environments')
 @Public()
 export class CatalogueController {
-  constructor(private readonly catalogue: CatalogueService, private readonly publisher: PublishService, private readonly auth: AuthService) {}
+  constructor(
+    private readonly catalogue: CatalogueService,
+    private readonly publisher: PublishService,
+    private readonly auth: AuthService,
+  ) {}
 
   @Get()
   @ApiOperation({ summary: 'Published environments at their latest version; ?package=NAME shows which carry it, at what version' })

@@ -32,7 +32,18 @@ export class CatalogueRepository {
        ON CONFLICT (name, version) DO UPDATE SET status = excluded.status, labels = excluded.labels,
          build_key = excluded.build_key, probe_key = excluded.probe_key, manifest_hash = excluded.manifest_hash,
          image_id = excluded.image_id, report = excluded.report, published_at = excluded.published_at`,
-      [r.name, r.version, r.status, JSON.stringify(r.labels), r.image.buildKey, r.probeKey, r.image.manifestHash, r.image.id, JSON.stringify(r), new Date().toISOString()],
+      [
+        r.name,
+        r.version,
+        r.status,
+        JSON.stringify(r.labels),
+        r.image.buildKey,
+        r.probeKey,
+        r.image.manifestHash,
+        r.image.id,
+        JSON.stringify(r),
+        new Date().toISOString(),
+      ],
     );
   }
 

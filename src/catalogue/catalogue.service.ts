@@ -31,7 +31,10 @@ export function compareVersions(a: string, b: string): number {
 /** Read side of the catalogue: what was measured and published, never what a manifest merely claims. */
 @Injectable()
 export class CatalogueService {
-  constructor(@Inject(KILN_CONFIG) private readonly config: KilnConfig, private readonly repo: CatalogueRepository) {}
+  constructor(
+    @Inject(KILN_CONFIG) private readonly config: KilnConfig,
+    private readonly repo: CatalogueRepository,
+  ) {}
 
   private async grouped(): Promise<Map<string, PublishedVersion[]>> {
     const groups = new Map<string, PublishedVersion[]>();
@@ -93,7 +96,9 @@ export class CatalogueService {
     );
   }
 
-  async environment(nameOrLabel: string): Promise<EnvironmentSummary & { history: { version: string; status: string; python: string | null; publishedImage: string }[] }> {
+  async environment(
+    nameOrLabel: string,
+  ): Promise<EnvironmentSummary & { history: { version: string; status: string; python: string | null; publishedImage: string }[] }> {
     const versions = await this.resolve(nameOrLabel);
     return {
       ...this.summary(versions),
@@ -116,7 +121,9 @@ export class CatalogueService {
    * published now (`name`, a label, or a pinned `name@YYYYMMDD.N`, answered with the exact image id
    * that was measured), and each environment's Python (latest version) for messages.
    */
-  async planning(today = new Date().toISOString().slice(0, 10)): Promise<{ resolveEnvironment: EnvironmentResolver; pythonVersions: Record<string, string | null> }> {
+  async planning(
+    today = new Date().toISOString().slice(0, 10),
+  ): Promise<{ resolveEnvironment: EnvironmentResolver; pythonVersions: Record<string, string | null> }> {
     const groups = await this.grouped();
     const known = () => [...groups.keys()].join(', ') || 'none published yet';
     const pythonVersions: Record<string, string | null> = {};

@@ -6,11 +6,23 @@ import { makeReport } from '../../test/fixtures/reports';
 
 test('diffPackages: added, removed and updated, each sorted', () => {
   const d = diffPackages(
-    [{ name: 'b', version: '1' }, { name: 'a', version: '1' }, { name: 'gone', version: '2' }],
-    [{ name: 'a', version: '2' }, { name: 'b', version: '1' }, { name: 'z', version: '1' }, { name: 'new', version: '3' }],
+    [
+      { name: 'b', version: '1' },
+      { name: 'a', version: '1' },
+      { name: 'gone', version: '2' },
+    ],
+    [
+      { name: 'a', version: '2' },
+      { name: 'b', version: '1' },
+      { name: 'z', version: '1' },
+      { name: 'new', version: '3' },
+    ],
   );
   assert.deepEqual(d, {
-    added: [{ name: 'new', version: '3' }, { name: 'z', version: '1' }],
+    added: [
+      { name: 'new', version: '3' },
+      { name: 'z', version: '1' },
+    ],
     removed: [{ name: 'gone', version: '2' }],
     updated: [{ name: 'a', from: '1', to: '2' }],
   });
@@ -21,7 +33,10 @@ test('diffReports covers os, python and both package kinds', () => {
   const b = makeReport({
     version: '20261201.1',
     python: '3.11.4',
-    pythonPackages: [{ name: 'numpy', version: '1.26.4' }, { name: 'pandas', version: '2.1.0' }],
+    pythonPackages: [
+      { name: 'numpy', version: '1.26.4' },
+      { name: 'pandas', version: '2.1.0' },
+    ],
   });
   const d = diffReports(a, b);
   assert.equal(d.from, '20261128.1');

@@ -58,19 +58,30 @@ const cases: [string, string, RegExp][] = [
 ];
 for (const [what, text, message] of cases) {
   test(`manifest validation: ${what}`, () => {
-    assert.throws(() => parseManifest(text, FILE), (e: unknown) => {
-      assert.ok(e instanceof ManifestError, 'a ManifestError');
-      assert.ok(e.message.startsWith(FILE), `names the file: ${e.message}`);
-      assert.match(e.message, message);
-      return true;
-    });
+    assert.throws(
+      () => parseManifest(text, FILE),
+      (e: unknown) => {
+        assert.ok(e instanceof ManifestError, 'a ManifestError');
+        assert.ok(e.message.startsWith(FILE), `names the file: ${e.message}`);
+        assert.match(e.message, message);
+        return true;
+      },
+    );
   });
 }
 
 test('an alias bomb is refused, not expanded', () => {
   const bomb = ['a: &a ["x","x","x","x","x","x","x","x","x","x"]'];
-  for (let i = 1; i < 12; i++) bomb.push(`${String.fromCharCode(97 + i)}: &${String.fromCharCode(97 + i)} [${Array(10).fill('*' + String.fromCharCode(96 + i)).join(',')}]`);
-  assert.throws(() => parseManifest(bomb.join('\n'), FILE), (e: unknown) => e instanceof ManifestError && /^\/envs\/demo\/20261128\.1\.yaml: YAML: .*alias/i.test(e.message));
+  for (let i = 1; i < 12; i++)
+    bomb.push(
+      `${String.fromCharCode(97 + i)}: &${String.fromCharCode(97 + i)} [${Array(10)
+        .fill('*' + String.fromCharCode(96 + i))
+        .join(',')}]`,
+    );
+  assert.throws(
+    () => parseManifest(bomb.join('\n'), FILE),
+    (e: unknown) => e instanceof ManifestError && /^\/envs\/demo\/20261128\.1\.yaml: YAML: .*alias/i.test(e.message),
+  );
 });
 
 test('the shipped environments/ all validate: python-3.9, 3.11, 3.13', () => {
@@ -80,7 +91,20 @@ test('the shipped environments/ all validate: python-3.9, 3.11, 3.13', () => {
   const bySuite = Object.fromEntries(loaded.map((l) => [l.manifest.name, l.manifest.base]));
   assert.deepEqual(bySuite, { 'python-3.9': 'bullseye', 'python-3.11': 'bookworm', 'python-3.13': 'trixie' });
   for (const l of loaded) {
-    for (const p of ['python3', 'python3-pip', 'python3-venv', 'python3-pytest', 'python3-hypothesis', 'python3-numpy', 'python3-scipy', 'python3-pandas', 'python3-matplotlib', 'git', 'make', 'gcc']) {
+    for (const p of [
+      'python3',
+      'python3-pip',
+      'python3-venv',
+      'python3-pytest',
+      'python3-hypothesis',
+      'python3-numpy',
+      'python3-scipy',
+      'python3-pandas',
+      'python3-matplotlib',
+      'git',
+      'make',
+      'gcc',
+    ]) {
       assert.ok(l.manifest.apt.includes(p), `${l.manifest.name} declares ${p}`);
     }
   }
@@ -96,12 +120,15 @@ test('loadManifests reports every bad file, and a label claimed by two environme
     write('one', '20261128.1', GOOD.replace(/demo/g, 'one').replace('debian-12', 'shared'));
     write('two', '20261128.1', GOOD.replace(/demo/g, 'two').replace('debian-12', 'shared'));
     write('three', '20261128.1', GOOD.replace(/demo/g, 'three').replace('status: ga', 'status: nope'));
-    assert.throws(() => loadManifests(dir), (e: unknown) => {
-      const m = (e as Error).message;
-      assert.match(m, /three\/20261128\.1\.yaml: status: status must be one of/);
-      assert.match(m, /two\/20261128\.1\.yaml: labels: shared is already a label of one/);
-      return true;
-    });
+    assert.throws(
+      () => loadManifests(dir),
+      (e: unknown) => {
+        const m = (e as Error).message;
+        assert.match(m, /three\/20261128\.1\.yaml: status: status must be one of/);
+        assert.match(m, /two\/20261128\.1\.yaml: labels: shared is already a label of one/);
+        return true;
+      },
+    );
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

@@ -4,8 +4,19 @@ import { createHash } from 'node:crypto';
 import { parseDocument } from 'yaml';
 import { plainToInstance } from 'class-transformer';
 import {
-  ArrayMaxSize, ArrayNotEmpty, ArrayUnique, IsArray, IsIn, IsObject, IsOptional, IsString, Matches,
-  MaxLength, ValidateIf, validateSync, ValidationError,
+  ArrayMaxSize,
+  ArrayNotEmpty,
+  ArrayUnique,
+  IsArray,
+  IsIn,
+  IsObject,
+  IsOptional,
+  IsString,
+  Matches,
+  MaxLength,
+  ValidateIf,
+  validateSync,
+  ValidationError,
 } from 'class-validator';
 
 export const STATUSES = ['beta', 'ga', 'deprecated'] as const;
@@ -33,28 +44,40 @@ export class Manifest {
   @Matches(/^\d{4}-\d{2}-\d{2}$/, { message: 'removal must be a date YYYY-MM-DD (required when status is deprecated)' })
   removal?: string;
 
-  @IsOptional() @IsString() @MaxLength(500)
+  @IsOptional()
+  @IsString()
+  @MaxLength(500)
   description?: string;
 
-  @IsArray() @ArrayNotEmpty({ message: 'labels must list at least one label (usually the name itself)' }) @ArrayUnique()
+  @IsArray()
+  @ArrayNotEmpty({ message: 'labels must list at least one label (usually the name itself)' })
+  @ArrayUnique()
   @Matches(/^[a-z0-9][a-z0-9.-]{0,62}$/, { each: true, message: 'each label must be lower-case letters, digits, dots and dashes' })
   labels!: string[];
 
   @IsIn(SUITES, { message: `base must be a Debian suite: ${SUITES.join(', ')}` })
   base!: string;
 
-  @IsOptional() @Matches(/^\d+\.\d+$/, { message: 'python must be MAJOR.MINOR (e.g. 3.11); the probe checks it' })
+  @IsOptional()
+  @Matches(/^\d+\.\d+$/, { message: 'python must be MAJOR.MINOR (e.g. 3.11); the probe checks it' })
   python?: string;
 
-  @IsArray() @ArrayNotEmpty({ message: 'apt must list at least one Debian package' }) @ArrayMaxSize(500) @ArrayUnique()
+  @IsArray()
+  @ArrayNotEmpty({ message: 'apt must list at least one Debian package' })
+  @ArrayMaxSize(500)
+  @ArrayUnique()
   @Matches(DEB_PACKAGE, { each: true, message: 'each apt entry must be a Debian package name, optionally name=version' })
   apt!: string[];
 
-  @IsOptional() @IsArray() @ArrayMaxSize(200) @ArrayUnique()
+  @IsOptional()
+  @IsArray()
+  @ArrayMaxSize(200)
+  @ArrayUnique()
   @Matches(PIP_PACKAGE, { each: true, message: 'each pip entry must be pinned exactly, as name==version' })
   pip?: string[];
 
-  @IsOptional() @IsObject()
+  @IsOptional()
+  @IsObject()
   env?: Record<string, string>;
 }
 
@@ -67,7 +90,10 @@ export interface LoadedManifest {
 
 /** A manifest file that does not validate; the message names the file and every bad field. */
 export class ManifestError extends Error {
-  constructor(readonly file: string, readonly problems: string[]) {
+  constructor(
+    readonly file: string,
+    readonly problems: string[],
+  ) {
     super(`${file}: ${problems.join('; ')}`);
   }
 }
@@ -85,7 +111,11 @@ function flatten(errors: ValidationError[], prefix = ''): string[] {
 /** Parses and validates one manifest's text. `file` is only used in messages and path checks. */
 export function parseManifest(text: string, file: string): LoadedManifest {
   const doc = parseDocument(text, { uniqueKeys: true, prettyErrors: true });
-  if (doc.errors.length) throw new ManifestError(file, doc.errors.map((e) => `YAML: ${e.message.split('\n')[0]}`));
+  if (doc.errors.length)
+    throw new ManifestError(
+      file,
+      doc.errors.map((e) => `YAML: ${e.message.split('\n')[0]}`),
+    );
   let data: unknown;
   try {
     data = doc.toJS({ maxAliasCount: 50 });

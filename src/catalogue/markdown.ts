@@ -3,7 +3,11 @@ import type { PackageDiff, ReportDiff } from './diff';
 
 /** Escapes text for a Markdown table cell. */
 function cell(s: string): string {
-  return s.replace(/\\/g, '\\\\').replace(/\|/g, '\\|').replace(/[\r\n]+/g, ' ').replace(/([`*_<>[\]])/g, '\\$1');
+  return s
+    .replace(/\\/g, '\\\\')
+    .replace(/\|/g, '\\|')
+    .replace(/[\r\n]+/g, ' ')
+    .replace(/([`*_<>[\]])/g, '\\$1');
 }
 
 function table(headers: string[], rows: string[][]): string {
@@ -34,16 +38,28 @@ export function reportToMarkdown(r: SoftwareReport): string {
     '',
     '## Tools',
     '',
-    table(['Tool', 'Version'], r.tools.map((t) => [t.name, t.version])),
+    table(
+      ['Tool', 'Version'],
+      r.tools.map((t) => [t.name, t.version]),
+    ),
     '## Environment variables',
     '',
-    table(['Name', 'Value'], Object.entries(r.env).map(([k, v]) => [k, v])),
+    table(
+      ['Name', 'Value'],
+      Object.entries(r.env).map(([k, v]) => [k, v]),
+    ),
     `## Python packages (${r.pythonPackages.length})`,
     '',
-    table(['Package', 'Version'], r.pythonPackages.map((p: Package) => [p.name, p.version])),
+    table(
+      ['Package', 'Version'],
+      r.pythonPackages.map((p: Package) => [p.name, p.version]),
+    ),
     `## Debian packages (${r.debPackages.length})`,
     '',
-    table(['Package', 'Version'], r.debPackages.map((p: Package) => [p.name, p.version])),
+    table(
+      ['Package', 'Version'],
+      r.debPackages.map((p: Package) => [p.name, p.version]),
+    ),
   ];
   return lines.join('\n');
 }
@@ -54,13 +70,22 @@ function diffSection(title: string, d: PackageDiff): string {
     '',
     `### Added (${d.added.length})`,
     '',
-    table(['Package', 'Version'], d.added.map((p) => [p.name, p.version])),
+    table(
+      ['Package', 'Version'],
+      d.added.map((p) => [p.name, p.version]),
+    ),
     `### Removed (${d.removed.length})`,
     '',
-    table(['Package', 'Version'], d.removed.map((p) => [p.name, p.version])),
+    table(
+      ['Package', 'Version'],
+      d.removed.map((p) => [p.name, p.version]),
+    ),
     `### Updated (${d.updated.length})`,
     '',
-    table(['Package', 'From', 'To'], d.updated.map((p) => [p.name, p.from, p.to])),
+    table(
+      ['Package', 'From', 'To'],
+      d.updated.map((p) => [p.name, p.from, p.to]),
+    ),
   ].join('\n');
 }
 

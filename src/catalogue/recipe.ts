@@ -27,11 +27,7 @@ function shellQuote(s: string): string {
 
 export function renderDockerfile(template: string, m: Manifest, mirror: string): { dockerfile: string; baseImage: string } {
   const baseImage = `${BASE_REPO}:${m.base}`;
-  const sources = [
-    `deb ${mirror} ${m.base} main`,
-    `deb ${mirror} ${m.base}-updates main`,
-    `deb ${mirror}-security ${m.base}-security main`,
-  ];
+  const sources = [`deb ${mirror} ${m.base} main`, `deb ${mirror} ${m.base}-updates main`, `deb ${mirror}-security ${m.base}-security main`];
   const pip = m.pip?.length
     ? `RUN PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install --no-cache-dir --no-input ${m.pip.map(shellQuote).join(' ')}`
     : '# no pip packages';

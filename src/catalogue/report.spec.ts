@@ -5,15 +5,24 @@ import { findPackage, parseProbeOutput, ProbeError, verifyAgainstManifest } from
 import { makeReport, PROBE_OUTPUT } from '../../test/fixtures/reports';
 
 const manifest = (apt: string, extra = '') =>
-  parseManifest(`name: demo\nversion: "20261128.1"\nstatus: ga\nlabels: [demo]\nbase: bookworm\npython: "3.11"\napt: ${apt}\n${extra}`, '/e/demo/20261128.1.yaml').manifest;
+  parseManifest(
+    `name: demo\nversion: "20261128.1"\nstatus: ga\nlabels: [demo]\nbase: bookworm\npython: "3.11"\napt: ${apt}\n${extra}`,
+    '/e/demo/20261128.1.yaml',
+  ).manifest;
 
 test('the probe output is parsed into os, python, tools and sorted packages', () => {
   const p = parseProbeOutput(PROBE_OUTPUT);
   assert.equal(p.os.prettyName, 'Debian GNU/Linux 12 (bookworm)');
   assert.equal(p.os.debianVersion, '12.15');
   assert.equal(p.python, '3.11.2');
-  assert.deepEqual(p.debPackages.map((x) => x.name), ['make', 'mawk', 'python3']);
-  assert.deepEqual(p.pythonPackages, [{ name: 'numpy', version: '1.24.2' }, { name: 'PyYAML', version: '6.0' }]);
+  assert.deepEqual(
+    p.debPackages.map((x) => x.name),
+    ['make', 'mawk', 'python3'],
+  );
+  assert.deepEqual(p.pythonPackages, [
+    { name: 'numpy', version: '1.24.2' },
+    { name: 'PyYAML', version: '6.0' },
+  ]);
 });
 
 test('a probe that did not finish is an error, not a short report', () => {

@@ -47,7 +47,10 @@ export function parseProbeOutput(out: string): ProbeResult {
   const py: Package[] = [];
   let ended = false;
   for (const line of out.split('\n')) {
-    if (line === 'end') { ended = true; continue; }
+    if (line === 'end') {
+      ended = true;
+      continue;
+    }
     const [section, name, ...rest] = line.split('\t');
     const value = rest.join('\t');
     if (!section || name === undefined) continue;

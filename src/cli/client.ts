@@ -6,7 +6,10 @@ export const EXIT = { ok: 0, failed: 1, usage: 2, unreachable: 3 } as const;
 
 /** An error that ends the command with an exit code and a message (never a stack trace). */
 export class CliError extends Error {
-  constructor(message: string, readonly code: number) {
+  constructor(
+    message: string,
+    readonly code: number,
+  ) {
     super(message);
   }
 }
@@ -75,14 +78,19 @@ export class KilnClient {
     } catch (e) {
       if ((e as Error).name === 'AbortError') throw e;
       const err = e as NodeJS.ErrnoException;
-      throw new CliError(`kiln: cannot reach Kiln at ${this.config.url}: ${err.code ?? err.message} (is it running? set KILN_URL, or start it with npm run up)`, EXIT.unreachable);
+      throw new CliError(
+        `kiln: cannot reach Kiln at ${this.config.url}: ${err.code ?? err.message} (is it running? set KILN_URL, or start it with npm run up)`,
+        EXIT.unreachable,
+      );
     }
     if (res.ok) return res;
     let message = `${res.status} ${res.statusText}`;
     try {
       const body = (await res.json()) as { message?: unknown };
       if (body.message) message = Array.isArray(body.message) ? body.message.join('; ') : String(body.message);
-    } catch { /* not JSON */ }
+    } catch {
+      /* not JSON */
+    }
     if (res.status === 401) message += this.config.token ? ` (token from ${this.config.tokenSource})` : ' (no token: set KILN_TOKEN or run kiln login)';
     throw new CliError(`kiln: ${message}`, res.status >= 500 ? EXIT.unreachable : EXIT.usage);
   }

@@ -22,7 +22,9 @@ export function loadCliConfig(say: (msg: string) => void): CliConfig {
   let stored: { url?: string; token?: string } = {};
   try {
     stored = JSON.parse(fs.readFileSync(configFile(), 'utf8')) as typeof stored;
-  } catch { /* no login yet */ }
+  } catch {
+    /* no login yet */
+  }
   const url = (process.env.KILN_URL || stored.url || 'http://127.0.0.1:3000').replace(/\/+$/, '');
   if (process.env.KILN_TOKEN) return { url, token: process.env.KILN_TOKEN, tokenSource: 'KILN_TOKEN' };
   if (stored.token && (!stored.url || stored.url.replace(/\/+$/, '') === url)) return { url, token: stored.token, tokenSource: configFile() };
@@ -33,7 +35,9 @@ export function loadCliConfig(say: (msg: string) => void): CliConfig {
       const token = fs.readFileSync(file, 'utf8').trim();
       say(`using the admin token in ${file} (local server, no KILN_TOKEN or kiln login)`);
       return { url, token, tokenSource: file };
-    } catch { /* not readable */ }
+    } catch {
+      /* not readable */
+    }
   }
   return { url, token: null, tokenSource: 'none' };
 }

@@ -23,17 +23,28 @@ export async function cli(argv: string[]): Promise<number> {
       return EXIT.ok;
     }
     switch (command) {
-      case 'run': return await run(rest);
-      case 'exec': return await exec(rest);
-      case 'runs': return await runs();
-      case 'status': return await status(rest);
-      case 'logs': return await logs(rest);
-      case 'artifacts': return await artifacts(rest);
-      case 'cancel': return await cancel(rest);
-      case 'envs': return await envs();
-      case 'env': return await env(rest);
-      case 'login': return await login(rest);
-      default: throw new CliError(`kiln: unknown command '${command}'\n\n${HELP.main}`, EXIT.usage);
+      case 'run':
+        return await run(rest);
+      case 'exec':
+        return await exec(rest);
+      case 'runs':
+        return await runs();
+      case 'status':
+        return await status(rest);
+      case 'logs':
+        return await logs(rest);
+      case 'artifacts':
+        return await artifacts(rest);
+      case 'cancel':
+        return await cancel(rest);
+      case 'envs':
+        return await envs();
+      case 'env':
+        return await env(rest);
+      case 'login':
+        return await login(rest);
+      default:
+        throw new CliError(`kiln: unknown command '${command}'\n\n${HELP.main}`, EXIT.usage);
     }
   } catch (e) {
     if (e instanceof CliError) {
@@ -70,31 +81,46 @@ function need(value: string | undefined, what: string): string {
 // ---- run / exec -------------------------------------------------------------------------------
 
 async function run(argv: string[]): Promise<number> {
-  const { values: o, positionals } = args(argv, {
-    workflow: { type: 'string', short: 'W' }, job: { type: 'string', short: 'j' }, platform: { type: 'string', short: 'P', multiple: true },
-    repo: { type: 'string' }, ref: { type: 'string' }, detach: { type: 'boolean', short: 'd' }, json: { type: 'boolean' },
-    'cancel-on-interrupt': { type: 'boolean' },
-  }, 1);
+  const { values: o, positionals } = args(
+    argv,
+    {
+      workflow: { type: 'string', short: 'W' },
+      job: { type: 'string', short: 'j' },
+      platform: { type: 'string', short: 'P', multiple: true },
+      repo: { type: 'string' },
+      ref: { type: 'string' },
+      detach: { type: 'boolean', short: 'd' },
+      json: { type: 'boolean' },
+      'cancel-on-interrupt': { type: 'boolean' },
+    },
+    1,
+  );
   const k = client();
-  const platform = Object.fromEntries(((o.platform as string[] | undefined) ?? []).map((p) => {
-    const [label, envName] = p.split('=');
-    if (!label || !envName) throw new CliError(`kiln: --platform takes LABEL=ENVIRONMENT (got '${p}')`, EXIT.usage);
-    return [label, envName];
-  }));
+  const platform = Object.fromEntries(
+    ((o.platform as string[] | undefined) ?? []).map((p) => {
+      const [label, envName] = p.split('=');
+      if (!label || !envName) throw new CliError(`kiln: --platform takes LABEL=ENVIRONMENT (got '${p}')`, EXIT.usage);
+      return [label, envName];
+    }),
+  );
   const workflow = o.workflow ? readWorkflow(o.workflow as string) : undefined;
   let submitted: RunView;
   if (o.repo) {
     if (positionals.length) throw new CliError('kiln: give either DIR or --repo, not both', EXIT.usage);
     const ref = need(o.ref as string | undefined, '--ref (with --repo)');
     submitted = await k.json<RunView>('/api/v1/runs', {
-      method: 'POST', headers: { 'content-type': 'application/json' },
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ repo: o.repo, ref, workflow, job: o.job, platform: Object.keys(platform).length ? platform : undefined }),
     });
   } else {
     const fields: Record<string, string> = {};
     if (workflow) fields.workflow = workflow;
     if (o.job) fields.job = o.job as string;
-    if (Object.keys(platform).length) fields.platform = Object.entries(platform).map(([a, b]) => `${a}=${b}`).join(',');
+    if (Object.keys(platform).length)
+      fields.platform = Object.entries(platform)
+        .map(([a, b]) => `${a}=${b}`)
+        .join(',');
     submitted = await upload(k, positionals[0] ?? '.', fields, Boolean(o.json));
   }
   return follow(k, submitted, { detach: Boolean(o.detach), json: Boolean(o.json), cancelOnInterrupt: Boolean(o['cancel-on-interrupt']) });
@@ -103,8 +129,15 @@ async function run(argv: string[]): Promise<number> {
 async function exec(argv: string[]): Promise<number> {
   const dash = argv.indexOf('--');
   if (dash < 0 || dash === argv.length - 1) throw new CliError(`kiln: exec needs a command after --\n${HELP.exec}`, EXIT.usage);
-  const { values: o, positionals } = args(argv.slice(0, dash), { env: { type: 'string', short: 'e' }, shell: { type: 'string' }, json: { type: 'boolean' } }, 1);
-  const command = argv.slice(dash + 1).map(shellQuote).join(' ');
+  const { values: o, positionals } = args(
+    argv.slice(0, dash),
+    { env: { type: 'string', short: 'e' }, shell: { type: 'string' }, json: { type: 'boolean' } },
+    1,
+  );
+  const command = argv
+    .slice(dash + 1)
+    .map(shellQuote)
+    .join(' ');
   const k = client();
   let submitted: RunView;
   const base = { command, ...(o.env ? { environment: o.env as string } : {}), ...(o.shell ? { shell: o.shell as string } : {}) };
@@ -167,7 +200,8 @@ async function follow(k: KilnClient, submitted: RunView, o: { detach: boolean; j
     else process.stdout.write(`${submitted.id}\n`);
     return EXIT.ok;
   }
-  if (!o.quiet) err(`kiln: run ${submitted.id} (${submitted.jobs.length} job${submitted.jobs.length === 1 ? '' : 's'}): ${k.config.url}/api/v1/runs/${submitted.id}`);
+  if (!o.quiet)
+    err(`kiln: run ${submitted.id} (${submitted.jobs.length} job${submitted.jobs.length === 1 ? '' : 's'}): ${k.config.url}/api/v1/runs/${submitted.id}`);
   const abort = new AbortController();
   let interrupted = false;
   const onInt = async () => {
@@ -198,11 +232,22 @@ async function follow(k: KilnClient, submitted: RunView, o: { detach: boolean; j
 function ask(question: string): Promise<boolean> {
   return new Promise((resolve) => {
     const rl = readline.createInterface({ input: process.stdin, output: process.stderr });
-    rl.question(question, (a) => { rl.close(); resolve(/^y(es)?$/i.test(a.trim())); });
+    rl.question(question, (a) => {
+      rl.close();
+      resolve(/^y(es)?$/i.test(a.trim()));
+    });
   });
 }
 
-async function streamLogs(k: KilnClient, runId: string, job: string | null, out: (s: string) => void, prefix: boolean, signal: AbortSignal, quiet: boolean): Promise<void> {
+async function streamLogs(
+  k: KilnClient,
+  runId: string,
+  job: string | null,
+  out: (s: string) => void,
+  prefix: boolean,
+  signal: AbortSignal,
+  quiet: boolean,
+): Promise<void> {
   const res = await k.raw(`/api/v1/runs/${runId}/logs?follow=1${job ? `&job=${encodeURIComponent(job)}` : ''}`, { signal });
   const decoder = new TextDecoder();
   let buf = '';
@@ -216,7 +261,10 @@ async function streamLogs(k: KilnClient, runId: string, job: string | null, out:
     while ((i = buf.indexOf('\n\n', at)) >= 0) {
       const event = buf.slice(at, i);
       at = i + 2;
-      if (event.startsWith('event: end')) { ended = true; break; }
+      if (event.startsWith('event: end')) {
+        ended = true;
+        break;
+      }
       const data = event.split('\n').find((l) => l.startsWith('data: '));
       if (data) lines.push(renderLine(JSON.parse(data.slice(6)) as LogRecord, prefix, quiet));
     }
@@ -234,7 +282,10 @@ function shellQuote(a: string): string {
 
 async function runs(): Promise<number> {
   const list = await client().json<{ id: string; status: string; conclusion: string | null; workflow: string; createdAt: string }[]>('/api/v1/runs');
-  table(['RUN', 'STATUS', 'CONCLUSION', 'WORKFLOW', 'CREATED'], list.map((r) => [r.id, r.status, r.conclusion ?? '', r.workflow, r.createdAt]));
+  table(
+    ['RUN', 'STATUS', 'CONCLUSION', 'WORKFLOW', 'CREATED'],
+    list.map((r) => [r.id, r.status, r.conclusion ?? '', r.workflow, r.createdAt]),
+  );
   return EXIT.ok;
 }
 
@@ -247,8 +298,13 @@ async function status(argv: string[]): Promise<number> {
   }
   process.stdout.write(`run ${r.id}: ${r.status}${r.conclusion ? ` (${r.conclusion})` : ''}, workflow ${shownOut(r.workflow.name)}\n`);
   for (const j of r.jobs) {
-    process.stdout.write(`  ${shownOut(j.key)} [${j.id}] on ${j.environment}: ${j.status}${j.conclusion ? ` (${j.conclusion})` : ''}${j.error ? `: ${shownOut(j.error)}` : ''}\n`);
-    for (const s of j.steps) process.stdout.write(`    #${s.index} ${shownOut(s.name)}: ${s.conclusion ?? s.outcome ?? 'pending'}${s.exitCode !== null ? ` exit ${s.exitCode}` : ''}${s.reason ? ` ${s.reason}` : ''}\n`);
+    process.stdout.write(
+      `  ${shownOut(j.key)} [${j.id}] on ${j.environment}: ${j.status}${j.conclusion ? ` (${j.conclusion})` : ''}${j.error ? `: ${shownOut(j.error)}` : ''}\n`,
+    );
+    for (const s of j.steps)
+      process.stdout.write(
+        `    #${s.index} ${shownOut(s.name)}: ${s.conclusion ?? s.outcome ?? 'pending'}${s.exitCode !== null ? ` exit ${s.exitCode}` : ''}${s.reason ? ` ${s.reason}` : ''}\n`,
+      );
   }
   return EXIT.ok;
 }
@@ -263,7 +319,10 @@ async function logs(argv: string[]): Promise<number> {
     return EXIT.ok;
   }
   const res = await k.raw(`/api/v1/runs/${encodeURIComponent(id)}/logs?format=json${o.job ? `&job=${encodeURIComponent(o.job as string)}` : ''}`);
-  const lines = (await res.text()).split('\n').filter(Boolean).map((l) => JSON.parse(l) as LogRecord);
+  const lines = (await res.text())
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as LogRecord);
   const multi = new Set(lines.map((l) => l.job)).size > 1;
   for (const l of lines) process.stdout.write(renderLine(l, multi, false));
   return EXIT.ok;
@@ -275,7 +334,10 @@ async function artifacts(argv: string[]): Promise<number> {
   const k = client();
   if (!o.download) {
     const list = await k.json<{ name: string; sizeBytes: number; files: number; expiresAt: string }[]>(`/api/v1/runs/${encodeURIComponent(id)}/artifacts`);
-    table(['NAME', 'FILES', 'BYTES', 'EXPIRES'], list.map((a) => [a.name, String(a.files), String(a.sizeBytes), a.expiresAt]));
+    table(
+      ['NAME', 'FILES', 'BYTES', 'EXPIRES'],
+      list.map((a) => [a.name, String(a.files), String(a.sizeBytes), a.expiresAt]),
+    );
     return EXIT.ok;
   }
   const name = o.download as string;
@@ -293,13 +355,31 @@ async function cancel(argv: string[]): Promise<number> {
   return EXIT.ok;
 }
 
-interface EnvSummary { name: string; latest: string; status: string; removal: string | null; os: string; python: string | null; labels: string[]; default: boolean; package?: { python?: string; debian?: string } }
+interface EnvSummary {
+  name: string;
+  latest: string;
+  status: string;
+  removal: string | null;
+  os: string;
+  python: string | null;
+  labels: string[];
+  default: boolean;
+  package?: { python?: string; debian?: string };
+}
 
 async function envs(): Promise<number> {
   const { environments } = await client().json<{ environments: EnvSummary[] }>('/api/v1/environments');
-  table(['NAME', 'VERSION', 'STATUS', 'OS', 'PYTHON', 'LABELS'], environments.map((e) => [
-    e.name + (e.default ? ' (default)' : ''), e.latest, e.status + (e.removal ? ` until ${e.removal}` : ''), e.os, e.python ?? '', e.labels.join(','),
-  ]));
+  table(
+    ['NAME', 'VERSION', 'STATUS', 'OS', 'PYTHON', 'LABELS'],
+    environments.map((e) => [
+      e.name + (e.default ? ' (default)' : ''),
+      e.latest,
+      e.status + (e.removal ? ` until ${e.removal}` : ''),
+      e.os,
+      e.python ?? '',
+      e.labels.join(','),
+    ]),
+  );
   return EXIT.ok;
 }
 
@@ -309,13 +389,34 @@ async function env(argv: string[]): Promise<number> {
   if (sub === 'show') {
     const { values: o, positionals } = args(rest, { packages: { type: 'boolean' } }, 1);
     const [name, version = 'latest'] = need(positionals[0], 'NAME').split('@');
-    const r = await k.json<{ name: string; version: string; status: string; os: { prettyName: string }; python: string | null; labels: string[]; image: { ref: string; sizeBytes: number }; tools: { name: string; version: string }[]; pythonPackages: { name: string; version: string }[]; debPackages: { name: string; version: string }[] }>(`/api/v1/environments/${encodeURIComponent(name)}/${encodeURIComponent(version)}`);
-    process.stdout.write(`${r.name}@${r.version} (${r.status})\n  OS: ${r.os.prettyName}\n  Python: ${r.python ?? 'none'}\n  labels: ${r.labels.join(', ')}\n  image: ${r.image.ref} (${Math.round(r.image.sizeBytes / 1024 / 1024)} MiB)\n`);
+    const r = await k.json<{
+      name: string;
+      version: string;
+      status: string;
+      os: { prettyName: string };
+      python: string | null;
+      labels: string[];
+      image: { ref: string; sizeBytes: number };
+      tools: { name: string; version: string }[];
+      pythonPackages: { name: string; version: string }[];
+      debPackages: { name: string; version: string }[];
+    }>(`/api/v1/environments/${encodeURIComponent(name)}/${encodeURIComponent(version)}`);
+    process.stdout.write(
+      `${r.name}@${r.version} (${r.status})\n  OS: ${r.os.prettyName}\n  Python: ${r.python ?? 'none'}\n  labels: ${r.labels.join(', ')}\n  image: ${r.image.ref} (${Math.round(r.image.sizeBytes / 1024 / 1024)} MiB)\n`,
+    );
     for (const t of r.tools) process.stdout.write(`  ${t.name}: ${t.version}\n`);
-    process.stdout.write(`  ${r.pythonPackages.length} Python packages, ${r.debPackages.length} Debian packages${o.packages ? '' : ' (--packages lists them)'}\n`);
+    process.stdout.write(
+      `  ${r.pythonPackages.length} Python packages, ${r.debPackages.length} Debian packages${o.packages ? '' : ' (--packages lists them)'}\n`,
+    );
     if (o.packages) {
-      table(['PYTHON PACKAGE', 'VERSION'], r.pythonPackages.map((p) => [p.name, p.version]));
-      table(['DEBIAN PACKAGE', 'VERSION'], r.debPackages.map((p) => [p.name, p.version]));
+      table(
+        ['PYTHON PACKAGE', 'VERSION'],
+        r.pythonPackages.map((p) => [p.name, p.version]),
+      );
+      table(
+        ['DEBIAN PACKAGE', 'VERSION'],
+        r.debPackages.map((p) => [p.name, p.version]),
+      );
     }
     return EXIT.ok;
   }
@@ -323,7 +424,7 @@ async function env(argv: string[]): Promise<number> {
     const { positionals } = args(rest, {}, 3);
     const [name, a, b] = [need(positionals[0], 'NAME'), need(positionals[1], 'version A'), need(positionals[2], 'version B')];
     const res = await k.raw(`/api/v1/environments/${encodeURIComponent(name)}/diff?from=${encodeURIComponent(a)}&to=${encodeURIComponent(b)}&format=md`);
-    process.stdout.write(await res.text() + '\n');
+    process.stdout.write((await res.text()) + '\n');
     return EXIT.ok;
   }
   if (sub === 'which') {
@@ -334,7 +435,10 @@ async function env(argv: string[]): Promise<number> {
       err(`kiln: no environment has ${pkg}`);
       return EXIT.failed;
     }
-    table(['ENVIRONMENT', 'VERSION', 'PYTHON PACKAGE', 'DEBIAN PACKAGE'], environments.map((e) => [e.name, e.latest, e.package?.python ?? '', e.package?.debian ?? '']));
+    table(
+      ['ENVIRONMENT', 'VERSION', 'PYTHON PACKAGE', 'DEBIAN PACKAGE'],
+      environments.map((e) => [e.name, e.latest, e.package?.python ?? '', e.package?.debian ?? '']),
+    );
     return EXIT.ok;
   }
   throw new CliError(`kiln: ${HELP.env}`, EXIT.usage);
@@ -359,7 +463,9 @@ function readStdin(): Promise<string> {
   return new Promise((resolve) => {
     let s = '';
     process.stdin.setEncoding('utf8');
-    process.stdin.on('data', (d) => { s += d; });
+    process.stdin.on('data', (d) => {
+      s += d;
+    });
     process.stdin.on('end', () => resolve(s));
   });
 }

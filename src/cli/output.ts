@@ -1,9 +1,37 @@
 /** What the kiln CLI prints: run views from the API, log lines, summaries, tables, the upload bar. */
 import { visible } from '../common/visible';
 
-export interface StepView { index: number; name: string; outcome: string | null; conclusion: string | null; exitCode: number | null; reason: string | null; startedAt: string | null; finishedAt: string | null }
-export interface JobView { id: string; key: string; environment: string; status: string; conclusion: string | null; error: string | null; startedAt: string | null; finishedAt: string | null; steps: StepView[] }
-export interface RunView { id: string; status: string; conclusion: string | null; workflow: { name: string }; createdAt: string; finishedAt: string | null; jobs: JobView[]; artifacts: { name: string; sizeBytes: number; url: string }[] }
+export interface StepView {
+  index: number;
+  name: string;
+  outcome: string | null;
+  conclusion: string | null;
+  exitCode: number | null;
+  reason: string | null;
+  startedAt: string | null;
+  finishedAt: string | null;
+}
+export interface JobView {
+  id: string;
+  key: string;
+  environment: string;
+  status: string;
+  conclusion: string | null;
+  error: string | null;
+  startedAt: string | null;
+  finishedAt: string | null;
+  steps: StepView[];
+}
+export interface RunView {
+  id: string;
+  status: string;
+  conclusion: string | null;
+  workflow: { name: string };
+  createdAt: string;
+  finishedAt: string | null;
+  jobs: JobView[];
+  artifacts: { name: string; sizeBytes: number; url: string }[];
+}
 
 export const isTTY = Boolean(process.stdout.isTTY) && !process.env.NO_COLOR;
 /**
@@ -21,7 +49,13 @@ export function progress(done: number, total: number): string {
   return `[${'#'.repeat(n)}${' '.repeat(width - n)}] ${(done / 1024 / 1024).toFixed(1)}/${(total / 1024 / 1024).toFixed(1)} MiB`;
 }
 
-export interface LogRecord { t: number; i: number; s: 'o' | 'e' | 'k' | 'g' | 'G'; l: string; job: string }
+export interface LogRecord {
+  t: number;
+  i: number;
+  s: 'o' | 'e' | 'k' | 'g' | 'G';
+  l: string;
+  job: string;
+}
 
 /** One log line for a terminal: Kiln's own lines bold, stderr red; nothing from the job is interpreted. */
 export function renderLine(r: LogRecord, prefix: boolean, quiet: boolean): string {
@@ -40,20 +74,41 @@ function duration(a: string | null, b: string | null): number | null {
 
 export function summary(r: RunView) {
   return {
-    id: r.id, status: r.status, conclusion: r.conclusion, workflow: r.workflow.name,
+    id: r.id,
+    status: r.status,
+    conclusion: r.conclusion,
+    workflow: r.workflow.name,
     jobs: r.jobs.map((j) => ({
-      id: j.id, key: j.key, environment: j.environment, conclusion: j.conclusion, error: j.error, durationSeconds: duration(j.startedAt, j.finishedAt),
-      steps: j.steps.map((s) => ({ index: s.index, name: s.name, outcome: s.outcome, conclusion: s.conclusion, exitCode: s.exitCode, reason: s.reason, durationSeconds: duration(s.startedAt, s.finishedAt) })),
+      id: j.id,
+      key: j.key,
+      environment: j.environment,
+      conclusion: j.conclusion,
+      error: j.error,
+      durationSeconds: duration(j.startedAt, j.finishedAt),
+      steps: j.steps.map((s) => ({
+        index: s.index,
+        name: s.name,
+        outcome: s.outcome,
+        conclusion: s.conclusion,
+        exitCode: s.exitCode,
+        reason: s.reason,
+        durationSeconds: duration(s.startedAt, s.finishedAt),
+      })),
     })),
     artifacts: r.artifacts.map((a) => a.name),
   };
 }
 
 export function printSummary(r: RunView): void {
-  const mark = (c: string | null) => (c === 'success' ? paint('32', '✓') : c === 'skipped' ? paint('2', '-') : c === 'cancelled' ? paint('33', '○') : paint('31', '✗'));
+  const mark = (c: string | null) =>
+    c === 'success' ? paint('32', '✓') : c === 'skipped' ? paint('2', '-') : c === 'cancelled' ? paint('33', '○') : paint('31', '✗');
   for (const j of r.jobs) {
     err(`${mark(j.conclusion)} ${shownErr(j.key)} (${j.environment}): ${j.conclusion}${j.error ? `: ${shownErr(j.error)}` : ''}`);
-    for (const s of j.steps) if (s.conclusion !== 'success') err(`    ${mark(s.conclusion)} ${shownErr(s.name)}: ${s.outcome}${s.exitCode !== null ? ` (exit ${s.exitCode})` : ''}${s.reason ? `, ${s.reason}` : ''}`);
+    for (const s of j.steps)
+      if (s.conclusion !== 'success')
+        err(
+          `    ${mark(s.conclusion)} ${shownErr(s.name)}: ${s.outcome}${s.exitCode !== null ? ` (exit ${s.exitCode})` : ''}${s.reason ? `, ${s.reason}` : ''}`,
+        );
   }
   if (r.artifacts.length) err(`artifacts: ${r.artifacts.map((a) => a.name).join(', ')}  (kiln artifacts ${r.id} --download NAME)`);
   err(`run ${r.id}: ${r.conclusion}`);

@@ -55,7 +55,10 @@ async function write(file: string, body: string, mode?: number): Promise<void> {
 }
 
 async function exists(p: string): Promise<boolean> {
-  return fsp.lstat(p).then(() => true, () => false);
+  return fsp.lstat(p).then(
+    () => true,
+    () => false,
+  );
 }
 
 let tmp: string;
@@ -192,7 +195,10 @@ describe('packDirectory', () => {
     await fsp.symlink('../outside', path.join(dir, 'reldir'));
     const res = await packDirectory(dir);
     assert.deepEqual([...(await readTar(res.tarGz)).keys()], []);
-    assert.deepEqual(res.skippedLinks.map((l) => l.path), ['absdir', 'reldir']);
+    assert.deepEqual(
+      res.skippedLinks.map((l) => l.path),
+      ['absdir', 'reldir'],
+    );
     assert.equal(res.files, 0);
   });
 
@@ -265,7 +271,10 @@ describe('extractTar', () => {
     it(`refuses the entry ${JSON.stringify(bad)} naming it, writing nothing outside`, async () => {
       const base = await fsp.mkdtemp(path.join(tmp, 'bad-'));
       const dest = path.join(base, 'dest');
-      const archive = await makeTar([{ name: 'first.txt', body: '1' }, { name: bad, body: 'pwned' }]);
+      const archive = await makeTar([
+        { name: 'first.txt', body: '1' },
+        { name: bad, body: 'pwned' },
+      ]);
       await assert.rejects(extractTar(archive, dest), (err: unknown) => {
         assert.ok(err instanceof PackError);
         assert.ok(err.message.includes(JSON.stringify(bad)), err.message);
@@ -300,11 +309,13 @@ describe('extractTar', () => {
     await fsp.symlink(elsewhere, path.join(dest, 'sub'));
     await write(path.join(elsewhere, 'y'), 'original');
     await fsp.symlink(path.join(elsewhere, 'y'), path.join(dest, 'y'));
-    await assert.rejects(extractTar(await makeTar([{ name: 'sub/x', body: 'pwned' }]), dest), (err: unknown) =>
-      err instanceof PackError && err.message.includes('sub/x'),
+    await assert.rejects(
+      extractTar(await makeTar([{ name: 'sub/x', body: 'pwned' }]), dest),
+      (err: unknown) => err instanceof PackError && err.message.includes('sub/x'),
     );
-    await assert.rejects(extractTar(await makeTar([{ name: 'y', body: 'pwned' }]), dest), (err: unknown) =>
-      err instanceof PackError && err.message.includes('"y"'),
+    await assert.rejects(
+      extractTar(await makeTar([{ name: 'y', body: 'pwned' }]), dest),
+      (err: unknown) => err instanceof PackError && err.message.includes('"y"'),
     );
     assert.deepEqual(await fsp.readdir(elsewhere), ['y']);
     assert.equal(await fsp.readFile(path.join(elsewhere, 'y'), 'utf8'), 'original');

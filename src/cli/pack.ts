@@ -55,10 +55,7 @@ interface Walk {
 }
 
 /** Packs DIR for upload. Never follows a symlink; never reads outside DIR. */
-export async function packDirectory(
-  dir: string,
-  opts: { maxBytes?: number } = {},
-): Promise<PackResult> {
+export async function packDirectory(dir: string, opts: { maxBytes?: number } = {}): Promise<PackResult> {
   const maxBytes = opts.maxBytes ?? DEFAULT_MAX_BYTES;
   const root = path.resolve(dir);
   await assertDirectory(root);
@@ -85,8 +82,7 @@ async function assertDirectory(root: string): Promise<void> {
 
 function tooBig(bytes: number, maxBytes: number): PackError {
   return new PackError(
-    `directory is larger than the ${maxBytes}-byte limit (${bytes} bytes of files); ` +
-      'list large or generated paths in a .kilnignore to leave them out',
+    `directory is larger than the ${maxBytes}-byte limit (${bytes} bytes of files); ` + 'list large or generated paths in a .kilnignore to leave them out',
   );
 }
 
@@ -272,12 +268,7 @@ function addBuffer(pack: tar.Pack, header: EntryHeader): Promise<void> {
  * Opens with O_NOFOLLOW so a file swapped for a symlink after the walk is not
  * followed, and uses the size from fstat of that very handle.
  */
-async function addFile(
-  pack: tar.Pack,
-  root: string,
-  entry: Extract<Planned, { kind: 'file' }>,
-  budget: number,
-): Promise<number> {
+async function addFile(pack: tar.Pack, root: string, entry: Extract<Planned, { kind: 'file' }>, budget: number): Promise<number> {
   let handle: fsp.FileHandle;
   try {
     handle = await fsp.open(path.join(root, entry.rel), fsc.O_RDONLY | fsc.O_NOFOLLOW);
@@ -306,9 +297,7 @@ async function addFile(
 
 function streamInto(pack: tar.Pack, header: EntryHeader, handle: fsp.FileHandle, size: number): Promise<void> {
   return new Promise((resolve, reject) => {
-    const sink = pack.entry(header, (err) =>
-      err ? reject(new PackError(`${header.name}: ${err.message}`)) : resolve(),
-    );
+    const sink = pack.entry(header, (err) => (err ? reject(new PackError(`${header.name}: ${err.message}`)) : resolve()));
     // end is inclusive; reading exactly `size` bytes keeps the tar header honest if the file grows.
     const src = handle.createReadStream({ start: 0, end: size - 1 });
     src.on('error', (err) => {

@@ -34,7 +34,7 @@ export class Metrics {
 
   readonly stepReadbacks = new Counter({
     name: 'kiln_step_readbacks_total',
-    help: 'How a step\'s cgroup counters and GITHUB_ENV/OUTPUT files were read: host (from beside the engine, no exec), exec (a helper in the sandbox: gVisor, an engine elsewhere, or processes left running)',
+    help: "How a step's cgroup counters and GITHUB_ENV/OUTPUT files were read: host (from beside the engine, no exec), exec (a helper in the sandbox: gVisor, an engine elsewhere, or processes left running)",
     labelNames: ['how'] as const,
     registers: [this.registry],
   });

@@ -9,7 +9,12 @@ export class Periodic {
   private timer?: NodeJS.Timeout;
   private busy = false;
 
-  constructor(private readonly log: Logger, private readonly what: string, private readonly everyMs: number, private readonly pass: () => unknown) {}
+  constructor(
+    private readonly log: Logger,
+    private readonly what: string,
+    private readonly everyMs: number,
+    private readonly pass: () => unknown,
+  ) {}
 
   start(): void {
     const tick = async () => {

@@ -17,7 +17,7 @@ test('folders made are 0700 and files 0600 whatever the umask; folders above tha
     assert.equal(mode(base), 0o755, 'the folder that existed is not changed');
     fs.mkdirSync(path.join(base, 'old'), { mode: 0o755 });
     privateDirSync(path.join(base, 'old'));
-    assert.equal(mode(path.join(base, 'old')), 0o700, 'an existing leaf (an older release\'s logs/) is tightened');
+    assert.equal(mode(path.join(base, 'old')), 0o700, "an existing leaf (an older release's logs/) is tightened");
     await privateDir(path.join(base, 'x/y'));
     for (const d of ['x', 'x/y']) assert.equal(mode(path.join(base, d)), 0o700, d);
     const fd = openPrivateAppend(path.join(base, 'a/log'));

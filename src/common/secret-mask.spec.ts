@@ -21,8 +21,8 @@ test('base64 of the secret is masked at every alignment, whatever surrounds it',
       // What is left is the edges only: fewer than 2 characters of the secret's own bytes around the mask.
       const left = masked.replace('token: ', '').split('***');
       assert.equal(left.length, 2, masked);
-      assert.ok(left[0].length <= Math.ceil((prefix + 2) * 4 / 3) + 1, `prefix ${prefix}: '${left[0]}' is more than the prefix`);
-      assert.ok(left[1].length <= Math.ceil((suffix + 2) * 4 / 3) + 2, `suffix ${suffix}: '${left[1]}' is more than the suffix`);
+      assert.ok(left[0].length <= Math.ceil(((prefix + 2) * 4) / 3) + 1, `prefix ${prefix}: '${left[0]}' is more than the prefix`);
+      assert.ok(left[1].length <= Math.ceil(((suffix + 2) * 4) / 3) + 2, `suffix ${suffix}: '${left[1]}' is more than the suffix`);
     }
   }
   // The standalone encoding, padding and all.
@@ -33,13 +33,16 @@ test('the three base64 forms are the characters a value alone decides', () => {
   const forms = base64Forms('abcdef');
   assert.equal(forms.length, 3);
   // Property: each form is inside the base64 of any text holding the value at that alignment.
-  fc.assert(fc.property(fc.string({ minLength: 3, maxLength: 40 }), fc.uint8Array({ maxLength: 7 }), fc.uint8Array({ maxLength: 7 }), (value, before, after) => {
-    const [f0, f1, f2] = base64Forms(value).length === 3 ? base64Forms(value) : [null, null, null];
-    const shift = before.length % 3;
-    const encoded = Buffer.concat([Buffer.from(before), Buffer.from(value), Buffer.from(after)]).toString('base64');
-    const form = [f0, f1, f2][shift];
-    if (form) assert.ok(encoded.includes(form), `${JSON.stringify(value)} at shift ${shift}: ${form} not in ${encoded}`);
-  }), { numRuns: 300 });
+  fc.assert(
+    fc.property(fc.string({ minLength: 3, maxLength: 40 }), fc.uint8Array({ maxLength: 7 }), fc.uint8Array({ maxLength: 7 }), (value, before, after) => {
+      const [f0, f1, f2] = base64Forms(value).length === 3 ? base64Forms(value) : [null, null, null];
+      const shift = before.length % 3;
+      const encoded = Buffer.concat([Buffer.from(before), Buffer.from(value), Buffer.from(after)]).toString('base64');
+      const form = [f0, f1, f2][shift];
+      if (form) assert.ok(encoded.includes(form), `${JSON.stringify(value)} at shift ${shift}: ${form} not in ${encoded}`);
+    }),
+    { numRuns: 300 },
+  );
 });
 
 test('URL-encoded and hex forms are masked too', () => {

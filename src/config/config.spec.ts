@@ -32,15 +32,21 @@ const bad: [Record<string, string>, string, RegExp][] = [
 ];
 for (const [env, variable, message] of bad) {
   test(`a bad ${variable} stops start-up naming the variable`, () => {
-    assert.throws(() => loadConfig(env), (e: unknown) => e instanceof ConfigError && message.test(e.message));
+    assert.throws(
+      () => loadConfig(env),
+      (e: unknown) => e instanceof ConfigError && message.test(e.message),
+    );
   });
 }
 
 test('every bad variable is named at once', () => {
-  assert.throws(() => loadConfig({ KILN_PORT: 'x', REDIS_URL: 'y' }), (e: unknown) => {
-    const m = (e as Error).message;
-    return m.includes('KILN_PORT') && m.includes('REDIS_URL');
-  });
+  assert.throws(
+    () => loadConfig({ KILN_PORT: 'x', REDIS_URL: 'y' }),
+    (e: unknown) => {
+      const m = (e as Error).message;
+      return m.includes('KILN_PORT') && m.includes('REDIS_URL');
+    },
+  );
 });
 
 test('ubuntu-latest follows the default environment; KILN_LABEL_MAP adds or overrides', () => {
@@ -79,9 +85,15 @@ test('outbound policy: https and public hosts by default; KILN_OUTBOUND_* or the
   const now = loadConfig({ KILN_OUTBOUND_SCHEMES: 'https,http', KILN_OUTBOUND_ALLOW_PRIVATE: 'true' });
   assert.deepEqual(now.outbound, { allowedSchemes: ['https', 'http'], allowPrivateHosts: true });
   assert.equal(now.git, now.outbound, 'git clones follow the same policy');
-  assert.deepEqual(loadConfig({ KILN_GIT_SCHEMES: 'https,http', KILN_GIT_ALLOW_PRIVATE: 'true' }).outbound, { allowedSchemes: ['https', 'http'], allowPrivateHosts: true });
+  assert.deepEqual(loadConfig({ KILN_GIT_SCHEMES: 'https,http', KILN_GIT_ALLOW_PRIVATE: 'true' }).outbound, {
+    allowedSchemes: ['https', 'http'],
+    allowPrivateHosts: true,
+  });
   assert.deepEqual(loadConfig({ KILN_GIT_SCHEMES: 'https,http', KILN_OUTBOUND_SCHEMES: 'https,http' }).outbound.allowedSchemes, ['https', 'http']);
-  assert.throws(() => loadConfig({ KILN_GIT_ALLOW_PRIVATE: 'true', KILN_OUTBOUND_ALLOW_PRIVATE: 'false' }), /KILN_OUTBOUND_ALLOW_PRIVATE="false" and its former name KILN_GIT_ALLOW_PRIVATE="true" disagree; set only KILN_OUTBOUND_ALLOW_PRIVATE/);
+  assert.throws(
+    () => loadConfig({ KILN_GIT_ALLOW_PRIVATE: 'true', KILN_OUTBOUND_ALLOW_PRIVATE: 'false' }),
+    /KILN_OUTBOUND_ALLOW_PRIVATE="false" and its former name KILN_GIT_ALLOW_PRIVATE="true" disagree; set only KILN_OUTBOUND_ALLOW_PRIVATE/,
+  );
   assert.throws(() => loadConfig({ KILN_OUTBOUND_SCHEMES: 'https,ssh' }), /KILN_OUTBOUND_SCHEMES="https,ssh": must be a comma-separated list of https, http/);
 });
 
@@ -91,7 +103,7 @@ test('KILN_QUOTA_REPOSITORIES: 100 by default', () => {
   assert.throws(() => loadConfig({ KILN_QUOTA_REPOSITORIES: 'many' }), /KILN_QUOTA_REPOSITORIES="many"/);
 });
 
-test('fair share: unset, a user may run the worker\'s slots but one at once (at least 1); set, the variable wins', () => {
+test("fair share: unset, a user may run the worker's slots but one at once (at least 1); set, the variable wins", () => {
   assert.equal(loadConfig({}).quota.concurrentJobs, 1, 'the default worker has 2 slots: one user holds at most 1');
   assert.equal(loadConfig({ KILN_WORKER_CONCURRENCY: '1' }).quota.concurrentJobs, 1);
   assert.equal(loadConfig({ KILN_WORKER_CONCURRENCY: '8' }).quota.concurrentJobs, 7);

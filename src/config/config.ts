@@ -34,10 +34,22 @@ export class EnvSchema {
   @IsOptional() @int() @IsInt() @Min(2) @Max(600) KILN_QUEUE_LOCK_SECONDS?: number;
   @IsOptional() @int() @IsInt() @Min(1) @Max(86400) KILN_SWEEP_SECONDS?: number;
   @IsOptional() @int() @IsInt() @Min(0) @Max(64) KILN_WARM_POOL?: number;
-  @IsOptional() @IsIn(['runc', 'runsc'], { message: 'must be runc (the engine default) or runsc (gVisor, registered in the engine under that name)' }) KILN_RUNTIME?: string;
-  @IsOptional() @Matches(/^[a-z0-9][a-z0-9.-]*(,[a-z0-9][a-z0-9.-]*)*$/, { message: 'must be a comma-separated list of environment names such as python-3.13' }) KILN_RUNSC_ENVIRONMENTS?: string;
-  @IsOptional() @Matches(/^[a-z0-9][a-z0-9_-]{0,31}(,[a-z0-9][a-z0-9_-]{0,31})*$/, { message: 'must be a comma-separated list of labels (lower-case letters, digits, _ -) such as runsc,gpu' }) KILN_WORKER_LABELS?: string;
-  @IsOptional() @Matches(/^[a-z0-9][a-z0-9.-]*=[a-z0-9][a-z0-9_-]{0,31}(,[a-z0-9][a-z0-9.-]*=[a-z0-9][a-z0-9_-]{0,31})*$/, { message: 'must be comma-separated environment=label pairs such as python-3.13=runsc' }) KILN_ENVIRONMENT_LABELS?: string;
+  @IsOptional()
+  @IsIn(['runc', 'runsc'], { message: 'must be runc (the engine default) or runsc (gVisor, registered in the engine under that name)' })
+  KILN_RUNTIME?: string;
+  @IsOptional()
+  @Matches(/^[a-z0-9][a-z0-9.-]*(,[a-z0-9][a-z0-9.-]*)*$/, { message: 'must be a comma-separated list of environment names such as python-3.13' })
+  KILN_RUNSC_ENVIRONMENTS?: string;
+  @IsOptional()
+  @Matches(/^[a-z0-9][a-z0-9_-]{0,31}(,[a-z0-9][a-z0-9_-]{0,31})*$/, {
+    message: 'must be a comma-separated list of labels (lower-case letters, digits, _ -) such as runsc,gpu',
+  })
+  KILN_WORKER_LABELS?: string;
+  @IsOptional()
+  @Matches(/^[a-z0-9][a-z0-9.-]*=[a-z0-9][a-z0-9_-]{0,31}(,[a-z0-9][a-z0-9.-]*=[a-z0-9][a-z0-9_-]{0,31})*$/, {
+    message: 'must be comma-separated environment=label pairs such as python-3.13=runsc',
+  })
+  KILN_ENVIRONMENT_LABELS?: string;
 
   // Job sandbox limits: a default (what a job gets) and a maximum (what a job may ask for with `limits:`).
   @IsOptional() @Matches(SIZE, { message: SIZE_MSG }) KILN_JOB_MEMORY?: string;
@@ -55,11 +67,17 @@ export class EnvSchema {
   @IsOptional() @Matches(SIZE, { message: SIZE_MSG }) KILN_UPLOAD_MAX?: string;
   @IsOptional() @Matches(SIZE, { message: SIZE_MSG }) KILN_ARTIFACT_MAX?: string;
   @IsOptional() @int() @IsInt() @Min(1) @Max(3650) KILN_ARTIFACT_RETENTION_DAYS?: number;
-  @IsOptional() @Matches(/^([a-z0-9][a-z0-9._-]*=[a-z0-9][a-z0-9._-]*)(,[a-z0-9][a-z0-9._-]*=[a-z0-9][a-z0-9._-]*)*$/, { message: 'must be label=environment pairs separated by commas, e.g. ubuntu-latest=python-3.11' }) KILN_LABEL_MAP?: string;
+  @IsOptional()
+  @Matches(/^([a-z0-9][a-z0-9._-]*=[a-z0-9][a-z0-9._-]*)(,[a-z0-9][a-z0-9._-]*=[a-z0-9][a-z0-9._-]*)*$/, {
+    message: 'must be label=environment pairs separated by commas, e.g. ubuntu-latest=python-3.11',
+  })
+  KILN_LABEL_MAP?: string;
   @IsOptional() @Matches(/^(https|http)(,(https|http))*$/, { message: 'must be a comma-separated list of https, http' }) KILN_OUTBOUND_SCHEMES?: string;
   @IsOptional() @IsIn(['true', 'false'], { message: 'must be true or false' }) KILN_OUTBOUND_ALLOW_PRIVATE?: string;
   /** The former names of KILN_OUTBOUND_SCHEMES and KILN_OUTBOUND_ALLOW_PRIVATE, still read. */
-  @IsOptional() @Matches(/^(https|http|git|ssh)(,(https|http|git|ssh))*$/, { message: 'must be a comma-separated list of https, http, git, ssh' }) KILN_GIT_SCHEMES?: string;
+  @IsOptional()
+  @Matches(/^(https|http|git|ssh)(,(https|http|git|ssh))*$/, { message: 'must be a comma-separated list of https, http, git, ssh' })
+  KILN_GIT_SCHEMES?: string;
   @IsOptional() @IsIn(['true', 'false'], { message: 'must be true or false' }) KILN_GIT_ALLOW_PRIVATE?: string;
   @IsOptional() @Matches(/^[A-Za-z0-9_-]{1,64}$/, { message: 'must be letters, digits, - or _' }) KILN_QUEUE_PREFIX?: string;
   @IsOptional() @Matches(/^[A-Za-z0-9_.~+\/=-]{20,256}$/, { message: 'must be 20 to 256 characters without spaces' }) KILN_ADMIN_TOKEN?: string;
@@ -152,7 +170,15 @@ export interface KilnConfig {
   adminToken: string | null;
   secretKey: string | null;
   /** Per-user limits (a user's own quota overrides them). artifactBytes is their storage: artifacts and the sources of runs not yet concluded. */
-  quota: { concurrentJobs: number; queuedRuns: number; submissionsPerMinute: number; artifactBytes: number; tokens: number; secrets: number; repositories: number };
+  quota: {
+    concurrentJobs: number;
+    queuedRuns: number;
+    submissionsPerMinute: number;
+    artifactBytes: number;
+    tokens: number;
+    secrets: number;
+    repositories: number;
+  };
   /** `{repo}` submissions clone in the request: this many at once per API process, this many more waiting (503 beyond). */
   clones: { concurrency: number; queue: number };
   /** Base of links Kiln gives out (commit statuses); default http://KILN_HOST:KILN_PORT. */
@@ -195,9 +221,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     port: schema.KILN_PORT ?? 3000,
     dataDir,
     environmentsDir: path.resolve(cwd, schema.KILN_ENVIRONMENTS_DIR ?? path.join(root, 'environments')),
-    database: schema.DATABASE_URL
-      ? { kind: 'postgres', url: schema.DATABASE_URL }
-      : { kind: 'sqlite', file: path.join(dataDir, 'kiln.sqlite') },
+    database: schema.DATABASE_URL ? { kind: 'postgres', url: schema.DATABASE_URL } : { kind: 'sqlite', file: path.join(dataDir, 'kiln.sqlite') },
     redisUrl: schema.REDIS_URL ?? 'redis://127.0.0.1:6379',
     defaultEnvironment: schema.KILN_DEFAULT_ENVIRONMENT ?? 'python-3.11',
     debianMirror: schema.KILN_DEBIAN_MIRROR ?? 'http://deb.debian.org/debian',
@@ -246,13 +270,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
 function outboundPolicy(schema: EnvSchema): Pick<KilnConfig, 'outbound' | 'git'> {
   const pick = (now: string, nowValue: string | undefined, old: string, oldValue: string | undefined) => {
     if (nowValue !== undefined && oldValue !== undefined && nowValue !== oldValue) {
-      throw new ConfigError(`invalid configuration:\n  ${now}=${JSON.stringify(nowValue)} and its former name ${old}=${JSON.stringify(oldValue)} disagree; set only ${now}`);
+      throw new ConfigError(
+        `invalid configuration:\n  ${now}=${JSON.stringify(nowValue)} and its former name ${old}=${JSON.stringify(oldValue)} disagree; set only ${now}`,
+      );
     }
     return nowValue ?? oldValue;
   };
   const outbound = {
     allowedSchemes: (pick('KILN_OUTBOUND_SCHEMES', schema.KILN_OUTBOUND_SCHEMES, 'KILN_GIT_SCHEMES', schema.KILN_GIT_SCHEMES) ?? 'https').split(','),
-    allowPrivateHosts: pick('KILN_OUTBOUND_ALLOW_PRIVATE', schema.KILN_OUTBOUND_ALLOW_PRIVATE, 'KILN_GIT_ALLOW_PRIVATE', schema.KILN_GIT_ALLOW_PRIVATE) === 'true',
+    allowPrivateHosts:
+      pick('KILN_OUTBOUND_ALLOW_PRIVATE', schema.KILN_OUTBOUND_ALLOW_PRIVATE, 'KILN_GIT_ALLOW_PRIVATE', schema.KILN_GIT_ALLOW_PRIVATE) === 'true',
   };
   return { outbound, git: outbound };
 }
@@ -267,7 +294,10 @@ function environmentLabels(raw: string | undefined): Record<string, string> {
   const map: Record<string, string> = {};
   for (const pair of raw ? raw.split(',') : []) {
     const [env, label] = pair.split('=');
-    if (map[env] && map[env] !== label) throw new ConfigError(`invalid configuration:\n  KILN_ENVIRONMENT_LABELS: ${env} is given two labels (${map[env]}, ${label}); a job's environment needs exactly one`);
+    if (map[env] && map[env] !== label)
+      throw new ConfigError(
+        `invalid configuration:\n  KILN_ENVIRONMENT_LABELS: ${env} is given two labels (${map[env]}, ${label}); a job's environment needs exactly one`,
+      );
     map[env] = label;
   }
   return map;

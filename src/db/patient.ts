@@ -43,7 +43,12 @@ export function patient<T extends object>(target: T, log: Logger, patienceMs = P
         const first = value.apply(obj, args);
         if (!(first && typeof (first as Promise<unknown>).then === 'function')) return first;
         let calls = 0;
-        return patiently(log, `${obj.constructor.name}.${String(prop)}`, () => (calls++ === 0 ? first : value.apply(obj, args)) as Promise<unknown>, patienceMs);
+        return patiently(
+          log,
+          `${obj.constructor.name}.${String(prop)}`,
+          () => (calls++ === 0 ? first : value.apply(obj, args)) as Promise<unknown>,
+          patienceMs,
+        );
       };
     },
   });

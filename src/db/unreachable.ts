@@ -25,8 +25,10 @@ export function backendUnreachable(err: unknown, addresses: BackendAddresses = {
   const message = e?.message ?? '';
   // PostgreSQL: class 08 (connection exception), 57P01-57P03 (admin shutdown, crash shutdown, cannot connect now).
   if (typeof e?.code === 'string' && (/^08/.test(e.code) || /^57P0[123]$/.test(e.code))) return 'the database is unreachable';
-  if (/Connection terminated|connect ECONNREFUSED .*:5432|timeout exceeded when trying to connect|Client has encountered a connection error/i.test(message)) return 'the database is unreachable';
-  if (/Connection is closed|MaxRetriesPerRequestError|Reached the max retries per request|Stream isn't writeable|enableOfflineQueue/i.test(message)) return 'Redis is unreachable';
+  if (/Connection terminated|connect ECONNREFUSED .*:5432|timeout exceeded when trying to connect|Client has encountered a connection error/i.test(message))
+    return 'the database is unreachable';
+  if (/Connection is closed|MaxRetriesPerRequestError|Reached the max retries per request|Stream isn't writeable|enableOfflineQueue/i.test(message))
+    return 'Redis is unreachable';
   if (typeof e?.code === 'string' && NETWORK_CODES.has(e.code)) {
     // A refused connection names the address it tried: compare it with the configured ones.
     const to = /(\S+:\d+)\s*$/.exec(message)?.[1];

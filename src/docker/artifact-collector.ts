@@ -31,7 +31,11 @@ const LIST_MAX_BYTES = 16 * 1024 * 1024;
 
 /** Artifact collection from a job's sandbox (ExecutionBackend.collect). */
 export class ArtifactCollector {
-  constructor(private readonly state: SandboxState, private readonly metrics: Metrics, private readonly log: Logger) {}
+  constructor(
+    private readonly state: SandboxState,
+    private readonly metrics: Metrics,
+    private readonly log: Logger,
+  ) {}
 
   /**
    * An artifact's files: read from the host when the sandbox can be seen from here and nothing of the
@@ -51,7 +55,14 @@ export class ArtifactCollector {
    * time). Null, and tar in the sandbox, whenever this does not hold or the tree is not packTree's
    * (a path through a symlink, an absolute path, an entry the job user could not read).
    */
-  private async collectFromHost(c: Docker.Container, job: JobHandle, patterns: string[], workdir: string, outFile: string, limits: TarLimits): Promise<Collected | null> {
+  private async collectFromHost(
+    c: Docker.Container,
+    job: JobHandle,
+    patterns: string[],
+    workdir: string,
+    outFile: string,
+    limits: TarLimits,
+  ): Promise<Collected | null> {
     const view = this.state.views.get(job.id);
     if (!view || !(await view.quiet(JOB_UID))) return null;
     let listed: RunResult;
@@ -86,12 +97,20 @@ export class ArtifactCollector {
 
   /** tar in the sandbox, its stream checked and re-packed by sanitizeTar. */
   private async collectByTar(c: Docker.Container, patterns: string[], workdir: string, outFile: string, limits: TarLimits): Promise<Collected> {
-    const exec = await c.exec({ Cmd: ['bash', '-c', COLLECT_SCRIPT, 'collect', 'tar', workdir, ...patterns], AttachStdout: true, AttachStderr: true, User: JOB_USER, Tty: false });
+    const exec = await c.exec({
+      Cmd: ['bash', '-c', COLLECT_SCRIPT, 'collect', 'tar', workdir, ...patterns],
+      AttachStdout: true,
+      AttachStderr: true,
+      User: JOB_USER,
+      Tty: false,
+    });
     const stream = (await exec.start({ hijack: true, stdin: false })) as unknown as NodeJS.ReadableStream;
     const tar = new PassThrough();
     const errOut = new PassThrough();
     let stderr = '';
-    errOut.on('data', (d: Buffer) => { if (stderr.length < 4096) stderr += d.toString(); });
+    errOut.on('data', (d: Buffer) => {
+      if (stderr.length < 4096) stderr += d.toString();
+    });
     demux(stream as unknown as Readable, tar, errOut);
     const done = new Promise<{ exitCode: number; stderr: string }>((resolve) => {
       const finish = async () => {

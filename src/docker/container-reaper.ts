@@ -28,7 +28,10 @@ export abstract class ContainerReaper {
 /** The Docker side of the reaper: finds this deployment's containers by Kiln's labels, and removes them. */
 @Injectable()
 export class DockerContainerReaper implements ContainerReaper {
-  constructor(private readonly engine: DockerEngine, @Inject(KILN_CONFIG) private readonly config: KilnConfig) {}
+  constructor(
+    private readonly engine: DockerEngine,
+    @Inject(KILN_CONFIG) private readonly config: KilnConfig,
+  ) {}
 
   async list(): Promise<KilnContainer[]> {
     // Only this deployment's containers: another Kiln on the same engine has jobs this one does not know.

@@ -49,7 +49,10 @@ test('a full destination pauses the attach stream until it drains', async () => 
   const got: Buffer[] = [];
   const slow = new Writable({
     highWaterMark: 1024,
-    write(chunk: Buffer, _enc, cb) { got.push(chunk); release = cb; },
+    write(chunk: Buffer, _enc, cb) {
+      got.push(chunk);
+      release = cb;
+    },
   });
   demux(source, slow, new PassThrough());
   source.write(frame(1, 'a'.repeat(4096)));

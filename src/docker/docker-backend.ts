@@ -32,16 +32,26 @@ export class DockerBackend implements ExecutionBackend, OnApplicationShutdown {
 
   readonly pool: WarmPool;
 
-  constructor(private readonly engine: DockerEngine, @Inject(KILN_CONFIG) private readonly config: KilnConfig, private readonly metrics: Metrics) {
+  constructor(
+    private readonly engine: DockerEngine,
+    @Inject(KILN_CONFIG) private readonly config: KilnConfig,
+    private readonly metrics: Metrics,
+  ) {
     const readBack = new StepReadBack(this.state, metrics, this.log);
     this.sandboxes = new SandboxLifecycle(engine.docker, config.queuePrefix, this.state, readBack, metrics);
     this.steps = new StepExec(this.state, readBack, () => this.isAvailable(), this.log);
     this.artifacts = new ArtifactCollector(this.state, metrics, this.log);
-    this.pool = new WarmPool(config.warmPool, {
-      create: (t) => this.sandboxes.create(t, `kiln-pool-${randomBytes(6).toString('hex')}`, { [POOL_LABEL]: scratchName('pool') }),
-      destroy: (id) => this.destroyJob({ id, jobId: '' }),
-    }, this.log);
-    metrics.gauge('kiln_warm_pool_idle_sandboxes', 'Warm sandboxes started and ready for a job, by runtime', ['runtime'], async () => this.pool.idleByRuntime());
+    this.pool = new WarmPool(
+      config.warmPool,
+      {
+        create: (t) => this.sandboxes.create(t, `kiln-pool-${randomBytes(6).toString('hex')}`, { [POOL_LABEL]: scratchName('pool') }),
+        destroy: (id) => this.destroyJob({ id, jobId: '' }),
+      },
+      this.log,
+    );
+    metrics.gauge('kiln_warm_pool_idle_sandboxes', 'Warm sandboxes started and ready for a job, by runtime', ['runtime'], async () =>
+      this.pool.idleByRuntime(),
+    );
   }
 
   private get docker(): Docker {
@@ -84,7 +94,10 @@ export class DockerBackend implements ExecutionBackend, OnApplicationShutdown {
       if (!(await c.inspect()).State.Running) throw new Error('not running');
       await c.rename({ name }).catch(async (e: { statusCode?: number }) => {
         if (e.statusCode !== 409) throw e;
-        await this.docker.getContainer(name).remove({ force: true }).catch(() => undefined);
+        await this.docker
+          .getContainer(name)
+          .remove({ force: true })
+          .catch(() => undefined);
         await c.rename({ name });
       });
       return { id, jobId: spec.jobId, runtime: spec.runtime };
@@ -106,7 +119,10 @@ export class DockerBackend implements ExecutionBackend, OnApplicationShutdown {
 
   async putWorkspace(job: JobHandle, tar: Readable, dir = '/workspace'): Promise<void> {
     const c = this.docker.getContainer(job.id);
-    const res = await runHelper(c, ['sh', '-c', 'mkdir -p -- "$1" && exec tar -x -f - -C "$1" --no-same-owner --delay-directory-restore', 'put', dir], { stdin: tar, timeoutMs: 15 * 60_000 });
+    const res = await runHelper(c, ['sh', '-c', 'mkdir -p -- "$1" && exec tar -x -f - -C "$1" --no-same-owner --delay-directory-restore', 'put', dir], {
+      stdin: tar,
+      timeoutMs: 15 * 60_000,
+    });
     if (res.exitCode !== 0) throw new Error(`unpacking the workspace failed (tar exit ${res.exitCode}): ${res.stderr.slice(-500)}`);
   }
 

@@ -92,7 +92,12 @@ export class DockerEngine {
   async buildImage(context: Readable, opts: { tag: string; labels: Record<string, string> }, onLine: (line: string) => void): Promise<string> {
     const tail: string[] = [];
     let imageId = '';
-    const stream = await (this.docker.buildImage(context, { t: opts.tag, labels: opts.labels, rm: true, forcerm: true } as never) as unknown as Promise<Readable>);
+    const stream = await (this.docker.buildImage(context, {
+      t: opts.tag,
+      labels: opts.labels,
+      rm: true,
+      forcerm: true,
+    } as never) as unknown as Promise<Readable>);
     try {
       await this.followProgress(stream, (ev) => {
         if (typeof ev.stream === 'string') {
@@ -120,7 +125,14 @@ export class DockerEngine {
    * Runs one command to completion in a hardened, network-less container and removes it.
    * Used by the catalogue's probe; jobs use their own path.
    */
-  async runOnce(opts: { image: string; cmd: string[]; user: string; limits: SandboxLimits; timeoutMs: number; labels: Record<string, string> }): Promise<RunOnceResult> {
+  async runOnce(opts: {
+    image: string;
+    cmd: string[];
+    user: string;
+    limits: SandboxLimits;
+    timeoutMs: number;
+    labels: Record<string, string>;
+  }): Promise<RunOnceResult> {
     const container = await this.docker.createContainer({
       Image: opts.image,
       Cmd: opts.cmd,
@@ -137,7 +149,9 @@ export class DockerEngine {
       await container.start();
       const waited = container.wait() as Promise<{ StatusCode: number }>;
       let timer: NodeJS.Timeout | undefined;
-      const deadline = new Promise<'timeout'>((resolve) => { timer = setTimeout(() => resolve('timeout'), opts.timeoutMs); });
+      const deadline = new Promise<'timeout'>((resolve) => {
+        timer = setTimeout(() => resolve('timeout'), opts.timeoutMs);
+      });
       const first = await Promise.race([waited, deadline]);
       clearTimeout(timer);
       if (first === 'timeout') {
@@ -194,6 +208,8 @@ function withTimeout<T>(p: Promise<T>, ms: number, message: string): Promise<T> 
   let timer: NodeJS.Timeout | undefined;
   return Promise.race([
     p.finally(() => clearTimeout(timer)),
-    new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(message)), ms); }),
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(message)), ms);
+    }),
   ]);
 }

@@ -39,6 +39,6 @@ test('the runtime is runc unless the operator chose runsc; nothing else changes 
   const runsc = hardenedHostConfig(PROBE_LIMITS, undefined, 'runsc');
   assert.equal(runc.Runtime, 'runc');
   assert.equal(runsc.Runtime, 'runsc');
-  assert.equal(runsc.PidsLimit, PROBE_LIMITS.pids + RUNSC_THREAD_HEADROOM, 'gVisor\'s own threads count on the host');
+  assert.equal(runsc.PidsLimit, PROBE_LIMITS.pids + RUNSC_THREAD_HEADROOM, "gVisor's own threads count on the host");
   assert.deepEqual({ ...runsc, Runtime: 'runc', PidsLimit: PROBE_LIMITS.pids }, runc);
 });

@@ -34,7 +34,11 @@ export interface TmpfsMount {
  * The HostConfig every Kiln container gets. Nothing here is taken from user input; callers pass only
  * numbers from the server's own limits. Network is always none.
  */
-export function hardenedHostConfig(limits: SandboxLimits, mounts: TmpfsMount[] = [{ path: '/tmp', bytes: limits.tmpfsBytes }], runtime: 'runc' | 'runsc' = 'runc'): HostConfig {
+export function hardenedHostConfig(
+  limits: SandboxLimits,
+  mounts: TmpfsMount[] = [{ path: '/tmp', bytes: limits.tmpfsBytes }],
+  runtime: 'runc' | 'runsc' = 'runc',
+): HostConfig {
   const tmpfs: Record<string, string> = {};
   for (const m of mounts) {
     const owner = m.uid === undefined ? 'mode=1777' : `uid=${m.uid},gid=${m.uid},mode=0755`;

@@ -7,8 +7,17 @@ import { JOB_USER } from './job-sandbox';
 const HELPER_TIMEOUT_MS = 30_000;
 export class HelperTimeout extends Error {}
 /** A helper exec: its stdin, its user (the job's by default), the most stdout kept (the rest is read and dropped). */
-export interface RunOptions { stdin?: Readable; user?: string; maxStdout?: number }
-export interface RunResult { exitCode: number; stdout: Buffer; stderr: string; truncated: boolean }
+export interface RunOptions {
+  stdin?: Readable;
+  user?: string;
+  maxStdout?: number;
+}
+export interface RunResult {
+  exitCode: number;
+  stdout: Buffer;
+  stderr: string;
+  truncated: boolean;
+}
 
 /** Runs a short command as the job user to completion, with optional stdin. */
 /**
@@ -18,7 +27,15 @@ export interface RunResult { exitCode: number; stdout: Buffer; stderr: string; t
 export async function runHelper(c: Docker.Container, cmd: string[], opts: RunOptions & { timeoutMs?: number } = {}): Promise<RunResult> {
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new HelperTimeout(`Kiln's helper in the sandbox did not finish within ${(opts.timeoutMs ?? HELPER_TIMEOUT_MS) / 1000} s (the job stopped or starved it)`)), opts.timeoutMs ?? HELPER_TIMEOUT_MS);
+    timer = setTimeout(
+      () =>
+        reject(
+          new HelperTimeout(
+            `Kiln's helper in the sandbox did not finish within ${(opts.timeoutMs ?? HELPER_TIMEOUT_MS) / 1000} s (the job stopped or starved it)`,
+          ),
+        ),
+      opts.timeoutMs ?? HELPER_TIMEOUT_MS,
+    );
   });
   try {
     return await Promise.race([runUnbounded(c, cmd, opts), deadline]);
@@ -37,10 +54,13 @@ async function runUnbounded(c: Docker.Container, cmd: string[], opts: RunOptions
   const o = new PassThrough();
   const e = new PassThrough();
   o.on('data', (d: Buffer) => {
-    if (truncated || (kept += d.length) > (opts.maxStdout ?? Infinity)) truncated = true; // read on, keep no more
+    if (truncated || (kept += d.length) > (opts.maxStdout ?? Infinity))
+      truncated = true; // read on, keep no more
     else out.push(d);
   });
-  e.on('data', (d: Buffer) => { if (stderr.length < 8192) stderr += d.toString(); });
+  e.on('data', (d: Buffer) => {
+    if (stderr.length < 8192) stderr += d.toString();
+  });
   demux(stream as unknown as Readable, o, e);
   const ended = new Promise<void>((resolve, reject) => {
     stream.on('end', resolve);

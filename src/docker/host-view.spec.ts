@@ -17,7 +17,11 @@ function fakeHost(v2 = false) {
   const cgroup = path.join(dir, 'cgroup');
   const root = path.join(proc, String(PID), 'root');
   fs.mkdirSync(path.join(root, 'tmp', 'kiln'), { recursive: true });
-  const setCgroupOwner = (id: string) => fs.writeFileSync(path.join(proc, String(PID), 'cgroup'), v2 ? `0::/system.slice/docker-${id}.scope\n` : `12:pids:/docker/${id}\n4:memory:/docker/${id}\n1:name=systemd:/docker/${id}\n`);
+  const setCgroupOwner = (id: string) =>
+    fs.writeFileSync(
+      path.join(proc, String(PID), 'cgroup'),
+      v2 ? `0::/system.slice/docker-${id}.scope\n` : `12:pids:/docker/${id}\n4:memory:/docker/${id}\n1:name=systemd:/docker/${id}\n`,
+    );
   setCgroupOwner(ID);
   const pidsDir = v2 ? path.join(cgroup, 'system.slice', `docker-${ID}.scope`) : path.join(cgroup, 'pids', 'docker', ID);
   const memDir = v2 ? pidsDir : path.join(cgroup, 'memory', 'docker', ID);
@@ -31,7 +35,10 @@ function fakeHost(v2 = false) {
       fs.writeFileSync(path.join(proc, String(tid), 'status'), `Name:\tx\nUid:\t${uid}\t${uid}\t${uid}\t${uid}\nGid:\t${uid}\n`);
     }
   };
-  setTasks([[PID, 65534], [PID + 1, 65534]]); // the keeper: init and its sleep
+  setTasks([
+    [PID, 65534],
+    [PID + 1, 65534],
+  ]); // the keeper: init and its sleep
   const setCounters = (max: number, oom: number) => {
     fs.writeFileSync(path.join(pidsDir, 'pids.events'), `max ${max}\n`);
     if (v2) fs.writeFileSync(path.join(memDir, 'memory.events'), `low 0\nhigh 0\nmax 3\noom 1\noom_kill ${oom}\n`);
@@ -50,8 +57,17 @@ for (const v2 of [false, true]) {
     h.setCounters(7, 2);
     assert.deepEqual(await view.counters(), { pidsMax: 7, oomKill: 2 });
     assert.deepEqual(await view.afterStep(1001, [], 0), { counters: { pidsMax: 7, oomKill: 2 }, files: {}, jobTasks: 0 }, 'the keeper alone, as another user');
-    h.setTasks([[PID, 65534], [PID + 1, 65534], [5000, 1001], [5001, 1001], [5002, 0]]);
-    fs.writeFileSync(path.join(h.cgroup, v2 ? `system.slice/docker-${ID}.scope/cgroup.threads` : `pids/docker/${ID}/tasks`), `${PID}\n${PID + 1}\n5000\n5001\n5002\n5003\n`);
+    h.setTasks([
+      [PID, 65534],
+      [PID + 1, 65534],
+      [5000, 1001],
+      [5001, 1001],
+      [5002, 0],
+    ]);
+    fs.writeFileSync(
+      path.join(h.cgroup, v2 ? `system.slice/docker-${ID}.scope/cgroup.threads` : `pids/docker/${ID}/tasks`),
+      `${PID}\n${PID + 1}\n5000\n5001\n5002\n5003\n`,
+    );
     assert.equal((await view.afterStep(1001, [], 0))?.jobTasks, 2, 'a step left processes running (5003 exited while counted)');
   });
 }
@@ -63,7 +79,7 @@ test('not seen from the host: another container at that pid, no pid, no cgroup f
   assert.equal(await SandboxHostView.open(ID, PID + 1, h.cgroup, h.proc), null);
   assert.equal(await SandboxHostView.open('../../etc', PID, h.cgroup, h.proc), null);
   fs.rmSync(path.join(h.cgroup, 'pids'), { recursive: true });
-  assert.equal(await SandboxHostView.open(ID, PID, h.cgroup, h.proc), null, 'no pids.events: not this host\'s cgroupfs');
+  assert.equal(await SandboxHostView.open(ID, PID, h.cgroup, h.proc), null, "no pids.events: not this host's cgroupfs");
 });
 
 test('files: regular files only, at most maxBytes; a symlink (to a host path) or a FIFO is not read', async () => {
@@ -79,10 +95,14 @@ test('files: regular files only, at most maxBytes; a symlink (to a host path) or
   const files = ['/tmp/kiln/env-1', '/tmp/kiln/output-1', '/tmp/kiln/path-1', '/tmp/kiln/summary-1', '/tmp/kiln/absent'];
   const read = await view.afterStep(1001, files, 10);
   assert.deepEqual(read?.files, { '/tmp/kiln/env-1': 'A=1\nB=2\n', '/tmp/kiln/output-1': 'x'.repeat(10) });
-  assert.deepEqual((await view.afterStep(1001, ['/tmp/kiln/env-1'], 1024 * 1024))?.files, { '/tmp/kiln/env-1': 'A=1\nB=2\n' }, 'a file shorter than maxBytes: all of it');
+  assert.deepEqual(
+    (await view.afterStep(1001, ['/tmp/kiln/env-1'], 1024 * 1024))?.files,
+    { '/tmp/kiln/env-1': 'A=1\nB=2\n' },
+    'a file shorter than maxBytes: all of it',
+  );
 });
 
-test('a pid that no longer belongs to the sandbox gives null, never another process\'s files', async () => {
+test("a pid that no longer belongs to the sandbox gives null, never another process's files", async () => {
   const h = fakeHost();
   const view = await SandboxHostView.open(ID, PID, h.cgroup, h.proc);
   assert.ok(view);
@@ -94,16 +114,23 @@ test('a pid that no longer belongs to the sandbox gives null, never another proc
   assert.equal(await view.afterStep(1001, ['/tmp/kiln/env-1'], 1024), null, 'the keeper gone');
 });
 
-test('quiet: only while the keeper is the sandbox\'s and no task of the job user is left; pathOf goes through its root', async () => {
+test("quiet: only while the keeper is the sandbox's and no task of the job user is left; pathOf goes through its root", async () => {
   const h = fakeHost();
   const view = await SandboxHostView.open(ID, PID, h.cgroup, h.proc);
   assert.ok(view);
   assert.equal(view.pathOf('/workspace'), path.join(h.root, 'workspace'));
   assert.equal(await view.quiet(1001), true, 'the keeper alone');
-  h.setTasks([[PID, 65534], [PID + 1, 65534], [5000, 1001]]);
+  h.setTasks([
+    [PID, 65534],
+    [PID + 1, 65534],
+    [5000, 1001],
+  ]);
   assert.equal(await view.quiet(1001), false, 'a process of the job is left');
-  h.setTasks([[PID, 65534], [PID + 1, 65534]]);
+  h.setTasks([
+    [PID, 65534],
+    [PID + 1, 65534],
+  ]);
   assert.equal(await view.quiet(1001), true);
   h.setCgroupOwner(OTHER);
-  assert.equal(await view.quiet(1001), false, 'the pid is another container\'s now');
+  assert.equal(await view.quiet(1001), false, "the pid is another container's now");
 });

@@ -2,7 +2,10 @@ import { constants as fsc, promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 
 /** The two cgroup counters a step is judged by: fork refusals and OOM kills since the sandbox started. */
-export interface Counters { pidsMax: number; oomKill: number }
+export interface Counters {
+  pidsMax: number;
+  oomKill: number;
+}
 
 /**
  * A runc sandbox seen from the host, when Kiln runs beside its engine (same pid namespace and cgroupfs):

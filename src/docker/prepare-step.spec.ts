@@ -24,7 +24,7 @@ test('before a step: earlier scripts and files removed, the script written 0644,
     assert.deepEqual(fs.readdirSync(kiln).sort(), ['files', 'step-1.sh'], 'the earlier script is gone, the folder of step files kept');
     assert.equal(fs.readFileSync(path.join(kiln, 'step-1.sh'), 'utf8'), 'echo hello\n');
     assert.equal(mode(path.join(kiln, 'step-1.sh')), 0o644);
-    assert.deepEqual(fs.readdirSync(files).sort(), step.map((f) => path.basename(f)).sort(), 'only this step\'s files');
+    assert.deepEqual(fs.readdirSync(files).sort(), step.map((f) => path.basename(f)).sort(), "only this step's files");
     for (const f of step) {
       assert.equal(fs.statSync(f).size, 0, f);
       assert.equal(mode(f), 0o666, f);

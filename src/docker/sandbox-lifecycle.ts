@@ -27,8 +27,17 @@ export class SandboxLifecycle {
     } catch (e) {
       if ((e as { statusCode?: number }).statusCode !== 409) throw infra(e);
       // A container of this job from an attempt that died: remove it and start afresh.
-      await this.docker.getContainer(name).remove({ force: true }).catch(() => undefined);
-      return { id: await this.create(target, name, labels, false).catch((err) => { throw infra(err); }), jobId: spec.jobId, runtime: spec.runtime };
+      await this.docker
+        .getContainer(name)
+        .remove({ force: true })
+        .catch(() => undefined);
+      return {
+        id: await this.create(target, name, labels, false).catch((err) => {
+          throw infra(err);
+        }),
+        jobId: spec.jobId,
+        runtime: spec.runtime,
+      };
     }
   }
 
@@ -54,10 +63,15 @@ export class SandboxLifecycle {
     try {
       await container.start();
       this.metrics.containerStartSeconds.observe({ runtime: t.runtime }, Number(process.hrtime.bigint() - t0) / 1e9);
-      const counters = this.startingCounters(container, { id: container.id, jobId: name, runtime: t.runtime })
-        .then((c) => { this.state.counters.set(container.id, c ?? { pidsMax: 0, oomKill: 0 }); });
+      const counters = this.startingCounters(container, { id: container.id, jobId: name, runtime: t.runtime }).then((c) => {
+        this.state.counters.set(container.id, c ?? { pidsMax: 0, oomKill: 0 });
+      });
       if (waitForCounters) await counters;
-      else this.state.startCounters.set(container.id, counters.catch(() => undefined));
+      else
+        this.state.startCounters.set(
+          container.id,
+          counters.catch(() => undefined),
+        );
     } catch (e) {
       await this.destroy({ id: container.id, jobId: name });
       throw infra(e);

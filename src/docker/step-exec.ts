@@ -61,13 +61,31 @@ export class StepExec {
       this.state.startCounters.delete(job.id);
       await startCounters;
     }
-    const state: StepState = { exitCode: null, oomKilled: false, pidsLimited: false, timedOut: false, cancelled: false, error: null, sandboxLost: null, files: {} };
+    const state: StepState = {
+      exitCode: null,
+      oomKilled: false,
+      pidsLimited: false,
+      timedOut: false,
+      cancelled: false,
+      error: null,
+      sandboxLost: null,
+      files: {},
+    };
     const argv = step.argv;
     let exec: Docker.Exec;
     let stream: NodeJS.ReadWriteStream;
     try {
       if (step.script || step.writable?.length) await this.prepareStep(c, step);
-      exec = await c.exec({ Cmd: argv, AttachStdin: false, AttachStdout: true, AttachStderr: true, User: JOB_USER, Env: envList(step.env), WorkingDir: step.workdir, Tty: false });
+      exec = await c.exec({
+        Cmd: argv,
+        AttachStdin: false,
+        AttachStdout: true,
+        AttachStderr: true,
+        User: JOB_USER,
+        Env: envList(step.env),
+        WorkingDir: step.workdir,
+        Tty: false,
+      });
       stream = (await exec.start({ hijack: true, stdin: false })) as unknown as NodeJS.ReadWriteStream;
     } catch (e) {
       if (e instanceof HelperTimeout) await c.kill({ signal: 'SIGKILL' }).catch(() => undefined);
@@ -77,7 +95,10 @@ export class StepExec {
     // never end: the container's own exit ends the step too.
     const waitAbort = new AbortController();
     const sandboxStopped = new Promise<void>((resolve) => {
-      c.wait({ condition: 'not-running', abortSignal: waitAbort.signal }).then(() => resolve(), () => undefined);
+      c.wait({ condition: 'not-running', abortSignal: waitAbort.signal }).then(
+        () => resolve(),
+        () => undefined,
+      );
     });
     const out = new PassThrough();
     const err = new PassThrough();
@@ -144,7 +165,7 @@ export class StepExec {
         return state;
       }
       if (seen.kind === 'stopped' && !seen.oomKilled) {
-        state.sandboxLost = 'the sandbox was stopped: Kiln\'s helpers in it did not answer (the job stopped or starved them)';
+        state.sandboxLost = "the sandbox was stopped: Kiln's helpers in it did not answer (the job stopped or starved them)";
         return state;
       }
     }
@@ -154,7 +175,10 @@ export class StepExec {
     }
     if (seen.kind === 'stopped') state.oomKilled = seen.oomKilled;
     state.sandboxLost = `the sandbox stopped (${seen.how})`;
-    state.exitCode ??= await exec.inspect().then((i) => i.ExitCode ?? null, () => null);
+    state.exitCode ??= await exec.inspect().then(
+      (i) => i.ExitCode ?? null,
+      () => null,
+    );
     return state;
   }
 
@@ -166,7 +190,8 @@ export class StepExec {
   private async prepareStep(c: Docker.Container, step: ExecSpec): Promise<void> {
     const script = step.script ?? null;
     const res = await runHelper(c, ['sh', '-c', PREPARE_STEP_SCRIPT, 'prepare', script?.path ?? '', ...(step.writable ?? [])], {
-      user: KEEPER_USER, stdin: Readable.from([Buffer.from(script?.content ?? '')]),
+      user: KEEPER_USER,
+      stdin: Readable.from([Buffer.from(script?.content ?? '')]),
     });
     if (res.exitCode !== 0) throw new Error(`preparing the step's files failed (exit ${res.exitCode}): ${res.stderr.slice(-500)}`);
   }
@@ -214,7 +239,9 @@ export class StepExec {
 
   private async waitExecExit(exec: Docker.Exec, ended: Promise<void>): Promise<void> {
     let done = false;
-    void ended.then(() => { done = true; });
+    void ended.then(() => {
+      done = true;
+    });
     while (!done) {
       await sleep(250);
       try {

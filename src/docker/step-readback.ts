@@ -35,7 +35,11 @@ export interface ReadBack {
 
 /** The post-step read-back: the cgroup counters and the step's own files (GITHUB_ENV...), from the host or by an exec. */
 export class StepReadBack {
-  constructor(private readonly state: SandboxState, private readonly metrics: Metrics, private readonly log: Logger) {}
+  constructor(
+    private readonly state: SandboxState,
+    private readonly metrics: Metrics,
+    private readonly log: Logger,
+  ) {}
 
   /**
    * The counters and files after a step: from the host when the sandbox can be seen from here and the

@@ -22,7 +22,9 @@ function fakeOps() {
       live.add(id);
       return id;
     },
-    async destroy(id: string) { live.delete(id); },
+    async destroy(id: string) {
+      live.delete(id);
+    },
   };
 }
 
@@ -67,7 +69,10 @@ test('warm pool: a failing engine is not hammered (one attempt, then a timed ret
   ops.fail = true;
   let calls = 0;
   const create = ops.create.bind(ops);
-  ops.create = async (t) => { calls++; return create(t); };
+  ops.create = async (t) => {
+    calls++;
+    return create(t);
+  };
   const pool = new WarmPool(2, ops, quiet);
   pool.setTargets([a]);
   await tick();
@@ -84,14 +89,27 @@ test('warm pool: a failing engine is not hammered (one attempt, then a timed ret
 test('warm pool: drain waits for sandboxes still being made and removes them too; idle counts by runtime', async () => {
   const ops = fakeOps();
   let release!: () => void;
-  const gate = new Promise<void>((r) => { release = r; });
-  const slow = { ...ops, live: ops.live, fail: false, async create(t: PoolTarget) { await gate; return ops.create(t); }, destroy: ops.destroy };
+  const gate = new Promise<void>((r) => {
+    release = r;
+  });
+  const slow = {
+    ...ops,
+    live: ops.live,
+    fail: false,
+    async create(t: PoolTarget) {
+      await gate;
+      return ops.create(t);
+    },
+    destroy: ops.destroy,
+  };
   const pool = new WarmPool(1, slow, quiet);
   pool.setTargets([a, { ...b, runtime: 'runsc' }]);
   assert.deepEqual(pool.idleByRuntime(), { runc: 0, runsc: 0 }, 'nothing ready while being made');
   const drained = pool.drain();
   let done = false;
-  void drained.then(() => { done = true; });
+  void drained.then(() => {
+    done = true;
+  });
   await tick();
   assert.equal(done, false, 'drain waits for the creations under way');
   release();
@@ -139,7 +157,16 @@ test('warm pool: a taker finding nothing idle waits for a sandbox being made rat
   const ops = fakeOps();
   const gates: (() => void)[] = [];
   let made = 0;
-  const gated = { live: ops.live, fail: false, async create(t: PoolTarget) { made++; await new Promise<void>((r) => gates.push(r)); return ops.create(t); }, destroy: ops.destroy };
+  const gated = {
+    live: ops.live,
+    fail: false,
+    async create(t: PoolTarget) {
+      made++;
+      await new Promise<void>((r) => gates.push(r));
+      return ops.create(t);
+    },
+    destroy: ops.destroy,
+  };
   const pool = new WarmPool(1, gated, quiet);
   pool.setTargets([a]);
   gates.shift()!();
@@ -159,7 +186,10 @@ test('warm pool: a taker finding nothing idle waits for a sandbox being made rat
   gates.splice(0).forEach((g) => g());
   await tick();
   assert.equal(pool.idleCount(a), 1);
-  const waiting = (async () => { pool.take(a); return pool.takeOrWait(a); })();
+  const waiting = (async () => {
+    pool.take(a);
+    return pool.takeOrWait(a);
+  })();
   await tick();
   const drained = pool.drain();
   assert.equal(await waiting, null, 'drain answers waiting takers');

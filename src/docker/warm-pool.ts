@@ -9,7 +9,10 @@ export interface PoolTarget {
 }
 
 export function poolKey(t: PoolTarget): string {
-  const limits = Object.keys(t.limits).sort().map((k) => `${k}=${t.limits[k as keyof JobSandboxLimits]}`).join(',');
+  const limits = Object.keys(t.limits)
+    .sort()
+    .map((k) => `${k}=${t.limits[k as keyof JobSandboxLimits]}`)
+    .join(',');
   return `${t.runtime}|${t.image}|${limits}`;
 }
 
@@ -41,7 +44,11 @@ export class WarmPool {
   waited = 0;
   private readonly waiters = new Map<string, ((id: string | null) => void)[]>();
 
-  constructor(readonly size: number, private readonly ops: PoolOps, private readonly log: Logger) {}
+  constructor(
+    readonly size: number,
+    private readonly ops: PoolOps,
+    private readonly log: Logger,
+  ) {}
 
   /** The targets to keep warm; idle sandboxes of any other target are removed. */
   setTargets(targets: PoolTarget[]): void {
@@ -145,32 +152,40 @@ export class WarmPool {
       this.pending.set(key, (this.pending.get(key) ?? 0) + 1);
       // Counted as made before anyone is handed the sandbox: a taker's refill then sees the pool as it is.
       const settled = () => this.pending.set(key, (this.pending.get(key) ?? 1) - 1);
-      const made: Promise<void> = this.ops.create(target).then(
-        async (id) => {
-          settled();
-          if (this.stopped || !this.targets.has(key)) {
+      const made: Promise<void> = this.ops
+        .create(target)
+        .then(
+          async (id) => {
+            settled();
+            if (this.stopped || !this.targets.has(key)) {
+              this.waiters.get(key)?.shift()?.(null);
+              await this.ops.destroy(id).catch(() => undefined);
+              return;
+            }
+            const waiter = this.waiters.get(key)?.shift();
+            if (waiter) {
+              waiter(id);
+              return;
+            }
+            const ids = this.idle.get(key) ?? [];
+            ids.push(id);
+            this.idle.set(key, ids);
+          },
+          (e: Error) => {
+            settled();
             this.waiters.get(key)?.shift()?.(null);
-            await this.ops.destroy(id).catch(() => undefined);
-            return;
-          }
-          const waiter = this.waiters.get(key)?.shift();
-          if (waiter) {
-            waiter(id);
-            return;
-          }
-          const ids = this.idle.get(key) ?? [];
-          ids.push(id);
-          this.idle.set(key, ids);
-        },
-        (e: Error) => {
-          settled();
-          this.waiters.get(key)?.shift()?.(null);
-          this.log.warn(`warm pool: could not prepare a sandbox of ${target.image.slice(0, 19)} (${target.runtime}): ${e.message}; trying again in ${RETRY_MS / 1000} s`);
-          const timer = setTimeout(() => { this.retry.delete(key); this.fill(key); }, RETRY_MS);
-          timer.unref();
-          this.retry.set(key, timer);
-        },
-      ).finally(() => this.creating.delete(made));
+            this.log.warn(
+              `warm pool: could not prepare a sandbox of ${target.image.slice(0, 19)} (${target.runtime}): ${e.message}; trying again in ${RETRY_MS / 1000} s`,
+            );
+            const timer = setTimeout(() => {
+              this.retry.delete(key);
+              this.fill(key);
+            }, RETRY_MS);
+            timer.unref();
+            this.retry.set(key, timer);
+          },
+        )
+        .finally(() => this.creating.delete(made));
       this.creating.add(made);
     }
   }

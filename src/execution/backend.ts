@@ -57,7 +57,7 @@ export interface JobSandboxLimits {
 }
 
 export interface JobHandle {
-  id: string;        // backend's id (container id)
+  id: string; // backend's id (container id)
   jobId: string;
   runtime?: ContainerRuntime;
 }

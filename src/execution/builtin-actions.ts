@@ -47,23 +47,37 @@ export class BuiltinActions {
       out.notice(i, `error: ${message}`);
       return stepFailed(reason);
     };
-    if (out.holdsSecret(name)) return fail('the artifact name holds a secret (or its base64, hex or URL-encoded form): names are stored and shown in download URLs, so it was refused; choose a name without it');
+    if (out.holdsSecret(name))
+      return fail(
+        'the artifact name holds a secret (or its base64, hex or URL-encoded form): names are stored and shown in download URLs, so it was refused; choose a name without it',
+      );
     // `.` and `..` would name the folder itself or its parent where download-artifact unpacks by name.
-    if (!/^[^"\\:<>|*?\r\n/]{1,128}$/.test(name) || name === '.' || name === '..') return fail(`artifact name '${name}' is not valid: 1 to 128 characters, none of " : < > | * ? \\ / or newlines, and not . or ..`);
-    const patterns = (await interpolate(step.with.path ?? '', ctx, status)).split('\n').map((l) => l.trim()).filter(Boolean);
+    if (!/^[^"\\:<>|*?\r\n/]{1,128}$/.test(name) || name === '.' || name === '..')
+      return fail(`artifact name '${name}' is not valid: 1 to 128 characters, none of " : < > | * ? \\ / or newlines, and not . or ..`);
+    const patterns = (await interpolate(step.with.path ?? '', ctx, status))
+      .split('\n')
+      .map((l) => l.trim())
+      .filter(Boolean);
     const excluded = patterns.filter((p) => p.startsWith('!'));
     if (excluded.length) out.notice(i, `warning: exclusion patterns are not supported yet and were ignored: ${excluded.join(', ')}`);
     const include = patterns.filter((p) => !p.startsWith('!'));
     if (!include.length) return fail('upload-artifact needs `with: path:` (one or more paths or globs)');
     const ifNone = (step.with['if-no-files-found'] ?? 'warn').trim();
-    const retention = Math.min(Number(step.with['retention-days'] ?? this.config.artifactRetentionDays) || this.config.artifactRetentionDays, this.config.artifactRetentionDays);
+    const retention = Math.min(
+      Number(step.with['retention-days'] ?? this.config.artifactRetentionDays) || this.config.artifactRetentionDays,
+      this.config.artifactRetentionDays,
+    );
     const id = newId();
     const key = blobKeys.artifact(job.runId, id);
     // Collected into this worker's scratch (swept if the worker dies), put in the store once complete.
     const tmp = this.files.upload('.artifact.tar');
     const collected = await this.backend.collect(handle, include, WORKSPACE, tmp, {
-      maxEntries: 100_000, maxDepth: 64, maxPathLength: 4096,
-      maxFileBytes: this.config.artifactMaxBytes, maxTotalBytes: this.config.artifactMaxBytes, maxCompressedBytes: this.config.artifactMaxBytes + 64 * 1024 * 1024,
+      maxEntries: 100_000,
+      maxDepth: 64,
+      maxPathLength: 4096,
+      maxFileBytes: this.config.artifactMaxBytes,
+      maxTotalBytes: this.config.artifactMaxBytes,
+      maxCompressedBytes: this.config.artifactMaxBytes + 64 * 1024 * 1024,
     });
     const sanitized = collected.tar;
     if (!sanitized) {
@@ -81,15 +95,21 @@ export class BuiltinActions {
     if (dropped) out.notice(i, `warning: ${dropped} symbolic link(s) were left out of the artifact`);
     if (sanitized.totalBytes > quota.artifactBytesLeft) {
       await fs.promises.rm(tmp, { force: true });
-      return fail(`artifact '${name}' (${sanitized.totalBytes} bytes) would exceed your artifact storage quota (${Math.max(0, quota.artifactBytesLeft)} bytes left)`);
+      return fail(
+        `artifact '${name}' (${sanitized.totalBytes} bytes) would exceed your artifact storage quota (${Math.max(0, quota.artifactBytesLeft)} bytes left)`,
+      );
     }
     quota.artifactBytesLeft -= sanitized.totalBytes;
     await this.blobs.put(key, tmp);
     const createdAt = new Date();
     try {
       await reporter.artifactRecorded({
-        id, name, sizeBytes: sanitized.totalBytes, files: sanitized.files,
-        createdAt: createdAt.toISOString(), expiresAt: new Date(createdAt.getTime() + retention * 86_400_000).toISOString(),
+        id,
+        name,
+        sizeBytes: sanitized.totalBytes,
+        files: sanitized.files,
+        createdAt: createdAt.toISOString(),
+        expiresAt: new Date(createdAt.getTime() + retention * 86_400_000).toISOString(),
       });
     } catch {
       await this.blobs.remove(key);
@@ -107,7 +127,10 @@ export class BuiltinActions {
     const all = await reporter.artifacts();
     const chosen = name ? all.filter((a) => a.name === name) : all;
     if (name && !chosen.length) {
-      out.notice(i, `error: no artifact named '${name}' in this run${all.length ? ` (there are: ${all.map((a) => a.name).join(', ')})` : ''}; the job that uploads it must be listed in needs`);
+      out.notice(
+        i,
+        `error: no artifact named '${name}' in this run${all.length ? ` (there are: ${all.map((a) => a.name).join(', ')})` : ''}; the job that uploads it must be listed in needs`,
+      );
       return stepFailed('artifact-error');
     }
     for (const a of chosen) {

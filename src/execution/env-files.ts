@@ -25,10 +25,16 @@ export function parseEnvFile(text: string, what: string): ParsedEnvFile {
       let closed = false;
       for (i++; i < lines.length; i++) {
         const l = lines[i].replace(/\r$/, '');
-        if (l === delim) { closed = true; break; }
+        if (l === delim) {
+          closed = true;
+          break;
+        }
         body.push(l);
       }
-      if (!closed) { problems.push(`${what}: ${name}<<${delim} has no closing ${delim} line`); break; }
+      if (!closed) {
+        problems.push(`${what}: ${name}<<${delim} has no closing ${delim} line`);
+        break;
+      }
       set(name, body.join('\n'));
     } else if (eq > 0) {
       set(line.slice(0, eq), line.slice(eq + 1));
@@ -46,5 +52,8 @@ export function parseEnvFile(text: string, what: string): ParsedEnvFile {
 }
 
 export function parsePathFile(text: string): string[] {
-  return text.split('\n').map((l) => l.replace(/\r$/, '').trim()).filter((l) => l && !l.includes(':') && !l.includes('\0'));
+  return text
+    .split('\n')
+    .map((l) => l.replace(/\r$/, '').trim())
+    .filter((l) => l && !l.includes(':') && !l.includes('\0'));
 }

@@ -8,7 +8,12 @@ import { WORKSPACE } from './github-context';
  * SHA-256 of the concatenated SHA-256 digests of the matching files (sorted by path); '' if none.
  * The map's keys are the patterns as JSON.
  */
-export async function precomputeHashes(backend: ExecutionBackend, handle: JobHandle, strings: (string | null | undefined)[], signal: AbortSignal): Promise<Map<string, string>> {
+export async function precomputeHashes(
+  backend: ExecutionBackend,
+  handle: JobHandle,
+  strings: (string | null | undefined)[],
+  signal: AbortSignal,
+): Promise<Map<string, string>> {
   const calls = new Map<string, string[]>();
   for (const str of strings) {
     if (!str) continue;
@@ -24,12 +29,22 @@ export async function precomputeHashes(backend: ExecutionBackend, handle: JobHan
       'shopt -s globstar nullglob dotglob; cd /workspace || exit 0',
       'inc=(); exc=()',
       'for p in "$@"; do if [[ $p == !* ]]; then exc+=("${p:1}"); else inc+=("$p"); fi; done',
-      'IFS=$\'\\n\'',
+      "IFS=$'\\n'",
       'for p in "${inc[@]}"; do for f in $p; do [ -f "$f" ] || continue; skip=; for x in "${exc[@]}"; do [[ $f == $x ]] && skip=1; done; [ -z "$skip" ] && printf "%s\\0" "$f"; done; done | sort -zu | xargs -0 -r sha256sum',
     ].join('\n');
-    const state = await backend.execStep(handle, { argv: ['bash', '-c', script, 'hashFiles', ...patterns], env: {}, workdir: WORKSPACE, timeoutMs: 120_000 }, (stream, chunk) => { if (stream === 'stdout') stdout += chunk.toString(); }, signal);
+    const state = await backend.execStep(
+      handle,
+      { argv: ['bash', '-c', script, 'hashFiles', ...patterns], env: {}, workdir: WORKSPACE, timeoutMs: 120_000 },
+      (stream, chunk) => {
+        if (stream === 'stdout') stdout += chunk.toString();
+      },
+      signal,
+    );
     if (state.exitCode !== 0) continue;
-    const digests = stdout.split('\n').map((l) => /^([0-9a-f]{64}) /.exec(l)?.[1]).filter((h): h is string => Boolean(h));
+    const digests = stdout
+      .split('\n')
+      .map((l) => /^([0-9a-f]{64}) /.exec(l)?.[1])
+      .filter((h): h is string => Boolean(h));
     if (!digests.length) {
       out.set(key, '');
       continue;

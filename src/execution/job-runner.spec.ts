@@ -55,31 +55,81 @@ type Call =
 class MemoryReporter implements JobReporter {
   readonly calls: Call[] = [];
   readonly stored: RecordedArtifact[] = [];
-  async stepSkipped(index: number) { this.calls.push(['stepSkipped', index]); }
-  async stepNotRun(index: number, reason: StepReason) { this.calls.push(['stepNotRun', index, reason]); }
-  async stepStarted(index: number) { this.calls.push(['stepStarted', index]); }
-  async stepFinished(index: number, end: StepEnd) { this.calls.push(['stepFinished', index, end]); }
-  async cancelled() { this.calls.push(['cancelled']); }
-  async annotation(step: number, seq: number, a: Annotation) { this.calls.push(['annotation', step, seq, a]); }
-  async summary(markdown: string) { this.calls.push(['summary', markdown]); }
-  async artifactRecorded(a: RecordedArtifact) { this.calls.push(['artifactRecorded', a]); }
-  async artifacts() { return this.stored; }
+  async stepSkipped(index: number) {
+    this.calls.push(['stepSkipped', index]);
+  }
+  async stepNotRun(index: number, reason: StepReason) {
+    this.calls.push(['stepNotRun', index, reason]);
+  }
+  async stepStarted(index: number) {
+    this.calls.push(['stepStarted', index]);
+  }
+  async stepFinished(index: number, end: StepEnd) {
+    this.calls.push(['stepFinished', index, end]);
+  }
+  async cancelled() {
+    this.calls.push(['cancelled']);
+  }
+  async annotation(step: number, seq: number, a: Annotation) {
+    this.calls.push(['annotation', step, seq, a]);
+  }
+  async summary(markdown: string) {
+    this.calls.push(['summary', markdown]);
+  }
+  async artifactRecorded(a: RecordedArtifact) {
+    this.calls.push(['artifactRecorded', a]);
+  }
+  async artifacts() {
+    return this.stored;
+  }
 }
 
 function step(index: number, s: Partial<StepSpec>): StepSpec {
-  return { index, id: null, name: `step ${index}`, run: null, uses: null, with: {}, shell: 'bash', workingDirectory: null, env: {}, if: null, continueOnError: false, timeoutMinutes: null, ...s };
+  return {
+    index,
+    id: null,
+    name: `step ${index}`,
+    run: null,
+    uses: null,
+    with: {},
+    shell: 'bash',
+    workingDirectory: null,
+    env: {},
+    if: null,
+    continueOnError: false,
+    timeoutMinutes: null,
+    ...s,
+  };
 }
 
 let jobs = 0;
 function input(steps: Partial<StepSpec>[], job: Partial<PlannedJob> = {}, rest: Partial<JobInput> = {}): JobInput {
   const n = ++jobs;
   return {
-    runId: `run${n}`, jobId: `job${n}`, workflowName: 'ci', hasSources: false, needs: {}, secrets: {}, artifactBytesLeft: Infinity,
+    runId: `run${n}`,
+    jobId: `job${n}`,
+    workflowName: 'ci',
+    hasSources: false,
+    needs: {},
+    secrets: {},
+    artifactBytesLeft: Infinity,
     context: { sha: 'a'.repeat(40), ref: 'refs/heads/main', repository: 'octo/kiln', event: 'push', runNumber: 7 },
     spec: {
-      key: 'build', jobId: 'build', name: 'build', matrix: null, environment: { name: 'python-3.11', version: '20260101.1', image: `sha256:${'b'.repeat(64)}` },
-      needs: [], if: null, env: {}, timeoutMinutes: 5, continueOnError: false, strategy: null, limits: {}, outputs: {},
-      steps: steps.map((s, i) => step(i, s)), ...job,
+      key: 'build',
+      jobId: 'build',
+      name: 'build',
+      matrix: null,
+      environment: { name: 'python-3.11', version: '20260101.1', image: `sha256:${'b'.repeat(64)}` },
+      needs: [],
+      if: null,
+      env: {},
+      timeoutMinutes: 5,
+      continueOnError: false,
+      strategy: null,
+      limits: {},
+      outputs: {},
+      steps: steps.map((s, i) => step(i, s)),
+      ...job,
     },
     ...rest,
   };
@@ -97,9 +147,17 @@ test('a job of two steps: each is started then finished, in order, and the job s
   const { backend, runner, reporter } = setup();
   const job = input([{ run: 'echo one' }, { run: 'printenv GITHUB_JOB' }]);
   const outcome = await runner.run(job, reporter, new AbortController().signal);
-  assert.deepEqual(reporter.calls, [['stepStarted', 0], ['stepFinished', 0, ok()], ['stepStarted', 1], ['stepFinished', 1, ok()]]);
+  assert.deepEqual(reporter.calls, [
+    ['stepStarted', 0],
+    ['stepFinished', 0, ok()],
+    ['stepStarted', 1],
+    ['stepFinished', 1, ok()],
+  ]);
   assert.deepEqual(outcome, { conclusion: 'success', error: null, beforeSteps: false, outputs: {} });
-  assert.deepEqual(backend.execs.map((e) => e.script), ['echo one', 'printenv GITHUB_JOB']);
+  assert.deepEqual(
+    backend.execs.map((e) => e.script),
+    ['echo one', 'printenv GITHUB_JOB'],
+  );
   // The GitHub variables come from the plain input.
   const env = backend.execs[1].env;
   assert.equal(env.GITHUB_JOB, 'build');
@@ -113,34 +171,53 @@ test('a job of two steps: each is started then finished, in order, and the job s
 
 test('a failing step skips the steps after it, but not one with if: always()', async () => {
   const { backend, runner, reporter } = setup();
-  const outcome = await runner.run(input([{ run: 'exit 1' }, { run: 'echo never' }, { run: 'echo cleanup', if: 'always()' }]), reporter, new AbortController().signal);
+  const outcome = await runner.run(
+    input([{ run: 'exit 1' }, { run: 'echo never' }, { run: 'echo cleanup', if: 'always()' }]),
+    reporter,
+    new AbortController().signal,
+  );
   assert.deepEqual(reporter.calls, [
-    ['stepStarted', 0], ['stepFinished', 0, { outcome: 'failure', conclusion: 'failure', exitCode: 1, reason: null }],
+    ['stepStarted', 0],
+    ['stepFinished', 0, { outcome: 'failure', conclusion: 'failure', exitCode: 1, reason: null }],
     ['stepSkipped', 1],
-    ['stepStarted', 2], ['stepFinished', 2, ok()],
+    ['stepStarted', 2],
+    ['stepFinished', 2, ok()],
   ]);
   assert.equal(outcome.conclusion, 'failure');
   assert.equal(outcome.error, null);
-  assert.deepEqual(backend.execs.map((e) => e.script), ['exit 1', 'echo cleanup']);
+  assert.deepEqual(
+    backend.execs.map((e) => e.script),
+    ['exit 1', 'echo cleanup'],
+  );
 });
 
 test('continue-on-error: the step fails, its conclusion is success, the job goes on and succeeds', async () => {
   const { runner, reporter } = setup();
-  const job = input([{ run: 'exit 3', continueOnError: true }, { run: 'exit 4', continueOnError: '${{ matrix.flaky }}' }, { run: 'echo after' }], { matrix: { flaky: true } });
+  const job = input([{ run: 'exit 3', continueOnError: true }, { run: 'exit 4', continueOnError: '${{ matrix.flaky }}' }, { run: 'echo after' }], {
+    matrix: { flaky: true },
+  });
   const outcome = await runner.run(job, reporter, new AbortController().signal);
   assert.deepEqual(reporter.calls, [
-    ['stepStarted', 0], ['stepFinished', 0, { outcome: 'failure', conclusion: 'success', exitCode: 3, reason: null }],
-    ['stepStarted', 1], ['stepFinished', 1, { outcome: 'failure', conclusion: 'success', exitCode: 4, reason: null }],
-    ['stepStarted', 2], ['stepFinished', 2, ok()],
+    ['stepStarted', 0],
+    ['stepFinished', 0, { outcome: 'failure', conclusion: 'success', exitCode: 3, reason: null }],
+    ['stepStarted', 1],
+    ['stepFinished', 1, { outcome: 'failure', conclusion: 'success', exitCode: 4, reason: null }],
+    ['stepStarted', 2],
+    ['stepFinished', 2, ok()],
   ]);
   assert.equal(outcome.conclusion, 'success');
 });
 
 test('the job timeout stops the running step; the steps after it are not run and the job fails with its error', async () => {
   const { runner, reporter } = setup();
-  const outcome = await runner.run(input([{ run: 'hang' }, { run: 'echo never', if: 'always()' }], { timeoutMinutes: 0.001 }), reporter, new AbortController().signal);
+  const outcome = await runner.run(
+    input([{ run: 'hang' }, { run: 'echo never', if: 'always()' }], { timeoutMinutes: 0.001 }),
+    reporter,
+    new AbortController().signal,
+  );
   assert.deepEqual(reporter.calls, [
-    ['stepStarted', 0], ['stepFinished', 0, { outcome: 'failure', conclusion: 'failure', exitCode: 143, reason: 'job-timeout' }],
+    ['stepStarted', 0],
+    ['stepFinished', 0, { outcome: 'failure', conclusion: 'failure', exitCode: 143, reason: 'job-timeout' }],
     ['stepNotRun', 1, 'job-timeout'],
   ]);
   assert.deepEqual(outcome, { conclusion: 'failure', error: 'the job exceeded its timeout of 0.001 minutes', beforeSteps: false, outputs: {} });
@@ -148,10 +225,19 @@ test('the job timeout stops the running step; the steps after it are not run and
 
 test('a step timeout fails that step only (reason timeout); the job goes on to its if: always() steps', async () => {
   const { runner, reporter } = setup();
-  const outcome = await runner.run(input([{ run: 'hang', timeoutMinutes: 0.001 }, { run: 'echo cleanup', if: 'always()' }]), reporter, new AbortController().signal);
+  const outcome = await runner.run(
+    input([
+      { run: 'hang', timeoutMinutes: 0.001 },
+      { run: 'echo cleanup', if: 'always()' },
+    ]),
+    reporter,
+    new AbortController().signal,
+  );
   assert.deepEqual(reporter.calls, [
-    ['stepStarted', 0], ['stepFinished', 0, { outcome: 'failure', conclusion: 'failure', exitCode: 143, reason: 'timeout' }],
-    ['stepStarted', 1], ['stepFinished', 1, ok()],
+    ['stepStarted', 0],
+    ['stepFinished', 0, { outcome: 'failure', conclusion: 'failure', exitCode: 143, reason: 'timeout' }],
+    ['stepStarted', 1],
+    ['stepFinished', 1, ok()],
   ]);
   assert.deepEqual(outcome, { conclusion: 'failure', error: null, beforeSteps: false, outputs: {} });
 });
@@ -160,19 +246,19 @@ test('the sandbox lost mid-step: the step fails as sandbox-lost, no later step r
   const { backend, runner, reporter } = setup();
   const outcome = await runner.run(input([{ run: 'lose' }, { run: 'echo never', if: 'always()' }]), reporter, new AbortController().signal);
   assert.deepEqual(reporter.calls, [
-    ['stepStarted', 0], ['stepFinished', 0, { outcome: 'failure', conclusion: 'failure', exitCode: null, reason: 'sandbox-lost' }],
+    ['stepStarted', 0],
+    ['stepFinished', 0, { outcome: 'failure', conclusion: 'failure', exitCode: null, reason: 'sandbox-lost' }],
     ['stepNotRun', 1, 'sandbox-lost'],
   ]);
-  assert.deepEqual(outcome, { conclusion: 'failure', error: 'the job\'s sandbox stopped; later steps could not run', beforeSteps: false, outputs: {} });
+  assert.deepEqual(outcome, { conclusion: 'failure', error: "the job's sandbox stopped; later steps could not run", beforeSteps: false, outputs: {} });
   assert.equal(backend.execs.length, 0);
 });
 
 test('GITHUB_OUTPUT reaches later steps and the job outputs; GITHUB_ENV reaches later steps', async () => {
   const { backend, runner, reporter } = setup();
-  const job = input(
-    [{ id: 'version', run: 'output tag=v1.2.3\nsetenv FLAVOUR=plain' }, { run: 'echo ${{ steps.version.outputs.tag }}\nprintenv FLAVOUR' }],
-    { outputs: { tag: '${{ steps.version.outputs.tag }}', missing: '${{ steps.nope.outputs.x }}' } },
-  );
+  const job = input([{ id: 'version', run: 'output tag=v1.2.3\nsetenv FLAVOUR=plain' }, { run: 'echo ${{ steps.version.outputs.tag }}\nprintenv FLAVOUR' }], {
+    outputs: { tag: '${{ steps.version.outputs.tag }}', missing: '${{ steps.nope.outputs.x }}' },
+  });
   const outcome = await runner.run(job, reporter, new AbortController().signal);
   assert.equal(outcome.conclusion, 'success');
   assert.deepEqual(outcome.outputs, { tag: 'v1.2.3', missing: '' });
@@ -193,7 +279,8 @@ test('cancelled while a step runs: the step ends cancelled, the open steps are c
   setTimeout(() => abort.abort(), 50);
   const outcome = await runner.run(input([{ run: 'hang' }, { run: 'echo never' }]), reporter, abort.signal);
   assert.deepEqual(reporter.calls, [
-    ['stepStarted', 0], ['stepFinished', 0, { outcome: 'cancelled', conclusion: 'cancelled', exitCode: 143, reason: 'cancelled' }],
+    ['stepStarted', 0],
+    ['stepFinished', 0, { outcome: 'cancelled', conclusion: 'cancelled', exitCode: 143, reason: 'cancelled' }],
     ['cancelled'],
   ]);
   assert.deepEqual(outcome, { conclusion: 'cancelled', error: null, beforeSteps: false });
@@ -211,7 +298,11 @@ test('cancelled between steps: no further step starts', async () => {
 
 test('annotations and the job summary are reported, masked', async () => {
   const { runner, reporter } = setup();
-  const job = input([{ run: 'echo ::warning title=Lint::found hunter22 here\nsummary ## Result\nsummary token hunter22' }], {}, { secrets: { TOKEN: 'hunter22' } });
+  const job = input(
+    [{ run: 'echo ::warning title=Lint::found hunter22 here\nsummary ## Result\nsummary token hunter22' }],
+    {},
+    { secrets: { TOKEN: 'hunter22' } },
+  );
   const outcome = await runner.run(job, reporter, new AbortController().signal);
   assert.equal(outcome.conclusion, 'success');
   const annotation = reporter.calls.find((c) => c[0] === 'annotation');
@@ -236,10 +327,14 @@ test('built-in actions: checkout and setup-python run nothing; upload and downlo
   ]);
   const outcome = await runner.run(job, reporter, new AbortController().signal);
   assert.deepEqual(reporter.calls, [
-    ['stepStarted', 0], ['stepFinished', 0, ok(null)],
-    ['stepStarted', 1], ['stepFinished', 1, ok(null)],
-    ['stepStarted', 2], ['stepFinished', 2, { outcome: 'failure', conclusion: 'failure', exitCode: null, reason: 'no-files' }],
-    ['stepStarted', 3], ['stepFinished', 3, { outcome: 'failure', conclusion: 'failure', exitCode: null, reason: 'artifact-error' }],
+    ['stepStarted', 0],
+    ['stepFinished', 0, ok(null)],
+    ['stepStarted', 1],
+    ['stepFinished', 1, ok(null)],
+    ['stepStarted', 2],
+    ['stepFinished', 2, { outcome: 'failure', conclusion: 'failure', exitCode: null, reason: 'no-files' }],
+    ['stepStarted', 3],
+    ['stepFinished', 3, { outcome: 'failure', conclusion: 'failure', exitCode: null, reason: 'artifact-error' }],
   ]);
   assert.equal(outcome.conclusion, 'failure');
   assert.equal(backend.execs.length, 0);
@@ -249,10 +344,16 @@ test('upload-artifact with nothing found and the default if-no-files-found: a wa
   const { runner, reporter } = setup();
   const job = input([{ uses: 'upload-artifact', with: { path: 'dist/' } }]);
   const outcome = await runner.run(job, reporter, new AbortController().signal);
-  assert.deepEqual(reporter.calls, [['stepStarted', 0], ['stepFinished', 0, ok(null)]]);
+  assert.deepEqual(reporter.calls, [
+    ['stepStarted', 0],
+    ['stepFinished', 0, ok(null)],
+  ]);
   assert.equal(outcome.conclusion, 'success');
   const { records } = await logs.read(job.runId, job.jobId);
-  assert.ok(records.some((r) => r.l.startsWith('warning: no files were found with the provided path: dist/')), JSON.stringify(records));
+  assert.ok(
+    records.some((r) => r.l.startsWith('warning: no files were found with the provided path: dist/')),
+    JSON.stringify(records),
+  );
 });
 
 test('an if: that cannot be evaluated fails its step without starting it', async () => {

@@ -51,7 +51,10 @@ export class JobRunner {
     let handle: JobHandle | null = null;
     try {
       const runtime = runtimeFor(this.config, spec.environment.name);
-      out.notice(-1, `job ${spec.key} on ${spec.environment.name}@${spec.environment.version} (${spec.environment.image.slice(0, 19)}), runtime ${runtime}, memory ${mib(limits.memoryBytes)}, cpus ${limits.nanoCpus / 1e9}, pids ${limits.pids}, workspace ${mib(limits.workspaceBytes)}, timeout ${spec.timeoutMinutes} min, network none`);
+      out.notice(
+        -1,
+        `job ${spec.key} on ${spec.environment.name}@${spec.environment.version} (${spec.environment.image.slice(0, 19)}), runtime ${runtime}, memory ${mib(limits.memoryBytes)}, cpus ${limits.nanoCpus / 1e9}, pids ${limits.pids}, workspace ${mib(limits.workspaceBytes)}, timeout ${spec.timeoutMinutes} min, network none`,
+      );
       try {
         handle = await this.backend.startJob({ runId: job.runId, jobId: job.jobId, image: spec.environment.image, limits, runtime });
         // A command run without files has an empty workspace: nothing to unpack (one exec saved).
@@ -78,7 +81,13 @@ export class JobRunner {
       // time); the worker awaits sandboxGone() before it frees the slot or lets the queue retry.
       if (handle) {
         const h = handle;
-        this.removals.set(job.jobId, this.backend.destroyJob(h).catch((e: Error) => this.log.warn(`destroying ${job.jobId}: ${e.message}`)).finally(() => this.removals.delete(job.jobId)));
+        this.removals.set(
+          job.jobId,
+          this.backend
+            .destroyJob(h)
+            .catch((e: Error) => this.log.warn(`destroying ${job.jobId}: ${e.message}`))
+            .finally(() => this.removals.delete(job.jobId)),
+        );
       }
       out.close();
     }
@@ -90,7 +99,14 @@ export class JobRunner {
   }
 
   /** The step loop. */
-  private async steps(job: JobInput, reporter: JobReporter, handle: JobHandle, limits: JobSandboxLimits, out: LogWriter, signal: AbortSignal): Promise<JobOutcome> {
+  private async steps(
+    job: JobInput,
+    reporter: JobReporter,
+    handle: JobHandle,
+    limits: JobSandboxLimits,
+    out: LogWriter,
+    signal: AbortSignal,
+  ): Promise<JobOutcome> {
     const spec = job.spec;
     const deadline = Date.now() + spec.timeoutMinutes * 60_000;
     let jobStatus: 'success' | 'failure' = 'success';
@@ -104,10 +120,17 @@ export class JobRunner {
     const debug = job.secrets.ACTIONS_STEP_DEBUG === 'true' || spec.env.ACTIONS_STEP_DEBUG === 'true' || spec.env.RUNNER_DEBUG === '1';
     const scripts = new ScriptSteps(this.backend, limits, debug, this.log);
     const baseCtx = (): ExprContext => ({
-      github, matrix: spec.matrix ?? {}, needs: job.needs, steps: stepsCtx, job: { status: jobStatus },
+      github,
+      matrix: spec.matrix ?? {},
+      needs: job.needs,
+      steps: stepsCtx,
+      job: { status: jobStatus },
       runner: { os: 'Linux', arch: 'X64', name: 'kiln', temp: '/tmp', tool_cache: '/opt/hostedtoolcache', environment: 'self-hosted' },
       strategy: spec.strategy ? { 'fail-fast': spec.strategy.failFast, 'max-parallel': spec.strategy.maxParallel } : {},
-      env: jobEnv, secrets: job.secrets, vars: {}, inputs: {},
+      env: jobEnv,
+      secrets: job.secrets,
+      vars: {},
+      inputs: {},
     });
     // Job env is evaluated once, in order; later steps see what GITHUB_ENV adds on top.
     for (const [k, v] of Object.entries(spec.env)) jobEnv[k] = await interpolate(v, baseCtx());
@@ -121,7 +144,12 @@ export class JobRunner {
         await reporter.cancelled();
         return { conclusion: 'cancelled', error: null, beforeSteps: false };
       }
-      const hashes = await precomputeHashes(this.backend, handle, [step.if, step.run, step.workingDirectory, ...Object.values(step.env), ...Object.values(step.with)], signal);
+      const hashes = await precomputeHashes(
+        this.backend,
+        handle,
+        [step.if, step.run, step.workingDirectory, ...Object.values(step.env), ...Object.values(step.with)],
+        signal,
+      );
       const status: StatusFunctions = {
         success: () => jobStatus === 'success',
         failure: () => jobStatus === 'failure',
@@ -129,7 +157,7 @@ export class JobRunner {
         always: () => true,
         hashFiles: (patterns) => {
           const h = hashes.get(JSON.stringify(patterns));
-          if (h === undefined) throw new Error('hashFiles() takes literal patterns in quotes, e.g. hashFiles(\'**/requirements.txt\')');
+          if (h === undefined) throw new Error("hashFiles() takes literal patterns in quotes, e.g. hashFiles('**/requirements.txt')");
           return h;
         },
       };
@@ -170,7 +198,14 @@ export class JobRunner {
       if (result.state?.timedOut && remaining <= (step.timeoutMinutes ?? Infinity) * 60_000) result.reason = 'job-timeout';
       let continueOnError = false;
       if (result.outcome === 'failure') {
-        continueOnError = typeof step.continueOnError === 'boolean' ? step.continueOnError : Boolean(await interpolate(step.continueOnError, ctx, status).then((v) => v === 'true').catch(() => false));
+        continueOnError =
+          typeof step.continueOnError === 'boolean'
+            ? step.continueOnError
+            : Boolean(
+                await interpolate(step.continueOnError, ctx, status)
+                  .then((v) => v === 'true')
+                  .catch(() => false),
+              );
       }
       const conclusion: Conclusion = result.outcome === 'failure' && continueOnError ? 'success' : result.outcome;
       this.metrics.stepSeconds.observe({ conclusion }, Number(process.hrtime.bigint() - stepStarted) / 1e9);
@@ -183,8 +218,10 @@ export class JobRunner {
       if (conclusion === 'failure') jobStatus = 'failure';
       if (result.state) {
         applyEnvFiles(step, result.state, jobEnv, extraPath, out);
-        if (result.state.error) { stopReason = 'infrastructure'; infraError = result.state.error; }
-        else if (result.state.pidsLimited) stopReason = 'pids-limit';
+        if (result.state.error) {
+          stopReason = 'infrastructure';
+          infraError = result.state.error;
+        } else if (result.state.pidsLimited) stopReason = 'pids-limit';
         else if (result.state.sandboxLost) stopReason = 'sandbox-lost';
       }
       if (result.reason === 'job-timeout') stopReason = 'job-timeout';
@@ -196,9 +233,21 @@ export class JobRunner {
     return { conclusion: jobStatus === 'success' && !stopReason ? 'success' : 'failure', error, beforeSteps: false, outputs };
   }
 
-  private async finishStep(reporter: JobReporter, step: StepSpec, out: LogWriter, outcome: Conclusion, conclusion: Conclusion | null, exitCode: number | null, reason: StepReason | null = null, continueOnError = false): Promise<void> {
+  private async finishStep(
+    reporter: JobReporter,
+    step: StepSpec,
+    out: LogWriter,
+    outcome: Conclusion,
+    conclusion: Conclusion | null,
+    exitCode: number | null,
+    reason: StepReason | null = null,
+    continueOnError = false,
+  ): Promise<void> {
     const c = conclusion ?? outcome;
-    out.notice(step.index, `■ ${step.name}: ${outcome}${exitCode !== null ? ` (exit code ${exitCode})` : ''}${reason ? `, ${reason}` : ''}${continueOnError && outcome === 'failure' ? ' (continue-on-error)' : ''}`);
+    out.notice(
+      step.index,
+      `■ ${step.name}: ${outcome}${exitCode !== null ? ` (exit code ${exitCode})` : ''}${reason ? `, ${reason}` : ''}${continueOnError && outcome === 'failure' ? ' (continue-on-error)' : ''}`,
+    );
     await reporter.stepFinished(step.index, { outcome, conclusion: c, exitCode, reason });
   }
 
@@ -224,10 +273,15 @@ export class JobRunner {
 /** The job's error when a step stopped it (later steps not run); null when none did. */
 function stopError(stopReason: StepReason | null, infraError: string | null, timeoutMinutes: number): string | null {
   switch (stopReason) {
-    case 'infrastructure': return `infrastructure: ${infraError ?? 'the engine failed during the job'}`;
-    case 'job-timeout': return `the job exceeded its timeout of ${timeoutMinutes} minutes`;
-    case 'pids-limit': return 'the job reached its process limit; later steps could not run';
-    case 'sandbox-lost': return 'the job\'s sandbox stopped; later steps could not run';
-    default: return null;
+    case 'infrastructure':
+      return `infrastructure: ${infraError ?? 'the engine failed during the job'}`;
+    case 'job-timeout':
+      return `the job exceeded its timeout of ${timeoutMinutes} minutes`;
+    case 'pids-limit':
+      return 'the job reached its process limit; later steps could not run';
+    case 'sandbox-lost':
+      return "the job's sandbox stopped; later steps could not run";
+    default:
+      return null;
   }
 }

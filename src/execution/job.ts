@@ -3,7 +3,8 @@ import type { PlannedJob } from '../workflow/model';
 /** How a job or a step ended, in GitHub's words. */
 export type Conclusion = 'success' | 'failure' | 'cancelled' | 'skipped';
 /** Why a step ended the way it did, beyond its exit code. */
-export type StepReason = 'timeout' | 'oom-killed' | 'pids-limit' | 'sandbox-lost' | 'cancelled' | 'infrastructure' | 'no-files' | 'artifact-error' | 'job-timeout';
+export type StepReason =
+  'timeout' | 'oom-killed' | 'pids-limit' | 'sandbox-lost' | 'cancelled' | 'infrastructure' | 'no-files' | 'artifact-error' | 'job-timeout';
 
 /** What the `github` context and GITHUB_* variables say about this run. */
 export interface RunContext {

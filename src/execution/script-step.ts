@@ -13,7 +13,13 @@ import { WorkflowCommands } from './workflow-commands';
 
 /** A step's own files: GitHub's GITHUB_ENV, GITHUB_OUTPUT, GITHUB_PATH, GITHUB_STEP_SUMMARY and GITHUB_STATE. */
 function stepFiles(i: number) {
-  return { env: `${STEP_FILES_DIR}/env-${i}`, output: `${STEP_FILES_DIR}/output-${i}`, path: `${STEP_FILES_DIR}/path-${i}`, summary: `${STEP_FILES_DIR}/summary-${i}`, state: `${STEP_FILES_DIR}/state-${i}` };
+  return {
+    env: `${STEP_FILES_DIR}/env-${i}`,
+    output: `${STEP_FILES_DIR}/output-${i}`,
+    path: `${STEP_FILES_DIR}/path-${i}`,
+    summary: `${STEP_FILES_DIR}/summary-${i}`,
+    state: `${STEP_FILES_DIR}/state-${i}`,
+  };
 }
 const BASE_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 const SUMMARY_CAP_BYTES = 1024 * 1024;
@@ -28,18 +34,28 @@ export class ScriptSteps {
   private readonly summaries: string[] = [];
   private summaryBytes = 0;
 
-  constructor(private readonly backend: ExecutionBackend, private readonly limits: JobSandboxLimits, private readonly debug: boolean, private readonly log: Logger) {}
+  constructor(
+    private readonly backend: ExecutionBackend,
+    private readonly limits: JobSandboxLimits,
+    private readonly debug: boolean,
+    private readonly log: Logger,
+  ) {}
 
   async run(s: StepScope, stepEnv: Record<string, string>, extraPath: string[], timeoutMs: number): Promise<StepResult> {
     const { out, step } = s;
-    const cmds = new WorkflowCommands({
-      annotate: (a) => {
-        if (this.annotationSeq >= MAX_ANNOTATIONS) return;
-        const m = (v: string | null) => (v === null ? null : out.maskText(v));
-        void s.reporter.annotation(step.index, this.annotationSeq++, { ...a, message: out.maskText(a.message), title: m(a.title), file: m(a.file) }).catch((e: Error) => this.log.warn(`annotation: ${e.message}`));
+    const cmds = new WorkflowCommands(
+      {
+        annotate: (a) => {
+          if (this.annotationSeq >= MAX_ANNOTATIONS) return;
+          const m = (v: string | null) => (v === null ? null : out.maskText(v));
+          void s.reporter
+            .annotation(step.index, this.annotationSeq++, { ...a, message: out.maskText(a.message), title: m(a.title), file: m(a.file) })
+            .catch((e: Error) => this.log.warn(`annotation: ${e.message}`));
+        },
+        addMask: (v) => out.addMask(v),
       },
-      addMask: (v) => out.addMask(v),
-    }, this.debug);
+      this.debug,
+    );
     out.setFilter((_step, text) => cmds.line(text));
     let result: StepResult;
     try {
@@ -52,7 +68,7 @@ export class ScriptSteps {
     const summary = raw && out.maskText(raw); // before the cap, which could cut a secret in two
     if (summary) {
       const room = SUMMARY_CAP_BYTES - this.summaryBytes;
-      if (Buffer.byteLength(summary) > room) out.notice(step.index, 'warning: the job summary is capped at 1 MiB; the rest of this step\'s summary was dropped');
+      if (Buffer.byteLength(summary) > room) out.notice(step.index, "warning: the job summary is capped at 1 MiB; the rest of this step's summary was dropped");
       const kept = Buffer.from(summary).subarray(0, Math.max(0, room)).toString('utf8');
       this.summaries.push(kept);
       this.summaryBytes += Buffer.byteLength(kept);
@@ -78,13 +94,28 @@ export class ScriptSteps {
       ...defaultEnv(s.job),
       ...stepEnv,
       PATH: [...extraPath, BASE_PATH].join(':'),
-      GITHUB_ENV: files.env, GITHUB_OUTPUT: files.output, GITHUB_PATH: files.path, GITHUB_STEP_SUMMARY: files.summary, GITHUB_STATE: files.state,
+      GITHUB_ENV: files.env,
+      GITHUB_OUTPUT: files.output,
+      GITHUB_PATH: files.path,
+      GITHUB_STEP_SUMMARY: files.summary,
+      GITHUB_STATE: files.state,
       GITHUB_ACTION: step.id ?? `__run_${i}`,
     };
-    const state = await this.backend.execStep(s.handle, {
-      argv, env, workdir, timeoutMs, script: { path: scriptPath, content: script }, writable: Object.values(files),
-      readBack: [files.env, files.output, files.path, files.summary], maxFileBytes: 1024 * 1024,
-    }, (stream, chunk) => out.write(i, stream, chunk), s.signal);
+    const state = await this.backend.execStep(
+      s.handle,
+      {
+        argv,
+        env,
+        workdir,
+        timeoutMs,
+        script: { path: scriptPath, content: script },
+        writable: Object.values(files),
+        readBack: [files.env, files.output, files.path, files.summary],
+        maxFileBytes: 1024 * 1024,
+      },
+      (stream, chunk) => out.write(i, stream, chunk),
+      s.signal,
+    );
     const reason = stateReason(state);
     this.explain(reason, state, timeoutMs, s);
     const outcome: Conclusion = state.cancelled ? 'cancelled' : state.exitCode === 0 && !reason ? 'success' : 'failure';
@@ -97,10 +128,15 @@ export class ScriptSteps {
   private explain(reason: StepReason | null, state: StepState, timeoutMs: number, { out, step, handle }: StepScope): void {
     const i = step.index;
     const limits = this.limits;
-    if (reason === 'timeout') out.notice(i, `the step exceeded its time limit of ${Math.round(timeoutMs / 1000)} s and was stopped (SIGTERM, then SIGKILL after 5 s)`);
+    if (reason === 'timeout')
+      out.notice(i, `the step exceeded its time limit of ${Math.round(timeoutMs / 1000)} s and was stopped (SIGTERM, then SIGKILL after 5 s)`);
     if (reason === 'oom-killed') out.notice(i, `a process was killed for lack of memory: the job's limit is ${mib(limits.memoryBytes)} (memory and swap)`);
     if (reason === 'pids-limit') out.notice(i, `the job reached its limit of ${limits.pids} processes (fork failed)`);
-    if (reason === 'sandbox-lost') out.notice(i, `${state.sandboxLost}: under the ${handle.runtime ?? 'runc'} runtime this is what exhausting the job's memory (${mib(limits.memoryBytes)}) or processes (${limits.pids}) looks like; later steps cannot run`);
+    if (reason === 'sandbox-lost')
+      out.notice(
+        i,
+        `${state.sandboxLost}: under the ${handle.runtime ?? 'runc'} runtime this is what exhausting the job's memory (${mib(limits.memoryBytes)}) or processes (${limits.pids}) looks like; later steps cannot run`,
+      );
     if (reason === 'infrastructure') out.notice(i, `infrastructure error: ${state.error}`);
   }
 }
@@ -121,7 +157,10 @@ function shellArgv(shell: Shell, scriptPath: string): string[] {
   if (shell === 'bash') return ['bash', '--noprofile', '--norc', '-eo', 'pipefail', scriptPath];
   if (shell === 'sh') return ['sh', '-e', scriptPath];
   if (shell === 'python') return ['python3', scriptPath];
-  return shell.trim().split(/\s+/).map((part) => part.replace('{0}', scriptPath));
+  return shell
+    .trim()
+    .split(/\s+/)
+    .map((part) => part.replace('{0}', scriptPath));
 }
 
 /** What a step's GITHUB_ENV and GITHUB_PATH add for the steps after it. */

@@ -19,7 +19,9 @@ test('plain lines pass through; groups become markers', () => {
 test('annotations keep file, line, col, title; escapes are decoded', () => {
   const { cmds, annotations } = make();
   const r = cmds.line('::error file=src/a%2Cb.py,line=3,col=5,endLine=4,title=Type%3A error::bad%0Anews 100%25');
-  assert.deepEqual(annotations, [{ level: 'error', message: 'bad\nnews 100%', title: 'Type: error', file: 'src/a,b.py', line: 3, endLine: 4, col: 5, endColumn: null }]);
+  assert.deepEqual(annotations, [
+    { level: 'error', message: 'bad\nnews 100%', title: 'Type: error', file: 'src/a,b.py', line: 3, endLine: 4, col: 5, endColumn: null },
+  ]);
   assert.deepEqual(r, { kind: 'text', text: 'Error: Type: error: bad\nnews 100% (src/a,b.py:3:5)' });
 });
 
@@ -31,7 +33,10 @@ test('add-mask masks and is not logged; stop-commands pauses until its token', (
   assert.deepEqual(cmds.line('::error::ignored'), { kind: 'text', text: '::error::ignored' });
   assert.deepEqual(cmds.line('::tok123::'), { kind: 'drop' });
   cmds.line('::warning::counted');
-  assert.deepEqual(annotations.map((a) => a.message), ['counted']);
+  assert.deepEqual(
+    annotations.map((a) => a.message),
+    ['counted'],
+  );
 });
 
 test('debug only with debug logging; legacy commands refused with a warning', () => {

@@ -18,7 +18,6 @@ export interface Annotation {
   endColumn: number | null;
 }
 
-
 export interface CommandSink {
   annotate(a: Annotation): void;
   addMask(value: string): void;
@@ -31,7 +30,10 @@ const LEGACY_FILE: Record<string, string> = { 'set-output': 'GITHUB_OUTPUT', 'se
 export class WorkflowCommands {
   private stopToken: string | null = null;
 
-  constructor(private readonly sink: CommandSink, private readonly debug: boolean) {}
+  constructor(
+    private readonly sink: CommandSink,
+    private readonly debug: boolean,
+  ) {}
 
   line(text: string): LineResult {
     if (this.stopToken !== null) {
@@ -49,8 +51,10 @@ export class WorkflowCommands {
     const message = unescapeData(rawMessage);
     const props = parseProps(rawProps ?? '');
     switch (name) {
-      case 'group': return { kind: 'group', title: message };
-      case 'endgroup': return { kind: 'endgroup' };
+      case 'group':
+        return { kind: 'group', title: message };
+      case 'endgroup':
+        return { kind: 'endgroup' };
       case 'add-mask':
         if (message) this.sink.addMask(message);
         return { kind: 'drop' };
@@ -63,8 +67,14 @@ export class WorkflowCommands {
       case 'warning':
       case 'notice': {
         const a: Annotation = {
-          level: name, message, title: props.title ?? null, file: props.file ?? null,
-          line: num(props.line), endLine: num(props.endline ?? props.endLine), col: num(props.col), endColumn: num(props.endcolumn ?? props.endColumn),
+          level: name,
+          message,
+          title: props.title ?? null,
+          file: props.file ?? null,
+          line: num(props.line),
+          endLine: num(props.endline ?? props.endLine),
+          col: num(props.col),
+          endColumn: num(props.endcolumn ?? props.endColumn),
         };
         this.sink.annotate(a);
         const where = a.file ? ` (${a.file}${a.line ? `:${a.line}` : ''}${a.col ? `:${a.col}` : ''})` : '';

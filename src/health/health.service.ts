@@ -34,7 +34,9 @@ export class HealthService {
         const need = [...new Set([this.config.runtime, ...(this.config.runscEnvironments.length ? ['runsc'] : [])])];
         const missing = need.filter((r) => !have.includes(r));
         if (missing.length) {
-          throw new Error(`Docker ${v.version}: Kiln is configured for the runtime ${missing.join(', ')} (KILN_RUNTIME / KILN_RUNSC_ENVIRONMENTS) but the engine has only ${have.join(', ')}; register gVisor's runsc in /etc/docker/daemon.json (npm run up does so when runsc is installed)`);
+          throw new Error(
+            `Docker ${v.version}: Kiln is configured for the runtime ${missing.join(', ')} (KILN_RUNTIME / KILN_RUNSC_ENVIRONMENTS) but the engine has only ${have.join(', ')}; register gVisor's runsc in /etc/docker/daemon.json (npm run up does so when runsc is installed)`,
+          );
         }
         return `Docker ${v.version} (API ${v.apiVersion}), runtimes ${have.join(', ')}; jobs run under ${need.join(' and ')}`;
       }, t),
@@ -54,7 +56,9 @@ async function timed(fn: () => Promise<string>, timeoutMs: number): Promise<Chec
   try {
     const detail = await Promise.race([
       fn(),
-      new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs); }),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+      }),
     ]);
     return { ok: true, detail, ms: Date.now() - t0 };
   } catch (e) {

@@ -74,9 +74,13 @@ describe('reserved keys', () => {
   });
   it('the middleware answers 400 naming the key, and leaves the webhook route alone', () => {
     let got: unknown = 'not called';
-    refuseReservedKeys({ url: '/api/v1/runs', body: JSON.parse('{"files":{"constructor":"x"}}') } as never, {}, (e) => { got = e; });
+    refuseReservedKeys({ url: '/api/v1/runs', body: JSON.parse('{"files":{"constructor":"x"}}') } as never, {}, (e) => {
+      got = e;
+    });
     assert.ok(got instanceof JsonShapeError && got.status === 400 && /files\.constructor/.test(got.message), String(got));
-    refuseReservedKeys({ url: '/api/v1/webhooks/github', body: JSON.parse('{"constructor":1}') } as never, {}, (e) => { got = e; });
+    refuseReservedKeys({ url: '/api/v1/webhooks/github', body: JSON.parse('{"constructor":1}') } as never, {}, (e) => {
+      got = e;
+    });
     assert.equal(got, undefined);
   });
 });

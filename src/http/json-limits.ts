@@ -24,7 +24,10 @@ export const WEBHOOK_JSON_LIMITS: JsonShapeLimits = { maxItems: 100_000, maxDept
 /** A body over a shape limit: 413 (too many items) or 400 (too deep); the message names the limit. */
 export class JsonShapeError extends Error {
   readonly type = 'entity.too.complex';
-  constructor(readonly status: 400 | 413 | 415, message: string) {
+  constructor(
+    readonly status: 400 | 413 | 415,
+    message: string,
+  ) {
     super(message);
   }
 }
@@ -49,7 +52,8 @@ export function checkJsonShape(body: Buffer | string, limits: JsonShapeLimits): 
   const at = typeof body === 'string' ? (i: number) => body.charCodeAt(i) : (i: number) => body[i];
   const n = body.length;
   const inArray = new Uint8Array(limits.maxDepth + 1);
-  const tooMany = () => new JsonShapeError(413, `the JSON body has more than ${limits.maxItems} keys and array elements (the limit for this route is ${limits.maxItems} in all)`);
+  const tooMany = () =>
+    new JsonShapeError(413, `the JSON body has more than ${limits.maxItems} keys and array elements (the limit for this route is ${limits.maxItems} in all)`);
   let depth = 0;
   let items = 0;
   let inString = false;
@@ -64,7 +68,11 @@ export function checkJsonShape(body: Buffer | string, limits: JsonShapeLimits): 
     else if (c === COLON || (c === COMMA && inArray[depth] === 1)) {
       if (++items > limits.maxItems) throw tooMany();
     } else if (c === OPEN_OBJECT || c === OPEN_ARRAY) {
-      if (++depth > limits.maxDepth) throw new JsonShapeError(400, `the JSON body nests objects or arrays more than ${limits.maxDepth} deep (the limit for this route is depth ${limits.maxDepth})`);
+      if (++depth > limits.maxDepth)
+        throw new JsonShapeError(
+          400,
+          `the JSON body nests objects or arrays more than ${limits.maxDepth} deep (the limit for this route is depth ${limits.maxDepth})`,
+        );
       inArray[depth] = c === OPEN_ARRAY ? 1 : 0;
       if (c === OPEN_ARRAY && ++items > limits.maxItems) throw tooMany();
     } else if (c === CLOSE_OBJECT || c === CLOSE_ARRAY) {
@@ -78,7 +86,12 @@ export function checkJsonShape(body: Buffer | string, limits: JsonShapeLimits): 
  * and refuses a body over the shape limits of its route. An error thrown here reaches the errors
  * filter with its status, and the body is never parsed.
  */
-export function verifyJsonBody(req: IncomingMessage & { rawBody?: Buffer; path?: string; originalUrl?: string }, _res: unknown, buf: Buffer, encoding: string): void {
+export function verifyJsonBody(
+  req: IncomingMessage & { rawBody?: Buffer; path?: string; originalUrl?: string },
+  _res: unknown,
+  buf: Buffer,
+  encoding: string,
+): void {
   req.rawBody = buf;
   const url = req.originalUrl ?? req.url ?? '';
   const limits = /^\/api\/v1\/webhooks\//.test(url) ? WEBHOOK_JSON_LIMITS : API_JSON_LIMITS;

@@ -3,7 +3,9 @@ import assert from 'node:assert/strict';
 import { summaryToHtml } from './markdown-html';
 
 test('every link of a summary gets rel="noopener noreferrer nofollow" and opens in a new tab, whatever the job wrote', async () => {
-  const html = await summaryToHtml('[a](https://example.com/a) and <a href="https://example.com/b" rel="opener" target="_self">b</a> and <https://example.com/c>');
+  const html = await summaryToHtml(
+    '[a](https://example.com/a) and <a href="https://example.com/b" rel="opener" target="_self">b</a> and <https://example.com/c>',
+  );
   const links = [...html.matchAll(/<a [^>]*>/g)].map((m) => m[0]);
   assert.equal(links.length, 3, html);
   for (const a of links) {

@@ -13,7 +13,35 @@ export async function summaryToHtml(markdown: string): Promise<string> {
   const marked = await loading;
   const html = marked.parse(markdown, { async: false });
   return sanitizeHtml(html, {
-    allowedTags: ['h1', 'h2', 'h3', 'h4', 'h5', 'h6', 'p', 'ul', 'ol', 'li', 'strong', 'em', 'code', 'pre', 'blockquote', 'table', 'thead', 'tbody', 'tr', 'th', 'td', 'a', 'hr', 'br', 'del', 'details', 'summary'],
+    allowedTags: [
+      'h1',
+      'h2',
+      'h3',
+      'h4',
+      'h5',
+      'h6',
+      'p',
+      'ul',
+      'ol',
+      'li',
+      'strong',
+      'em',
+      'code',
+      'pre',
+      'blockquote',
+      'table',
+      'thead',
+      'tbody',
+      'tr',
+      'th',
+      'td',
+      'a',
+      'hr',
+      'br',
+      'del',
+      'details',
+      'summary',
+    ],
     // rel and target are Kiln's own (transformTags sets them on every link, over whatever the job wrote):
     // they must be allowed here too, or sanitize-html strips them after the transform.
     allowedAttributes: { a: ['href', 'rel', 'target'], th: ['align'], td: ['align'] },

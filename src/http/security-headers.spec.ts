@@ -5,7 +5,17 @@ import { CONTENT_SECURITY_POLICY, DOCS_CONTENT_SECURITY_POLICY, securityHeaders 
 function headersFor(url: string): Record<string, string> {
   const set: Record<string, string> = {};
   let called = false;
-  securityHeaders({ url } as never, { setHeader: (k: string, v: string) => { set[k.toLowerCase()] = v; } } as never, () => { called = true; });
+  securityHeaders(
+    { url } as never,
+    {
+      setHeader: (k: string, v: string) => {
+        set[k.toLowerCase()] = v;
+      },
+    } as never,
+    () => {
+      called = true;
+    },
+  );
   assert.ok(called);
   return set;
 }
@@ -19,7 +29,8 @@ describe('securityHeaders', () => {
       assert.equal(h['x-content-type-options'], 'nosniff');
       assert.equal(h['referrer-policy'], 'no-referrer');
     }
-    for (const d of ["default-src 'self'", "object-src 'none'", "base-uri 'none'", "frame-ancestors 'none'", "script-src 'self'", "style-src 'self'"]) assert.ok(CONTENT_SECURITY_POLICY.includes(d), d);
+    for (const d of ["default-src 'self'", "object-src 'none'", "base-uri 'none'", "frame-ancestors 'none'", "script-src 'self'", "style-src 'self'"])
+      assert.ok(CONTENT_SECURITY_POLICY.includes(d), d);
     assert.doesNotMatch(CONTENT_SECURITY_POLICY, /unsafe/);
   });
   it('the OpenAPI page may use inline styles and data: images, never inline scripts', () => {

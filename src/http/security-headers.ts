@@ -19,9 +19,10 @@ export const CONTENT_SECURITY_POLICY = [
 ].join('; ');
 
 /** The OpenAPI page (/api/docs, Swagger UI) writes inline styles and draws data: images; its scripts are files. */
-export const DOCS_CONTENT_SECURITY_POLICY = CONTENT_SECURITY_POLICY
-  .replace("style-src 'self'", "style-src 'self' 'unsafe-inline'")
-  .replace("img-src 'self'", "img-src 'self' data:");
+export const DOCS_CONTENT_SECURITY_POLICY = CONTENT_SECURITY_POLICY.replace("style-src 'self'", "style-src 'self' 'unsafe-inline'").replace(
+  "img-src 'self'",
+  "img-src 'self' data:",
+);
 
 export const SECURITY_HEADERS: Readonly<Record<string, string>> = {
   'X-Frame-Options': 'DENY',

@@ -16,13 +16,20 @@ describe('NumberFromText', () => {
   });
   it('leaves anything else to the validators: 400, never a TypeError', () => {
     for (const n of ['x', [{ toString: {} }], { valueOf: {}, toString: {} }, [], {}, true]) {
-      assert.throws(() => validateDto(Dto, { n }), (e: unknown) => e instanceof BadRequestException, JSON.stringify(n));
+      assert.throws(
+        () => validateDto(Dto, { n }),
+        (e: unknown) => e instanceof BadRequestException,
+        JSON.stringify(n),
+      );
     }
   });
 });
 
 describe('validateDto', () => {
   it('refuses reserved keys at any depth (multipart fields nest by their names) with 400 naming where', () => {
-    assert.throws(() => validateDto(Dto, { n: 1, platform: { constructor: 'x' } }), (e: unknown) => e instanceof BadRequestException && /platform\.constructor/.test(JSON.stringify(e.getResponse())));
+    assert.throws(
+      () => validateDto(Dto, { n: 1, platform: { constructor: 'x' } }),
+      (e: unknown) => e instanceof BadRequestException && /platform\.constructor/.test(JSON.stringify(e.getResponse())),
+    );
   });
 });

@@ -8,7 +8,8 @@ export function validateDto<T extends object>(cls: ClassConstructor<T>, body: un
   if (body === null || typeof body !== 'object' || Array.isArray(body)) throw new BadRequestException('the body must be a JSON object');
   // Multipart text fields are nested by their names (`platform[constructor]`): the same keys are refused as in JSON.
   const reserved = reservedKeyPath(body);
-  if (reserved !== null) throw new BadRequestException(`the field at ${reserved} is not accepted: rename it (__proto__, constructor, toString and valueOf are reserved)`);
+  if (reserved !== null)
+    throw new BadRequestException(`the field at ${reserved} is not accepted: rename it (__proto__, constructor, toString and valueOf are reserved)`);
   const dto = plainToInstance(cls, body);
   const errors = validateSync(dto, { whitelist: true, forbidNonWhitelisted: true });
   if (errors.length) throw new BadRequestException(errors.flatMap((e) => Object.values(e.constraints ?? { [e.property]: `${e.property} is not valid` })));

@@ -11,7 +11,10 @@ export const QUEUES = Symbol('QUEUES');
 @Injectable()
 export class JobQueue {
   private readonly log = new Logger('JobQueue');
-  constructor(@Inject(QUEUES) readonly queues: Queues, @Inject(KILN_CONFIG) private readonly config: KilnConfig) {
+  constructor(
+    @Inject(QUEUES) readonly queues: Queues,
+    @Inject(KILN_CONFIG) private readonly config: KilnConfig,
+  ) {
     for (const q of queues.values()) q.on('error', (e) => this.log.warn(`queue ${q.name}: ${e.message}`));
   }
 

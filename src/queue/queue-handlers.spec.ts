@@ -8,8 +8,13 @@ test('every job name of the registry is missing until a module registers its han
   const handlers = new QueueHandlers();
   assert.deepEqual(handlers.missing(), QUEUE_JOB_NAMES);
   const seen: string[] = [];
-  handlers.register('run-job', async (job) => { seen.push(job.data.jobId); });
-  assert.deepEqual(handlers.missing(), QUEUE_JOB_NAMES.filter((n) => n !== 'run-job'));
+  handlers.register('run-job', async (job) => {
+    seen.push(job.data.jobId);
+  });
+  assert.deepEqual(
+    handlers.missing(),
+    QUEUE_JOB_NAMES.filter((n) => n !== 'run-job'),
+  );
   await handlers.get('run-job')!({ name: 'run-job', data: { runId: 'r1', jobId: 'j1' } } as BullJob);
   assert.deepEqual(seen, ['j1']);
   assert.equal(handlers.get('no-such-job'), undefined, 'a name a newer Kiln queued has no handler');

@@ -23,12 +23,17 @@ export class QueueModule {
     const names = labels.map(queueName);
     return {
       module: QueueModule,
-      imports: [BullModule.forRoot({ redis, prefix: config.queuePrefix }), ...names.map((name) => BullModule.registerQueue({
-        name,
-        // A killed worker stops renewing its lock; after queueLockSeconds another worker takes the entry over
-        // (Bull's stalled check) and JobWorker decides: run again (no step had started) or fail as 'worker lost'.
-        settings: { lockDuration: config.queueLockSeconds * 1000, stalledInterval: Math.max(1000, config.queueLockSeconds * 500), maxStalledCount: 10 },
-      }))],
+      imports: [
+        BullModule.forRoot({ redis, prefix: config.queuePrefix }),
+        ...names.map((name) =>
+          BullModule.registerQueue({
+            name,
+            // A killed worker stops renewing its lock; after queueLockSeconds another worker takes the entry over
+            // (Bull's stalled check) and JobWorker decides: run again (no step had started) or fail as 'worker lost'.
+            settings: { lockDuration: config.queueLockSeconds * 1000, stalledInterval: Math.max(1000, config.queueLockSeconds * 500), maxStalledCount: 10 },
+          }),
+        ),
+      ],
       providers: [
         {
           provide: QUEUES,

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fairPriority, labelOf, MAX_PRIORITY } from './queue.types';
 
-test('fair share: the priority is the owner\'s jobs queued or running (1 goes first), bounded', () => {
+test("fair share: the priority is the owner's jobs queued or running (1 goes first), bounded", () => {
   assert.equal(fairPriority(1), 1);
   assert.equal(fairPriority(3), 3);
   assert.ok(fairPriority(2) > fairPriority(1), 'an owner with more jobs active waits behind one with fewer');
@@ -12,7 +12,7 @@ test('fair share: the priority is the owner\'s jobs queued or running (1 goes fi
   assert.equal(fairPriority(2.7), 2);
 });
 
-test('labelOf: an environment\'s label by its name, with or without a version', () => {
+test("labelOf: an environment's label by its name, with or without a version", () => {
   assert.equal(labelOf('python-3.13@20260101.1', { 'python-3.13': 'runsc' }), 'runsc');
   assert.equal(labelOf('python-3.11', { 'python-3.13': 'runsc' }), null);
 });

@@ -13,7 +13,10 @@ export class SlotGate {
   private paused = false;
   private stopped = false;
 
-  constructor(private readonly slots: number, private readonly queues: Queue[]) {}
+  constructor(
+    private readonly slots: number,
+    private readonly queues: Queue[],
+  ) {}
 
   get busy(): number {
     return this.inUse;

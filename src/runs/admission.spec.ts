@@ -23,8 +23,20 @@ class FakeRedis {
   multi() {
     const ops: (() => unknown)[] = [];
     const chain = {
-      incr: (k: string) => { ops.push(() => { this.counts.set(k, (this.counts.get(k) ?? 0) + 1); return this.counts.get(k); }); return chain; },
-      expire: (k: string, s: number) => { ops.push(() => { this.ttls.set(k, s); return 1; }); return chain; },
+      incr: (k: string) => {
+        ops.push(() => {
+          this.counts.set(k, (this.counts.get(k) ?? 0) + 1);
+          return this.counts.get(k);
+        });
+        return chain;
+      },
+      expire: (k: string, s: number) => {
+        ops.push(() => {
+          this.ttls.set(k, s);
+          return 1;
+        });
+        return chain;
+      },
       exec: async () => {
         if (this.down) throw new Error('connect ECONNREFUSED 127.0.0.1:6379');
         return ops.map((op) => [null, op()]);
@@ -76,7 +88,7 @@ test('the rate limit is per user', async () => {
   await admission.admit({ ...owner, user: { ...owner.user, id: 'u2' } });
 });
 
-test("Redis unreachable: 503, not an admission", async () => {
+test('Redis unreachable: 503, not an admission', async () => {
   const { admission, redis } = setup();
   redis.down = true;
   await assert.rejects(admission.admit(owner), (e: unknown) => e instanceof ServiceUnavailableException && /Redis is unreachable/.test(e.message));
@@ -108,12 +120,18 @@ test("record: the owner's caps go to the repository, and its refusals come back 
   await admission.record(owner, run, [], 123);
   assert.deepEqual(runs.created[0].limits, { maxActive: 5, sourceBytes: 123, maxStorageBytes: 1000 });
 
-  runs.create = async () => { throw new ActiveRunsLimit(5, 5); };
+  runs.create = async () => {
+    throw new ActiveRunsLimit(5, 5);
+  };
   assert.equal((await refused(admission.record(owner, run, [], 1))).retryAfterSeconds, 30);
-  runs.create = async () => { throw new StorageLimit(900, 200, 1000); };
+  runs.create = async () => {
+    throw new StorageLimit(900, 200, 1000);
+  };
   const e = await refused(admission.record(owner, run, [], 200));
   assert.equal(e.retryAfterSeconds, 300);
   assert.match(e.message, /KILN_QUOTA_ARTIFACT_BYTES/);
-  runs.create = async () => { throw new Error('disk I/O error'); };
+  runs.create = async () => {
+    throw new Error('disk I/O error');
+  };
   await assert.rejects(admission.record(owner, run, [], 1), /disk I\/O error/);
 });

@@ -47,12 +47,18 @@ export class AdmissionService {
       throw new ServiceUnavailableException(`the queue's Redis is unreachable (${(e as Error).message}); try again shortly`);
     }
     const retryAfter = Math.max(1, 60 - Math.floor((now % 60_000) / 1000));
-    if (count > q.submissionsPerMinute) throw new QuotaExceededException(`quota: at most ${q.submissionsPerMinute} submissions per minute; try again in ${retryAfter} s`, retryAfter);
+    if (count > q.submissionsPerMinute)
+      throw new QuotaExceededException(`quota: at most ${q.submissionsPerMinute} submissions per minute; try again in ${retryAfter} s`, retryAfter);
     const active = await this.repo.countActiveRuns(owner.user.id);
-    if (active >= q.queuedRuns) throw new QuotaExceededException(`quota: ${new ActiveRunsLimit(active, q.queuedRuns).message}. Wait for some to finish or cancel them`, 30);
+    if (active >= q.queuedRuns)
+      throw new QuotaExceededException(`quota: ${new ActiveRunsLimit(active, q.queuedRuns).message}. Wait for some to finish or cancel them`, 30);
     const use = await this.repo.storage(owner.user.id);
     const bytes = use.artifacts + use.sources;
-    if (bytes >= q.artifactBytes) throw new QuotaExceededException(`quota: your storage (artifacts ${use.artifacts} bytes, sources of runs not yet concluded ${use.sources} bytes) uses ${bytes} bytes of ${q.artifactBytes} (KILN_QUOTA_ARTIFACT_BYTES); sources free up when their runs conclude, artifacts when their retention ends`, 300);
+    if (bytes >= q.artifactBytes)
+      throw new QuotaExceededException(
+        `quota: your storage (artifacts ${use.artifacts} bytes, sources of runs not yet concluded ${use.sources} bytes) uses ${bytes} bytes of ${q.artifactBytes} (KILN_QUOTA_ARTIFACT_BYTES); sources free up when their runs conclude, artifacts when their retention ends`,
+        300,
+      );
   }
 
   /** Records the run and its jobs if the owner's active runs and storage (with this source) stay within quota. */
@@ -62,7 +68,11 @@ export class AdmissionService {
       await this.repo.create(run, jobs, { maxActive: quota.queuedRuns, sourceBytes, maxStorageBytes: quota.artifactBytes });
     } catch (e) {
       if (e instanceof ActiveRunsLimit) throw new QuotaExceededException(`quota: ${e.message}. Wait for some to finish or cancel them`, 30);
-      if (e instanceof StorageLimit) throw new QuotaExceededException(`quota: ${e.message} (KILN_QUOTA_ARTIFACT_BYTES). Sources free up when their runs conclude, artifacts when their retention ends`, 300);
+      if (e instanceof StorageLimit)
+        throw new QuotaExceededException(
+          `quota: ${e.message} (KILN_QUOTA_ARTIFACT_BYTES). Sources free up when their runs conclude, artifacts when their retention ends`,
+          300,
+        );
       throw e;
     }
   }

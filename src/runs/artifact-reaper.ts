@@ -11,7 +11,10 @@ export class ArtifactReaper implements OnApplicationBootstrap, OnApplicationShut
   private readonly log = new Logger('Artifacts');
   private readonly periodic = new Periodic(this.log, 'retention sweep', EVERY_MS, () => this.sweep());
 
-  constructor(private readonly repo: RunsRepository, @Inject(BLOB_STORE) private readonly blobs: BlobStore) {}
+  constructor(
+    private readonly repo: RunsRepository,
+    @Inject(BLOB_STORE) private readonly blobs: BlobStore,
+  ) {}
 
   onApplicationBootstrap(): void {
     this.periodic.start();

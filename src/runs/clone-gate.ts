@@ -1,6 +1,9 @@
 /** The gate is full: `running` tasks hold every place and `waiting` more wait for one. */
 export class GateFull extends Error {
-  constructor(readonly running: number, readonly waiting: number) {
+  constructor(
+    readonly running: number,
+    readonly waiting: number,
+  ) {
     super(`${running} running and ${waiting} waiting`);
   }
 }
@@ -14,7 +17,10 @@ export class CloneGate {
   private running = 0;
   private readonly waiters: (() => void)[] = [];
 
-  constructor(private readonly concurrency: number, private readonly maxWaiting: number) {}
+  constructor(
+    private readonly concurrency: number,
+    private readonly maxWaiting: number,
+  ) {}
 
   get active(): number {
     return this.running;

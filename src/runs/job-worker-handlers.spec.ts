@@ -13,9 +13,23 @@ import type { RunsRepository } from './runs.repository';
 /** A worker whose queues take processors without Redis: records what was registered on them. */
 function worker(handlers: QueueHandlers) {
   const processed: string[] = [];
-  const queue = { name: 'kiln-jobs', process: (name: string) => { processed.push(name); } };
+  const queue = {
+    name: 'kiln-jobs',
+    process: (name: string) => {
+      processed.push(name);
+    },
+  };
   const config = { workerLabels: [], workerConcurrency: 2, workerName: 'w1' } as unknown as KilnConfig;
-  const w = new JobWorker(config, new Map([[null, queue]]) as unknown as Queues, {} as RunsRepository, {} as JobRunner, {} as RunScheduler, {} as AuthService, handlers, {} as Metrics);
+  const w = new JobWorker(
+    config,
+    new Map([[null, queue]]) as unknown as Queues,
+    {} as RunsRepository,
+    {} as JobRunner,
+    {} as RunScheduler,
+    {} as AuthService,
+    handlers,
+    {} as Metrics,
+  );
   return { w, processed };
 }
 
@@ -23,7 +37,7 @@ test('the worker registers run-job itself and will not start while another job n
   const handlers = new QueueHandlers();
   const { w, processed } = worker(handlers);
   w.onModuleInit();
-  assert.ok(handlers.get('run-job'), 'run-job is the worker\'s own');
+  assert.ok(handlers.get('run-job'), "run-job is the worker's own");
   assert.throws(() => w.onApplicationBootstrap(), /queue job 'webhook-push' has no handler/);
   assert.deepEqual(processed, [], 'no queue is consumed');
 });

@@ -25,16 +25,37 @@ function setup(script: Script, env: Record<string, string> = {}) {
   const config = loadConfig({ KILN_LOG_LEVEL: 'error', KILN_WORKER_NAME: 'w1', ...env });
   const runs = new MemoryRuns();
   let processor: ((job: BullJob) => Promise<void>) | undefined;
-  const queue = { process: (_name: string, _n: number, fn: (job: BullJob) => Promise<void>) => { processor = fn; }, pause: async () => undefined, resume: async () => undefined, close: async () => undefined } as unknown as Queue;
+  const queue = {
+    process: (_name: string, _n: number, fn: (job: BullJob) => Promise<void>) => {
+      processor = fn;
+    },
+    pause: async () => undefined,
+    resume: async () => undefined,
+    close: async () => undefined,
+  } as unknown as Queue;
   const inputs: JobInput[] = [];
   const gone: string[] = [];
   const runner = {
-    run: (input: JobInput, reporter: JobReporter, signal: AbortSignal) => { inputs.push(input); return script(input, reporter, signal); },
-    sandboxGone: async (jobId: string) => { gone.push(jobId); },
+    run: (input: JobInput, reporter: JobReporter, signal: AbortSignal) => {
+      inputs.push(input);
+      return script(input, reporter, signal);
+    },
+    sandboxGone: async (jobId: string) => {
+      gone.push(jobId);
+    },
   } as unknown as JobRunner;
   const advanced: string[] = [];
-  const scheduler = { advance: async (id: string) => { advanced.push(id); }, advanceOwner: async () => undefined } as unknown as RunScheduler;
-  const auth = { findUser: async (id: string) => ({ id }), secretsOf: async () => ({ TOKEN: 's3cret' }), quota: () => ({ artifactBytes: 1000 }) } as unknown as AuthService;
+  const scheduler = {
+    advance: async (id: string) => {
+      advanced.push(id);
+    },
+    advanceOwner: async () => undefined,
+  } as unknown as RunScheduler;
+  const auth = {
+    findUser: async (id: string) => ({ id }),
+    secretsOf: async () => ({ TOKEN: 's3cret' }),
+    quota: () => ({ artifactBytes: 1000 }),
+  } as unknown as AuthService;
   const handlers = new QueueHandlers();
   const worker = new JobWorker(config, new Map([[null, queue]]), runs.repo, runner, scheduler, auth, handlers, new Metrics());
   worker.onModuleInit();
@@ -43,18 +64,46 @@ function setup(script: Script, env: Record<string, string> = {}) {
   assert.ok(processor, 'the worker registered a processor');
 
   const run = {
-    id: 'r1', ownerId: 'u1', repositoryId: null, concurrencyGroup: null, status: 'queued', conclusion: null, source: { kind: 'command', files: 1 }, workflowName: 'ci', workflowFile: null,
-    plan: { workflowName: 'ci', jobs: [] }, context: { sha: 'a', ref: 'refs/heads/main', repository: 'o/r', event: 'push', runNumber: 3 },
-    cancelRequested: false, error: null, createdAt: '', startedAt: null, finishedAt: null,
+    id: 'r1',
+    ownerId: 'u1',
+    repositoryId: null,
+    concurrencyGroup: null,
+    status: 'queued',
+    conclusion: null,
+    source: { kind: 'command', files: 1 },
+    workflowName: 'ci',
+    workflowFile: null,
+    plan: { workflowName: 'ci', jobs: [] },
+    context: { sha: 'a', ref: 'refs/heads/main', repository: 'o/r', event: 'push', runNumber: 3 },
+    cancelRequested: false,
+    error: null,
+    createdAt: '',
+    startedAt: null,
+    finishedAt: null,
   } as unknown as Run;
   const job: Job = {
-    id: 'j1', runId: 'r1', position: 0, key: 'build', jobId: 'build', name: 'build', environment: 'python-3.11@1', status: 'queued', conclusion: null, error: null,
+    id: 'j1',
+    runId: 'r1',
+    position: 0,
+    key: 'build',
+    jobId: 'build',
+    name: 'build',
+    environment: 'python-3.11@1',
+    status: 'queued',
+    conclusion: null,
+    error: null,
     spec: { key: 'build', jobId: 'build', needs: [], if: null, strategy: null, matrix: null, steps: [{ index: 0, name: 'one' }] } as unknown as PlannedJob,
-    outputs: {}, attempts: 0, worker: null, queuedAt: null, startedAt: null, finishedAt: null,
+    outputs: {},
+    attempts: 0,
+    worker: null,
+    queuedAt: null,
+    startedAt: null,
+    finishedAt: null,
   };
   void runs.create(run, [job]);
   runs.held = { artifacts: 100, sources: 50 };
-  const deliver = (attemptsMade = 0, attempts = 3) => processor!({ id: 'b1', name: 'run-job', data: { runId: 'r1', jobId: 'j1' }, attemptsMade, opts: { attempts } } as unknown as BullJob);
+  const deliver = (attemptsMade = 0, attempts = 3) =>
+    processor!({ id: 'b1', name: 'run-job', data: { runId: 'r1', jobId: 'j1' }, attemptsMade, opts: { attempts } } as unknown as BullJob);
   return { worker, runs, inputs, gone, advanced, deliver, row: () => runs.jobRows.get('j1')! };
 }
 
@@ -66,16 +115,28 @@ test('a job from the queue is run through the JobRunner and its outcome recorded
   });
   await deliver();
   assert.equal(inputs.length, 1);
-  assert.deepEqual([inputs[0].runId, inputs[0].jobId, inputs[0].hasSources, inputs[0].secrets, inputs[0].artifactBytesLeft], ['r1', 'j1', true, { TOKEN: 's3cret' }, 850]);
-  assert.deepEqual([row().status, row().conclusion, row().error, row().outputs, row().worker, row().attempts], ['completed', 'success', null, { tag: 'v1' }, 'w1', 1]);
+  assert.deepEqual(
+    [inputs[0].runId, inputs[0].jobId, inputs[0].hasSources, inputs[0].secrets, inputs[0].artifactBytesLeft],
+    ['r1', 'j1', true, { TOKEN: 's3cret' }, 850],
+  );
+  assert.deepEqual(
+    [row().status, row().conclusion, row().error, row().outputs, row().worker, row().attempts],
+    ['completed', 'success', null, { tag: 'v1' }, 'w1', 1],
+  );
   assert.equal(runs.runs.get('r1')!.status, 'in_progress');
-  assert.deepEqual(runs.stepRows.map((s) => s.conclusion), ['success'], 'the reporter wrote the step');
+  assert.deepEqual(
+    runs.stepRows.map((s) => s.conclusion),
+    ['success'],
+    'the reporter wrote the step',
+  );
   assert.deepEqual(advanced, ['r1']);
   assert.deepEqual(gone, ['j1'], 'the sandbox is waited for');
 });
 
 test('a retryable failure before steps: the job goes back to queued and the queue is told to retry', async () => {
-  const { deliver, row, gone, advanced } = setup(async () => { throw new RetryableJobError('the Docker engine is unreachable'); });
+  const { deliver, row, gone, advanced } = setup(async () => {
+    throw new RetryableJobError('the Docker engine is unreachable');
+  });
   await assert.rejects(deliver(0, 3), RetryableJobError);
   assert.deepEqual([row().status, row().conclusion], ['queued', null]);
   assert.deepEqual(advanced, []);
@@ -83,10 +144,15 @@ test('a retryable failure before steps: the job goes back to queued and the queu
 });
 
 test('the same failure on the last attempt: the job fails as infrastructure, its steps closed, the run advances', async () => {
-  const { runs, deliver, row, advanced } = setup(async () => { throw new RetryableJobError('the Docker engine is unreachable'); });
+  const { runs, deliver, row, advanced } = setup(async () => {
+    throw new RetryableJobError('the Docker engine is unreachable');
+  });
   await deliver(2, 3);
   assert.deepEqual([row().status, row().conclusion, row().error], ['completed', 'failure', 'infrastructure: the Docker engine is unreachable']);
-  assert.deepEqual(runs.stepRows.map((s) => [s.conclusion, s.reason]), [['skipped', 'infrastructure']]);
+  assert.deepEqual(
+    runs.stepRows.map((s) => [s.conclusion, s.reason]),
+    [['skipped', 'infrastructure']],
+  );
   assert.deepEqual(advanced, ['r1']);
 });
 
@@ -99,9 +165,13 @@ test('a job of a cancelled run is not run: it is completed as cancelled', async 
 });
 
 test('shutdown: a running job past the grace is cancelled and says the worker shut down; a job arriving after is left for another worker', async () => {
-  const { worker, deliver, row, inputs } = setup((_input, _reporter, signal) => new Promise((resolve) => {
-    signal.addEventListener('abort', () => resolve({ conclusion: 'cancelled', error: null, beforeSteps: false }));
-  }), { KILN_SHUTDOWN_GRACE_SECONDS: '0' });
+  const { worker, deliver, row, inputs } = setup(
+    (_input, _reporter, signal) =>
+      new Promise((resolve) => {
+        signal.addEventListener('abort', () => resolve({ conclusion: 'cancelled', error: null, beforeSteps: false }));
+      }),
+    { KILN_SHUTDOWN_GRACE_SECONDS: '0' },
+  );
   const running = deliver();
   while (!inputs.length) await new Promise((r) => setTimeout(r, 5));
   await worker.beforeApplicationShutdown('SIGTERM');

@@ -109,7 +109,13 @@ export class JobWorker implements OnModuleInit, OnApplicationBootstrap, BeforeAp
       return true;
     }
     this.log.warn(`job ${jobId}: its worker was lost mid-job; failing it as 'worker lost'`);
-    if (await this.repo.transitionJob(jobId, ['in_progress'], 'completed', { conclusion: 'failure', error: 'worker lost: the worker running this job stopped mid-job (killed or its host lost); the job is not run again because its steps may have had effects' })) {
+    if (
+      await this.repo.transitionJob(jobId, ['in_progress'], 'completed', {
+        conclusion: 'failure',
+        error:
+          'worker lost: the worker running this job stopped mid-job (killed or its host lost); the job is not run again because its steps may have had effects',
+      })
+    ) {
       await this.repo.closeOpenSteps(jobId, 'failure', 'infrastructure');
       this.metrics.jobsFinished.inc({ conclusion: 'failure' });
     }
@@ -146,7 +152,9 @@ export class JobWorker implements OnModuleInit, OnApplicationBootstrap, BeforeAp
       try {
         const [cancel, current] = await Promise.all([this.rawRepo.isCancelRequested(runId), this.rawRepo.job(jobId)]);
         if (cancel || current?.status === 'completed') abort.abort();
-      } catch { /* the database is briefly away: try again next tick */ }
+      } catch {
+        /* the database is briefly away: try again next tick */
+      }
     }, 1000);
     // The run is recorded (and advanced) while the sandbox is removed; the slot is freed, and a retry
     // let through, only once it is gone.
@@ -161,7 +169,9 @@ export class JobWorker implements OnModuleInit, OnApplicationBootstrap, BeforeAp
         const input = jobInput(run, job, { needs: RunScheduler.needResults(jobs, job.spec.needs), secrets, artifactBytesLeft });
         const outcome = await this.runner.run(input, new RunReporter(this.repo, runId, jobId), abort.signal);
         const shutDown = this.stopping && outcome.conclusion === 'cancelled' && !(await this.repo.isCancelRequested(runId).catch(() => false));
-        const error = shutDown ? `the worker shut down before the job finished (it waited ${this.config.shutdownGraceSeconds} s, KILN_SHUTDOWN_GRACE_SECONDS)` : outcome.error;
+        const error = shutDown
+          ? `the worker shut down before the job finished (it waited ${this.config.shutdownGraceSeconds} s, KILN_SHUTDOWN_GRACE_SECONDS)`
+          : outcome.error;
         await this.repo.transitionJob(jobId, ['in_progress'], 'completed', { conclusion: outcome.conclusion, error, outputs: outcome.outputs ?? {} });
         this.metrics.jobsFinished.inc({ conclusion: outcome.conclusion });
         if (outcome.conclusion === 'cancelled') await this.repo.closeOpenSteps(jobId, 'cancelled', 'cancelled');
@@ -191,8 +201,13 @@ export class JobWorker implements OnModuleInit, OnApplicationBootstrap, BeforeAp
 /** What the runner is given: plain data from the run's and the job's records. */
 function jobInput(run: Run, job: Job, rest: Pick<JobInput, 'needs' | 'secrets' | 'artifactBytesLeft'>): JobInput {
   return {
-    runId: run.id, jobId: job.id, spec: job.spec, workflowName: run.workflowName, context: run.context,
-    hasSources: !(run.source.kind === 'command' && run.source.files === 0), ...rest,
+    runId: run.id,
+    jobId: job.id,
+    spec: job.spec,
+    workflowName: run.workflowName,
+    context: run.context,
+    hasSources: !(run.source.kind === 'command' && run.source.files === 0),
+    ...rest,
   };
 }
 

@@ -36,7 +36,11 @@ export interface LogLine extends LogRecord {
 export class LogsService {
   private readonly log = new Logger(LogsService.name);
 
-  constructor(private readonly repo: RunsRepository, private readonly store: LogStore, private readonly bus: LogBus) {}
+  constructor(
+    private readonly repo: RunsRepository,
+    private readonly store: LogStore,
+    private readonly bus: LogBus,
+  ) {}
 
   private async jobsOf(runId: string, jobId?: string): Promise<Job[]> {
     const jobs = await this.repo.jobs(runId);
@@ -77,13 +81,22 @@ export class LogsService {
   async follow(runId: string, jobId: string | undefined, step: number | undefined, req: Request, res: Response): Promise<void> {
     const jobs = await this.jobsOf(runId, jobId);
     if (step !== undefined && !jobId) throw new BadRequestException('step needs job: ?job=<id>&step=<index>');
-    res.status(200).set({ 'Content-Type': 'text/event-stream; charset=utf-8', 'Cache-Control': 'no-cache', Connection: 'keep-alive', 'X-Accel-Buffering': 'no' });
+    res
+      .status(200)
+      .set({ 'Content-Type': 'text/event-stream; charset=utf-8', 'Cache-Control': 'no-cache', Connection: 'keep-alive', 'X-Accel-Buffering': 'no' });
     res.flushHeaders();
 
     let closed = false;
     let wake: (() => void) | null = null;
-    const nudge = () => { const w = wake; wake = null; w?.(); };
-    const onClose = () => { closed = true; nudge(); };
+    const nudge = () => {
+      const w = wake;
+      wake = null;
+      w?.();
+    };
+    const onClose = () => {
+      closed = true;
+      nudge();
+    };
     req.on('close', onClose);
     res.on('close', onClose);
 
@@ -103,12 +116,17 @@ export class LogsService {
 
     // A slow reader holds the stream back (the file keeps every line): memory stays bounded however
     // fast a job prints.
-    const drained = () => new Promise<void>((resolve) => {
-      if (closed || !res.writableNeedDrain) return resolve();
-      const done = () => { res.off('drain', done); res.off('close', done); resolve(); };
-      res.on('drain', done);
-      res.on('close', done);
-    });
+    const drained = () =>
+      new Promise<void>((resolve) => {
+        if (closed || !res.writableNeedDrain) return resolve();
+        const done = () => {
+          res.off('drain', done);
+          res.off('close', done);
+          resolve();
+        };
+        res.on('drain', done);
+        res.on('close', done);
+      });
     // Each event is a line of the job's file (a record's JSON object) with the job's fields added
     // before its closing brace: the line is not parsed again. Events go out in writes of about
     // SEND_BYTES (a write per line costs more than the line).
@@ -247,8 +265,14 @@ export class LogsService {
         if (closed || inbox.length) continue;
         const wait = Math.max(0, Math.min(nextPoll, lastWrite + KEEP_ALIVE_MS) - Date.now());
         await new Promise<void>((resolve) => {
-          const timer = setTimeout(() => { wake = null; resolve(); }, wait);
-          wake = () => { clearTimeout(timer); resolve(); };
+          const timer = setTimeout(() => {
+            wake = null;
+            resolve();
+          }, wait);
+          wake = () => {
+            clearTimeout(timer);
+            resolve();
+          };
         });
       }
     } finally {

@@ -27,8 +27,12 @@ function reaper(containers: KilnContainer[], jobs: Record<string, string>, refus
 
 const id = (n: number) => `${String(n).repeat(12)}${'0'.repeat(52)}`;
 
-test('removes the containers of finished and unknown jobs; a running or queued job\'s container is kept', async () => {
-  const { reaper: r, removed, metrics } = reaper(
+test("removes the containers of finished and unknown jobs; a running or queued job's container is kept", async () => {
+  const {
+    reaper: r,
+    removed,
+    metrics,
+  } = reaper(
     [
       { id: id(1), name: '/kiln-job-Done', jobId: 'Done' },
       { id: id(2), name: '/kiln-job-Running', jobId: 'Running' },
@@ -46,11 +50,14 @@ test('removes the containers of finished and unknown jobs; a running or queued j
 test('an idle warm sandbox is removed only when its worker on this host is gone', async () => {
   const dead = spawnSync(process.execPath, ['-e', '0']).pid;
   const host = os.hostname();
-  const { reaper: r, removed } = reaper([
-    { id: id(1), name: '/kiln-pool-a', pool: `pool~${host}~${dead}~00aa11bb` },
-    { id: id(2), name: '/kiln-pool-b', pool: `pool~${host}~${process.pid}~22cc33dd` },
-    { id: id(3), name: '/kiln-pool-c', pool: `pool~another-host~${dead}~44ee55ff` },
-  ], {});
+  const { reaper: r, removed } = reaper(
+    [
+      { id: id(1), name: '/kiln-pool-a', pool: `pool~${host}~${dead}~00aa11bb` },
+      { id: id(2), name: '/kiln-pool-b', pool: `pool~${host}~${process.pid}~22cc33dd` },
+      { id: id(3), name: '/kiln-pool-c', pool: `pool~another-host~${dead}~44ee55ff` },
+    ],
+    {},
+  );
   await r.sweep();
   assert.deepEqual(removed, [id(1)]);
 });

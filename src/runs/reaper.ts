@@ -52,7 +52,9 @@ export class Reaper implements OnApplicationBootstrap, OnApplicationShutdown {
         if (!(await this.containers.remove(c.id))) continue; // gone already
         report.containers.push(c.id.slice(0, 12));
         this.metrics.reapedContainers.inc();
-        this.log.log(`removed container ${c.id.slice(0, 12)} (${c.name}) of ${job ? `finished job ${job.id}` : jobId ? `unknown job ${jobId}` : `a warm pool whose process is gone (${pool ?? '?'})`}`);
+        this.log.log(
+          `removed container ${c.id.slice(0, 12)} (${c.name}) of ${job ? `finished job ${job.id}` : jobId ? `unknown job ${jobId}` : `a warm pool whose process is gone (${pool ?? '?'})`}`,
+        );
       } catch (e) {
         this.log.warn(`could not remove ${c.id.slice(0, 12)}: ${(e as Error).message}`);
       }

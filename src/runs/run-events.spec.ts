@@ -11,7 +11,9 @@ import type { Job, Run } from './runs.types';
 test('every listener is called; one that throws does not stop the others or the emitter', () => {
   const events = new RunEvents();
   const seen: string[] = [];
-  events.on('run-concluded', () => { throw new Error('listener broke'); });
+  events.on('run-concluded', () => {
+    throw new Error('listener broke');
+  });
   events.on('run-concluded', ({ run, conclusion }) => seen.push(`${run.id}:${conclusion}`));
   events.emit('run-concluded', { run: { id: 'r1' } as Run, conclusion: 'failure' });
   assert.deepEqual(seen, ['r1:failure']);
@@ -20,16 +22,30 @@ test('every listener is called; one that throws does not stop the others or the 
 /** A scheduler over a run whose jobs are all done, its records and side effects replaced. */
 function concluding(completes: boolean) {
   const run = { id: 'run1', status: 'in_progress', cancelRequested: false, repositoryId: 'repo1', ownerId: null } as unknown as Run;
-  const jobs = [{ id: 'j1', jobId: 'build', status: 'completed', conclusion: 'success' }, { id: 'j2', jobId: 'test', status: 'completed', conclusion: 'failure' }] as Job[];
+  const jobs = [
+    { id: 'j1', jobId: 'build', status: 'completed', conclusion: 'success' },
+    { id: 'j2', jobId: 'test', status: 'completed', conclusion: 'failure' },
+  ] as Job[];
   const order: string[] = [];
   const repo = {
-    getRun: async () => run, jobs: async () => jobs,
-    completeRun: async (id: string, conclusion: string) => { order.push(`completeRun ${id} ${conclusion}`); return completes; },
+    getRun: async () => run,
+    jobs: async () => jobs,
+    completeRun: async (id: string, conclusion: string) => {
+      order.push(`completeRun ${id} ${conclusion}`);
+      return completes;
+    },
   } as unknown as RunsRepository;
-  const sources = { release: async (id: string) => { order.push(`release ${id}`); } } as unknown as RunSources;
+  const sources = {
+    release: async (id: string) => {
+      order.push(`release ${id}`);
+    },
+  } as unknown as RunSources;
   const events = new RunEvents();
   const emitted: RunEventPayloads['run-concluded'][] = [];
-  events.on('run-concluded', (p) => { order.push('run-concluded'); emitted.push(p); });
+  events.on('run-concluded', (p) => {
+    order.push('run-concluded');
+    emitted.push(p);
+  });
   const scheduler = new RunScheduler(repo, {} as JobQueue, {} as AuthService, events, sources);
   return { scheduler, run, emitted, order };
 }

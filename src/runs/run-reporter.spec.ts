@@ -6,10 +6,19 @@ import type { RunsRepository } from './runs.repository';
 /** A repository that records the calls it gets (the reporter's writes, without a database). */
 function recordingRepo() {
   const calls: unknown[][] = [];
-  const record = (name: string) => async (...args: unknown[]) => { calls.push([name, ...args]); return name === 'artifacts' ? [] : undefined; };
+  const record =
+    (name: string) =>
+    async (...args: unknown[]) => {
+      calls.push([name, ...args]);
+      return name === 'artifacts' ? [] : undefined;
+    };
   const repo = {
-    updateStep: record('updateStep'), closeOpenSteps: record('closeOpenSteps'), insertAnnotation: record('insertAnnotation'),
-    setJobSummary: record('setJobSummary'), insertArtifact: record('insertArtifact'), artifacts: record('artifacts'),
+    updateStep: record('updateStep'),
+    closeOpenSteps: record('closeOpenSteps'),
+    insertAnnotation: record('insertAnnotation'),
+    setJobSummary: record('setJobSummary'),
+    insertArtifact: record('insertArtifact'),
+    artifacts: record('artifacts'),
   } as unknown as RunsRepository;
   return { repo, calls };
 }
@@ -43,7 +52,9 @@ test('each report becomes the run record the runner used to write itself', async
 
 test('a refused artifact (its name taken) is refused to the runner', async () => {
   const { repo } = recordingRepo();
-  (repo as unknown as { insertArtifact: () => Promise<void> }).insertArtifact = async () => { throw new Error('UNIQUE constraint failed'); };
+  (repo as unknown as { insertArtifact: () => Promise<void> }).insertArtifact = async () => {
+    throw new Error('UNIQUE constraint failed');
+  };
   const r = new RunReporter(repo, 'run1', 'job1');
   await assert.rejects(r.artifactRecorded({ id: 'a', name: 'n', sizeBytes: 1, files: 1, createdAt: '', expiresAt: '' }), /UNIQUE/);
 });

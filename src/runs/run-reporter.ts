@@ -6,7 +6,11 @@ import type { RunsRepository } from './runs.repository';
 /** The runner's reports on one job, written as the run's records (steps, annotations, summary, artifacts). */
 export class RunReporter implements JobReporter {
   /** `repo`: the worker's, patient through a brief database outage (see patient.ts). */
-  constructor(private readonly repo: RunsRepository, private readonly runId: string, private readonly jobId: string) {}
+  constructor(
+    private readonly repo: RunsRepository,
+    private readonly runId: string,
+    private readonly jobId: string,
+  ) {}
 
   stepSkipped(index: number): Promise<void> {
     return this.repo.updateStep(this.jobId, index, { status: 'completed', outcome: 'skipped', conclusion: 'skipped', started: true, finished: true });
@@ -21,7 +25,14 @@ export class RunReporter implements JobReporter {
   }
 
   stepFinished(index: number, end: StepEnd): Promise<void> {
-    return this.repo.updateStep(this.jobId, index, { status: 'completed', outcome: end.outcome, conclusion: end.conclusion, exitCode: end.exitCode, reason: end.reason, finished: true });
+    return this.repo.updateStep(this.jobId, index, {
+      status: 'completed',
+      outcome: end.outcome,
+      conclusion: end.conclusion,
+      exitCode: end.exitCode,
+      reason: end.reason,
+      finished: true,
+    });
   }
 
   cancelled(): Promise<void> {

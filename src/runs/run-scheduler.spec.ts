@@ -16,18 +16,53 @@ function setup(jobs: { key: string; needs?: string[]; if?: string }[], concurren
   const queued: string[] = [];
   const released: string[] = [];
   const auth = { findUser: async (id: string) => ({ id }), quota: () => ({ concurrentJobs }) } as unknown as AuthService;
-  const queue = { enqueueJob: async (p: { jobId: string }) => { queued.push(runs.jobRows.get(p.jobId)!.key); } } as unknown as JobQueue;
-  const sources = { release: async (runId: string) => { released.push(runId); } } as unknown as RunSources;
+  const queue = {
+    enqueueJob: async (p: { jobId: string }) => {
+      queued.push(runs.jobRows.get(p.jobId)!.key);
+    },
+  } as unknown as JobQueue;
+  const sources = {
+    release: async (runId: string) => {
+      released.push(runId);
+    },
+  } as unknown as RunSources;
   const scheduler = new RunScheduler(runs.repo, queue, auth, new RunEvents(), sources);
   const run = {
-    id: 'r1', ownerId: 'u1', repositoryId: null, concurrencyGroup: null, status: 'queued', conclusion: null, source: { kind: 'command', files: 0 }, workflowName: 'w', workflowFile: null,
-    plan: { workflowName: 'w', jobs: [] }, context: { sha: 'a', ref: 'refs/heads/main', repository: 'o/r', event: 'push', runNumber: 1 },
-    cancelRequested: false, error: null, createdAt: '', startedAt: null, finishedAt: null,
+    id: 'r1',
+    ownerId: 'u1',
+    repositoryId: null,
+    concurrencyGroup: null,
+    status: 'queued',
+    conclusion: null,
+    source: { kind: 'command', files: 0 },
+    workflowName: 'w',
+    workflowFile: null,
+    plan: { workflowName: 'w', jobs: [] },
+    context: { sha: 'a', ref: 'refs/heads/main', repository: 'o/r', event: 'push', runNumber: 1 },
+    cancelRequested: false,
+    error: null,
+    createdAt: '',
+    startedAt: null,
+    finishedAt: null,
   } as unknown as Run;
   const rows: Job[] = jobs.map((j, position) => ({
-    id: `j-${j.key}`, runId: 'r1', position, key: j.key, jobId: j.key, name: j.key, environment: 'python-3.11@1', status: 'pending', conclusion: null, error: null,
+    id: `j-${j.key}`,
+    runId: 'r1',
+    position,
+    key: j.key,
+    jobId: j.key,
+    name: j.key,
+    environment: 'python-3.11@1',
+    status: 'pending',
+    conclusion: null,
+    error: null,
     spec: { key: j.key, jobId: j.key, needs: j.needs ?? [], if: j.if ?? null, strategy: null, matrix: null, steps: [] } as unknown as PlannedJob,
-    outputs: {}, attempts: 0, worker: null, queuedAt: null, startedAt: null, finishedAt: null,
+    outputs: {},
+    attempts: 0,
+    worker: null,
+    queuedAt: null,
+    startedAt: null,
+    finishedAt: null,
   }));
   void runs.create(run, rows);
   const status = () => Object.fromEntries([...runs.jobRows.values()].map((j) => [j.key, j.conclusion ?? j.status]));
@@ -52,7 +87,12 @@ test('jobs whose needs are met are queued; the others wait until their needs suc
 });
 
 test('a failed need skips its dependents (and theirs); an if: always() dependent still runs', async () => {
-  const { scheduler, queued, status, finish } = setup([{ key: 'build' }, { key: 'test', needs: ['build'] }, { key: 'deploy', needs: ['test'] }, { key: 'report', needs: ['build'], if: 'always()' }]);
+  const { scheduler, queued, status, finish } = setup([
+    { key: 'build' },
+    { key: 'test', needs: ['build'] },
+    { key: 'deploy', needs: ['test'] },
+    { key: 'report', needs: ['build'], if: 'always()' },
+  ]);
   await scheduler.advance('r1');
   await finish('build', 'failure');
   assert.deepEqual(queued, ['build', 'report']);

@@ -19,7 +19,13 @@ export class RunScheduler {
   private readonly log = new Logger('RunScheduler');
   private readonly chains = new Map<string, Promise<void>>();
 
-  constructor(private readonly repo: RunsRepository, private readonly queue: JobQueue, private readonly auth: AuthService, private readonly events: RunEvents, private readonly sources: RunSources) {}
+  constructor(
+    private readonly repo: RunsRepository,
+    private readonly queue: JobQueue,
+    private readonly auth: AuthService,
+    private readonly events: RunEvents,
+    private readonly sources: RunSources,
+  ) {}
 
   /** After one of an owner's jobs ends, their other runs may have jobs waiting on the concurrency quota. */
   async advanceOwner(ownerId: string | null): Promise<void> {
@@ -37,7 +43,9 @@ export class RunScheduler {
     const prev = this.chains.get(runId) ?? Promise.resolve();
     const next = prev.then(() => this.step(runId)).catch((e: Error) => this.log.error(`advancing ${runId}: ${e.stack ?? e.message}`));
     this.chains.set(runId, next);
-    void next.then(() => { if (this.chains.get(runId) === next) this.chains.delete(runId); });
+    void next.then(() => {
+      if (this.chains.get(runId) === next) this.chains.delete(runId);
+    });
     return next;
   }
 
@@ -47,7 +55,13 @@ export class RunScheduler {
     for (const id of needs) {
       const group = jobs.filter((j) => j.jobId === id);
       const cs = group.map((j) => j.conclusion);
-      const result: Conclusion = cs.includes('failure') ? 'failure' : cs.includes('cancelled') ? 'cancelled' : cs.every((c) => c === 'skipped') ? 'skipped' : 'success';
+      const result: Conclusion = cs.includes('failure')
+        ? 'failure'
+        : cs.includes('cancelled')
+          ? 'cancelled'
+          : cs.every((c) => c === 'skipped')
+            ? 'skipped'
+            : 'success';
       out[id] = { result, outputs: Object.assign({}, ...group.map((j) => j.outputs)) };
     }
     return out;
@@ -76,8 +90,11 @@ export class RunScheduler {
         changed = (await this.finish(job, ['queued'], 'cancelled')) || changed;
         continue;
       }
-      if ((job.status === 'queued' || job.status === 'in_progress') && job.spec.strategy?.failFast
-        && jobs.some((j) => j.jobId === job.jobId && j.id !== job.id && j.conclusion === 'failure')) {
+      if (
+        (job.status === 'queued' || job.status === 'in_progress') &&
+        job.spec.strategy?.failFast &&
+        jobs.some((j) => j.jobId === job.jobId && j.id !== job.id && j.conclusion === 'failure')
+      ) {
         // The worker running it sees the job completed within a second and stops it.
         changed = (await this.finish(job, ['queued', 'in_progress'], 'cancelled', 'cancelled by fail-fast: another job of this matrix failed')) || changed;
         continue;
@@ -99,12 +116,21 @@ export class RunScheduler {
       const allSucceeded = Object.values(needs).every((n) => n.result === 'success');
       let go: boolean;
       try {
-        go = await evaluateCondition(job.spec.if, { github: { ref: run.context.ref, sha: run.context.sha, repository: run.context.repository, event_name: run.context.event }, needs, vars: {}, inputs: {} }, {
-          success: () => allSucceeded,
-          failure: () => Object.values(needs).some((n) => n.result === 'failure'),
-          cancelled: () => run.cancelRequested,
-          always: () => true,
-        });
+        go = await evaluateCondition(
+          job.spec.if,
+          {
+            github: { ref: run.context.ref, sha: run.context.sha, repository: run.context.repository, event_name: run.context.event },
+            needs,
+            vars: {},
+            inputs: {},
+          },
+          {
+            success: () => allSucceeded,
+            failure: () => Object.values(needs).some((n) => n.result === 'failure'),
+            cancelled: () => run.cancelRequested,
+            always: () => true,
+          },
+        );
       } catch (e) {
         changed = (await this.finish(job, ['pending'], 'failure', `the job's if: condition could not be evaluated: ${(e as Error).message}`)) || changed;
         continue;
@@ -142,7 +168,9 @@ export class RunScheduler {
     const conclusion: Conclusion = run.cancelRequested ? 'cancelled' : failed ? 'failure' : 'success';
     // Every job is done: nothing reads the source again (Kiln has no re-runs). It goes before the run is
     // marked completed, so a completed run never holds one (a failed removal is retried by the sweep).
-    await this.sources.release(run.id).catch((e: Error) => this.log.warn(`run ${run.id}: its source could not be removed now (${e.message}); the source sweep will`));
+    await this.sources
+      .release(run.id)
+      .catch((e: Error) => this.log.warn(`run ${run.id}: its source could not be removed now (${e.message}); the source sweep will`));
     if (await this.repo.completeRun(run.id, conclusion)) {
       this.log.log(`run ${run.id}: ${conclusion}`);
       this.events.emit('run-concluded', { run, conclusion });

@@ -10,13 +10,23 @@ function fixture(runs: Record<string, { completed: boolean; sourceBytes: number 
   const blobs = new Map<string, string>();
   for (const id of Object.keys(runs)) blobs.set(`sources/${id}.tar`, 'tar');
   const store: BlobStore = {
-    put: async (key, file) => { blobs.set(key, file); },
+    put: async (key, file) => {
+      blobs.set(key, file);
+    },
     open: async () => null as { stream: Readable; size: number } | null,
-    remove: async (key) => { blobs.delete(key); },
+    remove: async (key) => {
+      blobs.delete(key);
+    },
   };
   const records: SourceRecords = {
-    sourceReleased: async (id) => { runs[id].sourceBytes = 0; },
-    concludedWithSource: async (limit) => Object.entries(runs).filter(([, r]) => r.completed && r.sourceBytes !== 0).map(([id]) => id).slice(0, limit),
+    sourceReleased: async (id) => {
+      runs[id].sourceBytes = 0;
+    },
+    concludedWithSource: async (limit) =>
+      Object.entries(runs)
+        .filter(([, r]) => r.completed && r.sourceBytes !== 0)
+        .map(([id]) => id)
+        .slice(0, limit),
   };
   const sources = new RunSources({ sweepSeconds: 300 } as KilnConfig, records as never, store);
   return { sources, blobs, runs };
@@ -30,7 +40,7 @@ test('release removes the source and stops counting it; releasing twice is harml
   await sources.release('a');
 });
 
-test('keep puts the checked tar under the run\'s key', async () => {
+test("keep puts the checked tar under the run's key", async () => {
   const { sources, blobs } = fixture({});
   await sources.keep('r1', '/scratch/upload.tar');
   assert.equal(blobs.get('sources/r1.tar'), '/scratch/upload.tar');

@@ -9,47 +9,67 @@ const PLATFORM = /^[A-Za-z0-9][A-Za-z0-9._-]*=[a-z0-9][a-z0-9.@-]*(,[A-Za-z0-9][
 /** JSON body of POST /runs: a repository (`repo` + `ref`), or the quick form (`command`). */
 export class SubmitRunDto {
   @ApiPropertyOptional({ description: 'https git URL of the repository' })
-  @IsOptional() @IsString() @MaxLength(2048)
+  @IsOptional()
+  @IsString()
+  @MaxLength(2048)
   repo?: string;
 
   @ApiPropertyOptional({ description: 'branch, tag or commit sha (with repo)' })
-  @IsOptional() @IsString() @MaxLength(255)
+  @IsOptional()
+  @IsString()
+  @MaxLength(255)
   ref?: string;
 
   @ApiPropertyOptional({ description: 'workflow YAML; without it Kiln reads .kiln.yml or .github/workflows/*.yml from the source' })
-  @IsOptional() @IsString() @MaxLength(256 * 1024)
+  @IsOptional()
+  @IsString()
+  @MaxLength(256 * 1024)
   workflow?: string;
 
   @ApiPropertyOptional({ description: 'which workflow file of the source to run, e.g. .github/workflows/ci.yml' })
-  @IsOptional() @Matches(WORKFLOW_FILE, { message: 'workflowFile must be .kiln.yml or .github/workflows/<name>.yml' })
+  @IsOptional()
+  @Matches(WORKFLOW_FILE, { message: 'workflowFile must be .kiln.yml or .github/workflows/<name>.yml' })
   workflowFile?: string;
 
   @ApiPropertyOptional({ description: 'run only this job of the workflow (and the jobs it needs)' })
-  @IsOptional() @Matches(JOB_ID, { message: 'job must be a job id of the workflow' })
+  @IsOptional()
+  @Matches(JOB_ID, { message: 'job must be a job id of the workflow' })
   job?: string;
 
   @ApiPropertyOptional({ description: 'runs-on label -> environment, for this run only (like act -P)' })
-  @IsOptional() @IsObject()
+  @IsOptional()
+  @IsObject()
   platform?: Record<string, string>;
 
   @ApiPropertyOptional({ description: 'quick form: a command to run (bash by default)' })
-  @IsOptional() @IsString() @IsNotEmpty() @MaxLength(64 * 1024)
+  @IsOptional()
+  @IsString()
+  @IsNotEmpty()
+  @MaxLength(64 * 1024)
   command?: string;
 
   @ApiPropertyOptional({ description: 'quick form: environment name, label or name@version (default: the default environment)' })
-  @IsOptional() @IsString() @MaxLength(100)
+  @IsOptional()
+  @IsString()
+  @MaxLength(100)
   environment?: string;
 
   @ApiPropertyOptional({ description: 'quick form: files to put in the workspace, path -> content (1 MiB each, 4 MiB in all, 1000 files)' })
-  @IsOptional() @IsObject()
+  @IsOptional()
+  @IsObject()
   files?: Record<string, string>;
 
   @ApiPropertyOptional({ enum: ['bash', 'sh', 'python'] })
-  @IsOptional() @IsIn(['bash', 'sh', 'python'], { message: 'shell must be bash, sh or python' })
+  @IsOptional()
+  @IsIn(['bash', 'sh', 'python'], { message: 'shell must be bash, sh or python' })
   shell?: 'bash' | 'sh' | 'python';
 
   @ApiPropertyOptional({ description: 'quick form: timeout in minutes' })
-  @IsOptional() @NumberFromText() @IsInt() @Min(1) @Max(10080)
+  @IsOptional()
+  @NumberFromText()
+  @IsInt()
+  @Min(1)
+  @Max(10080)
   timeoutMinutes?: number;
 }
 
@@ -69,22 +89,34 @@ export class SubmitUploadDto {
 
 export class LogsQuery {
   @ApiPropertyOptional({ description: 'job id (default: every job of the run)' })
-  @IsOptional() @Matches(/^[A-Za-z0-9_-]{1,64}$/, { message: 'job must be a job id from the run' }) job?: string;
+  @IsOptional()
+  @Matches(/^[A-Za-z0-9_-]{1,64}$/, { message: 'job must be a job id from the run' })
+  job?: string;
 
   @ApiPropertyOptional({ description: 'only this step index' })
-  @IsOptional() @NumberFromText() @IsInt() @Min(-1) @Max(1000) step?: number;
+  @IsOptional()
+  @NumberFromText()
+  @IsInt()
+  @Min(-1)
+  @Max(1000)
+  step?: number;
 
   @ApiPropertyOptional({ description: '1: stream as server-sent events until the job ends' })
-  @IsOptional() @IsIn(['0', '1', 'true', 'false'], { message: 'follow must be 1 or 0' }) follow?: string;
+  @IsOptional()
+  @IsIn(['0', '1', 'true', 'false'], { message: 'follow must be 1 or 0' })
+  follow?: string;
 
   @ApiPropertyOptional({ description: '1: the text form with the bytes as written (control characters not escaped), as an attachment to save' })
-  @IsOptional() @IsIn(['0', '1', 'true', 'false'], { message: 'download must be 1 or 0' }) download?: string;
+  @IsOptional()
+  @IsIn(['0', '1', 'true', 'false'], { message: 'download must be 1 or 0' })
+  download?: string;
 
   @ApiPropertyOptional({ enum: ['text', 'json'], description: 'text (default) or json lines' })
-  @IsOptional() @IsIn(['text', 'json'], { message: 'format must be text or json' }) format?: 'text' | 'json';
+  @IsOptional()
+  @IsIn(['text', 'json'], { message: 'format must be text or json' })
+  format?: 'text' | 'json';
 }
 
 export class ListRunsQuery {
   @IsOptional() @NumberFromText() @IsInt() @Min(1) @Max(500) limit?: number;
 }
-

@@ -36,7 +36,21 @@ export class RunsCoreModule {
       module: RunsCoreModule,
       global: true,
       imports: [QueueModule.forConfig(config), CatalogueModule],
-      providers: [RunsRepository, RunScheduler, RunSources, FileStore, { provide: BLOB_STORE, useClass: LocalBlobStore }, LocalLogHub, LogStore, ArtifactReaper, ScratchSweeper, MetricsCollector, AdmissionService, RunsService, RunEvents],
+      providers: [
+        RunsRepository,
+        RunScheduler,
+        RunSources,
+        FileStore,
+        { provide: BLOB_STORE, useClass: LocalBlobStore },
+        LocalLogHub,
+        LogStore,
+        ArtifactReaper,
+        ScratchSweeper,
+        MetricsCollector,
+        AdmissionService,
+        RunsService,
+        RunEvents,
+      ],
       exports: [RunsRepository, RunScheduler, RunSources, FileStore, BLOB_STORE, LocalLogHub, LogStore, QueueModule, AdmissionService, RunsService, RunEvents],
     };
   }
@@ -69,7 +83,15 @@ export class WorkerModule {
     return {
       module: WorkerModule,
       imports: [CatalogueModule],
-      providers: [JobWorker, JobRunner, DockerBackend, { provide: EXECUTION_BACKEND, useExisting: DockerBackend }, { provide: ContainerReaper, useClass: DockerContainerReaper }, Reaper, WarmPoolFeeder],
+      providers: [
+        JobWorker,
+        JobRunner,
+        DockerBackend,
+        { provide: EXECUTION_BACKEND, useExisting: DockerBackend },
+        { provide: ContainerReaper, useClass: DockerContainerReaper },
+        Reaper,
+        WarmPoolFeeder,
+      ],
     };
   }
 }

@@ -33,9 +33,20 @@ async function user(): Promise<string> {
 
 function run(ownerId: string): Run {
   return {
-    id: newId(), ownerId, status: 'queued', conclusion: null, source: { kind: 'command', files: 0 }, workflowName: 'w', workflowFile: null,
-    plan: { workflowName: 'w', jobs: [] } as unknown as Run['plan'], context: { sha: 'x', ref: 'refs/heads/main', repository: 'local/x', event: 'push', runNumber: 1 },
-    cancelRequested: false, error: null, createdAt: new Date().toISOString(), startedAt: null, finishedAt: null,
+    id: newId(),
+    ownerId,
+    status: 'queued',
+    conclusion: null,
+    source: { kind: 'command', files: 0 },
+    workflowName: 'w',
+    workflowFile: null,
+    plan: { workflowName: 'w', jobs: [] } as unknown as Run['plan'],
+    context: { sha: 'x', ref: 'refs/heads/main', repository: 'local/x', event: 'push', runNumber: 1 },
+    cancelRequested: false,
+    error: null,
+    createdAt: new Date().toISOString(),
+    startedAt: null,
+    finishedAt: null,
   };
 }
 
@@ -44,7 +55,10 @@ test("a run's source counts in its owner's storage until it is released; the sto
   const a = run(owner);
   await repo.create(a, [], { sourceBytes: 600, maxStorageBytes: 1000 });
   assert.deepEqual(await repo.storage(owner), { artifacts: 0, sources: 600 });
-  await assert.rejects(repo.create(run(owner), [], { sourceBytes: 401, maxStorageBytes: 1000 }), (e: unknown) => e instanceof StorageLimit && e.used === 600 && e.adding === 401);
+  await assert.rejects(
+    repo.create(run(owner), [], { sourceBytes: 401, maxStorageBytes: 1000 }),
+    (e: unknown) => e instanceof StorageLimit && e.used === 600 && e.adding === 401,
+  );
   await repo.create(run(owner), [], { sourceBytes: 400, maxStorageBytes: 1000 });
   assert.deepEqual(await repo.storage(owner), { artifacts: 0, sources: 1000 });
   await repo.sourceReleased(a.id);
@@ -72,7 +86,10 @@ test('concluded runs holding a source (or recorded before sizes were) are found;
 
 test('run numbers: 1, 2, 3 per scope (the owner, or the registered repository); two scopes are independent; a refused run takes none', async () => {
   const [ada, bob] = [await user(), await user()];
-  const numbers = async (r: Run, limits = {}) => { await repo.create(r, [], limits); return [r.context.runNumber, (await repo.getRun(r.id))!.context.runNumber]; };
+  const numbers = async (r: Run, limits = {}) => {
+    await repo.create(r, [], limits);
+    return [r.context.runNumber, (await repo.getRun(r.id))!.context.runNumber];
+  };
   assert.deepEqual(await numbers(run(ada)), [1, 1]);
   assert.deepEqual(await numbers(run(ada)), [2, 2]);
   assert.deepEqual(await numbers(run(bob)), [1, 1], "another owner's runs are numbered apart");
@@ -87,7 +104,10 @@ test('run numbers: concurrent submissions get distinct numbers, and a second con
   const owner = await user();
   const batch = Array.from({ length: 20 }, () => run(owner));
   await Promise.all(batch.map((r) => repo.create(r, [])));
-  assert.deepEqual(batch.map((r) => r.context.runNumber).sort((a, b) => a - b), Array.from({ length: 20 }, (_, i) => i + 1));
+  assert.deepEqual(
+    batch.map((r) => r.context.runNumber).sort((a, b) => a - b),
+    Array.from({ length: 20 }, (_, i) => i + 1),
+  );
   const pg = process.env.KILN_TEST_DATABASE_URL;
   const other = await openDatabase({ database: pg ? { kind: 'postgres', url: pg } : { kind: 'sqlite', file: path.join(dir, 'kiln.sqlite') } });
   try {

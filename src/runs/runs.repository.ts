@@ -16,19 +16,83 @@ export function runNumberScope(run: Pick<Run, 'repositoryId' | 'ownerId'>): stri
 
 /** The owner already has as many runs waiting or running as their quota allows. */
 export class ActiveRunsLimit extends Error {
-  constructor(readonly active: number, readonly max: number) {
+  constructor(
+    readonly active: number,
+    readonly max: number,
+  ) {
     super(`at most ${max} runs queued or running at once; you have ${active}`);
   }
 }
 
-interface RunRow { id: string; owner_id: string | null; repository_id?: string | null; concurrency_group?: string | null; status: string; conclusion: string | null; source_kind: string; source: string; workflow_name: string; workflow_file: string | null; plan: string; context: string; cancel_requested: number; error: string | null; created_at: string; started_at: string | null; finished_at: string | null; run_number?: number | null }
-interface JobRow { id: string; run_id: string; position: number; job_key: string; job_id: string; name: string; environment: string; status: string; conclusion: string | null; error: string | null; spec: string; outputs: string | null; attempts: number; worker: string | null; queued_at: string | null; started_at: string | null; finished_at: string | null }
-interface StepRow { job_id: string; idx: number; name: string; status: string; outcome: string | null; conclusion: string | null; exit_code: number | null; reason: string | null; started_at: string | null; finished_at: string | null }
-interface ArtifactRow { id: string; run_id: string; job_id: string; name: string; size_bytes: number; files: number; created_at: string; expires_at: string }
+interface RunRow {
+  id: string;
+  owner_id: string | null;
+  repository_id?: string | null;
+  concurrency_group?: string | null;
+  status: string;
+  conclusion: string | null;
+  source_kind: string;
+  source: string;
+  workflow_name: string;
+  workflow_file: string | null;
+  plan: string;
+  context: string;
+  cancel_requested: number;
+  error: string | null;
+  created_at: string;
+  started_at: string | null;
+  finished_at: string | null;
+  run_number?: number | null;
+}
+interface JobRow {
+  id: string;
+  run_id: string;
+  position: number;
+  job_key: string;
+  job_id: string;
+  name: string;
+  environment: string;
+  status: string;
+  conclusion: string | null;
+  error: string | null;
+  spec: string;
+  outputs: string | null;
+  attempts: number;
+  worker: string | null;
+  queued_at: string | null;
+  started_at: string | null;
+  finished_at: string | null;
+}
+interface StepRow {
+  job_id: string;
+  idx: number;
+  name: string;
+  status: string;
+  outcome: string | null;
+  conclusion: string | null;
+  exit_code: number | null;
+  reason: string | null;
+  started_at: string | null;
+  finished_at: string | null;
+}
+interface ArtifactRow {
+  id: string;
+  run_id: string;
+  job_id: string;
+  name: string;
+  size_bytes: number;
+  files: number;
+  created_at: string;
+  expires_at: string;
+}
 
 /** Recording this run's source would take the owner's storage (artifacts + sources) past their quota. */
 export class StorageLimit extends Error {
-  constructor(readonly used: number, readonly adding: number, readonly max: number) {
+  constructor(
+    readonly used: number,
+    readonly adding: number,
+    readonly max: number,
+  ) {
     super(`your storage (artifacts, and the sources of runs not yet concluded) uses ${used} bytes of ${max}; this run's source needs ${adding} more`);
   }
 }
@@ -44,7 +108,10 @@ export interface CreateLimits {
 }
 
 /** A user's stored bytes: artifacts kept and sources of runs not yet concluded. */
-export interface StorageUse { artifacts: number; sources: number }
+export interface StorageUse {
+  artifacts: number;
+  sources: number;
+}
 
 /** Runs, jobs, steps and artifacts. Status changes are conditional updates: only one caller wins a transition. */
 @Injectable()
@@ -85,7 +152,22 @@ export class RunsRepository {
       await tx.run(
         `INSERT INTO runs (id, owner_id, repository_id, concurrency_group, status, conclusion, source_kind, source, workflow_name, workflow_file, plan, context, cancel_requested, error, created_at, source_bytes, run_number)
          VALUES (?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?, 0, NULL, ?, ?, ?)`,
-        [run.id, run.ownerId, run.repositoryId ?? null, run.concurrencyGroup ?? null, run.status, run.source.kind, JSON.stringify(run.source), run.workflowName, run.workflowFile, JSON.stringify(run.plan), JSON.stringify(run.context), run.createdAt, sourceBytes, run.context.runNumber],
+        [
+          run.id,
+          run.ownerId,
+          run.repositoryId ?? null,
+          run.concurrencyGroup ?? null,
+          run.status,
+          run.source.kind,
+          JSON.stringify(run.source),
+          run.workflowName,
+          run.workflowFile,
+          JSON.stringify(run.plan),
+          JSON.stringify(run.context),
+          run.createdAt,
+          sourceBytes,
+          run.context.runNumber,
+        ],
       );
       for (const j of jobs) {
         await tx.run(
@@ -111,7 +193,9 @@ export class RunsRepository {
 
   /** Runs of an owner that are not completed. */
   async activeRunIds(ownerId: string): Promise<string[]> {
-    return (await this.db.all<{ id: string }>("SELECT id FROM runs WHERE owner_id = ? AND status <> 'completed' ORDER BY created_at", [ownerId])).map((r) => r.id);
+    return (await this.db.all<{ id: string }>("SELECT id FROM runs WHERE owner_id = ? AND status <> 'completed' ORDER BY created_at", [ownerId])).map(
+      (r) => r.id,
+    );
   }
 
   async countActiveRuns(ownerId: string): Promise<number> {
@@ -121,7 +205,10 @@ export class RunsRepository {
 
   /** Jobs of an owner handed to the queue or running, across all runs. */
   async countActiveJobs(ownerId: string): Promise<number> {
-    const rows = await this.db.all<{ n: number }>("SELECT COUNT(*) AS n FROM jobs j JOIN runs r ON r.id = j.run_id WHERE r.owner_id = ? AND j.status IN ('queued', 'in_progress')", [ownerId]);
+    const rows = await this.db.all<{ n: number }>(
+      "SELECT COUNT(*) AS n FROM jobs j JOIN runs r ON r.id = j.run_id WHERE r.owner_id = ? AND j.status IN ('queued', 'in_progress')",
+      [ownerId],
+    );
     return Number(rows[0]?.n ?? 0);
   }
 
@@ -137,10 +224,12 @@ export class RunsRepository {
 
   /** Completed runs whose source may still be in the store (concluded before this was tracked, or a release cut short). */
   async concludedWithSource(limit: number): Promise<string[]> {
-    const rows = await this.db.all<{ id: string }>("SELECT id FROM runs WHERE status = 'completed' AND (source_bytes IS NULL OR source_bytes <> 0) ORDER BY created_at LIMIT ?", [limit]);
+    const rows = await this.db.all<{ id: string }>(
+      "SELECT id FROM runs WHERE status = 'completed' AND (source_bytes IS NULL OR source_bytes <> 0) ORDER BY created_at LIMIT ?",
+      [limit],
+    );
     return rows.map((r) => r.id);
   }
-
 
   async jobs(runId: string): Promise<Job[]> {
     return (await this.db.all<JobRow>('SELECT * FROM jobs WHERE run_id = ? ORDER BY position', [runId])).map(toJob);
@@ -152,35 +241,70 @@ export class RunsRepository {
   }
 
   async steps(runId: string): Promise<Step[]> {
-    return (await this.db.all<StepRow>('SELECT s.* FROM steps s JOIN jobs j ON j.id = s.job_id WHERE j.run_id = ? ORDER BY j.position, s.idx', [runId])).map(toStep);
+    return (await this.db.all<StepRow>('SELECT s.* FROM steps s JOIN jobs j ON j.id = s.job_id WHERE j.run_id = ? ORDER BY j.position, s.idx', [runId])).map(
+      toStep,
+    );
   }
 
   /** Moves a job between statuses; false when it was not in one of `from` (someone else moved it). */
-  async transitionJob(id: string, from: JobStatus[], to: JobStatus, fields: { conclusion?: Conclusion; error?: string | null; outputs?: Record<string, string>; worker?: string } = {}): Promise<boolean> {
+  async transitionJob(
+    id: string,
+    from: JobStatus[],
+    to: JobStatus,
+    fields: { conclusion?: Conclusion; error?: string | null; outputs?: Record<string, string>; worker?: string } = {},
+  ): Promise<boolean> {
     const stamp = to === 'queued' ? 'queued_at' : to === 'in_progress' ? 'started_at' : to === 'completed' ? 'finished_at' : null;
     const sets = ['status = ?'];
     const params: unknown[] = [to];
-    if (stamp) { sets.push(`${stamp} = ?`); params.push(now()); }
+    if (stamp) {
+      sets.push(`${stamp} = ?`);
+      params.push(now());
+    }
     if (to === 'in_progress') sets.push('attempts = attempts + 1');
-    if (fields.conclusion !== undefined) { sets.push('conclusion = ?'); params.push(fields.conclusion); }
-    if (fields.error !== undefined) { sets.push('error = ?'); params.push(fields.error); }
-    if (fields.outputs !== undefined) { sets.push('outputs = ?'); params.push(JSON.stringify(fields.outputs)); }
-    if (fields.worker !== undefined) { sets.push('worker = ?'); params.push(fields.worker); }
+    if (fields.conclusion !== undefined) {
+      sets.push('conclusion = ?');
+      params.push(fields.conclusion);
+    }
+    if (fields.error !== undefined) {
+      sets.push('error = ?');
+      params.push(fields.error);
+    }
+    if (fields.outputs !== undefined) {
+      sets.push('outputs = ?');
+      params.push(JSON.stringify(fields.outputs));
+    }
+    if (fields.worker !== undefined) {
+      sets.push('worker = ?');
+      params.push(fields.worker);
+    }
     params.push(id, ...from);
     const changed = await this.db.run(`UPDATE jobs SET ${sets.join(', ')} WHERE id = ? AND status IN (${from.map(() => '?').join(', ')})`, params);
     return changed > 0;
   }
 
-  async updateStep(jobId: string, index: number, fields: Partial<Pick<Step, 'status' | 'outcome' | 'conclusion' | 'exitCode' | 'reason'>> & { started?: boolean; finished?: boolean }): Promise<void> {
+  async updateStep(
+    jobId: string,
+    index: number,
+    fields: Partial<Pick<Step, 'status' | 'outcome' | 'conclusion' | 'exitCode' | 'reason'>> & { started?: boolean; finished?: boolean },
+  ): Promise<void> {
     const sets: string[] = [];
     const params: unknown[] = [];
     const cols: Record<string, string> = { status: 'status', outcome: 'outcome', conclusion: 'conclusion', exitCode: 'exit_code', reason: 'reason' };
     for (const [k, col] of Object.entries(cols)) {
       const v = (fields as Record<string, unknown>)[k];
-      if (v !== undefined) { sets.push(`${col} = ?`); params.push(v); }
+      if (v !== undefined) {
+        sets.push(`${col} = ?`);
+        params.push(v);
+      }
     }
-    if (fields.started) { sets.push('started_at = ?'); params.push(now()); }
-    if (fields.finished) { sets.push('finished_at = ?'); params.push(now()); }
+    if (fields.started) {
+      sets.push('started_at = ?');
+      params.push(now());
+    }
+    if (fields.finished) {
+      sets.push('finished_at = ?');
+      params.push(now());
+    }
     if (!sets.length) return;
     await this.db.run(`UPDATE steps SET ${sets.join(', ')} WHERE job_id = ? AND idx = ?`, [...params, jobId, index]);
   }
@@ -199,12 +323,22 @@ export class RunsRepository {
 
   /** Completes a run once; false when it was already complete. */
   async completeRun(id: string, conclusion: Conclusion, error: string | null = null): Promise<boolean> {
-    return (await this.db.run(`UPDATE runs SET status = 'completed', conclusion = ?, error = COALESCE(?, error), finished_at = ? WHERE id = ? AND status <> 'completed'`, [conclusion, error, now(), id])) > 0;
+    return (
+      (await this.db.run(
+        `UPDATE runs SET status = 'completed', conclusion = ?, error = COALESCE(?, error), finished_at = ? WHERE id = ? AND status <> 'completed'`,
+        [conclusion, error, now(), id],
+      )) > 0
+    );
   }
 
   /** Other runs of a concurrency group that have not completed (oldest first). */
   async activeInGroup(group: string, except: string): Promise<string[]> {
-    return (await this.db.all<{ id: string }>("SELECT id FROM runs WHERE concurrency_group = ? AND id <> ? AND status <> 'completed' ORDER BY created_at", [group, except])).map((r) => r.id);
+    return (
+      await this.db.all<{ id: string }>("SELECT id FROM runs WHERE concurrency_group = ? AND id <> ? AND status <> 'completed' ORDER BY created_at", [
+        group,
+        except,
+      ])
+    ).map((r) => r.id);
   }
 
   async requestCancel(id: string): Promise<void> {
@@ -224,9 +358,30 @@ export class RunsRepository {
   }
 
   async annotations(runId: string): Promise<(Annotation & { jobId: string; step: number })[]> {
-    const rows = await this.db.all<{ job_id: string; step: number; level: string; message: string; title: string | null; file: string | null; line: number | null; end_line: number | null; col: number | null; end_column: number | null }>(
-      'SELECT a.* FROM annotations a JOIN jobs j ON j.id = a.job_id WHERE a.run_id = ? ORDER BY j.position, a.seq', [runId]);
-    return rows.map((r) => ({ jobId: r.job_id, step: Number(r.step), level: r.level as Annotation['level'], message: r.message, title: r.title, file: r.file, line: r.line, endLine: r.end_line, col: r.col, endColumn: r.end_column }));
+    const rows = await this.db.all<{
+      job_id: string;
+      step: number;
+      level: string;
+      message: string;
+      title: string | null;
+      file: string | null;
+      line: number | null;
+      end_line: number | null;
+      col: number | null;
+      end_column: number | null;
+    }>('SELECT a.* FROM annotations a JOIN jobs j ON j.id = a.job_id WHERE a.run_id = ? ORDER BY j.position, a.seq', [runId]);
+    return rows.map((r) => ({
+      jobId: r.job_id,
+      step: Number(r.step),
+      level: r.level as Annotation['level'],
+      message: r.message,
+      title: r.title,
+      file: r.file,
+      line: r.line,
+      endLine: r.end_line,
+      col: r.col,
+      endColumn: r.end_column,
+    }));
   }
 
   async setJobSummary(jobId: string, markdown: string): Promise<void> {
@@ -239,10 +394,16 @@ export class RunsRepository {
   }
 
   async insertArtifact(a: Artifact): Promise<void> {
-    await this.db.run(
-      'INSERT INTO artifacts (id, run_id, job_id, name, size_bytes, files, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)',
-      [a.id, a.runId, a.jobId, a.name, a.sizeBytes, a.files, a.createdAt, a.expiresAt],
-    );
+    await this.db.run('INSERT INTO artifacts (id, run_id, job_id, name, size_bytes, files, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)', [
+      a.id,
+      a.runId,
+      a.jobId,
+      a.name,
+      a.sizeBytes,
+      a.files,
+      a.createdAt,
+      a.expiresAt,
+    ]);
   }
 
   async artifacts(runId: string): Promise<Artifact[]> {
@@ -265,32 +426,73 @@ function withRunNumber(context: Run['context'], runNumber: number | null | undef
 
 function toRun(r: RunRow): Run {
   return {
-    id: r.id, ownerId: r.owner_id ?? null, repositoryId: r.repository_id ?? null, concurrencyGroup: r.concurrency_group ?? null, status: r.status as Run['status'], conclusion: r.conclusion as Conclusion | null,
-    source: JSON.parse(r.source), workflowName: r.workflow_name, workflowFile: r.workflow_file,
-    plan: JSON.parse(r.plan), context: withRunNumber(JSON.parse(r.context), r.run_number), cancelRequested: Boolean(r.cancel_requested), error: r.error,
-    createdAt: r.created_at, startedAt: r.started_at, finishedAt: r.finished_at,
+    id: r.id,
+    ownerId: r.owner_id ?? null,
+    repositoryId: r.repository_id ?? null,
+    concurrencyGroup: r.concurrency_group ?? null,
+    status: r.status as Run['status'],
+    conclusion: r.conclusion as Conclusion | null,
+    source: JSON.parse(r.source),
+    workflowName: r.workflow_name,
+    workflowFile: r.workflow_file,
+    plan: JSON.parse(r.plan),
+    context: withRunNumber(JSON.parse(r.context), r.run_number),
+    cancelRequested: Boolean(r.cancel_requested),
+    error: r.error,
+    createdAt: r.created_at,
+    startedAt: r.started_at,
+    finishedAt: r.finished_at,
   };
 }
 
 function toJob(r: JobRow): Job {
   return {
-    id: r.id, runId: r.run_id, position: Number(r.position), key: r.job_key, jobId: r.job_id, name: r.name, environment: r.environment,
-    status: r.status as JobStatus, conclusion: r.conclusion as Conclusion | null, error: r.error, spec: JSON.parse(r.spec),
-    outputs: r.outputs ? JSON.parse(r.outputs) : {}, attempts: Number(r.attempts), worker: r.worker ?? null,
-    queuedAt: r.queued_at, startedAt: r.started_at, finishedAt: r.finished_at,
+    id: r.id,
+    runId: r.run_id,
+    position: Number(r.position),
+    key: r.job_key,
+    jobId: r.job_id,
+    name: r.name,
+    environment: r.environment,
+    status: r.status as JobStatus,
+    conclusion: r.conclusion as Conclusion | null,
+    error: r.error,
+    spec: JSON.parse(r.spec),
+    outputs: r.outputs ? JSON.parse(r.outputs) : {},
+    attempts: Number(r.attempts),
+    worker: r.worker ?? null,
+    queuedAt: r.queued_at,
+    startedAt: r.started_at,
+    finishedAt: r.finished_at,
   };
 }
 
 function toStep(r: StepRow): Step {
   return {
-    jobId: r.job_id, index: Number(r.idx), name: r.name, status: r.status as Step['status'], outcome: r.outcome as Conclusion | null,
-    conclusion: r.conclusion as Conclusion | null, exitCode: r.exit_code === null ? null : Number(r.exit_code), reason: r.reason as StepReason | null,
-    startedAt: r.started_at, finishedAt: r.finished_at,
+    jobId: r.job_id,
+    index: Number(r.idx),
+    name: r.name,
+    status: r.status as Step['status'],
+    outcome: r.outcome as Conclusion | null,
+    conclusion: r.conclusion as Conclusion | null,
+    exitCode: r.exit_code === null ? null : Number(r.exit_code),
+    reason: r.reason as StepReason | null,
+    startedAt: r.started_at,
+    finishedAt: r.finished_at,
   };
 }
 
 function toArtifact(r: ArtifactRow): Artifact {
-  return { id: r.id, runId: r.run_id, jobId: r.job_id, name: r.name, sizeBytes: Number(r.size_bytes), files: Number(r.files), createdAt: r.created_at, expiresAt: r.expires_at };
+  return {
+    id: r.id,
+    runId: r.run_id,
+    jobId: r.job_id,
+    name: r.name,
+    sizeBytes: Number(r.size_bytes),
+    files: Number(r.files),
+    createdAt: r.created_at,
+    expiresAt: r.expires_at,
+  };
 }
 
 /** Artifacts of the owner's runs, and sources still held (source_bytes > 0; NULL rows predate the column and are not counted). */

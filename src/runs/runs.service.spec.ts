@@ -36,13 +36,34 @@ function setup(quota: Partial<Quota> = {}) {
   const enqueued: { runId: string; jobId: string; environment: string }[] = [];
   const kept: string[] = [];
   let submissions = 0;
-  const redis = { multi: () => ({ incr() { return this; }, expire() { return this; }, exec: async () => [[null, ++submissions]] }) } as unknown as Redis;
+  const redis = {
+    multi: () => ({
+      incr() {
+        return this;
+      },
+      expire() {
+        return this;
+      },
+      exec: async () => [[null, ++submissions]],
+    }),
+  } as unknown as Redis;
   const auth = { quota: () => q, findUser: async () => owner.user, useStorageMeter: () => undefined } as unknown as AuthService;
-  const queue = { enqueueJob: async (p: { runId: string; jobId: string }, environment: string) => { enqueued.push({ ...p, environment }); } } as unknown as JobQueue;
-  const sources = { keep: async (runId: string, tarPath: string) => { kept.push(runId); await fs.promises.rm(tarPath, { force: true }); }, release: async () => undefined } as unknown as RunSources;
+  const queue = {
+    enqueueJob: async (p: { runId: string; jobId: string }, environment: string) => {
+      enqueued.push({ ...p, environment });
+    },
+  } as unknown as JobQueue;
+  const sources = {
+    keep: async (runId: string, tarPath: string) => {
+      kept.push(runId);
+      await fs.promises.rm(tarPath, { force: true });
+    },
+    release: async () => undefined,
+  } as unknown as RunSources;
   const catalogue = {
     planning: async () => ({
-      resolveEnvironment: (label: string) => (label === 'python-3.11' ? { name: 'python-3.11', version: '20260101.1', image: `sha256:${'b'.repeat(64)}` } : { error: `no environment '${label}'` }),
+      resolveEnvironment: (label: string) =>
+        label === 'python-3.11' ? { name: 'python-3.11', version: '20260101.1', image: `sha256:${'b'.repeat(64)}` } : { error: `no environment '${label}'` },
       pythonVersions: {},
     }),
   } as unknown as CatalogueService;
@@ -71,7 +92,10 @@ test('the quick form: a run of one job is recorded, its source kept, its job que
   assert.equal(run.ownerId, 'u1');
   assert.deepEqual(run.source, { kind: 'command', files: 1 });
   assert.equal(run.context.event, 'workflow_dispatch');
-  assert.deepEqual(jobs.map((j) => [j.key, j.environment, j.spec.steps.map((s) => s.run)]), [['command', 'python-3.11@20260101.1', ['echo hello']]]);
+  assert.deepEqual(
+    jobs.map((j) => [j.key, j.environment, j.spec.steps.map((s) => s.run)]),
+    [['command', 'python-3.11@20260101.1', ['echo hello']]],
+  );
   assert.deepEqual(kept, [run.id]);
   assert.deepEqual(enqueued, [{ runId: run.id, jobId: jobs[0].id, environment: 'python-3.11@20260101.1' }]);
   assert.equal(view.jobs[0].status, 'queued');

@@ -19,7 +19,19 @@ import { sourceHttpException } from './source-status';
 import { RunsRepository } from './runs.repository';
 import { AdmissionService } from './admission';
 import { runListItem, runView } from './run-views';
-import { CommandSubmission, PlanChoices, WORKFLOW_MAX_BYTES, checkPlatform, commandWorkflow, findWorkflow, parsePlatform, planWorkflow, qualifyRef, repositoryName, sha1File } from './submissions';
+import {
+  CommandSubmission,
+  PlanChoices,
+  WORKFLOW_MAX_BYTES,
+  checkPlatform,
+  commandWorkflow,
+  findWorkflow,
+  parsePlatform,
+  planWorkflow,
+  qualifyRef,
+  repositoryName,
+  sha1File,
+} from './submissions';
 import type { RunContext } from '../execution/job';
 import type { Job, Run, RunSource } from './runs.types';
 import type { SubmitRunDto, SubmitUploadDto } from './runs.dto';
@@ -28,9 +40,25 @@ import type { Principal } from '../auth/auth.types';
 import { newId } from '../common/ids';
 
 /** Extra facts of a webhook run: its repository and its concurrency group. */
-export interface RunExtras { repositoryId?: string; concurrencyGroup?: string; cancelInProgress?: boolean }
-export interface TarballSubmission extends PlanChoices { uploadPath: string; filename: string; workflow?: string; workflowFile?: string; ref?: string; repository?: string }
-export interface RepoSubmission extends PlanChoices { repo: string; ref: string; workflow?: string; workflowFile?: string }
+export interface RunExtras {
+  repositoryId?: string;
+  concurrencyGroup?: string;
+  cancelInProgress?: boolean;
+}
+export interface TarballSubmission extends PlanChoices {
+  uploadPath: string;
+  filename: string;
+  workflow?: string;
+  workflowFile?: string;
+  ref?: string;
+  repository?: string;
+}
+export interface RepoSubmission extends PlanChoices {
+  repo: string;
+  ref: string;
+  workflow?: string;
+  workflowFile?: string;
+}
 
 /**
  * The one way in: every channel (API, CLI, webhook) ends in submit(). A run is validated, planned and
@@ -60,7 +88,12 @@ export class RunsService {
     // Unpacked, a source is at most 512 MiB in all (DEFAULT_SOURCE_LIMITS), and never more than the
     // largest workspace a job may have. Checked at each entry's header, before its body is written.
     const expanded = Math.min(DEFAULT_SOURCE_LIMITS.maxTotalBytes, this.config.jobs.workspaceMaxBytes);
-    return { ...DEFAULT_SOURCE_LIMITS, maxCompressedBytes: this.config.uploadMaxBytes, maxTotalBytes: expanded, maxFileBytes: Math.min(DEFAULT_SOURCE_LIMITS.maxFileBytes, expanded) };
+    return {
+      ...DEFAULT_SOURCE_LIMITS,
+      maxCompressedBytes: this.config.uploadMaxBytes,
+      maxTotalBytes: expanded,
+      maxFileBytes: Math.min(DEFAULT_SOURCE_LIMITS.maxFileBytes, expanded),
+    };
   }
 
   async submitTarball(owner: Principal, s: TarballSubmission) {
@@ -68,8 +101,22 @@ export class RunsService {
     try {
       const tar = await this.sanitize(fs.createReadStream(s.uploadPath), tmp);
       const sha = await sha1File(tmp);
-      const context: RunContext = { sha, ref: s.ref ? qualifyRef(s.ref) : 'refs/heads/main', repository: s.repository ?? 'local/upload', event: 'push', runNumber: 0 };
-      return await this.submit(owner, tmp, { kind: 'tarball', filename: s.filename, bytes: fs.statSync(s.uploadPath).size, files: tar.files }, context, s.workflow, s.workflowFile, s);
+      const context: RunContext = {
+        sha,
+        ref: s.ref ? qualifyRef(s.ref) : 'refs/heads/main',
+        repository: s.repository ?? 'local/upload',
+        event: 'push',
+        runNumber: 0,
+      };
+      return await this.submit(
+        owner,
+        tmp,
+        { kind: 'tarball', filename: s.filename, bytes: fs.statSync(s.uploadPath).size, files: tar.files },
+        context,
+        s.workflow,
+        s.workflowFile,
+        s,
+      );
     } finally {
       await fs.promises.rm(s.uploadPath, { force: true });
       await fs.promises.rm(tmp, { force: true });
@@ -83,7 +130,9 @@ export class RunsService {
     } catch (e) {
       if (e instanceof GateFull) {
         const { concurrency, queue } = this.config.clones;
-        throw new ServiceUnavailableException(`repo: the server is cloning ${e.running} repositories (KILN_CLONE_CONCURRENCY=${concurrency}) and ${e.waiting} more wait their turn (KILN_CLONE_QUEUE=${queue}); try again in a few seconds`);
+        throw new ServiceUnavailableException(
+          `repo: the server is cloning ${e.running} repositories (KILN_CLONE_CONCURRENCY=${concurrency}) and ${e.waiting} more wait their turn (KILN_CLONE_QUEUE=${queue}); try again in a few seconds`,
+        );
       }
       throw e;
     }
@@ -98,7 +147,13 @@ export class RunsService {
       throw e;
     }
     try {
-      const context: RunContext = { sha: cloned.sha, ref: /^[0-9a-f]{7,40}$/.test(s.ref) ? '' : qualifyRef(s.ref), repository: repositoryName(s.repo), event: 'push', runNumber: 0 };
+      const context: RunContext = {
+        sha: cloned.sha,
+        ref: /^[0-9a-f]{7,40}$/.test(s.ref) ? '' : qualifyRef(s.ref),
+        repository: repositoryName(s.repo),
+        event: 'push',
+        runNumber: 0,
+      };
       return await this.submitFromDir(owner, cloned.dir, { kind: 'repo', repo: s.repo, ref: s.ref, sha: cloned.sha }, context, s.workflow, s.workflowFile, s);
     } finally {
       await cloned.cleanup();
@@ -106,7 +161,16 @@ export class RunsService {
   }
 
   /** A checked-out tree (a clone): packed by tar (links kept as links), then checked like any upload. */
-  async submitFromDir(owner: Principal, dir: string, source: RunSource, context: RunContext, workflow: string | undefined, workflowFile: string | undefined, choices: PlanChoices = {}, extras: RunExtras = {}) {
+  async submitFromDir(
+    owner: Principal,
+    dir: string,
+    source: RunSource,
+    context: RunContext,
+    workflow: string | undefined,
+    workflowFile: string | undefined,
+    choices: PlanChoices = {},
+    extras: RunExtras = {},
+  ) {
     const tmp = this.files.upload('.tar');
     try {
       const proc = spawn('tar', ['-c', '-f', '-', '-C', dir, '.'], { stdio: ['ignore', 'pipe', 'ignore'] });
@@ -140,7 +204,16 @@ export class RunsService {
    * Plans and records a run whose sanitized source tar is at `tarPath` (moved into the store). The
    * context's runNumber is given by the records as the run is recorded (RunsRepository.create).
    */
-  private async submit(owner: Principal, tarPath: string, source: RunSource, context: RunContext, workflowText: string | undefined, workflowFile: string | null | undefined, choices: PlanChoices = {}, extras: RunExtras = {}) {
+  private async submit(
+    owner: Principal,
+    tarPath: string,
+    source: RunSource,
+    context: RunContext,
+    workflowText: string | undefined,
+    workflowFile: string | null | undefined,
+    choices: PlanChoices = {},
+    extras: RunExtras = {},
+  ) {
     let text = workflowText;
     let file: string | null = workflowFile ?? null;
     if (!text) ({ text, file } = await findWorkflow(tarPath, workflowFile ?? undefined));
@@ -148,12 +221,41 @@ export class RunsService {
     const runId = newId();
     const now = new Date().toISOString();
     const run: Run = {
-      id: runId, ownerId: owner.user.id, repositoryId: extras.repositoryId ?? null, concurrencyGroup: extras.concurrencyGroup ?? null, status: 'queued', conclusion: null, source, workflowName: plan.workflowName, workflowFile: file, plan, context,
-      cancelRequested: false, error: null, createdAt: now, startedAt: null, finishedAt: null,
+      id: runId,
+      ownerId: owner.user.id,
+      repositoryId: extras.repositoryId ?? null,
+      concurrencyGroup: extras.concurrencyGroup ?? null,
+      status: 'queued',
+      conclusion: null,
+      source,
+      workflowName: plan.workflowName,
+      workflowFile: file,
+      plan,
+      context,
+      cancelRequested: false,
+      error: null,
+      createdAt: now,
+      startedAt: null,
+      finishedAt: null,
     };
     const jobs: Job[] = plan.jobs.map((j, position) => ({
-      id: newId(), runId, position, key: j.key, jobId: j.jobId, name: j.name, environment: `${j.environment.name}@${j.environment.version}`,
-      status: 'pending', conclusion: null, error: null, spec: j, outputs: {}, attempts: 0, worker: null, queuedAt: null, startedAt: null, finishedAt: null,
+      id: newId(),
+      runId,
+      position,
+      key: j.key,
+      jobId: j.jobId,
+      name: j.name,
+      environment: `${j.environment.name}@${j.environment.version}`,
+      status: 'pending',
+      conclusion: null,
+      error: null,
+      spec: j,
+      outputs: {},
+      attempts: 0,
+      worker: null,
+      queuedAt: null,
+      startedAt: null,
+      finishedAt: null,
     }));
     const sourceBytes = (await fs.promises.stat(tarPath)).size;
     await this.admission.record(owner, run, jobs, sourceBytes);
@@ -165,7 +267,9 @@ export class RunsService {
       // The detail (paths of the store) stays in the server's log.
       this.log.error(`run ${runId}: its source could not be stored: ${(e as Error).message}`);
       await this.failUnstored(runId, jobs);
-      throw new ServiceUnavailableException(`the source could not be stored (the server's log says why); run ${runId} is recorded as failed, nothing runs; try again shortly`);
+      throw new ServiceUnavailableException(
+        `the source could not be stored (the server's log says why); run ${runId} is recorded as failed, nothing runs; try again shortly`,
+      );
     }
     await this.scheduler.advance(runId);
     if (extras.concurrencyGroup && extras.cancelInProgress) {
@@ -183,7 +287,8 @@ export class RunsService {
   private async failUnstored(runId: string, jobs: Job[]): Promise<void> {
     const error = "infrastructure: the run's source could not be stored";
     for (const j of jobs) {
-      if (await this.repo.transitionJob(j.id, ['pending'], 'completed', { conclusion: 'failure', error })) await this.repo.closeOpenSteps(j.id, 'skipped', 'infrastructure');
+      if (await this.repo.transitionJob(j.id, ['pending'], 'completed', { conclusion: 'failure', error }))
+        await this.repo.closeOpenSteps(j.id, 'skipped', 'infrastructure');
     }
     await this.scheduler.advance(runId);
   }
@@ -196,7 +301,12 @@ export class RunsService {
       maxTimeoutMinutes: this.config.jobs.timeoutMaxMinutes,
       maxJobs: 256,
       maxStepsPerJob: 100,
-      maxLimits: { memoryBytes: this.config.jobs.memoryMaxBytes, cpus: this.config.jobs.cpusMax, pids: this.config.jobs.pidsMax, workspaceBytes: this.config.jobs.workspaceMaxBytes },
+      maxLimits: {
+        memoryBytes: this.config.jobs.memoryMaxBytes,
+        cpus: this.config.jobs.cpusMax,
+        pids: this.config.jobs.pidsMax,
+        workspaceBytes: this.config.jobs.workspaceMaxBytes,
+      },
     };
     return planWorkflow(text, file, opts, choices.job);
   }
@@ -231,22 +341,42 @@ export class RunsService {
   async submitJson(owner: Principal, body: SubmitRunDto) {
     await this.admission.admit(owner);
     const forms = [body.repo !== undefined, body.command !== undefined].filter(Boolean).length;
-    if (forms !== 1) throw new BadRequestException('send either {repo, ref} (a git repository) or {command} (the quick form); for a tarball, POST multipart/form-data with a `source` file');
+    if (forms !== 1)
+      throw new BadRequestException(
+        'send either {repo, ref} (a git repository) or {command} (the quick form); for a tarball, POST multipart/form-data with a `source` file',
+      );
     if (body.repo !== undefined) {
       if (!body.ref) throw new BadRequestException('ref is required with repo: a branch, tag or commit sha');
-      if (body.files || body.shell || body.environment) throw new BadRequestException('files, shell and environment belong to the quick form ({command}); with repo the workflow says where to run');
-      return this.submitRepo(owner, { repo: body.repo, ref: body.ref, workflow: body.workflow, workflowFile: body.workflowFile, job: body.job, platform: checkPlatform(body.platform) });
+      if (body.files || body.shell || body.environment)
+        throw new BadRequestException('files, shell and environment belong to the quick form ({command}); with repo the workflow says where to run');
+      return this.submitRepo(owner, {
+        repo: body.repo,
+        ref: body.ref,
+        workflow: body.workflow,
+        workflowFile: body.workflowFile,
+        job: body.job,
+        platform: checkPlatform(body.platform),
+      });
     }
-    if (body.workflow || body.workflowFile || body.ref || body.job || body.platform) throw new BadRequestException('workflow, workflowFile, ref, job and platform do not go with command: the quick form is one command in one environment');
+    if (body.workflow || body.workflowFile || body.ref || body.job || body.platform)
+      throw new BadRequestException('workflow, workflowFile, ref, job and platform do not go with command: the quick form is one command in one environment');
     if (body.files) {
       for (const [k, v] of Object.entries(body.files)) if (typeof v !== 'string') throw new BadRequestException(`files.${k}: content must be a string`);
     }
-    return this.submitCommand(owner, { command: body.command!, environment: body.environment, files: body.files, shell: body.shell, timeoutMinutes: body.timeoutMinutes });
+    return this.submitCommand(owner, {
+      command: body.command!,
+      environment: body.environment,
+      files: body.files,
+      shell: body.shell,
+      timeoutMinutes: body.timeoutMinutes,
+    });
   }
 
   /** Multipart submissions: a `source` tarball, optionally a `workflow` (file or text field). */
   async submitUpload(owner: Principal, fields: SubmitUploadDto, source: Express.Multer.File | undefined, workflowUpload: Express.Multer.File | undefined) {
-    const cleanup = async () => { for (const f of [source, workflowUpload]) if (f?.path) await fs.promises.rm(f.path, { force: true }); };
+    const cleanup = async () => {
+      for (const f of [source, workflowUpload]) if (f?.path) await fs.promises.rm(f.path, { force: true });
+    };
     try {
       await this.admission.admit(owner);
       if (!source) throw new BadRequestException('multipart submissions need a `source` file: a .tar or .tar.gz of the project');
@@ -257,12 +387,27 @@ export class RunsService {
         workflow = await fs.promises.readFile(workflowUpload.path, 'utf8');
       }
       if (fields.command !== undefined) {
-        if (workflow || fields.workflowFile || fields.job || fields.platform) throw new BadRequestException('command does not go with workflow, workflowFile, job or platform: it is one command in one environment');
-        workflow = commandWorkflow({ command: fields.command, environment: fields.environment ?? this.config.defaultEnvironment, shell: fields.shell, timeoutMinutes: fields.timeoutMinutes });
+        if (workflow || fields.workflowFile || fields.job || fields.platform)
+          throw new BadRequestException('command does not go with workflow, workflowFile, job or platform: it is one command in one environment');
+        workflow = commandWorkflow({
+          command: fields.command,
+          environment: fields.environment ?? this.config.defaultEnvironment,
+          shell: fields.shell,
+          timeoutMinutes: fields.timeoutMinutes,
+        });
       } else if (fields.environment || fields.shell || fields.timeoutMinutes) {
         throw new BadRequestException('environment, shell and timeoutMinutes go with command; a workflow says where its jobs run');
       }
-      return await this.submitTarball(owner, { uploadPath: source.path, filename: source.originalname, workflow, workflowFile: fields.workflowFile, ref: fields.ref, repository: fields.repository, job: fields.job, platform: parsePlatform(fields.platform) });
+      return await this.submitTarball(owner, {
+        uploadPath: source.path,
+        filename: source.originalname,
+        workflow,
+        workflowFile: fields.workflowFile,
+        ref: fields.ref,
+        repository: fields.repository,
+        job: fields.job,
+        platform: parsePlatform(fields.platform),
+      });
     } finally {
       await cleanup();
     }
@@ -289,4 +434,3 @@ export class RunsService {
 export function cloneOptions(config: KilnConfig): GitSourceOptions {
   return { ...config.git, timeoutMs: 120_000, maxBytes: config.uploadMaxBytes * 2, tmpDir: new FileStore(config).tmpDir() };
 }
-

@@ -6,11 +6,32 @@ import { ArchiveError, type ArchiveErrorCode } from '../sources/tar-safety';
 import { sourceErrorStatus, sourceHttpException } from './source-status';
 
 const archiveCodes: ArchiveErrorCode[] = [
-  'invalid', 'empty', 'unsafe-path', 'path-conflict', 'unsupported-type', 'too-many-entries', 'too-deep', 'name-too-long', 'too-large',
+  'invalid',
+  'empty',
+  'unsafe-path',
+  'path-conflict',
+  'unsupported-type',
+  'too-many-entries',
+  'too-deep',
+  'name-too-long',
+  'too-large',
 ];
 const gitCodes: GitSourceErrorCode[] = [
-  'invalid-url', 'invalid-ref', 'private-host', 'ref-not-found', 'ambiguous-ref', 'repo-not-found', 'auth-required', 'redirected',
-  'tls', 'not-a-repository', 'unsafe-tree', 'timeout', 'too-large', 'unreachable', 'git-failed',
+  'invalid-url',
+  'invalid-ref',
+  'private-host',
+  'ref-not-found',
+  'ambiguous-ref',
+  'repo-not-found',
+  'auth-required',
+  'redirected',
+  'tls',
+  'not-a-repository',
+  'unsafe-tree',
+  'timeout',
+  'too-large',
+  'unreachable',
+  'git-failed',
 ];
 
 test('every archive refusal is 400', () => {

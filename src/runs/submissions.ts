@@ -15,8 +15,17 @@ export const WORKFLOW_MAX_BYTES = 256 * 1024;
 const PLAN_MAX_BYTES = 8 * 1024 * 1024;
 
 /** How a submission narrows or maps the workflow: one job (and what it needs), label overrides. */
-export interface PlanChoices { job?: string; platform?: Record<string, string> }
-export interface CommandSubmission { environment?: string; command: string; files?: Record<string, string>; shell?: 'bash' | 'sh' | 'python'; timeoutMinutes?: number }
+export interface PlanChoices {
+  job?: string;
+  platform?: Record<string, string>;
+}
+export interface CommandSubmission {
+  environment?: string;
+  command: string;
+  files?: Record<string, string>;
+  shell?: 'bash' | 'sh' | 'python';
+  timeoutMinutes?: number;
+}
 
 /** The workflow file of a source: the one asked for, else .kiln.*, else the only one there is. */
 export async function findWorkflow(tarPath: string, wanted?: string): Promise<{ text: string; file: string }> {
@@ -29,11 +38,14 @@ export async function findWorkflow(tarPath: string, wanted?: string): Promise<{ 
   }
   const names = [...found.keys()].sort();
   const pick = wanted ?? names.find((n) => n.startsWith('.kiln.')) ?? (names.length === 1 ? names[0] : undefined);
-  if (wanted && !found.has(wanted)) throw new BadRequestException(`workflowFile: ${wanted} is not in the source; it has: ${names.join(', ') || 'no workflow files'}`);
+  if (wanted && !found.has(wanted))
+    throw new BadRequestException(`workflowFile: ${wanted} is not in the source; it has: ${names.join(', ') || 'no workflow files'}`);
   if (!pick) {
-    throw new BadRequestException(names.length
-      ? `the source has ${names.length} workflows (${names.join(', ')}): choose one with workflowFile, or send a workflow`
-      : 'no workflow: the source has no .kiln.yml or .github/workflows/*.yml; add one, or send the workflow with the submission');
+    throw new BadRequestException(
+      names.length
+        ? `the source has ${names.length} workflows (${names.join(', ')}): choose one with workflowFile, or send a workflow`
+        : 'no workflow: the source has no .kiln.yml or .github/workflows/*.yml; add one, or send the workflow with the submission',
+    );
   }
   return { text: found.get(pick)!.toString('utf8'), file: pick };
 }
@@ -45,7 +57,12 @@ export async function planWorkflow(text: string, file: string | null, opts: Plan
     plan = await planFromYaml(text, opts);
   } catch (e) {
     if (e instanceof WorkflowError) {
-      throw new BadRequestException({ statusCode: 400, error: 'Bad Request', message: `the workflow${file ? ` ${file}` : ''} is not valid:\n${e.message}`, problems: e.problems });
+      throw new BadRequestException({
+        statusCode: 400,
+        error: 'Bad Request',
+        message: `the workflow${file ? ` ${file}` : ''} is not valid:\n${e.message}`,
+        problems: e.problems,
+      });
     }
     throw e;
   }
@@ -55,7 +72,9 @@ export async function planWorkflow(text: string, file: string | null, opts: Plan
   for (const j of plan.jobs) {
     specBytes += JSON.stringify(j).length;
     if (specBytes > PLAN_MAX_BYTES) {
-      throw new BadRequestException(`the workflow${file ? ` ${file}` : ''} plans ${plan.jobs.length} job(s) whose specifications exceed ${PLAN_MAX_BYTES / 1024 / 1024} MiB in all (YAML aliases and matrices multiply env and steps): make env values smaller or use fewer matrix jobs`);
+      throw new BadRequestException(
+        `the workflow${file ? ` ${file}` : ''} plans ${plan.jobs.length} job(s) whose specifications exceed ${PLAN_MAX_BYTES / 1024 / 1024} MiB in all (YAML aliases and matrices multiply env and steps): make env values smaller or use fewer matrix jobs`,
+      );
     }
   }
   return job ? onlyJob(plan, job) : plan;
@@ -67,7 +86,13 @@ export function commandWorkflow(s: CommandSubmission & { environment: string }):
   const run = s.command.replace(/\$\{\{/g, "${{ '${{' }}");
   return stringify({
     name: 'command',
-    jobs: { command: { 'runs-on': s.environment, ...(s.timeoutMinutes ? { 'timeout-minutes': s.timeoutMinutes } : {}), steps: [{ name: 'command', shell: s.shell ?? 'bash', run }] } },
+    jobs: {
+      command: {
+        'runs-on': s.environment,
+        ...(s.timeoutMinutes ? { 'timeout-minutes': s.timeoutMinutes } : {}),
+        steps: [{ name: 'command', shell: s.shell ?? 'bash', run }],
+      },
+    },
   });
 }
 
@@ -106,7 +131,10 @@ export function qualifyRef(ref: string): string {
 
 export function repositoryName(url: string): string {
   try {
-    const p = new URL(url).pathname.replace(/\.git$/, '').replace(/^\/+|\/+$/g, '').split('/');
+    const p = new URL(url).pathname
+      .replace(/\.git$/, '')
+      .replace(/^\/+|\/+$/g, '')
+      .split('/');
     return p.slice(-2).join('/') || 'unknown/unknown';
   } catch {
     return 'unknown/unknown';
@@ -118,4 +146,3 @@ export async function sha1File(file: string): Promise<string> {
   for await (const chunk of fs.createReadStream(file)) h.update(chunk as Buffer);
   return h.digest('hex');
 }
-

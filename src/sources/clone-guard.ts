@@ -18,9 +18,13 @@ export class CloneGuard {
 
   constructor(private readonly opts: GitSourceOptions) {
     let expire: (e: Error) => void = () => undefined;
-    this.expired = new Promise<never>((_, reject) => { expire = reject; });
+    this.expired = new Promise<never>((_, reject) => {
+      expire = reject;
+    });
     this.expired.catch(() => undefined);
-    this.timer = setTimeout(() => { void this.trip('timeout').then(() => expire(this.error()!)); }, opts.timeoutMs);
+    this.timer = setTimeout(() => {
+      void this.trip('timeout').then(() => expire(this.error()!));
+    }, opts.timeoutMs);
   }
 
   get signal(): AbortSignal {

@@ -1,8 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import {
-  DEFAULT_GIT_OPTIONS, GitSourceError, GitSourceOptions, isPrivateAddress, validateRef, validateRepoUrl, type GitSourceErrorCode,
-} from './git-policy';
+import { DEFAULT_GIT_OPTIONS, GitSourceError, GitSourceOptions, isPrivateAddress, validateRef, validateRepoUrl, type GitSourceErrorCode } from './git-policy';
 
 // allowPrivateHosts: true keeps these tests off DNS; the private-host table below uses IP literals.
 const opts: GitSourceOptions = { ...DEFAULT_GIT_OPTIONS, allowPrivateHosts: true };
@@ -84,14 +82,36 @@ test('schemes other than https/http are never accepted, even if listed', async (
 
 // IP literals (and localhost) need no DNS, so these run offline.
 const privateHosts = [
-  'https://127.0.0.1/x', 'https://127.1.2.3/x', 'https://10.0.0.1/x', 'https://172.16.5.4/x', 'https://172.31.255.255/x',
-  'https://192.168.1.1/x', 'https://169.254.169.254/latest/meta-data', 'https://0.0.0.0/x', 'https://100.64.0.1/x',
-  'https://[::1]/x', 'https://[::]/x', 'https://[fc00::1]/x', 'https://[fd12:3456::1]/x', 'https://[fe80::1]/x',
-  'https://[::ffff:127.0.0.1]/x', 'https://[::ffff:8.8.8.8]/x',
-  'https://2130706433/x', 'https://0x7f.1/x', 'https://localhost/x', 'https://LOCALHOST:8443/x', 'https://foo.localhost/x',
+  'https://127.0.0.1/x',
+  'https://127.1.2.3/x',
+  'https://10.0.0.1/x',
+  'https://172.16.5.4/x',
+  'https://172.31.255.255/x',
+  'https://192.168.1.1/x',
+  'https://169.254.169.254/latest/meta-data',
+  'https://0.0.0.0/x',
+  'https://100.64.0.1/x',
+  'https://[::1]/x',
+  'https://[::]/x',
+  'https://[fc00::1]/x',
+  'https://[fd12:3456::1]/x',
+  'https://[fe80::1]/x',
+  'https://[::ffff:127.0.0.1]/x',
+  'https://[::ffff:8.8.8.8]/x',
+  'https://2130706433/x',
+  'https://0x7f.1/x',
+  'https://localhost/x',
+  'https://LOCALHOST:8443/x',
+  'https://foo.localhost/x',
   // what the hand list before the outbound policy let through
-  'https://[::127.0.0.1]/x', 'https://[64:ff9b::7f00:1]/x', 'https://[2002:7f00:1::1]/x', 'https://198.18.0.1/x', 'https://240.0.0.1/x',
-  'https://224.0.0.1/x', 'https://[ff02::1]/x', 'https://[2001:db8::1]/x',
+  'https://[::127.0.0.1]/x',
+  'https://[64:ff9b::7f00:1]/x',
+  'https://[2002:7f00:1::1]/x',
+  'https://198.18.0.1/x',
+  'https://240.0.0.1/x',
+  'https://224.0.0.1/x',
+  'https://[ff02::1]/x',
+  'https://[2001:db8::1]/x',
 ];
 for (const url of privateHosts) {
   test(`refuses the private host in ${url} when allowPrivateHosts is false`, async () => {
@@ -106,7 +126,20 @@ test('public IP literals pass the private-host check without DNS', async () => {
 });
 
 test('isPrivateAddress covers the listed ranges and nothing public', () => {
-  for (const a of ['127.0.0.1', '10.255.0.1', '172.16.0.1', '192.168.0.1', '169.254.1.1', '::1', 'fc00::1', 'fdff::1', '::ffff:10.0.0.1', '::127.0.0.1', '64:ff9b::a00:1', '198.19.0.1']) {
+  for (const a of [
+    '127.0.0.1',
+    '10.255.0.1',
+    '172.16.0.1',
+    '192.168.0.1',
+    '169.254.1.1',
+    '::1',
+    'fc00::1',
+    'fdff::1',
+    '::ffff:10.0.0.1',
+    '::127.0.0.1',
+    '64:ff9b::a00:1',
+    '198.19.0.1',
+  ]) {
     assert.equal(isPrivateAddress(a), true, a);
   }
   for (const a of ['8.8.8.8', '172.15.255.255', '172.32.0.0', '192.169.0.1', '2606:4700::1111', 'not-an-ip']) {
@@ -146,8 +179,19 @@ for (const [ref, message] of badRefs) {
 }
 
 test('accepts branches, tags and shas', () => {
-  for (const ref of ['main', 'v1', 'v1.2.3', 'release/2024-01', 'feature/a_b-c', 'refs/heads/main', 'refs/tags/v1', 'HEAD',
-    'a8c3ab7', 'a8c3ab73a1fa37a43ed59366eb1c8e8f9091a7a0', 'x'.repeat(255)]) {
+  for (const ref of [
+    'main',
+    'v1',
+    'v1.2.3',
+    'release/2024-01',
+    'feature/a_b-c',
+    'refs/heads/main',
+    'refs/tags/v1',
+    'HEAD',
+    'a8c3ab7',
+    'a8c3ab73a1fa37a43ed59366eb1c8e8f9091a7a0',
+    'x'.repeat(255),
+  ]) {
     assert.equal(validateRef(ref), ref);
   }
 });

@@ -68,7 +68,10 @@ const TRANSIENT: readonly GitSourceErrorCode[] = ['unreachable', 'git-failed'];
  */
 export class GitSourceError extends Error {
   override readonly name = 'GitSourceError';
-  constructor(readonly code: GitSourceErrorCode, message: string) {
+  constructor(
+    readonly code: GitSourceErrorCode,
+    message: string,
+  ) {
     super(message);
   }
 

@@ -31,8 +31,12 @@ const gitErrors: [string, RegExp, GitSourceErrorCode, boolean][] = [
   ["fatal: could not read Username for 'https://h': terminal prompts disabled", /requires authentication/, 'auth-required', true],
   ["fatal: unable to access 'https://h/r.git/': The requested URL returned error: 301", /redirected .*redirects are not followed/, 'redirected', true],
   ["fatal: unable to access 'https://h/r.git/': Could not resolve host: h", /could not resolve the host 'h'/, 'unreachable', false],
-  ["fatal: unable to access 'https://h/r.git/': Failed to connect to h port 443: Connection refused", /could not fetch from 'h'.*try again later/,
-    'unreachable', false],
+  [
+    "fatal: unable to access 'https://h/r.git/': Failed to connect to h port 443: Connection refused",
+    /could not fetch from 'h'.*try again later/,
+    'unreachable',
+    false,
+  ],
   ["fatal: unable to access 'https://h/r.git/': The requested URL returned error: 503", /try again later/, 'unreachable', false],
   ["fatal: unable to access 'https://h/r.git/': SSL certificate problem: self-signed certificate", /TLS error/, 'tls', true],
   ['fatal: https://h/r.git/info/refs not valid: is this a git repository?', /did not answer as a git repository/, 'not-a-repository', true],
@@ -46,7 +50,7 @@ for (const [stderr, message, code, permanent] of gitErrors) {
     assert.equal(e.permanent, permanent);
   });
 }
-test('more of git\'s failures, each with its code', () => {
+test("more of git's failures, each with its code", () => {
   const more: [string, GitSourceErrorCode][] = [
     ['fatal: remote error: upload-pack: not our ref 0123', 'ref-not-found'],
     ["fatal: transport 'file' not allowed", 'invalid-url'],

@@ -69,12 +69,14 @@ export function gitConfigFor(opts: GitSourceOptions, url?: URL, pinned: string[]
 
 function configFileText(entries: [string, string][]): string {
   const quote = (v: string) => `"${v.replace(/\\/g, '\\\\').replace(/"/g, '\\"')}"`;
-  return entries.map(([key, value]) => {
-    const first = key.indexOf('.');
-    const last = key.lastIndexOf('.');
-    const section = first === last ? key.slice(0, first) : `${key.slice(0, first)} ${quote(key.slice(first + 1, last))}`;
-    return `[${section}]\n\t${key.slice(last + 1)} = ${quote(value)}\n`;
-  }).join('');
+  return entries
+    .map(([key, value]) => {
+      const first = key.indexOf('.');
+      const last = key.lastIndexOf('.');
+      const section = first === last ? key.slice(0, first) : `${key.slice(0, first)} ${quote(key.slice(first + 1, last))}`;
+      return `[${section}]\n\t${key.slice(last + 1)} = ${quote(value)}\n`;
+    })
+    .join('');
 }
 
 function gitEnv(home: string, opts: GitSourceOptions): Record<string, string> {
@@ -104,8 +106,7 @@ async function makeHome(opts: GitSourceOptions, checked: CheckedUrl): Promise<st
 
 function makeGit(dir: string, home: string, opts: GitSourceOptions, signal: AbortSignal): SimpleGit {
   // unsafe: {} keeps simple-git's default blocking of -u/--upload-pack, protocol overrides, etc.
-  return simpleGit({ baseDir: dir, abort: signal, maxConcurrentProcesses: 1, trimmed: true, unsafe: {} })
-    .env(gitEnv(home, opts));
+  return simpleGit({ baseDir: dir, abort: signal, maxConcurrentProcesses: 1, trimmed: true, unsafe: {} }).env(gitEnv(home, opts));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -113,7 +114,10 @@ function makeGit(dir: string, home: string, opts: GitSourceOptions, signal: Abor
 
 /** The most telling line of git's stderr, cleaned for a user-facing message. */
 function gitDetail(stderr: string): string {
-  const lines = stderr.split(/\r?\n/).map((l) => l.trim()).filter(Boolean);
+  const lines = stderr
+    .split(/\r?\n/)
+    .map((l) => l.trim())
+    .filter(Boolean);
   const fatal = lines.filter((l) => /^(fatal|error):/.test(l)).pop() ?? lines.pop() ?? 'git failed';
   return clip(fatal.replace(/^(fatal|error):\s*/, ''), 300);
 }
@@ -124,24 +128,42 @@ export function classifyGitError(stderr: string, repo: string, ref: string): Git
   const host = safeHost(repo);
   const rules: [RegExp, () => GitSourceError][] = [
     [/couldn't find remote ref/i, () => new GitSourceError('ref-not-found', `the ref '${ref}' was not found in ${repo}; check the branch or tag name`)],
-    [/not our ref|unadvertised object|no such (commit|object)/i,
-      () => new GitSourceError('ref-not-found', `the commit '${ref}' was not found in ${repo}; check the sha`)],
-    [/repository '.*' not found|returned error: 404|returned error: 410/i,
-      () => new GitSourceError('repo-not-found', `the repository ${repo} was not found; check the URL (only public repositories can be cloned)`)],
-    [/returned error: 40[13]|authentication failed|could not read (username|password)|terminal prompts disabled/i,
-      () => new GitSourceError('auth-required', `the repository ${repo} requires authentication; only public repositories can be cloned`)],
-    [/returned error: 30\d/i,
-      () => new GitSourceError('redirected', `the server redirected ${repo}; give the final repository URL (redirects are not followed)`)],
-    [/could not resolve (host|proxy)/i,
-      () => new GitSourceError('unreachable', `could not resolve the host '${host}'; check the host name or try again later`)],
-    [/failed to connect|couldn't connect|connection refused|connection (timed out|reset)|operation timed out|recv failure|send failure|early eof|rpc failed|returned error: (5\d\d|429)|transfer closed/i,
-      () => new GitSourceError('unreachable', `could not fetch from '${host}' (${detail}); try again later`)],
+    [
+      /not our ref|unadvertised object|no such (commit|object)/i,
+      () => new GitSourceError('ref-not-found', `the commit '${ref}' was not found in ${repo}; check the sha`),
+    ],
+    [
+      /repository '.*' not found|returned error: 404|returned error: 410/i,
+      () => new GitSourceError('repo-not-found', `the repository ${repo} was not found; check the URL (only public repositories can be cloned)`),
+    ],
+    [
+      /returned error: 40[13]|authentication failed|could not read (username|password)|terminal prompts disabled/i,
+      () => new GitSourceError('auth-required', `the repository ${repo} requires authentication; only public repositories can be cloned`),
+    ],
+    [
+      /returned error: 30\d/i,
+      () => new GitSourceError('redirected', `the server redirected ${repo}; give the final repository URL (redirects are not followed)`),
+    ],
+    [
+      /could not resolve (host|proxy)/i,
+      () => new GitSourceError('unreachable', `could not resolve the host '${host}'; check the host name or try again later`),
+    ],
+    [
+      /failed to connect|couldn't connect|connection refused|connection (timed out|reset)|operation timed out|recv failure|send failure|early eof|rpc failed|returned error: (5\d\d|429)|transfer closed/i,
+      () => new GitSourceError('unreachable', `could not fetch from '${host}' (${detail}); try again later`),
+    ],
     [/ssl|certificate|tls/i, () => new GitSourceError('tls', `a TLS error occurred with '${host}' (${detail}); the server needs a valid certificate`)],
-    [/not valid: is this a git repository|does not appear to be a git repository|invalid server response|protocol error|bad pack header/i,
-      () => new GitSourceError('not-a-repository', `${repo} did not answer as a git repository (${detail}); check the URL`)],
+    [
+      /not valid: is this a git repository|does not appear to be a git repository|invalid server response|protocol error|bad pack header/i,
+      () => new GitSourceError('not-a-repository', `${repo} did not answer as a git repository (${detail}); check the URL`),
+    ],
     [/transport '.*' not allowed|unsupported protocol/i, () => new GitSourceError('invalid-url', `the URL scheme is not accepted (${detail})`)],
     // git's own checks on the tree (a path inside .git, a name NTFS or HFS would alias): the content, not the network.
-    [/invalid path '|error: unable to create file|refusing to (create|check ?out)/i, () => new GitSourceError('unsafe-tree', `the commit '${ref}' of ${repo} holds a path git refuses to check out (${detail}); remove it from the repository`)],
+    [
+      /invalid path '|error: unable to create file|refusing to (create|check ?out)/i,
+      () =>
+        new GitSourceError('unsafe-tree', `the commit '${ref}' of ${repo} holds a path git refuses to check out (${detail}); remove it from the repository`),
+    ],
   ];
   for (const [pattern, make] of rules) if (pattern.test(stderr)) return make();
   return new GitSourceError('git-failed', `git failed to fetch ${repo} at '${ref}' (${detail}); try again later`);

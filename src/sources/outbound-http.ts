@@ -28,7 +28,12 @@ const MAX_ANSWER_BYTES = 64 * 1024;
  * Sends one request to url (the full URL: base already checked at registration, path appended).
  * Throws OutboundError: permanent for a refused URL or address, transient for network failures.
  */
-export async function outboundRequest(url: string, req: OutboundRequest, policy: OutboundPolicy, resolve: Resolver = systemResolver): Promise<OutboundResponse> {
+export async function outboundRequest(
+  url: string,
+  req: OutboundRequest,
+  policy: OutboundPolicy,
+  resolve: Resolver = systemResolver,
+): Promise<OutboundResponse> {
   const checked = await checkHttpUrl(url.replace(/[?#].*$/, ''), policy, 'the URL', resolve);
   const target = new URL(url);
   const client = target.protocol === 'https:' ? https : http;
@@ -65,7 +70,9 @@ export async function outboundRequest(url: string, req: OutboundRequest, policy:
       request.destroy();
       finish(() => reject(new OutboundError(`no answer from ${target.host} within ${req.timeoutMs / 1000} s`, false)));
     }, req.timeoutMs);
-    request.on('error', (e: NodeJS.ErrnoException) => finish(() => reject(new OutboundError(`could not reach ${target.host} (${e.code ?? e.message})`, false))));
+    request.on('error', (e: NodeJS.ErrnoException) =>
+      finish(() => reject(new OutboundError(`could not reach ${target.host} (${e.code ?? e.message})`, false))),
+    );
     request.end(req.body);
   });
 }

@@ -35,7 +35,10 @@ export const DEFAULT_OUTBOUND_POLICY: OutboundPolicy = Object.freeze({
 /** A refused URL or address (permanent: 4xx, fix the input) or a failed lookup (transient). */
 export class OutboundError extends Error {
   override readonly name = 'OutboundError';
-  constructor(message: string, readonly permanent: boolean) {
+  constructor(
+    message: string,
+    readonly permanent: boolean,
+  ) {
     super(message);
   }
 }
@@ -176,7 +179,10 @@ export async function resolveOutbound(hostname: string, policy: OutboundPolicy, 
     addresses = await resolve(host);
     if (addresses.length === 0) throw new Error('no addresses');
   } catch (e) {
-    throw new OutboundError(`could not resolve the host '${host}' (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); check the host name or try again later`, false);
+    throw new OutboundError(
+      `could not resolve the host '${host}' (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}); check the host name or try again later`,
+      false,
+    );
   }
   for (const a of addresses) {
     const verdict = classifyAddress(a);
@@ -229,7 +235,8 @@ export function parseHttpUrl(raw: string, policy: OutboundPolicy, what: string):
   }
   const scheme = url.protocol.replace(/:$/, '');
   if (!effectiveSchemes(policy).includes(scheme)) throw new OutboundError(`${what}: the URL scheme '${scheme}' is not accepted; ${schemeHint(policy)}`, true);
-  if (url.username || url.password) throw new OutboundError(`${what}: credentials in the URL are not accepted; remove user:password@ (give a token instead)`, true);
+  if (url.username || url.password)
+    throw new OutboundError(`${what}: credentials in the URL are not accepted; remove user:password@ (give a token instead)`, true);
   if (!url.hostname) throw new OutboundError(`${what} has no host`, true);
   if (url.search || url.hash || raw.includes('?') || raw.includes('#')) {
     throw new OutboundError(`${what} must be a base URL without '?' or '#' (Kiln appends the API path to it)`, true);
@@ -238,7 +245,12 @@ export function parseHttpUrl(raw: string, policy: OutboundPolicy, what: string):
 }
 
 /** parseHttpUrl, then the address check (DNS for a host name). */
-export async function checkHttpUrl(raw: string, policy: OutboundPolicy, what: string, resolve: Resolver = systemResolver): Promise<{ url: URL; pinned: string[] }> {
+export async function checkHttpUrl(
+  raw: string,
+  policy: OutboundPolicy,
+  what: string,
+  resolve: Resolver = systemResolver,
+): Promise<{ url: URL; pinned: string[] }> {
   const url = parseHttpUrl(raw, policy, what);
   try {
     return { url, pinned: await resolveOutbound(url.hostname, policy, resolve) };

@@ -7,7 +7,20 @@ import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
 import { pack as tarPack } from 'tar-stream';
 import {
-  assertRefusedAt, dir, file, limits, makeTar, MiB, MTIME, special, streamOf, symlink, withTypeflag, workDir, type Refusal, type Spec,
+  assertRefusedAt,
+  dir,
+  file,
+  limits,
+  makeTar,
+  MiB,
+  MTIME,
+  special,
+  streamOf,
+  symlink,
+  withTypeflag,
+  workDir,
+  type Refusal,
+  type Spec,
 } from '../../test/fixtures/tar-specs';
 import type { ArchiveErrorCode, TarLimits } from './tar-safety';
 import { sanitizeTar } from './tar-sanitize';

@@ -53,12 +53,7 @@ export function normalizeName(raw: string, limits: TarLimits, noun: Noun): strin
     throw refuse('name-too-long', noun, shown, `path is ${bytes} bytes long, over the limit of ${limits.maxPathLength}; shorten it`);
   }
   if (segments.length > limits.maxDepth) {
-    throw refuse(
-      'too-deep',
-      noun,
-      shown,
-      `path is ${segments.length} levels deep, over the limit of ${limits.maxDepth}; flatten the directory tree`,
-    );
+    throw refuse('too-deep', noun, shown, `path is ${segments.length} levels deep, over the limit of ${limits.maxDepth}; flatten the directory tree`);
   }
   return path;
 }
@@ -93,12 +88,7 @@ function checkLinkTarget(path: string, target: string, limits: TarLimits, shown:
     throw refuse('name-too-long', 'entry', shown, `symlink target is over the limit of ${limits.maxPathLength} bytes; shorten it`);
   }
   if (isAbsolute(target) || target.includes('\\')) {
-    throw refuse(
-      'unsafe-path',
-      'entry',
-      shown,
-      `symlink target '${clip(t)}' is absolute; only relative targets inside the workspace are allowed`,
-    );
+    throw refuse('unsafe-path', 'entry', shown, `symlink target '${clip(t)}' is absolute; only relative targets inside the workspace are allowed`);
   }
   let level = path.split('/').length - 1; // depth of the link's own directory
   let descended = false;
@@ -117,12 +107,7 @@ function checkLinkTarget(path: string, target: string, limits: TarLimits, shown:
       );
     }
     if (--level < 0) {
-      throw refuse(
-        'unsafe-path',
-        'entry',
-        shown,
-        `symlink target '${clip(t)}' points outside the workspace; link only to paths inside the archive`,
-      );
+      throw refuse('unsafe-path', 'entry', shown, `symlink target '${clip(t)}' points outside the workspace; link only to paths inside the archive`);
     }
   }
 }

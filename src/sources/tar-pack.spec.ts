@@ -11,11 +11,7 @@ const assertRefused = (run: (out: string) => Promise<unknown>, expected: Refusal
 describe('packFiles', () => {
   test('builds a clean tar with parent directories', async () => {
     const out = work.out();
-    const res = await packFiles(
-      { 'src/lib/util.h': '#pragma once\n', './README.md': '# hi\n', 'src/main.c': 'int main;\n', 'empty.txt': '' },
-      out,
-      limits(),
-    );
+    const res = await packFiles({ 'src/lib/util.h': '#pragma once\n', './README.md': '# hi\n', 'src/main.c': 'int main;\n', 'empty.txt': '' }, out, limits());
     const expected = ['README.md', 'empty.txt', 'src', 'src/lib', 'src/lib/util.h', 'src/main.c'];
     assert.deepEqual(res.paths, expected);
     assert.equal(res.files, 4);

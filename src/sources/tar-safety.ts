@@ -107,9 +107,5 @@ export function refuse(code: ArchiveErrorCode, noun: Noun, shown: string, proble
 export function invalidArchive(cause: unknown, entry: string | undefined): ArchiveError {
   const detail = cause instanceof Error ? cause.message : String(cause);
   const where = entry === undefined ? '' : ` (while reading entry '${clip(entry)}')`;
-  return new ArchiveError(
-    'invalid',
-    `the archive is not a valid tar or tar.gz${where}; it may be truncated or corrupt [${detail}]. Re-${FIX_TAR}`,
-    entry,
-  );
+  return new ArchiveError('invalid', `the archive is not a valid tar or tar.gz${where}; it may be truncated or corrupt [${detail}]. Re-${FIX_TAR}`, entry);
 }

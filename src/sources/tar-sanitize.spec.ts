@@ -10,7 +10,21 @@ import { createGzip, gzipSync } from 'node:zlib';
 import { randomBytes } from 'node:crypto';
 import { pack as tarPack } from 'tar-stream';
 import {
-  assertRefusedAt, collect, dir, file, limits, makeTar, MiB, MTIME, readTar, streamOf, symlink, workDir, type Headers, type Refusal, type Spec,
+  assertRefusedAt,
+  collect,
+  dir,
+  file,
+  limits,
+  makeTar,
+  MiB,
+  MTIME,
+  readTar,
+  streamOf,
+  symlink,
+  workDir,
+  type Headers,
+  type Refusal,
+  type Spec,
 } from '../../test/fixtures/tar-specs';
 import { packFiles } from './tar-pack';
 import { ArchiveError, type TarLimits } from './tar-safety';
@@ -51,7 +65,10 @@ describe('sanitizeTar accepts good archives', () => {
       const out = work.out();
       const res = await sanitizeTar(streamOf(input, 100), out, limits());
       assert.equal(res.file, out);
-      assert.deepEqual(res.paths, expected.map(([n]) => n));
+      assert.deepEqual(
+        res.paths,
+        expected.map(([n]) => n),
+      );
       assert.equal(res.entries, expected.length);
       assert.equal(res.files, 5);
       assert.equal(res.totalBytes, 29 + 8 + 6 + 20);
@@ -94,7 +111,10 @@ describe('sanitizeTar accepts good archives', () => {
     const res = await sanitizeTar(streamOf(raw), out, limits(), { dropLinks: true });
     assert.deepEqual(res.paths, ['dist/app.js']);
     assert.equal(res.droppedLinks, 2);
-    assert.deepEqual((await readTar(out)).map((e) => e.header.name), ['dist/app.js']);
+    assert.deepEqual(
+      (await readTar(out)).map((e) => e.header.name),
+      ['dist/app.js'],
+    );
     // Without dropLinks the same archive is refused.
     await assertRefused((o) => sanitizeTar(streamOf(raw), o, limits()), {
       code: 'unsafe-path',
@@ -216,10 +236,11 @@ describe('gzip bombs are stopped while streaming', () => {
       const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 5);
       const started = Date.now();
       try {
-        await assertRefused(
-          (out) => sanitizeTar(streamOf(input), out, limits({ maxTotalBytes: 10 * MiB, ...b.over })),
-          { code: 'too-large', entry: b.entry, parts: [b.part] },
-        );
+        await assertRefused((out) => sanitizeTar(streamOf(input), out, limits({ maxTotalBytes: 10 * MiB, ...b.over })), {
+          code: 'too-large',
+          entry: b.entry,
+          parts: [b.part],
+        });
       } finally {
         clearInterval(sampler);
       }
@@ -276,11 +297,14 @@ describe('readFilesFromTar', () => {
   test('a corrupt file is an ArchiveError', async () => {
     const bad = join(work.path, 'bad.tar');
     await writeFile(bad, randomBytes(2048));
-    await assert.rejects(readFilesFromTar(bad, () => true, 1024), (e: unknown) => {
-      assert.ok(e instanceof ArchiveError);
-      assert.equal(e.code, 'invalid');
-      assert.match(e.message, /not a valid tar or tar\.gz/);
-      return true;
-    });
+    await assert.rejects(
+      readFilesFromTar(bad, () => true, 1024),
+      (e: unknown) => {
+        assert.ok(e instanceof ArchiveError);
+        assert.equal(e.code, 'invalid');
+        assert.match(e.message, /not a valid tar or tar\.gz/);
+        return true;
+      },
+    );
   });
 });

@@ -97,12 +97,7 @@ class SanitizeSession {
 }
 
 /** Reads a .tar or .tar.gz (by magic bytes), checks every entry, writes a clean tar to outFile. */
-export async function sanitizeTar(
-  input: Readable,
-  outFile: string,
-  limits: TarLimits,
-  opts: { dropLinks?: boolean } = {},
-): Promise<SanitizedTar> {
+export async function sanitizeTar(input: Readable, outFile: string, limits: TarLimits, opts: { dropLinks?: boolean } = {}): Promise<SanitizedTar> {
   const checker = new EntryChecker(limits, 'entry', opts.dropLinks === true);
   const session = new SanitizeSession(input, outFile, limits);
   try {
@@ -133,11 +128,7 @@ async function readBody(entry: Entry, path: string, maxBytes: number): Promise<B
 }
 
 /** Reads selected regular files from a tar written by sanitizeTar. Returns path -> content. */
-export async function readFilesFromTar(
-  tarFile: string,
-  predicate: (path: string) => boolean,
-  maxBytes: number,
-): Promise<Map<string, Buffer>> {
+export async function readFilesFromTar(tarFile: string, predicate: (path: string) => boolean, maxBytes: number): Promise<Map<string, Buffer>> {
   const source = createReadStream(tarFile);
   const extract = tarExtract();
   let sourceError: Error | undefined;

@@ -60,15 +60,19 @@ function tarBudget(limits: TarLimits): number {
 
 /** Raw input -> tar bytes: counts the upload, gunzips when the magic bytes say so, caps expansion. */
 export async function* decodeInput(input: Readable, limits: TarLimits): AsyncGenerator<Buffer> {
-  const raw = capBytes(input, limits.maxCompressedBytes, () =>
-    new ArchiveError('too-large', `the upload is larger than the limit of ${formatBytes(limits.maxCompressedBytes)}; leave out large files`),
+  const raw = capBytes(
+    input,
+    limits.maxCompressedBytes,
+    () => new ArchiveError('too-large', `the upload is larger than the limit of ${formatBytes(limits.maxCompressedBytes)}; leave out large files`),
   );
   const { head, rest } = await peek(raw, 2);
   const isGzip = head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b;
   const budget = tarBudget(limits);
   // Stops gzip bombs that are not made of file entries (e.g. gigabytes of zero blocks).
-  yield* capBytes(isGzip ? gunzip(rest) : rest, budget, () =>
-    new ArchiveError('too-large', `the archive expands to more than ${formatBytes(budget)} of tar data; it looks like a compression bomb`),
+  yield* capBytes(
+    isGzip ? gunzip(rest) : rest,
+    budget,
+    () => new ArchiveError('too-large', `the archive expands to more than ${formatBytes(budget)} of tar data; it looks like a compression bomb`),
   );
 }
 

@@ -25,7 +25,14 @@ function tree(build: (root: string) => void): string {
   return root;
 }
 
-interface Seen { name: string; type: string; mode: number; size: number; mtime: number; body: string }
+interface Seen {
+  name: string;
+  type: string;
+  mode: number;
+  size: number;
+  mtime: number;
+  body: string;
+}
 
 async function entriesOf(file: string): Promise<Seen[]> {
   const ex = tarExtract();
@@ -35,7 +42,14 @@ async function entriesOf(file: string): Promise<Seen[]> {
       const chunks: Buffer[] = [];
       for await (const c of e) chunks.push(c as Buffer);
       const h = e.header;
-      seen.push({ name: h.name, type: h.type!, mode: h.mode!, size: h.size!, mtime: Math.floor(h.mtime!.getTime() / 1000), body: Buffer.concat(chunks).toString('latin1') });
+      seen.push({
+        name: h.name,
+        type: h.type!,
+        mode: h.mode!,
+        size: h.size!,
+        mtime: Math.floor(h.mtime!.getTime() / 1000),
+        body: Buffer.concat(chunks).toString('latin1'),
+      });
     }
   })();
   ex.end(readFileSync(file));
@@ -85,7 +99,10 @@ function refusal(outcome: Outcome): { error: string; code?: ArchiveErrorCode } {
 }
 
 async function notPackable(root: string, paths: string[], why: RegExp): Promise<void> {
-  await assert.rejects(packTree(root, paths, join(base, `np-${n++}.tar`), LIMITS, OWNER, { dropLinks: true }), (e: Error) => e instanceof TreeNotPackable && why.test(e.message));
+  await assert.rejects(
+    packTree(root, paths, join(base, `np-${n++}.tar`), LIMITS, OWNER, { dropLinks: true }),
+    (e: Error) => e instanceof TreeNotPackable && why.test(e.message),
+  );
 }
 
 describe('packTree writes what tar and sanitizeTar would', () => {
@@ -208,7 +225,12 @@ describe('packTree hands back to tar what it would have to follow or could not r
 
 test('a file opened for packing is the planned one only with the same device and inode (inode numbers repeat across file systems)', () => {
   const planned = { file: '/x/a', dev: 41, ino: 7, size: 3 };
-  const st = (o: Partial<{ dev: number; ino: number; size: number; file: boolean }>) => ({ isFile: () => o.file ?? true, dev: o.dev ?? 41, ino: o.ino ?? 7, size: o.size ?? 3 });
+  const st = (o: Partial<{ dev: number; ino: number; size: number; file: boolean }>) => ({
+    isFile: () => o.file ?? true,
+    dev: o.dev ?? 41,
+    ino: o.ino ?? 7,
+    size: o.size ?? 3,
+  });
   assert.equal(isPlannedFile(st({}), planned), true);
   assert.equal(isPlannedFile(st({ dev: 42 }), planned), false, 'another tmpfs, same inode number: another file');
   assert.equal(isPlannedFile(st({ ino: 8 }), planned), false);

@@ -1,7 +1,16 @@
 // Packing a directory tree read from this machine (packTree), with the tar safety gate's rules
 // (tar-entries.ts) and messages, without a tar in between.
 import {
-  closeSync, constants as fsConstants, createReadStream, fstatSync, lstatSync, opendirSync, openSync, readlinkSync, readSync, type BigIntStats,
+  closeSync,
+  constants as fsConstants,
+  createReadStream,
+  fstatSync,
+  lstatSync,
+  opendirSync,
+  openSync,
+  readlinkSync,
+  readSync,
+  type BigIntStats,
 } from 'node:fs';
 import { join } from 'node:path';
 import type { Writable } from 'node:stream';
@@ -163,7 +172,12 @@ function changed(header: HeaderArg): Error {
 }
 
 /** A regular file as planned: where it is, and what identifies it (an inode number is unique only on its device). */
-export interface PlannedFile { file: string; dev: number; ino: number; size: number }
+export interface PlannedFile {
+  file: string;
+  dev: number;
+  ino: number;
+  size: number;
+}
 
 /** True when what was opened is still the planned file: a regular file, same device and inode, same size. */
 export function isPlannedFile(st: { isFile(): boolean; dev: number | bigint; ino: number | bigint; size: number | bigint }, planned: PlannedFile): boolean {
@@ -199,7 +213,7 @@ async function packFile(pack: Pack, header: HeaderArg, source: PlannedFile): Pro
 /** A small file's `size` bytes, read synchronously; fewer means it changed. */
 function readWhole(fd: number, size: number, header: HeaderArg): Buffer {
   const body = Buffer.allocUnsafe(size);
-  for (let n = 0; n < size; ) {
+  for (let n = 0; n < size;) {
     const got = readSync(fd, body, n, size - n, n);
     if (got === 0) throw changed(header);
     n += got;

@@ -28,5 +28,4 @@ export class FileStore {
   tmpDir(): string {
     return this.dir('tmp');
   }
-
 }

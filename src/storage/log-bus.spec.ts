@@ -5,7 +5,17 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { LogBus, Subscriber } from './log-bus';
-import { decodeLogMessage, encodeLogMessage, LocalLogHub, LogBatch, LogMessage, LogRecord, LogWriter, PUBLISH_INTERVAL_MS, PUBLISH_MAX_BYTES } from './log-store';
+import {
+  decodeLogMessage,
+  encodeLogMessage,
+  LocalLogHub,
+  LogBatch,
+  LogMessage,
+  LogRecord,
+  LogWriter,
+  PUBLISH_INTERVAL_MS,
+  PUBLISH_MAX_BYTES,
+} from './log-store';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -20,7 +30,11 @@ function fileLines(file: string): string[] {
 type Data = Extract<LogBatch, { lines: string }>;
 const isData = (b: LogBatch): b is Data => 'lines' in b;
 /** A batch's records (its lines parsed). */
-const recordsOf = (b: Data): LogRecord[] => b.lines.split('\n').filter(Boolean).map((l) => JSON.parse(l) as LogRecord);
+const recordsOf = (b: Data): LogRecord[] =>
+  b.lines
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as LogRecord);
 
 /** Every batch is contiguous with the one before, and together they are the file's lines, then one closing marker. */
 function assertMatchesFile(batches: LogBatch[], file: string, startAt = 0): void {
@@ -42,7 +56,9 @@ function assertMatchesFile(batches: LogBatch[], file: string, startAt = 0): void
 
 test('lines written together go out as one batch after a short delay, not one message per line', async () => {
   const batches: LogBatch[] = [];
-  const w = new LogWriter(tmpFile(), 1024 * 1024, [], (b) => { batches.push(structuredClone(b)); });
+  const w = new LogWriter(tmpFile(), 1024 * 1024, [], (b) => {
+    batches.push(structuredClone(b));
+  });
   for (let i = 0; i < 500; i++) w.write(0, 'stdout', Buffer.from(`line ${i}\n`));
   assert.equal(batches.length, 0, 'nothing is published synchronously for small output');
   await sleep(PUBLISH_INTERVAL_MS * 4);
@@ -53,12 +69,20 @@ test('lines written together go out as one batch after a short delay, not one me
   assert.equal(batches.length, 2);
   w.close();
   assertMatchesFile(batches, w.file);
-  assert.deepEqual(recordsOf(batches[1] as Data).map((r) => [r.s, r.l]), [['e', 'later'], ['k', 'step ended']]);
+  assert.deepEqual(
+    recordsOf(batches[1] as Data).map((r) => [r.s, r.l]),
+    [
+      ['e', 'later'],
+      ['k', 'step ended'],
+    ],
+  );
 });
 
 test('big output is split into messages of at most about PUBLISH_MAX_BYTES, contiguous, equal to the file', async () => {
   const batches: LogBatch[] = [];
-  const w = new LogWriter(tmpFile(), 64 * 1024 * 1024, [], (b) => { batches.push(structuredClone(b)); });
+  const w = new LogWriter(tmpFile(), 64 * 1024 * 1024, [], (b) => {
+    batches.push(structuredClone(b));
+  });
   const chunk = Buffer.from(Array.from({ length: 1000 }, (_, i) => `${'x'.repeat(i % 300)} line ${i} ünïcode €\n`).join(''));
   for (let i = 0; i < 30; i++) w.write(i % 3, i % 2 ? 'stderr' : 'stdout', chunk);
   w.write(1, 'stdout', Buffer.alloc(200 * 1024, 'y')); // 64 KiB pieces
@@ -69,8 +93,15 @@ test('big output is split into messages of at most about PUBLISH_MAX_BYTES, cont
   assert.ok(data.length > 5, `several messages (${data.length})`);
   // A record longer than a block (the escaped line: about 240 KiB of JSON) travels alone.
   const alone = (b: LogBatch & { lines: string }) => b.lines.indexOf('\n') === b.lines.length - 1;
-  for (const b of data) assert.ok(b.next - b.from <= PUBLISH_MAX_BYTES || alone(b), `a message carries at most ${PUBLISH_MAX_BYTES} bytes of lines, or one record (${b.next - b.from})`);
-  assert.ok(data.some((b) => b.next - b.from > PUBLISH_MAX_BYTES && alone(b)), 'the long record went alone');
+  for (const b of data)
+    assert.ok(
+      b.next - b.from <= PUBLISH_MAX_BYTES || alone(b),
+      `a message carries at most ${PUBLISH_MAX_BYTES} bytes of lines, or one record (${b.next - b.from})`,
+    );
+  assert.ok(
+    data.some((b) => b.next - b.from > PUBLISH_MAX_BYTES && alone(b)),
+    'the long record went alone',
+  );
   const total = data.reduce((n, b) => n + b.next - b.from, 0);
   assert.ok(data.length <= Math.ceil(total / (PUBLISH_MAX_BYTES / 2)) + 1, `batches are mostly full (${data.length} for ${total} bytes)`);
   assertMatchesFile(batches, w.file);
@@ -84,7 +115,9 @@ test('a writer on an existing file publishes from its end; the cap notices are p
   first.close();
   const start = fs.statSync(file).size;
   const batches: LogBatch[] = [];
-  const w = new LogWriter(file, 4096, ['s3cret-value'], (b) => { batches.push(structuredClone(b)); });
+  const w = new LogWriter(file, 4096, ['s3cret-value'], (b) => {
+    batches.push(structuredClone(b));
+  });
   w.write(0, 'stdout', Buffer.from('the secret is s3cret-value\n'));
   for (let i = 0; i < 500; i++) w.write(0, 'stdout', Buffer.from(`line ${i}\n`));
   w.close();
@@ -96,15 +129,24 @@ test('a writer on an existing file publishes from its end; the cap notices are p
 
 test('publishing that throws or rejects never reaches the job; the file has everything', async () => {
   let calls = 0;
-  const throwing = new LogWriter(tmpFile(), 1024 * 1024, [], () => { calls++; throw new Error('redis down'); });
-  const rejecting = new LogWriter(tmpFile(), 1024 * 1024, [], () => { calls++; return Promise.reject(new Error('redis down')); });
+  const throwing = new LogWriter(tmpFile(), 1024 * 1024, [], () => {
+    calls++;
+    throw new Error('redis down');
+  });
+  const rejecting = new LogWriter(tmpFile(), 1024 * 1024, [], () => {
+    calls++;
+    return Promise.reject(new Error('redis down'));
+  });
   for (const w of [throwing, rejecting]) {
     for (let i = 0; i < 3; i++) {
       w.write(0, 'stdout', Buffer.from(`line ${i}\n`));
       await sleep(PUBLISH_INTERVAL_MS * 2);
     }
     w.close();
-    assert.deepEqual(fileLines(w.file).map((l) => (JSON.parse(l) as LogRecord).l), ['line 0', 'line 1', 'line 2']);
+    assert.deepEqual(
+      fileLines(w.file).map((l) => (JSON.parse(l) as LogRecord).l),
+      ['line 0', 'line 1', 'line 2'],
+    );
   }
   await sleep(10);
   assert.ok(calls >= 4, 'it kept trying (the next batch may get through)');
@@ -152,7 +194,15 @@ class FakeSubscriber extends EventEmitter {
 test('LogBus: one connection, opened lazily; SUBSCRIBE on the first follower, UNSUBSCRIBE when the last leaves', async () => {
   const sub = new FakeSubscriber();
   let opened = 0;
-  const bus = new LogBus({ queuePrefix: 'kp' }, { duplicate: () => { opened++; return sub as unknown as Subscriber; } });
+  const bus = new LogBus(
+    { queuePrefix: 'kp' },
+    {
+      duplicate: () => {
+        opened++;
+        return sub as unknown as Subscriber;
+      },
+    },
+  );
   assert.equal(opened, 0, 'no connection before the first follower');
   const got: Record<string, LogMessage[]> = { a: [], b: [], c: [] };
   const offA = await bus.subscribe('run1', (m) => got.a.push(m));
@@ -184,7 +234,10 @@ test('LogBus: one connection, opened lazily; SUBSCRIBE on the first follower, UN
   offC();
   bus.onApplicationShutdown();
   assert.equal(sub.commands[sub.commands.length - 1], 'DISCONNECT');
-  await assert.rejects(bus.subscribe('run1', () => undefined), /shut down/);
+  await assert.rejects(
+    bus.subscribe('run1', () => undefined),
+    /shut down/,
+  );
 });
 
 test('LogBus: a SUBSCRIBE that fails rejects the followers waiting on it; the next one tries again', async () => {
@@ -207,7 +260,16 @@ test('the wire format: a header, a newline, the lines untouched; anything else i
   assert.ok(text.endsWith(lines), 'the lines are sent as written, not re-encoded');
   assert.deepEqual(decodeLogMessage(text), { job: 'job1', from: 5, next: 5 + Buffer.byteLength(lines), lines });
   assert.deepEqual(decodeLogMessage(encodeLogMessage('job1', { closed: true, next: 9 })), { job: 'job1', closed: true, next: 9 });
-  for (const bad of ['', 'x', '{}', '{"job":1,"from":0,"next":1}\nx', '{"job":"j","next":"1","from":0}\nx', '{"job":"j","next":1}\nx', '{"job":"j","next":1}', 'null\nx']) {
+  for (const bad of [
+    '',
+    'x',
+    '{}',
+    '{"job":1,"from":0,"next":1}\nx',
+    '{"job":"j","next":"1","from":0}\nx',
+    '{"job":"j","next":1}\nx',
+    '{"job":"j","next":1}',
+    'null\nx',
+  ]) {
     assert.equal(decodeLogMessage(bad), null, JSON.stringify(bad));
     assert.equal(decodeLogMessage(Buffer.from(bad)), null, JSON.stringify(bad));
   }
@@ -218,7 +280,7 @@ test('the wire format: a header, a newline, the lines untouched; anything else i
   assert.equal(decodeLogMessage(bytes, 'node-a'), null);
 });
 
-test('LocalLogHub: a follower on the writer\'s node gets batches directly; their copies from Redis are dropped, other nodes\' are not', async () => {
+test("LocalLogHub: a follower on the writer's node gets batches directly; their copies from Redis are dropped, other nodes' are not", async () => {
   const sub = new FakeSubscriber();
   const hub = new LocalLogHub();
   const bus = new LogBus({ queuePrefix: 'kp' }, { duplicate: () => sub as unknown as Subscriber }, hub);
@@ -231,7 +293,13 @@ test('LocalLogHub: a follower on the writer\'s node gets batches directly; their
   assert.equal(got.length, 1, 'its own copy from Redis is dropped');
   sub.message('kp:logs:run1', encodeLogMessage('k', { from: 0, next: 31, lines: mine.lines }, 'another-node'));
   sub.message('kp:logs:run1', encodeLogMessage('k', { closed: true, next: 31 }));
-  assert.deepEqual(got.slice(1).map((m) => [m.job, m.origin ?? null, 'closed' in m]), [['k', 'another-node', false], ['k', null, true]]);
+  assert.deepEqual(
+    got.slice(1).map((m) => [m.job, m.origin ?? null, 'closed' in m]),
+    [
+      ['k', 'another-node', false],
+      ['k', null, true],
+    ],
+  );
   hub.emit('kp:logs:other-run', mine);
   assert.equal(got.length, 3, 'only the channels followed here');
   off();

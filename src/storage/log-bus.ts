@@ -103,7 +103,9 @@ export class LogBus implements OnApplicationShutdown {
       down = true;
       this.log.warn(`live log subscriber: ${e.message} (followers fall back to polling the files)`);
     });
-    sub.on('ready', () => { down = false; });
+    sub.on('ready', () => {
+      down = false;
+    });
     // As Buffers: this node's own messages (back from Redis) are dropped on their header, never decoded whole.
     sub.on('messageBuffer', (name: Buffer, data: Buffer) => this.deliver(name.toString(), data));
     this.sub = sub;

@@ -4,8 +4,4 @@
  * by the log store: the type lives here, with the writer, so the store needs nothing from above.
  */
 export type LineResult =
-  | { kind: 'text'; text: string }
-  | { kind: 'group'; title: string }
-  | { kind: 'endgroup' }
-  | { kind: 'notice'; text: string }
-  | { kind: 'drop' };
+  { kind: 'text'; text: string } | { kind: 'group'; title: string } | { kind: 'endgroup' } | { kind: 'notice'; text: string } | { kind: 'drop' };

@@ -7,7 +7,11 @@ import type { KilnConfig } from '../config/config';
 import { LogRecord, LogStore, LogWriter } from './log-store';
 
 function read(file: string): LogRecord[] {
-  return fs.readFileSync(file, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as LogRecord);
+  return fs
+    .readFileSync(file, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as LogRecord);
 }
 
 function writer(cap: number): LogWriter {
@@ -23,7 +27,14 @@ test('lines are split per step and stream; partial lines and split UTF-8 survive
   w.write(0, 'stdout', Buffer.concat([euro.subarray(1), Buffer.from('\r\nsecond')]));
   w.close();
   const recs = read(w.file);
-  assert.deepEqual(recs.map((r) => [r.i, r.s, r.l]), [[0, 'e', 'err line'], [0, 'o', 'hello €'], [0, 'o', 'second']]);
+  assert.deepEqual(
+    recs.map((r) => [r.i, r.s, r.l]),
+    [
+      [0, 'e', 'err line'],
+      [0, 'o', 'hello €'],
+      [0, 'o', 'second'],
+    ],
+  );
   assert.ok(recs.every((r) => typeof r.t === 'number'));
 });
 
@@ -74,7 +85,11 @@ test('the cap truncates with one visible notice and counts what was dropped', ()
 
 test('secrets are masked: the value, each line of a multi-line value, and base64 at any alignment', () => {
   const secret = 'hunter2-very-secret-value';
-  const w = new LogWriter(path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-log-')), 'job.jsonl'), 1024 * 1024, [secret, 'line-one-of-key\nline-two-of-key', 'ab']);
+  const w = new LogWriter(path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-log-')), 'job.jsonl'), 1024 * 1024, [
+    secret,
+    'line-one-of-key\nline-two-of-key',
+    'ab',
+  ]);
   w.write(0, 'stdout', Buffer.from(`password=${secret}\n`));
   w.write(0, 'stdout', Buffer.from(`${Buffer.from(secret).toString('base64')}\n`));
   for (let prefix = 0; prefix < 6; prefix++) {
@@ -115,14 +130,25 @@ test('a secret split across output chunks, or across the 64 KiB cut of a long li
   for (const r of recs) {
     assert.ok(!r.l.includes(secret.slice(0, 6)) && !r.l.includes(secret.slice(-6)), `a piece of the secret in a ${r.l.length}-character record`);
   }
-  assert.equal(recs.filter((r) => r.i === 1).map((r) => r.l).join('').split('***').length - 1, secret.length + 1, 'each long line kept its masked secret');
+  assert.equal(
+    recs
+      .filter((r) => r.i === 1)
+      .map((r) => r.l)
+      .join('')
+      .split('***').length - 1,
+    secret.length + 1,
+    'each long line kept its masked secret',
+  );
 });
 
 test('workflow commands see masked text: a secret in an annotation title or file never reaches the parser', () => {
   const secret = 'title-file-secret-value';
   const w = new LogWriter(path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-log-')), 'job.jsonl'), 1024 * 1024, [secret]);
   const seen: string[] = [];
-  w.setFilter((_step, text) => { seen.push(text); return { kind: 'text', text }; });
+  w.setFilter((_step, text) => {
+    seen.push(text);
+    return { kind: 'text', text };
+  });
   w.write(0, 'stdout', Buffer.from(`::error title=${secret},file=${secret}.py::msg ${Buffer.from(`x${secret}`).toString('base64')}\n`));
   w.close();
   assert.equal(seen.length, 1);

@@ -218,7 +218,12 @@ export class LogWriter {
   private publishFailed = false;
   private closed = false;
 
-  constructor(readonly file: string, private readonly capBytes: number, secrets: string[] = [], private readonly publish: LogPublish | null = null) {
+  constructor(
+    readonly file: string,
+    private readonly capBytes: number,
+    secrets: string[] = [],
+    private readonly publish: LogPublish | null = null,
+  ) {
     this.masks = new SecretMask(secrets);
     this.fd = openPrivateAppend(file);
     this.written = fs.fstatSync(this.fd).size;
@@ -286,7 +291,11 @@ export class LogWriter {
   close(): void {
     if (this.closed) return;
     for (const key of [...this.partial.keys()]) this.flush(Number(key.split(':')[0]));
-    if (this.dropped) this.appendRecord({ t: Date.now(), i: -1, s: 'k', l: `log truncated: ${this.dropped} more bytes of output were not kept (cap ${this.capBytes} bytes per job)` }, true);
+    if (this.dropped)
+      this.appendRecord(
+        { t: Date.now(), i: -1, s: 'k', l: `log truncated: ${this.dropped} more bytes of output were not kept (cap ${this.capBytes} bytes per job)` },
+        true,
+      );
     this.publishPending();
     this.closed = true;
     fs.closeSync(this.fd);
@@ -332,8 +341,13 @@ export class LogWriter {
     if (typeof (result as PromiseLike<unknown> | undefined)?.then === 'function') {
       this.inFlight += bytes;
       (result as PromiseLike<unknown>).then(
-        () => { this.inFlight -= bytes; },
-        (e: unknown) => { this.inFlight -= bytes; this.publishError(e); },
+        () => {
+          this.inFlight -= bytes;
+        },
+        (e: unknown) => {
+          this.inFlight -= bytes;
+          this.publishError(e);
+        },
       );
     }
   }
@@ -341,7 +355,9 @@ export class LogWriter {
   private publishError(e: unknown): void {
     if (this.publishFailed) return;
     this.publishFailed = true;
-    LogWriter.log.warn(`publishing live log lines of ${this.file} failed (followers on other nodes may see them late; the file has them all): ${(e as Error)?.message ?? String(e)}`);
+    LogWriter.log.warn(
+      `publishing live log lines of ${this.file} failed (followers on other nodes may see them late; the file has them all): ${(e as Error)?.message ?? String(e)}`,
+    );
   }
 
   private append(step: number, s: 'o' | 'e', raw: string): void {
@@ -365,7 +381,10 @@ export class LogWriter {
     if (!always && this.written + bytes > this.capBytes) {
       if (!this.truncated) {
         this.truncated = true;
-        this.appendRecord({ t: Date.now(), i: r.i, s: 'k', l: `log cap of ${this.capBytes} bytes reached: further output of this job is dropped (the job keeps running)` }, true);
+        this.appendRecord(
+          { t: Date.now(), i: r.i, s: 'k', l: `log cap of ${this.capBytes} bytes reached: further output of this job is dropped (the job keeps running)` },
+          true,
+        );
       }
       this.dropped += Buffer.byteLength(r.l) + 1;
       return;

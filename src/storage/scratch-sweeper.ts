@@ -25,7 +25,11 @@ export class ScratchSweeper implements OnApplicationBootstrap, OnApplicationShut
   private readonly log = new Logger('ScratchSweeper');
   private readonly periodic: Periodic;
 
-  constructor(@Inject(KILN_CONFIG) config: KilnConfig, private readonly files: FileStore, private readonly metrics: Metrics) {
+  constructor(
+    @Inject(KILN_CONFIG) config: KilnConfig,
+    private readonly files: FileStore,
+    private readonly metrics: Metrics,
+  ) {
     this.periodic = new Periodic(this.log, 'sweep', config.sweepSeconds * 1000, () => this.sweep());
   }
 
@@ -39,7 +43,10 @@ export class ScratchSweeper implements OnApplicationBootstrap, OnApplicationShut
 
   sweep(now = Date.now()): SweepReport {
     const report: SweepReport = { removed: [] };
-    for (const [label, dir] of [['uploads', this.files.uploadsDir()], ['tmp', this.files.tmpDir()]] as const) {
+    for (const [label, dir] of [
+      ['uploads', this.files.uploadsDir()],
+      ['tmp', this.files.tmpDir()],
+    ] as const) {
       for (const name of fs.readdirSync(dir)) {
         const file = path.join(dir, name);
         const st = fs.lstatSync(file, { throwIfNoEntry: false });

@@ -6,9 +6,16 @@ import { fullNameProblem, labelMapProblem, MAX_FULL_NAME, MAX_LABEL_MAP_ENTRIES,
 test('fullName: owner/name, at most 200 characters, no . or .. part', () => {
   for (const ok of ['octo/demo', 'Octo-Org/my.repo_1', `${'a'.repeat(99)}/${'b'.repeat(100)}`]) assert.equal(fullNameProblem(ok), null, ok);
   const bad: [unknown, RegExp][] = [
-    ['', /owner\/name/], [undefined, /owner\/name/], [42, /owner\/name/], ['octo', /owner\/name/], ['a/b/c', /owner\/name/], ['a/b?x', /owner\/name/],
+    ['', /owner\/name/],
+    [undefined, /owner\/name/],
+    [42, /owner\/name/],
+    ['octo', /owner\/name/],
+    ['a/b/c', /owner\/name/],
+    ['a/b?x', /owner\/name/],
     [`${'a'.repeat(150)}/${'b'.repeat(51)}`, new RegExp(`is 202 characters long; the limit is ${MAX_FULL_NAME}`)],
-    ['../..', /has a part '\.' or '\.\.'/], ['octo/..', /has a part/], ['./x', /has a part/],
+    ['../..', /has a part '\.' or '\.\.'/],
+    ['octo/..', /has a part/],
+    ['./x', /has a part/],
   ];
   for (const [name, message] of bad) assert.match(fullNameProblem(name) ?? 'accepted', message, String(name));
 });
@@ -18,7 +25,8 @@ test('labelMap: labels and environment names checked, entries capped, each refus
   assert.equal(labelMapProblem({}), null);
   assert.equal(labelMapProblem({ 'ubuntu-latest': 'python-3.13', 'self-hosted': 'node-22', X64: 'python-3.11@20250101.1' }), null);
   const bad: [unknown, RegExp][] = [
-    [[], /must be an object/], ['python', /must be an object/],
+    [[], /must be an object/],
+    ['python', /must be an object/],
     [{ 'ubuntu latest': 'python-3.13' }, /the label "ubuntu latest" is not a runs-on label/],
     [{ '': 'python-3.13' }, /the label "" is not a runs-on label/],
     [{ constructor: 'python-3.13' }, /the label "constructor" .*Object property/],

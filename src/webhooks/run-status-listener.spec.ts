@@ -8,7 +8,11 @@ import type { CommitState, StatusReporter } from './status-reporter';
 
 function listening() {
   const reports: [string, CommitState, string][] = [];
-  const statuses = { report: (run: Run, state: CommitState, description: string) => { reports.push([run.id, state, description]); } } as unknown as StatusReporter;
+  const statuses = {
+    report: (run: Run, state: CommitState, description: string) => {
+      reports.push([run.id, state, description]);
+    },
+  } as unknown as StatusReporter;
   const events = new RunEvents();
   new RunStatusListener(events, statuses).onModuleInit();
   return { events, reports };
@@ -17,9 +21,16 @@ const run = (id: string, repositoryId: string | null) => ({ id, repositoryId, wo
 
 test('a run-concluded event of a repository run reaches the status reporter as the final commit status', () => {
   const { events, reports } = listening();
-  const cases: [Conclusion, CommitState, string][] = [['success', 'success', 'Kiln: success'], ['failure', 'failure', 'Kiln: failure'], ['cancelled', 'error', 'cancelled']];
+  const cases: [Conclusion, CommitState, string][] = [
+    ['success', 'success', 'Kiln: success'],
+    ['failure', 'failure', 'Kiln: failure'],
+    ['cancelled', 'error', 'cancelled'],
+  ];
   for (const [conclusion] of cases) events.emit('run-concluded', { run: run(`run-${conclusion}`, 'repo1'), conclusion });
-  assert.deepEqual(reports, cases.map(([c, state, description]) => [`run-${c}`, state, description]));
+  assert.deepEqual(
+    reports,
+    cases.map(([c, state, description]) => [`run-${c}`, state, description]),
+  );
 });
 
 test('a run from another channel (no repository) sends no status', () => {

@@ -8,7 +8,10 @@ import { StatusReporter } from './status-reporter';
  */
 @Injectable()
 export class RunStatusListener implements OnModuleInit {
-  constructor(private readonly events: RunEvents, private readonly statuses: StatusReporter) {}
+  constructor(
+    private readonly events: RunEvents,
+    private readonly statuses: StatusReporter,
+  ) {}
 
   onModuleInit(): void {
     this.events.on('run-concluded', ({ run, conclusion }) => {

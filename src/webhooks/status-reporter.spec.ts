@@ -25,7 +25,9 @@ before(async () => {
   server = http.createServer((req, res) => {
     hits++;
     let body = '';
-    req.on('data', (d: Buffer) => { body += d; });
+    req.on('data', (d: Buffer) => {
+      body += d;
+    });
     req.on('end', () => bodies.push(body));
     const status = answers.shift() ?? 201;
     res.writeHead(status, status === 302 ? { location: 'http://127.0.0.1:1/elsewhere' } : {}).end();
@@ -33,7 +35,13 @@ before(async () => {
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
   port = (server.address() as AddressInfo).port;
 });
-after(() => new Promise<void>((r) => { server.closeAllConnections(); server.close(() => r()); }));
+after(
+  () =>
+    new Promise<void>((r) => {
+      server.closeAllConnections();
+      server.close(() => r());
+    }),
+);
 
 const noSecrets = { secretsOf: async () => ({}), unseal: (v: string) => v } as unknown as AuthService;
 
@@ -83,9 +91,12 @@ test('statuses of one run are sent in order: a retried pending never lands after
   assert.deepEqual(states, ['pending', 'success']);
 });
 
-test('a commit status description is masked with the run owner\'s secrets before it is sent', async () => {
+test("a commit status description is masked with the run owner's secrets before it is sent", async () => {
   const secret = 'status-secret-value-123';
-  const auth = { secretsOf: async (owner: string | null) => (owner === 'owner-1' ? { DEPLOY: secret } : {}), unseal: (v: string) => v } as unknown as AuthService;
+  const auth = {
+    secretsOf: async (owner: string | null) => (owner === 'owner-1' ? { DEPLOY: secret } : {}),
+    unseal: (v: string) => v,
+  } as unknown as AuthService;
   const owned = { ...run, ownerId: 'owner-1' } as Run;
   const b64 = Buffer.from(`x${secret}`).toString('base64');
   const before = bodies.length;

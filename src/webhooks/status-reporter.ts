@@ -23,7 +23,11 @@ export class StatusReporter {
   /** DNS for the address check (a test may replace it). */
   resolve: Resolver = systemResolver;
 
-  constructor(@Inject(KILN_CONFIG) private readonly config: KilnConfig, private readonly repos: RepositoriesRepository, private readonly auth: AuthService) {}
+  constructor(
+    @Inject(KILN_CONFIG) private readonly config: KilnConfig,
+    private readonly repos: RepositoriesRepository,
+    private readonly auth: AuthService,
+  ) {}
 
   /** Per run, the statuses still being sent: a later one waits, so a retried 'pending' never lands after 'success'. */
   private readonly inFlight = new Map<string, Promise<unknown>>();
@@ -50,7 +54,9 @@ export class StatusReporter {
     const url = statusesUrl(repo.statusUrl, repo.fullName, run.context.sha);
     const body = JSON.stringify({
       // Masked with the run owner's secrets before it leaves (and before the cut, which could split one).
-      state, description: maskSecrets(description, await this.auth.secretsOf(run.ownerId)).slice(0, 140), context: `kiln/${run.workflowName}`,
+      state,
+      description: maskSecrets(description, await this.auth.secretsOf(run.ownerId)).slice(0, 140),
+      context: `kiln/${run.workflowName}`,
       target_url: `${this.config.publicUrl}/api/v1/runs/${run.id}`,
     });
     const headers: Record<string, string> = { 'content-type': 'application/json', accept: 'application/vnd.github+json', 'user-agent': 'kiln' };
@@ -62,7 +68,9 @@ export class StatusReporter {
         status = res.status;
         if (status >= 200 && status < 300) return true;
         if (status >= 300 && status < 400) {
-          this.log.warn(`status ${state} for ${run.id}: the forge answered ${status} (to ${res.location ?? 'nowhere'}); redirects are not followed: set statusUrl to the final API base URL`);
+          this.log.warn(
+            `status ${state} for ${run.id}: the forge answered ${status} (to ${res.location ?? 'nowhere'}); redirects are not followed: set statusUrl to the final API base URL`,
+          );
           return false;
         }
         if (status < 500) {

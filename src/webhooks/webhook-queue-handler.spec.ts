@@ -7,7 +7,11 @@ import type { WebhooksService } from './webhooks.service';
 
 test('a webhook-push queue entry is built by WebhooksService, by the delivery key it carries', async () => {
   const built: string[] = [];
-  const webhooks = { build: async (deliveryId: string) => { built.push(deliveryId); } } as unknown as WebhooksService;
+  const webhooks = {
+    build: async (deliveryId: string) => {
+      built.push(deliveryId);
+    },
+  } as unknown as WebhooksService;
   const handlers = new QueueHandlers();
   new WebhookQueueHandler(handlers, webhooks).onModuleInit();
   assert.ok(!handlers.missing().includes('webhook-push'), 'registered on module init');
@@ -17,7 +21,11 @@ test('a webhook-push queue entry is built by WebhooksService, by the delivery ke
 });
 
 test('a failed build fails the queue entry (the queue retries it)', async () => {
-  const webhooks = { build: async () => { throw new Error('database away'); } } as unknown as WebhooksService;
+  const webhooks = {
+    build: async () => {
+      throw new Error('database away');
+    },
+  } as unknown as WebhooksService;
   const handlers = new QueueHandlers();
   new WebhookQueueHandler(handlers, webhooks).onModuleInit();
   await assert.rejects(handlers.get('webhook-push')!({ name: 'webhook-push', data: { deliveryId: 'key-2' } } as BullJob), /database away/);

@@ -9,7 +9,10 @@ import { RepositoriesRepository } from './repositories.repository';
 import { WebhooksService } from './webhooks.service';
 
 class RegisterRepositoryDto {
-  @IsString() @MaxLength(MAX_FULL_NAME, { message: `fullName must be at most ${MAX_FULL_NAME} characters` }) @Matches(/^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/, { message: 'fullName must be owner/name as the forge sends it' }) fullName!: string;
+  @IsString()
+  @MaxLength(MAX_FULL_NAME, { message: `fullName must be at most ${MAX_FULL_NAME} characters` })
+  @Matches(/^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/, { message: 'fullName must be owner/name as the forge sends it' })
+  fullName!: string;
   @IsString() @MaxLength(2048) cloneUrl!: string;
   @IsString() @MinLength(16, { message: 'secret must be at least 16 characters (the webhook secret set at the forge)' }) @MaxLength(256) secret!: string;
   @IsOptional() @IsString() owner?: string;
@@ -23,11 +26,14 @@ class RegisterRepositoryDto {
 @ApiTags('webhooks')
 @Controller()
 export class WebhooksController {
-  constructor(private readonly webhooks: WebhooksService, private readonly repos: RepositoriesRepository) {}
+  constructor(
+    private readonly webhooks: WebhooksService,
+    private readonly repos: RepositoriesRepository,
+  ) {}
 
   @Post('webhooks/github')
   @Public()
-  @ApiOperation({ summary: 'Push webhooks from GitHub, Gitea or Forgejo; signed with the repository\'s secret' })
+  @ApiOperation({ summary: "Push webhooks from GitHub, Gitea or Forgejo; signed with the repository's secret" })
   async receive(@Req() req: Request & { rawBody?: Buffer }, @Res({ passthrough: true }) res: Response) {
     const answer = await this.webhooks.receive(req.headers, req.rawBody, req.headers['content-type']);
     res.status(answer.status);

@@ -28,16 +28,47 @@ function setup(admit: (p: Principal) => Promise<void>) {
   const submitted: unknown[] = [];
   const admitted: Principal[] = [];
   const repos = {
-    delivery: async (key: string) => ({ key, id: 'd-1', repositoryId: 'r1', event: 'push', payload: { ref: 'refs/heads/main', after: sha, commits: [] }, state: 'queued', detail: null, runIds: [], receivedAt: '' }),
-    byId: async () => ({ id: 'r1', ownerId: 'u1', fullName: 'octo/demo', cloneUrl: 'https://git.example.test/octo/demo.git', secret: 's', branches: null, labelMap: {}, statusUrl: null, statusToken: null, createdAt: '' }),
-    finishDelivery: async (key: string, state: string, detail: string | null, runIds: string[]) => { finished.push({ key, state, detail, runIds }); },
+    delivery: async (key: string) => ({
+      key,
+      id: 'd-1',
+      repositoryId: 'r1',
+      event: 'push',
+      payload: { ref: 'refs/heads/main', after: sha, commits: [] },
+      state: 'queued',
+      detail: null,
+      runIds: [],
+      receivedAt: '',
+    }),
+    byId: async () => ({
+      id: 'r1',
+      ownerId: 'u1',
+      fullName: 'octo/demo',
+      cloneUrl: 'https://git.example.test/octo/demo.git',
+      secret: 's',
+      branches: null,
+      labelMap: {},
+      statusUrl: null,
+      statusToken: null,
+      createdAt: '',
+    }),
+    finishDelivery: async (key: string, state: string, detail: string | null, runIds: string[]) => {
+      finished.push({ key, state, detail, runIds });
+    },
   } as unknown as RepositoriesRepository;
   const auth = { seal: (v: string) => v, unseal: (v: string) => v, findUser: async () => user } as unknown as AuthService;
   const runs = {
-    submitFromDir: async (...args: unknown[]) => { submitted.push(args); return { id: `run-${submitted.length}` }; },
+    submitFromDir: async (...args: unknown[]) => {
+      submitted.push(args);
+      return { id: `run-${submitted.length}` };
+    },
     internalRun: async () => null,
   } as unknown as RunsService;
-  const admission = { admit: async (p: Principal) => { admitted.push(p); await admit(p); } } as unknown as AdmissionService;
+  const admission = {
+    admit: async (p: Principal) => {
+      admitted.push(p);
+      await admit(p);
+    },
+  } as unknown as AdmissionService;
   const clone: Cloner = async () => ({ dir, sha, ref: 'refs/heads/main', cleanup: async () => fs.rmSync(dir, { recursive: true, force: true }) });
   const service = new WebhooksService(config, repos, auth, {} as JobQueue, runs, {} as StatusReporter, admission, clone);
   return { service, finished, submitted, admitted };
@@ -46,14 +77,19 @@ function setup(admit: (p: Principal) => Promise<void>) {
 test('a push passes the same admission as every submission before its run is submitted', async () => {
   const { service, finished, submitted, admitted } = setup(async () => undefined);
   await service.build('key-1');
-  assert.deepEqual(admitted.map((p) => p.user.id), ['u1']);
+  assert.deepEqual(
+    admitted.map((p) => p.user.id),
+    ['u1'],
+  );
   assert.equal(submitted.length, 1);
   assert.deepEqual(finished, [{ key: 'key-1', state: 'done', detail: null, runIds: ['run-1'] }]);
 });
 
-test('a push refused by admission is recorded on the delivery with the admission\'s message; nothing is submitted', async () => {
+test("a push refused by admission is recorded on the delivery with the admission's message; nothing is submitted", async () => {
   const message = 'quota: at most 3 submissions per minute; try again in 45 s';
-  const { service, finished, submitted } = setup(async () => { throw new QuotaExceededException(message, 45); });
+  const { service, finished, submitted } = setup(async () => {
+    throw new QuotaExceededException(message, 45);
+  });
   await service.build('key-2');
   assert.equal(submitted.length, 0);
   assert.equal(finished.length, 1);

@@ -1,5 +1,16 @@
 import { randomBytes } from 'node:crypto';
-import { BadRequestException, ForbiddenException, HttpException, Inject, Injectable, Logger, NotFoundException, Optional, UnauthorizedException, UnsupportedMediaTypeException } from '@nestjs/common';
+import {
+  BadRequestException,
+  ForbiddenException,
+  HttpException,
+  Inject,
+  Injectable,
+  Logger,
+  NotFoundException,
+  Optional,
+  UnauthorizedException,
+  UnsupportedMediaTypeException,
+} from '@nestjs/common';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { AuthService } from '../auth/auth.service';
@@ -42,7 +53,14 @@ const ZERO_SHA = /^0{40}$/;
 const UNAUTHORIZED = 'the signature (X-Hub-Signature-256) is missing or does not match the webhook secret of a repository registered in Kiln under this name';
 
 export interface RegisterRepositoryBody {
-  fullName: string; cloneUrl: string; secret: string; owner?: string; branches?: string[]; labelMap?: Record<string, string>; statusUrl?: string; statusToken?: string;
+  fullName: string;
+  cloneUrl: string;
+  secret: string;
+  owner?: string;
+  branches?: string[];
+  labelMap?: Record<string, string>;
+  statusUrl?: string;
+  statusToken?: string;
 }
 
 /**
@@ -86,7 +104,10 @@ export class WebhooksService {
       owner = await this.auth.requireUser(body.owner);
     }
     const cap = this.auth.quota(owner).repositories;
-    const refuseCap = () => new ForbiddenException(`quota: ${owner.id === by.user.id ? 'you have' : `user ${owner.id} has`} ${cap} registered repositories, the most allowed (KILN_QUOTA_REPOSITORIES, or the user's quota.repositories); remove one with DELETE /api/v1/repositories/{id} first`);
+    const refuseCap = () =>
+      new ForbiddenException(
+        `quota: ${owner.id === by.user.id ? 'you have' : `user ${owner.id} has`} ${cap} registered repositories, the most allowed (KILN_QUOTA_REPOSITORIES, or the user's quota.repositories); remove one with DELETE /api/v1/repositories/{id} first`,
+      );
     if ((await this.repos.countOwned(owner.id)) >= cap) throw refuseCap();
     if (await this.repos.byName(body.fullName)) throw new HttpException(`${body.fullName} is registered already`, 409);
     try {
@@ -98,16 +119,34 @@ export class WebhooksService {
       throw e;
     }
     const repo: RegisteredRepository = {
-      id: newId(), ownerId: owner.id, fullName: body.fullName, cloneUrl: body.cloneUrl, secret: this.auth.seal(body.secret),
-      branches: body.branches?.length ? body.branches : null, labelMap: body.labelMap ?? {},
-      statusUrl: body.statusUrl ?? null, statusToken: body.statusToken ? this.auth.seal(body.statusToken) : null, createdAt: new Date().toISOString(),
+      id: newId(),
+      ownerId: owner.id,
+      fullName: body.fullName,
+      cloneUrl: body.cloneUrl,
+      secret: this.auth.seal(body.secret),
+      branches: body.branches?.length ? body.branches : null,
+      labelMap: body.labelMap ?? {},
+      statusUrl: body.statusUrl ?? null,
+      statusToken: body.statusToken ? this.auth.seal(body.statusToken) : null,
+      createdAt: new Date().toISOString(),
     };
     if (!(await this.repos.create(repo, cap))) throw refuseCap();
     return this.view(repo);
   }
 
   view(r: RegisteredRepository) {
-    return { id: r.id, fullName: r.fullName, cloneUrl: r.cloneUrl, owner: r.ownerId, branches: r.branches, labelMap: r.labelMap, statusUrl: r.statusUrl, statuses: Boolean(r.statusUrl), createdAt: r.createdAt, webhook: `${this.config.publicUrl}/api/v1/webhooks/github` };
+    return {
+      id: r.id,
+      fullName: r.fullName,
+      cloneUrl: r.cloneUrl,
+      owner: r.ownerId,
+      branches: r.branches,
+      labelMap: r.labelMap,
+      statusUrl: r.statusUrl,
+      statuses: Boolean(r.statusUrl),
+      createdAt: r.createdAt,
+      webhook: `${this.config.publicUrl}/api/v1/webhooks/github`,
+    };
   }
 
   async list(by: Principal) {
@@ -128,7 +167,8 @@ export class WebhooksService {
     };
     const event = h('x-github-event') ?? h('x-gitea-event') ?? h('x-forgejo-event');
     const delivery = h('x-github-delivery') ?? h('x-gitea-delivery') ?? h('x-forgejo-delivery');
-    if (!event || !delivery) throw new BadRequestException('not a webhook delivery: X-GitHub-Event and X-GitHub-Delivery (or the Gitea/Forgejo ones) are required');
+    if (!event || !delivery)
+      throw new BadRequestException('not a webhook delivery: X-GitHub-Event and X-GitHub-Delivery (or the Gitea/Forgejo ones) are required');
     if (!/^[A-Za-z0-9_.:-]{1,100}$/.test(delivery)) throw new BadRequestException('the delivery id is not valid');
     if (!contentType?.startsWith('application/json')) throw new UnsupportedMediaTypeException('set the webhook content type to application/json');
     if (!rawBody?.length) throw new BadRequestException('the delivery has no body');
@@ -143,13 +183,25 @@ export class WebhooksService {
     // The signature first: the repository is only used for its secret until the HMAC over the raw
     // bytes matches. An unknown name is checked against a decoy secret and answers the same 401.
     const repo = fullName.length <= MAX_FULL_NAME ? await this.repos.byName(fullName) : null;
-    const signature = h('x-hub-signature-256') ?? (h('x-gitea-signature') ? `sha256=${h('x-gitea-signature')}` : h('x-forgejo-signature') ? `sha256=${h('x-forgejo-signature')}` : undefined);
+    const signature =
+      h('x-hub-signature-256') ??
+      (h('x-gitea-signature') ? `sha256=${h('x-gitea-signature')}` : h('x-forgejo-signature') ? `sha256=${h('x-forgejo-signature')}` : undefined);
     const matches = signatureMatches(this.auth.unseal(repo?.secret ?? this.decoySecret), rawBody, signature);
     if (!repo || !matches) throw new UnauthorizedException(UNAUTHORIZED);
     if (event === 'ping') return { status: 200, body: { ok: true, pong: true, repository: fullName } };
     if (event !== 'push') return { status: 202, body: { ignored: true, reason: `the '${event}' event does not start builds; only push does` } };
     const key = newId();
-    const fresh = await this.repos.recordDelivery({ key, id: delivery, repositoryId: repo.id, event, payload, state: 'queued', detail: null, runIds: [], receivedAt: new Date().toISOString() });
+    const fresh = await this.repos.recordDelivery({
+      key,
+      id: delivery,
+      repositoryId: repo.id,
+      event,
+      payload,
+      state: 'queued',
+      detail: null,
+      runIds: [],
+      receivedAt: new Date().toISOString(),
+    });
     if (!fresh) {
       const seen = await this.repos.deliveryById(repo.id, delivery);
       return { status: 200, body: { duplicate: true, reason: `delivery ${delivery} was received before; nothing new is queued`, runs: seen?.runIds ?? [] } };
@@ -210,8 +262,16 @@ export class WebhooksService {
           // The same admission as every submission (rate limit, active runs, storage): a refusal is
           // recorded in the delivery's detail like any refused workflow.
           await this.admission.admit(principal);
-          const run = await this.runs.submitFromDir(principal, cloned.dir, { kind: 'repo', repo: repo.cloneUrl, ref: p.ref!, sha: cloned.sha }, context, text, file,
-            { platform: repo.labelMap }, { repositoryId: repo.id, concurrencyGroup: group, cancelInProgress: decision.concurrency?.cancelInProgress });
+          const run = await this.runs.submitFromDir(
+            principal,
+            cloned.dir,
+            { kind: 'repo', repo: repo.cloneUrl, ref: p.ref!, sha: cloned.sha },
+            context,
+            text,
+            file,
+            { platform: repo.labelMap },
+            { repositoryId: repo.id, concurrencyGroup: group, cancelInProgress: decision.concurrency?.cancelInProgress },
+          );
           runIds.push(run.id);
           const recorded = await this.runs.internalRun(run.id);
           if (recorded) this.statuses.report(recorded, 'pending', 'queued in Kiln');
@@ -225,14 +285,18 @@ export class WebhooksService {
     }
     const detail = problems.length ? problems.join('\n') : runIds.length ? null : 'no workflow is triggered by this push';
     await this.repos.finishDelivery(deliveryId, problems.length && !runIds.length ? 'failed' : 'done', detail, runIds);
-    this.log.log(`delivery ${d.id} (${repo.fullName} ${p.ref} ${cloned.sha.slice(0, 7)}): ${runIds.length} run(s)${problems.length ? `, ${problems.length} workflow(s) refused` : ''}`);
+    this.log.log(
+      `delivery ${d.id} (${repo.fullName} ${p.ref} ${cloned.sha.slice(0, 7)}): ${runIds.length} run(s)${problems.length ? `, ${problems.length} workflow(s) refused` : ''}`,
+    );
   }
 
   private workflowFiles(dir: string): string[] {
     const out: string[] = [];
     for (const f of ['.kiln.yml', '.kiln.yaml']) if (fs.existsSync(path.join(dir, f))) out.push(f);
     const wf = path.join(dir, '.github', 'workflows');
-    if (fs.existsSync(wf)) for (const f of fs.readdirSync(wf).sort()) if (WORKFLOW_FILE.test(`.github/workflows/${f}`) && fs.lstatSync(path.join(wf, f)).isFile()) out.push(`.github/workflows/${f}`);
+    if (fs.existsSync(wf))
+      for (const f of fs.readdirSync(wf).sort())
+        if (WORKFLOW_FILE.test(`.github/workflows/${f}`) && fs.lstatSync(path.join(wf, f)).isFile()) out.push(`.github/workflows/${f}`);
     return out;
   }
 }

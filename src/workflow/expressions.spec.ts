@@ -43,7 +43,7 @@ const interpolations: [string, string][] = [
   ["${{ contains(github.event.head_commit.message, '[SKIP CI]') }}", 'true'],
   ["${{ startsWith(github.ref, 'refs/heads/') }}", 'true'],
   ["${{ endsWith(github.ref, 'main') }}", 'true'],
-  ["${{ fromJSON('{\"a\":[1,2]}').a[1] }}", '2'],
+  ['${{ fromJSON(\'{"a":[1,2]}\').a[1] }}', '2'],
   ["${{ format('}}') }}", '}'],
   ["${{ 'it''s' }}", "it's"],
 ];
@@ -60,7 +60,7 @@ test('interpolate prints objects and arrays as JSON, as toJSON does', async () =
 });
 
 test('evaluate returns plain JSON values', async () => {
-  assert.deepEqual(await evaluate("fromJSON('{\"a\":[1,true,null,\"x\"]}')", ctx), { a: [1, true, null, 'x'] });
+  assert.deepEqual(await evaluate('fromJSON(\'{"a":[1,true,null,"x"]}\')', ctx), { a: [1, true, null, 'x'] });
   assert.equal(await evaluate('env.COUNT == 3', ctx), true); // string/number coercion is GitHub's
   assert.equal(await evaluate("github.REF == 'REFS/HEADS/MAIN'", ctx), true); // case-insensitive names and string equality
   assert.equal(await evaluate('matrix.versions[1]', ctx), 3.11);
@@ -79,7 +79,16 @@ test('hashFiles parses; it is answered by the caller (the job runner), refused e
   assert.deepEqual(await checkExpressions("${{ hashFiles('**/requirements.txt') }}", ['github']), []);
   await assert.rejects(interpolate("${{ hashFiles('x') }}", ctx), /hashFiles\(\) is only available in steps/);
   const seen: string[][] = [];
-  const status = { success: () => true, failure: () => false, cancelled: () => false, always: () => true, hashFiles: (p: string[]) => { seen.push(p); return 'abc123'; } };
+  const status = {
+    success: () => true,
+    failure: () => false,
+    cancelled: () => false,
+    always: () => true,
+    hashFiles: (p: string[]) => {
+      seen.push(p);
+      return 'abc123';
+    },
+  };
   assert.equal(await interpolate("key-${{ hashFiles('a/**', '!a/skip') }}", ctx, status), 'key-abc123');
   assert.deepEqual(seen, [['a/**', '!a/skip']]);
 });

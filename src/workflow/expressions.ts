@@ -72,7 +72,8 @@ export function splitTemplate(template: string): TemplatePart[] {
 function findClose(s: string, from: number): number {
   let inString = false;
   for (let i = from; i < s.length; i++) {
-    if (s[i] === "'") inString = !inString; // a doubled '' inside a literal toggles twice: still inside
+    if (s[i] === "'")
+      inString = !inString; // a doubled '' inside a literal toggles twice: still inside
     else if (!inString && s[i] === '}' && s[i + 1] === '}') return i;
   }
   return -1;

@@ -89,7 +89,11 @@ test('include runs after exclude, so it can add an excluded combination back', (
 
 test('an include may overwrite a value added by an earlier include, never an original one', () => {
   const result = expandMatrix({ v: [1, 2], include: [{ tag: 'x' }, { tag: 'y', v: 2 }, { v: 3, tag: 'z' }] });
-  assert.deepEqual(result, [{ v: 1, tag: 'x' }, { v: 2, tag: 'y' }, { v: 3, tag: 'z' }]);
+  assert.deepEqual(result, [
+    { v: 1, tag: 'x' },
+    { v: 2, tag: 'y' },
+    { v: 3, tag: 'z' },
+  ]);
 });
 
 test('the first key varies slowest; values compare by deep equality', () => {
@@ -121,17 +125,29 @@ const invalid: [string, Record<string, unknown>, RegExp, string | null][] = [
 ];
 for (const [what, matrix, message, key] of invalid) {
   test(`refused: ${what}`, () => {
-    assert.throws(() => expandMatrix(matrix), (e: unknown) => e instanceof MatrixError && message.test(e.message) && e.key === key && !e.tooMany);
+    assert.throws(
+      () => expandMatrix(matrix),
+      (e: unknown) => e instanceof MatrixError && message.test(e.message) && e.key === key && !e.tooMany,
+    );
   });
 }
 
 test('the job limit is enforced before expanding further', () => {
   assert.equal(expandMatrix({ a: [1, 2, 3], b: [1, 2, 3] }, 9).length, 9);
-  assert.throws(() => expandMatrix({ a: [1, 2, 3], b: [1, 2, 3] }, 8), (e: unknown) => e instanceof MatrixError && e.tooMany);
-  assert.throws(() => expandMatrix({ include: [{ a: 1 }, { a: 2 }] }, 1), (e: unknown) => e instanceof MatrixError && e.tooMany);
+  assert.throws(
+    () => expandMatrix({ a: [1, 2, 3], b: [1, 2, 3] }, 8),
+    (e: unknown) => e instanceof MatrixError && e.tooMany,
+  );
+  assert.throws(
+    () => expandMatrix({ include: [{ a: 1 }, { a: 2 }] }, 1),
+    (e: unknown) => e instanceof MatrixError && e.tooMany,
+  );
   // A product far beyond any limit fails without being generated.
   const huge = Object.fromEntries(Array.from({ length: 12 }, (_, i) => [`k${i}`, Array.from({ length: 10 }, (_, j) => j)]));
-  assert.throws(() => expandMatrix(huge, 256), (e: unknown) => e instanceof MatrixError && e.tooMany);
+  assert.throws(
+    () => expandMatrix(huge, 256),
+    (e: unknown) => e instanceof MatrixError && e.tooMany,
+  );
 });
 
 test('job keys list the matrix values in key order, objects as JSON', () => {

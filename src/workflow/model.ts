@@ -13,22 +13,22 @@ export type BuiltinAction = 'checkout' | 'upload-artifact' | 'download-artifact'
 
 /** One step as written, validated. Exactly one of `run` / `uses` is set. */
 export interface StepSpec {
-  index: number;                    // 0-based position in the job
+  index: number; // 0-based position in the job
   id: string | null;
-  name: string;                     // explicit name, or `Run <first line of run>` / `Run <uses>` as GitHub shows it
-  run: string | null;               // raw script, may hold ${{ }}
-  uses: BuiltinAction | null;       // the built-in actions; anything else is refused at parse time
-  with: Record<string, string>;     // raw values (may hold ${{ }})
-  shell: Shell;                     // step > job defaults.run > workflow defaults.run > 'bash'
-  workingDirectory: string | null;  // raw, relative to /workspace (absolute refused unless under /workspace or /tmp)
-  env: Record<string, string>;      // raw
-  if: string | null;                // raw condition, without or with ${{ }}; null = success()
+  name: string; // explicit name, or `Run <first line of run>` / `Run <uses>` as GitHub shows it
+  run: string | null; // raw script, may hold ${{ }}
+  uses: BuiltinAction | null; // the built-in actions; anything else is refused at parse time
+  with: Record<string, string>; // raw values (may hold ${{ }})
+  shell: Shell; // step > job defaults.run > workflow defaults.run > 'bash'
+  workingDirectory: string | null; // raw, relative to /workspace (absolute refused unless under /workspace or /tmp)
+  env: Record<string, string>; // raw
+  if: string | null; // raw condition, without or with ${{ }}; null = success()
   continueOnError: boolean | string; // boolean, or a raw expression
   timeoutMinutes: number | null;
 }
 
 export interface MatrixStrategy {
-  failFast: boolean;                // default true
+  failFast: boolean; // default true
   maxParallel: number | null;
 }
 
@@ -42,17 +42,17 @@ export interface JobLimits {
 
 /** One concrete job after matrix expansion. */
 export interface PlannedJob {
-  key: string;                       // unique in the run: jobId, or `jobId (v1, v2)` for matrix jobs as GitHub names them
-  jobId: string;                     // the key under `jobs:`
-  name: string;                      // display name (job `name:` evaluated with matrix, or key)
+  key: string; // unique in the run: jobId, or `jobId (v1, v2)` for matrix jobs as GitHub names them
+  jobId: string; // the key under `jobs:`
+  name: string; // display name (job `name:` evaluated with matrix, or key)
   matrix: Record<string, unknown> | null;
   environment: { name: string; version: string; image: string }; // resolved from runs-on
-  needs: string[];                   // jobIds (not keys); every job key of a needed jobId must finish first
-  if: string | null;                 // raw; null = success()
-  env: Record<string, string>;       // workflow env merged under job env (raw values)
-  timeoutMinutes: number;            // job timeout (default from server config)
+  needs: string[]; // jobIds (not keys); every job key of a needed jobId must finish first
+  if: string | null; // raw; null = success()
+  env: Record<string, string>; // workflow env merged under job env (raw values)
+  timeoutMinutes: number; // job timeout (default from server config)
   continueOnError: boolean;
-  strategy: MatrixStrategy | null;   // null when the job has no matrix
+  strategy: MatrixStrategy | null; // null when the job has no matrix
   limits: JobLimits;
   /** `outputs:` raw (name -> expression over steps), evaluated when the job ends. */
   outputs: Record<string, string>;
@@ -61,14 +61,14 @@ export interface PlannedJob {
 
 export interface RunPlan {
   workflowName: string;
-  jobs: PlannedJob[];                // in a stable order: topological by needs, then as written, matrix in expansion order
+  jobs: PlannedJob[]; // in a stable order: topological by needs, then as written, matrix in expansion order
 }
 
 /** One problem in a submitted workflow, with the place it was found. */
 export interface WorkflowProblem {
-  path: string;                      // e.g. `jobs.test.steps[2].uses`
-  line: number | null;               // 1-based line in the YAML, when known
-  message: string;                   // what is wrong and what to do
+  path: string; // e.g. `jobs.test.steps[2].uses`
+  line: number | null; // 1-based line in the YAML, when known
+  message: string; // what is wrong and what to do
 }
 
 export class WorkflowError extends Error {
@@ -82,11 +82,11 @@ export type EnvironmentResolver = (label: string) => { name: string; version: st
 
 export interface PlanOptions {
   resolveEnvironment: EnvironmentResolver;
-  labelMap: Record<string, string>;  // e.g. { 'ubuntu-latest': 'python-3.11' }, applied before resolveEnvironment
-  defaultTimeoutMinutes: number;     // job timeout when not given
-  maxTimeoutMinutes: number;         // larger timeout-minutes is an error
-  maxJobs: number;                   // after matrix expansion (e.g. 256)
-  maxStepsPerJob: number;            // e.g. 100
+  labelMap: Record<string, string>; // e.g. { 'ubuntu-latest': 'python-3.11' }, applied before resolveEnvironment
+  defaultTimeoutMinutes: number; // job timeout when not given
+  maxTimeoutMinutes: number; // larger timeout-minutes is an error
+  maxJobs: number; // after matrix expansion (e.g. 256)
+  maxStepsPerJob: number; // e.g. 100
   /** The most a job may ask for with `limits:` (the server's KILN_JOB_*_MAX); absent = unchecked. */
   maxLimits?: { memoryBytes: number; cpus: number; pids: number; workspaceBytes: number };
   /** Python version of each published environment (latest), to say where a setup-python version is. */

@@ -41,7 +41,10 @@ const SHELLS: readonly Shell[] = ['bash', 'sh', 'python'];
 export function checkKeys(r: Reader, obj: Obj, path: string, allowed: string[], unsupported: Record<string, string>, where: string): void {
   for (const key of Object.keys(obj)) {
     if (allowed.includes(key)) continue;
-    r.problem(childPath(path, key), (Object.hasOwn(unsupported, key) ? unsupported[key] : undefined) ?? `unknown key '${key}' in ${where} (supported: ${allowed.join(', ')})`);
+    r.problem(
+      childPath(path, key),
+      (Object.hasOwn(unsupported, key) ? unsupported[key] : undefined) ?? `unknown key '${key}' in ${where} (supported: ${allowed.join(', ')})`,
+    );
   }
 }
 
@@ -109,8 +112,12 @@ export function readShell(r: Reader, value: unknown, path: string): Shell | null
     r.problem(path, `the shell '${value}' is not in Kiln's environments: use one of ${SHELLS.join(', ')}, or a template such as 'perl {0}'`);
     return null;
   }
-  if (typeof value === 'string' && /^[A-Za-z0-9_./-]+( +[^ {}]+)* *\{0\}( +[^ {}]+)*$/.test(value.trim()) && !hasExpression(value)) return value.trim() as Shell;
-  r.problem(path, `unsupported shell '${formatScalar(value)}': use one of ${SHELLS.join(', ')}, or a custom template with {0} for the script file (e.g. 'perl {0}')`);
+  if (typeof value === 'string' && /^[A-Za-z0-9_./-]+( +[^ {}]+)* *\{0\}( +[^ {}]+)*$/.test(value.trim()) && !hasExpression(value))
+    return value.trim() as Shell;
+  r.problem(
+    path,
+    `unsupported shell '${formatScalar(value)}': use one of ${SHELLS.join(', ')}, or a custom template with {0} for the script file (e.g. 'perl {0}')`,
+  );
   return null;
 }
 

@@ -1,7 +1,19 @@
 /** The `steps` of a job: run and uses steps, step ids, and the inputs of the built-in actions. */
 import { formatScalar, hasExpression } from './expressions';
 import type { BuiltinAction, Shell } from './model';
-import { checkKeys, ID_RE, isObj, optString, readCondition, readEnv, readPositiveNumber, readShell, readWorkingDirectory, type Obj, type Reader } from './parse-fields';
+import {
+  checkKeys,
+  ID_RE,
+  isObj,
+  optString,
+  readCondition,
+  readEnv,
+  readPositiveNumber,
+  readShell,
+  readWorkingDirectory,
+  type Obj,
+  type Reader,
+} from './parse-fields';
 import { childPath, parentPath } from './safe-yaml';
 
 export interface ParsedStep {
@@ -110,7 +122,8 @@ function readContinueOnError(r: Reader, value: unknown, path: string): boolean |
   return false;
 }
 
-const ACTION_NOT_AVAILABLE = 'only actions/checkout, actions/upload-artifact, actions/download-artifact and actions/setup-python are built in; other actions would need the network';
+const ACTION_NOT_AVAILABLE =
+  'only actions/checkout, actions/upload-artifact, actions/download-artifact and actions/setup-python are built in; other actions would need the network';
 
 const BUILTINS: Record<string, BuiltinAction> = {
   'actions/checkout': 'checkout',
@@ -141,8 +154,17 @@ function readWith(r: Reader, uses: BuiltinAction, value: unknown, path: string):
   const inputs = readInputs(r, value, path);
   if (uses === 'checkout') return inputs;
   if (uses === 'setup-python') {
-    if (isObj(value)) checkKeys(r, value, path, ['python-version', 'cache', 'architecture', 'check-latest', 'allow-prereleases', 'update-environment'], {}, 'the inputs of actions/setup-python');
-    if (inputs['python-version-file'] !== undefined) r.problem(childPath(path, 'python-version-file'), "'python-version-file' is not supported: give python-version");
+    if (isObj(value))
+      checkKeys(
+        r,
+        value,
+        path,
+        ['python-version', 'cache', 'architecture', 'check-latest', 'allow-prereleases', 'update-environment'],
+        {},
+        'the inputs of actions/setup-python',
+      );
+    if (inputs['python-version-file'] !== undefined)
+      r.problem(childPath(path, 'python-version-file'), "'python-version-file' is not supported: give python-version");
     return inputs;
   }
   if (uses === 'download-artifact') {

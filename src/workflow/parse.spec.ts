@@ -16,22 +16,48 @@ const refused: [string, string, [string, number | null, RegExp][]][] = [
   ['only comments', '# nothing\n', [['(workflow)', null, /empty/]]],
   ['an unknown tag', 'jobs: !custom {}\n', [['(workflow)', 1, /Unresolved tag/]]],
   ['an alias without anchor', 'env: *nope\njobs: {}\n', [['(workflow)', null, /Unresolved alias/]]],
-  ['a YAML syntax error (an error at the end points at the last line)', 'jobs:\n  a:\n    runs-on: x\n   steps: [\n', [['(workflow)', 4, /invalid YAML/], ['(workflow)', 4, /invalid YAML/]]],
+  [
+    'a YAML syntax error (an error at the end points at the last line)',
+    'jobs:\n  a:\n    runs-on: x\n   steps: [\n',
+    [
+      ['(workflow)', 4, /invalid YAML/],
+      ['(workflow)', 4, /invalid YAML/],
+    ],
+  ],
   ['a list at the top', '- a\n', [['(workflow)', null, /must be a YAML mapping/]]],
   ['no jobs key', 'name: x\n', [['(workflow)', null, /needs 'jobs'/]]],
   ['empty jobs', 'jobs: {}\n', [['jobs', 1, /non-empty mapping/]]],
   ['a null job', 'jobs:\n  a:\n', [['jobs.a', 2, /must be a mapping/]]],
   ['a null step', 'jobs:\n  a:\n    runs-on: x\n    steps:\n      -\n', [['jobs.a.steps[0]', 5, /a step must be a mapping/]]],
-  ['with on a run step, shell on a uses step', job('        with: {a: 1}\n      - uses: actions/checkout@v4\n        shell: bash\n'), [
-    ['jobs.a.steps[0].with', 6, /'with' only applies to 'uses' steps/],
-    ['jobs.a.steps[1].shell', 8, /'shell' only applies to 'run' steps/],
-  ]],
-  ['an expression as env', 'env: ${{ fromJSON(\'{}\') }}\njobs: {}\n', [['env', 1, /must be a mapping/], ['jobs', 2, /non-empty/]]],
-  ['continue-on-error as a plain string', job('        continue-on-error: maybe\n'), [['jobs.a.steps[0].continue-on-error', 6, /true, false or a \$\{\{ \}\} expression/]]],
-  ['max-parallel 0 and fail-fast as string', 'jobs:\n  a:\n    runs-on: x\n    strategy:\n      fail-fast: "no"\n      max-parallel: 0\n      matrix: {a: [1]}\n    steps: [{run: x}]\n', [
-    ['jobs.a.strategy.fail-fast', 5, /must be true or false/],
-    ['jobs.a.strategy.max-parallel', 6, /at least 1/],
-  ]],
+  [
+    'with on a run step, shell on a uses step',
+    job('        with: {a: 1}\n      - uses: actions/checkout@v4\n        shell: bash\n'),
+    [
+      ['jobs.a.steps[0].with', 6, /'with' only applies to 'uses' steps/],
+      ['jobs.a.steps[1].shell', 8, /'shell' only applies to 'run' steps/],
+    ],
+  ],
+  [
+    'an expression as env',
+    "env: ${{ fromJSON('{}') }}\njobs: {}\n",
+    [
+      ['env', 1, /must be a mapping/],
+      ['jobs', 2, /non-empty/],
+    ],
+  ],
+  [
+    'continue-on-error as a plain string',
+    job('        continue-on-error: maybe\n'),
+    [['jobs.a.steps[0].continue-on-error', 6, /true, false or a \$\{\{ \}\} expression/]],
+  ],
+  [
+    'max-parallel 0 and fail-fast as string',
+    'jobs:\n  a:\n    runs-on: x\n    strategy:\n      fail-fast: "no"\n      max-parallel: 0\n      matrix: {a: [1]}\n    steps: [{run: x}]\n',
+    [
+      ['jobs.a.strategy.fail-fast', 5, /must be true or false/],
+      ['jobs.a.strategy.max-parallel', 6, /at least 1/],
+    ],
+  ],
 ];
 
 for (const [what, text, expected] of refused) {
@@ -54,7 +80,9 @@ for (const [what, text, expected] of refused) {
 }
 
 test('aliases within the limit, CRLF line ends and a BOM are fine', () => {
-  const wf = parseWorkflow('\ufeffdefaults: &d\r\n  run:\r\n    shell: sh\r\njobs:\r\n  a:\r\n    runs-on: x\r\n    defaults: *d\r\n    steps:\r\n      - run: echo\r\n');
+  const wf = parseWorkflow(
+    '\ufeffdefaults: &d\r\n  run:\r\n    shell: sh\r\njobs:\r\n  a:\r\n    runs-on: x\r\n    defaults: *d\r\n    steps:\r\n      - run: echo\r\n',
+  );
   assert.equal(wf.jobs[0].defaults.shell, 'sh');
   assert.equal(wf.lines['jobs.a.steps[0]'], 9);
 });

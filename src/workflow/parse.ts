@@ -9,7 +9,19 @@
  */
 import { formatScalar, hasExpression } from './expressions';
 import { WorkflowError, type JobLimits, type WorkflowProblem } from './model';
-import { checkKeys, ID_RE, isObj, optString, readBoolean, readCondition, readDefaults, readEnv, readPositiveNumber, Reader, type RunDefaults } from './parse-fields';
+import {
+  checkKeys,
+  ID_RE,
+  isObj,
+  optString,
+  readBoolean,
+  readCondition,
+  readDefaults,
+  readEnv,
+  readPositiveNumber,
+  Reader,
+  type RunDefaults,
+} from './parse-fields';
 import { readSteps, type ParsedStep } from './parse-steps';
 import { childPath, loadYaml, parentPath } from './safe-yaml';
 import { parseSize } from '../common/size';
@@ -72,7 +84,22 @@ export function collectWorkflow(text: string): { workflow: ParsedWorkflow | null
 const TOP_KEYS = ['name', 'run-name', 'on', 'permissions', 'concurrency', 'env', 'defaults', 'jobs'];
 const TOP_UNSUPPORTED: Record<string, string> = {};
 
-const JOB_KEYS = ['name', 'runs-on', 'needs', 'if', 'env', 'defaults', 'timeout-minutes', 'continue-on-error', 'strategy', 'steps', 'limits', 'permissions', 'concurrency', 'outputs'];
+const JOB_KEYS = [
+  'name',
+  'runs-on',
+  'needs',
+  'if',
+  'env',
+  'defaults',
+  'timeout-minutes',
+  'continue-on-error',
+  'strategy',
+  'steps',
+  'limits',
+  'permissions',
+  'concurrency',
+  'outputs',
+];
 const JOB_UNSUPPORTED: Record<string, string> = {
   container: "'container' is not supported by Kiln: jobs run in the environment named by runs-on; pick one of the published environments",
   services: "'services' is not supported by Kiln: a job runs alone in an isolated container without network; start what you need from a step",
@@ -177,7 +204,10 @@ function readRunsOn(r: Reader, value: unknown, path: string, reusable: boolean):
   if (Array.isArray(value)) {
     if (value.length === 1 && typeof value[0] === 'string' && value[0].trim() !== '') return value[0].trim();
     if (value.length > 1) {
-      r.problem(path, `runs-on lists ${value.length} labels (${value.map((v) => formatScalar(v)).join(', ')}); a Kiln job runs in exactly one environment: ${RUNS_ON_HINT}`);
+      r.problem(
+        path,
+        `runs-on lists ${value.length} labels (${value.map((v) => formatScalar(v)).join(', ')}); a Kiln job runs in exactly one environment: ${RUNS_ON_HINT}`,
+      );
       return null;
     }
   }

@@ -103,7 +103,10 @@ function pad(text: string, bytes: number | undefined): string {
   return text + line.repeat(Math.ceil(bytes / line.length));
 }
 
-const files = fs.readdirSync(FIXTURES).filter((f) => f.endsWith('.yml')).sort();
+const files = fs
+  .readdirSync(FIXTURES)
+  .filter((f) => f.endsWith('.yml'))
+  .sort();
 
 test('there are at least 30 workflow fixtures, each with its expected result', () => {
   assert.ok(files.length >= 30, `only ${files.length} fixtures`);
@@ -161,18 +164,25 @@ test('parseWorkflow returns the typed workflow with lines, and planWorkflow plan
 test('parseWorkflow throws a WorkflowError whose message lists path, line and what to fix', () => {
   assert.throws(
     () => parseWorkflow('jobs:\n  a:\n    runs-on: python-3.9\n    steps:\n      - run: echo hi\n        shell: fish\n'),
-    (e: unknown) => e instanceof WorkflowError && /jobs\.a\.steps\[0\]\.shell \(line 6\): unsupported shell 'fish': use one of bash, sh, python/.test(e.message),
+    (e: unknown) =>
+      e instanceof WorkflowError && /jobs\.a\.steps\[0\]\.shell \(line 6\): unsupported shell 'fish': use one of bash, sh, python/.test(e.message),
   );
 });
 
 test('the size limit is checked before parsing', () => {
   const text = `jobs: {}\n${'#'.repeat(WORKFLOW_LIMITS.maxBytes)}`;
-  assert.throws(() => parseWorkflow(text), (e: unknown) => e instanceof WorkflowError && e.problems.length === 1 && /more than the 262144 allowed/.test(e.message));
+  assert.throws(
+    () => parseWorkflow(text),
+    (e: unknown) => e instanceof WorkflowError && e.problems.length === 1 && /more than the 262144 allowed/.test(e.message),
+  );
 });
 
 test('hundreds of kilobytes of nesting are refused before the YAML parser recurses into them', () => {
   for (const text of ['['.repeat(200_000), '- '.repeat(100_000) + 'x', `a: ${'{b: '.repeat(50_000)}`]) {
-    assert.throws(() => parseWorkflow(text), (e: unknown) => e instanceof WorkflowError && /nested deeper than 64 levels/.test(e.message));
+    assert.throws(
+      () => parseWorkflow(text),
+      (e: unknown) => e instanceof WorkflowError && /nested deeper than 64 levels/.test(e.message),
+    );
   }
 });
 
@@ -193,7 +203,13 @@ test('runs-on, uses and keys named like Object.prototype members are names, not 
   const uses = 'jobs:\n  a:\n    runs-on: python-3.11\n    steps:\n      - uses: constructor@v1\n';
   await assert.rejects(planFromYaml(uses, testOptions), (e: unknown) => e instanceof WorkflowError && /constructor@v1/.test(e.message));
   const key = 'jobs:\n  a:\n    runs-on: python-3.11\n    constructor: 1\n    steps:\n      - run: echo\n';
-  await assert.rejects(planFromYaml(key, testOptions), (e: unknown) => e instanceof WorkflowError && /jobs\.a\.constructor \(line 4\): unknown key 'constructor'/.test(e.message));
+  await assert.rejects(
+    planFromYaml(key, testOptions),
+    (e: unknown) => e instanceof WorkflowError && /jobs\.a\.constructor \(line 4\): unknown key 'constructor'/.test(e.message),
+  );
   const top = 'toString: 1\njobs:\n  a:\n    runs-on: python-3.11\n    steps:\n      - run: echo\n';
-  await assert.rejects(planFromYaml(top, testOptions), (e: unknown) => e instanceof WorkflowError && /^toString \(line 1\): unknown key 'toString'/.test(e.message));
+  await assert.rejects(
+    planFromYaml(top, testOptions),
+    (e: unknown) => e instanceof WorkflowError && /^toString \(line 1\): unknown key 'toString'/.test(e.message),
+  );
 });

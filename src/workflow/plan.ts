@@ -141,12 +141,14 @@ class JobPlanner {
     const l = job.limits;
     if (m) {
       const at = (k: string) => `${job.path}.limits.${k}`;
-      if (l.memoryBytes !== undefined && l.memoryBytes > m.memoryBytes) this.p.add(at('memory'), `memory ${l.memoryBytes} bytes is above the maximum ${m.memoryBytes} (KILN_JOB_MEMORY_MAX): ask for less`);
+      if (l.memoryBytes !== undefined && l.memoryBytes > m.memoryBytes)
+        this.p.add(at('memory'), `memory ${l.memoryBytes} bytes is above the maximum ${m.memoryBytes} (KILN_JOB_MEMORY_MAX): ask for less`);
       if (l.memoryBytes !== undefined && l.memoryBytes < 64 * 1024 * 1024) this.p.add(at('memory'), 'memory must be at least 64m');
       if (l.cpus !== undefined && l.cpus > m.cpus) this.p.add(at('cpus'), `cpus ${l.cpus} is above the maximum ${m.cpus} (KILN_JOB_CPUS_MAX): ask for less`);
       if (l.pids !== undefined && l.pids > m.pids) this.p.add(at('pids'), `pids ${l.pids} is above the maximum ${m.pids} (KILN_JOB_PIDS_MAX): ask for less`);
       if (l.pids !== undefined && l.pids < 16) this.p.add(at('pids'), 'pids must be at least 16');
-      if (l.workspaceBytes !== undefined && l.workspaceBytes > m.workspaceBytes) this.p.add(at('workspace'), `workspace ${l.workspaceBytes} bytes is above the maximum ${m.workspaceBytes} (KILN_JOB_WORKSPACE_MAX): ask for less`);
+      if (l.workspaceBytes !== undefined && l.workspaceBytes > m.workspaceBytes)
+        this.p.add(at('workspace'), `workspace ${l.workspaceBytes} bytes is above the maximum ${m.workspaceBytes} (KILN_JOB_WORKSPACE_MAX): ask for less`);
     }
     if (job.steps.length > this.opts.maxStepsPerJob) {
       this.p.add(`${job.path}.steps`, `the job has ${job.steps.length} steps, more than the ${this.opts.maxStepsPerJob} allowed: split it into several jobs`);
@@ -248,8 +250,13 @@ class JobPlanner {
       const versions = wanted.split(/[\s,]+/).filter(Boolean);
       const have = environment.python ?? null;
       if (versions.some((v) => pythonMatches(v, have))) continue;
-      const elsewhere = Object.entries(this.opts.pythonVersions ?? {}).filter(([, py]) => versions.some((v) => pythonMatches(v, py))).map(([n, py]) => `${n} (${py})`);
-      this.p.add(path, `python-version ${wanted} is not available in ${environment.name} (Python ${have ?? 'none'})${combo(key)}; ${elsewhere.length ? `environments with it: ${elsewhere.join(', ')}` : 'no published environment has it'}`);
+      const elsewhere = Object.entries(this.opts.pythonVersions ?? {})
+        .filter(([, py]) => versions.some((v) => pythonMatches(v, py)))
+        .map(([n, py]) => `${n} (${py})`);
+      this.p.add(
+        path,
+        `python-version ${wanted} is not available in ${environment.name} (Python ${have ?? 'none'})${combo(key)}; ${elsewhere.length ? `environments with it: ${elsewhere.join(', ')}` : 'no published environment has it'}`,
+      );
     }
   }
 

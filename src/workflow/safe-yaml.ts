@@ -32,7 +32,8 @@ export const ROOT_PATH = '(workflow)';
 // =============================================================================================
 
 /** The plain value with its line map, or the problems; `empty` when the text holds no document (nothing, or only comments). */
-export type Loaded = { ok: true; value: unknown; lines: Record<string, number>; problems: WorkflowProblem[] } | { ok: false; problems: WorkflowProblem[]; empty?: true };
+export type Loaded =
+  { ok: true; value: unknown; lines: Record<string, number>; problems: WorkflowProblem[] } | { ok: false; problems: WorkflowProblem[]; empty?: true };
 
 export function loadYaml(text: string): Loaded {
   const fail = (line: number | null, message: string, path = ROOT_PATH): Loaded => ({ ok: false, problems: [{ path, line, message }] });
@@ -58,7 +59,8 @@ export function loadYaml(text: string): Loaded {
     .filter((e) => e.code !== 'DUPLICATE_KEY')
     .map((e) => ({ path: ROOT_PATH, line: line(e.pos[0]), message: yamlMessage(e.code, e.message) }));
   if (yamlProblems.length > 0) return { ok: false, problems: yamlProblems };
-  if (doc.contents === null) return { ok: false, empty: true, problems: [{ path: ROOT_PATH, line: null, message: "the workflow is empty: it needs at least 'jobs'" }] };
+  if (doc.contents === null)
+    return { ok: false, empty: true, problems: [{ path: ROOT_PATH, line: null, message: "the workflow is empty: it needs at least 'jobs'" }] };
 
   const walk = new AstWalk(line);
   walk.node(doc.contents, '', 0);
@@ -77,7 +79,10 @@ export function loadYaml(text: string): Loaded {
   if (deepPath !== null) return fail(lineOf(walk.lines, deepPath), tooDeep(), deepPath || ROOT_PATH);
   // The alias count is capped, but one alias can stand for a large value: cap what the aliases expand to.
   if (expandedSize(value, WORKFLOW_LIMITS.maxExpandedBytes) > WORKFLOW_LIMITS.maxExpandedBytes) {
-    return fail(null, `the YAML aliases expand the workflow to more than ${WORKFLOW_LIMITS.maxExpandedBytes / 1024 / 1024} MiB: repeat less through '*' aliases`);
+    return fail(
+      null,
+      `the YAML aliases expand the workflow to more than ${WORKFLOW_LIMITS.maxExpandedBytes / 1024 / 1024} MiB: repeat less through '*' aliases`,
+    );
   }
   return { ok: true, value, lines: walk.lines, problems: walk.problems };
 }
@@ -88,10 +93,19 @@ function expandedSize(value: unknown, budget: number): number {
   const visit = (v: unknown): void => {
     if (total > budget) return;
     if (typeof v === 'string') total += v.length;
-    else if (Array.isArray(v)) { total += 2; for (const x of v) { visit(x); if (total > budget) return; } }
-    else if (v && typeof v === 'object') {
+    else if (Array.isArray(v)) {
       total += 2;
-      for (const [k, x] of Object.entries(v as Record<string, unknown>)) { total += k.length; visit(x); if (total > budget) return; }
+      for (const x of v) {
+        visit(x);
+        if (total > budget) return;
+      }
+    } else if (v && typeof v === 'object') {
+      total += 2;
+      for (const [k, x] of Object.entries(v as Record<string, unknown>)) {
+        total += k.length;
+        visit(x);
+        if (total > budget) return;
+      }
     } else total += 8;
   };
   visit(value);
@@ -132,7 +146,8 @@ function prescanNesting(text: string): number | null {
       continue;
     }
     if (token === CONTROL.document || token === CONTROL.flowEnd) continue;
-    if (scalarNext) scalarNext = false; // the scalar's source text: its brackets are not structure
+    if (scalarNext)
+      scalarNext = false; // the scalar's source text: its brackets are not structure
     else if (token === '[' || token === '{') flow++;
     else if ((token === ']' || token === '}') && flow > 0) flow--;
     if (flow > maxFlow) return line;
@@ -214,7 +229,11 @@ class AstWalk {
       }
       if (seen.has(key)) {
         const first = seen.get(key);
-        this.problems.push({ path: p, line: keyLine, message: `duplicate key '${key}'${first ? ` (first at line ${first})` : ''}: each key may appear only once in a mapping` });
+        this.problems.push({
+          path: p,
+          line: keyLine,
+          message: `duplicate key '${key}'${first ? ` (first at line ${first})` : ''}: each key may appear only once in a mapping`,
+        });
         continue;
       }
       seen.set(key, keyLine);
@@ -225,7 +244,11 @@ class AstWalk {
 
   private checkString(value: unknown, path: string): void {
     if (typeof value === 'string' && value.includes('\0')) {
-      this.problems.push({ path: path || ROOT_PATH, line: lineOf(this.lines, path), message: 'contains a NUL character (\\0), which cannot be passed to a process: remove it' });
+      this.problems.push({
+        path: path || ROOT_PATH,
+        line: lineOf(this.lines, path),
+        message: 'contains a NUL character (\\0), which cannot be passed to a process: remove it',
+      });
     }
   }
 

@@ -32,8 +32,14 @@ test('a workflow without on (not .kiln.yml) does not run on push', () => {
 });
 
 test('concurrency: string or mapping with cancel-in-progress', () => {
-  assert.deepEqual(pushTrigger('on: push\nconcurrency: ci-${{ github.ref }}\njobs: {}', push('refs/heads/main'), false).concurrency, { group: 'ci-${{ github.ref }}', cancelInProgress: false });
-  assert.deepEqual(pushTrigger('on: push\nconcurrency:\n  group: g\n  cancel-in-progress: true\njobs: {}', push('refs/heads/main'), false).concurrency, { group: 'g', cancelInProgress: true });
+  assert.deepEqual(pushTrigger('on: push\nconcurrency: ci-${{ github.ref }}\njobs: {}', push('refs/heads/main'), false).concurrency, {
+    group: 'ci-${{ github.ref }}',
+    cancelInProgress: false,
+  });
+  assert.deepEqual(pushTrigger('on: push\nconcurrency:\n  group: g\n  cancel-in-progress: true\njobs: {}', push('refs/heads/main'), false).concurrency, {
+    group: 'g',
+    cancelInProgress: true,
+  });
 });
 
 test('filter lists: * stops at /, ** does not; later negations win', () => {
@@ -42,7 +48,7 @@ test('filter lists: * stops at /, ** does not; later negations win', () => {
   assert.equal(matchesList('main', ['*', '!main']), false);
 });
 
-test('a workflow that is not valid YAML still runs (the run then shows the parser\'s message)', () => {
+test("a workflow that is not valid YAML still runs (the run then shows the parser's message)", () => {
   assert.equal(pushTrigger('on: push\njobs: [\n', push('refs/heads/main'), false).runs, true);
   assert.equal(pushTrigger('on: push\non: pull_request\njobs: {}\n', push('refs/heads/main'), false).runs, true);
 });

@@ -8,8 +8,8 @@ import { loadYaml } from './safe-yaml';
 
 /** What a push is, for `on: push` filters. */
 export interface PushFacts {
-  ref: string;             // refs/heads/main or refs/tags/v1
-  changedPaths: string[];  // added, modified, removed files of the pushed commits
+  ref: string; // refs/heads/main or refs/tags/v1
+  changedPaths: string[]; // added, modified, removed files of the pushed commits
 }
 
 export interface TriggerDecision {
@@ -35,7 +35,8 @@ export function pushTrigger(workflowText: string, facts: PushFacts, isKilnFile: 
   const doc = ((loaded.ok ? loaded.value : null) ?? {}) as Record<string, unknown>;
   const concurrency = readConcurrency(doc.concurrency);
   const on = doc.on;
-  if (on === undefined) return isKilnFile ? { runs: true, reason: '.kiln.yml runs on every push', concurrency } : { runs: false, reason: "no 'on'", concurrency };
+  if (on === undefined)
+    return isKilnFile ? { runs: true, reason: '.kiln.yml runs on every push', concurrency } : { runs: false, reason: "no 'on'", concurrency };
   let filters: Filters | null = null;
   if (on === 'push') filters = {};
   else if (Array.isArray(on)) filters = on.includes('push') ? {} : null;
@@ -46,12 +47,18 @@ export function pushTrigger(workflowText: string, facts: PushFacts, isKilnFile: 
   const refFilter = isTag ? filters.tags : filters.branches;
   const refIgnore = isTag ? filters['tags-ignore'] : filters['branches-ignore'];
   // Only tag filters given and this is a branch (or the reverse): GitHub does not run it.
-  const onlyOther = isTag ? (filters.branches || filters['branches-ignore']) && !filters.tags && !filters['tags-ignore'] : (filters.tags || filters['tags-ignore']) && !filters.branches && !filters['branches-ignore'];
+  const onlyOther = isTag
+    ? (filters.branches || filters['branches-ignore']) && !filters.tags && !filters['tags-ignore']
+    : (filters.tags || filters['tags-ignore']) && !filters.branches && !filters['branches-ignore'];
   if (onlyOther) return { runs: false, reason: `only ${isTag ? 'branch' : 'tag'} pushes trigger it`, concurrency };
-  if (refFilter && !matchesList(name, refFilter)) return { runs: false, reason: `${isTag ? 'tag' : 'branch'} ${name} is not in ${isTag ? 'tags' : 'branches'}`, concurrency };
-  if (refIgnore && matchesList(name, refIgnore)) return { runs: false, reason: `${isTag ? 'tag' : 'branch'} ${name} is in ${isTag ? 'tags' : 'branches'}-ignore`, concurrency };
-  if (!isTag && filters.paths && !facts.changedPaths.some((p) => matchesList(p, filters!.paths!))) return { runs: false, reason: 'no changed file matches paths', concurrency };
-  if (!isTag && filters['paths-ignore'] && facts.changedPaths.length && facts.changedPaths.every((p) => matchesList(p, filters!['paths-ignore']!))) return { runs: false, reason: 'every changed file matches paths-ignore', concurrency };
+  if (refFilter && !matchesList(name, refFilter))
+    return { runs: false, reason: `${isTag ? 'tag' : 'branch'} ${name} is not in ${isTag ? 'tags' : 'branches'}`, concurrency };
+  if (refIgnore && matchesList(name, refIgnore))
+    return { runs: false, reason: `${isTag ? 'tag' : 'branch'} ${name} is in ${isTag ? 'tags' : 'branches'}-ignore`, concurrency };
+  if (!isTag && filters.paths && !facts.changedPaths.some((p) => matchesList(p, filters!.paths!)))
+    return { runs: false, reason: 'no changed file matches paths', concurrency };
+  if (!isTag && filters['paths-ignore'] && facts.changedPaths.length && facts.changedPaths.every((p) => matchesList(p, filters!['paths-ignore']!)))
+    return { runs: false, reason: 'every changed file matches paths-ignore', concurrency };
   return { runs: true, reason: 'on: push matches', concurrency };
 }
 

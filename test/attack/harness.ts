@@ -33,8 +33,12 @@ export async function startAttackServer(env: Record<string, string> = {}): Promi
   assert.equal(images.code, 0, images.stderr);
   const prefix = uniquePrefix();
   const server = await startServer({
-    KILN_DATA_DIR: data, KILN_QUEUE_PREFIX: prefix, KILN_WORKER_CONCURRENCY: '2', KILN_LOG_LEVEL: 'warn',
-    KILN_RUNTIME: RUNTIME, ...env,
+    KILN_DATA_DIR: data,
+    KILN_QUEUE_PREFIX: prefix,
+    KILN_WORKER_CONCURRENCY: '2',
+    KILN_LOG_LEVEL: 'warn',
+    KILN_RUNTIME: RUNTIME,
+    ...env,
   });
   return { kiln: new Client(server.url), url: server.url, data, prefix, output: server.output, stop: server.stop };
 }
@@ -83,8 +87,15 @@ export class HostWatch {
     watch.push(this.canaryDir);
     for (const f of watch) {
       const st = fs.lstatSync(f, { throwIfNoEntry: false });
-      if (!st) { out[f] = 'absent'; continue; }
-      const digest = st.isFile() ? createHash('sha256').update(fs.readFileSync(f)).digest('hex') : st.isDirectory() ? fs.readdirSync(f).sort().join(',') : 'other';
+      if (!st) {
+        out[f] = 'absent';
+        continue;
+      }
+      const digest = st.isFile()
+        ? createHash('sha256').update(fs.readFileSync(f)).digest('hex')
+        : st.isDirectory()
+          ? fs.readdirSync(f).sort().join(',')
+          : 'other';
       out[f] = `${digest} ${st.mode.toString(8)} ${st.mtimeMs}`;
     }
     return out;
@@ -93,7 +104,10 @@ export class HostWatch {
   private async docker(): Promise<DockerState> {
     const lines = async (args: string[]) => (await run('docker', args, { encoding: 'utf8' })).stdout.split('\n').filter(Boolean).sort();
     const containers = (await lines(['ps', '-a', '--format', '{{.ID}} {{.Label "kiln.deployment"}}']))
-      .filter((l) => { const dep = l.split(' ')[1] ?? ''; return dep === '' || dep === this.deployment; })
+      .filter((l) => {
+        const dep = l.split(' ')[1] ?? '';
+        return dep === '' || dep === this.deployment;
+      })
       .map((l) => l.split(' ')[0]);
     return {
       containers,
@@ -155,7 +169,11 @@ export async function refusal(res: Response | Promise<Response>): Promise<{ stat
   const r = await res;
   const text = await r.text();
   let body: Record<string, unknown> = {};
-  try { body = JSON.parse(text) as Record<string, unknown>; } catch { /* not JSON */ }
+  try {
+    body = JSON.parse(text) as Record<string, unknown>;
+  } catch {
+    /* not JSON */
+  }
   return { status: r.status, message: String(body.message ?? text), body };
 }
 

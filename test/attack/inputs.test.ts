@@ -65,10 +65,16 @@ function header(h: RawHeader): Buffer {
   b.write(h.type, 156, 'latin1');
   if (h.linkname) b.write(h.linkname, 157, 100, 'utf8');
   if (h.gnu) b.write('ustar  \0', 257, 'latin1');
-  else { b.write('ustar\0', 257, 'latin1'); b.write('00', 263, 'latin1'); }
+  else {
+    b.write('ustar\0', 257, 'latin1');
+    b.write('00', 263, 'latin1');
+  }
   b.write('user', 265, 'latin1');
   b.write('user', 297, 'latin1');
-  if (h.type === '3' || h.type === '4') { b.write(octal(1, 8), 329, 'latin1'); b.write(octal(3, 8), 337, 'latin1'); }
+  if (h.type === '3' || h.type === '4') {
+    b.write(octal(1, 8), 329, 'latin1');
+    b.write(octal(3, 8), 337, 'latin1');
+  }
   if (h.realSize) h.realSize.copy(b, 483);
   let sum = 0;
   for (const byte of b) sum += byte;
@@ -89,12 +95,14 @@ function rawEntry(h: RawHeader, data: Buffer | string = Buffer.alloc(0)): Buffer
 
 /** A pax extended header ('x', or 'g' for global) with the given records. */
 function pax(records: Record<string, string>, type = 'x'): Buffer {
-  const text = Object.entries(records).map(([k, v]) => {
-    const rest = ` ${k}=${v}\n`;
-    let len = Buffer.byteLength(rest) + 1;
-    while (String(len).length + Buffer.byteLength(rest) !== len) len++;
-    return `${len}${rest}`;
-  }).join('');
+  const text = Object.entries(records)
+    .map(([k, v]) => {
+      const rest = ` ${k}=${v}\n`;
+      let len = Buffer.byteLength(rest) + 1;
+      while (String(len).length + Buffer.byteLength(rest) !== len) len++;
+      return `${len}${rest}`;
+    })
+    .join('');
   return rawEntry({ name: 'PaxHeaders/x', type }, text);
 }
 
@@ -113,7 +121,11 @@ function rawTar(...entries: Buffer[]): Buffer {
 function base256(n: bigint, negative = false): Buffer {
   const b = Buffer.alloc(12);
   let v = n;
-  for (let i = 11; i >= 1; i--) { const digit = Number(v & 0xffn); b[i] = negative ? 0xff - digit : digit; v >>= 8n; }
+  for (let i = 11; i >= 1; i--) {
+    const digit = Number(v & 0xffn);
+    b[i] = negative ? 0xff - digit : digit;
+    v >>= 8n;
+  }
   b[0] = negative ? 0xff : 0x80;
   return b;
 }
@@ -125,7 +137,10 @@ const WORKFLOW = 'jobs:\n  a:\n    runs-on: python-3.11\n    steps:\n      - run
  * size cap (256 KiB), yet expand to 24 MB of env in every job; with a 24-job matrix, to 580 MB of plan.
  */
 const AMPLIFIED_ENV = `env:\n  A0: &a "${'x'.repeat(240 * 1024)}"\n${Array.from({ length: 99 }, (_, i) => `  A${i + 1}: *a\n`).join('')}jobs:\n  a:\n    runs-on: python-3.11\n    steps:\n      - run: echo hi\n`;
-const AMPLIFIED_MATRIX = AMPLIFIED_ENV.replace('jobs:\n  a:\n', `jobs:\n  a:\n    strategy:\n      matrix:\n        k: [${Array.from({ length: 24 }, (_, i) => i).join(',')}]\n`);
+const AMPLIFIED_MATRIX = AMPLIFIED_ENV.replace(
+  'jobs:\n  a:\n',
+  `jobs:\n  a:\n    strategy:\n      matrix:\n        k: [${Array.from({ length: 24 }, (_, i) => i).join(',')}]\n`,
+);
 
 /** A tarball of a small project with a valid .kiln.yml (to attach a hostile entry to). */
 function withWorkflow(...entries: Buffer[]): Buffer {
@@ -138,9 +153,26 @@ function withWorkflow(...entries: Buffer[]): Buffer {
 const gitEnv = (home: string) => ({ PATH: process.env.PATH, GIT_CONFIG_NOSYSTEM: '1', GIT_CONFIG_GLOBAL: '/dev/null', HOME: home });
 
 async function git(cwd: string, args: string[], input?: string): Promise<string> {
-  const p = run('git', ['-c', 'init.defaultBranch=main', '-c', 'user.name=Kiln Attack', '-c', 'user.email=attack@kiln.invalid',
-    '-c', 'commit.gpgSign=false', '-c', 'core.hooksPath=/dev/null', ...args], { cwd, env: gitEnv(cwd), maxBuffer: 64 * MiB, encoding: 'utf8' });
-  if (input !== undefined) { p.child.stdin!.end(input); }
+  const p = run(
+    'git',
+    [
+      '-c',
+      'init.defaultBranch=main',
+      '-c',
+      'user.name=Kiln Attack',
+      '-c',
+      'user.email=attack@kiln.invalid',
+      '-c',
+      'commit.gpgSign=false',
+      '-c',
+      'core.hooksPath=/dev/null',
+      ...args,
+    ],
+    { cwd, env: gitEnv(cwd), maxBuffer: 64 * MiB, encoding: 'utf8' },
+  );
+  if (input !== undefined) {
+    p.child.stdin!.end(input);
+  }
   return (await p).stdout.trim();
 }
 
@@ -189,7 +221,10 @@ async function makeDotGitRepo(root: string, name: string, workflow: string): Pro
 // ---------------------------------------------------------------------------------------------
 // Misbehaving remotes
 
-interface SlowRemote { url: string; close: () => Promise<void> }
+interface SlowRemote {
+  url: string;
+  close: () => Promise<void>;
+}
 
 /** Accepts connections; `trickle` answers HTTP 200 then sends one byte every 250 ms forever, otherwise it never answers. */
 async function slowRemote(trickle: boolean): Promise<SlowRemote> {
@@ -200,7 +235,9 @@ async function slowRemote(trickle: boolean): Promise<SlowRemote> {
     sock.on('close', () => sockets.delete(sock));
     if (!trickle) return;
     sock.once('data', () => {
-      sock.write('HTTP/1.1 200 OK\r\nContent-Type: application/x-git-upload-pack-advertisement\r\nContent-Length: 1000000000\r\nCache-Control: no-cache\r\n\r\n');
+      sock.write(
+        'HTTP/1.1 200 OK\r\nContent-Type: application/x-git-upload-pack-advertisement\r\nContent-Length: 1000000000\r\nCache-Control: no-cache\r\n\r\n',
+      );
       const timer = setInterval(() => sock.write('0'), 250);
       sock.on('close', () => clearInterval(timer));
     });
@@ -209,10 +246,11 @@ async function slowRemote(trickle: boolean): Promise<SlowRemote> {
   const port = (server.address() as net.AddressInfo).port;
   return {
     url: `http://127.0.0.1:${port}/slow/${trickle ? 'trickle' : 'silent'}.git`,
-    close: () => new Promise<void>((resolve) => {
-      for (const s of sockets) s.destroy();
-      server.close(() => resolve());
-    }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
   };
 }
 
@@ -237,7 +275,11 @@ function lineOf(text: string, needle: string): number {
   return i + 1;
 }
 
-interface Problem { path: string; line: number | null; message: string }
+interface Problem {
+  path: string;
+  line: number | null;
+  message: string;
+}
 
 async function source(): Promise<Buffer> {
   return makeTar([['README.md', 'an innocent project\n']]);
@@ -325,11 +367,22 @@ describe(`attack: hostile inputs through the API (runtime ${RUNTIME})`, () => {
     amplification = (async () => {
       const on = { kiln: ampServer.kiln, watch: ampWatch };
       const out: { name: string; error: unknown; ms: number }[] = [];
-      for (const [name, yaml] of [['24 MB of env from a 247 KB spec', AMPLIFIED_ENV], ['the same times a 24-job matrix', AMPLIFIED_MATRIX]]) {
+      for (const [name, yaml] of [
+        ['24 MB of env from a 247 KB spec', AMPLIFIED_ENV],
+        ['the same times a 24-job matrix', AMPLIFIED_MATRIX],
+      ]) {
         const t0 = Date.now();
         assert.ok(Buffer.byteLength(yaml) < 256 * 1024);
-        const error = await refused(`alias amplification: ${name}`, async () => ampServer.kiln.submitTarball(await source(), { workflow: yaml }), 400, /alias|too large|larger|expand|bytes/i, on)
-          .then(() => null, (e: unknown) => e);
+        const error = await refused(
+          `alias amplification: ${name}`,
+          async () => ampServer.kiln.submitTarball(await source(), { workflow: yaml }),
+          400,
+          /alias|too large|larger|expand|bytes/i,
+          on,
+        ).then(
+          () => null,
+          (e: unknown) => e,
+        );
         out.push({ name, error, ms: Date.now() - t0 });
       }
       ampHealth.stop = true;
@@ -349,7 +402,13 @@ describe(`attack: hostile inputs through the API (runtime ${RUNTIME})`, () => {
   });
 
   /** Sends, expects a refusal with `status` whose message matches, no run recorded, the host unchanged. */
-  async function refused(what: string, send: () => Promise<Response>, status: number | number[], message: RegExp, on: { kiln: Client; watch: HostWatch } = { kiln, watch }) {
+  async function refused(
+    what: string,
+    send: () => Promise<Response>,
+    status: number | number[],
+    message: RegExp,
+    on: { kiln: Client; watch: HostWatch } = { kiln, watch },
+  ) {
     const before = await runCount(on.kiln);
     const r = await refusal(send());
     assert.ok((Array.isArray(status) ? status : [status]).includes(r.status), `${what}: answered ${r.status}, expected ${status}: ${r.message}`);
@@ -361,7 +420,12 @@ describe(`attack: hostile inputs through the API (runtime ${RUNTIME})`, () => {
   }
 
   /** A refused workflow: 400, the problem at `problemPath` on the line holding `needle`, its message matching. */
-  async function refusedWorkflow(what: string, send: () => Promise<Response>, yaml: string, expected: { path: string; needle: string | null; message: RegExp }[]) {
+  async function refusedWorkflow(
+    what: string,
+    send: () => Promise<Response>,
+    yaml: string,
+    expected: { path: string; needle: string | null; message: RegExp }[],
+  ) {
     const r = await refused(what, send, 400, /is not valid/);
     const problems = (r.body.problems ?? []) as Problem[];
     for (const e of expected) {
@@ -379,67 +443,323 @@ describe(`attack: hostile inputs through the API (runtime ${RUNTIME})`, () => {
   describe('tarballs (multipart `source`)', () => {
     const tarCases: { name: string; tar: () => Promise<Buffer> | Buffer; status?: number | number[]; message: RegExp }[] = [
       // Traversal, absolute and backslash names
-      { name: 'traversal ../', tar: () => makeTar([['.kiln.yml', WORKFLOW], ['../kiln-pwned', 'x']]), message: /entry '\.\.\/kiln-pwned': path leaves the workspace/ },
-      { name: 'traversal ../../../../tmp', tar: () => makeTar([['.kiln.yml', WORKFLOW], ['../../../../tmp/kiln-pwned', 'x']]), message: /path leaves the workspace/ },
-      { name: 'traversal hidden in the middle a/../../', tar: () => makeTar([['.kiln.yml', WORKFLOW], ['a/../../kiln-pwned', 'x']]), message: /'a\/\.\.\/\.\.\/kiln-pwned': path leaves the workspace/ },
-      { name: 'traversal ./../', tar: () => makeTar([['.kiln.yml', WORKFLOW], ['./../kiln-pwned', 'x']]), message: /path leaves the workspace/ },
-      { name: 'traversal through a pax path record', tar: () => withWorkflow(pax({ path: '../../tmp/kiln-pwned' }), rawEntry({ name: 'innocent', type: '0' }, 'x')), message: /'\.\.\/\.\.\/tmp\/kiln-pwned': path leaves the workspace/ },
-      { name: 'traversal through a GNU long name', tar: () => withWorkflow(rawEntry({ name: '././@LongLink', type: 'L', gnu: true }, `${'../'.repeat(40)}tmp/kiln-pwned\0`), rawEntry({ name: 'innocent', type: '0', gnu: true }, 'x')), message: /path leaves the workspace/ },
-      { name: 'absolute /tmp/kiln-pwned', tar: () => makeTar([['.kiln.yml', WORKFLOW], ['/tmp/kiln-pwned', 'x']]), message: /entry '\/tmp\/kiln-pwned': absolute paths are not allowed/ },
-      { name: 'absolute /etc/cron.d/kiln-pwned', tar: () => withWorkflow(rawEntry({ name: '/etc/cron.d/kiln-pwned', type: '0' }, '* * * * * root touch /tmp/kiln-pwned\n')), message: /absolute paths are not allowed/ },
-      { name: 'absolute via a Windows drive C:/', tar: () => makeTar([['.kiln.yml', WORKFLOW], ['C:/kiln-pwned', 'x']]), message: /absolute paths are not allowed/ },
-      { name: 'backslash ..\\..\\kiln-pwned', tar: () => withWorkflow(rawEntry({ name: '..\\..\\kiln-pwned', type: '0' }, 'x')), message: /backslashes are not allowed/ },
-      { name: 'backslash UNC \\\\host\\share', tar: () => withWorkflow(rawEntry({ name: '\\\\host\\share\\kiln-pwned', type: '0' }, 'x')), message: /absolute paths are not allowed/ },
-      { name: 'control characters in a name (newline forging a log line)', tar: () => withWorkflow(rawEntry({ name: 'a\nrun completed: success', type: '0' }, 'x')), message: /'a\\x0arun completed: success': the name contains control characters/ },
-      { name: 'NUL inside a pax path', tar: () => withWorkflow(pax({ path: 'ok.txt\0../../kiln-pwned' }), rawEntry({ name: 'x', type: '0' }, 'x')), message: /control characters/ },
+      {
+        name: 'traversal ../',
+        tar: () =>
+          makeTar([
+            ['.kiln.yml', WORKFLOW],
+            ['../kiln-pwned', 'x'],
+          ]),
+        message: /entry '\.\.\/kiln-pwned': path leaves the workspace/,
+      },
+      {
+        name: 'traversal ../../../../tmp',
+        tar: () =>
+          makeTar([
+            ['.kiln.yml', WORKFLOW],
+            ['../../../../tmp/kiln-pwned', 'x'],
+          ]),
+        message: /path leaves the workspace/,
+      },
+      {
+        name: 'traversal hidden in the middle a/../../',
+        tar: () =>
+          makeTar([
+            ['.kiln.yml', WORKFLOW],
+            ['a/../../kiln-pwned', 'x'],
+          ]),
+        message: /'a\/\.\.\/\.\.\/kiln-pwned': path leaves the workspace/,
+      },
+      {
+        name: 'traversal ./../',
+        tar: () =>
+          makeTar([
+            ['.kiln.yml', WORKFLOW],
+            ['./../kiln-pwned', 'x'],
+          ]),
+        message: /path leaves the workspace/,
+      },
+      {
+        name: 'traversal through a pax path record',
+        tar: () => withWorkflow(pax({ path: '../../tmp/kiln-pwned' }), rawEntry({ name: 'innocent', type: '0' }, 'x')),
+        message: /'\.\.\/\.\.\/tmp\/kiln-pwned': path leaves the workspace/,
+      },
+      {
+        name: 'traversal through a GNU long name',
+        tar: () =>
+          withWorkflow(
+            rawEntry({ name: '././@LongLink', type: 'L', gnu: true }, `${'../'.repeat(40)}tmp/kiln-pwned\0`),
+            rawEntry({ name: 'innocent', type: '0', gnu: true }, 'x'),
+          ),
+        message: /path leaves the workspace/,
+      },
+      {
+        name: 'absolute /tmp/kiln-pwned',
+        tar: () =>
+          makeTar([
+            ['.kiln.yml', WORKFLOW],
+            ['/tmp/kiln-pwned', 'x'],
+          ]),
+        message: /entry '\/tmp\/kiln-pwned': absolute paths are not allowed/,
+      },
+      {
+        name: 'absolute /etc/cron.d/kiln-pwned',
+        tar: () => withWorkflow(rawEntry({ name: '/etc/cron.d/kiln-pwned', type: '0' }, '* * * * * root touch /tmp/kiln-pwned\n')),
+        message: /absolute paths are not allowed/,
+      },
+      {
+        name: 'absolute via a Windows drive C:/',
+        tar: () =>
+          makeTar([
+            ['.kiln.yml', WORKFLOW],
+            ['C:/kiln-pwned', 'x'],
+          ]),
+        message: /absolute paths are not allowed/,
+      },
+      {
+        name: 'backslash ..\\..\\kiln-pwned',
+        tar: () => withWorkflow(rawEntry({ name: '..\\..\\kiln-pwned', type: '0' }, 'x')),
+        message: /backslashes are not allowed/,
+      },
+      {
+        name: 'backslash UNC \\\\host\\share',
+        tar: () => withWorkflow(rawEntry({ name: '\\\\host\\share\\kiln-pwned', type: '0' }, 'x')),
+        message: /absolute paths are not allowed/,
+      },
+      {
+        name: 'control characters in a name (newline forging a log line)',
+        tar: () => withWorkflow(rawEntry({ name: 'a\nrun completed: success', type: '0' }, 'x')),
+        message: /'a\\x0arun completed: success': the name contains control characters/,
+      },
+      {
+        name: 'NUL inside a pax path',
+        tar: () => withWorkflow(pax({ path: 'ok.txt\0../../kiln-pwned' }), rawEntry({ name: 'x', type: '0' }, 'x')),
+        message: /control characters/,
+      },
       // Symlinks and hard links
-      { name: 'symlink to /etc', tar: () => makeTar([['.kiln.yml', WORKFLOW], { name: 'etc', type: 'symlink', linkname: '/etc' }]), message: /entry 'etc': symlink target '\/etc' is absolute/ },
-      { name: 'symlink to the canary secret (absolute)', tar: async () => makeTar([['.kiln.yml', WORKFLOW], { name: 'canary', type: 'symlink', linkname: watch.secretPath }]), message: /symlink target '.*secret\.txt' is absolute/ },
-      { name: 'symlink to ..', tar: () => makeTar([['.kiln.yml', WORKFLOW], { name: 'up', type: 'symlink', linkname: '..' }]), message: /entry 'up': symlink target '\.\.' points outside the workspace/ },
-      { name: 'symlink sub/up -> ../../etc/passwd', tar: () => makeTar([['.kiln.yml', WORKFLOW], { name: 'sub/', type: 'directory' }, { name: 'sub/up', type: 'symlink', linkname: '../../etc/passwd' }]), message: /points outside the workspace/ },
-      { name: "symlink with '..' after a name (sub/../..)", tar: () => makeTar([['.kiln.yml', WORKFLOW], { name: 'l', type: 'symlink', linkname: 'sub/../..' }]), message: /has '\.\.' after a directory name/ },
+      {
+        name: 'symlink to /etc',
+        tar: () => makeTar([['.kiln.yml', WORKFLOW], { name: 'etc', type: 'symlink', linkname: '/etc' }]),
+        message: /entry 'etc': symlink target '\/etc' is absolute/,
+      },
+      {
+        name: 'symlink to the canary secret (absolute)',
+        tar: async () => makeTar([['.kiln.yml', WORKFLOW], { name: 'canary', type: 'symlink', linkname: watch.secretPath }]),
+        message: /symlink target '.*secret\.txt' is absolute/,
+      },
+      {
+        name: 'symlink to ..',
+        tar: () => makeTar([['.kiln.yml', WORKFLOW], { name: 'up', type: 'symlink', linkname: '..' }]),
+        message: /entry 'up': symlink target '\.\.' points outside the workspace/,
+      },
+      {
+        name: 'symlink sub/up -> ../../etc/passwd',
+        tar: () => makeTar([['.kiln.yml', WORKFLOW], { name: 'sub/', type: 'directory' }, { name: 'sub/up', type: 'symlink', linkname: '../../etc/passwd' }]),
+        message: /points outside the workspace/,
+      },
+      {
+        name: "symlink with '..' after a name (sub/../..)",
+        tar: () => makeTar([['.kiln.yml', WORKFLOW], { name: 'l', type: 'symlink', linkname: 'sub/../..' }]),
+        message: /has '\.\.' after a directory name/,
+      },
       { name: 'symlink with a backslash target', tar: () => withWorkflow(rawEntry({ name: 'l', type: '2', linkname: '..\\..\\etc' })), message: /is absolute/ },
-      { name: 'symlink with an empty target', tar: () => withWorkflow(rawEntry({ name: 'l', type: '2', linkname: '' })), message: /symlink has an empty target/ },
-      { name: 'symlink carrying data', tar: () => withWorkflow(rawEntry({ name: 'l', type: '2', linkname: 'README', size: 512 }, Buffer.alloc(512, 0x41))), message: /a symlink entry must not carry data/ },
-      { name: 'hard link to /etc/passwd', tar: () => makeTar([['.kiln.yml', WORKFLOW], { name: 'passwd', type: 'link', linkname: '/etc/passwd' }]), message: /entry 'passwd': hard links are not accepted/ },
-      { name: 'hard link to ../../etc/shadow', tar: () => makeTar([['.kiln.yml', WORKFLOW], { name: 'shadow', type: 'link', linkname: '../../etc/shadow' }]), message: /hard links are not accepted/ },
-      { name: 'hard link to a file inside the archive', tar: () => makeTar([['.kiln.yml', WORKFLOW], ['a.txt', 'a'], { name: 'b.txt', type: 'link', linkname: 'a.txt' }]), message: /hard links are not accepted/ },
+      {
+        name: 'symlink with an empty target',
+        tar: () => withWorkflow(rawEntry({ name: 'l', type: '2', linkname: '' })),
+        message: /symlink has an empty target/,
+      },
+      {
+        name: 'symlink carrying data',
+        tar: () => withWorkflow(rawEntry({ name: 'l', type: '2', linkname: 'README', size: 512 }, Buffer.alloc(512, 0x41))),
+        message: /a symlink entry must not carry data/,
+      },
+      {
+        name: 'hard link to /etc/passwd',
+        tar: () => makeTar([['.kiln.yml', WORKFLOW], { name: 'passwd', type: 'link', linkname: '/etc/passwd' }]),
+        message: /entry 'passwd': hard links are not accepted/,
+      },
+      {
+        name: 'hard link to ../../etc/shadow',
+        tar: () => makeTar([['.kiln.yml', WORKFLOW], { name: 'shadow', type: 'link', linkname: '../../etc/shadow' }]),
+        message: /hard links are not accepted/,
+      },
+      {
+        name: 'hard link to a file inside the archive',
+        tar: () => makeTar([['.kiln.yml', WORKFLOW], ['a.txt', 'a'], { name: 'b.txt', type: 'link', linkname: 'a.txt' }]),
+        message: /hard links are not accepted/,
+      },
       // Link-then-write
-      { name: 'symlink d -> /tmp, then d/kiln-pwned', tar: () => makeTar([['.kiln.yml', WORKFLOW], { name: 'd', type: 'symlink', linkname: '/tmp' }, ['d/kiln-pwned', 'x']]), message: /entry 'd': symlink target '\/tmp' is absolute/ },
-      { name: 'symlink d -> sub (inside), then d/kiln-pwned through it', tar: () => makeTar([['.kiln.yml', WORKFLOW], { name: 'sub/', type: 'directory' }, { name: 'd', type: 'symlink', linkname: 'sub' }, ['d/kiln-pwned', 'x']]), message: /entry 'd\/kiln-pwned': path goes through the symlink 'd' from an earlier entry/ },
-      { name: 'symlink d -> ., then d/./x through it', tar: () => withWorkflow(rawEntry({ name: 'd', type: '2', linkname: '.' }), rawEntry({ name: 'd/./x', type: '0' }, 'x')), message: /path goes through the symlink 'd'/ },
-      { name: 'a symlink replacing a directory that holds files', tar: () => makeTar([['.kiln.yml', WORKFLOW], ['x/file', 'x'], { name: 'x', type: 'symlink', linkname: 'README' }]), message: /'x' is already a directory holding earlier entries/ },
-      { name: 'a file, then an entry below it', tar: () => makeTar([['.kiln.yml', WORKFLOW], ['f', 'x'], ['f/g', 'y']]), message: /its parent 'f' is a regular file/ },
+      {
+        name: 'symlink d -> /tmp, then d/kiln-pwned',
+        tar: () => makeTar([['.kiln.yml', WORKFLOW], { name: 'd', type: 'symlink', linkname: '/tmp' }, ['d/kiln-pwned', 'x']]),
+        message: /entry 'd': symlink target '\/tmp' is absolute/,
+      },
+      {
+        name: 'symlink d -> sub (inside), then d/kiln-pwned through it',
+        tar: () =>
+          makeTar([['.kiln.yml', WORKFLOW], { name: 'sub/', type: 'directory' }, { name: 'd', type: 'symlink', linkname: 'sub' }, ['d/kiln-pwned', 'x']]),
+        message: /entry 'd\/kiln-pwned': path goes through the symlink 'd' from an earlier entry/,
+      },
+      {
+        name: 'symlink d -> ., then d/./x through it',
+        tar: () => withWorkflow(rawEntry({ name: 'd', type: '2', linkname: '.' }), rawEntry({ name: 'd/./x', type: '0' }, 'x')),
+        message: /path goes through the symlink 'd'/,
+      },
+      {
+        name: 'a symlink replacing a directory that holds files',
+        tar: () => makeTar([['.kiln.yml', WORKFLOW], ['x/file', 'x'], { name: 'x', type: 'symlink', linkname: 'README' }]),
+        message: /'x' is already a directory holding earlier entries/,
+      },
+      {
+        name: 'a file, then an entry below it',
+        tar: () =>
+          makeTar([
+            ['.kiln.yml', WORKFLOW],
+            ['f', 'x'],
+            ['f/g', 'y'],
+          ]),
+        message: /its parent 'f' is a regular file/,
+      },
       // Special files
-      { name: 'character device (like /dev/mem)', tar: () => withWorkflow(rawEntry({ name: 'mem', type: '3' })), message: /entry 'mem': character devices are not accepted/ },
+      {
+        name: 'character device (like /dev/mem)',
+        tar: () => withWorkflow(rawEntry({ name: 'mem', type: '3' })),
+        message: /entry 'mem': character devices are not accepted/,
+      },
       { name: 'block device (like /dev/sda)', tar: () => withWorkflow(rawEntry({ name: 'sda', type: '4' })), message: /block devices are not accepted/ },
       { name: 'FIFO', tar: () => withWorkflow(rawEntry({ name: 'pipe', type: '6' })), message: /FIFOs \(named pipes\) are not accepted/ },
       { name: 'contiguous file', tar: () => withWorkflow(rawEntry({ name: 'contig', type: '7' }, 'x')), message: /contiguous files are not accepted/ },
       { name: 'GNU volume label', tar: () => withWorkflow(rawEntry({ name: 'label', type: 'V', gnu: true })), message: /unknown type/ },
-      { name: 'directory entry carrying data (headers smuggled in its body)', tar: () => withWorkflow(rawEntry({ name: 'dir/', type: '5', size: 512 }, header({ name: '../kiln-pwned', type: '0' }))), message: /a directory entry must not carry data/ },
+      {
+        name: 'directory entry carrying data (headers smuggled in its body)',
+        tar: () => withWorkflow(rawEntry({ name: 'dir/', type: '5', size: 512 }, header({ name: '../kiln-pwned', type: '0' }))),
+        message: /a directory entry must not carry data/,
+      },
       // Size bombs
-      { name: 'sparse giant: GNU sparse entry claiming 8 GiB', tar: () => withWorkflow(rawEntry({ name: 'sparse.img', type: 'S', gnu: true, realSize: Buffer.from(octal(0o77777777777, 12), 'latin1') })), message: /entries of an unknown type \(e\.g\. sparse files/ },
-      { name: 'a header claiming 8 GiB (octal maximum), no data', tar: () => gzipSync(Buffer.concat([rawEntry({ name: '.kiln.yml', type: '0' }, WORKFLOW), header({ name: 'giant.bin', type: '0', size: 0o77777777777 })])), message: /entry 'giant\.bin': file is 8\.0 GiB, over the limit of 128 MiB per file/ },
-      { name: 'a header claiming 2^62 bytes (base-256)', tar: () => gzipSync(Buffer.concat([rawEntry({ name: '.kiln.yml', type: '0' }, WORKFLOW), header({ name: 'giant.bin', type: '0', rawSize: base256(2n ** 62n) })])), message: /file is .* TiB, over the limit of 128 MiB per file/ },
-      { name: 'a header with a negative base-256 size', tar: () => gzipSync(Buffer.concat([rawEntry({ name: '.kiln.yml', type: '0' }, WORKFLOW), header({ name: 'neg.bin', type: '0', rawSize: base256(1024n, true) }), Buffer.alloc(1024)])), message: /not a valid tar or tar\.gz/ },
-      { name: 'a pax size of 10^20', tar: () => withWorkflow(pax({ size: '100000000000000000000' }), rawEntry({ name: 'giant.bin', type: '0', size: 0 })), message: /file is .*, over the limit of 128 MiB per file/ },
-      { name: 'a pax size that is not a number', tar: () => withWorkflow(pax({ size: 'NaN' }), rawEntry({ name: 'nan.bin', type: '0', size: 0 })), message: /not a valid tar or tar\.gz/ },
-      { name: 'files adding up past the expanded limit (3 x 64 MiB of zeros)', tar: () => Buffer.concat([gzipSync(rawEntry({ name: '.kiln.yml', type: '0' }, WORKFLOW)), ...[1, 2, 3].flatMap((i) => [gzipSync(header({ name: `zeros-${i}`, type: '0', size: 64 * MiB })), gzippedZeros64MiB()]), gzipSync(Buffer.alloc(1024))]), status: [400, 413], message: /the files add up to more than 128 MiB uncompressed/ },
+      {
+        name: 'sparse giant: GNU sparse entry claiming 8 GiB',
+        tar: () => withWorkflow(rawEntry({ name: 'sparse.img', type: 'S', gnu: true, realSize: Buffer.from(octal(0o77777777777, 12), 'latin1') })),
+        message: /entries of an unknown type \(e\.g\. sparse files/,
+      },
+      {
+        name: 'a header claiming 8 GiB (octal maximum), no data',
+        tar: () =>
+          gzipSync(Buffer.concat([rawEntry({ name: '.kiln.yml', type: '0' }, WORKFLOW), header({ name: 'giant.bin', type: '0', size: 0o77777777777 })])),
+        message: /entry 'giant\.bin': file is 8\.0 GiB, over the limit of 128 MiB per file/,
+      },
+      {
+        name: 'a header claiming 2^62 bytes (base-256)',
+        tar: () =>
+          gzipSync(
+            Buffer.concat([rawEntry({ name: '.kiln.yml', type: '0' }, WORKFLOW), header({ name: 'giant.bin', type: '0', rawSize: base256(2n ** 62n) })]),
+          ),
+        message: /file is .* TiB, over the limit of 128 MiB per file/,
+      },
+      {
+        name: 'a header with a negative base-256 size',
+        tar: () =>
+          gzipSync(
+            Buffer.concat([
+              rawEntry({ name: '.kiln.yml', type: '0' }, WORKFLOW),
+              header({ name: 'neg.bin', type: '0', rawSize: base256(1024n, true) }),
+              Buffer.alloc(1024),
+            ]),
+          ),
+        message: /not a valid tar or tar\.gz/,
+      },
+      {
+        name: 'a pax size of 10^20',
+        tar: () => withWorkflow(pax({ size: '100000000000000000000' }), rawEntry({ name: 'giant.bin', type: '0', size: 0 })),
+        message: /file is .*, over the limit of 128 MiB per file/,
+      },
+      {
+        name: 'a pax size that is not a number',
+        tar: () => withWorkflow(pax({ size: 'NaN' }), rawEntry({ name: 'nan.bin', type: '0', size: 0 })),
+        message: /not a valid tar or tar\.gz/,
+      },
+      {
+        name: 'files adding up past the expanded limit (3 x 64 MiB of zeros)',
+        tar: () =>
+          Buffer.concat([
+            gzipSync(rawEntry({ name: '.kiln.yml', type: '0' }, WORKFLOW)),
+            ...[1, 2, 3].flatMap((i) => [gzipSync(header({ name: `zeros-${i}`, type: '0', size: 64 * MiB })), gzippedZeros64MiB()]),
+            gzipSync(Buffer.alloc(1024)),
+          ]),
+        status: [400, 413],
+        message: /the files add up to more than 128 MiB uncompressed/,
+      },
       // Deep and wide trees
-      { name: 'deep tree: 3000 nested directories', tar: () => withWorkflow(...Array.from({ length: 3000 }, (_, i) => Buffer.concat([pax({ path: 'd/'.repeat(i + 1) }), rawEntry({ name: 'd', type: '5' })]))), message: /path is 33 levels deep, over the limit of 32; flatten the directory tree/ },
-      { name: 'a 2011-byte path', status: [400, 413], tar: () => makeTar([['.kiln.yml', WORKFLOW], [`${Array(10).fill('n'.repeat(200)).join('/')}/f`, 'x']]), message: /path is 2011 bytes long, over the limit of 1024/ },
-      { name: 'wide tree: 25 000 files', tar: () => withWorkflow(...Array.from({ length: 25000 }, (_, i) => header({ name: `w/${i}`, type: '0', size: 0 }))), message: /the archive has more than 20000 entries/ },
+      {
+        name: 'deep tree: 3000 nested directories',
+        tar: () =>
+          withWorkflow(...Array.from({ length: 3000 }, (_, i) => Buffer.concat([pax({ path: 'd/'.repeat(i + 1) }), rawEntry({ name: 'd', type: '5' })]))),
+        message: /path is 33 levels deep, over the limit of 32; flatten the directory tree/,
+      },
+      {
+        name: 'a 2011-byte path',
+        status: [400, 413],
+        tar: () =>
+          makeTar([
+            ['.kiln.yml', WORKFLOW],
+            [`${Array(10).fill('n'.repeat(200)).join('/')}/f`, 'x'],
+          ]),
+        message: /path is 2011 bytes long, over the limit of 1024/,
+      },
+      {
+        name: 'wide tree: 25 000 files',
+        tar: () => withWorkflow(...Array.from({ length: 25000 }, (_, i) => header({ name: `w/${i}`, type: '0', size: 0 }))),
+        message: /the archive has more than 20000 entries/,
+      },
       // Duplicates
-      { name: 'duplicate name', tar: () => makeTar([['.kiln.yml', WORKFLOW], ['a.txt', 'one'], ['a.txt', 'two']]), message: /entry 'a\.txt': duplicate name: 'a\.txt' appears more than once/ },
-      { name: 'duplicate name spelled ./a.txt and a//./a.txt', tar: () => makeTar([['.kiln.yml', WORKFLOW], { name: 'a/', type: 'directory' }, ['a/a.txt', 'one'], ['./a//./a.txt', 'two']]), message: /duplicate name: 'a\/a\.txt'/ },
-      { name: 'duplicate .kiln.yml (a second workflow overriding the first)', tar: () => makeTar([['.kiln.yml', WORKFLOW], ['./.kiln.yml', 'jobs:\n  a:\n    runs-on: python-3.11\n    container: alpine\n    steps: [{run: id}]\n']]), message: /duplicate name: '\.kiln\.yml'/ },
-      { name: 'a file and a symlink of the same name', tar: () => makeTar([['.kiln.yml', WORKFLOW], ['x', 'one'], { name: 'x', type: 'symlink', linkname: '/etc/passwd' }]), message: /symlink target '\/etc\/passwd' is absolute|duplicate name/ },
+      {
+        name: 'duplicate name',
+        tar: () =>
+          makeTar([
+            ['.kiln.yml', WORKFLOW],
+            ['a.txt', 'one'],
+            ['a.txt', 'two'],
+          ]),
+        message: /entry 'a\.txt': duplicate name: 'a\.txt' appears more than once/,
+      },
+      {
+        name: 'duplicate name spelled ./a.txt and a//./a.txt',
+        tar: () => makeTar([['.kiln.yml', WORKFLOW], { name: 'a/', type: 'directory' }, ['a/a.txt', 'one'], ['./a//./a.txt', 'two']]),
+        message: /duplicate name: 'a\/a\.txt'/,
+      },
+      {
+        name: 'duplicate .kiln.yml (a second workflow overriding the first)',
+        tar: () =>
+          makeTar([
+            ['.kiln.yml', WORKFLOW],
+            ['./.kiln.yml', 'jobs:\n  a:\n    runs-on: python-3.11\n    container: alpine\n    steps: [{run: id}]\n'],
+          ]),
+        message: /duplicate name: '\.kiln\.yml'/,
+      },
+      {
+        name: 'a file and a symlink of the same name',
+        tar: () => makeTar([['.kiln.yml', WORKFLOW], ['x', 'one'], { name: 'x', type: 'symlink', linkname: '/etc/passwd' }]),
+        message: /symlink target '\/etc\/passwd' is absolute|duplicate name/,
+      },
       // Not a tarball
       { name: 'garbage', tar: () => Buffer.from('this is not a tarball at all, just text'), message: /not a valid tar or tar\.gz/ },
       { name: 'random bytes', tar: () => randomBytes(4096), message: /not a valid tar or tar\.gz/ },
-      { name: 'gzip magic, then garbage', tar: () => Buffer.concat([Buffer.from([0x1f, 0x8b, 0x08, 0x00]), randomBytes(2000)]), message: /not a valid tar or tar\.gz/ },
+      {
+        name: 'gzip magic, then garbage',
+        tar: () => Buffer.concat([Buffer.from([0x1f, 0x8b, 0x08, 0x00]), randomBytes(2000)]),
+        message: /not a valid tar or tar\.gz/,
+      },
       { name: 'a gzip of text', tar: () => gzipSync('hello world, no tar here'), message: /not a valid tar or tar\.gz/ },
-      { name: 'a truncated tar.gz', tar: async () => (await makeTar([['.kiln.yml', WORKFLOW], ['big.bin', randomBytes(100_000).toString('base64')]])).subarray(0, 5000), message: /not a valid tar or tar\.gz/ },
+      {
+        name: 'a truncated tar.gz',
+        tar: async () =>
+          (
+            await makeTar([
+              ['.kiln.yml', WORKFLOW],
+              ['big.bin', randomBytes(100_000).toString('base64')],
+            ])
+          ).subarray(0, 5000),
+        message: /not a valid tar or tar\.gz/,
+      },
       { name: 'a zip file', tar: () => Buffer.concat([Buffer.from('PK\x03\x04', 'latin1'), randomBytes(200)]), message: /not a valid tar or tar\.gz/ },
       { name: 'an empty file', tar: () => Buffer.alloc(0), message: /the archive is empty/ },
       { name: 'a tar of only end-of-archive blocks', tar: () => Buffer.alloc(10240), message: /the archive is empty/ },
@@ -462,7 +782,9 @@ describe(`attack: hostile inputs through the API (runtime ${RUNTIME})`, () => {
         gzipSync(Buffer.alloc(1024)),
       ]);
       assert.ok(bomb.length < 2 * MiB, `the bomb is small (${bomb.length} bytes)`);
-      const { ms } = await timed(refused('1 GiB zeros file', () => kiln.submitTarball(bomb), 400, /entry 'zeros\.bin': file is 1 GiB, over the limit of 128 MiB per file/));
+      const { ms } = await timed(
+        refused('1 GiB zeros file', () => kiln.submitTarball(bomb), 400, /entry 'zeros\.bin': file is 1 GiB, over the limit of 128 MiB per file/),
+      );
       assert.ok(ms < 10_000, `refused in ${ms} ms`);
     });
 
@@ -483,7 +805,14 @@ describe(`attack: hostile inputs through the API (runtime ${RUNTIME})`, () => {
         }
       })();
       try {
-        const { ms } = await timed(refused('2 GiB zero blocks', () => kiln.submitTarball(bomb), 400, /the archive expands to more than .* of tar data; it looks like a compression bomb/));
+        const { ms } = await timed(
+          refused(
+            '2 GiB zero blocks',
+            () => kiln.submitTarball(bomb),
+            400,
+            /the archive expands to more than .* of tar data; it looks like a compression bomb/,
+          ),
+        );
         assert.ok(ms < 60_000, `refused in ${ms} ms`);
       } finally {
         done = true;
@@ -498,32 +827,77 @@ describe(`attack: hostile inputs through the API (runtime ${RUNTIME})`, () => {
     });
 
     test('refused: multipart without a `source` file, and a multipart body that ends early', async () => {
-      await refused('multipart without source', async () => {
-        const form = new FormData();
-        form.append('workflow', WORKFLOW);
-        return kiln.fetch('/api/v1/runs', { method: 'POST', body: form });
-      }, 400, /multipart submissions need a `source` file/);
-      await refused('two source files', async () => {
-        const form = new FormData();
-        form.append('source', new Blob([await source()]), 'a.tar.gz');
-        form.append('source', new Blob([await source()]), 'b.tar.gz');
-        return kiln.fetch('/api/v1/runs', { method: 'POST', body: form });
-      }, 400, /Unexpected field|too many|source/i);
-      await refused('an empty multipart body', () => kiln.fetch('/api/v1/runs', {
-        method: 'POST', headers: { 'content-type': 'multipart/form-data; boundary=kilnboundary' }, body: '',
-      }), 400, /multipart|form|source/i);
-      await refused('a multipart body cut inside the source', () => kiln.fetch('/api/v1/runs', {
-        method: 'POST', headers: { 'content-type': 'multipart/form-data; boundary=kilnboundary' },
-        body: '--kilnboundary\r\nContent-Disposition: form-data; name="source"; filename="p.tar.gz"\r\nContent-Type: application/gzip\r\n\r\n\x1f\x8b\x08\x00partial',
-      }), 400, /multipart|form|end/i);
+      await refused(
+        'multipart without source',
+        async () => {
+          const form = new FormData();
+          form.append('workflow', WORKFLOW);
+          return kiln.fetch('/api/v1/runs', { method: 'POST', body: form });
+        },
+        400,
+        /multipart submissions need a `source` file/,
+      );
+      await refused(
+        'two source files',
+        async () => {
+          const form = new FormData();
+          form.append('source', new Blob([await source()]), 'a.tar.gz');
+          form.append('source', new Blob([await source()]), 'b.tar.gz');
+          return kiln.fetch('/api/v1/runs', { method: 'POST', body: form });
+        },
+        400,
+        /Unexpected field|too many|source/i,
+      );
+      await refused(
+        'an empty multipart body',
+        () =>
+          kiln.fetch('/api/v1/runs', {
+            method: 'POST',
+            headers: { 'content-type': 'multipart/form-data; boundary=kilnboundary' },
+            body: '',
+          }),
+        400,
+        /multipart|form|source/i,
+      );
+      await refused(
+        'a multipart body cut inside the source',
+        () =>
+          kiln.fetch('/api/v1/runs', {
+            method: 'POST',
+            headers: { 'content-type': 'multipart/form-data; boundary=kilnboundary' },
+            body: '--kilnboundary\r\nContent-Disposition: form-data; name="source"; filename="p.tar.gz"\r\nContent-Type: application/gzip\r\n\r\n\x1f\x8b\x08\x00partial',
+          }),
+        400,
+        /multipart|form|end/i,
+      );
     });
 
     test('refused: empty and non-object bodies', async () => {
-      await refused('no body at all', () => kiln.fetch('/api/v1/runs', { method: 'POST' }), 400, /send either \{repo, ref\} \(a git repository\) or \{command\}|the body must be a JSON object/);
-      await refused('JSON null', () => kiln.fetch('/api/v1/runs', { method: 'POST', headers: { 'content-type': 'application/json' }, body: 'null' }), 400, /JSON|object|token/i);
+      await refused(
+        'no body at all',
+        () => kiln.fetch('/api/v1/runs', { method: 'POST' }),
+        400,
+        /send either \{repo, ref\} \(a git repository\) or \{command\}|the body must be a JSON object/,
+      );
+      await refused(
+        'JSON null',
+        () => kiln.fetch('/api/v1/runs', { method: 'POST', headers: { 'content-type': 'application/json' }, body: 'null' }),
+        400,
+        /JSON|object|token/i,
+      );
       await refused('JSON array', () => kiln.submitJson([{ command: 'id' }]), 400, /the body must be a JSON object/);
-      await refused('malformed JSON', () => kiln.fetch('/api/v1/runs', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"command": ' }), 400, /JSON|Unexpected|position/i);
-      await refused('a 7 MB JSON body', () => kiln.submitJson({ command: 'true', files: { 'a.txt': 'x'.repeat(7 * MiB) } }), 413, /the request body is too large/);
+      await refused(
+        'malformed JSON',
+        () => kiln.fetch('/api/v1/runs', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"command": ' }),
+        400,
+        /JSON|Unexpected|position/i,
+      );
+      await refused(
+        'a 7 MB JSON body',
+        () => kiln.submitJson({ command: 'true', files: { 'a.txt': 'x'.repeat(7 * MiB) } }),
+        413,
+        /the request body is too large/,
+      );
     });
 
     test('accepted: symlinks inside the workspace work in the job; modes are tamed; nothing on the host changes', async () => {
@@ -547,21 +921,23 @@ describe(`attack: hostile inputs through the API (runtime ${RUNTIME})`, () => {
           cat ${watch.secretPath} 2>&1 || echo "canary=[unreachable]"
           ln -s /etc/shadow shadow-link && (cat shadow-link 2>&1 | head -c 200; echo) || true
 `;
-      const tar = gzipSync(rawTar(
-        rawEntry({ name: '.kiln.yml', type: '0' }, job),
-        rawEntry({ name: 'top.txt', type: '0' }, 'top-content\n'),
-        rawEntry({ name: 'sub/', type: '5', mode: 0o755 }),
-        rawEntry({ name: 'sub/file.txt', type: '0' }, 'sub-content\n'),
-        rawEntry({ name: 'link', type: '2', linkname: 'sub/file.txt' }),
-        rawEntry({ name: 'sub/up', type: '2', linkname: '../top.txt' }),
-        rawEntry({ name: 'dirlink', type: '2', linkname: 'sub' }),
-        rawEntry({ name: 'deep/a/b/root', type: '2', linkname: '../../..' }),
-        rawEntry({ name: 'suid.sh', type: '0', mode: 0o6777 }, '#!/bin/sh\nid\n'),
-        rawEntry({ name: 'world.txt', type: '0', mode: 0o666 }, 'w\n'),
-        // PAX sparse 1.0 records: stripped by the sanitizer, so GNU tar in the job sees a plain small file.
-        pax({ 'GNU.sparse.major': '1', 'GNU.sparse.minor': '0', 'GNU.sparse.name': 'huge.img', 'GNU.sparse.realsize': '1099511627776' }),
-        rawEntry({ name: 'GNUSparseFile.0/huge.img', type: '0' }, '1\n1099511627775\n1\n'),
-      ));
+      const tar = gzipSync(
+        rawTar(
+          rawEntry({ name: '.kiln.yml', type: '0' }, job),
+          rawEntry({ name: 'top.txt', type: '0' }, 'top-content\n'),
+          rawEntry({ name: 'sub/', type: '5', mode: 0o755 }),
+          rawEntry({ name: 'sub/file.txt', type: '0' }, 'sub-content\n'),
+          rawEntry({ name: 'link', type: '2', linkname: 'sub/file.txt' }),
+          rawEntry({ name: 'sub/up', type: '2', linkname: '../top.txt' }),
+          rawEntry({ name: 'dirlink', type: '2', linkname: 'sub' }),
+          rawEntry({ name: 'deep/a/b/root', type: '2', linkname: '../../..' }),
+          rawEntry({ name: 'suid.sh', type: '0', mode: 0o6777 }, '#!/bin/sh\nid\n'),
+          rawEntry({ name: 'world.txt', type: '0', mode: 0o666 }, 'w\n'),
+          // PAX sparse 1.0 records: stripped by the sanitizer, so GNU tar in the job sees a plain small file.
+          pax({ 'GNU.sparse.major': '1', 'GNU.sparse.minor': '0', 'GNU.sparse.name': 'huge.img', 'GNU.sparse.realsize': '1099511627776' }),
+          rawEntry({ name: 'GNUSparseFile.0/huge.img', type: '0' }, '1\n1099511627775\n1\n'),
+        ),
+      );
       const accepted = await kiln.accepted(kiln.submitTarball(tar));
       const done = await kiln.waitFor(accepted.id, 120_000);
       const log = await kiln.logs(accepted.id);
@@ -588,7 +964,8 @@ describe(`attack: hostile inputs through the API (runtime ${RUNTIME})`, () => {
     const RE_OPTION = /repo: the repository URL must not start with '-'/;
     const RE_NOT_URL = /repo: '.*' is not a URL \(local paths are not accepted\); allowed schemes: https:\/\//;
     const RE_SCHEME = (s: string) => new RegExp(`repo: the URL scheme '${s}' is not accepted; allowed schemes: https://`);
-    const RE_PRIVATE = (host: string) => new RegExp(`repo: the host '${host.replace(/[.[\]]/g, '\\$&')}' is a private or local address \\(.+\\); only public hosts are accepted`);
+    const RE_PRIVATE = (host: string) =>
+      new RegExp(`repo: the host '${host.replace(/[.[\]]/g, '\\$&')}' is a private or local address \\(.+\\); only public hosts are accepted`);
     const RE_REF_DASH = /repo: the ref '.*' must not start with '-'/;
 
     const repoCases: { name: string; repo: string | (() => string); ref?: string; message: RegExp }[] = [
@@ -606,15 +983,33 @@ describe(`attack: hostile inputs through the API (runtime ${RUNTIME})`, () => {
       { name: 'leading newline then --config', repo: '\n--config=core.sshCommand=touch /tmp/kiln-pwned', message: RE_NOT_URL },
       { name: 'percent-encoded %2D%2Dupload-pack', repo: '%2D%2Dupload-pack=touch%20/tmp/kiln-pwned', message: RE_NOT_URL },
       { name: 'unicode dashes ‐‐upload-pack', repo: '\u2010\u2010upload-pack=touch /tmp/kiln-pwned', message: RE_NOT_URL },
-      { name: 'a URL followed by an option', repo: 'https://github.com/kiln/demo.git --upload-pack=touch /tmp/kiln-pwned', message: /whitespace or control characters/ },
-      { name: 'a URL with a newline and an option', repo: 'https://github.com/kiln/demo.git\n--upload-pack=touch', message: /whitespace or control characters/ },
+      {
+        name: 'a URL followed by an option',
+        repo: 'https://github.com/kiln/demo.git --upload-pack=touch /tmp/kiln-pwned',
+        message: /whitespace or control characters/,
+      },
+      {
+        name: 'a URL with a newline and an option',
+        repo: 'https://github.com/kiln/demo.git\n--upload-pack=touch',
+        message: /whitespace or control characters/,
+      },
       // Option injection as the ref (checked before any network)
       { name: 'ref --upload-pack=', repo: 'https://github.com/kiln/demo.git', ref: '--upload-pack=touch /tmp/kiln-pwned', message: RE_REF_DASH },
       { name: 'ref -c', repo: 'https://github.com/kiln/demo.git', ref: '-c', message: RE_REF_DASH },
       { name: 'ref -ccore.sshCommand=', repo: 'https://github.com/kiln/demo.git', ref: '-ccore.sshCommand=touch', message: RE_REF_DASH },
       { name: 'ref --output=', repo: 'https://github.com/kiln/demo.git', ref: '--output=/tmp/kiln-pwned', message: RE_REF_DASH },
-      { name: 'ref with leading space', repo: 'https://github.com/kiln/demo.git', ref: ' --upload-pack=touch', message: /the ref contains whitespace or control characters/ },
-      { name: 'ref with a shell command', repo: 'https://github.com/kiln/demo.git', ref: 'main;touch${IFS}/tmp/kiln-pwned', message: /may only contain letters, digits/ },
+      {
+        name: 'ref with leading space',
+        repo: 'https://github.com/kiln/demo.git',
+        ref: ' --upload-pack=touch',
+        message: /the ref contains whitespace or control characters/,
+      },
+      {
+        name: 'ref with a shell command',
+        repo: 'https://github.com/kiln/demo.git',
+        ref: 'main;touch${IFS}/tmp/kiln-pwned',
+        message: /may only contain letters, digits/,
+      },
       { name: 'ref with $(...)', repo: 'https://github.com/kiln/demo.git', ref: '$(touch${IFS}/tmp/kiln-pwned)', message: /may only contain letters, digits/ },
       { name: 'ref with a refspec', repo: 'https://github.com/kiln/demo.git', ref: 'main:refs/heads/x', message: /may only contain letters, digits/ },
       { name: 'ref climbing ../', repo: 'https://github.com/kiln/demo.git', ref: '../../etc/passwd', message: /must not contain '\.\.'/ },
@@ -634,9 +1029,17 @@ describe(`attack: hostile inputs through the API (runtime ${RUNTIME})`, () => {
       { name: '~', repo: '~', message: RE_NOT_URL },
       { name: '~root/.ssh', repo: '~root/.ssh', message: RE_NOT_URL },
       { name: '..', repo: '..', message: RE_NOT_URL },
-      { name: 'scp-like git@host:path', repo: 'git@github.com:kiln/demo.git', message: /scp-like SSH addresses such as 'git@github\.com:kiln\/demo\.git' are not accepted/ },
+      {
+        name: 'scp-like git@host:path',
+        repo: 'git@github.com:kiln/demo.git',
+        message: /scp-like SSH addresses such as 'git@github\.com:kiln\/demo\.git' are not accepted/,
+      },
       { name: 'scp-like 127.0.0.1:/etc', repo: '127.0.0.1:/etc', message: /scp-like SSH addresses/ },
-      { name: 'scp-like localhost:canary (parsed as a scheme)', repo: () => `localhost:${watch.canaryDir}`, message: /scp-like SSH addresses|the URL scheme 'localhost' is not accepted/ },
+      {
+        name: 'scp-like localhost:canary (parsed as a scheme)',
+        repo: () => `localhost:${watch.canaryDir}`,
+        message: /scp-like SSH addresses|the URL scheme 'localhost' is not accepted/,
+      },
       { name: 'credentials in the URL', repo: 'https://user:token@github.com/kiln/demo.git', message: /credentials in the URL are not accepted/ },
       // Internal addresses
       { name: '127.0.0.1 (our own git server)', repo: () => remote.repoUrl('demo').replace('http:', 'https:'), message: RE_PRIVATE('127.0.0.1') },
@@ -670,14 +1073,17 @@ describe(`attack: hostile inputs through the API (runtime ${RUNTIME})`, () => {
       });
     }
 
-    test('refused: a host name that resolves to loopback (this machine\'s own name)', async () => {
+    test("refused: a host name that resolves to loopback (this machine's own name)", async () => {
       const name = os.hostname();
       const addresses = await dns.lookup(name, { all: true }).catch(() => []);
       assert.ok(addresses.length > 0, `${name} resolves`);
       const loop = addresses.find((a) => a.address.startsWith('127.') || a.address === '::1');
       if (!loop) {
         // A private address is refused the same way.
-        assert.ok(addresses.some((a) => /^(10\.|172\.(1[6-9]|2\d|3[01])\.|192\.168\.|fd|fe80)/.test(a.address)), `${name} resolves to ${JSON.stringify(addresses)}`);
+        assert.ok(
+          addresses.some((a) => /^(10\.|172\.(1[6-9]|2\d|3[01])\.|192\.168\.|fd|fe80)/.test(a.address)),
+          `${name} resolves to ${JSON.stringify(addresses)}`,
+        );
       }
       await refused(`host ${name}`, () => kiln.submitJson({ repo: `https://${name}/kiln/demo.git`, ref: 'main' }), 400, RE_PRIVATE(name.toLowerCase()));
     });
@@ -686,11 +1092,36 @@ describe(`attack: hostile inputs through the API (runtime ${RUNTIME})`, () => {
       await refused('repo not a string', () => kiln.submitJson({ repo: ['--upload-pack=touch /tmp/kiln-pwned'], ref: 'main' }), 400, /repo must be a string/);
       await refused('ref not a string', () => kiln.submitJson({ repo: 'https://github.com/kiln/demo.git', ref: { $gt: '' } }), 400, /ref must be a string/);
       await refused('no ref', () => kiln.submitJson({ repo: 'https://github.com/kiln/demo.git' }), 400, /ref is required with repo/);
-      await refused('a 3000-character URL', () => kiln.submitJson({ repo: `https://github.com/${'a'.repeat(3000)}`, ref: 'main' }), 400, /repo must be shorter than or equal to 2048 characters/);
-      await refused('a 300-character ref', () => kiln.submitJson({ repo: 'https://github.com/kiln/demo.git', ref: 'a'.repeat(300) }), 400, /ref must be shorter than or equal to 255 characters/);
-      await refused('an unknown field (git options smuggled as a field)', () => kiln.submitJson({ repo: 'https://github.com/kiln/demo.git', ref: 'main', gitArgs: ['--upload-pack=touch /tmp/kiln-pwned'] }), 400, /property gitArgs should not exist/);
-      await refused('repo with quick-form fields', () => kiln.submitJson({ repo: 'https://github.com/kiln/demo.git', ref: 'main', environment: 'docker://alpine' }), 400, /files, shell and environment belong to the quick form/);
-      await refused('repo with a platform mapping to an image', () => kiln.submitJson({ repo: 'https://github.com/kiln/demo.git', ref: 'main', platform: { 'ubuntu-latest': 'docker://alpine' } }), 400, /platform: 'ubuntu-latest' must map a runs-on label to an environment name/);
+      await refused(
+        'a 3000-character URL',
+        () => kiln.submitJson({ repo: `https://github.com/${'a'.repeat(3000)}`, ref: 'main' }),
+        400,
+        /repo must be shorter than or equal to 2048 characters/,
+      );
+      await refused(
+        'a 300-character ref',
+        () => kiln.submitJson({ repo: 'https://github.com/kiln/demo.git', ref: 'a'.repeat(300) }),
+        400,
+        /ref must be shorter than or equal to 255 characters/,
+      );
+      await refused(
+        'an unknown field (git options smuggled as a field)',
+        () => kiln.submitJson({ repo: 'https://github.com/kiln/demo.git', ref: 'main', gitArgs: ['--upload-pack=touch /tmp/kiln-pwned'] }),
+        400,
+        /property gitArgs should not exist/,
+      );
+      await refused(
+        'repo with quick-form fields',
+        () => kiln.submitJson({ repo: 'https://github.com/kiln/demo.git', ref: 'main', environment: 'docker://alpine' }),
+        400,
+        /files, shell and environment belong to the quick form/,
+      );
+      await refused(
+        'repo with a platform mapping to an image',
+        () => kiln.submitJson({ repo: 'https://github.com/kiln/demo.git', ref: 'main', platform: { 'ubuntu-latest': 'docker://alpine' } }),
+        400,
+        /platform: 'ubuntu-latest' must map a runs-on label to an environment name/,
+      );
     });
 
     test('the service still serves after the repository attacks', async () => {
@@ -701,17 +1132,31 @@ describe(`attack: hostile inputs through the API (runtime ${RUNTIME})`, () => {
 
   // =============================================================================================
   describe('job specs (the `workflow` field, a .kiln.yml, the quick form)', () => {
-    const ALIAS_BOMB = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol","lol"]',
+    const ALIAS_BOMB = [
+      'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol","lol"]',
       ...'bcdefghij'.split('').map((k, i) => `${k}: &${k} [${Array(10).fill(`*${'abcdefghij'[i]}`).join(',')}]`),
-      'jobs:', '  test:', '    runs-on: python-3.11', '    steps:', '      - run: echo *j', ''].join('\n');
+      'jobs:',
+      '  test:',
+      '    runs-on: python-3.11',
+      '    steps:',
+      '      - run: echo *j',
+      '',
+    ].join('\n');
 
     test('refused: YAML alias bomb (billion laughs)', async () => {
-      await refusedWorkflow('alias bomb', viaField(ALIAS_BOMB), ALIAS_BOMB, [{ path: '(workflow)', needle: null, message: /the YAML aliases expand too much/ }]);
+      await refusedWorkflow('alias bomb', viaField(ALIAS_BOMB), ALIAS_BOMB, [
+        { path: '(workflow)', needle: null, message: /the YAML aliases expand too much/ },
+      ]);
     });
 
     test('refused: alias bomb as .kiln.yml in the tarball', async () => {
       const tar = await makeTar([['.kiln.yml', ALIAS_BOMB]]);
-      await refused('alias bomb in .kiln.yml', () => kiln.submitTarball(tar), 400, /the workflow \.kiln\.yml is not valid:\n\(workflow\): the YAML aliases expand too much/);
+      await refused(
+        'alias bomb in .kiln.yml',
+        () => kiln.submitTarball(tar),
+        400,
+        /the workflow \.kiln\.yml is not valid:\n\(workflow\): the YAML aliases expand too much/,
+      );
     });
 
     const nesting: { name: string; yaml: string }[] = [
@@ -719,7 +1164,10 @@ describe(`attack: hostile inputs through the API (runtime ${RUNTIME})`, () => {
       { name: '10 000 levels of {', yaml: `jobs: ${'{a: '.repeat(10000)}1${'}'.repeat(10000)}\n` },
       { name: '10 000 unclosed [', yaml: `jobs: ${'['.repeat(10000)}\n` },
       { name: '5000 levels of "- " on one line', yaml: `jobs:\n  a:\n    ${'- '.repeat(5000)}x\n` },
-      { name: '700 levels of indented mappings (below the pre-scan, caught on the parsed nodes)', yaml: `jobs:\n${Array.from({ length: 700 }, (_, i) => `${' '.repeat(i + 1)}k${i}:`).join('\n')} 1\n` },
+      {
+        name: '700 levels of indented mappings (below the pre-scan, caught on the parsed nodes)',
+        yaml: `jobs:\n${Array.from({ length: 700 }, (_, i) => `${' '.repeat(i + 1)}k${i}:`).join('\n')} 1\n`,
+      },
     ];
     for (const c of nesting) {
       test(`refused: deep nesting, ${c.name}`, async () => {
@@ -733,17 +1181,42 @@ describe(`attack: hostile inputs through the API (runtime ${RUNTIME})`, () => {
     test('refused: specs over the size cap, in every channel', async () => {
       const huge = `${WORKFLOW}# ${'x'.repeat(300 * 1024)}\n`;
       await refused('300 KB workflow field', viaField(huge), 400, /workflow must be shorter than or equal to 262144 characters/);
-      await refused('600 KB workflow field (over the multipart field cap)', viaField(`${WORKFLOW}# ${'x'.repeat(600 * 1024)}\n`), 400, /field|too long|workflow/i);
-      await refused('300 KB workflow file part', async () => {
-        const form = new FormData();
-        form.append('source', new Blob([await source()]), 'p.tar.gz');
-        form.append('workflow', new Blob([huge]), 'ci.yml');
-        return kiln.fetch('/api/v1/runs', { method: 'POST', body: form });
-      }, 413, /workflow: larger than 262144 bytes/);
+      await refused(
+        '600 KB workflow field (over the multipart field cap)',
+        viaField(`${WORKFLOW}# ${'x'.repeat(600 * 1024)}\n`),
+        400,
+        /field|too long|workflow/i,
+      );
+      await refused(
+        '300 KB workflow file part',
+        async () => {
+          const form = new FormData();
+          form.append('source', new Blob([await source()]), 'p.tar.gz');
+          form.append('workflow', new Blob([huge]), 'ci.yml');
+          return kiln.fetch('/api/v1/runs', { method: 'POST', body: form });
+        },
+        413,
+        /workflow: larger than 262144 bytes/,
+      );
       const tar = await makeTar([['.kiln.yml', huge]]);
-      await refused('300 KB .kiln.yml in the tarball', () => kiln.submitTarball(tar), 400, /file '\.kiln\.yml' is 300\.\d KiB, over the limit of 256 KiB for this file/);
-      await refused('300 KB workflow with a repo (checked before the clone)', () => kiln.submitJson({ repo: 'https://github.com/kiln/demo.git', ref: 'main', workflow: huge }), 400, /workflow must be shorter than or equal to 262144 characters/);
-      await refused('70 KB quick-form command', () => kiln.submitJson({ command: 'x'.repeat(70 * 1024) }), 400, /command must be shorter than or equal to 65536 characters/);
+      await refused(
+        '300 KB .kiln.yml in the tarball',
+        () => kiln.submitTarball(tar),
+        400,
+        /file '\.kiln\.yml' is 300\.\d KiB, over the limit of 256 KiB for this file/,
+      );
+      await refused(
+        '300 KB workflow with a repo (checked before the clone)',
+        () => kiln.submitJson({ repo: 'https://github.com/kiln/demo.git', ref: 'main', workflow: huge }),
+        400,
+        /workflow must be shorter than or equal to 262144 characters/,
+      );
+      await refused(
+        '70 KB quick-form command',
+        () => kiln.submitJson({ command: 'x'.repeat(70 * 1024) }),
+        400,
+        /command must be shorter than or equal to 65536 characters/,
+      );
     });
 
     const specCases: { name: string; yaml: string; expected: { path: string; needle: string | null; message: RegExp }[] }[] = [
@@ -782,25 +1255,60 @@ describe(`attack: hostile inputs through the API (runtime ${RUNTIME})`, () => {
       },
       {
         name: 'sandbox keys on a job (volumes, options, privileged, network, runtime, user, image, ...)',
-        yaml: ['jobs:', '  a:', '    runs-on: python-3.11', '    volumes: ["/:/host"]', '    options: --privileged', '    privileged: true',
-          '    network: host', '    runtime: runc', '    user: root', '    image: alpine', '    cap-add: [SYS_ADMIN]', '    devices: [/dev/mem]',
-          '    security-opt: [seccomp=unconfined]', '    pid: host', '    workdir: /', '    steps:', '      - run: id', ''].join('\n'),
-        expected: ['volumes', 'options', 'privileged', 'network', 'runtime', 'user', 'image', 'cap-add', 'devices', 'security-opt', 'pid', 'workdir']
-          .map((k) => ({ path: `jobs.a.${k}`, needle: `    ${k}:`, message: new RegExp(`unknown key '${k}' in job 'a'`) })),
+        yaml: [
+          'jobs:',
+          '  a:',
+          '    runs-on: python-3.11',
+          '    volumes: ["/:/host"]',
+          '    options: --privileged',
+          '    privileged: true',
+          '    network: host',
+          '    runtime: runc',
+          '    user: root',
+          '    image: alpine',
+          '    cap-add: [SYS_ADMIN]',
+          '    devices: [/dev/mem]',
+          '    security-opt: [seccomp=unconfined]',
+          '    pid: host',
+          '    workdir: /',
+          '    steps:',
+          '      - run: id',
+          '',
+        ].join('\n'),
+        expected: ['volumes', 'options', 'privileged', 'network', 'runtime', 'user', 'image', 'cap-add', 'devices', 'security-opt', 'pid', 'workdir'].map(
+          (k) => ({ path: `jobs.a.${k}`, needle: `    ${k}:`, message: new RegExp(`unknown key '${k}' in job 'a'`) }),
+        ),
       },
       {
         name: 'sandbox keys on a step and at the top',
-        yaml: ['volumes: ["/:/host"]', 'container: alpine', 'jobs:', '  a:', '    runs-on: python-3.11', '    steps:', '      - run: id',
-          '        user: root', '        image: alpine', '        options: --privileged', '        network: host', ''].join('\n'),
+        yaml: [
+          'volumes: ["/:/host"]',
+          'container: alpine',
+          'jobs:',
+          '  a:',
+          '    runs-on: python-3.11',
+          '    steps:',
+          '      - run: id',
+          '        user: root',
+          '        image: alpine',
+          '        options: --privileged',
+          '        network: host',
+          '',
+        ].join('\n'),
         expected: [
           { path: 'volumes', needle: 'volumes:', message: /unknown key 'volumes' in the workflow/ },
           { path: 'container', needle: 'container:', message: /unknown key 'container' in the workflow/ },
-          ...['user', 'image', 'options', 'network'].map((k) => ({ path: `jobs.a.steps[0].${k}`, needle: `        ${k}:`, message: new RegExp(`unknown key '${k}' in a step`) })),
+          ...['user', 'image', 'options', 'network'].map((k) => ({
+            path: `jobs.a.steps[0].${k}`,
+            needle: `        ${k}:`,
+            message: new RegExp(`unknown key '${k}' in a step`),
+          })),
         ],
       },
       {
         name: 'runs-on an image: alpine, docker://alpine, ubuntu:22.04, a digest, a path',
-        yaml: ['jobs:',
+        yaml: [
+          'jobs:',
           '  a: {runs-on: alpine, steps: [{run: id}]}',
           '  b: {runs-on: "docker://alpine", steps: [{run: id}]}',
           '  c: {runs-on: "ubuntu:22.04", steps: [{run: id}]}',
@@ -809,7 +1317,9 @@ describe(`attack: hostile inputs through the API (runtime ${RUNTIME})`, () => {
           '  f: {runs-on: "${{ \'alpine\' }}", steps: [{run: id}]}',
           '  g: {runs-on: [self-hosted, alpine], steps: [{run: id}]}',
           '  h: {runs-on: {group: privileged}, steps: [{run: id}]}',
-          '  i: {runs-on: "python-3.11 --privileged", steps: [{run: id}]}', ''].join('\n'),
+          '  i: {runs-on: "python-3.11 --privileged", steps: [{run: id}]}',
+          '',
+        ].join('\n'),
         expected: [
           { path: 'jobs.a.runs-on', needle: '  a:', message: /no environment or label named 'alpine'/ },
           { path: 'jobs.b.runs-on', needle: '  b:', message: /no environment or label named 'docker:\/\/alpine'/ },
@@ -824,9 +1334,27 @@ describe(`attack: hostile inputs through the API (runtime ${RUNTIME})`, () => {
       },
       {
         name: 'working-directory outside the workspace',
-        yaml: ['defaults:', '  run:', '    working-directory: /', 'jobs:', '  a:', '    runs-on: python-3.11', '    defaults:', '      run:', '        working-directory: /root',
-          '    steps:', '      - run: touch kiln-pwned', '        working-directory: /etc', '      - run: touch kiln-pwned', '        working-directory: ../..',
-          '      - run: touch kiln-pwned', '        working-directory: /workspace/../etc', '      - run: touch kiln-pwned', '        working-directory: /tmp/../proc/1/root', ''].join('\n'),
+        yaml: [
+          'defaults:',
+          '  run:',
+          '    working-directory: /',
+          'jobs:',
+          '  a:',
+          '    runs-on: python-3.11',
+          '    defaults:',
+          '      run:',
+          '        working-directory: /root',
+          '    steps:',
+          '      - run: touch kiln-pwned',
+          '        working-directory: /etc',
+          '      - run: touch kiln-pwned',
+          '        working-directory: ../..',
+          '      - run: touch kiln-pwned',
+          '        working-directory: /workspace/../etc',
+          '      - run: touch kiln-pwned',
+          '        working-directory: /tmp/../proc/1/root',
+          '',
+        ].join('\n'),
         expected: [
           { path: 'defaults.run.working-directory', needle: 'working-directory: /', message: /working-directory '\/' is outside the workspace/ },
           { path: 'jobs.a.defaults.run.working-directory', needle: '/root', message: /outside the workspace/ },
@@ -838,8 +1366,24 @@ describe(`attack: hostile inputs through the API (runtime ${RUNTIME})`, () => {
       },
       {
         name: 'env names with =, newline, NUL, reserved names; values with NUL',
-        yaml: ['env:', '  "A=B": x', 'jobs:', '  a:', '    runs-on: python-3.11', '    env:', '      "LINE\\nBREAK": x', '      GITHUB_TOKEN: forged', '    steps:', '      - run: env',
-          '        env:', '          "NUL\\0NAME": x', '          "1ST": x', '          RUNNER_TEMP: /etc', '          NULVALUE: "a\\0b"', ''].join('\n'),
+        yaml: [
+          'env:',
+          '  "A=B": x',
+          'jobs:',
+          '  a:',
+          '    runs-on: python-3.11',
+          '    env:',
+          '      "LINE\\nBREAK": x',
+          '      GITHUB_TOKEN: forged',
+          '    steps:',
+          '      - run: env',
+          '        env:',
+          '          "NUL\\0NAME": x',
+          '          "1ST": x',
+          '          RUNNER_TEMP: /etc',
+          '          NULVALUE: "a\\0b"',
+          '',
+        ].join('\n'),
         expected: [
           { path: 'env.A=B', needle: '"A=B"', message: /invalid environment variable name 'A=B'/ },
           { path: 'jobs.a.env.LINE\nBREAK', needle: 'LINE', message: /invalid environment variable name/ },
@@ -851,8 +1395,19 @@ describe(`attack: hostile inputs through the API (runtime ${RUNTIME})`, () => {
         ],
       },
       {
-        name: 'env reading the host\'s variables where no env context exists',
-        yaml: ['env:', '  LEAK: ${{ env.KILN_ATTACK_HOST_ENV }}', 'jobs:', '  a:', '    runs-on: python-3.11', '    env:', '      LEAK2: ${{ env.KILN_ADMIN_TOKEN }}', '    steps:', '      - run: echo $LEAK', ''].join('\n'),
+        name: "env reading the host's variables where no env context exists",
+        yaml: [
+          'env:',
+          '  LEAK: ${{ env.KILN_ATTACK_HOST_ENV }}',
+          'jobs:',
+          '  a:',
+          '    runs-on: python-3.11',
+          '    env:',
+          '      LEAK2: ${{ env.KILN_ADMIN_TOKEN }}',
+          '    steps:',
+          '      - run: echo $LEAK',
+          '',
+        ].join('\n'),
         expected: [
           { path: 'env.LEAK', needle: 'LEAK:', message: /Unrecognized named-value: 'env'/ },
           { path: 'jobs.a.env.LEAK2', needle: 'LEAK2', message: /Unrecognized named-value: 'env'/ },
@@ -860,16 +1415,43 @@ describe(`attack: hostile inputs through the API (runtime ${RUNTIME})`, () => {
       },
       {
         name: 'absurd job timeout-minutes',
-        yaml: ['jobs:', ...[['neg', '-5'], ['zero', '0'], ['huge', '1e9'], ['nanstr', '"NaN"'], ['nan', '.nan'], ['inf', '.inf'], ['expr', '"${{ 1 }}"'], ['unit', '10m'], ['list', '[1]']]
-          .map(([id, v]) => `  ${id}: {runs-on: python-3.11, timeout-minutes: ${v}, steps: [{run: id}]}`), ''].join('\n'),
+        yaml: [
+          'jobs:',
+          ...[
+            ['neg', '-5'],
+            ['zero', '0'],
+            ['huge', '1e9'],
+            ['nanstr', '"NaN"'],
+            ['nan', '.nan'],
+            ['inf', '.inf'],
+            ['expr', '"${{ 1 }}"'],
+            ['unit', '10m'],
+            ['list', '[1]'],
+          ].map(([id, v]) => `  ${id}: {runs-on: python-3.11, timeout-minutes: ${v}, steps: [{run: id}]}`),
+          '',
+        ].join('\n'),
         expected: [
-          ...['neg', 'zero', 'nanstr', 'nan', 'inf', 'expr', 'unit', 'list'].map((id) => ({ path: `jobs.${id}.timeout-minutes`, needle: `  ${id}:`, message: /'timeout-minutes' must be a number greater than 0/ })),
+          ...['neg', 'zero', 'nanstr', 'nan', 'inf', 'expr', 'unit', 'list'].map((id) => ({
+            path: `jobs.${id}.timeout-minutes`,
+            needle: `  ${id}:`,
+            message: /'timeout-minutes' must be a number greater than 0/,
+          })),
           { path: 'jobs.huge.timeout-minutes', needle: '  huge:', message: /'timeout-minutes' is 1000000000, more than the 360 minutes allowed/ },
         ],
       },
       {
         name: 'absurd step timeout-minutes',
-        yaml: ['jobs:', '  a:', '    runs-on: python-3.11', '    steps:', '      - run: id', '        timeout-minutes: -1', '      - run: id', '        timeout-minutes: NaN', ''].join('\n'),
+        yaml: [
+          'jobs:',
+          '  a:',
+          '    runs-on: python-3.11',
+          '    steps:',
+          '      - run: id',
+          '        timeout-minutes: -1',
+          '      - run: id',
+          '        timeout-minutes: NaN',
+          '',
+        ].join('\n'),
         expected: [
           { path: 'jobs.a.steps[0].timeout-minutes', needle: 'timeout-minutes: -1', message: /must be a number greater than 0/ },
           { path: 'jobs.a.steps[1].timeout-minutes', needle: 'timeout-minutes: NaN', message: /must be a number greater than 0/ },
@@ -877,14 +1459,17 @@ describe(`attack: hostile inputs through the API (runtime ${RUNTIME})`, () => {
       },
       {
         name: 'malformed resource asks',
-        yaml: ['jobs:',
+        yaml: [
+          'jobs:',
           '  a: {runs-on: python-3.11, limits: {memory: -1g}, steps: [{run: id}]}',
           '  b: {runs-on: python-3.11, limits: {cpus: 0}, steps: [{run: id}]}',
           '  c: {runs-on: python-3.11, limits: {cpus: .inf}, steps: [{run: id}]}',
           '  d: {runs-on: python-3.11, limits: {pids: 1.5}, steps: [{run: id}]}',
           '  e: {runs-on: python-3.11, limits: {memory: 99999999999999999999t}, steps: [{run: id}]}',
           '  f: {runs-on: python-3.11, limits: {gpus: 8, swap: 1t, privileged: true}, steps: [{run: id}]}',
-          '  g: {runs-on: python-3.11, limits: unlimited, steps: [{run: id}]}', ''].join('\n'),
+          '  g: {runs-on: python-3.11, limits: unlimited, steps: [{run: id}]}',
+          '',
+        ].join('\n'),
         expected: [
           { path: 'jobs.a.limits.memory', needle: '  a:', message: /'memory' must be a size/ },
           { path: 'jobs.b.limits.cpus', needle: '  b:', message: /'cpus' must be a number greater than 0/ },
@@ -921,20 +1506,36 @@ describe(`attack: hostile inputs through the API (runtime ${RUNTIME})`, () => {
 
     test('a NUL in a mapping key is reported on the line of that key', async () => {
       const yaml = 'jobs:\n  a:\n    runs-on: python-3.11\n    env:\n      OK: 1\n      "NUL\\0NAME": x\n    steps:\n      - run: env\n';
-      await refusedWorkflow('NUL in a key', viaField(yaml), yaml, [{ path: 'jobs.a.env.NUL\0NAME', needle: 'NUL\\0NAME', message: /contains a NUL character/ }]);
+      await refusedWorkflow('NUL in a key', viaField(yaml), yaml, [
+        { path: 'jobs.a.env.NUL\0NAME', needle: 'NUL\\0NAME', message: /contains a NUL character/ },
+      ]);
     });
 
     test('refused: the same spec attacks as .kiln.yml inside the tarball and from a workflows folder', async () => {
       const c = specCases[1];
       const tar = await makeTar([['.kiln.yml', c.yaml]]);
-      const r = await refused('container in .kiln.yml', () => kiln.submitTarball(tar), 400, /the workflow \.kiln\.yml is not valid:\njobs\.a\.container \(line 4\): 'container' is not supported/);
-      assert.deepEqual(((r.body.problems ?? []) as Problem[]).map((p) => [p.path, p.line]), [['jobs.a.container', 4]]);
+      const r = await refused(
+        'container in .kiln.yml',
+        () => kiln.submitTarball(tar),
+        400,
+        /the workflow \.kiln\.yml is not valid:\njobs\.a\.container \(line 4\): 'container' is not supported/,
+      );
+      assert.deepEqual(
+        ((r.body.problems ?? []) as Problem[]).map((p) => [p.path, p.line]),
+        [['jobs.a.container', 4]],
+      );
       const tar2 = await makeTar([['.github/workflows/ci.yml', specCases[3].yaml]]);
-      await refused('docker:// in .github/workflows/ci.yml', () => kiln.submitTarball(tar2), 400, /the workflow \.github\/workflows\/ci\.yml is not valid:\njobs\.a\.steps\[0\]\.uses \(line 5\)/);
+      await refused(
+        'docker:// in .github/workflows/ci.yml',
+        () => kiln.submitTarball(tar2),
+        400,
+        /the workflow \.github\/workflows\/ci\.yml is not valid:\njobs\.a\.steps\[0\]\.uses \(line 5\)/,
+      );
     });
 
-    test('refused: resource asks above the server\'s maxima, naming each', async () => {
-      const yaml = 'jobs:\n  greedy:\n    runs-on: python-3.11\n    limits:\n      memory: 1t\n      cpus: 1000\n      pids: 1000000\n      workspace: 1t\n    steps:\n      - run: id\n';
+    test("refused: resource asks above the server's maxima, naming each", async () => {
+      const yaml =
+        'jobs:\n  greedy:\n    runs-on: python-3.11\n    limits:\n      memory: 1t\n      cpus: 1000\n      pids: 1000000\n      workspace: 1t\n    steps:\n      - run: id\n';
       // The documented shape of a workflow refusal names the line too (docs/compatibility.md: "refused at submission with its line number").
       await refusedWorkflow('limits above the maxima', viaField(yaml), yaml, [
         { path: 'jobs.greedy.limits.memory', needle: 'memory:', message: /memory 1099511627776 bytes is above the maximum 8589934592/ },
@@ -954,23 +1555,78 @@ describe(`attack: hostile inputs through the API (runtime ${RUNTIME})`, () => {
 
     test('refused: choosing the image through platform, environment or a pinned digest', async () => {
       const ubuntu = 'jobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: id\n';
-      await refused('platform field mapping to alpine', async () => kiln.submitTarball(await source(), { workflow: ubuntu, platform: 'ubuntu-latest=alpine' }), 400, /no environment or label named 'alpine'/);
-      await refused('platform field mapping to docker://', async () => kiln.submitTarball(await source(), { workflow: ubuntu, platform: 'ubuntu-latest=docker://alpine' }), 400, /platform must be LABEL=ENVIRONMENT pairs/);
-      await refused('quick form environment alpine', () => kiln.submitJson({ command: 'id', environment: 'alpine' }), 400, /no environment or label named 'alpine'/);
-      await refused('quick form environment docker://', () => kiln.submitJson({ command: 'id', environment: 'docker://alpine:latest' }), 400, /no environment or label named 'docker:\/\/alpine:latest'/);
-      await refused('quick form environment as YAML injection', () => kiln.submitJson({ command: 'id', environment: 'python-3.11\n    container: alpine' }), 400, /no environment or label named|not valid/);
-      await refused('quick form shell outside the list', () => kiln.submitJson({ command: 'id', shell: 'bash -c "touch /tmp/kiln-pwned" {0}' }), 400, /shell must be bash, sh or python/);
-      await refused('quick form file outside the workspace', () => kiln.submitJson({ command: 'id', files: { '../../tmp/kiln-pwned': 'x' } }), 400, /files: file '\.\.\/\.\.\/tmp\/kiln-pwned': path leaves the workspace/);
-      await refused('quick form absolute file', () => kiln.submitJson({ command: 'id', files: { '/etc/cron.d/kiln-pwned': 'x' } }), 400, /files: file '\/etc\/cron\.d\/kiln-pwned': absolute paths are not allowed/);
-      await refused('quick form file content not a string', () => kiln.submitJson({ command: 'id', files: { 'a.txt': { text: 1 } } }), 400, /files\.a\.txt: content must be a string/);
-      await refused('quick form file content with a reserved key', () => kiln.submitJson({ command: 'id', files: { 'a.txt': { toString: 1 } } }), 400, /files\.a\.txt\.toString is not accepted in a request body: rename it/);
+      await refused(
+        'platform field mapping to alpine',
+        async () => kiln.submitTarball(await source(), { workflow: ubuntu, platform: 'ubuntu-latest=alpine' }),
+        400,
+        /no environment or label named 'alpine'/,
+      );
+      await refused(
+        'platform field mapping to docker://',
+        async () => kiln.submitTarball(await source(), { workflow: ubuntu, platform: 'ubuntu-latest=docker://alpine' }),
+        400,
+        /platform must be LABEL=ENVIRONMENT pairs/,
+      );
+      await refused(
+        'quick form environment alpine',
+        () => kiln.submitJson({ command: 'id', environment: 'alpine' }),
+        400,
+        /no environment or label named 'alpine'/,
+      );
+      await refused(
+        'quick form environment docker://',
+        () => kiln.submitJson({ command: 'id', environment: 'docker://alpine:latest' }),
+        400,
+        /no environment or label named 'docker:\/\/alpine:latest'/,
+      );
+      await refused(
+        'quick form environment as YAML injection',
+        () => kiln.submitJson({ command: 'id', environment: 'python-3.11\n    container: alpine' }),
+        400,
+        /no environment or label named|not valid/,
+      );
+      await refused(
+        'quick form shell outside the list',
+        () => kiln.submitJson({ command: 'id', shell: 'bash -c "touch /tmp/kiln-pwned" {0}' }),
+        400,
+        /shell must be bash, sh or python/,
+      );
+      await refused(
+        'quick form file outside the workspace',
+        () => kiln.submitJson({ command: 'id', files: { '../../tmp/kiln-pwned': 'x' } }),
+        400,
+        /files: file '\.\.\/\.\.\/tmp\/kiln-pwned': path leaves the workspace/,
+      );
+      await refused(
+        'quick form absolute file',
+        () => kiln.submitJson({ command: 'id', files: { '/etc/cron.d/kiln-pwned': 'x' } }),
+        400,
+        /files: file '\/etc\/cron\.d\/kiln-pwned': absolute paths are not allowed/,
+      );
+      await refused(
+        'quick form file content not a string',
+        () => kiln.submitJson({ command: 'id', files: { 'a.txt': { text: 1 } } }),
+        400,
+        /files\.a\.txt: content must be a string/,
+      );
+      await refused(
+        'quick form file content with a reserved key',
+        () => kiln.submitJson({ command: 'id', files: { 'a.txt': { toString: 1 } } }),
+        400,
+        /files\.a\.txt\.toString is not accepted in a request body: rename it/,
+      );
     });
 
     test('refused: absurd quick-form timeouts', async () => {
       await refused('timeoutMinutes -1', () => kiln.submitJson({ command: 'id', timeoutMinutes: -1 }), 400, /timeoutMinutes must not be less than 1/);
       await refused('timeoutMinutes 1e9', () => kiln.submitJson({ command: 'id', timeoutMinutes: 1e9 }), 400, /timeoutMinutes must not be greater than 10080/);
       await refused('timeoutMinutes NaN', () => kiln.submitJson({ command: 'id', timeoutMinutes: 'NaN' }), 400, /timeoutMinutes must be an integer number/);
-      await refused('timeoutMinutes Infinity string', async () => kiln.submitTarball(await source(), { command: 'id', timeoutMinutes: 'Infinity' }), 400, /timeoutMinutes must be an integer number/);
+      await refused(
+        'timeoutMinutes Infinity string',
+        async () => kiln.submitTarball(await source(), { command: 'id', timeoutMinutes: 'Infinity' }),
+        400,
+        /timeoutMinutes must be an integer number/,
+      );
       await refused('timeoutMinutes 1.5', () => kiln.submitJson({ command: 'id', timeoutMinutes: 1.5 }), 400, /timeoutMinutes must be an integer number/);
     });
 
@@ -1065,7 +1721,7 @@ jobs:
       return j;
     };
 
-    test('the job sees none of the server\'s environment (host env, admin token, canary)', async () => {
+    test("the job sees none of the server's environment (host env, admin token, canary)", async () => {
       const log = logsByJob.envleak;
       assert.equal(job('envleak').conclusion, 'success', log);
       assert.match(log, /host=\[\]\[\]\[\]\[\]\[\]/);
@@ -1075,7 +1731,7 @@ jobs:
       watch.assertNoLeak(log, 'envleak');
     });
 
-    test('GITHUB_ENV / GITHUB_PATH tricks: bad lines are dropped with a warning; reserved variables stay the runner\'s', async () => {
+    test("GITHUB_ENV / GITHUB_PATH tricks: bad lines are dropped with a warning; reserved variables stay the runner's", async () => {
       const log = logsByJob.envfile;
       assert.equal(job('envfile').conclusion, 'success', log);
       assert.match(log, /A=\[B\] C=\[unset\] Z=\[Q=injected\] Q=\[unset\] N=\[unset\] E=\[x=y\] H=\[from-job\]/);
@@ -1083,7 +1739,7 @@ jobs:
       assert.match(log, /GITHUB_ENV: 'BAD NAME' is not a valid name/);
       assert.match(log, /GITHUB_ENV: the value of N contains a NUL byte/);
       assert.doesNotMatch(log, /GE=\[\/etc\/passwd\]/);
-      assert.match(log, /bash=\[\/\S*bash\]/, 'PATH from GITHUB_ENV did not break the runner\'s PATH');
+      assert.match(log, /bash=\[\/\S*bash\]/, "PATH from GITHUB_ENV did not break the runner's PATH");
       assert.doesNotMatch(log, /path=\[[^\]]*\/tmp\/evil:\/usr\/sbin/, 'a GITHUB_PATH line with ":" is not added');
     });
 
@@ -1148,8 +1804,9 @@ jobs:
     test('submodules (file:// the canary, ext::, command updates) and hooks are never fetched or run', async () => {
       await makeRawRepo(gitRoot, 'submodules', {
         '.kiln.yml': KILN_YML,
-        '.gitmodules': `[submodule "lib"]\n\tpath = vendor/lib\n\turl = file://${gitWatch.canaryDir}\n\tupdate = !touch /tmp/kiln-pwned-update\n`
-          + '[submodule "ext"]\n\tpath = vendor/ext\n\turl = ext::sh -c touch% /tmp/kiln-pwned-ext\n',
+        '.gitmodules':
+          `[submodule "lib"]\n\tpath = vendor/lib\n\turl = file://${gitWatch.canaryDir}\n\tupdate = !touch /tmp/kiln-pwned-update\n` +
+          '[submodule "ext"]\n\tpath = vendor/ext\n\turl = ext::sh -c touch% /tmp/kiln-pwned-ext\n',
         'vendor/lib': { gitlink: '1'.repeat(40) },
         'vendor/ext': { gitlink: '2'.repeat(40) },
         '.githooks/post-checkout': { exec: '#!/bin/sh\ntouch /tmp/kiln-pwned-hook\n' },
@@ -1171,36 +1828,108 @@ jobs:
 
     test('refused: a tree holding .git/hooks/post-checkout is refused as bad content, not as a transient failure', async () => {
       await makeDotGitRepo(gitRoot, 'dotgit', WORKFLOW);
-      await refused('.git in the tree', () => gitKiln.submitJson({ repo: remote.repoUrl('dotgit'), ref: 'main' }), 400, /invalid path '\.git\/hooks\/post-checkout'/, on());
+      await refused(
+        '.git in the tree',
+        () => gitKiln.submitJson({ repo: remote.repoUrl('dotgit'), ref: 'main' }),
+        400,
+        /invalid path '\.git\/hooks\/post-checkout'/,
+        on(),
+      );
     });
 
     test('refused: symlinks in a repository that point out of the workspace', async () => {
       await makeRawRepo(gitRoot, 'abslink', { '.kiln.yml': WORKFLOW, canary: { link: gitWatch.secretPath } });
-      await refused('absolute symlink in a repo', () => gitKiln.submitJson({ repo: remote.repoUrl('abslink'), ref: 'main' }), 400, /source: entry '(\.\/)?canary': symlink target '.*secret\.txt' is absolute/, on());
+      await refused(
+        'absolute symlink in a repo',
+        () => gitKiln.submitJson({ repo: remote.repoUrl('abslink'), ref: 'main' }),
+        400,
+        /source: entry '(\.\/)?canary': symlink target '.*secret\.txt' is absolute/,
+        on(),
+      );
       await makeRawRepo(gitRoot, 'uplink', { '.kiln.yml': WORKFLOW, 'a/up': { link: '../../../../../etc/shadow' } });
-      await refused('climbing symlink in a repo', () => gitKiln.submitJson({ repo: remote.repoUrl('uplink'), ref: 'main' }), 400, /source: entry '(\.\/)?a\/up': symlink target '.*' points outside the workspace/, on());
+      await refused(
+        'climbing symlink in a repo',
+        () => gitKiln.submitJson({ repo: remote.repoUrl('uplink'), ref: 'main' }),
+        400,
+        /source: entry '(\.\/)?a\/up': symlink target '.*' points outside the workspace/,
+        on(),
+      );
     });
 
     test('refused: a repository over the clone cap, and a compressed bomb, fail fast and clean', async () => {
       await makeRawRepo(gitRoot, 'huge', { '.kiln.yml': WORKFLOW, 'blob.txt': randomBytes(6 * MiB).toString('base64') });
-      const { ms } = await timed(refused('huge repo', () => gitKiln.submitJson({ repo: remote.repoUrl('huge'), ref: 'main' }), 400, /repo: the repository is larger than 2 MiB; use a smaller repository or ref/, on()));
+      const { ms } = await timed(
+        refused(
+          'huge repo',
+          () => gitKiln.submitJson({ repo: remote.repoUrl('huge'), ref: 'main' }),
+          400,
+          /repo: the repository is larger than 2 MiB; use a smaller repository or ref/,
+          on(),
+        ),
+      );
       assert.ok(ms < 30_000, `huge repo refused in ${ms} ms`);
       await makeRawRepo(gitRoot, 'bomb', { '.kiln.yml': WORKFLOW, 'zeros.txt': '0'.repeat(64 * MiB) });
-      const bomb = await timed(refused('compressed bomb repo', () => gitKiln.submitJson({ repo: remote.repoUrl('bomb'), ref: 'main' }), 400, /repo: the repository is larger than 2 MiB/, on()));
+      const bomb = await timed(
+        refused(
+          'compressed bomb repo',
+          () => gitKiln.submitJson({ repo: remote.repoUrl('bomb'), ref: 'main' }),
+          400,
+          /repo: the repository is larger than 2 MiB/,
+          on(),
+        ),
+      );
       assert.ok(bomb.ms < 30_000, `bomb repo refused in ${bomb.ms} ms`);
     });
 
     test('refused: redirects, options as ref against a real remote, a bad workflow inside a repo', async () => {
       await makeRawRepo(gitRoot, 'plain', { '.kiln.yml': WORKFLOW, 'README.md': 'plain\n' });
-      await refused('redirect', () => gitKiln.submitJson({ repo: `${remote.url}/redirect/plain.git`, ref: 'main' }), 400, /repo: the server redirected .*redirects are not followed/, on());
+      await refused(
+        'redirect',
+        () => gitKiln.submitJson({ repo: `${remote.url}/redirect/plain.git`, ref: 'main' }),
+        400,
+        /repo: the server redirected .*redirects are not followed/,
+        on(),
+      );
       const before = remote.requestCount();
-      await refused('ref --upload-pack against a live remote', () => gitKiln.submitJson({ repo: remote.repoUrl('plain'), ref: '--upload-pack=touch /tmp/kiln-pwned' }), 400, /must not start with '-'/, on());
-      await refused('ref -c against a live remote', () => gitKiln.submitJson({ repo: remote.repoUrl('plain'), ref: '-cprotocol.ext.allow=always' }), 400, /must not start with '-'/, on());
+      await refused(
+        'ref --upload-pack against a live remote',
+        () => gitKiln.submitJson({ repo: remote.repoUrl('plain'), ref: '--upload-pack=touch /tmp/kiln-pwned' }),
+        400,
+        /must not start with '-'/,
+        on(),
+      );
+      await refused(
+        'ref -c against a live remote',
+        () => gitKiln.submitJson({ repo: remote.repoUrl('plain'), ref: '-cprotocol.ext.allow=always' }),
+        400,
+        /must not start with '-'/,
+        on(),
+      );
       assert.equal(remote.requestCount(), before, 'a refused ref causes no traffic');
-      await refused('ext:: with private hosts allowed', () => gitKiln.submitJson({ repo: 'ext::sh -c touch% /tmp/kiln-pwned', ref: 'main' }), 400, /the URL scheme 'ext' is not accepted; allowed schemes: https:\/\/, http:\/\//, on());
-      await refused('file:// with private hosts allowed', () => gitKiln.submitJson({ repo: `file://${gitWatch.canaryDir}`, ref: 'main' }), 400, /the URL scheme 'file' is not accepted/, on());
-      await makeRawRepo(gitRoot, 'badspec', { '.kiln.yml': 'jobs:\n  a:\n    runs-on: python-3.11\n    container: {image: alpine, options: --privileged}\n    steps: [{run: id}]\n' });
-      await refused('container: in a cloned .kiln.yml', () => gitKiln.submitJson({ repo: remote.repoUrl('badspec'), ref: 'main' }), 400, /the workflow \.kiln\.yml is not valid:\njobs\.a\.container \(line 4\)/, on());
+      await refused(
+        'ext:: with private hosts allowed',
+        () => gitKiln.submitJson({ repo: 'ext::sh -c touch% /tmp/kiln-pwned', ref: 'main' }),
+        400,
+        /the URL scheme 'ext' is not accepted; allowed schemes: https:\/\/, http:\/\//,
+        on(),
+      );
+      await refused(
+        'file:// with private hosts allowed',
+        () => gitKiln.submitJson({ repo: `file://${gitWatch.canaryDir}`, ref: 'main' }),
+        400,
+        /the URL scheme 'file' is not accepted/,
+        on(),
+      );
+      await makeRawRepo(gitRoot, 'badspec', {
+        '.kiln.yml': 'jobs:\n  a:\n    runs-on: python-3.11\n    container: {image: alpine, options: --privileged}\n    steps: [{run: id}]\n',
+      });
+      await refused(
+        'container: in a cloned .kiln.yml',
+        () => gitKiln.submitJson({ repo: remote.repoUrl('badspec'), ref: 'main' }),
+        400,
+        /the workflow \.kiln\.yml is not valid:\njobs\.a\.container \(line 4\)/,
+        on(),
+      );
     });
 
     test('refused: slow remotes (one that never answers, one that trickles a byte every 250 ms) end at the clone timeout; nothing is left running', async () => {
@@ -1237,7 +1966,9 @@ jobs:
         if (r.error) problems.push(`${r.name} (${r.ms} ms): ${(r.error as Error).message.slice(0, 600)}`);
       }
       if (ampHealth.slowest >= 5000 || ampHealth.failures.length) {
-        problems.push(`health during the amplification: slowest ${ampHealth.slowest} ms over ${ampHealth.polls} polls; ${ampHealth.failures.slice(0, 3).join('; ')}`);
+        problems.push(
+          `health during the amplification: slowest ${ampHealth.slowest} ms over ${ampHealth.polls} polls; ${ampHealth.failures.slice(0, 3).join('; ')}`,
+        );
       }
       assert.deepEqual(problems, [], 'alias amplification is refused at submission without stalling the service');
     });

@@ -14,8 +14,24 @@ import { assertServing, AttackServer, HostWatch, RUNTIME, startAttackServer } fr
  * unset); only the sandbox's disk sizes are small, so that filling them is quick.
  */
 
-interface JobView { id: string; key: string; status: string; conclusion: string | null; error: string | null; startedAt: string | null; finishedAt: string | null; summaryHtml?: string | null; steps: { index: number; name: string; outcome: string | null; conclusion: string | null; reason: string | null }[] }
-interface View { id: string; status: string; conclusion: string | null; jobs: JobView[]; artifacts: { name: string }[] }
+interface JobView {
+  id: string;
+  key: string;
+  status: string;
+  conclusion: string | null;
+  error: string | null;
+  startedAt: string | null;
+  finishedAt: string | null;
+  summaryHtml?: string | null;
+  steps: { index: number; name: string; outcome: string | null; conclusion: string | null; reason: string | null }[];
+}
+interface View {
+  id: string;
+  status: string;
+  conclusion: string | null;
+  jobs: JobView[];
+  artifacts: { name: string }[];
+}
 
 const time = (s: string | null) => (s ? Date.parse(s) : Infinity);
 
@@ -36,12 +52,16 @@ describe(`attack review: fair share, the sandbox's own files, the data folder ($
     const u = await server.kiln.fetch('/api/v1/users', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name }) });
     assert.equal(u.status, 201, await u.clone().text());
     const { id } = (await u.json()) as { id: string };
-    const t = await server.kiln.fetch(`/api/v1/users/${id}/tokens`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'attack' }) });
+    const t = await server.kiln.fetch(`/api/v1/users/${id}/tokens`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'attack' }),
+    });
     assert.equal(t.status, 201);
     return new Client(server.url, ((await t.json()) as { token: string }).token);
   }
 
-  test('finding 5: with the default settings, user B\'s job starts while user A still has jobs running and waiting', { timeout: 180_000 }, async () => {
+  test("finding 5: with the default settings, user B's job starts while user A still has jobs running and waiting", { timeout: 180_000 }, async () => {
     const alice = await makeUser('review-alice');
     const bob = await makeUser('review-bob');
     // Alice asks for three slow jobs at once. Before: the per-user limit (2) was every slot of the
@@ -58,16 +78,28 @@ describe(`attack review: fair share, the sandbox's own files, the data folder ($
     const aliceJobs = aliceNow.map((r) => r.jobs[0]);
     const describe = aliceJobs.map((j) => `${j.status} started ${j.startedAt} finished ${j.finishedAt}`).join('; ');
     console.log(`# bob started ${bobDone.jobs[0].startedAt}; alice: ${describe}`);
-    assert.ok(aliceJobs.every((j) => time(j.finishedAt) > bobStart), `Bob's job started before any of Alice's ended (it waited behind her jobs): ${describe}`);
-    assert.ok(aliceJobs.some((j) => time(j.startedAt) < bobStart), `one of Alice's jobs was running when Bob's started: ${describe}`);
-    assert.ok(aliceJobs.some((j) => time(j.startedAt) > bobStart), `Alice still had a job waiting when Bob's started: ${describe}`);
+    assert.ok(
+      aliceJobs.every((j) => time(j.finishedAt) > bobStart),
+      `Bob's job started before any of Alice's ended (it waited behind her jobs): ${describe}`,
+    );
+    assert.ok(
+      aliceJobs.some((j) => time(j.startedAt) < bobStart),
+      `one of Alice's jobs was running when Bob's started: ${describe}`,
+    );
+    assert.ok(
+      aliceJobs.some((j) => time(j.startedAt) > bobStart),
+      `Alice still had a job waiting when Bob's started: ${describe}`,
+    );
     for (const r of mine) await waitDone(alice, r.id, 120_000);
   });
 
   let filled: View | undefined;
   let filledLog = '';
-  test('finding 8: a job that fills every place it can write still runs its if: always() cleanup; Kiln\'s step scripts are not the job\'s to write', { timeout: 300_000 }, async () => {
-    const workflow = String.raw`
+  test(
+    "finding 8: a job that fills every place it can write still runs its if: always() cleanup; Kiln's step scripts are not the job's to write",
+    { timeout: 300_000 },
+    async () => {
+      const workflow = String.raw`
 jobs:
   fill:
     runs-on: python-3.11
@@ -102,20 +134,34 @@ jobs:
         if: always()
         run: echo "after-cleanup $CLEANED"
 `;
-    const run = await server.kiln.accepted(server.kiln.submitTarball(await makeTar([['.kiln.yml', workflow]])));
-    filled = await waitDone(server.kiln, run.id);
-    filledLog = await server.kiln.logs(run.id);
-    const job = filled.jobs[0];
-    const lines = filledLog.split('\n').filter((l) => /PROBE|FILES|DF|cleanup|■/.test(l)).join('\n');
-    console.log(lines.split('\n').map((l) => `#   ${l}`).join('\n'));
-    const probes = [...filledLog.matchAll(/PROBE (\S+) (\S+)/g)].map((m) => [m[1], m[2]]);
-    assert.equal(probes.length, 3, `every probe reported:\n${lines}`);
-    for (const [where, how] of probes) assert.match(how, /^(EACCES|EROFS)$/, `writing ${where}: ${how} (the job could write where Kiln keeps its step scripts and files)`);
-    assert.match(filledLog, /cleanup-ran/, `the cleanup step did not run after the job filled every place:\n${lines}`);
-    assert.deepEqual(job.steps.map((s) => s.conclusion), ['success', 'success', 'success'], `${JSON.stringify(job.steps)}\n${lines}`);
-    assert.match(filledLog, /after-cleanup yes/, 'the cleanup step could still write $GITHUB_ENV');
-    assert.equal(job.conclusion, 'success');
-  });
+      const run = await server.kiln.accepted(server.kiln.submitTarball(await makeTar([['.kiln.yml', workflow]])));
+      filled = await waitDone(server.kiln, run.id);
+      filledLog = await server.kiln.logs(run.id);
+      const job = filled.jobs[0];
+      const lines = filledLog
+        .split('\n')
+        .filter((l) => /PROBE|FILES|DF|cleanup|■/.test(l))
+        .join('\n');
+      console.log(
+        lines
+          .split('\n')
+          .map((l) => `#   ${l}`)
+          .join('\n'),
+      );
+      const probes = [...filledLog.matchAll(/PROBE (\S+) (\S+)/g)].map((m) => [m[1], m[2]]);
+      assert.equal(probes.length, 3, `every probe reported:\n${lines}`);
+      for (const [where, how] of probes)
+        assert.match(how, /^(EACCES|EROFS)$/, `writing ${where}: ${how} (the job could write where Kiln keeps its step scripts and files)`);
+      assert.match(filledLog, /cleanup-ran/, `the cleanup step did not run after the job filled every place:\n${lines}`);
+      assert.deepEqual(
+        job.steps.map((s) => s.conclusion),
+        ['success', 'success', 'success'],
+        `${JSON.stringify(job.steps)}\n${lines}`,
+      );
+      assert.match(filledLog, /after-cleanup yes/, 'the cleanup step could still write $GITHUB_ENV');
+      assert.equal(job.conclusion, 'success');
+    },
+  );
 
   let named: View | undefined;
   test('finding 12: artifact names . and .. are refused, saying which names are allowed', { timeout: 300_000 }, async () => {
@@ -140,11 +186,21 @@ jobs:
     named = await waitDone(server.kiln, run.id);
     const log = await server.kiln.logs(run.id);
     const steps = named.jobs[0].steps;
-    assert.deepEqual(named.artifacts.map((a) => a.name), ['fine'], `only 'fine' was kept: ${JSON.stringify(named.artifacts)}`);
-    for (const [i, name] of [[1, '..'], [2, '.']] as const) {
+    assert.deepEqual(
+      named.artifacts.map((a) => a.name),
+      ['fine'],
+      `only 'fine' was kept: ${JSON.stringify(named.artifacts)}`,
+    );
+    for (const [i, name] of [
+      [1, '..'],
+      [2, '.'],
+    ] as const) {
       assert.equal(steps[i].outcome, 'failure', `upload of '${name}': ${JSON.stringify(steps[i])}`);
       assert.equal(steps[i].reason, 'artifact-error');
-      assert.ok(log.includes(`artifact name '${name}' is not valid: 1 to 128 characters, none of " : < > | * ? \\ / or newlines, and not . or ..`), `the refusal of '${name}' says what is allowed:\n${log}`);
+      assert.ok(
+        log.includes(`artifact name '${name}' is not valid: 1 to 128 characters, none of " : < > | * ? \\ / or newlines, and not . or ..`),
+        `the refusal of '${name}' says what is allowed:\n${log}`,
+      );
     }
     assert.equal(named.conclusion, 'success', JSON.stringify(named.jobs));
   });
@@ -178,7 +234,7 @@ jobs:
     walk(server.data);
     console.log(`# data folder: ${[...seen].sort().join(', ')}`);
     for (const must of ['kiln.sqlite', 'logs', 'artifacts']) assert.ok(seen.has(must), `${must} is in the data folder (${[...seen].join(', ')})`);
-    assert.deepEqual(loose, [], 'readable or writable by others than Kiln\'s own user');
+    assert.deepEqual(loose, [], "readable or writable by others than Kiln's own user");
   });
 
   test('the host is unchanged and the service still serves', { timeout: 180_000 }, async () => {

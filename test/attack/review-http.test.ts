@@ -25,7 +25,10 @@ function deepBody(key: string): Buffer {
   return Buffer.from(`{"${key}":${'{"a":'.repeat(100_000)}1${'}'.repeat(100_000)}}`);
 }
 
-interface Operation { method: string; path: string }
+interface Operation {
+  method: string;
+  path: string;
+}
 
 /** Every operation of the server's OpenAPI document that takes a body (POST, PUT, PATCH, DELETE), path parameters filled. */
 async function bodyOperations(url: string): Promise<Operation[]> {
@@ -48,7 +51,9 @@ function followTicks(kiln: Client, runId: string): { times: number[]; stop: () =
   const times: number[] = [];
   const abort = new AbortController();
   let first!: () => void;
-  const firstTick = new Promise<void>((r) => { first = r; });
+  const firstTick = new Promise<void>((r) => {
+    first = r;
+  });
   void (async () => {
     const res = await kiln.fetch(`/api/v1/runs/${runId}/logs?follow=1`, { signal: abort.signal });
     const reader = res.body!.getReader();
@@ -56,9 +61,14 @@ function followTicks(kiln: Client, runId: string): { times: number[]; stop: () =
     for (;;) {
       const { value, done } = await reader.read();
       if (done) break;
-      if (dec.decode(value, { stream: true }).includes('tick-')) { times.push(Date.now()); first(); }
+      if (dec.decode(value, { stream: true }).includes('tick-')) {
+        times.push(Date.now());
+        first();
+      }
     }
-  })().catch(() => { /* aborted */ });
+  })().catch(() => {
+    /* aborted */
+  });
   return { times, stop: () => abort.abort(), firstTick };
 }
 
@@ -74,7 +84,11 @@ describe('attack review: the HTTP surface', () => {
     admin = server.kiln;
     const u = await admin.fetch('/api/v1/users', { method: 'POST', headers: JSON_HEADERS, body: JSON.stringify({ name: 'mallory-http' }) });
     assert.equal(u.status, 201, await u.clone().text());
-    const t = await admin.fetch(`/api/v1/users/${((await u.json()) as { id: string }).id}/tokens`, { method: 'POST', headers: JSON_HEADERS, body: JSON.stringify({ name: 'attack' }) });
+    const t = await admin.fetch(`/api/v1/users/${((await u.json()) as { id: string }).id}/tokens`, {
+      method: 'POST',
+      headers: JSON_HEADERS,
+      body: JSON.stringify({ name: 'attack' }),
+    });
     assert.equal(t.status, 201);
     user = new Client(server.url, ((await t.json()) as { token: string }).token);
   });
@@ -91,7 +105,10 @@ describe('attack review: the HTTP surface', () => {
 
   test('finding 1: 300 000 keys and 100 000-deep bodies to every JSON endpoint answer 4xx within 1 s; health and a live log keep flowing', async (t) => {
     const ops = await bodyOperations(server.url);
-    assert.ok(ops.some((o) => o.path === '/api/v1/webhooks/github'), `the webhook route is in the document: ${JSON.stringify(ops)}`);
+    assert.ok(
+      ops.some((o) => o.path === '/api/v1/webhooks/github'),
+      `the webhook route is in the document: ${JSON.stringify(ops)}`,
+    );
     assert.ok(ops.some((o) => o.path === '/api/v1/tokens') && ops.some((o) => o.path === '/api/v1/runs'), JSON.stringify(ops));
 
     // A job printing a line every 100 ms, followed live.
@@ -125,7 +142,11 @@ describe('attack review: the HTTP surface', () => {
     })();
 
     const wide = wideBody();
-    const bodies: [string, Buffer][] = [['300 000 keys', wide], ['100 000 deep in files', deepBody('files')], ['100 000 deep in platform', deepBody('platform')]];
+    const bodies: [string, Buffer][] = [
+      ['300 000 keys', wide],
+      ['100 000 deep in files', deepBody('files')],
+      ['100 000 deep in platform', deepBody('platform')],
+    ];
     const slow: string[] = [];
     let slowest = 0;
     const sendStart = Date.now();
@@ -140,7 +161,11 @@ describe('attack review: the HTTP surface', () => {
           slowest = Math.max(slowest, ms);
           if (ms > 1000) slow.push(`${op.method} ${op.path} with ${what}: ${ms} ms (${r.status})`);
           if (op.path === '/api/v1/tokens' || op.path === '/api/v1/webhooks/github') {
-            assert.match(r.message, what.includes('keys') ? /more than \d+ keys and array elements/ : /nests objects or arrays more than \d+ deep/, `${op.path}: ${r.message}`);
+            assert.match(
+              r.message,
+              what.includes('keys') ? /more than \d+ keys and array elements/ : /nests objects or arrays more than \d+ deep/,
+              `${op.path}: ${r.message}`,
+            );
           }
         }
       }
@@ -151,14 +176,19 @@ describe('attack review: the HTTP surface', () => {
     const sendEnd = Date.now();
     assert.deepEqual(slow, [], 'every refusal within 1 s');
     assert.ok(waits.length > 5, `health was polled ${waits.length} times`);
-    assert.ok(Math.max(...waits) <= 200, `health waited up to ${Math.max(...waits)} ms besides the engine's own time (${waits.length} polls: ${waits.join(',')}; with the engine: ${rawWaits.join(',')})`);
+    assert.ok(
+      Math.max(...waits) <= 200,
+      `health waited up to ${Math.max(...waits)} ms besides the engine's own time (${waits.length} polls: ${waits.join(',')}; with the engine: ${rawWaits.join(',')})`,
+    );
 
     // The live log kept arriving during the sends: no gap over 2 s.
     await new Promise((r) => setTimeout(r, 1500));
     ticks.stop();
     const during = [sendStart, ...ticks.times.filter((t) => t > sendStart && t < sendEnd + 1500), sendEnd];
     const gaps = during.slice(1).map((t, i) => t - during[i]);
-    t.diagnostic(`${ops.length} operations x ${bodies.length} bodies in ${sendEnd - sendStart} ms; slowest refusal ${slowest} ms; health ${waits.length} polls, longest ${Math.max(...waits)} ms (${Math.max(...rawWaits)} ms with the engine's own time; before the sends ${Math.max(...quiet)} ms); longest live-log gap ${Math.max(...gaps)} ms`);
+    t.diagnostic(
+      `${ops.length} operations x ${bodies.length} bodies in ${sendEnd - sendStart} ms; slowest refusal ${slowest} ms; health ${waits.length} polls, longest ${Math.max(...waits)} ms (${Math.max(...rawWaits)} ms with the engine's own time; before the sends ${Math.max(...quiet)} ms); longest live-log gap ${Math.max(...gaps)} ms`,
+    );
     assert.ok(Math.max(...gaps) <= 2000, `the live log stalled for ${Math.max(...gaps)} ms during ${sendEnd - sendStart} ms of sends`);
     await user.fetch(`/api/v1/runs/${run.id}/cancel`, { method: 'POST' });
     await user.waitFor(run.id, 120_000);
@@ -176,7 +206,12 @@ describe('attack review: the HTTP surface', () => {
       const quick = await refusal(user.submitJson({ command: 'echo hi', environment: label }));
       assert.equal(quick.status, 400, `environment: ${label}: ${quick.status} ${quick.message}`);
       assert.match(quick.message, new RegExp(`'${label}'`), quick.message);
-      for (const p of [`/api/v1/environments/${label}`, `/api/v1/environments/${label}/latest`, `/api/v1/environments/python-3.11/${label}`, `/api/v1/environments/${label}/diff`]) {
+      for (const p of [
+        `/api/v1/environments/${label}`,
+        `/api/v1/environments/${label}/latest`,
+        `/api/v1/environments/python-3.11/${label}`,
+        `/api/v1/environments/${label}/diff`,
+      ]) {
         const c = await refusal(user.fetch(p));
         assert.ok(c.status === 404 || c.status === 400, `${p}: ${c.status} ${c.message}`);
       }
@@ -184,7 +219,9 @@ describe('attack review: the HTTP surface', () => {
   });
 
   test('finding 9: text logs show ESC, OSC 52 and CR as \\xNN; the raw bytes only as an attachment', async () => {
-    const run = await user.accepted(user.submitJson({ command: String.raw`printf 'a\033[32m\342\226\240 build success\033[0m\rforged\n'; printf '\033]52;c;cHduZWQ=\007tab\there\n'` }));
+    const run = await user.accepted(
+      user.submitJson({ command: String.raw`printf 'a\033[32m\342\226\240 build success\033[0m\rforged\n'; printf '\033]52;c;cHduZWQ=\007tab\there\n'` }),
+    );
     const done = await user.waitFor(run.id, 180_000);
     assert.equal(done.conclusion, 'success', JSON.stringify(done.jobs));
     const res = await user.fetch(`/api/v1/runs/${run.id}/logs`);
@@ -209,7 +246,8 @@ describe('attack review: the HTTP surface', () => {
       const res = await fetch(`${server.url}${p}`);
       await res.arrayBuffer();
       const csp = res.headers.get('content-security-policy') ?? '';
-      for (const d of ["default-src 'self'", "script-src 'self'", "object-src 'none'", "base-uri 'none'", "frame-ancestors 'none'"]) assert.ok(csp.includes(d), `${p} (${res.status}): CSP '${csp}' lacks ${d}`);
+      for (const d of ["default-src 'self'", "script-src 'self'", "object-src 'none'", "base-uri 'none'", "frame-ancestors 'none'"])
+        assert.ok(csp.includes(d), `${p} (${res.status}): CSP '${csp}' lacks ${d}`);
       if (p !== '/api/docs') assert.doesNotMatch(csp, /unsafe/, `${p}: ${csp}`);
       assert.doesNotMatch(csp, /script-src[^;]*unsafe/, `${p}: ${csp}`);
       assert.equal(res.headers.get('x-frame-options'), 'DENY', p);
@@ -218,4 +256,3 @@ describe('attack review: the HTTP surface', () => {
     }
   });
 });
-

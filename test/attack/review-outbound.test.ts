@@ -21,7 +21,12 @@ import { tmpDir } from '../helpers';
 import { Client } from '../e2e/runs-helpers';
 import { assertServing, AttackServer, HostWatch, refusal, RUNTIME, startAttackServer } from './harness';
 
-interface Listener { url: string; port: number; hits: { method: string; url: string }[]; close: () => Promise<void> }
+interface Listener {
+  url: string;
+  port: number;
+  hits: { method: string; url: string }[];
+  close: () => Promise<void>;
+}
 
 /** A loopback HTTP listener that records every request and answers with `answer`. */
 async function listen(answer: (res: http.ServerResponse) => void = (res) => res.writeHead(201).end('{}')): Promise<Listener> {
@@ -33,7 +38,16 @@ async function listen(answer: (res: http.ServerResponse) => void = (res) => res.
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
   const port = (server.address() as AddressInfo).port;
-  return { url: `http://127.0.0.1:${port}`, port, hits, close: () => new Promise((r) => { server.closeAllConnections(); server.close(() => r()); }) };
+  return {
+    url: `http://127.0.0.1:${port}`,
+    port,
+    hits,
+    close: () =>
+      new Promise((r) => {
+        server.closeAllConnections();
+        server.close(() => r());
+      }),
+  };
 }
 
 const SECRET = 'a-webhook-secret-of-some-length';
@@ -43,23 +57,45 @@ async function makeUser(admin: Client, name: string): Promise<{ client: Client; 
   const u = await admin.fetch('/api/v1/users', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name }) });
   assert.equal(u.status, 201, await u.clone().text());
   const { id } = (await u.json()) as { id: string };
-  const t = await admin.fetch(`/api/v1/users/${id}/tokens`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'attack' }) });
+  const t = await admin.fetch(`/api/v1/users/${id}/tokens`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ name: 'attack' }),
+  });
   assert.equal(t.status, 201);
   return { client: new Client(admin.url, ((await t.json()) as { token: string }).token), id };
 }
 
 function register(client: Client, body: Record<string, unknown>): Promise<Response> {
-  return client.fetch('/api/v1/repositories', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ secret: SECRET, ...body }) });
+  return client.fetch('/api/v1/repositories', {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ secret: SECRET, ...body }),
+  });
 }
 
 function pushPayload(fullName: string, sha: string, ref = 'refs/heads/main'): Record<string, unknown> {
-  return { ref, after: sha, before: '0'.repeat(40), deleted: false, repository: { full_name: fullName }, commits: [{ id: sha, added: [], modified: ['README'], removed: [] }] };
+  return {
+    ref,
+    after: sha,
+    before: '0'.repeat(40),
+    deleted: false,
+    repository: { full_name: fullName },
+    commits: [{ id: sha, added: [], modified: ['README'], removed: [] }],
+  };
 }
 
 async function deliver(url: string, body: Record<string, unknown>, opts: { id?: string; secret?: string | null; event?: string } = {}): Promise<Response> {
   const text = JSON.stringify(body);
-  const headers: Record<string, string> = { 'content-type': 'application/json', 'x-github-event': opts.event ?? 'push', 'x-github-delivery': opts.id ?? randomUUID() };
-  if (opts.secret !== null) headers['x-hub-signature-256'] = `sha256=${createHmac('sha256', opts.secret ?? SECRET).update(text).digest('hex')}`;
+  const headers: Record<string, string> = {
+    'content-type': 'application/json',
+    'x-github-event': opts.event ?? 'push',
+    'x-github-delivery': opts.id ?? randomUUID(),
+  };
+  if (opts.secret !== null)
+    headers['x-hub-signature-256'] = `sha256=${createHmac('sha256', opts.secret ?? SECRET)
+      .update(text)
+      .digest('hex')}`;
   return fetch(`${url}/api/v1/webhooks/github`, { method: 'POST', headers, body: text });
 }
 
@@ -77,13 +113,20 @@ describe(`attack: outbound addresses, commit statuses and webhooks (runtime ${RU
     const started = await Promise.allSettled([
       startAttackServer({ KILN_QUOTA_REPOSITORIES: '3' }),
       // Both names: KILN_OUTBOUND_* and their former names KILN_GIT_* (which agree, so both are read).
-      startAttackServer({ KILN_OUTBOUND_SCHEMES: 'https,http', KILN_OUTBOUND_ALLOW_PRIVATE: 'true', KILN_GIT_SCHEMES: 'https,http', KILN_GIT_ALLOW_PRIVATE: 'true' }),
+      startAttackServer({
+        KILN_OUTBOUND_SCHEMES: 'https,http',
+        KILN_OUTBOUND_ALLOW_PRIVATE: 'true',
+        KILN_GIT_SCHEMES: 'https,http',
+        KILN_GIT_ALLOW_PRIVATE: 'true',
+      }),
       startGitServer(gitRoot),
     ] as const);
     const value = <T>(r: PromiseSettledResult<T>): T | undefined => (r.status === 'fulfilled' ? r.value : undefined);
     [strict, open, git] = [value(started[0])!, value(started[1])!, value(started[2])!];
     for (const r of started) if (r.status === 'rejected') throw r.reason;
-    ({ shas: [sha] } = await makeRepo(gitRoot, 'demo', [{ '.kiln.yml': 'jobs:\n  hello:\n    runs-on: python-3.11\n    steps:\n      - run: echo hello\n', README: 'x\n' }]));
+    ({
+      shas: [sha],
+    } = await makeRepo(gitRoot, 'demo', [{ '.kiln.yml': 'jobs:\n  hello:\n    runs-on: python-3.11\n    steps:\n      - run: echo hello\n', README: 'x\n' }]));
     [strictWatch, openWatch] = await Promise.all([HostWatch.create(strict), HostWatch.create(open)]);
   });
 
@@ -181,7 +224,12 @@ describe(`attack: outbound addresses, commit statuses and webhooks (runtime ${RU
     const deadline = Date.now() + 180_000;
     let runId: string | undefined;
     while (Date.now() < deadline) {
-      const ds = (await (await alice.client.fetch(`/api/v1/repositories/${repoId}/deliveries`)).json()) as { id: string; state: string; runIds: string[]; detail: string | null }[];
+      const ds = (await (await alice.client.fetch(`/api/v1/repositories/${repoId}/deliveries`)).json()) as {
+        id: string;
+        state: string;
+        runIds: string[];
+        detail: string | null;
+      }[];
       const d = ds.find((x) => x.id === 'redirect-1');
       if (d && d.state !== 'queued') {
         assert.equal(d.runIds.length, 1, JSON.stringify(d));
@@ -195,8 +243,11 @@ describe(`attack: outbound addresses, commit statuses and webhooks (runtime ${RU
     assert.equal(done.conclusion, 'success', JSON.stringify(done.jobs));
     for (let i = 0; i < 40 && first.hits.length < 2; i++) await new Promise((r) => setTimeout(r, 250));
     await new Promise((r) => setTimeout(r, 1500)); // room for a retry or a followed redirect to show
-    assert.deepEqual(first.hits.map((h) => `${h.method} ${h.url}`), [`POST /repos/alice/demo/statuses/${sha}`, `POST /repos/alice/demo/statuses/${sha}`],
-      'pending and success, each sent once: a 3xx is not retried');
+    assert.deepEqual(
+      first.hits.map((h) => `${h.method} ${h.url}`),
+      [`POST /repos/alice/demo/statuses/${sha}`, `POST /repos/alice/demo/statuses/${sha}`],
+      'pending and success, each sent once: a 3xx is not retried',
+    );
     assert.deepEqual(second.hits, [], 'the redirect target received nothing');
   });
 
@@ -221,7 +272,10 @@ describe(`attack: outbound addresses, commit statuses and webhooks (runtime ${RU
 
   test('finding 10: delivery ids are unique per repository, not across tenants', async () => {
     const [carol, dave] = await Promise.all([makeUser(open.kiln, 'carol'), makeUser(open.kiln, 'dave')]);
-    for (const [u, name] of [[carol, 'carol/app'], [dave, 'dave/app']] as const) {
+    for (const [u, name] of [
+      [carol, 'carol/app'],
+      [dave, 'dave/app'],
+    ] as const) {
       const reg = await register(u.client, { fullName: name, cloneUrl: git.repoUrl('demo'), branches: ['main'] });
       assert.equal(reg.status, 201, await reg.clone().text());
     }
@@ -248,7 +302,10 @@ describe(`attack: outbound addresses, commit statuses and webhooks (runtime ${RU
       [{ fullName: 'frank/b', labelMap: { 'ubuntu-latest': { nested: true } } }, /labelMap: the value for "ubuntu-latest"/],
       [{ fullName: 'frank/c', labelMap: { 'bad label': 'python-3.11' } }, /labelMap: the label "bad label" is not a runs-on label/],
       [{ fullName: 'frank/d', labelMap: { constructor: 'python-3.11' } }, /labelMap\.constructor is not accepted in a request body: rename it/],
-      [{ fullName: 'frank/e', labelMap: Object.fromEntries(Array.from({ length: 500 }, (_, i) => [`l${i}`, 'python-3.11'])) }, /labelMap has 500 entries; the limit is 50/],
+      [
+        { fullName: 'frank/e', labelMap: Object.fromEntries(Array.from({ length: 500 }, (_, i) => [`l${i}`, 'python-3.11'])) },
+        /labelMap has 500 entries; the limit is 50/,
+      ],
     ];
     for (const [body, message] of cases) {
       const r = await refusal(register(frank, { cloneUrl: PUBLIC_CLONE, ...body }));
@@ -258,7 +315,7 @@ describe(`attack: outbound addresses, commit statuses and webhooks (runtime ${RU
     assert.deepEqual(await (await frank.fetch('/api/v1/repositories')).json(), []);
   });
 
-  test('finding 11: a user\'s registered repositories are capped (KILN_QUOTA_REPOSITORIES, here 3), also when an admin registers for them', async () => {
+  test("finding 11: a user's registered repositories are capped (KILN_QUOTA_REPOSITORIES, here 3), also when an admin registers for them", async () => {
     const grace = await makeUser(strict.kiln, 'grace');
     for (let i = 0; i < 3; i++) {
       const ok = await register(grace.client, { fullName: `grace/r${i}`, cloneUrl: PUBLIC_CLONE });

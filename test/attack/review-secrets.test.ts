@@ -55,14 +55,24 @@ async function statusReceiver(): Promise<{ url: string; received: { path: string
   const received: { path: string; body: string }[] = [];
   const server = http.createServer((req, res) => {
     let data = '';
-    req.on('data', (c) => { data += c; });
+    req.on('data', (c) => {
+      data += c;
+    });
     req.on('end', () => {
       received.push({ path: req.url ?? '', body: data });
       res.writeHead(201, { 'content-type': 'application/json' }).end('{}');
     });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, received, close: () => new Promise((r) => { server.close(() => r()); server.closeAllConnections(); }) };
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    received,
+    close: () =>
+      new Promise((r) => {
+        server.close(() => r());
+        server.closeAllConnections();
+      }),
+  };
 }
 
 const PLANT = String.raw`
@@ -143,8 +153,16 @@ describe('review finding 4: secrets outside the log', () => {
     // The forge and its statuses API are on loopback: the operator allows http and private addresses.
     server = await startAttackServer({ KILN_GIT_SCHEMES: 'https,http', KILN_GIT_ALLOW_PRIVATE: 'true', KILN_PUBLIC_URL: 'http://kiln.example' });
     watch = await HostWatch.create(server);
-    for (const [name, value] of [['MAIN', MAIN], ['PUNCT', PUNCT], ['MULTI', MULTI]]) {
-      const put = await server.kiln.fetch(`/api/v1/secrets/${name}`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ value }) });
+    for (const [name, value] of [
+      ['MAIN', MAIN],
+      ['PUNCT', PUNCT],
+      ['MULTI', MULTI],
+    ]) {
+      const put = await server.kiln.fetch(`/api/v1/secrets/${name}`, {
+        method: 'PUT',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ value }),
+      });
       assert.equal(put.status, 204, await put.text());
     }
   });
@@ -168,7 +186,15 @@ describe('review finding 4: secrets outside the log', () => {
     const run = await server.kiln.accepted(server.kiln.submitTarball(await makeTar([['.kiln.yml', PLANT]])));
     const done = await server.kiln.waitFor(run.id, 240_000);
     const view = JSON.parse(await answer(`/api/v1/runs/${run.id}`)) as {
-      jobs: { id: string; key: string; conclusion: string; error: string | null; outputs: Record<string, string>; summary: string | null; summaryHtml: string | null }[];
+      jobs: {
+        id: string;
+        key: string;
+        conclusion: string;
+        error: string | null;
+        outputs: Record<string, string>;
+        summary: string | null;
+        summaryHtml: string | null;
+      }[];
       annotations: { level: string; title: string | null; file: string | null; message: string }[];
       artifacts: { name: string; url: string }[];
     };
@@ -187,7 +213,13 @@ describe('review finding 4: secrets outside the log', () => {
 
     // Every channel checked, every leak listed (not only the first).
     const leaks: string[] = [];
-    const check = (what: string, f: () => void) => { try { f(); } catch (e) { leaks.push(`${what}: ${(e as Error).message.split('\n')[0]}`); } };
+    const check = (what: string, f: () => void) => {
+      try {
+        f();
+      } catch (e) {
+        leaks.push(`${what}: ${(e as Error).message.split('\n')[0]}`);
+      }
+    };
     // Masked, not lost: what a person reads still says what happened.
     check('log line', () => assert.match(text, /raw: \*\*\* \/ \*\*\*/));
     check('env file', () => assert.match(text, /from the env file \*\*\*/));
@@ -196,7 +228,13 @@ describe('review finding 4: secrets outside the log', () => {
     check('annotation message/title/file', () => assert.deepEqual([first?.title, first?.file, first?.message], ['T ***', 'src/***.py', 'message ***']));
     for (const a of view.annotations) check(`annotation ${a.level} ${a.title}`, () => assertNoSecret(JSON.stringify(a), 'annotation'));
     check('job outputs', () => assert.deepEqual(plant.outputs, { plain: 'kept-output' }, 'outputs holding a secret in any form are left out'));
-    check('artifact names', () => assert.deepEqual(view.artifacts.map((a) => a.name), ['kept-artifact'], 'names holding a secret are refused'));
+    check('artifact names', () =>
+      assert.deepEqual(
+        view.artifacts.map((a) => a.name),
+        ['kept-artifact'],
+        'names holding a secret are refused',
+      ),
+    );
     check('artifact refusals', () => assert.equal((text.match(/the artifact name holds a secret/g) ?? []).length, 2));
     check('summary', () => assert.match(plant.summary ?? '', /summary \*\*\*/));
     check('summary forms', () => assertNoSecret(`${plant.summary} ${plant.summaryHtml}`, 'summary'));
@@ -207,24 +245,50 @@ describe('review finding 4: secrets outside the log', () => {
   });
 
   test('finding 4: a webhook run failing with the secret sends commit statuses that hold none', async () => {
-    const workflow = [
-      'name: ci', 'on: push', 'jobs:', '  fail:', '    runs-on: python-3.11', '    steps:',
-      '      - run: |', '          echo "::error title=$MAIN::failing with $MAIN"', '          echo "$MAIN" >> "$GITHUB_STEP_SUMMARY"', '          exit 1',
-      '        env:', '          MAIN: ${{ secrets.MAIN }}',
-    ].join('\n') + '\n';
+    const workflow =
+      [
+        'name: ci',
+        'on: push',
+        'jobs:',
+        '  fail:',
+        '    runs-on: python-3.11',
+        '    steps:',
+        '      - run: |',
+        '          echo "::error title=$MAIN::failing with $MAIN"',
+        '          echo "$MAIN" >> "$GITHUB_STEP_SUMMARY"',
+        '          exit 1',
+        '        env:',
+        '          MAIN: ${{ secrets.MAIN }}',
+      ].join('\n') + '\n';
     const { shas } = await makeRepo(gitRoot, 'demo', [{ '.github/workflows/ci.yml': workflow }]);
     const hookSecret = `hook-${hex(12)}`;
     const reg = await server.kiln.fetch('/api/v1/repositories', {
-      method: 'POST', headers: { 'content-type': 'application/json' },
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ fullName: 'octo/demo', cloneUrl: git.repoUrl('demo'), secret: hookSecret, statusUrl: receiver.url, statusToken: 'forge-token' }),
     });
     assert.equal(reg.status, 201, await reg.clone().text());
     const repoId = ((await reg.json()) as { id: string }).id;
     const { sign } = (await import('@octokit/webhooks-methods')) as { sign: (s: string, p: string) => Promise<string> };
-    const body = JSON.stringify({ ref: 'refs/heads/main', after: shas[0], before: '0'.repeat(40), deleted: false, created: true, repository: { full_name: 'octo/demo', name: 'demo', clone_url: git.repoUrl('demo') }, commits: [{ id: shas[0], added: ['.github/workflows/ci.yml'], modified: [], removed: [] }], head_commit: { id: shas[0] } });
+    const body = JSON.stringify({
+      ref: 'refs/heads/main',
+      after: shas[0],
+      before: '0'.repeat(40),
+      deleted: false,
+      created: true,
+      repository: { full_name: 'octo/demo', name: 'demo', clone_url: git.repoUrl('demo') },
+      commits: [{ id: shas[0], added: ['.github/workflows/ci.yml'], modified: [], removed: [] }],
+      head_commit: { id: shas[0] },
+    });
     const res = await fetch(`${server.url}/api/v1/webhooks/github`, {
-      method: 'POST', body,
-      headers: { 'content-type': 'application/json', 'x-github-event': 'push', 'x-github-delivery': crypto.randomUUID(), 'x-hub-signature-256': await sign(hookSecret, body) },
+      method: 'POST',
+      body,
+      headers: {
+        'content-type': 'application/json',
+        'x-github-event': 'push',
+        'x-github-delivery': crypto.randomUUID(),
+        'x-hub-signature-256': await sign(hookSecret, body),
+      },
     });
     assert.equal(res.status, 202, await res.text());
     let runIds: string[] = [];
@@ -249,12 +313,18 @@ describe('review finding 4: secrets outside the log', () => {
 
   test('finding 4: no file under the data folder (SQLite and -wal, logs, blobs, metadata) nor the server output holds a secret', async () => {
     const files = walk(server.data);
-    assert.ok(files.some((f) => /\.sqlite(-wal)?$/.test(f.file)), `the database is under the data folder: ${files.map((f) => f.file).join(', ')}`);
-    assert.ok(files.some((f) => f.file.includes(`${path.sep}logs${path.sep}`)), 'the logs are under the data folder');
+    assert.ok(
+      files.some((f) => /\.sqlite(-wal)?$/.test(f.file)),
+      `the database is under the data folder: ${files.map((f) => f.file).join(', ')}`,
+    );
+    assert.ok(
+      files.some((f) => f.file.includes(`${path.sep}logs${path.sep}`)),
+      'the logs are under the data folder',
+    );
     for (const f of files) assertNoSecret(f.bytes, f.file);
     // Artifact blobs are named by id: the file names hold no secret either.
     assertNoSecret(files.map((f) => f.file).join('\n'), 'file names');
-    assertNoSecret(server.output(), 'the server\'s output');
+    assertNoSecret(server.output(), "the server's output");
     for (const a of answers) assertNoSecret(a.text, a.where);
     await assertServing(server.kiln, 'after planting secrets');
     await watch.assertUnchanged('after planting secrets');

@@ -85,7 +85,11 @@ const FAILS = 'jobs:\n  fails:\n    runs-on: python-3.11\n    steps:\n      - ru
 /** Every regular file under `dir` with its size (files vanishing while walked are skipped). */
 function walk(dir: string, out: { file: string; size: number }[] = []): { file: string; size: number }[] {
   let names: fs.Dirent[];
-  try { names = fs.readdirSync(dir, { withFileTypes: true }); } catch { return out; }
+  try {
+    names = fs.readdirSync(dir, { withFileTypes: true });
+  } catch {
+    return out;
+  }
   for (const d of names) {
     const full = path.join(dir, d.name);
     if (d.isDirectory()) walk(full, out);
@@ -102,10 +106,17 @@ const folderBytes = (dir: string) => walk(dir).reduce((n, f) => n + f.size, 0);
 /** Files of the data folder that name one of the runs (a source is `<run>.tar` wherever it is kept), logs (kept by design) aside. */
 function filesOfRuns(dir: string, runIds: string[]): string[] {
   const logs = path.join(dir, 'logs') + path.sep;
-  return walk(dir).map((f) => f.file).filter((f) => !f.startsWith(logs) && runIds.some((id) => f.includes(id)));
+  return walk(dir)
+    .map((f) => f.file)
+    .filter((f) => !f.startsWith(logs) && runIds.some((id) => f.includes(id)));
 }
 
-interface Storage { usedBytes: number; sourceBytes: number; artifactBytes: number; quotaBytes: number }
+interface Storage {
+  usedBytes: number;
+  sourceBytes: number;
+  artifactBytes: number;
+  quotaBytes: number;
+}
 
 async function storageOf(kiln: Client): Promise<Storage> {
   const res = await kiln.fetch('/api/v1/me');
@@ -118,7 +129,11 @@ async function storageOf(kiln: Client): Promise<Storage> {
 // ---------------------------------------------------------------------------------------------
 // A git remote that answers slowly and counts the requests it serves at once
 
-interface CountingRemote { repoUrl(name: string): string; maxInFlight(): number; close(): Promise<void> }
+interface CountingRemote {
+  repoUrl(name: string): string;
+  maxInFlight(): number;
+  close(): Promise<void>;
+}
 
 /** Forwards to `target` after `delayMs`, counting the requests in flight (a clone makes them one after another). */
 async function countingRemote(target: GitServer, delayMs: number): Promise<CountingRemote> {
@@ -129,7 +144,12 @@ async function countingRemote(target: GitServer, delayMs: number): Promise<Count
     inFlight++;
     max = Math.max(max, inFlight);
     let done = false;
-    const finish = () => { if (!done) { done = true; inFlight--; } };
+    const finish = () => {
+      if (!done) {
+        done = true;
+        inFlight--;
+      }
+    };
     res.on('close', finish);
     setTimeout(() => {
       const fwd = http.request({ host: upstream.hostname, port: upstream.port, path: req.url, method: req.method, headers: req.headers }, (up) => {
@@ -145,12 +165,23 @@ async function countingRemote(target: GitServer, delayMs: number): Promise<Count
   return {
     repoUrl: (name) => `${url}/${name}.git`,
     maxInFlight: () => max,
-    close: () => new Promise<void>((resolve) => { server.close(() => resolve()); server.closeAllConnections(); }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => resolve());
+        server.closeAllConnections();
+      }),
   };
 }
 
 async function git(cwd: string, args: string[]): Promise<string> {
-  const env = { ...process.env, GIT_AUTHOR_NAME: 'a', GIT_AUTHOR_EMAIL: 'a@example.com', GIT_COMMITTER_NAME: 'a', GIT_COMMITTER_EMAIL: 'a@example.com', GIT_CONFIG_GLOBAL: '/dev/null' };
+  const env = {
+    ...process.env,
+    GIT_AUTHOR_NAME: 'a',
+    GIT_AUTHOR_EMAIL: 'a@example.com',
+    GIT_COMMITTER_NAME: 'a',
+    GIT_COMMITTER_EMAIL: 'a@example.com',
+    GIT_CONFIG_GLOBAL: '/dev/null',
+  };
   return (await run('git', args, { cwd, env, encoding: 'utf8' })).stdout.trim();
 }
 
@@ -217,7 +248,10 @@ describe(`attack: sources, storage and per-user caps (runtime ${RUNTIME})`, () =
   });
 
   test('finding 2: a 500 KiB upload of two 250 MiB zero files whose job is skipped leaves no source once the run concludes', async () => {
-    const tarball = zerosTarball(SKIPPED, [{ name: 'zeros-1.bin', mib: 250 }, { name: 'zeros-2.bin', mib: 250 }]);
+    const tarball = zerosTarball(SKIPPED, [
+      { name: 'zeros-1.bin', mib: 250 },
+      { name: 'zeros-2.bin', mib: 250 },
+    ]);
     assert.ok(tarball.length < 600 * 1024, `the upload is small (${tarball.length} bytes)`);
     const before = folderBytes(server.data);
     const accepted = await kiln.accepted(kiln.submitTarball(tarball));
@@ -250,12 +284,18 @@ describe(`attack: sources, storage and per-user caps (runtime ${RUNTIME})`, () =
 
   test('finding 2: a gzip bomb expanding past 512 MiB is a 4xx naming 512 MiB, and no more than 512 MiB is ever written', async (t) => {
     // Three 255 MiB files (765 MiB) in 800 KiB: the third header passes the 512 MiB cap.
-    const bomb = zerosTarball(SKIPPED, [1, 2, 3].map((i) => ({ name: `zeros-${i}.bin`, mib: 255 })));
+    const bomb = zerosTarball(
+      SKIPPED,
+      [1, 2, 3].map((i) => ({ name: `zeros-${i}.bin`, mib: 255 })),
+    );
     assert.ok(bomb.length < MiB, `the bomb is small (${bomb.length} bytes)`);
     const baseline = folderBytes(server.data);
     let peak = 0;
     let samples = 0;
-    const sampler = setInterval(() => { peak = Math.max(peak, folderBytes(server.data) - baseline); samples++; }, 20);
+    const sampler = setInterval(() => {
+      peak = Math.max(peak, folderBytes(server.data) - baseline);
+      samples++;
+    }, 20);
     let r: Awaited<ReturnType<typeof refusal>>;
     try {
       r = await refusal(kiln.submitTarball(bomb));
@@ -276,7 +316,11 @@ describe(`attack: sources, storage and per-user caps (runtime ${RUNTIME})`, () =
   });
 
   test('finding 11: a user holds at most KILN_QUOTA_TOKENS active tokens, admins issuing for them included', async () => {
-    const created = await kiln.fetch('/api/v1/users', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'token-hoarder' }) });
+    const created = await kiln.fetch('/api/v1/users', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'token-hoarder' }),
+    });
     assert.equal(created.status, 201, await created.clone().text());
     const user = (await created.json()) as { id: string };
     const issueFor = () => kiln.fetch(`/api/v1/users/${user.id}/tokens`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
@@ -297,11 +341,16 @@ describe(`attack: sources, storage and per-user caps (runtime ${RUNTIME})`, () =
     assert.match(byAdmin.message, /KILN_QUOTA_TOKENS/);
     // A revoked token does not count.
     assert.equal((await hoarder.fetch(`/api/v1/tokens/${issued[0]}`, { method: 'DELETE' })).status, 204);
-    assert.equal((await hoarder.fetch('/api/v1/tokens', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' })).status, 201, 'a revoked token frees its place');
+    assert.equal(
+      (await hoarder.fetch('/api/v1/tokens', { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' })).status,
+      201,
+      'a revoked token frees its place',
+    );
   });
 
   test('finding 11: a user holds at most KILN_QUOTA_SECRETS secrets; replacing one is not a new one', async () => {
-    const put = (name: string) => kiln.fetch(`/api/v1/secrets/${name}`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ value: `v-${name}` }) });
+    const put = (name: string) =>
+      kiln.fetch(`/api/v1/secrets/${name}`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ value: `v-${name}` }) });
     for (let i = 0; i < SECRETS; i++) assert.equal((await put(`S${i}`)).status, 204, `secret ${i + 1} of ${SECRETS}`);
     const past = await refusal(put('ONE_TOO_MANY'));
     assert.ok(past.status === 429 || past.status === 403, `the secret past the cap answered ${past.status}: ${past.message}`);
@@ -333,17 +382,24 @@ describe(`attack: sources, storage and per-user caps (runtime ${RUNTIME})`, () =
     const n = CLONE_CONCURRENCY + CLONE_QUEUE + 2;
     let answers: { status: number; retryAfter: string | null; body: string }[];
     try {
-      answers = await Promise.all(Array.from({ length: n }, async () => {
-        const res = await kiln.submitJson({ repo: slowRemote.repoUrl('skipped'), ref: 'main' });
-        return { status: res.status, retryAfter: res.headers.get('retry-after'), body: await res.text() };
-      }));
+      answers = await Promise.all(
+        Array.from({ length: n }, async () => {
+          const res = await kiln.submitJson({ repo: slowRemote.repoUrl('skipped'), ref: 'main' });
+          return { status: res.status, retryAfter: res.headers.get('retry-after'), body: await res.text() };
+        }),
+      );
     } finally {
       health.stop = true;
       await poller;
     }
-    t.diagnostic(`answers ${answers.map((a) => a.status).join(' ')}; at most ${slowRemote.maxInFlight()} requests at the remote at once; health ${health.polls} polls, slowest ${health.slowest} ms`);
+    t.diagnostic(
+      `answers ${answers.map((a) => a.status).join(' ')}; at most ${slowRemote.maxInFlight()} requests at the remote at once; health ${health.polls} polls, slowest ${health.slowest} ms`,
+    );
     assert.ok(slowRemote.maxInFlight() >= 1, 'the remote was reached');
-    assert.ok(slowRemote.maxInFlight() <= CLONE_CONCURRENCY, `at most ${CLONE_CONCURRENCY} clones talked to the remote at once (saw ${slowRemote.maxInFlight()})`);
+    assert.ok(
+      slowRemote.maxInFlight() <= CLONE_CONCURRENCY,
+      `at most ${CLONE_CONCURRENCY} clones talked to the remote at once (saw ${slowRemote.maxInFlight()})`,
+    );
     const accepted = answers.filter((a) => a.status === 201);
     const busy = answers.filter((a) => a.status === 503);
     assert.equal(accepted.length + busy.length, n, `every answer is 201 or 503: ${JSON.stringify(answers)}`);
@@ -356,7 +412,7 @@ describe(`attack: sources, storage and per-user caps (runtime ${RUNTIME})`, () =
     assert.ok(health.polls >= 1 && health.slowest < 5000, `health answered during the clones (${health.polls} polls, slowest ${health.slowest} ms)`);
     const ids = accepted.map((a) => (JSON.parse(a.body) as { id: string }).id);
     for (const id of ids) await kiln.waitFor(id, 60_000);
-    assert.deepEqual(await sourcesLeft(server.data, ids), [], 'the clones\' sources are gone once their runs concluded');
+    assert.deepEqual(await sourcesLeft(server.data, ids), [], "the clones' sources are gone once their runs concluded");
   });
 
   test('the host is unchanged and the service still serves', async () => {

@@ -42,11 +42,35 @@ const LIMITS = {
   KILN_QUOTA_CONCURRENT_JOBS: '2',
 };
 /** What a memory or process exhaustion may be reported as. */
-const EXHAUSTED = { memory: RUNTIME === 'runsc' ? ['oom-killed', 'sandbox-lost'] : ['oom-killed'], pids: RUNTIME === 'runsc' ? ['pids-limit', 'oom-killed', 'sandbox-lost'] : ['pids-limit'] };
+const EXHAUSTED = {
+  memory: RUNTIME === 'runsc' ? ['oom-killed', 'sandbox-lost'] : ['oom-killed'],
+  pids: RUNTIME === 'runsc' ? ['pids-limit', 'oom-killed', 'sandbox-lost'] : ['pids-limit'],
+};
 
-interface StepView { index: number; name: string; outcome: string | null; conclusion: string | null; exitCode: number | null; reason: string | null; startedAt: string | null; finishedAt: string | null }
-interface JobView { id: string; key: string; environment: string; status: string; conclusion: string | null; error: string | null; startedAt: string | null; finishedAt: string | null; steps: StepView[] }
-interface View extends Omit<RunView, 'jobs'> { jobs: JobView[] }
+interface StepView {
+  index: number;
+  name: string;
+  outcome: string | null;
+  conclusion: string | null;
+  exitCode: number | null;
+  reason: string | null;
+  startedAt: string | null;
+  finishedAt: string | null;
+}
+interface JobView {
+  id: string;
+  key: string;
+  environment: string;
+  status: string;
+  conclusion: string | null;
+  error: string | null;
+  startedAt: string | null;
+  finishedAt: string | null;
+  steps: StepView[];
+}
+interface View extends Omit<RunView, 'jobs'> {
+  jobs: JobView[];
+}
 
 const seconds = (x: { startedAt: string | null; finishedAt: string | null }) => (Date.parse(x.finishedAt ?? '') - Date.parse(x.startedAt ?? '')) / 1000;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -62,7 +86,11 @@ describe(`attack: hostile jobs at runtime (${RUNTIME})`, () => {
   });
   after(async () => {
     // A job this suite left hanging (see the freeze case) must not keep the server from stopping.
-    if (server) for (const id of (await exec('docker', ['ps', '-aq', '--filter', `label=kiln.deployment=${server.prefix}`], { encoding: 'utf8' })).stdout.split('\n').filter(Boolean)) await exec('docker', ['rm', '-f', id]).catch(() => undefined);
+    if (server)
+      for (const id of (await exec('docker', ['ps', '-aq', '--filter', `label=kiln.deployment=${server.prefix}`], { encoding: 'utf8' })).stdout
+        .split('\n')
+        .filter(Boolean))
+        await exec('docker', ['rm', '-f', id]).catch(() => undefined);
     if (server) {
       const stopped = await Promise.race([server.stop().then(() => true), sleep(30_000).then(() => false)]);
       if (!stopped) {
@@ -77,13 +105,18 @@ describe(`attack: hostile jobs at runtime (${RUNTIME})`, () => {
     if (server) fs.rmSync(server.data, { recursive: true, force: true });
   });
 
-  const submit = async (workflow: string): Promise<View> => (await server.kiln.accepted(server.kiln.submitTarball(await makeTar([['.kiln.yml', workflow]])))) as unknown as View;
+  const submit = async (workflow: string): Promise<View> =>
+    (await server.kiln.accepted(server.kiln.submitTarball(await makeTar([['.kiln.yml', workflow]])))) as unknown as View;
 
   /**
    * Waits for the run while polling health: every answer must be 200 within 5 s. `during` is called
    * on each poll (to watch the host while the jobs run).
    */
-  async function finish(runId: string, what: string, opts: { timeoutMs?: number; during?: () => Promise<void> } = {}): Promise<{ done: View; polls: number; maxHealthMs: number; ms: number }> {
+  async function finish(
+    runId: string,
+    what: string,
+    opts: { timeoutMs?: number; during?: () => Promise<void> } = {},
+  ): Promise<{ done: View; polls: number; maxHealthMs: number; ms: number }> {
     const t0 = Date.now();
     let polls = 0;
     let maxHealthMs = 0;
@@ -105,7 +138,8 @@ describe(`attack: hostile jobs at runtime (${RUNTIME})`, () => {
       if (opts.during) await opts.during();
       const r = (await server.kiln.run(runId)) as unknown as View;
       if (r.status === 'completed') return { done: r, polls, maxHealthMs, ms: Date.now() - t0 };
-      if (Date.now() - t0 > (opts.timeoutMs ?? 240_000)) throw new Error(`${what}: run ${runId} did not complete in ${opts.timeoutMs ?? 240_000} ms: ${JSON.stringify(r.jobs)}`);
+      if (Date.now() - t0 > (opts.timeoutMs ?? 240_000))
+        throw new Error(`${what}: run ${runId} did not complete in ${opts.timeoutMs ?? 240_000} ms: ${JSON.stringify(r.jobs)}`);
       await sleep(500);
     }
   }
@@ -125,7 +159,13 @@ describe(`attack: hostile jobs at runtime (${RUNTIME})`, () => {
     return j;
   };
   const jobLog = (done: View, key: string) => server.kiln.logs(done.id, job(done, key).id);
-  const describeJob = (j: JobView) => JSON.stringify({ key: j.key, conclusion: j.conclusion, error: j.error, steps: j.steps.map((s) => [s.name.slice(0, 40), s.conclusion, s.exitCode, s.reason, s.startedAt && s.finishedAt ? seconds(s) : null]) });
+  const describeJob = (j: JobView) =>
+    JSON.stringify({
+      key: j.key,
+      conclusion: j.conclusion,
+      error: j.error,
+      steps: j.steps.map((s) => [s.name.slice(0, 40), s.conclusion, s.exitCode, s.reason, s.startedAt && s.finishedAt ? seconds(s) : null]),
+    });
 
   /** Command lines of the host's processes matching the pattern (under runc the jobs' processes are host processes). */
   async function hostProcesses(pattern: RegExp): Promise<string[]> {
@@ -133,8 +173,11 @@ describe(`attack: hostile jobs at runtime (${RUNTIME})`, () => {
     return stdout.split('\n').filter((l) => pattern.test(l));
   }
 
-  test('CPU spin, TERM-ignoring spin, memory hog and fork bombs are stopped in time and reported as such; other jobs and the API are unaffected', { timeout: 300_000 }, async () => {
-    const workflow = String.raw`
+  test(
+    'CPU spin, TERM-ignoring spin, memory hog and fork bombs are stopped in time and reported as such; other jobs and the API are unaffected',
+    { timeout: 300_000 },
+    async () => {
+      const workflow = String.raw`
 jobs:
   spin:
     runs-on: python-3.11
@@ -178,72 +221,76 @@ jobs:
         timeout-minutes: 0.1
       - run: echo unreachable-after-holding-forkbomb
 `;
-    const run = await submit(workflow);
-    const { done, polls, maxHealthMs, ms } = await finish(run.id, 'exhaustion');
-    console.log(`# exhaustion run: ${ms} ms, ${polls} health polls (slowest ${maxHealthMs} ms)`);
-    for (const j of done.jobs) console.log(`#   ${describeJob(j)}`);
-    assert.ok(polls > 3, 'the API was polled while the jobs ran');
-    assert.equal(done.conclusion, 'failure');
+      const run = await submit(workflow);
+      const { done, polls, maxHealthMs, ms } = await finish(run.id, 'exhaustion');
+      console.log(`# exhaustion run: ${ms} ms, ${polls} health polls (slowest ${maxHealthMs} ms)`);
+      for (const j of done.jobs) console.log(`#   ${describeJob(j)}`);
+      assert.ok(polls > 3, 'the API was polled while the jobs ran');
+      assert.equal(done.conclusion, 'failure');
 
-    // CPU spin: stopped at 3 s by SIGTERM; the next (always) step runs.
-    const spin = job(done, 'spin');
-    assert.equal(spin.steps[0].conclusion, 'failure', describeJob(spin));
-    assert.equal(spin.steps[0].reason, 'timeout', describeJob(spin));
-    assert.ok(seconds(spin.steps[0]) >= 2.5 && seconds(spin.steps[0]) < 30, `the spin ended within 30 s (${seconds(spin.steps[0])} s)`);
-    assert.equal(spin.steps[1].conclusion, 'success', describeJob(spin));
-    const spinLog = await jobLog(done, 'spin');
-    assert.match(spinLog, /exceeded its time limit of 3 s and was stopped/);
-    assert.match(spinLog, /#1 {2}\| after-the-spin/);
+      // CPU spin: stopped at 3 s by SIGTERM; the next (always) step runs.
+      const spin = job(done, 'spin');
+      assert.equal(spin.steps[0].conclusion, 'failure', describeJob(spin));
+      assert.equal(spin.steps[0].reason, 'timeout', describeJob(spin));
+      assert.ok(seconds(spin.steps[0]) >= 2.5 && seconds(spin.steps[0]) < 30, `the spin ended within 30 s (${seconds(spin.steps[0])} s)`);
+      assert.equal(spin.steps[1].conclusion, 'success', describeJob(spin));
+      const spinLog = await jobLog(done, 'spin');
+      assert.match(spinLog, /exceeded its time limit of 3 s and was stopped/);
+      assert.match(spinLog, /#1 {2}\| after-the-spin/);
 
-    // A spin that ignores SIGTERM: SIGKILL after the grace; the next (always) step still runs.
-    const stubborn = job(done, 'stubborn');
-    assert.equal(stubborn.steps[0].reason, 'timeout', describeJob(stubborn));
-    assert.equal(stubborn.steps[0].conclusion, 'failure');
-    assert.equal(stubborn.steps[0].exitCode, 137, 'killed by SIGKILL, TERM being ignored');
-    assert.ok(seconds(stubborn.steps[0]) >= 7 && seconds(stubborn.steps[0]) < 30, `3 s + 5 s grace, ended within 30 s (${seconds(stubborn.steps[0])} s)`);
-    assert.equal(stubborn.steps[1].conclusion, 'success', describeJob(stubborn));
-    assert.match(await jobLog(done, 'stubborn'), /#1 {2}\| after-the-stubborn-spin/);
+      // A spin that ignores SIGTERM: SIGKILL after the grace; the next (always) step still runs.
+      const stubborn = job(done, 'stubborn');
+      assert.equal(stubborn.steps[0].reason, 'timeout', describeJob(stubborn));
+      assert.equal(stubborn.steps[0].conclusion, 'failure');
+      assert.equal(stubborn.steps[0].exitCode, 137, 'killed by SIGKILL, TERM being ignored');
+      assert.ok(seconds(stubborn.steps[0]) >= 7 && seconds(stubborn.steps[0]) < 30, `3 s + 5 s grace, ended within 30 s (${seconds(stubborn.steps[0])} s)`);
+      assert.equal(stubborn.steps[1].conclusion, 'success', describeJob(stubborn));
+      assert.match(await jobLog(done, 'stubborn'), /#1 {2}\| after-the-stubborn-spin/);
 
-    // Memory hog: killed, reported, later steps skipped; the job ended promptly.
-    const memory = job(done, 'memory');
-    assert.equal(memory.steps[0].conclusion, 'failure', describeJob(memory));
-    assert.ok(EXHAUSTED.memory.includes(memory.steps[0].reason ?? ''), `memory hog reason ${memory.steps[0].reason}, expected one of ${EXHAUSTED.memory}`);
-    assert.equal(memory.steps[1].conclusion, 'skipped');
-    assert.ok(seconds(memory) < 90, `the memory job ended promptly (${seconds(memory)} s)`);
-    const memoryLog = await jobLog(done, 'memory');
-    assert.match(memoryLog, memory.steps[0].reason === 'oom-killed' ? /killed for lack of memory: the job's limit is \d+ MiB/ : /the sandbox (had )?stopped/);
-    assert.doesNotMatch(memoryLog, /unreachable-after-memory\n/);
+      // Memory hog: killed, reported, later steps skipped; the job ended promptly.
+      const memory = job(done, 'memory');
+      assert.equal(memory.steps[0].conclusion, 'failure', describeJob(memory));
+      assert.ok(EXHAUSTED.memory.includes(memory.steps[0].reason ?? ''), `memory hog reason ${memory.steps[0].reason}, expected one of ${EXHAUSTED.memory}`);
+      assert.equal(memory.steps[1].conclusion, 'skipped');
+      assert.ok(seconds(memory) < 90, `the memory job ended promptly (${seconds(memory)} s)`);
+      const memoryLog = await jobLog(done, 'memory');
+      assert.match(memoryLog, memory.steps[0].reason === 'oom-killed' ? /killed for lack of memory: the job's limit is \d+ MiB/ : /the sandbox (had )?stopped/);
+      assert.doesNotMatch(memoryLog, /unreachable-after-memory\n/);
 
-    // Fork bomb (processes come and go): the process limit, reported; later steps skipped.
-    const bomb = job(done, 'forkbomb');
-    if (RUNTIME === 'runsc') {
-      // gVisor: the bomb's shell returns at once and the sandbox dies of it a moment later, so the
-      // failure may land on the step after it (docs/security.md). What must hold: the job fails, a step
-      // says why, the job ends promptly, and nothing outside is touched (asserted below).
-      assert.equal(bomb.conclusion, 'failure', describeJob(bomb));
-      assert.ok(bomb.steps.some((s) => EXHAUSTED.pids.includes(s.reason ?? '')), `a step of the fork bomb job says why: ${describeJob(bomb)}`);
-    } else {
-      assert.equal(bomb.steps[0].conclusion, 'failure', describeJob(bomb));
-      assert.ok(EXHAUSTED.pids.includes(bomb.steps[0].reason ?? ''), `fork bomb reason ${bomb.steps[0].reason}, expected one of ${EXHAUSTED.pids}`);
-      assert.equal(bomb.steps[1].conclusion, 'skipped');
-    }
-    assert.ok(seconds(bomb) < 90, `the fork bomb job ended promptly (${seconds(bomb)} s)`);
-    if (bomb.steps[0].reason === 'pids-limit') {
-      assert.match(await jobLog(done, 'forkbomb'), new RegExp(`the job reached its limit of ${LIMITS.KILN_JOB_PIDS} processes`));
-      assert.equal(bomb.error, 'the job reached its process limit; later steps could not run');
-    }
+      // Fork bomb (processes come and go): the process limit, reported; later steps skipped.
+      const bomb = job(done, 'forkbomb');
+      if (RUNTIME === 'runsc') {
+        // gVisor: the bomb's shell returns at once and the sandbox dies of it a moment later, so the
+        // failure may land on the step after it (docs/security.md). What must hold: the job fails, a step
+        // says why, the job ends promptly, and nothing outside is touched (asserted below).
+        assert.equal(bomb.conclusion, 'failure', describeJob(bomb));
+        assert.ok(
+          bomb.steps.some((s) => EXHAUSTED.pids.includes(s.reason ?? '')),
+          `a step of the fork bomb job says why: ${describeJob(bomb)}`,
+        );
+      } else {
+        assert.equal(bomb.steps[0].conclusion, 'failure', describeJob(bomb));
+        assert.ok(EXHAUSTED.pids.includes(bomb.steps[0].reason ?? ''), `fork bomb reason ${bomb.steps[0].reason}, expected one of ${EXHAUSTED.pids}`);
+        assert.equal(bomb.steps[1].conclusion, 'skipped');
+      }
+      assert.ok(seconds(bomb) < 90, `the fork bomb job ended promptly (${seconds(bomb)} s)`);
+      if (bomb.steps[0].reason === 'pids-limit') {
+        assert.match(await jobLog(done, 'forkbomb'), new RegExp(`the job reached its limit of ${LIMITS.KILN_JOB_PIDS} processes`));
+        assert.equal(bomb.error, 'the job reached its process limit; later steps could not run');
+      }
 
-    // A fork bomb that keeps every process: no exec can start in the sandbox, yet the step ends at its timeout.
-    const holding = job(done, 'holding-forkbomb');
-    assert.equal(holding.steps[0].conclusion, 'failure', describeJob(holding));
-    assert.ok(['timeout', ...EXHAUSTED.pids].includes(holding.steps[0].reason ?? ''), `holding fork bomb reason ${holding.steps[0].reason}`);
-    assert.ok(seconds(holding.steps[0]) < 6 + 5 + 30, `stopped within its 6 s timeout + grace + 30 s (${seconds(holding.steps[0])} s)`);
-    assert.equal(holding.steps[1].conclusion, 'skipped');
-    assert.ok(holding.steps[1].reason, 'the skipped step says why');
+      // A fork bomb that keeps every process: no exec can start in the sandbox, yet the step ends at its timeout.
+      const holding = job(done, 'holding-forkbomb');
+      assert.equal(holding.steps[0].conclusion, 'failure', describeJob(holding));
+      assert.ok(['timeout', ...EXHAUSTED.pids].includes(holding.steps[0].reason ?? ''), `holding fork bomb reason ${holding.steps[0].reason}`);
+      assert.ok(seconds(holding.steps[0]) < 6 + 5 + 30, `stopped within its 6 s timeout + grace + 30 s (${seconds(holding.steps[0])} s)`);
+      assert.equal(holding.steps[1].conclusion, 'skipped');
+      assert.ok(holding.steps[1].reason, 'the skipped step says why');
 
-    await assertContained(done, 'exhaustion');
-    await assertServing(server.kiln, 'after exhaustion');
-  });
+      await assertContained(done, 'exhaustion');
+      await assertServing(server.kiln, 'after exhaustion');
+    },
+  );
 
   // Daemons: as on GitHub, what a step leaves running may serve later steps, but nothing outlives the
   // job, and a daemon holding the step's output open does not keep the step running.
@@ -279,7 +326,11 @@ jobs:
     const run = await submit(workflow);
     let seenOnHost = 0;
     const marker = new RegExp(daemonMarker);
-    const { done, ms } = await finish(run.id, 'daemons', { during: async () => { seenOnHost += (await hostProcesses(marker)).length; } });
+    const { done, ms } = await finish(run.id, 'daemons', {
+      during: async () => {
+        seenOnHost += (await hostProcesses(marker)).length;
+      },
+    });
     daemonsRun = done;
     const d = job(done, 'daemons');
     console.log(`# daemons run: ${ms} ms; ${describeJob(d)}; marker seen on the host ${seenOnHost} time(s) while it ran`);
@@ -304,17 +355,24 @@ jobs:
     await assertContained(done, 'daemons');
   });
 
-  test('a timed-out step\'s processes that ignore SIGTERM are SIGKILLed with it (as its log says), not left running into later steps', async () => {
+  test("a timed-out step's processes that ignore SIGTERM are SIGKILLed with it (as its log says), not left running into later steps", async () => {
     assert.ok(daemonsRun, 'the daemons run completed');
     const log = await jobLog(daemonsRun, 'daemons');
     assert.match(log, /#2 ## the step exceeded its time limit of 3 s and was stopped \(SIGTERM, then SIGKILL after 5 s\)/);
     const orphans = /#3 {2}\| orphans: (\d+)/.exec(log)?.[1];
-    assert.equal(orphans, '0', `processes of the timed-out step survived into the next step: ${orphans} orphan(s) ignoring SIGTERM were never SIGKILLed (the step's main process died of SIGTERM, so the SIGKILL pass was skipped)`);
+    assert.equal(
+      orphans,
+      '0',
+      `processes of the timed-out step survived into the next step: ${orphans} orphan(s) ignoring SIGTERM were never SIGKILLed (the step's main process died of SIGTERM, so the SIGKILL pass was skipped)`,
+    );
   });
 
   let diskRun: View | undefined;
-  test('filling /workspace, /home/runner, /dev/shm and /tmp fails the writing step (ENOSPC) within the limits; the root filesystem is read-only', { timeout: 300_000 }, async () => {
-    const workflow = String.raw`
+  test(
+    'filling /workspace, /home/runner, /dev/shm and /tmp fails the writing step (ENOSPC) within the limits; the root filesystem is read-only',
+    { timeout: 300_000 },
+    async () => {
+      const workflow = String.raw`
 jobs:
   workspace:
     runs-on: python-3.11
@@ -362,70 +420,81 @@ jobs:
           echo "ROOTMOUNT $(awk '$2 == "/" {print $4}' /proc/mounts)"
           exit 0
 `;
-    const run = await submit(workflow);
-    const { done, ms } = await finish(run.id, 'disk');
-    diskRun = done;
-    console.log(`# disk run: ${ms} ms`);
-    for (const j of done.jobs) console.log(`#   ${describeJob(j)}`);
+      const run = await submit(workflow);
+      const { done, ms } = await finish(run.id, 'disk');
+      diskRun = done;
+      console.log(`# disk run: ${ms} ms`);
+      for (const j of done.jobs) console.log(`#   ${describeJob(j)}`);
 
-    const ws = job(done, 'workspace');
-    const wsLog = await jobLog(done, 'workspace');
-    for (const i of [0, 2]) {
-      assert.equal(ws.steps[i].conclusion, 'failure', describeJob(ws));
-      assert.equal(ws.steps[i].reason, null, 'a full disk is the step\'s own failure, not a limit Kiln enforced by killing');
-    }
-    assert.match(wsLog, /#0 E\| head: error writing 'standard output': No space left on device/);
-    assert.match(wsLog, /#2 E\| head: error writing 'standard output': No space left on device/);
-    const sizeOf = (log: string, what: string, max: number) => {
-      const bytes = new RegExp(`${what}-file-bytes (\\d+)`).exec(log)?.[1];
-      if (bytes === undefined && RUNTIME === 'runsc') {
-        // This gVisor release cannot stat a tmpfs file that hit ENOSPC (EINVAL): nothing to measure.
-        console.log(`#   ${what}: the full file could not be stat'ed under runsc: ${log.split('\n').find((l) => /E\| stat: /.test(l) && l.includes(what === 'home' ? '/home/runner' : what === 'shm' ? '/dev/shm' : '/workspace'))?.replace(/^.*E\| /, '') ?? '?'}`);
-        return;
+      const ws = job(done, 'workspace');
+      const wsLog = await jobLog(done, 'workspace');
+      for (const i of [0, 2]) {
+        assert.equal(ws.steps[i].conclusion, 'failure', describeJob(ws));
+        assert.equal(ws.steps[i].reason, null, "a full disk is the step's own failure, not a limit Kiln enforced by killing");
       }
-      assert.ok(Number(bytes) > 0 && Number(bytes) <= max, `${what} held ${bytes} bytes, at most ${max}`);
-    };
-    sizeOf(wsLog, 'workspace', 64 * MiB);
-    sizeOf(wsLog, 'home', 32 * MiB);
-    assert.match(wsLog, /#1 {2}\| workspace-freed/);
-    assert.match(wsLog, /#3 {2}\| home-freed/);
-    assert.deepEqual(ws.steps.map((s) => s.conclusion), ['failure', 'success', 'failure', 'success']);
+      assert.match(wsLog, /#0 E\| head: error writing 'standard output': No space left on device/);
+      assert.match(wsLog, /#2 E\| head: error writing 'standard output': No space left on device/);
+      const sizeOf = (log: string, what: string, max: number) => {
+        const bytes = new RegExp(`${what}-file-bytes (\\d+)`).exec(log)?.[1];
+        if (bytes === undefined && RUNTIME === 'runsc') {
+          // This gVisor release cannot stat a tmpfs file that hit ENOSPC (EINVAL): nothing to measure.
+          console.log(
+            `#   ${what}: the full file could not be stat'ed under runsc: ${
+              log
+                .split('\n')
+                .find((l) => /E\| stat: /.test(l) && l.includes(what === 'home' ? '/home/runner' : what === 'shm' ? '/dev/shm' : '/workspace'))
+                ?.replace(/^.*E\| /, '') ?? '?'
+            }`,
+          );
+          return;
+        }
+        assert.ok(Number(bytes) > 0 && Number(bytes) <= max, `${what} held ${bytes} bytes, at most ${max}`);
+      };
+      sizeOf(wsLog, 'workspace', 64 * MiB);
+      sizeOf(wsLog, 'home', 32 * MiB);
+      assert.match(wsLog, /#1 {2}\| workspace-freed/);
+      assert.match(wsLog, /#3 {2}\| home-freed/);
+      assert.deepEqual(
+        ws.steps.map((s) => s.conclusion),
+        ['failure', 'success', 'failure', 'success'],
+      );
 
-    // /dev/shm is the engine's default shm mount (not one of Kiln's): a 64 MiB tmpfs, noexec.
-    const shm = job(done, 'shm');
-    const shmLog = await jobLog(done, 'shm');
-    console.log(`#   /dev/shm: ${(/#0 {2}\| (.*\/dev\/shm.*)/.exec(shmLog)?.[1] ?? '?').trim()}`);
-    assert.equal(shm.steps[1].conclusion, 'failure', describeJob(shm));
-    if (shm.steps[1].reason === null) {
-      assert.match(shmLog, /#1 E\| head: error writing 'standard output': No space left on device/);
-      sizeOf(shmLog, 'shm', 64 * MiB);
-      assert.match(shmLog, /#2 {2}\| shm-freed/);
-    } else {
-      // gVisor: /dev/shm lives in the sandbox's memory; filling it exhausts the sandbox.
-      assert.ok(EXHAUSTED.memory.includes(shm.steps[1].reason ?? ''), `shm fill reason ${shm.steps[1].reason}`);
-    }
+      // /dev/shm is the engine's default shm mount (not one of Kiln's): a 64 MiB tmpfs, noexec.
+      const shm = job(done, 'shm');
+      const shmLog = await jobLog(done, 'shm');
+      console.log(`#   /dev/shm: ${(/#0 {2}\| (.*\/dev\/shm.*)/.exec(shmLog)?.[1] ?? '?').trim()}`);
+      assert.equal(shm.steps[1].conclusion, 'failure', describeJob(shm));
+      if (shm.steps[1].reason === null) {
+        assert.match(shmLog, /#1 E\| head: error writing 'standard output': No space left on device/);
+        sizeOf(shmLog, 'shm', 64 * MiB);
+        assert.match(shmLog, /#2 {2}\| shm-freed/);
+      } else {
+        // gVisor: /dev/shm lives in the sandbox's memory; filling it exhausts the sandbox.
+        assert.ok(EXHAUSTED.memory.includes(shm.steps[1].reason ?? ''), `shm fill reason ${shm.steps[1].reason}`);
+      }
 
-    const tmp = job(done, 'tmpfill');
-    const tmpLog = await jobLog(done, 'tmpfill');
-    assert.equal(tmp.steps[0].conclusion, 'failure', describeJob(tmp));
-    assert.match(tmpLog, /#0 E\| head: error writing 'standard output': No space left on device/);
+      const tmp = job(done, 'tmpfill');
+      const tmpLog = await jobLog(done, 'tmpfill');
+      assert.equal(tmp.steps[0].conclusion, 'failure', describeJob(tmp));
+      assert.match(tmpLog, /#0 E\| head: error writing 'standard output': No space left on device/);
 
-    const rootfs = job(done, 'rootfs');
-    const rootLog = await jobLog(done, 'rootfs');
-    assert.equal(rootfs.conclusion, 'success', describeJob(rootfs));
-    const writes = [...rootLog.matchAll(/#0 {2}\| WRITE (\S+) rc=(\d+) (.*)/g)];
-    assert.equal(writes.length, 22, `every write attempt reported: ${writes.map((w) => w[1]).join(' ')}`);
-    for (const [, where, rc, msg] of writes) {
-      assert.notEqual(rc, '0', `writing ${where} succeeded`);
-      assert.match(msg, /Read-only file system|Permission denied|No such file or directory/, `writing ${where}: ${msg}`);
-    }
-    // gVisor checks permissions before the read-only mount: there the refusal reads "Permission denied".
-    const readOnly = RUNTIME === 'runc' ? /Read-only file system/ : /Read-only file system|Permission denied/;
-    for (const where of ['/', '/etc', '/usr']) assert.match(writes.find((w) => w[1] === where)?.[3] ?? '', readOnly, `writing ${where}`);
-    assert.match(rootLog, /ROOTMOUNT ro(,|$)/m, 'the root filesystem is mounted read-only');
-    await assertContained(done, 'disk');
-    await assertServing(server.kiln, 'after disk filling');
-  });
+      const rootfs = job(done, 'rootfs');
+      const rootLog = await jobLog(done, 'rootfs');
+      assert.equal(rootfs.conclusion, 'success', describeJob(rootfs));
+      const writes = [...rootLog.matchAll(/#0 {2}\| WRITE (\S+) rc=(\d+) (.*)/g)];
+      assert.equal(writes.length, 22, `every write attempt reported: ${writes.map((w) => w[1]).join(' ')}`);
+      for (const [, where, rc, msg] of writes) {
+        assert.notEqual(rc, '0', `writing ${where} succeeded`);
+        assert.match(msg, /Read-only file system|Permission denied|No such file or directory/, `writing ${where}: ${msg}`);
+      }
+      // gVisor checks permissions before the read-only mount: there the refusal reads "Permission denied".
+      const readOnly = RUNTIME === 'runc' ? /Read-only file system/ : /Read-only file system|Permission denied/;
+      for (const where of ['/', '/etc', '/usr']) assert.match(writes.find((w) => w[1] === where)?.[3] ?? '', readOnly, `writing ${where}`);
+      assert.match(rootLog, /ROOTMOUNT ro(,|$)/m, 'the root filesystem is mounted read-only');
+      await assertContained(done, 'disk');
+      await assertServing(server.kiln, 'after disk filling');
+    },
+  );
 
   test('a job that fills /tmp can still run its cleanup (if: always()) steps', async () => {
     assert.ok(diskRun, 'the disk run completed');
@@ -433,7 +502,14 @@ jobs:
     const log = await jobLog(diskRun, 'tmpfill');
     // Kiln writes each step's script (and its env files) to /tmp/kiln, in the job's own /tmp: once the
     // job fills /tmp, no later step can even start ("cat: write error: No space left on device").
-    assert.match(log, /#1 {2}\| tmp-freed/, `the cleanup step after /tmp filled did not run: ${describeJob(tmp)}\n${log.split('\n').filter((l) => /#[12] /.test(l)).join('\n')}`);
+    assert.match(
+      log,
+      /#1 {2}\| tmp-freed/,
+      `the cleanup step after /tmp filled did not run: ${describeJob(tmp)}\n${log
+        .split('\n')
+        .filter((l) => /#[12] /.test(l))
+        .join('\n')}`,
+    );
     assert.equal(tmp.steps[2].conclusion, 'success', describeJob(tmp));
   });
 
@@ -531,7 +607,9 @@ jobs:
       } else {
         // gVisor lets a job make user and mount namespaces inside the sandbox's own kernel (runsc does
         // not apply the engine's seccomp profile): being "root" there gives nothing outside (below).
-        console.log(`#   ${j.key}: under runsc unshare -r gives uid ${p('unshare-r').out.trim()} (rc ${p('unshare-r').rc}), unshare -m rc ${p('unshare-m').rc}`);
+        console.log(
+          `#   ${j.key}: under runsc unshare -r gives uid ${p('unshare-r').out.trim()} (rc ${p('unshare-r').rc}), unshare -m rc ${p('unshare-m').rc}`,
+        );
       }
       fails('userns-shadow', /Permission denied|Operation not permitted|Invalid argument/);
       assert.doesNotMatch(p('userns-mount').out, /pwned-userns/, `${j.key}: a namespace-root mount changed the job's /workspace: ${p('userns-mount').out}`);
@@ -553,7 +631,8 @@ jobs:
       assert.match(status, /Uid: 1001 1001 1001 1001/, status);
       // gVisor's /proc/self/status has no CapInh, CapAmb or NoNewPrivs lines; those it has must say the same.
       for (const cap of ['CapInh', 'CapPrm', 'CapEff', 'CapBnd', 'CapAmb']) {
-        if (RUNTIME === 'runc' || ['CapPrm', 'CapEff', 'CapBnd'].includes(cap) || status.includes(cap)) assert.match(status, new RegExp(`${cap}: 0000000000000000`), `${j.key}: ${cap} in ${status}`);
+        if (RUNTIME === 'runc' || ['CapPrm', 'CapEff', 'CapBnd'].includes(cap) || status.includes(cap))
+          assert.match(status, new RegExp(`${cap}: 0000000000000000`), `${j.key}: ${cap} in ${status}`);
       }
       if (RUNTIME === 'runc' || /NoNewPrivs/.test(status)) assert.match(status, /NoNewPrivs: 1/, status);
       assert.match(p('id').out, /^uid=1001\(runner\) gid=1001\(runner\) groups=1001\(runner\)/);
@@ -575,7 +654,7 @@ jobs:
     await assertServing(server.kiln, 'after confinement probes');
   });
 
-  test('two jobs running at once cannot see each other\'s files or processes', { timeout: 300_000 }, async () => {
+  test("two jobs running at once cannot see each other's files or processes", { timeout: 300_000 }, async () => {
     const workflow = String.raw`
 jobs:
   holder:
@@ -620,18 +699,23 @@ jobs:
     // The search ran while the holder's files and processes existed.
     const h = holder.steps[0];
     const s = seeker.steps[0];
-    assert.ok(Date.parse(h.startedAt!) < Date.parse(s.startedAt!) + 5000 && Date.parse(h.finishedAt!) > Date.parse(s.finishedAt!),
-      `the jobs overlapped: holder ${h.startedAt}..${h.finishedAt}, seeker ${s.startedAt}..${s.finishedAt}`);
+    assert.ok(
+      Date.parse(h.startedAt!) < Date.parse(s.startedAt!) + 5000 && Date.parse(h.finishedAt!) > Date.parse(s.finishedAt!),
+      `the jobs overlapped: holder ${h.startedAt}..${h.finishedAt}, seeker ${s.startedAt}..${s.finishedAt}`,
+    );
     assert.match(seekerLog, /seeker-done/);
-    assert.doesNotMatch(seekerLog, /FOUND/, 'the seeker found another job\'s token');
-    assert.ok(!seekerLog.includes(token), 'the seeker\'s log holds the holder\'s token');
+    assert.doesNotMatch(seekerLog, /FOUND/, "the seeker found another job's token");
+    assert.ok(!seekerLog.includes(token), "the seeker's log holds the holder's token");
     const procs = Number(/PROCS (\d+)/.exec(seekerLog)?.[1]);
     assert.ok(procs > 0 && procs < 15, `the seeker sees only its own few processes (${procs})`);
     await assertContained(done, 'cross-job');
   });
 
-  test('floods of output (120 MiB of lines, one 50 MiB line, binary) are capped with a notice; the job and the API stay responsive', { timeout: 300_000 }, async () => {
-    const workflow = String.raw`
+  test(
+    'floods of output (120 MiB of lines, one 50 MiB line, binary) are capped with a notice; the job and the API stay responsive',
+    { timeout: 300_000 },
+    async () => {
+      const workflow = String.raw`
 jobs:
   lines:
     runs-on: python-3.11
@@ -648,43 +732,47 @@ jobs:
         run: head -c 8388608 /dev/urandom
       - run: echo after-the-line
 `;
-    const run = await submit(workflow);
-    const { done, ms, polls, maxHealthMs } = await finish(run.id, 'output flood');
-    console.log(`# output flood run: ${ms} ms, ${polls} health polls (slowest ${maxHealthMs} ms)`);
-    for (const key of ['lines', 'longline']) {
-      const j = job(done, key);
-      console.log(`#   ${describeJob(j)}`);
-      assert.equal(j.conclusion, 'success', describeJob(j));
-      for (const s of j.steps) assert.ok(seconds(s) < 90, `${key}: ${s.name} took ${seconds(s)} s`);
-      const t0 = Date.now();
-      const log = await jobLog(done, key);
-      assert.ok(Date.now() - t0 < 10_000, `the capped log is served quickly (${Date.now() - t0} ms)`);
-      assert.match(log, new RegExp(`log cap of ${LOG_CAP} bytes reached: further output of this job is dropped \\(the job keeps running\\)`));
-      const dropped = Number(new RegExp(`log truncated: (\\d+) more bytes of output were not kept \\(cap ${LOG_CAP} bytes per job\\)`).exec(log)?.[1]);
-      if (RUNTIME === 'runc') assert.ok(dropped > (key === 'lines' ? 118 : 56) * MiB, `${key}: ${dropped} bytes reported dropped`);
-      else {
-        // Under this runsc most of a burst never reaches Kiln (the step still exits 0): see the report.
-        assert.ok(dropped > 0, `${key}: ${dropped} bytes reported dropped`);
-        console.log(`#   ${key}: under runsc ${((dropped + LOG_CAP) / MiB).toFixed(1)} MiB of the output reached Kiln`);
+      const run = await submit(workflow);
+      const { done, ms, polls, maxHealthMs } = await finish(run.id, 'output flood');
+      console.log(`# output flood run: ${ms} ms, ${polls} health polls (slowest ${maxHealthMs} ms)`);
+      for (const key of ['lines', 'longline']) {
+        const j = job(done, key);
+        console.log(`#   ${describeJob(j)}`);
+        assert.equal(j.conclusion, 'success', describeJob(j));
+        for (const s of j.steps) assert.ok(seconds(s) < 90, `${key}: ${s.name} took ${seconds(s)} s`);
+        const t0 = Date.now();
+        const log = await jobLog(done, key);
+        assert.ok(Date.now() - t0 < 10_000, `the capped log is served quickly (${Date.now() - t0} ms)`);
+        assert.match(log, new RegExp(`log cap of ${LOG_CAP} bytes reached: further output of this job is dropped \\(the job keeps running\\)`));
+        const dropped = Number(new RegExp(`log truncated: (\\d+) more bytes of output were not kept \\(cap ${LOG_CAP} bytes per job\\)`).exec(log)?.[1]);
+        if (RUNTIME === 'runc') assert.ok(dropped > (key === 'lines' ? 118 : 56) * MiB, `${key}: ${dropped} bytes reported dropped`);
+        else {
+          // Under this runsc most of a burst never reaches Kiln (the step still exits 0): see the report.
+          assert.ok(dropped > 0, `${key}: ${dropped} bytes reported dropped`);
+          console.log(`#   ${key}: under runsc ${((dropped + LOG_CAP) / MiB).toFixed(1)} MiB of the output reached Kiln`);
+        }
+        // Kiln's own lines are kept past the cap: every step's end is there.
+        for (const s of j.steps) assert.match(log, new RegExp(`#${s.index} ## ■ .*: success`));
+        const file = path.join(server.data, 'logs', done.id, `${j.id}.jsonl`);
+        const size = fs.statSync(file).size;
+        assert.ok(size <= LOG_CAP + 16 * 1024, `${key}: the stored log is ${size} bytes, about the cap`);
+        if (key === 'longline') {
+          const json = await (await server.kiln.fetch(`/api/v1/runs/${done.id}/logs?job=${j.id}&format=json`)).text();
+          const records = json
+            .split('\n')
+            .filter(Boolean)
+            .map((l) => JSON.parse(l) as { i: number; s: string; l: string });
+          const pieces = records.filter((r) => r.s === 'o' && r.i === 0);
+          assert.ok(pieces.length > 0, 'the start of the long line was kept');
+          for (const r of pieces) assert.ok(r.l.length === 64 * 1024 && /^a+$/.test(r.l), `a kept piece of the long line is ${r.l.length} characters`);
+          // (Past the cap, later lines short enough for the room left are still kept: see the report.)
+          for (const r of records) assert.ok(r.l.length <= 64 * 1024, `a stored line is ${r.l.length} characters`);
+        }
       }
-      // Kiln's own lines are kept past the cap: every step's end is there.
-      for (const s of j.steps) assert.match(log, new RegExp(`#${s.index} ## ■ .*: success`));
-      const file = path.join(server.data, 'logs', done.id, `${j.id}.jsonl`);
-      const size = fs.statSync(file).size;
-      assert.ok(size <= LOG_CAP + 16 * 1024, `${key}: the stored log is ${size} bytes, about the cap`);
-      if (key === 'longline') {
-        const json = await (await server.kiln.fetch(`/api/v1/runs/${done.id}/logs?job=${j.id}&format=json`)).text();
-        const records = json.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { i: number; s: string; l: string });
-        const pieces = records.filter((r) => r.s === 'o' && r.i === 0);
-        assert.ok(pieces.length > 0, 'the start of the long line was kept');
-        for (const r of pieces) assert.ok(r.l.length === 64 * 1024 && /^a+$/.test(r.l), `a kept piece of the long line is ${r.l.length} characters`);
-        // (Past the cap, later lines short enough for the room left are still kept: see the report.)
-        for (const r of records) assert.ok(r.l.length <= 64 * 1024, `a stored line is ${r.l.length} characters`);
-      }
-    }
-    await assertContained(done, 'output flood');
-    await assertServing(server.kiln, 'after output floods');
-  });
+      await assertContained(done, 'output flood');
+      await assertServing(server.kiln, 'after output floods');
+    },
+  );
 
   let escapesRun: View | undefined;
   const LINE1 = 'clear:\x1b[2J\x1b[3J\x1b[H|osc52:\x1b]52;c;a2lsbi10ZXN0\x07|title:\x1b]0;pwned-title\x07|nul:A\x00B|bell:\x07|end';
@@ -719,7 +807,12 @@ jobs:
     const raw = await res.text();
     assert.ok(raw.includes('\\u001b]52;c;a2lsbi10ZXN0\\u0007') && raw.includes('\\u0000'), 'ESC, BEL and NUL are escaped in the JSON');
     assert.ok(!raw.includes('\x1b') && !raw.includes('\x00'), 'no raw control character in the JSON body');
-    const output = raw.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { s: string; l: string }).filter((r) => r.s === 'o').map((r) => r.l);
+    const output = raw
+      .split('\n')
+      .filter(Boolean)
+      .map((l) => JSON.parse(l) as { s: string; l: string })
+      .filter((r) => r.s === 'o')
+      .map((r) => r.l);
     assert.deepEqual(output, [LINE1, 'bad-utf8:\ufffd\ufffd|cr:visible\rFAKE', 'no-newline-at-end\x1b]52;c;Zm9v\x07']);
     // Plain text: control characters shown as \xNN (a terminal shows them, never obeys them); the bytes as written only as a download.
     const text = await server.kiln.fetch(`/api/v1/runs/${done.id}/logs?job=${j.id}`);
@@ -743,12 +836,20 @@ jobs:
     const onTty = async (args: string[], env: Record<string, string> = {}) => {
       const cmd = [process.execPath, KILN_BIN, ...args].join(' ');
       const { stdout } = await exec('script', ['-qfec', cmd, '/dev/null'], {
-        encoding: 'utf8', timeout: 60_000, maxBuffer: 16 * MiB,
+        encoding: 'utf8',
+        timeout: 60_000,
+        maxBuffer: 16 * MiB,
         env: { ...process.env, KILN_URL: server.url, KILN_TOKEN: TEST_ADMIN_TOKEN, TERM: 'xterm', ...env },
       });
       return stdout;
     };
-    const dangerous: [string, RegExp][] = [['clear screen', /\x1b\[2J/], ['OSC 52 clipboard', /\x1b\]52/], ['window title', /\x1b\]0;/], ['NUL', /\x00/], ['BEL', /\x07/]];
+    const dangerous: [string, RegExp][] = [
+      ['clear screen', /\x1b\[2J/],
+      ['OSC 52 clipboard', /\x1b\]52/],
+      ['window title', /\x1b\]0;/],
+      ['NUL', /\x00/],
+      ['BEL', /\x07/],
+    ];
     const obeyed: string[] = [];
     const views: [string, string[], Record<string, string>][] = [
       ['kiln logs', ['logs', escapesRun.id], {}],
@@ -758,7 +859,17 @@ jobs:
     for (const [what, args, env] of views) {
       const out = await onTty(args, env);
       assert.match(out, /escapes/, `${what} printed the run: ${out.slice(0, 300)}`);
-      for (const [name, re] of dangerous) if (re.test(out)) obeyed.push(`${what}: ${name} in ${JSON.stringify(out.split('\n').find((l) => re.test(l))?.replace(/\x1b\[[0-9;]*m/g, '').slice(0, 100))}`);
+      for (const [name, re] of dangerous)
+        if (re.test(out))
+          obeyed.push(
+            `${what}: ${name} in ${JSON.stringify(
+              out
+                .split('\n')
+                .find((l) => re.test(l))
+                ?.replace(/\x1b\[[0-9;]*m/g, '')
+                .slice(0, 100),
+            )}`,
+          );
     }
     assert.deepEqual(obeyed, [], `raw control sequences reached the terminal:\n${obeyed.join('\n')}`);
   });
@@ -766,8 +877,11 @@ jobs:
   // Under this runsc, a path through a symlink to / (out/root/etc/passwd) resolves to / itself (a gVisor
   // bug): the upload then walks the whole sandbox for minutes. See the report; not repeated here.
   const THROUGH_LINK = RUNTIME === 'runc' ? 'out/root/etc/passwd' : '';
-  test('artifacts: symlinks to host or sandbox secrets, a symlink swapped in during collection, 20 000 files, deep trees: never host data, and the run says what was left out', { timeout: 300_000 }, async () => {
-    const workflow = String.raw`
+  test(
+    'artifacts: symlinks to host or sandbox secrets, a symlink swapped in during collection, 20 000 files, deep trees: never host data, and the run says what was left out',
+    { timeout: 300_000 },
+    async () => {
+      const workflow = String.raw`
 jobs:
   links:
     runs-on: python-3.11
@@ -839,74 +953,78 @@ jobs:
           name: deep
           path: deep/
 `;
-    const run = await submit(workflow);
-    const { done, ms } = await finish(run.id, 'artifacts');
-    console.log(`# artifacts run: ${ms} ms`);
-    for (const j of done.jobs) console.log(`#   ${describeJob(j)}`);
-    const hostShadow = fs.existsSync('/etc/shadow') ? fs.readFileSync('/etc/shadow') : null;
-    const download = async (name: string) => {
-      const a = done.artifacts.find((x) => x.name === name);
-      assert.ok(a, `artifact ${name} in ${done.artifacts.map((x) => x.name).join(', ')}`);
-      const res = await server.kiln.fetch(a.url);
-      assert.equal(res.status, 200);
-      const buf = Buffer.from(await res.arrayBuffer());
-      assert.ok(!buf.includes(watch.secret), `${name}: the canary secret is in the artifact`);
-      assert.ok(!buf.includes(TEST_ADMIN_TOKEN), `${name}: the server's admin token is in the artifact`);
-      const files = await readTar(buf);
-      for (const [f, content] of files) {
-        watch.assertNoLeak(content.toString('latin1'), `${name}/${f}`);
-        if (hostShadow) assert.ok(!content.equals(hostShadow), `${name}/${f} is the host's /etc/shadow`);
+      const run = await submit(workflow);
+      const { done, ms } = await finish(run.id, 'artifacts');
+      console.log(`# artifacts run: ${ms} ms`);
+      for (const j of done.jobs) console.log(`#   ${describeJob(j)}`);
+      const hostShadow = fs.existsSync('/etc/shadow') ? fs.readFileSync('/etc/shadow') : null;
+      const download = async (name: string) => {
+        const a = done.artifacts.find((x) => x.name === name);
+        assert.ok(a, `artifact ${name} in ${done.artifacts.map((x) => x.name).join(', ')}`);
+        const res = await server.kiln.fetch(a.url);
+        assert.equal(res.status, 200);
+        const buf = Buffer.from(await res.arrayBuffer());
+        assert.ok(!buf.includes(watch.secret), `${name}: the canary secret is in the artifact`);
+        assert.ok(!buf.includes(TEST_ADMIN_TOKEN), `${name}: the server's admin token is in the artifact`);
+        const files = await readTar(buf);
+        for (const [f, content] of files) {
+          watch.assertNoLeak(content.toString('latin1'), `${name}/${f}`);
+          if (hostShadow) assert.ok(!content.equals(hostShadow), `${name}/${f} is the host's /etc/shadow`);
+        }
+        return files;
+      };
+
+      const links = job(done, 'links');
+      assert.equal(links.conclusion, 'success', describeJob(links));
+      const linksLog = await jobLog(done, 'links');
+      assert.match(linksLog, /#1 ## warning: 5 symbolic link\(s\) were left out of the artifact/);
+      assert.match(linksLog, /#1 ## artifact 'links' uploaded: 1 file\(s\), 3 bytes/);
+      assert.deepEqual(
+        [...(await download('links')).entries()].map(([f, c]) => [f, c.toString()]),
+        [['out/plain.txt', 'ok\n']],
+      );
+      // Absolute paths are collected inside the sandbox, as the job's user: the sandbox's files, never the host's.
+      assert.match(linksLog, /#2 ## warning: [^]*\/etc\/shadow: Cannot open: Permission denied/);
+      const direct = await download('direct');
+      assert.ok(!direct.has('etc/shadow'), "the sandbox's shadow was unreadable");
+      assert.ok(![...direct.keys()].some((f) => f.includes('kiln-canary')), 'nothing under the host canary path');
+      assert.notEqual(direct.get('etc/hostname')?.toString().trim(), os.hostname(), "the hostname is the sandbox's");
+      if (THROUGH_LINK) assert.match(direct.get(THROUGH_LINK)?.toString() ?? '', /^runner:x:1001:1001:/m, "the passwd file is the sandbox's");
+
+      // The swapped symlink: an upload either holds only the regular files' content, or is refused with a reason.
+      const race = job(done, 'race');
+      const raceLog = await jobLog(done, 'race');
+      for (const s of race.steps.slice(1)) {
+        const name = `race-${s.index}`;
+        if (s.conclusion === 'success') {
+          const files = await download(name);
+          for (const [f, c] of files) assert.equal(c.toString(), 'data\n', `${name}/${f} holds what a swapped-in symlink pointed to`);
+          console.log(`#   ${name}: uploaded, ${files.size} regular file(s)`);
+        } else {
+          assert.equal(s.reason, 'artifact-error', describeJob(race));
+          const why = new RegExp(`#${s.index} ## error: artifact '${name}' was refused: (.*)`).exec(raceLog)?.[1];
+          assert.ok(why, `${name}: the refusal is explained in the log`);
+          console.log(`#   ${name}: refused: ${why}`);
+          assert.ok(!done.artifacts.some((a) => a.name === name), `${name}: a refused artifact is not listed`);
+        }
       }
-      return files;
-    };
 
-    const links = job(done, 'links');
-    assert.equal(links.conclusion, 'success', describeJob(links));
-    const linksLog = await jobLog(done, 'links');
-    assert.match(linksLog, /#1 ## warning: 5 symbolic link\(s\) were left out of the artifact/);
-    assert.match(linksLog, /#1 ## artifact 'links' uploaded: 1 file\(s\), 3 bytes/);
-    assert.deepEqual([...(await download('links')).entries()].map(([f, c]) => [f, c.toString()]), [['out/plain.txt', 'ok\n']]);
-    // Absolute paths are collected inside the sandbox, as the job's user: the sandbox's files, never the host's.
-    assert.match(linksLog, /#2 ## warning: [^]*\/etc\/shadow: Cannot open: Permission denied/);
-    const direct = await download('direct');
-    assert.ok(!direct.has('etc/shadow'), 'the sandbox\'s shadow was unreadable');
-    assert.ok(![...direct.keys()].some((f) => f.includes('kiln-canary')), 'nothing under the host canary path');
-    assert.notEqual(direct.get('etc/hostname')?.toString().trim(), os.hostname(), 'the hostname is the sandbox\'s');
-    if (THROUGH_LINK) assert.match(direct.get(THROUGH_LINK)?.toString() ?? '', /^runner:x:1001:1001:/m, 'the passwd file is the sandbox\'s');
+      const many = job(done, 'many');
+      const manyLog = await jobLog(done, 'many');
+      assert.equal(many.steps[1].conclusion, 'success', describeJob(many));
+      assert.match(manyLog, /#1 ## artifact 'many' uploaded: 20000 file\(s\)/);
+      const manyFiles = await download('many');
+      assert.equal(manyFiles.size, 20000);
+      assert.equal(manyFiles.get('many/f12345')?.toString(), '12345');
+      assert.equal(many.steps[2].conclusion, 'failure');
+      assert.equal(many.steps[2].reason, 'artifact-error');
+      assert.match(manyLog, /#2 ## error: artifact 'deep' was refused: entry '.*': path is \d+ levels deep, over the limit of 64/);
+      assert.ok(!done.artifacts.some((a) => a.name === 'deep'));
 
-    // The swapped symlink: an upload either holds only the regular files' content, or is refused with a reason.
-    const race = job(done, 'race');
-    const raceLog = await jobLog(done, 'race');
-    for (const s of race.steps.slice(1)) {
-      const name = `race-${s.index}`;
-      if (s.conclusion === 'success') {
-        const files = await download(name);
-        for (const [f, c] of files) assert.equal(c.toString(), 'data\n', `${name}/${f} holds what a swapped-in symlink pointed to`);
-        console.log(`#   ${name}: uploaded, ${files.size} regular file(s)`);
-      } else {
-        assert.equal(s.reason, 'artifact-error', describeJob(race));
-        const why = new RegExp(`#${s.index} ## error: artifact '${name}' was refused: (.*)`).exec(raceLog)?.[1];
-        assert.ok(why, `${name}: the refusal is explained in the log`);
-        console.log(`#   ${name}: refused: ${why}`);
-        assert.ok(!done.artifacts.some((a) => a.name === name), `${name}: a refused artifact is not listed`);
-      }
-    }
-
-    const many = job(done, 'many');
-    const manyLog = await jobLog(done, 'many');
-    assert.equal(many.steps[1].conclusion, 'success', describeJob(many));
-    assert.match(manyLog, /#1 ## artifact 'many' uploaded: 20000 file\(s\)/);
-    const manyFiles = await download('many');
-    assert.equal(manyFiles.size, 20000);
-    assert.equal(manyFiles.get('many/f12345')?.toString(), '12345');
-    assert.equal(many.steps[2].conclusion, 'failure');
-    assert.equal(many.steps[2].reason, 'artifact-error');
-    assert.match(manyLog, /#2 ## error: artifact 'deep' was refused: entry '.*': path is \d+ levels deep, over the limit of 64/);
-    assert.ok(!done.artifacts.some((a) => a.name === 'deep'));
-
-    await assertContained(done, 'artifacts');
-    await assertServing(server.kiln, 'after artifact attacks');
-  });
+      await assertContained(done, 'artifacts');
+      await assertServing(server.kiln, 'after artifact attacks');
+    },
+  );
   test('a job cannot outlive its timeout, or a cancel, by freezing the helper processes Kiln runs in its sandbox', { timeout: 300_000 }, async () => {
     // Kiln's own helpers in the sandbox (the post-step reader, the script writer, `kill -1`, the
     // artifact collector) run as the job's user, so the job's processes may signal them.

@@ -35,7 +35,13 @@ export class Proc {
   readonly exited: Promise<number | null>;
   private out = '';
 
-  constructor(readonly name: string, readonly logFile: string, command: string, args: string[], env: NodeJS.ProcessEnv) {
+  constructor(
+    readonly name: string,
+    readonly logFile: string,
+    command: string,
+    args: string[],
+    env: NodeJS.ProcessEnv,
+  ) {
     const file = fs.createWriteStream(logFile, { flags: 'a' });
     this.proc = spawn(command, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
     for (const s of [this.proc.stdout!, this.proc.stderr!]) {
@@ -44,10 +50,12 @@ export class Proc {
         file.write(d);
       });
     }
-    this.exited = new Promise((resolve) => this.proc.on('exit', (code, signal) => {
-      file.end(`\n[harness] ${name} (pid ${this.proc.pid}) exited: ${signal ?? code}\n`);
-      resolve(code);
-    }));
+    this.exited = new Promise((resolve) =>
+      this.proc.on('exit', (code, signal) => {
+        file.end(`\n[harness] ${name} (pid ${this.proc.pid}) exited: ${signal ?? code}\n`);
+        resolve(code);
+      }),
+    );
   }
 
   get pid(): number {
@@ -76,10 +84,15 @@ export class Proc {
   }
 
   async waitForOutput(re: RegExp, timeoutMs: number): Promise<RegExpMatchArray> {
-    return until(`${this.name}: output matching ${re}`, () => {
-      if (!this.alive && !re.test(this.out)) throw new Error(`${this.name} exited`);
-      return this.out.match(re);
-    }, timeoutMs, 100);
+    return until(
+      `${this.name}: output matching ${re}`,
+      () => {
+        if (!this.alive && !re.test(this.out)) throw new Error(`${this.name} exited`);
+        return this.out.match(re);
+      },
+      timeoutMs,
+      100,
+    );
   }
 }
 
@@ -101,7 +114,10 @@ export function kilnProcess(name: string, logDir: string, role: 'api' | 'worker'
 
 /** A throwaway PostgreSQL of this test (.ci/postgres.sh), with its data folder for halt/resume. */
 export class Postgres {
-  private constructor(readonly url: string, readonly dir: string) {}
+  private constructor(
+    readonly url: string,
+    readonly dir: string,
+  ) {}
 
   static async start(): Promise<Postgres> {
     const { stdout } = await run('bash', [path.join(ROOT, '.ci', 'postgres.sh')], { timeout: 600_000 });
@@ -137,7 +153,11 @@ export class Postgres {
 /** The test's own redis-server (its own port and folder, append-only file): never the machine's Redis. */
 export class RedisServer {
   proc?: Proc;
-  constructor(readonly port: number, readonly dir: string, readonly logDir: string) {}
+  constructor(
+    readonly port: number,
+    readonly dir: string,
+    readonly logDir: string,
+  ) {}
 
   get url(): string {
     return `redis://127.0.0.1:${this.port}`;
@@ -146,10 +166,28 @@ export class RedisServer {
   async start(): Promise<void> {
     const n = fs.readdirSync(this.logDir).filter((f) => f.startsWith('redis.')).length + 1;
     // appendfsync always: every write is on disk before Redis answers, so a SIGKILL loses nothing acknowledged.
-    this.proc = new Proc('redis', path.join(this.logDir, `redis.${n}.log`), 'redis-server', [
-      '--bind', '127.0.0.1', '--port', String(this.port), '--dir', this.dir, '--daemonize', 'no',
-      '--appendonly', 'yes', '--appendfsync', 'always', '--save', '',
-    ], process.env);
+    this.proc = new Proc(
+      'redis',
+      path.join(this.logDir, `redis.${n}.log`),
+      'redis-server',
+      [
+        '--bind',
+        '127.0.0.1',
+        '--port',
+        String(this.port),
+        '--dir',
+        this.dir,
+        '--daemonize',
+        'no',
+        '--appendonly',
+        'yes',
+        '--appendfsync',
+        'always',
+        '--save',
+        '',
+      ],
+      process.env,
+    );
     await until('redis-server answers PING', () => this.ping(), 15_000, 100);
   }
 
@@ -177,7 +215,10 @@ export function dockerPing(timeoutMs = 2000): Promise<boolean> {
       res.resume();
       resolve(res.statusCode === 200);
     });
-    req.on('timeout', () => { req.destroy(); resolve(false); });
+    req.on('timeout', () => {
+      req.destroy();
+      resolve(false);
+    });
     req.on('error', () => resolve(false));
   });
 }
@@ -252,7 +293,16 @@ export async function containersOfDeployment(prefix: string): Promise<string[]> 
 
 /** The deployment's containers by kind: job sandboxes (kiln-job-<id>) and idle warm ones with their owner's pid. */
 export async function sandboxesOfDeployment(prefix: string): Promise<{ jobs: string[]; idle: { name: string; pid: number }[] }> {
-  const { stdout } = await run('docker', ['ps', '-a', '--filter', 'label=kiln.managed=true', '--filter', `label=kiln.deployment=${prefix}`, '--format', '{{.Names}}\t{{.Label "kiln.pool"}}']);
+  const { stdout } = await run('docker', [
+    'ps',
+    '-a',
+    '--filter',
+    'label=kiln.managed=true',
+    '--filter',
+    `label=kiln.deployment=${prefix}`,
+    '--format',
+    '{{.Names}}\t{{.Label "kiln.pool"}}',
+  ]);
   const out = { jobs: [] as string[], idle: [] as { name: string; pid: number }[] };
   for (const line of stdout.split('\n').filter(Boolean)) {
     const [name, pool] = line.split('\t');
@@ -283,10 +333,15 @@ export function metric(text: string, name: string, labels: Record<string, string
     if (!line.startsWith(name)) continue;
     const m = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{([^}]*)\})?\s+(\S+)/.exec(line);
     if (!m || m[1] !== name) continue;
-    const have = Object.fromEntries((m[2] ?? '').split(',').filter(Boolean).map((kv) => {
-      const i = kv.indexOf('=');
-      return [kv.slice(0, i), kv.slice(i + 1).replace(/^"|"$/g, '')];
-    }));
+    const have = Object.fromEntries(
+      (m[2] ?? '')
+        .split(',')
+        .filter(Boolean)
+        .map((kv) => {
+          const i = kv.indexOf('=');
+          return [kv.slice(0, i), kv.slice(i + 1).replace(/^"|"$/g, '')];
+        }),
+    );
     if (Object.entries(labels).every(([k, v]) => have[k] === v)) return Number(m[3]);
   }
   return null;

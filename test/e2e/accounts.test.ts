@@ -17,7 +17,11 @@ describe('accounts, ownership, quotas and secrets (real engine)', () => {
     const u = await admin.fetch('/api/v1/users', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name, quota }) });
     assert.equal(u.status, 201, await u.clone().text());
     const { id } = (await u.json()) as { id: string };
-    const t = await admin.fetch(`/api/v1/users/${id}/tokens`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'e2e' }) });
+    const t = await admin.fetch(`/api/v1/users/${id}/tokens`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'e2e' }),
+    });
     assert.equal(t.status, 201);
     const { token } = (await t.json()) as { token: string };
     assert.match(token, /^kiln_[A-Za-z0-9_-]{43}$/);
@@ -36,11 +40,24 @@ describe('accounts, ownership, quotas and secrets (real engine)', () => {
 
   test('without a valid token every endpoint but health and the catalogue answers 401 with no data', async () => {
     const routes: [string, string][] = [
-      ['GET', '/api/v1/runs'], ['POST', '/api/v1/runs'], ['GET', '/api/v1/runs/abc'], ['GET', '/api/v1/runs/abc/logs'],
-      ['GET', '/api/v1/runs/abc/logs?follow=1'], ['GET', '/api/v1/runs/abc/artifacts'], ['GET', '/api/v1/runs/abc/artifacts/x'],
-      ['POST', '/api/v1/runs/abc/cancel'], ['GET', '/api/v1/me'], ['GET', '/api/v1/users'], ['POST', '/api/v1/users'],
-      ['GET', '/api/v1/tokens'], ['POST', '/api/v1/tokens'], ['DELETE', '/api/v1/tokens/abc'], ['GET', '/api/v1/secrets'],
-      ['PUT', '/api/v1/secrets/X'], ['DELETE', '/api/v1/secrets/X'], ['POST', '/api/v1/users/abc/tokens'],
+      ['GET', '/api/v1/runs'],
+      ['POST', '/api/v1/runs'],
+      ['GET', '/api/v1/runs/abc'],
+      ['GET', '/api/v1/runs/abc/logs'],
+      ['GET', '/api/v1/runs/abc/logs?follow=1'],
+      ['GET', '/api/v1/runs/abc/artifacts'],
+      ['GET', '/api/v1/runs/abc/artifacts/x'],
+      ['POST', '/api/v1/runs/abc/cancel'],
+      ['GET', '/api/v1/me'],
+      ['GET', '/api/v1/users'],
+      ['POST', '/api/v1/users'],
+      ['GET', '/api/v1/tokens'],
+      ['POST', '/api/v1/tokens'],
+      ['DELETE', '/api/v1/tokens/abc'],
+      ['GET', '/api/v1/secrets'],
+      ['PUT', '/api/v1/secrets/X'],
+      ['DELETE', '/api/v1/secrets/X'],
+      ['POST', '/api/v1/users/abc/tokens'],
     ];
     for (const [method, route] of routes) {
       for (const headers of [{}, { authorization: 'Bearer kiln_not_a_real_token' }, { authorization: 'Basic YWRtaW46YWRtaW4=' }]) {
@@ -57,15 +74,20 @@ describe('accounts, ownership, quotas and secrets (real engine)', () => {
   });
 
   test("user B gets 404 on user A's run, logs, artifacts and cancel, exactly as for a missing run", async () => {
-    const workflow = 'jobs:\n  a:\n    runs-on: python-3.11\n    steps:\n      - run: mkdir out && echo private > out/p.txt\n      - uses: actions/upload-artifact@v4\n        with: { name: mine, path: out/ }\n';
+    const workflow =
+      'jobs:\n  a:\n    runs-on: python-3.11\n    steps:\n      - run: mkdir out && echo private > out/p.txt\n      - uses: actions/upload-artifact@v4\n        with: { name: mine, path: out/ }\n';
     const run = await alice.accepted(alice.submitTarball(await makeTar([['.kiln.yml', workflow]])));
     const done = await alice.waitFor(run.id);
     assert.equal(done.conclusion, 'success');
     assert.equal((await alice.fetch(`/api/v1/runs/${run.id}/artifacts/mine`)).status, 200);
     const missing = 'AAAAAAAAAAAAAAAA';
     const paths = (id: string): [string, string][] => [
-      ['GET', `/api/v1/runs/${id}`], ['GET', `/api/v1/runs/${id}/logs`], ['GET', `/api/v1/runs/${id}/logs?follow=1`],
-      ['GET', `/api/v1/runs/${id}/artifacts`], ['GET', `/api/v1/runs/${id}/artifacts/mine`], ['POST', `/api/v1/runs/${id}/cancel`],
+      ['GET', `/api/v1/runs/${id}`],
+      ['GET', `/api/v1/runs/${id}/logs`],
+      ['GET', `/api/v1/runs/${id}/logs?follow=1`],
+      ['GET', `/api/v1/runs/${id}/artifacts`],
+      ['GET', `/api/v1/runs/${id}/artifacts/mine`],
+      ['POST', `/api/v1/runs/${id}/cancel`],
     ];
     const theirs = paths(run.id);
     const none = paths(missing);
@@ -82,12 +104,19 @@ describe('accounts, ownership, quotas and secrets (real engine)', () => {
   });
 
   test('a revoked token is refused at once', async () => {
-    const issued = await bob.fetch('/api/v1/tokens', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'short-lived' }) });
+    const issued = await bob.fetch('/api/v1/tokens', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'short-lived' }),
+    });
     const { token, id } = (await issued.json()) as { token: string; id: string };
     const temp = new Client(server.url, token);
     assert.equal((await temp.fetch('/api/v1/me')).status, 200);
     const listed = (await (await bob.fetch('/api/v1/tokens')).json()) as Record<string, unknown>[];
-    assert.ok(listed.every((t) => !('token' in t) && !('hash' in t)), 'tokens are never shown again');
+    assert.ok(
+      listed.every((t) => !('token' in t) && !('hash' in t)),
+      'tokens are never shown again',
+    );
     assert.equal((await alice.fetch(`/api/v1/tokens/${id}`, { method: 'DELETE' })).status, 404, "alice cannot revoke bob's token");
     assert.equal((await bob.fetch(`/api/v1/tokens/${id}`, { method: 'DELETE' })).status, 204);
     const after = await temp.fetch('/api/v1/me');
@@ -112,7 +141,10 @@ describe('accounts, ownership, quotas and secrets (real engine)', () => {
     const bobDone = await bob.waitFor(bobs.id, 60_000);
     assert.equal(bobDone.conclusion, 'success');
     const states = await Promise.all(ids.map((id) => alice.run(id)));
-    assert.ok(states.some((s) => s.status !== 'completed'), "bob's run finished while alice's burst was still waiting");
+    assert.ok(
+      states.some((s) => s.status !== 'completed'),
+      "bob's run finished while alice's burst was still waiting",
+    );
     // Alice never has more than one job running at once.
     let maxRunning = 0;
     for (let i = 0; i < 10; i++) {
@@ -125,10 +157,22 @@ describe('accounts, ownership, quotas and secrets (real engine)', () => {
   });
 
   test('admins republish environments from the manifests; others get 403', async () => {
-    const denied = await bob.fetch('/api/v1/environments/publish', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ names: ['python-3.11'] }) });
+    const denied = await bob.fetch('/api/v1/environments/publish', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ names: ['python-3.11'] }),
+    });
     assert.equal(denied.status, 403);
-    assert.equal((await fetch(`${server.url}/api/v1/environments/publish`, { method: 'POST' })).status, 401, 'publish is not public like the rest of the catalogue');
-    const started = await admin.fetch('/api/v1/environments/publish', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ names: ['python-3.11'] }) });
+    assert.equal(
+      (await fetch(`${server.url}/api/v1/environments/publish`, { method: 'POST' })).status,
+      401,
+      'publish is not public like the rest of the catalogue',
+    );
+    const started = await admin.fetch('/api/v1/environments/publish', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ names: ['python-3.11'] }),
+    });
     assert.equal(started.status, 202);
     let state: { state: string; outcomes: { name: string; action: string }[]; error: string | null } = { state: 'running', outcomes: [], error: null };
     for (let i = 0; i < 200 && state.state === 'running'; i++) {
@@ -136,30 +180,55 @@ describe('accounts, ownership, quotas and secrets (real engine)', () => {
       state = (await (await admin.fetch('/api/v1/environments/publish')).json()) as typeof state;
     }
     assert.equal(state.state, 'done', JSON.stringify(state));
-    assert.deepEqual(state.outcomes.map((o) => [o.name, o.action]), [['python-3.11', 'cached']]);
+    assert.deepEqual(
+      state.outcomes.map((o) => [o.name, o.action]),
+      [['python-3.11', 'cached']],
+    );
   });
 
   test('a secret printed by a step never appears in stored or streamed logs, nor in any API answer', async () => {
     const value = 'sw0rdf1sh-' + Date.now().toString(36) + '-topsecret';
-    const put = await bob.fetch('/api/v1/secrets/DEPLOY_KEY', { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ value }) });
+    const put = await bob.fetch('/api/v1/secrets/DEPLOY_KEY', {
+      method: 'PUT',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ value }),
+    });
     assert.equal(put.status, 204);
     const names = await (await bob.fetch('/api/v1/secrets')).text();
     assert.ok(!names.includes(value));
     assert.match(names, /DEPLOY_KEY/);
-    const workflow = [
-      'jobs:', '  leak:', '    runs-on: python-3.11', '    env:', '      KEY: ${{ secrets.DEPLOY_KEY }}', '    steps:',
-      '      - run: |', '          echo "direct: ${{ secrets.DEPLOY_KEY }}"', '          echo "env: $KEY"', '          printf %s "$KEY" | base64',
-      '          printf %s "xx$KEY" | base64', '          echo "$KEY" >&2', '          sleep 1',
-    ].join('\n') + '\n';
+    const workflow =
+      [
+        'jobs:',
+        '  leak:',
+        '    runs-on: python-3.11',
+        '    env:',
+        '      KEY: ${{ secrets.DEPLOY_KEY }}',
+        '    steps:',
+        '      - run: |',
+        '          echo "direct: ${{ secrets.DEPLOY_KEY }}"',
+        '          echo "env: $KEY"',
+        '          printf %s "$KEY" | base64',
+        '          printf %s "xx$KEY" | base64',
+        '          echo "$KEY" >&2',
+        '          sleep 1',
+      ].join('\n') + '\n';
     const run = await bob.accepted(bob.submitTarball(await makeTar([['.kiln.yml', workflow]])));
     const streamed = followLines(bob, `/api/v1/runs/${run.id}/logs?follow=1`);
     const done = await bob.waitFor(run.id);
     assert.equal(done.conclusion, 'success', JSON.stringify(done.jobs));
     const live = (await streamed.all).join('\n');
     const stored = await bob.logs(run.id);
-    const files = fs.readdirSync(path.join(data, 'logs', run.id)).map((f) => fs.readFileSync(path.join(data, 'logs', run.id, f), 'utf8')).join('');
+    const files = fs
+      .readdirSync(path.join(data, 'logs', run.id))
+      .map((f) => fs.readFileSync(path.join(data, 'logs', run.id, f), 'utf8'))
+      .join('');
     const b64 = Buffer.from(value).toString('base64');
-    for (const [where, text] of [['streamed', live], ['stored (API)', stored], ['stored (file)', files]] as const) {
+    for (const [where, text] of [
+      ['streamed', live],
+      ['stored (API)', stored],
+      ['stored (file)', files],
+    ] as const) {
       assert.ok(!text.includes(value), `${where}: the value`);
       assert.ok(!text.includes(b64.slice(4, -4)), `${where}: its base64`);
       assert.match(text, /direct: \*\*\*/, `${where}: masked, not dropped`);

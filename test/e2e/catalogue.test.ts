@@ -27,7 +27,14 @@ function parseImagesOutput(stdout: string): Map<string, { action: string; id: st
   return out;
 }
 
-interface Summary { name: string; latest: string; python: string; image: string; os: string; default: boolean }
+interface Summary {
+  name: string;
+  latest: string;
+  python: string;
+  image: string;
+  os: string;
+  default: boolean;
+}
 
 describe('the published catalogue, measured in real images (real engine)', () => {
   const data = tmpDir();
@@ -63,14 +70,21 @@ describe('the published catalogue, measured in real images (real engine)', () =>
     assert.equal(body.default, 'python-3.11');
     const names = body.environments.map((e) => e.name).sort();
     assert.deepEqual(names, ['python-3.11', 'python-3.13', 'python-3.9']);
-    const expectOs: Record<string, RegExp> = { 'python-3.9': /Debian GNU\/Linux 11/, 'python-3.11': /Debian GNU\/Linux 12/, 'python-3.13': /Debian GNU\/Linux 13/ };
+    const expectOs: Record<string, RegExp> = {
+      'python-3.9': /Debian GNU\/Linux 11/,
+      'python-3.11': /Debian GNU\/Linux 12/,
+      'python-3.13': /Debian GNU\/Linux 13/,
+    };
     for (const env of body.environments) {
       const minor = env.name.replace('python-', '');
       assert.match(env.os, expectOs[env.name]);
       const pyVersion = await inImage(env.image, 'python3 --version');
       assert.equal(`Python ${env.python}`, pyVersion, `${env.name}: report vs python3 --version`);
       assert.ok(env.python.startsWith(`${minor}.`), `${env.name} has Python ${minor}`);
-      const report = (await (await fetch(`${server.url}/api/v1/environments/${env.name}/${env.latest}`)).json()) as { pythonPackages: { name: string; version: string }[]; debPackages: { name: string }[] };
+      const report = (await (await fetch(`${server.url}/api/v1/environments/${env.name}/${env.latest}`)).json()) as {
+        pythonPackages: { name: string; version: string }[];
+        debPackages: { name: string }[];
+      };
       const numpy = report.pythonPackages.find((p) => p.name === 'numpy');
       assert.ok(numpy, `${env.name} reports numpy`);
       assert.equal(numpy.version, await inImage(env.image, `python3 -c 'import numpy; print(numpy.__version__)'`), `${env.name}: numpy`);
@@ -106,14 +120,20 @@ describe('building new environment versions (real engine)', () => {
   const data = tmpDir();
   const manifest = (name: string, version: string, apt: string[]) => {
     fs.mkdirSync(path.join(envs, name), { recursive: true });
-    fs.writeFileSync(path.join(envs, name, `${version}.yaml`),
-      `name: ${name}\nversion: "${version}"\nstatus: beta\nlabels: [${name}]\nbase: bookworm\napt: [${apt.join(', ')}]\n`);
+    fs.writeFileSync(
+      path.join(envs, name, `${version}.yaml`),
+      `name: ${name}\nversion: "${version}"\nstatus: beta\nlabels: [${name}]\nbase: bookworm\napt: [${apt.join(', ')}]\n`,
+    );
   };
 
   before(() => {
     // Start from no images, so the build path itself is exercised every run.
     for (const ref of ['kiln/e2e-tiny:20261128.1', 'kiln/e2e-tiny:20261128.2', 'kiln/e2e-broken:20261128.1']) {
-      try { execFileSync('docker', ['image', 'rm', '-f', ref], { stdio: 'ignore' }); } catch { /* absent */ }
+      try {
+        execFileSync('docker', ['image', 'rm', '-f', ref], { stdio: 'ignore' });
+      } catch {
+        /* absent */
+      }
     }
   });
 
@@ -123,9 +143,15 @@ describe('building new environment versions (real engine)', () => {
     const env = { KILN_DATA_DIR: data, KILN_ENVIRONMENTS_DIR: envs, KILN_LOG_LEVEL: 'warn' };
     const r = await runKiln(['images'], env);
     assert.equal(r.code, 0, r.stderr + r.stdout);
-    assert.deepEqual([...parseImagesOutput(r.stdout)].map(([k, v]) => `${k} ${v.action}`), ['e2e-tiny@20261128.1 built', 'e2e-tiny@20261128.2 built']);
+    assert.deepEqual(
+      [...parseImagesOutput(r.stdout)].map(([k, v]) => `${k} ${v.action}`),
+      ['e2e-tiny@20261128.1 built', 'e2e-tiny@20261128.2 built'],
+    );
     const again = await runKiln(['images'], env);
-    assert.deepEqual([...parseImagesOutput(again.stdout)].map(([k, v]) => `${k} ${v.action}`), ['e2e-tiny@20261128.1 cached', 'e2e-tiny@20261128.2 cached']);
+    assert.deepEqual(
+      [...parseImagesOutput(again.stdout)].map(([k, v]) => `${k} ${v.action}`),
+      ['e2e-tiny@20261128.1 cached', 'e2e-tiny@20261128.2 cached'],
+    );
 
     const server = await startServer({ KILN_DATA_DIR: data, KILN_ENVIRONMENTS_DIR: envs, KILN_DEFAULT_ENVIRONMENT: 'e2e-tiny' });
     try {
@@ -138,7 +164,10 @@ describe('building new environment versions (real engine)', () => {
       const jq = d.debPackages.added.find((p) => p.name === 'jq')!;
       assert.equal(jq.version, await inImage('kiln/e2e-tiny:20261128.2', `dpkg-query -W -f='\${Version}' jq`));
       const pkg = (await (await fetch(`${server.url}/api/v1/environments?package=jq`)).json()) as { environments: { name: string; latest: string }[] };
-      assert.deepEqual(pkg.environments.map((e) => `${e.name}@${e.latest}`), ['e2e-tiny@20261128.2']);
+      assert.deepEqual(
+        pkg.environments.map((e) => `${e.name}@${e.latest}`),
+        ['e2e-tiny@20261128.2'],
+      );
     } finally {
       await server.stop();
     }
@@ -153,7 +182,10 @@ describe('building new environment versions (real engine)', () => {
     const brokenData = tmpDir();
     const r = await runKiln(['images'], { KILN_DATA_DIR: brokenData, KILN_ENVIRONMENTS_DIR: brokenOnly, KILN_LOG_LEVEL: 'warn' });
     assert.notEqual(r.code, 0);
-    assert.match(r.stderr, /e2e-broken\/20261128\.1\.yaml: the image kiln\/e2e-broken:20261128\.1 does not hold what the manifest declares: Debian package libc-dev is declared but not installed in the image/);
+    assert.match(
+      r.stderr,
+      /e2e-broken\/20261128\.1\.yaml: the image kiln\/e2e-broken:20261128\.1 does not hold what the manifest declares: Debian package libc-dev is declared but not installed in the image/,
+    );
     const server = await startServer({ KILN_DATA_DIR: brokenData, KILN_ENVIRONMENTS_DIR: brokenOnly });
     try {
       const res = await fetch(`${server.url}/api/v1/environments/e2e-broken`);
@@ -166,7 +198,10 @@ describe('building new environment versions (real engine)', () => {
   test('a bad manifest stops kiln images with the file and field named', async () => {
     const bad = tmpDir('kiln-envs-');
     fs.mkdirSync(path.join(bad, 'oops'));
-    fs.writeFileSync(path.join(bad, 'oops', '20261128.1.yaml'), 'name: oops\nversion: "20261128.1"\nstatus: ga\nlabels: [oops]\nbase: bookworm\napt: ["--force-yes"]\n');
+    fs.writeFileSync(
+      path.join(bad, 'oops', '20261128.1.yaml'),
+      'name: oops\nversion: "20261128.1"\nstatus: ga\nlabels: [oops]\nbase: bookworm\napt: ["--force-yes"]\n',
+    );
     const r = await runKiln(['images'], { KILN_DATA_DIR: tmpDir(), KILN_ENVIRONMENTS_DIR: bad, KILN_LOG_LEVEL: 'warn' });
     assert.notEqual(r.code, 0);
     assert.match(r.stderr, /oops\/20261128\.1\.yaml: apt: each apt entry must be a Debian package name/);

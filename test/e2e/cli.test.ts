@@ -45,11 +45,15 @@ describe('the kiln CLI (real server, real engine)', () => {
       'debug.log': 'noise\n',
       'private/key.pem': 'KEY\n',
       'sub/ok.txt': 'fine\n',
-      '.kiln.yml': [
-        'jobs:', '  test:', '    runs-on: python-3.11', '    steps:',
-        '      - run: test ! -e secret.txt && test ! -e debug.log && test ! -e private && test ! -e outside && test -L inside && cat inside',
-        '      - run: python3 -m pytest -q',
-      ].join('\n') + '\n',
+      '.kiln.yml':
+        [
+          'jobs:',
+          '  test:',
+          '    runs-on: python-3.11',
+          '    steps:',
+          '      - run: test ! -e secret.txt && test ! -e debug.log && test ! -e private && test ! -e outside && test -L inside && cat inside',
+          '      - run: python3 -m pytest -q',
+        ].join('\n') + '\n',
     });
     fs.symlinkSync('/etc/passwd', path.join(dir, 'outside'));
     fs.symlinkSync('sub/ok.txt', path.join(dir, 'inside'));
@@ -57,12 +61,22 @@ describe('the kiln CLI (real server, real engine)', () => {
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stderr, /left out outside -> \/etc\/passwd: the link points outside/);
     assert.match(r.stderr, /1 passed/, 'logs went to stderr with --json');
-    const summary = JSON.parse(r.stdout) as { id: string; conclusion: string; jobs: { key: string; conclusion: string; steps: { exitCode: number; conclusion: string }[] }[] };
+    const summary = JSON.parse(r.stdout) as {
+      id: string;
+      conclusion: string;
+      jobs: { key: string; conclusion: string; steps: { exitCode: number; conclusion: string }[] }[];
+    };
     assert.equal(summary.conclusion, 'success');
     const view = await api.run(summary.id);
     assert.equal(view.conclusion, summary.conclusion);
-    assert.deepEqual(summary.jobs.map((j) => [j.key, j.conclusion]), view.jobs.map((j) => [j.key, j.conclusion]));
-    assert.deepEqual(summary.jobs[0].steps.map((s) => [s.exitCode, s.conclusion]), view.jobs[0].steps.map((s) => [s.exitCode, s.conclusion]));
+    assert.deepEqual(
+      summary.jobs.map((j) => [j.key, j.conclusion]),
+      view.jobs.map((j) => [j.key, j.conclusion]),
+    );
+    assert.deepEqual(
+      summary.jobs[0].steps.map((s) => [s.exitCode, s.conclusion]),
+      view.jobs[0].steps.map((s) => [s.exitCode, s.conclusion]),
+    );
     const log = await api.logs(summary.id);
     assert.match(log, /\| fine/, 'the inside link was uploaded as a link');
   });
@@ -78,11 +92,16 @@ describe('the kiln CLI (real server, real engine)', () => {
 
   test('kiln artifacts --download: the bytes are what the job wrote', async () => {
     const dir = project({
-      '.kiln.yml': [
-        'jobs:', '  make:', '    runs-on: python-3.11', '    steps:',
-        '      - run: mkdir -p out && head -c 300000 /dev/urandom > out/data.bin && sha256sum out/data.bin',
-        '      - uses: actions/upload-artifact@v4', '        with: { name: payload, path: out/ }',
-      ].join('\n') + '\n',
+      '.kiln.yml':
+        [
+          'jobs:',
+          '  make:',
+          '    runs-on: python-3.11',
+          '    steps:',
+          '      - run: mkdir -p out && head -c 300000 /dev/urandom > out/data.bin && sha256sum out/data.bin',
+          '      - uses: actions/upload-artifact@v4',
+          '        with: { name: payload, path: out/ }',
+        ].join('\n') + '\n',
     });
     const r = await kiln(['run', dir, '--json']);
     assert.equal(r.code, 0, r.stderr);
@@ -99,7 +118,7 @@ describe('the kiln CLI (real server, real engine)', () => {
     assert.equal(createHash('sha256').update(bytes).digest('hex'), sha);
   });
 
-  test('kiln exec streams the output and exits with the command\'s exit code', async () => {
+  test("kiln exec streams the output and exits with the command's exit code", async () => {
     const r = await kiln(['exec', '--env', 'python-3.11', '--', 'python3', '-c', "import sys; print('from exec'); sys.exit(7)"]);
     assert.equal(r.code, 7, r.stderr);
     assert.match(r.stdout, /^from exec$/m);
@@ -132,7 +151,10 @@ describe('the kiln CLI (real server, real engine)', () => {
     const closed = await freePort();
     const down = await kiln(['runs'], undefined, { KILN_URL: `http://127.0.0.1:${closed}` });
     assert.equal(down.code, 3);
-    assert.equal(down.stderr.trim(), `kiln: cannot reach Kiln at http://127.0.0.1:${closed}: ECONNREFUSED (is it running? set KILN_URL, or start it with npm run up)`);
+    assert.equal(
+      down.stderr.trim(),
+      `kiln: cannot reach Kiln at http://127.0.0.1:${closed}: ECONNREFUSED (is it running? set KILN_URL, or start it with npm run up)`,
+    );
     const noToken = await kiln(['runs'], undefined, { KILN_TOKEN: '' });
     assert.equal(noToken.code, 2);
     assert.match(noToken.stderr, /authentication required.*\(no token: set KILN_TOKEN or run kiln login\)/);
@@ -149,16 +171,22 @@ describe('the kiln CLI (real server, real engine)', () => {
   test('-W, -j and -P: a workflow file from elsewhere, one job and what it needs, a label mapped', async () => {
     const dir = project({ 'hello.txt': 'hi\n' });
     const wf = path.join(tmpDir('kiln-wf-'), 'ci.yml');
-    fs.writeFileSync(wf, [
-      'jobs:',
-      '  build: { runs-on: my-label, steps: [ { run: echo built } ] }',
-      '  test: { runs-on: my-label, needs: build, steps: [ { run: cat hello.txt } ] }',
-      '  lint: { runs-on: my-label, steps: [ { run: echo linted } ] }',
-    ].join('\n') + '\n');
+    fs.writeFileSync(
+      wf,
+      [
+        'jobs:',
+        '  build: { runs-on: my-label, steps: [ { run: echo built } ] }',
+        '  test: { runs-on: my-label, needs: build, steps: [ { run: cat hello.txt } ] }',
+        '  lint: { runs-on: my-label, steps: [ { run: echo linted } ] }',
+      ].join('\n') + '\n',
+    );
     const r = await kiln(['run', dir, '-W', wf, '-j', 'test', '-P', 'my-label=python-3.11', '--json']);
     assert.equal(r.code, 0, r.stderr);
     const summary = JSON.parse(r.stdout) as { jobs: { key: string; environment: string }[] };
-    assert.deepEqual(summary.jobs.map((j) => j.key), ['build', 'test']);
+    assert.deepEqual(
+      summary.jobs.map((j) => j.key),
+      ['build', 'test'],
+    );
     assert.ok(summary.jobs.every((j) => j.environment.startsWith('python-3.11@')));
     const bad = await kiln(['run', dir, '-W', wf, '-j', 'nope', '-P', 'my-label=python-3.11']);
     assert.equal(bad.code, 2);
@@ -187,11 +215,19 @@ describe('the kiln CLI (real server, real engine)', () => {
 
   test('Ctrl-C with --cancel-on-interrupt cancels the run and exits 1', async () => {
     const dir = project({ '.kiln.yml': 'jobs:\n  slow:\n    runs-on: python-3.11\n    steps:\n      - run: echo started; sleep 300\n' });
-    const p = spawn(process.execPath, [KILN_BIN, 'run', dir, '--cancel-on-interrupt'], { env: { ...process.env, ...env }, cwd: tmpDir('kiln-cwd-'), stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(process.execPath, [KILN_BIN, 'run', dir, '--cancel-on-interrupt'], {
+      env: { ...process.env, ...env },
+      cwd: tmpDir('kiln-cwd-'),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let out = '';
     let errText = '';
-    p.stdout.on('data', (d: Buffer) => { out += d; });
-    p.stderr.on('data', (d: Buffer) => { errText += d; });
+    p.stdout.on('data', (d: Buffer) => {
+      out += d;
+    });
+    p.stderr.on('data', (d: Buffer) => {
+      errText += d;
+    });
     const exited = new Promise<number | null>((resolve) => p.on('close', (code) => resolve(code)));
     for (let i = 0; i < 300 && !/^started$/m.test(out); i++) await new Promise((r) => setTimeout(r, 100));
     assert.match(out, /^started$/m, errText);
@@ -210,7 +246,8 @@ describe('the kiln CLI (real server, real engine)', () => {
       assert.match(h.stdout, /^usage: kiln /);
     }
     const main = await kiln(['--help']);
-    for (const c of ['run', 'exec', 'runs', 'status', 'logs', 'artifacts', 'cancel', 'envs', 'env show', 'env diff', 'env which', 'login']) assert.match(main.stdout, new RegExp(`\\n  ${c}`));
+    for (const c of ['run', 'exec', 'runs', 'status', 'logs', 'artifacts', 'cancel', 'envs', 'env show', 'env diff', 'env which', 'login'])
+      assert.match(main.stdout, new RegExp(`\\n  ${c}`));
     const home = tmpDir('kiln-home-');
     const login = await kiln(['login', '--url', server.url, '--token', TEST_ADMIN_TOKEN], undefined, { HOME: home, KILN_TOKEN: '', KILN_URL: '' });
     assert.equal(login.code, 0, login.stderr);

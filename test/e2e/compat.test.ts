@@ -38,16 +38,29 @@ describe('GitHub Actions compatibility suite (real engine)', () => {
   const data = tmpDir();
   let server: Awaited<ReturnType<typeof startServer>>;
   let kiln: Client;
-  const cases = fs.readdirSync(SUITE).filter((d) => fs.existsSync(path.join(SUITE, d, 'expect.json'))).sort();
+  const cases = fs
+    .readdirSync(SUITE)
+    .filter((d) => fs.existsSync(path.join(SUITE, d, 'expect.json')))
+    .sort();
   const submitted = new Map<string, Promise<Response>>();
 
   before(async () => {
     const images = await runKiln(['images'], { KILN_DATA_DIR: data, KILN_LOG_LEVEL: 'warn' });
     assert.equal(images.code, 0, images.stderr);
-    server = await startServer({ KILN_DATA_DIR: data, KILN_QUEUE_PREFIX: `compat-${process.pid}`, KILN_WORKER_CONCURRENCY: '3', KILN_LOG_LEVEL: 'warn', KILN_QUOTA_CONCURRENT_JOBS: '3' });
+    server = await startServer({
+      KILN_DATA_DIR: data,
+      KILN_QUEUE_PREFIX: `compat-${process.pid}`,
+      KILN_WORKER_CONCURRENCY: '3',
+      KILN_LOG_LEVEL: 'warn',
+      KILN_QUOTA_CONCURRENT_JOBS: '3',
+    });
     kiln = new Client(server.url);
     // All cases are submitted at once and run side by side.
-    for (const c of cases) submitted.set(c, makeTar(filesOf(path.join(SUITE, c))).then((tar) => kiln.submitTarball(tar)));
+    for (const c of cases)
+      submitted.set(
+        c,
+        makeTar(filesOf(path.join(SUITE, c))).then((tar) => kiln.submitTarball(tar)),
+      );
   });
   after(async () => server?.stop());
 
@@ -67,7 +80,10 @@ describe('GitHub Actions compatibility suite (real engine)', () => {
       }
       assert.equal(res.status, 201, JSON.stringify(body));
       type JobWithResults = RunView['jobs'][number] & { outputs: Record<string, string>; summary: string | null };
-      const done = (await kiln.waitFor(body.id, 240_000)) as unknown as Omit<RunView, 'jobs'> & { annotations: Record<string, unknown>[]; jobs: JobWithResults[] };
+      const done = (await kiln.waitFor(body.id, 240_000)) as unknown as Omit<RunView, 'jobs'> & {
+        annotations: Record<string, unknown>[];
+        jobs: JobWithResults[];
+      };
       const log = await kiln.logs(body.id);
       const context = `\n--- log ---\n${log}\n--- run ---\n${JSON.stringify(done.jobs.map((j) => [j.key, j.conclusion, j.error]))}`;
       if (expect.conclusion) assert.equal(done.conclusion, expect.conclusion, context);
@@ -78,8 +94,13 @@ describe('GitHub Actions compatibility suite (real engine)', () => {
         assert.deepEqual(done.jobs.find((j) => j.key === key)?.outputs, outputs);
       }
       if (expect.annotations) {
-        const got = done.annotations.map((a) => Object.fromEntries(Object.entries(a).filter(([k, v]) => v !== null && !['jobId', 'job', 'step', 'endLine', 'endColumn'].includes(k))));
-        assert.deepEqual(got, expect.annotations.map((a) => Object.fromEntries(Object.entries(a).filter(([, v]) => v !== null))));
+        const got = done.annotations.map((a) =>
+          Object.fromEntries(Object.entries(a).filter(([k, v]) => v !== null && !['jobId', 'job', 'step', 'endLine', 'endColumn'].includes(k))),
+        );
+        assert.deepEqual(
+          got,
+          expect.annotations.map((a) => Object.fromEntries(Object.entries(a).filter(([, v]) => v !== null))),
+        );
       }
       for (const [key, re] of Object.entries(expect.summary ?? {})) {
         assert.match(done.jobs.find((j) => j.key === key)?.summary ?? '', new RegExp(re));

@@ -7,12 +7,23 @@ export interface RunView {
   id: string;
   status: string;
   conclusion: string | null;
-  jobs: { id: string; key: string; environment: string; status: string; conclusion: string | null; error: string | null; steps: { index: number; name: string; outcome: string | null; conclusion: string | null; exitCode: number | null; reason: string | null }[] }[];
+  jobs: {
+    id: string;
+    key: string;
+    environment: string;
+    status: string;
+    conclusion: string | null;
+    error: string | null;
+    steps: { index: number; name: string; outcome: string | null; conclusion: string | null; exitCode: number | null; reason: string | null }[];
+  }[];
   artifacts: { name: string; url: string; sizeBytes: number }[];
 }
 
 export class Client {
-  constructor(readonly url: string, readonly token: string = TEST_ADMIN_TOKEN) {}
+  constructor(
+    readonly url: string,
+    readonly token: string = TEST_ADMIN_TOKEN,
+  ) {}
 
   get auth(): Record<string, string> {
     return { authorization: `Bearer ${this.token}` };
@@ -110,10 +121,11 @@ export function followLines(client: Client, path: string) {
   })();
   return {
     all,
-    waitFor: (text: string, timeoutMs: number) => new Promise<void>((resolve, reject) => {
-      if (lines.includes(text)) return resolve();
-      waiters.push({ text, resolve });
-      setTimeout(() => reject(new Error(`'${text}' did not arrive in ${timeoutMs} ms; got ${lines.join(' | ')}`)), timeoutMs).unref();
-    }),
+    waitFor: (text: string, timeoutMs: number) =>
+      new Promise<void>((resolve, reject) => {
+        if (lines.includes(text)) return resolve();
+        waiters.push({ text, resolve });
+        setTimeout(() => reject(new Error(`'${text}' did not arrive in ${timeoutMs} ms; got ${lines.join(' | ')}`)), timeoutMs).unref();
+      }),
   };
 }

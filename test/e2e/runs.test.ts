@@ -47,8 +47,12 @@ describe('running jobs (real engine, real images, real Redis)', () => {
     const images = await runKiln(['images'], { KILN_DATA_DIR: data, KILN_LOG_LEVEL: 'warn' });
     assert.equal(images.code, 0, images.stderr);
     server = await startServer({
-      KILN_DATA_DIR: data, KILN_QUEUE_PREFIX: `e2e-${process.pid}`, KILN_WORKER_CONCURRENCY: '2',
-      KILN_GIT_SCHEMES: 'https,http', KILN_GIT_ALLOW_PRIVATE: 'true', KILN_LOG_LEVEL: 'warn',
+      KILN_DATA_DIR: data,
+      KILN_QUEUE_PREFIX: `e2e-${process.pid}`,
+      KILN_WORKER_CONCURRENCY: '2',
+      KILN_GIT_SCHEMES: 'https,http',
+      KILN_GIT_ALLOW_PRIVATE: 'true',
+      KILN_LOG_LEVEL: 'warn',
     });
     kiln = new Client(server.url);
     git = await startGitServer(gitRoot);
@@ -62,10 +66,16 @@ describe('running jobs (real engine, real images, real Redis)', () => {
     const run = await kiln.accepted(kiln.submitTarball(await makeTar([...PROJECT, ['.github/workflows/ci.yml', MATRIX_WORKFLOW]])));
     // Recorded before the response; a worker may already have taken it.
     assert.ok(['queued', 'in_progress'].includes(run.status), run.status);
-    assert.deepEqual(run.jobs.map((j) => j.key), ['test (3.9)', 'test (3.11)', 'test (3.13)']);
+    assert.deepEqual(
+      run.jobs.map((j) => j.key),
+      ['test (3.9)', 'test (3.11)', 'test (3.13)'],
+    );
     const done = await kiln.waitFor(run.id);
     assert.equal(done.conclusion, 'success', JSON.stringify(done.jobs));
-    assert.deepEqual(done.jobs.map((j) => j.environment.split('@')[0]), ['python-3.9', 'python-3.11', 'python-3.13']);
+    assert.deepEqual(
+      done.jobs.map((j) => j.environment.split('@')[0]),
+      ['python-3.9', 'python-3.11', 'python-3.13'],
+    );
     for (const job of done.jobs) {
       const minor = job.key.match(/\((.+)\)/)![1];
       const log = await kiln.logs(run.id, job.id);
@@ -114,7 +124,11 @@ describe('running jobs (real engine, real images, real Redis)', () => {
     const done = await kiln.waitFor(run.id);
     assert.equal(done.conclusion, 'success', JSON.stringify(done.jobs));
     const after = await collections();
-    assert.deepEqual({ host: after.host - before.host, exec: after.exec - before.exec }, { host: 1, exec: 2 }, 'from-host read from the host; through-link (a path through a symlink) and by-tar (a process left running) by tar');
+    assert.deepEqual(
+      { host: after.host - before.host, exec: after.exec - before.exec },
+      { host: 1, exec: 2 },
+      'from-host read from the host; through-link (a path through a symlink) and by-tar (a process left running) by tar',
+    );
     const download = async (name: string) => {
       const a = done.artifacts.find((x) => x.name === name);
       assert.ok(a, `artifact ${name}`);
@@ -128,16 +142,23 @@ describe('running jobs (real engine, real images, real Redis)', () => {
     assert.deepEqual([...files.keys()].sort(), ['out/a.txt', 'out/empty', 'out/sub/b.bin']);
     assert.equal(files.get('out/a.txt')?.toString(), 'one\n');
     assert.equal(files.get('out/sub/b.bin')?.length, 300000);
-    assert.deepEqual([...(await readTar(await download('through-link'))).entries()].map(([f, c]) => [f, c.toString()]), [['outlink/a.txt', 'one\n']]);
+    assert.deepEqual(
+      [...(await readTar(await download('through-link'))).entries()].map(([f, c]) => [f, c.toString()]),
+      [['outlink/a.txt', 'one\n']],
+    );
     const log = await kiln.logs(run.id, done.jobs[0].id);
     for (const step of [1, 4]) {
-      assert.match(log, new RegExp(`#${step} ## warning: (tar: )?missing\\.txt: Cannot stat: No such file or directory`), `step ${step} names the missing path`);
+      assert.match(
+        log,
+        new RegExp(`#${step} ## warning: (tar: )?missing\\.txt: Cannot stat: No such file or directory`),
+        `step ${step} names the missing path`,
+      );
       assert.match(log, new RegExp(`#${step} ## warning: 1 symbolic link\\(s\\) were left out of the artifact`));
       assert.match(log, new RegExp(`#${step} ## artifact '(from-host|by-tar)' uploaded: 3 file\\(s\\), 300004 bytes`));
     }
   });
 
-  test('a failing test fails the run, with pytest\'s output in the step log', async () => {
+  test("a failing test fails the run, with pytest's output in the step log", async () => {
     const failing: [string, string][] = [PROJECT[0], ['test_calc.py', 'from calc import add\n\ndef test_add():\n    assert add(2, 2) == 5\n']];
     const workflow = 'jobs:\n  test:\n    runs-on: python-3.11\n    steps:\n      - run: python3 -m pytest -q\n      - run: echo never\n';
     const run = await kiln.accepted(kiln.submitTarball(await makeTar([...failing, ['.kiln.yml', workflow]])));
@@ -154,10 +175,7 @@ describe('running jobs (real engine, real images, real Redis)', () => {
 
   test('a repository URL runs at the requested commit sha', async () => {
     const kilnYml = 'jobs:\n  show:\n    runs-on: python-3.11\n    steps:\n      - run: cat version.txt; echo "sha=$GITHUB_SHA"\n';
-    const { shas } = await makeRepo(gitRoot, 'demo', [
-      { 'version.txt': 'first commit\n', '.kiln.yml': kilnYml },
-      { 'version.txt': 'second commit\n' },
-    ]);
+    const { shas } = await makeRepo(gitRoot, 'demo', [{ 'version.txt': 'first commit\n', '.kiln.yml': kilnYml }, { 'version.txt': 'second commit\n' }]);
     const run = await kiln.accepted(kiln.submitJson({ repo: git.repoUrl('demo'), ref: shas[0] }));
     const done = await kiln.waitFor(run.id);
     assert.equal(done.conclusion, 'success', JSON.stringify(done.jobs));
@@ -251,20 +269,31 @@ jobs:
     const late = followLines(kiln, `/api/v1/runs/${run.id}/logs?follow=1`);
     const [a, b] = await Promise.all([early.all, late.all]);
     for (const lines of [a, b]) {
-      assert.deepEqual(lines.filter((l) => l.startsWith('line-')), ['line-1', 'line-2', 'line-3', 'line-4', 'line-5', 'line-6']);
+      assert.deepEqual(
+        lines.filter((l) => l.startsWith('line-')),
+        ['line-1', 'line-2', 'line-3', 'line-4', 'line-5', 'line-6'],
+      );
     }
   });
 
   test('bad input is refused with 4xx naming what to fix, and nothing is queued', async () => {
     const before = (await (await kiln.fetch('/api/v1/runs?limit=500')).json()) as unknown[];
-    const traversal = await kiln.submitTarball(await makeTar([['../../etc/evil', 'x'], ['.kiln.yml', 'jobs: {}']]));
+    const traversal = await kiln.submitTarball(
+      await makeTar([
+        ['../../etc/evil', 'x'],
+        ['.kiln.yml', 'jobs: {}'],
+      ]),
+    );
     assert.equal(traversal.status, 400);
     assert.match(((await traversal.json()) as { message: string }).message, /entry '\.\.\/\.\.\/etc\/evil': path leaves the workspace/);
     const uses = await kiln.submitTarball(await makeTar([['.kiln.yml', 'jobs:\n  a:\n    runs-on: python-3.11\n    steps:\n      - uses: docker://alpine\n']]));
     assert.equal(uses.status, 400);
     const body = (await uses.json()) as { message: string; problems: { path: string; line: number }[] };
     assert.match(body.message, /docker:\/\/alpine/);
-    assert.deepEqual(body.problems.map((p) => [p.path, p.line]), [['jobs.a.steps[0].uses', 5]]);
+    assert.deepEqual(
+      body.problems.map((p) => [p.path, p.line]),
+      [['jobs.a.steps[0].uses', 5]],
+    );
     const noWorkflow = await kiln.submitTarball(await makeTar([['a.py', 'print(1)']]));
     assert.equal(noWorkflow.status, 400);
     assert.match(((await noWorkflow.json()) as { message: string }).message, /no \.kiln\.yml or \.github\/workflows/);

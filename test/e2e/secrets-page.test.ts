@@ -26,13 +26,28 @@ describe('the run page shows no secret (Chromium, real server, real engine)', ()
     assert.equal(images.code, 0, images.stderr);
     server = await startServer({ KILN_DATA_DIR: data, KILN_QUEUE_PREFIX: `secrets-page-${process.pid}`, KILN_LOG_LEVEL: 'warn' });
     api = new Client(server.url);
-    for (const [name, value] of [['SECRET', SECRET], ['PUNCT', PUNCT]]) {
-      const put = await api.fetch(`/api/v1/secrets/${name}`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ value }) });
+    for (const [name, value] of [
+      ['SECRET', SECRET],
+      ['PUNCT', PUNCT],
+    ]) {
+      const put = await api.fetch(`/api/v1/secrets/${name}`, {
+        method: 'PUT',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ value }),
+      });
       assert.equal(put.status, 204);
     }
     browser = await chromium.launch({
       executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      args: [
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
     });
   });
   after(async () => {
@@ -50,12 +65,28 @@ describe('the run page shows no secret (Chromium, real server, real engine)', ()
       '{ echo "### summary $S"; hx "$S"; echo; b64 "$S"; echo; } >> "$GITHUB_STEP_SUMMARY"',
       'echo hi > a.txt',
     ];
-    const workflow = [
-      'jobs:', '  show:', '    runs-on: python-3.11', '    env:', '      S: ${{ secrets.SECRET }}', '    steps:', '      - run: |',
-      ...script.map((l) => `          ${l}`),
-      '      - uses: actions/upload-artifact@v4', '        continue-on-error: true', '        with:', '          name: art-${{ secrets.SECRET }}', '          path: a.txt',
-      '  broken:', '    runs-on: python-3.11', '    env:', '      BAD: ${{ format(secrets.PUNCT, 1) }}', '    steps:', '      - run: echo never',
-    ].join('\n') + '\n';
+    const workflow =
+      [
+        'jobs:',
+        '  show:',
+        '    runs-on: python-3.11',
+        '    env:',
+        '      S: ${{ secrets.SECRET }}',
+        '    steps:',
+        '      - run: |',
+        ...script.map((l) => `          ${l}`),
+        '      - uses: actions/upload-artifact@v4',
+        '        continue-on-error: true',
+        '        with:',
+        '          name: art-${{ secrets.SECRET }}',
+        '          path: a.txt',
+        '  broken:',
+        '    runs-on: python-3.11',
+        '    env:',
+        '      BAD: ${{ format(secrets.PUNCT, 1) }}',
+        '    steps:',
+        '      - run: echo never',
+      ].join('\n') + '\n';
     const run = await api.accepted(api.submitTarball(await makeTar([['.kiln.yml', workflow]])));
     const done = await api.waitFor(run.id);
     const show = done.jobs.find((j) => j.key === 'show')!;

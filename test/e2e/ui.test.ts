@@ -22,9 +22,15 @@ describe('web pages (Chromium, real server, real engine)', () => {
   before(async () => {
     // The shipped environments, plus two versions of a tiny one for the diff view.
     fs.cpSync(path.join(__dirname, '..', '..', '..', 'environments'), envs, { recursive: true });
-    for (const [version, apt] of [['20261128.1', '[make]'], ['20261128.2', '[make, jq]']]) {
+    for (const [version, apt] of [
+      ['20261128.1', '[make]'],
+      ['20261128.2', '[make, jq]'],
+    ]) {
       fs.mkdirSync(path.join(envs, 'e2e-tiny'), { recursive: true });
-      fs.writeFileSync(path.join(envs, 'e2e-tiny', `${version}.yaml`), `name: e2e-tiny\nversion: "${version}"\nstatus: beta\nlabels: [e2e-tiny]\nbase: bookworm\napt: ${apt}\n`);
+      fs.writeFileSync(
+        path.join(envs, 'e2e-tiny', `${version}.yaml`),
+        `name: e2e-tiny\nversion: "${version}"\nstatus: beta\nlabels: [e2e-tiny]\nbase: bookworm\napt: ${apt}\n`,
+      );
     }
     const images = await runKiln(['images'], { KILN_DATA_DIR: data, KILN_ENVIRONMENTS_DIR: envs, KILN_LOG_LEVEL: 'warn' });
     assert.equal(images.code, 0, images.stderr);
@@ -32,10 +38,20 @@ describe('web pages (Chromium, real server, real engine)', () => {
     api = new Client(server.url);
     browser = await chromium.launch({
       executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
-      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      args: [
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
     });
     page = await browser.newPage({ viewport: { width: 1100, height: 900 }, acceptDownloads: true });
-    page.on('console', (m) => { if (/Content Security Policy/i.test(m.text())) cspViolations.push(m.text()); });
+    page.on('console', (m) => {
+      if (/Content Security Policy/i.test(m.text())) cspViolations.push(m.text());
+    });
   });
   after(async () => {
     await browser?.close();
@@ -46,9 +62,19 @@ describe('web pages (Chromium, real server, real engine)', () => {
     await page.goto(`${server.url}/#/`);
     await page.waitForSelector('[data-testid=environments] tbody tr');
     const rows = await page.$$eval('[data-testid=environments] tbody tr', (trs) => trs.map((tr) => tr.textContent ?? ''));
-    for (const name of ['python-3.9', 'python-3.11', 'python-3.13', 'e2e-tiny']) assert.ok(rows.some((r) => r.startsWith(name)), `${name} listed`);
-    assert.match(rows.find((r) => r.startsWith('python-3.11'))!, /\(default\)ga.*Debian GNU\/Linux 12.*3\.11\.\d+/);
-    assert.match(rows.find((r) => r.startsWith('e2e-tiny'))!, /beta/);
+    for (const name of ['python-3.9', 'python-3.11', 'python-3.13', 'e2e-tiny'])
+      assert.ok(
+        rows.some((r) => r.startsWith(name)),
+        `${name} listed`,
+      );
+    assert.match(
+      rows.find((r) => r.startsWith('python-3.11'))!,
+      /\(default\)ga.*Debian GNU\/Linux 12.*3\.11\.\d+/,
+    );
+    assert.match(
+      rows.find((r) => r.startsWith('e2e-tiny'))!,
+      /beta/,
+    );
     await page.screenshot({ path: path.join(shots, 'catalogue.png'), fullPage: true });
   });
 
@@ -56,9 +82,14 @@ describe('web pages (Chromium, real server, real engine)', () => {
     await page.goto(`${server.url}/#/env/python-3.11`);
     await page.waitForSelector('[data-testid=package-filter]');
     await page.fill('[data-testid=package-filter]', 'numpy');
-    const visible = await page.$$eval('tr[data-package]', (trs) => trs.filter((tr) => !(tr as unknown as { hidden: boolean }).hidden).map((tr) => tr.getAttribute('data-package')));
+    const visible = await page.$$eval('tr[data-package]', (trs) =>
+      trs.filter((tr) => !(tr as unknown as { hidden: boolean }).hidden).map((tr) => tr.getAttribute('data-package')),
+    );
     assert.ok(visible.includes('numpy'), visible.join(','));
-    assert.ok(visible.every((p) => p!.includes('numpy')), 'only matches are shown');
+    assert.ok(
+      visible.every((p) => p!.includes('numpy')),
+      'only matches are shown',
+    );
     await page.goto(`${server.url}/#/packages?q=numpy`);
     await page.waitForSelector('[data-testid=package-results] tbody tr');
     const hits = await page.$$eval('[data-testid=package-results] tbody tr', (trs) => trs.map((tr) => tr.textContent ?? ''));
@@ -76,7 +107,7 @@ describe('web pages (Chromium, real server, real engine)', () => {
     assert.ok(added.includes('jq'), added.join(','));
   });
 
-  test('a running job\'s log appears live; markup and link escapes in it stay text; the artifact downloads', async () => {
+  test("a running job's log appears live; markup and link escapes in it stay text; the artifact downloads", async () => {
     await page.goto(`${server.url}/#/runs`);
     await page.fill('[data-testid=token]', TEST_ADMIN_TOKEN);
     await page.click('[data-testid=sign-in]');
@@ -85,13 +116,19 @@ describe('web pages (Chromium, real server, real engine)', () => {
       `printf '<script>document.title="pwned"</script><img src=x onerror=alert(1)>\\n'`,
       `printf '\\033]8;;https://evil.example/\\033\\\\click me\\033]8;;\\033\\\\\\n'`,
       `printf '\\033[31mred text\\033[0m\\n'`,
-      `echo '::group::Setup'`, `echo inside-group`, `echo '::endgroup::'`,
+      `echo '::group::Setup'`,
+      `echo inside-group`,
+      `echo '::endgroup::'`,
       `echo '::error file=app.py,line=2::an annotated problem'`,
-      `echo '### Summary heading' >> "$GITHUB_STEP_SUMMARY"`, `echo '<script>alert(2)</script> <a href="javascript:alert(3)">x</a>' >> "$GITHUB_STEP_SUMMARY"`,
+      `echo '### Summary heading' >> "$GITHUB_STEP_SUMMARY"`,
+      `echo '<script>alert(2)</script> <a href="javascript:alert(3)">x</a>' >> "$GITHUB_STEP_SUMMARY"`,
       `mkdir -p out && printf 'artifact bytes\\n' > out/a.txt`,
       `for i in 1 2 3 4 5 6; do echo live-$i; sleep 1; done`,
     ].join('\n');
-    const workflow = `jobs:\n  show:\n    runs-on: python-3.11\n    steps:\n      - run: |\n${script.split('\n').map((l) => `          ${l}`).join('\n')}\n      - uses: actions/upload-artifact@v4\n        with: { name: out, path: out/ }\n`;
+    const workflow = `jobs:\n  show:\n    runs-on: python-3.11\n    steps:\n      - run: |\n${script
+      .split('\n')
+      .map((l) => `          ${l}`)
+      .join('\n')}\n      - uses: actions/upload-artifact@v4\n        with: { name: out, path: out/ }\n`;
     const run = await api.accepted(api.submitTarball(await makeTar([['.kiln.yml', workflow]])));
     await page.goto(`${server.url}/#/run/${run.id}`);
     await page.locator('[data-testid=log]', { hasText: 'live-1' }).waitFor({ timeout: 60_000 });

@@ -15,7 +15,10 @@ async function docker(args: string[]): Promise<string> {
 /** Idle warm sandboxes of a deployment (not yet taken by a job). */
 async function idle(prefix: string): Promise<string[]> {
   const out = await docker(['ps', '-a', '--filter', `label=kiln.deployment=${prefix}`, '--filter', 'label=kiln.pool', '--format', '{{.ID}} {{.Names}}']);
-  return out.split('\n').filter((l) => / kiln-pool-/.test(l)).map((l) => l.split(' ')[0]);
+  return out
+    .split('\n')
+    .filter((l) => / kiln-pool-/.test(l))
+    .map((l) => l.split(' ')[0]);
 }
 
 async function until<T>(what: string, fn: () => Promise<T | null | false>, ms = 60_000): Promise<T> {
@@ -28,7 +31,13 @@ async function until<T>(what: string, fn: () => Promise<T | null | false>, ms = 
   }
 }
 
-interface Inspect { Id: string; Name: string; Config: { User: string; Cmd: string[]; Labels: Record<string, string>; Image: string; WorkingDir: string }; HostConfig: Record<string, unknown>; State: { Running: boolean } }
+interface Inspect {
+  Id: string;
+  Name: string;
+  Config: { User: string; Cmd: string[]; Labels: Record<string, string>; Image: string; WorkingDir: string };
+  HostConfig: Record<string, unknown>;
+  State: { Running: boolean };
+}
 
 /** The warm pool (KILN_WARM_POOL): sandboxes started ahead of jobs, used once, made exactly as a job's own. */
 describe('warm pool: a job takes a pre-started sandbox, used once, hardened as a fresh one', () => {
@@ -50,7 +59,8 @@ describe('warm pool: a job takes a pre-started sandbox, used once, hardened as a
   });
 
   /** The worker's own count of sandboxes ready to take (a container shows in `docker ps` before it is). */
-  const ready = async () => Number(/^kiln_warm_pool_idle_sandboxes\{runtime="runc"\} (\d+)$/m.exec(await (await fetch(`${server.url}/metrics`)).text())?.[1] ?? 0);
+  const ready = async () =>
+    Number(/^kiln_warm_pool_idle_sandboxes\{runtime="runc"\} (\d+)$/m.exec(await (await fetch(`${server.url}/metrics`)).text())?.[1] ?? 0);
 
   test('the pool fills; a job runs in the warm sandbox (renamed for it), which is destroyed after; the pool refills; shutdown empties it', async () => {
     await until('the worker reports one warm sandbox ready', async () => (await ready()) === 1);
@@ -79,7 +89,16 @@ describe('warm pool: a job takes a pre-started sandbox, used once, hardened as a
     assert.doesNotMatch(metrics, /kiln_step_readbacks_total\{how="exec"\}/);
 
     // A job asking for other limits gets a sandbox made for it: compare the two, setting by setting.
-    const other = await kiln.accepted(kiln.submitTarball(await makeTar([['.kiln.yml', 'jobs:\n  j:\n    runs-on: python-3.11\n    limits: { memory: 1g }\n    steps:\n      - run: sleep 3\n      - run: setsid sleep 60 > /dev/null 2>&1 &\n']])));
+    const other = await kiln.accepted(
+      kiln.submitTarball(
+        await makeTar([
+          [
+            '.kiln.yml',
+            'jobs:\n  j:\n    runs-on: python-3.11\n    limits: { memory: 1g }\n    steps:\n      - run: sleep 3\n      - run: setsid sleep 60 > /dev/null 2>&1 &\n',
+          ],
+        ]),
+      ),
+    );
     const otherJob = other.jobs[0].id;
     const freshId = await until('the fresh job container', async () => docker(['ps', '-q', '--no-trunc', '--filter', `name=kiln-job-${otherJob}`]));
     const fresh = JSON.parse(await docker(['inspect', freshId]))[0] as Inspect;

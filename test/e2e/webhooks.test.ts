@@ -8,7 +8,11 @@ import { Client } from './runs-helpers';
 
 const examples = require('@octokit/webhooks-examples') as { name: string; examples: Record<string, unknown>[] }[];
 
-interface Received { path: string; body: { state: string; context: string; target_url: string; description: string }; auth: string | undefined }
+interface Received {
+  path: string;
+  body: { state: string; context: string; target_url: string; description: string };
+  auth: string | undefined;
+}
 
 /** A forge's statuses API on 127.0.0.1: records every POST; the first answer is a 500 (to be retried). */
 async function statusReceiver(): Promise<{ url: string; received: Received[]; close: () => Promise<void> }> {
@@ -16,7 +20,9 @@ async function statusReceiver(): Promise<{ url: string; received: Received[]; cl
   let first = true;
   const server = http.createServer((req, res) => {
     let data = '';
-    req.on('data', (c) => { data += c; });
+    req.on('data', (c) => {
+      data += c;
+    });
     req.on('end', () => {
       if (first) {
         first = false;
@@ -43,14 +49,33 @@ describe('git push webhooks (real payloads, real git, real engine)', () => {
   let shas: string[];
   let sign: (secret: string, payload: string) => Promise<string>;
 
-  const workflow = [
-    'name: ci', 'on:', '  push:', '    branches: [main]', '    paths-ignore: ["docs/**"]', 'jobs:', '  check:', '    runs-on: python-3.11', '    steps:',
-    '      - run: echo "building $(cat status.txt) at $GITHUB_SHA on $GITHUB_REF"', '      - run: test "$(cat status.txt)" = ok',
-  ].join('\n') + '\n';
+  const workflow =
+    [
+      'name: ci',
+      'on:',
+      '  push:',
+      '    branches: [main]',
+      '    paths-ignore: ["docs/**"]',
+      'jobs:',
+      '  check:',
+      '    runs-on: python-3.11',
+      '    steps:',
+      '      - run: echo "building $(cat status.txt) at $GITHUB_SHA on $GITHUB_REF"',
+      '      - run: test "$(cat status.txt)" = ok',
+    ].join('\n') + '\n';
 
   function payload(sha: string, ref = 'refs/heads/main', modified = ['status.txt']): Record<string, unknown> {
     const base = structuredClone(examples.find((e) => e.name === 'push')!.examples[0]) as Record<string, unknown> & { repository: Record<string, unknown> };
-    return { ...base, ref, after: sha, before: '0'.repeat(39) + '1', deleted: false, created: false, repository: { ...base.repository, full_name: 'octo/demo', name: 'demo' }, commits: [{ id: sha, added: [], modified, removed: [] }] };
+    return {
+      ...base,
+      ref,
+      after: sha,
+      before: '0'.repeat(39) + '1',
+      deleted: false,
+      created: false,
+      repository: { ...base.repository, full_name: 'octo/demo', name: 'demo' },
+      commits: [{ id: sha, added: [], modified, removed: [] }],
+    };
   }
 
   async function deliver(body: Record<string, unknown>, opts: { event?: string; id?: string; signWith?: string } = {}) {
@@ -58,15 +83,23 @@ describe('git push webhooks (real payloads, real git, real engine)', () => {
     return fetch(`${server.url}/api/v1/webhooks/github`, {
       method: 'POST',
       headers: {
-        'content-type': 'application/json', 'x-github-event': opts.event ?? 'push', 'x-github-delivery': opts.id ?? crypto.randomUUID(),
-        'x-hub-signature-256': await sign(opts.signWith ?? secret, text), 'user-agent': 'GitHub-Hookshot/test',
+        'content-type': 'application/json',
+        'x-github-event': opts.event ?? 'push',
+        'x-github-delivery': opts.id ?? crypto.randomUUID(),
+        'x-hub-signature-256': await sign(opts.signWith ?? secret, text),
+        'user-agent': 'GitHub-Hookshot/test',
       },
       body: text,
     });
   }
 
   async function deliveries() {
-    return (await (await admin.fetch(`/api/v1/repositories/${repoId}/deliveries`)).json()) as { id: string; state: string; detail: string | null; runIds: string[] }[];
+    return (await (await admin.fetch(`/api/v1/repositories/${repoId}/deliveries`)).json()) as {
+      id: string;
+      state: string;
+      detail: string | null;
+      runIds: string[];
+    }[];
   }
 
   async function settled(id: string) {
@@ -89,11 +122,26 @@ describe('git push webhooks (real payloads, real git, real engine)', () => {
       { 'docs/readme.md': 'only docs\n' },
     ]));
     receiver = await statusReceiver();
-    server = await startServer({ KILN_DATA_DIR: data, KILN_QUEUE_PREFIX: `hooks-${process.pid}`, KILN_LOG_LEVEL: 'warn', KILN_GIT_SCHEMES: 'https,http', KILN_GIT_ALLOW_PRIVATE: 'true', KILN_PUBLIC_URL: 'http://kiln.example' });
+    server = await startServer({
+      KILN_DATA_DIR: data,
+      KILN_QUEUE_PREFIX: `hooks-${process.pid}`,
+      KILN_LOG_LEVEL: 'warn',
+      KILN_GIT_SCHEMES: 'https,http',
+      KILN_GIT_ALLOW_PRIVATE: 'true',
+      KILN_PUBLIC_URL: 'http://kiln.example',
+    });
     admin = new Client(server.url, TEST_ADMIN_TOKEN);
     const reg = await admin.fetch('/api/v1/repositories', {
-      method: 'POST', headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ fullName: 'octo/demo', cloneUrl: git.repoUrl('demo'), secret, statusUrl: receiver.url, statusToken: 'forge-token', branches: ['main', 'feature/**'] }),
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        fullName: 'octo/demo',
+        cloneUrl: git.repoUrl('demo'),
+        secret,
+        statusUrl: receiver.url,
+        statusToken: 'forge-token',
+        branches: ['main', 'feature/**'],
+      }),
     });
     assert.equal(reg.status, 201, await reg.clone().text());
     repoId = ((await reg.json()) as { id: string }).id;
@@ -117,7 +165,11 @@ describe('git push webhooks (real payloads, real git, real engine)', () => {
     assert.match(await admin.logs(run.id), new RegExp(`building ok at ${shas[0]} on refs/heads/main`));
     for (let i = 0; i < 50 && receiver.received.filter((r) => r.path.endsWith(shas[0])).length < 2; i++) await new Promise((r) => setTimeout(r, 200));
     const statuses = receiver.received.filter((r) => r.path === `/repos/octo/demo/statuses/${shas[0]}`);
-    assert.deepEqual(statuses.map((s) => s.body.state), ['pending', 'success'], 'the first 500 was retried');
+    assert.deepEqual(
+      statuses.map((s) => s.body.state),
+      ['pending', 'success'],
+      'the first 500 was retried',
+    );
     assert.equal(statuses[0].auth, 'Bearer forge-token');
     assert.equal(statuses[1].body.context, 'kiln/ci');
     assert.equal(statuses[1].body.target_url, `http://kiln.example/api/v1/runs/${run.id}`);
@@ -130,7 +182,10 @@ describe('git push webhooks (real payloads, real git, real engine)', () => {
     const run = await admin.waitFor(d.runIds[0]);
     assert.equal(run.conclusion, 'failure');
     for (let i = 0; i < 50 && receiver.received.filter((r) => r.path.endsWith(shas[1])).length < 2; i++) await new Promise((r) => setTimeout(r, 200));
-    assert.deepEqual(receiver.received.filter((r) => r.path.endsWith(`/statuses/${shas[1]}`)).map((s) => s.body.state), ['pending', 'failure']);
+    assert.deepEqual(
+      receiver.received.filter((r) => r.path.endsWith(`/statuses/${shas[1]}`)).map((s) => s.body.state),
+      ['pending', 'failure'],
+    );
   });
 
   test('a bad or missing signature is 401 and queues nothing', async () => {
@@ -139,7 +194,11 @@ describe('git push webhooks (real payloads, real git, real engine)', () => {
     assert.equal(bad.status, 401);
     assert.match(((await bad.json()) as { message: string }).message, /signature/);
     const text = JSON.stringify(payload(shas[0]));
-    const none = await fetch(`${server.url}/api/v1/webhooks/github`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-github-event': 'push', 'x-github-delivery': 'delivery-unsigned' }, body: text });
+    const none = await fetch(`${server.url}/api/v1/webhooks/github`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-github-event': 'push', 'x-github-delivery': 'delivery-unsigned' },
+      body: text,
+    });
     assert.equal(none.status, 401);
     assert.equal((await deliveries()).length, before, 'nothing recorded');
   });
@@ -174,7 +233,11 @@ describe('git push webhooks (real payloads, real git, real engine)', () => {
   test('Gitea/Forgejo deliveries (their own headers, hex signature) build too', async () => {
     const text = JSON.stringify(payload(shas[0]));
     const hex = (await sign(secret, text)).replace(/^sha256=/, '');
-    const res = await fetch(`${server.url}/api/v1/webhooks/github`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-gitea-event': 'push', 'x-gitea-delivery': 'gitea-1', 'x-gitea-signature': hex }, body: text });
+    const res = await fetch(`${server.url}/api/v1/webhooks/github`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-gitea-event': 'push', 'x-gitea-delivery': 'gitea-1', 'x-gitea-signature': hex },
+      body: text,
+    });
     assert.equal(res.status, 202, await res.clone().text());
     const d = await settled('gitea-1');
     assert.equal(d.runIds.length, 1);
@@ -182,17 +245,32 @@ describe('git push webhooks (real payloads, real git, real engine)', () => {
   });
 
   test('concurrency with cancel-in-progress: a newer push cancels the older run', async () => {
-    const slow = [
-      'on: push', 'concurrency:', '  group: slow-${{ github.ref }}', '  cancel-in-progress: true', 'jobs:', '  wait:', '    runs-on: python-3.11', '    steps:', '      - run: sleep 120',
-    ].join('\n') + '\n';
+    const slow =
+      [
+        'on: push',
+        'concurrency:',
+        '  group: slow-${{ github.ref }}',
+        '  cancel-in-progress: true',
+        'jobs:',
+        '  wait:',
+        '    runs-on: python-3.11',
+        '    steps:',
+        '      - run: sleep 120',
+      ].join('\n') + '\n';
     const { shas: s2 } = await makeRepo(gitRoot, 'slow', [{ '.kiln.yml': slow, 'a.txt': '1' }, { 'a.txt': '2' }]);
-    const reg = await admin.fetch('/api/v1/repositories', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ fullName: 'octo/slow', cloneUrl: git.repoUrl('slow'), secret }) });
+    const reg = await admin.fetch('/api/v1/repositories', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ fullName: 'octo/slow', cloneUrl: git.repoUrl('slow'), secret }),
+    });
     assert.equal(reg.status, 201);
     const slowId = ((await reg.json()) as { id: string }).id;
     const push = (sha: string) => ({ ...payload(sha), repository: { full_name: 'octo/slow' } });
     const settledIn = async (id: string) => {
       for (let i = 0; i < 300; i++) {
-        const d = ((await (await admin.fetch(`/api/v1/repositories/${slowId}/deliveries`)).json()) as { id: string; state: string; runIds: string[] }[]).find((x) => x.id === id);
+        const d = ((await (await admin.fetch(`/api/v1/repositories/${slowId}/deliveries`)).json()) as { id: string; state: string; runIds: string[] }[]).find(
+          (x) => x.id === id,
+        );
         if (d && d.state !== 'queued') return d;
         await new Promise((r) => setTimeout(r, 200));
       }
@@ -217,7 +295,11 @@ describe('git push webhooks (real payloads, real git, real engine)', () => {
     const stranger = await deliver({ ...payload(shas[0]), repository: { full_name: 'someone/else' } });
     assert.equal(stranger.status, 401);
     assert.match(((await stranger.json()) as { message: string }).message, /signature .* does not match the webhook secret of a repository registered in Kiln/);
-    const form = await fetch(`${server.url}/api/v1/webhooks/github`, { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-github-event': 'push', 'x-github-delivery': 'x' }, body: 'payload=%7B%7D' });
+    const form = await fetch(`${server.url}/api/v1/webhooks/github`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded', 'x-github-event': 'push', 'x-github-delivery': 'x' },
+      body: 'payload=%7B%7D',
+    });
     assert.equal(form.status, 415);
   });
 });

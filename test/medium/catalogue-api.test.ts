@@ -28,12 +28,20 @@ describe('catalogue API (SQLite, Redis, scripted engine)', () => {
     http = request(app.getHttpServer());
     const repo = app.get(CatalogueRepository);
     await repo.upsert(makeReport());
-    await repo.upsert(makeReport({
-      version: '20261201.1',
-      python: '3.11.4',
-      pythonPackages: [{ name: 'numpy', version: '1.26.4' }, { name: 'pytest', version: '7.2.1' }, { name: 'pandas', version: '2.1.0' }],
-    }));
-    await repo.upsert(makeReport({ name: 'python-3.9', labels: ['python-3.9', 'debian-11', 'bullseye'], python: '3.9.2', status: 'deprecated', removal: '2027-01-01' }));
+    await repo.upsert(
+      makeReport({
+        version: '20261201.1',
+        python: '3.11.4',
+        pythonPackages: [
+          { name: 'numpy', version: '1.26.4' },
+          { name: 'pytest', version: '7.2.1' },
+          { name: 'pandas', version: '2.1.0' },
+        ],
+      }),
+    );
+    await repo.upsert(
+      makeReport({ name: 'python-3.9', labels: ['python-3.9', 'debian-11', 'bullseye'], python: '3.9.2', status: 'deprecated', removal: '2027-01-01' }),
+    );
   });
   after(async () => app?.close());
 
@@ -54,12 +62,18 @@ describe('catalogue API (SQLite, Redis, scripted engine)', () => {
 
   test('?package= shows which environments carry a package, at what version', async () => {
     const numpy = await http.get('/api/v1/environments?package=numpy').expect(200);
-    assert.deepEqual(numpy.body.environments.map((e: { name: string; package: unknown }) => [e.name, e.package]), [
-      ['python-3.11', { name: 'numpy', python: '1.26.4' }],
-      ['python-3.9', { name: 'numpy', python: '1.24.2' }],
-    ]);
+    assert.deepEqual(
+      numpy.body.environments.map((e: { name: string; package: unknown }) => [e.name, e.package]),
+      [
+        ['python-3.11', { name: 'numpy', python: '1.26.4' }],
+        ['python-3.9', { name: 'numpy', python: '1.24.2' }],
+      ],
+    );
     const pandas = await http.get('/api/v1/environments?package=pandas').expect(200);
-    assert.deepEqual(pandas.body.environments.map((e: { name: string }) => e.name), ['python-3.11']);
+    assert.deepEqual(
+      pandas.body.environments.map((e: { name: string }) => e.name),
+      ['python-3.11'],
+    );
     const deb = await http.get('/api/v1/environments?package=python3-numpy').expect(200);
     assert.equal(deb.body.environments[0].package.debian, '1:1.24.2-1');
     const none = await http.get('/api/v1/environments?package=tensorflow').expect(200);
@@ -75,7 +89,10 @@ describe('catalogue API (SQLite, Redis, scripted engine)', () => {
 
   test('an environment by name or by label, with its history', async () => {
     const byName = await http.get('/api/v1/environments/python-3.11').expect(200);
-    assert.deepEqual(byName.body.history.map((h: { version: string }) => h.version), ['20261128.1', '20261201.1']);
+    assert.deepEqual(
+      byName.body.history.map((h: { version: string }) => h.version),
+      ['20261128.1', '20261201.1'],
+    );
     const byLabel = await http.get('/api/v1/environments/bullseye').expect(200);
     assert.equal(byLabel.body.name, 'python-3.9');
   });
@@ -156,6 +173,10 @@ describe('catalogue API (SQLite, Redis, scripted engine)', () => {
   test('unknown routes and malformed JSON are 4xx, not 500', async () => {
     const res = await http.get('/api/v1/nope').expect(404);
     assert.equal(res.body.statusCode, 404);
-    await http.post('/api/v1/environments').set('content-type', 'application/json').send('{bad').expect((r) => assert.ok(r.status >= 400 && r.status < 500, `got ${r.status}`));
+    await http
+      .post('/api/v1/environments')
+      .set('content-type', 'application/json')
+      .send('{bad')
+      .expect((r) => assert.ok(r.status >= 400 && r.status < 500, `got ${r.status}`));
   });
 });

@@ -32,7 +32,10 @@ function read(dir: string, file: string): string {
 }
 
 function worktree(dir: string): string[] {
-  return fs.readdirSync(dir).filter((f) => f !== '.git').sort();
+  return fs
+    .readdirSync(dir)
+    .filter((f) => f !== '.git')
+    .sort();
 }
 
 function rejection(message: RegExp, permanent: boolean, code: GitSourceErrorCode) {
@@ -72,16 +75,14 @@ function gitProcessesFor(url: string): string[] {
 }
 
 before(async () => {
-  ({ shas: demo } = await makeRepo(root, 'demo', [
-    { 'a.txt': 'one\n' },
-    { 'b.txt': 'two\n', 'src/lib.py': 'print(2)\n' },
-    { 'c.txt': 'three\n' },
-  ]));
-  await makeRepo(root, 'with-submodule', [{
-    'README.md': 'has a submodule\n',
-    '.gitmodules': `[submodule "lib"]\n\tpath = vendor/lib\n\turl = ext::sh -c touch% ${marker}\n`,
-    'vendor/lib': gitlink(demo[0]),
-  }]);
+  ({ shas: demo } = await makeRepo(root, 'demo', [{ 'a.txt': 'one\n' }, { 'b.txt': 'two\n', 'src/lib.py': 'print(2)\n' }, { 'c.txt': 'three\n' }]));
+  await makeRepo(root, 'with-submodule', [
+    {
+      'README.md': 'has a submodule\n',
+      '.gitmodules': `[submodule "lib"]\n\tpath = vendor/lib\n\turl = ext::sh -c touch% ${marker}\n`,
+      'vendor/lib': gitlink(demo[0]),
+    },
+  ]);
   await makeRepo(root, 'big', [{ 'random.bin': randomBytes(Math.ceil((3 * MiB * 3) / 4)).toString('base64') }]);
   await makeRepo(root, 'bomb', [{ 'zeros.txt': '0'.repeat(3 * MiB) }]);
   server = await startGitServer(root);
@@ -149,8 +150,10 @@ test('clones a short sha (via the full fetch)', async () => {
 
 test('an unknown branch is a permanent error naming it; nothing is left behind', async () => {
   const o = options();
-  await assert.rejects(cloneRepo(server.repoUrl('demo'), 'no-such-branch', o),
-    rejection(/the ref 'no-such-branch' was not found in http:\/\/127\.0\.0\.1:\d+\/demo\.git/, true, 'ref-not-found'));
+  await assert.rejects(
+    cloneRepo(server.repoUrl('demo'), 'no-such-branch', o),
+    rejection(/the ref 'no-such-branch' was not found in http:\/\/127\.0\.0\.1:\d+\/demo\.git/, true, 'ref-not-found'),
+  );
   assert.deepEqual(fs.readdirSync(o.tmpDir), []);
 });
 
@@ -161,8 +164,10 @@ test('an unknown commit sha is a permanent error naming it', async () => {
 
 test('a missing repository is a permanent error naming it', async () => {
   const o = options();
-  await assert.rejects(cloneRepo(server.repoUrl('missing'), 'main', o),
-    rejection(/the repository http:\/\/127\.0\.0\.1:\d+\/missing\.git was not found/, true, 'repo-not-found'));
+  await assert.rejects(
+    cloneRepo(server.repoUrl('missing'), 'main', o),
+    rejection(/the repository http:\/\/127\.0\.0\.1:\d+\/missing\.git was not found/, true, 'repo-not-found'),
+  );
   assert.deepEqual(fs.readdirSync(o.tmpDir), []);
 });
 
@@ -210,8 +215,10 @@ test('timeout: a server that never answers fails within ~5 s and leaves no git b
 
 test('connection refused is a transient error', async () => {
   const o = options();
-  await assert.rejects(cloneRepo(`http://127.0.0.1:${await closedPort()}/demo.git`, 'main', o),
-    rejection(/could not fetch from '127\.0\.0\.1:\d+'.*try again later/, false, 'unreachable'));
+  await assert.rejects(
+    cloneRepo(`http://127.0.0.1:${await closedPort()}/demo.git`, 'main', o),
+    rejection(/could not fetch from '127\.0\.0\.1:\d+'.*try again later/, false, 'unreachable'),
+  );
   assert.deepEqual(fs.readdirSync(o.tmpDir), []);
 });
 

@@ -65,7 +65,10 @@ class Follower {
 /** The part of the runs repository the follower reads: job states, and the run at the end. */
 class FakeRepo {
   readonly states = new Map<string, JobStatus>();
-  constructor(private readonly runId: string, jobIds: string[]) {
+  constructor(
+    private readonly runId: string,
+    jobIds: string[],
+  ) {
     for (const id of jobIds) this.states.set(id, 'in_progress');
   }
   async jobs(runId: string): Promise<Job[]> {
@@ -220,7 +223,9 @@ describe('live logs over Redis pub/sub (real Redis)', () => {
     await subscribed(config, runId);
     // Every other batch is lost on the way.
     fs.mkdirSync(path.dirname(here.store.file(runId, jobId)), { recursive: true });
-    const w = new LogWriter(here.store.file(runId, jobId), config.logCapBytes, [], (b: LogBatch) => (count++ % 2 ? null : redis.publish(channel, encodeLogMessage(jobId, b))));
+    const w = new LogWriter(here.store.file(runId, jobId), config.logCapBytes, [], (b: LogBatch) =>
+      count++ % 2 ? null : redis.publish(channel, encodeLogMessage(jobId, b)),
+    );
     const expected: string[] = [];
     for (let burst = 0; burst < 8; burst++) {
       for (let k = 0; k < 10; k++) {
@@ -243,7 +248,11 @@ describe('live logs over Redis pub/sub (real Redis)', () => {
   test('with publishing failing, a follower sharing the data folder still gets every line (fallback poll)', async () => {
     const config = testConfig();
     const { runId, jobId } = ids();
-    const failing = { publish: async () => { throw new Error('Connection is closed.'); } } as unknown as Pick<Redis, 'publish'>;
+    const failing = {
+      publish: async () => {
+        throw new Error('Connection is closed.');
+      },
+    } as unknown as Pick<Redis, 'publish'>;
     const worker = node(config, config.dataDir, failing);
     const api = node(config);
     const repo = new FakeRepo(runId, [jobId, 'other']);
@@ -266,7 +275,11 @@ describe('live logs over Redis pub/sub (real Redis)', () => {
     repo.finish('other');
     await Promise.all([whole.done, stepOnly.done]);
     assert.deepEqual(whole.texts(), expected);
-    assert.deepEqual(stepOnly.texts(), expected.filter((_, k) => k % 2 === 1), 'the step filter');
+    assert.deepEqual(
+      stepOnly.texts(),
+      expected.filter((_, k) => k % 2 === 1),
+      'the step filter',
+    );
     assert.ok(stepOnly.lines.every((l) => l.i === 1));
   });
 

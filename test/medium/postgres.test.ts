@@ -24,7 +24,10 @@ describe('PostgreSQL when DATABASE_URL is set (real PostgreSQL)', () => {
   test('migrations are applied once, and running them again is harmless', async () => {
     const again = await openDatabase({ database: { kind: 'postgres', url: url! } });
     try {
-      assert.deepEqual((await again.all<{ id: number }>('SELECT id FROM kiln_migrations ORDER BY id')).map((r) => Number(r.id)), MIGRATIONS.map((_, i) => i + 1));
+      assert.deepEqual(
+        (await again.all<{ id: number }>('SELECT id FROM kiln_migrations ORDER BY id')).map((r) => Number(r.id)),
+        MIGRATIONS.map((_, i) => i + 1),
+      );
     } finally {
       await again.close();
     }
@@ -38,7 +41,10 @@ describe('PostgreSQL when DATABASE_URL is set (real PostgreSQL)', () => {
     assert.equal(got?.report.status, 'deprecated');
     assert.equal((await repo.all()).length, 1);
     const res = await request(app.getHttpServer()).get('/api/v1/environments?package=numpy').expect(200);
-    assert.deepEqual(res.body.environments.map((e: { name: string; status: string }) => [e.name, e.status]), [['python-3.11', 'deprecated']]);
+    assert.deepEqual(
+      res.body.environments.map((e: { name: string; status: string }) => [e.name, e.status]),
+      [['python-3.11', 'deprecated']],
+    );
     const health = await request(app.getHttpServer()).get('/api/v1/health').expect(200);
     assert.equal(health.body.checks.database.detail, 'postgres');
   });

@@ -22,7 +22,18 @@ async function applyFirst(db: Database, count: number): Promise<void> {
 }
 
 function repo(id: string, ownerId: string): RegisteredRepository {
-  return { id, ownerId, fullName: `o/${id}`, cloneUrl: 'https://forge.example/x.git', secret: 's', branches: null, labelMap: {}, statusUrl: null, statusToken: null, createdAt: new Date().toISOString() };
+  return {
+    id,
+    ownerId,
+    fullName: `o/${id}`,
+    cloneUrl: 'https://forge.example/x.git',
+    secret: 's',
+    branches: null,
+    labelMap: {},
+    statusUrl: null,
+    statusToken: null,
+    createdAt: new Date().toISOString(),
+  };
 }
 
 function delivery(key: string, id: string, repositoryId: string): Delivery {
@@ -30,28 +41,41 @@ function delivery(key: string, id: string, repositoryId: string): Delivery {
 }
 
 const engines: [string, () => Promise<{ fresh: () => Promise<Database>; reopen: () => Promise<Database>; cleanup: () => Promise<void> }>][] = [
-  ['SQLite', async () => {
-    const file = path.join(tmpDir('kiln-repos-'), 'kiln.sqlite');
-    const sqlite = { database: { kind: 'sqlite' as const, file } };
-    return {
-      fresh: () => openRaw(sqlite),
-      reopen: () => openDatabase(sqlite),
-      cleanup: async () => undefined,
-    };
-  }],
+  [
+    'SQLite',
+    async () => {
+      const file = path.join(tmpDir('kiln-repos-'), 'kiln.sqlite');
+      const sqlite = { database: { kind: 'sqlite' as const, file } };
+      return {
+        fresh: () => openRaw(sqlite),
+        reopen: () => openDatabase(sqlite),
+        cleanup: async () => undefined,
+      };
+    },
+  ],
 ];
 if (process.env.KILN_TEST_DATABASE_URL) {
   const url = process.env.KILN_TEST_DATABASE_URL;
-  engines.push(['PostgreSQL', async () => {
-    const pg = { database: { kind: 'postgres' as const, url } };
-    const reset = async () => {
-      const { Pool } = await import('pg');
-      const pool = new Pool({ connectionString: url });
-      await pool.query('DROP SCHEMA public CASCADE; CREATE SCHEMA public');
-      await pool.end();
-    };
-    return { fresh: async () => { await reset(); return openRaw(pg); }, reopen: () => openDatabase(pg), cleanup: reset };
-  }]);
+  engines.push([
+    'PostgreSQL',
+    async () => {
+      const pg = { database: { kind: 'postgres' as const, url } };
+      const reset = async () => {
+        const { Pool } = await import('pg');
+        const pool = new Pool({ connectionString: url });
+        await pool.query('DROP SCHEMA public CASCADE; CREATE SCHEMA public');
+        await pool.end();
+      };
+      return {
+        fresh: async () => {
+          await reset();
+          return openRaw(pg);
+        },
+        reopen: () => openDatabase(pg),
+        cleanup: reset,
+      };
+    },
+  ]);
 }
 
 /** A Database on the engine without running the migrations (openDatabase always runs them all). */
@@ -80,16 +104,27 @@ for (const [name, make] of engines) {
       const old = await engine.fresh();
       await applyFirst(old, BEFORE);
       await old.run("INSERT INTO users (id, name, is_admin, created_at) VALUES ('u1', 'alice', 0, 'now'), ('u2', 'bob', 0, 'now')");
-      await old.run("INSERT INTO repositories (id, owner_id, full_name, clone_url, secret, created_at) VALUES ('r1', 'u1', 'alice/app', 'https://forge.example/a.git', 's', 'now'), ('r2', 'u2', 'bob/app', 'https://forge.example/b.git', 's', 'now')");
-      await old.run("INSERT INTO deliveries (id, repository_id, event, payload, state, detail, run_ids, received_at) VALUES ('gh-1', 'r1', 'push', '{}', 'done', NULL, '[\"run1\"]', '2026-01-01T00:00:00Z')");
+      await old.run(
+        "INSERT INTO repositories (id, owner_id, full_name, clone_url, secret, created_at) VALUES ('r1', 'u1', 'alice/app', 'https://forge.example/a.git', 's', 'now'), ('r2', 'u2', 'bob/app', 'https://forge.example/b.git', 's', 'now')",
+      );
+      await old.run(
+        "INSERT INTO deliveries (id, repository_id, event, payload, state, detail, run_ids, received_at) VALUES ('gh-1', 'r1', 'push', '{}', 'done', NULL, '[\"run1\"]', '2026-01-01T00:00:00Z')",
+      );
       await old.close();
 
       const db = await engine.reopen();
       open.push(db);
       const repos = new RepositoriesRepository(db);
       const kept = await repos.delivery('gh-1');
-      assert.deepEqual({ key: kept?.key, id: kept?.id, state: kept?.state, runIds: kept?.runIds }, { key: 'gh-1', id: 'gh-1', state: 'done', runIds: ['run1'] }, 'the row key and the forge id are the old id');
-      assert.deepEqual((await repos.deliveries('r1')).map((d) => d.id), ['gh-1']);
+      assert.deepEqual(
+        { key: kept?.key, id: kept?.id, state: kept?.state, runIds: kept?.runIds },
+        { key: 'gh-1', id: 'gh-1', state: 'done', runIds: ['run1'] },
+        'the row key and the forge id are the old id',
+      );
+      assert.deepEqual(
+        (await repos.deliveries('r1')).map((d) => d.id),
+        ['gh-1'],
+      );
       assert.equal(await repos.recordDelivery(delivery('k2', 'gh-1', 'r1')), false, 'a redelivery of a delivery recorded before the upgrade');
       assert.equal(await repos.recordDelivery(delivery('k3', 'gh-1', 'r2')), true, "another repository's delivery with the same id is its own");
       assert.equal((await repos.deliveryById('r2', 'gh-1'))?.key, 'k3');

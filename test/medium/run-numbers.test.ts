@@ -21,16 +21,30 @@ if (pgUrl) engines.push(['PostgreSQL', () => ({ database: { kind: 'postgres', ur
 
 function run(ownerId: string, repositoryId: string | null): Run {
   return {
-    id: newId(), ownerId, repositoryId, status: 'queued', conclusion: null, source: { kind: 'command', files: 0 }, workflowName: 'w', workflowFile: null,
-    plan: { workflowName: 'w', jobs: [] } as unknown as Run['plan'], context: { sha: 'x', ref: 'refs/heads/main', repository: 'local/x', event: 'push', runNumber: 0 },
-    cancelRequested: false, error: null, createdAt: new Date().toISOString(), startedAt: null, finishedAt: null,
+    id: newId(),
+    ownerId,
+    repositoryId,
+    status: 'queued',
+    conclusion: null,
+    source: { kind: 'command', files: 0 },
+    workflowName: 'w',
+    workflowFile: null,
+    plan: { workflowName: 'w', jobs: [] } as unknown as Run['plan'],
+    context: { sha: 'x', ref: 'refs/heads/main', repository: 'local/x', event: 'push', runNumber: 0 },
+    cancelRequested: false,
+    error: null,
+    createdAt: new Date().toISOString(),
+    startedAt: null,
+    finishedAt: null,
   };
 }
 
 for (const [name, config] of engines) {
   describe(`run numbers across processes (${name})`, () => {
     const open: Database[] = [];
-    after(async () => { for (const db of open) await db.close(); });
+    after(async () => {
+      for (const db of open) await db.close();
+    });
 
     test('submissions from three processes: distinct numbers, 1..n per scope, scopes independent', async () => {
       const c = config();
@@ -43,9 +57,16 @@ for (const [name, config] of engines) {
       const record = (r: Run, i: number) => processes[i % processes.length].create(r, []);
       if (c.database.kind === 'postgres') await Promise.all(runs.map(record));
       else for (const [i, r] of runs.entries()) await record(r, i);
-      const numbersOf = async (pick: (r: Run) => boolean) => (await Promise.all(runs.filter(pick).map(async (r) => (await processes[0].getRun(r.id))!.context.runNumber))).sort((a, b) => a - b);
-      assert.deepEqual(await numbersOf((r) => r.repositoryId === repository), Array.from({ length: 10 }, (_, i) => i + 1));
-      assert.deepEqual(await numbersOf((r) => r.repositoryId === null), Array.from({ length: 20 }, (_, i) => i + 1));
+      const numbersOf = async (pick: (r: Run) => boolean) =>
+        (await Promise.all(runs.filter(pick).map(async (r) => (await processes[0].getRun(r.id))!.context.runNumber))).sort((a, b) => a - b);
+      assert.deepEqual(
+        await numbersOf((r) => r.repositoryId === repository),
+        Array.from({ length: 10 }, (_, i) => i + 1),
+      );
+      assert.deepEqual(
+        await numbersOf((r) => r.repositoryId === null),
+        Array.from({ length: 20 }, (_, i) => i + 1),
+      );
       const rows = await open[0].all<{ n: number }>('SELECT run_number AS n FROM runs WHERE owner_id = ? ORDER BY run_number', [owner]);
       assert.equal(rows.length, 30);
     });

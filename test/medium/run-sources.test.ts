@@ -27,8 +27,12 @@ describe("runs: a source's lifetime (SQLite, Redis, scripted backend)", () => {
   let config: KilnConfig;
 
   before(async () => {
-    const moduleRef = await Test.createTestingModule({ imports: [AppModule.forRole(testConfig({ KILN_QUEUE_PREFIX: `medium-src-${process.pid}-${Date.now()}` }), 'serve')] })
-      .overrideProvider(EXECUTION_BACKEND).useValue(new FakeBackend()).compile();
+    const moduleRef = await Test.createTestingModule({
+      imports: [AppModule.forRole(testConfig({ KILN_QUEUE_PREFIX: `medium-src-${process.pid}-${Date.now()}` }), 'serve')],
+    })
+      .overrideProvider(EXECUTION_BACKEND)
+      .useValue(new FakeBackend())
+      .compile();
     app = moduleRef.createNestApplication({ logger: ['error'] });
     configureHttp(app);
     await app.init();
@@ -72,7 +76,9 @@ describe("runs: a source's lifetime (SQLite, Redis, scripted backend)", () => {
   test('a run whose source cannot be stored answers 503, is recorded as failed and holds no storage', async () => {
     const sources = app.get(RunSources);
     const keep = sources.keep.bind(sources);
-    sources.keep = async () => { throw new Error('ENOSPC: no space left on device'); };
+    sources.keep = async () => {
+      throw new Error('ENOSPC: no space left on device');
+    };
     let res;
     try {
       res = await http.post('/api/v1/runs').attach('source', await makeTar([['.kiln.yml', WORKFLOW]]), 'p.tar.gz');

@@ -28,7 +28,9 @@ describe('runs: scheduling and step semantics (SQLite, Redis, scripted backend)'
   before(async () => {
     const config = testConfig({ KILN_QUEUE_PREFIX: `medium-${process.pid}-${Date.now()}`, KILN_WORKER_CONCURRENCY: '4', KILN_WORKER_NAME: 'medium-worker-1' });
     const moduleRef = await Test.createTestingModule({ imports: [AppModule.forRole(config, 'serve')] })
-      .overrideProvider(EXECUTION_BACKEND).useValue(backend).compile();
+      .overrideProvider(EXECUTION_BACKEND)
+      .useValue(backend)
+      .compile();
     app = moduleRef.createNestApplication({ logger: ['error'] });
     configureHttp(app);
     await app.init();
@@ -46,7 +48,18 @@ describe('runs: scheduling and step semantics (SQLite, Redis, scripted backend)'
   async function finished(id: string) {
     for (let i = 0; i < 200; i++) {
       const r = await http.get(`/api/v1/runs/${id}`);
-      if (r.body.status === 'completed') return r.body as { conclusion: string; jobs: { key: string; id: string; conclusion: string; error: string | null; attempts: number; steps: { outcome: string; conclusion: string; reason: string | null; exitCode: number | null }[] }[] };
+      if (r.body.status === 'completed')
+        return r.body as {
+          conclusion: string;
+          jobs: {
+            key: string;
+            id: string;
+            conclusion: string;
+            error: string | null;
+            attempts: number;
+            steps: { outcome: string; conclusion: string; reason: string | null; exitCode: number | null }[];
+          }[];
+        };
       await new Promise((res) => setTimeout(res, 50));
     }
     throw new Error(`run ${id} did not finish`);
@@ -54,7 +67,7 @@ describe('runs: scheduling and step semantics (SQLite, Redis, scripted backend)'
 
   const logsOf = async (id: string) => (await http.get(`/api/v1/runs/${id}/logs`)).text;
 
-  test('the log writers and the followers of one process share its LocalLogHub (live lines skip Redis on the writer\'s node)', () => {
+  test("the log writers and the followers of one process share its LocalLogHub (live lines skip Redis on the writer's node)", () => {
     // Nest resolves an optional dependency it cannot identify to nothing, silently: this once left the hub out.
     const hub = app.get(LocalLogHub);
     assert.ok(hub instanceof LocalLogHub);
@@ -99,9 +112,17 @@ jobs:
 `);
     const done = await finished(run.id);
     const steps = done.jobs[0].steps;
-    assert.deepEqual(steps.map((s) => [s.outcome, s.conclusion]), [
-      ['failure', 'success'], ['success', 'success'], ['failure', 'failure'], ['skipped', 'skipped'], ['success', 'success'], ['success', 'success'],
-    ]);
+    assert.deepEqual(
+      steps.map((s) => [s.outcome, s.conclusion]),
+      [
+        ['failure', 'success'],
+        ['success', 'success'],
+        ['failure', 'failure'],
+        ['skipped', 'skipped'],
+        ['success', 'success'],
+        ['success', 'success'],
+      ],
+    );
     assert.equal(steps[0].exitCode, 3);
     assert.equal(done.conclusion, 'failure');
     const log = await logsOf(run.id);
@@ -157,7 +178,10 @@ jobs:
 `);
     const done = await finished(run.id);
     assert.equal(backend.maxRunning, 1, 'never more than one matrix job at a time');
-    assert.deepEqual(done.jobs.map((j) => j.conclusion), ['success', 'failure', 'cancelled', 'cancelled']);
+    assert.deepEqual(
+      done.jobs.map((j) => j.conclusion),
+      ['success', 'failure', 'cancelled', 'cancelled'],
+    );
     assert.equal(done.conclusion, 'failure');
   });
 
@@ -206,7 +230,16 @@ jobs:
     fs.mkdirSync(path.dirname(file), { recursive: true });
     fs.writeFileSync(file, 'tar bytes');
     const created = new Date(Date.now() - 2 * 86_400_000);
-    await repo.insertArtifact({ id: 'expiring', runId: run.id, jobId: done.jobs[0].id, name: 'old', sizeBytes: 9, files: 1, createdAt: created.toISOString(), expiresAt: new Date(Date.now() - 86_400_000).toISOString() });
+    await repo.insertArtifact({
+      id: 'expiring',
+      runId: run.id,
+      jobId: done.jobs[0].id,
+      name: 'old',
+      sizeBytes: 9,
+      files: 1,
+      createdAt: created.toISOString(),
+      expiresAt: new Date(Date.now() - 86_400_000).toISOString(),
+    });
     await http.get(`/api/v1/runs/${run.id}/artifacts/old`).expect(200);
     assert.equal(await app.get(ArtifactReaper).sweep(), 1);
     assert.ok(!fs.existsSync(file), 'the file is gone');
@@ -215,9 +248,16 @@ jobs:
   });
 
   test('request size limits: 413 with the limit, never a 500', async () => {
-    const big = await http.post('/api/v1/runs').set('content-type', 'application/json').send(JSON.stringify({ command: 'true', files: { 'a.txt': 'x'.repeat(7 * 1024 * 1024) } })).expect(413);
+    const big = await http
+      .post('/api/v1/runs')
+      .set('content-type', 'application/json')
+      .send(JSON.stringify({ command: 'true', files: { 'a.txt': 'x'.repeat(7 * 1024 * 1024) } }))
+      .expect(413);
     assert.match(big.body.message, /too large: the limit is 6291456 bytes/);
-    const manyFiles = await http.post('/api/v1/runs').send({ command: 'true', files: { 'a.txt': 'x'.repeat(2 * 1024 * 1024) } }).expect(400);
+    const manyFiles = await http
+      .post('/api/v1/runs')
+      .send({ command: 'true', files: { 'a.txt': 'x'.repeat(2 * 1024 * 1024) } })
+      .expect(400);
     assert.match(manyFiles.body.message, /files: .*a\.txt/);
   });
 
@@ -248,7 +288,6 @@ jobs:
   });
 });
 
-
 /**
  * Fair share, with one worker slot so that the queue's order decides everything: a user's jobs waiting
  * in the queue go behind a newer job of a user with fewer jobs queued or running.
@@ -260,7 +299,9 @@ describe('runs: fair share between users (SQLite, Redis, scripted backend, one w
   before(async () => {
     const config = testConfig({ KILN_QUEUE_PREFIX: `medium-fair-${process.pid}-${Date.now()}`, KILN_WORKER_CONCURRENCY: '1', KILN_QUOTA_CONCURRENT_JOBS: '3' });
     const moduleRef = await Test.createTestingModule({ imports: [AppModule.forRole(config, 'serve')] })
-      .overrideProvider(EXECUTION_BACKEND).useValue(backend).compile();
+      .overrideProvider(EXECUTION_BACKEND)
+      .useValue(backend)
+      .compile();
     app = moduleRef.createNestApplication({ logger: ['error'] });
     configureHttp(app);
     await app.init();
@@ -293,31 +334,38 @@ describe('runs: fair share between users (SQLite, Redis, scripted backend, one w
       assert.equal(res.status, 201, JSON.stringify(res.body));
       return res.body as { id: string };
     };
-    const jobsOf = async (as: ReturnType<typeof request>, id: string) => ((await as.get(`/api/v1/runs/${id}`)).body as { jobs: { key: string; id: string; status: string }[] }).jobs;
+    const jobsOf = async (as: ReturnType<typeof request>, id: string) =>
+      ((await as.get(`/api/v1/runs/${id}`)).body as { jobs: { key: string; id: string; status: string }[] }).jobs;
     // Alice: three jobs at once (her quota); the one slot takes the first, two wait in the queue.
-    const a = await submit(alice, `
+    const a = await submit(
+      alice,
+      `
 jobs:
   a1: { runs-on: python-3.11, steps: [ { run: "sleep 1500" } ] }
   a2: { runs-on: python-3.11, steps: [ { run: "sleep 200" } ] }
   a3: { runs-on: python-3.11, steps: [ { run: "sleep 200" } ] }
-`);
-    const aJobs = await until('alice\'s jobs queued', async () => {
+`,
+    );
+    const aJobs = await until("alice's jobs queued", async () => {
       const jobs = await jobsOf(alice, a.id);
       return jobs.every((j) => j.status !== 'pending') && jobs.some((j) => backend.started.includes(j.id)) && jobs;
     });
     // Bob then Carol come later, one job each, while Alice's two still wait.
     const b = await submit(bob, 'jobs:\n  b1: { runs-on: python-3.11, steps: [ { run: "sleep 100" } ] }\n');
-    const bJob = await until('bob\'s job queued', async () => (await jobsOf(bob, b.id)).find((j) => j.status !== 'pending'));
+    const bJob = await until("bob's job queued", async () => (await jobsOf(bob, b.id)).find((j) => j.status !== 'pending'));
     const c = await submit(carol, 'jobs:\n  c1: { runs-on: python-3.11, steps: [ { run: "sleep 100" } ] }\n');
-    const cJob = await until('carol\'s job queued', async () => (await jobsOf(carol, c.id)).find((j) => j.status !== 'pending'));
+    const cJob = await until("carol's job queued", async () => (await jobsOf(carol, c.id)).find((j) => j.status !== 'pending'));
     const first = aJobs.find((j) => backend.started.includes(j.id))!;
-    assert.equal(backend.started.filter((id) => aJobs.some((j) => j.id === id)).length, 1, 'one of Alice\'s jobs ran while Bob and Carol submitted');
+    assert.equal(backend.started.filter((id) => aJobs.some((j) => j.id === id)).length, 1, "one of Alice's jobs ran while Bob and Carol submitted");
     const all = [...aJobs.map((j) => j.id), bJob.id, cJob.id];
     await until('every job started', async () => all.every((id) => backend.started.includes(id)));
     const order = backend.started.filter((id) => all.includes(id));
-    const name = (id: string) => id === bJob.id ? 'bob' : id === cJob.id ? 'carol' : 'alice';
-    assert.deepEqual(order.map(name), ['alice', 'bob', 'carol', 'alice', 'alice'],
-      `Bob's and Carol's jobs (their first) go before Alice's 2nd and 3rd, which were queued earlier: ${order.map(name).join(', ')}`);
+    const name = (id: string) => (id === bJob.id ? 'bob' : id === cJob.id ? 'carol' : 'alice');
+    assert.deepEqual(
+      order.map(name),
+      ['alice', 'bob', 'carol', 'alice', 'alice'],
+      `Bob's and Carol's jobs (their first) go before Alice's 2nd and 3rd, which were queued earlier: ${order.map(name).join(', ')}`,
+    );
     assert.equal(order[0], first.id);
   });
 });

@@ -46,7 +46,10 @@ test('migrations apply once: reopening the same SQLite file keeps its rows', asy
   await a.close();
   const b = await openDatabase({ database: { kind: 'sqlite', file } });
   assert.deepEqual(await b.all('SELECT name FROM environment_versions'), [{ name: 'x' }]);
-  assert.deepEqual((await b.all<{ id: number }>('SELECT id FROM kiln_migrations ORDER BY id')).map((r) => Number(r.id)), MIGRATIONS.map((_, i) => i + 1));
+  assert.deepEqual(
+    (await b.all<{ id: number }>('SELECT id FROM kiln_migrations ORDER BY id')).map((r) => Number(r.id)),
+    MIGRATIONS.map((_, i) => i + 1),
+  );
   await b.close();
 });
 

@@ -17,9 +17,15 @@ import { TEST_ADMIN_TOKEN, tmpDir, uniquePrefix } from '../helpers';
  * worker labelled `gvisor`, sharing one data folder and one queue prefix. python-3.13 is labelled.
  */
 describe('worker labels: only labelled workers take labelled environments; slots are shared', () => {
-  const shared = { KILN_DATA_DIR: tmpDir(), KILN_LOG_LEVEL: 'error', KILN_ADMIN_TOKEN: TEST_ADMIN_TOKEN, KILN_QUEUE_PREFIX: uniquePrefix(), KILN_ENVIRONMENT_LABELS: 'python-3.13=gvisor',
+  const shared = {
+    KILN_DATA_DIR: tmpDir(),
+    KILN_LOG_LEVEL: 'error',
+    KILN_ADMIN_TOKEN: TEST_ADMIN_TOKEN,
+    KILN_QUEUE_PREFIX: uniquePrefix(),
+    KILN_ENVIRONMENT_LABELS: 'python-3.13=gvisor',
     // A cluster sets the per-user limit: its api node does not know the workers' slots (unset it would be 1).
-    KILN_QUOTA_CONCURRENT_JOBS: '8' };
+    KILN_QUOTA_CONCURRENT_JOBS: '8',
+  };
   let api: INestApplication;
   let http: ReturnType<typeof request>;
   let plain: TestingModule | undefined;
@@ -29,7 +35,9 @@ describe('worker labels: only labelled workers take labelled environments; slots
 
   async function worker(env: Record<string, string>, backend: FakeBackend): Promise<TestingModule> {
     const m = await Test.createTestingModule({ imports: [AppModule.forRole(loadConfig({ ...shared, ...env }), 'worker')] })
-      .overrideProvider(EXECUTION_BACKEND).useValue(backend).compile();
+      .overrideProvider(EXECUTION_BACKEND)
+      .useValue(backend)
+      .compile();
     m.useLogger(['error']);
     await m.init();
     return m;
@@ -69,7 +77,10 @@ describe('worker labels: only labelled workers take labelled environments; slots
 
   test('a labelled environment waits in its own queue until a worker with the label comes', async () => {
     const queues = api.get<Queues>(QUEUES);
-    assert.deepEqual([...queues.values()].map((q) => q.name), ['kiln-jobs', 'kiln-jobs.gvisor']);
+    assert.deepEqual(
+      [...queues.values()].map((q) => q.name),
+      ['kiln-jobs', 'kiln-jobs.gvisor'],
+    );
     const waiting = await submit('python-3.13', 'echo labelled');
     const other = await submit('python-3.11', 'echo plain');
     assert.equal((await finished(other)).jobs[0].worker, 'plain');
