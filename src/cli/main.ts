@@ -1,12 +1,13 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as readline from 'node:readline';
-import { parseArgs, ParseArgsConfig } from 'node:util';
 import { CliError, EXIT, KilnClient } from './client';
-import { loadCliConfig, saveCliConfig } from './config';
+import { saveCliConfig } from './config';
 import { extractTar } from './extract';
 import { HELP } from './help';
-import { err, paint, printSummary, progress, renderLine, shownOut, summary, table, type LogRecord, type RunView } from './output';
+import { args, client, need } from './args';
+import { env, envs } from './catalogue-commands';
+import { err, printSummary, progress, renderLine, shownOut, summary, table, type LogRecord, type RunView } from './output';
 import { packDirectory, PackError } from './pack';
 
 export async function cli(argv: string[]): Promise<number> {
@@ -61,21 +62,6 @@ export async function cli(argv: string[]): Promise<number> {
     }
     throw e;
   }
-}
-
-function args(argv: string[], options: ParseArgsConfig['options'], max: number): { values: Record<string, unknown>; positionals: string[] } {
-  const parsed = parseArgs({ args: argv, options, allowPositionals: true, strict: true }) as { values: Record<string, unknown>; positionals: string[] };
-  if (parsed.positionals.length > max) throw new CliError(`kiln: unexpected argument '${parsed.positionals[max]}'`, EXIT.usage);
-  return parsed;
-}
-
-function client(): KilnClient {
-  return new KilnClient(loadCliConfig((m) => err(paint('2', `kiln: ${m}`, Boolean(process.stderr.isTTY)))));
-}
-
-function need(value: string | undefined, what: string): string {
-  if (!value) throw new CliError(`kiln: ${what} is required`, EXIT.usage);
-  return value;
 }
 
 // ---- run / exec -------------------------------------------------------------------------------
@@ -353,95 +339,6 @@ async function cancel(argv: string[]): Promise<number> {
   const r = await client().json<RunView>(`/api/v1/runs/${encodeURIComponent(need(positionals[0], 'RUN'))}/cancel`, { method: 'POST' });
   process.stdout.write(`run ${r.id}: ${r.status}${r.conclusion ? ` (${r.conclusion})` : ', cancelling'}\n`);
   return EXIT.ok;
-}
-
-interface EnvSummary {
-  name: string;
-  latest: string;
-  status: string;
-  removal: string | null;
-  os: string;
-  python: string | null;
-  labels: string[];
-  default: boolean;
-  package?: { python?: string; debian?: string };
-}
-
-async function envs(): Promise<number> {
-  const { environments } = await client().json<{ environments: EnvSummary[] }>('/api/v1/environments');
-  table(
-    ['NAME', 'VERSION', 'STATUS', 'OS', 'PYTHON', 'LABELS'],
-    environments.map((e) => [
-      e.name + (e.default ? ' (default)' : ''),
-      e.latest,
-      e.status + (e.removal ? ` until ${e.removal}` : ''),
-      e.os,
-      e.python ?? '',
-      e.labels.join(','),
-    ]),
-  );
-  return EXIT.ok;
-}
-
-async function env(argv: string[]): Promise<number> {
-  const [sub, ...rest] = argv;
-  const k = client();
-  if (sub === 'show') {
-    const { values: o, positionals } = args(rest, { packages: { type: 'boolean' } }, 1);
-    const [name, version = 'latest'] = need(positionals[0], 'NAME').split('@');
-    const r = await k.json<{
-      name: string;
-      version: string;
-      status: string;
-      os: { prettyName: string };
-      python: string | null;
-      labels: string[];
-      image: { ref: string; sizeBytes: number };
-      tools: { name: string; version: string }[];
-      pythonPackages: { name: string; version: string }[];
-      debPackages: { name: string; version: string }[];
-    }>(`/api/v1/environments/${encodeURIComponent(name)}/${encodeURIComponent(version)}`);
-    process.stdout.write(
-      `${r.name}@${r.version} (${r.status})\n  OS: ${r.os.prettyName}\n  Python: ${r.python ?? 'none'}\n  labels: ${r.labels.join(', ')}\n  image: ${r.image.ref} (${Math.round(r.image.sizeBytes / 1024 / 1024)} MiB)\n`,
-    );
-    for (const t of r.tools) process.stdout.write(`  ${t.name}: ${t.version}\n`);
-    process.stdout.write(
-      `  ${r.pythonPackages.length} Python packages, ${r.debPackages.length} Debian packages${o.packages ? '' : ' (--packages lists them)'}\n`,
-    );
-    if (o.packages) {
-      table(
-        ['PYTHON PACKAGE', 'VERSION'],
-        r.pythonPackages.map((p) => [p.name, p.version]),
-      );
-      table(
-        ['DEBIAN PACKAGE', 'VERSION'],
-        r.debPackages.map((p) => [p.name, p.version]),
-      );
-    }
-    return EXIT.ok;
-  }
-  if (sub === 'diff') {
-    const { positionals } = args(rest, {}, 3);
-    const [name, a, b] = [need(positionals[0], 'NAME'), need(positionals[1], 'version A'), need(positionals[2], 'version B')];
-    const res = await k.raw(`/api/v1/environments/${encodeURIComponent(name)}/diff?from=${encodeURIComponent(a)}&to=${encodeURIComponent(b)}&format=md`);
-    process.stdout.write((await res.text()) + '\n');
-    return EXIT.ok;
-  }
-  if (sub === 'which') {
-    const { positionals } = args(rest, {}, 1);
-    const pkg = need(positionals[0], 'PACKAGE');
-    const { environments } = await k.json<{ environments: EnvSummary[] }>(`/api/v1/environments?package=${encodeURIComponent(pkg)}`);
-    if (!environments.length) {
-      err(`kiln: no environment has ${pkg}`);
-      return EXIT.failed;
-    }
-    table(
-      ['ENVIRONMENT', 'VERSION', 'PYTHON PACKAGE', 'DEBIAN PACKAGE'],
-      environments.map((e) => [e.name, e.latest, e.package?.python ?? '', e.package?.debian ?? '']),
-    );
-    return EXIT.ok;
-  }
-  throw new CliError(`kiln: ${HELP.env}`, EXIT.usage);
 }
 
 async function login(argv: string[]): Promise<number> {
