@@ -13,13 +13,17 @@ import type { RunsRepository } from './runs.repository';
 /** A worker whose queues take processors without Redis: records what was registered on them. */
 function worker(handlers: QueueHandlers) {
   const processed: string[] = [];
+  let endProcessing: (e: Error) => void = () => undefined;
+  const ending = new Promise<void>((_, reject) => (endProcessing = reject));
   const queue = {
     name: 'kiln-jobs',
     process: (name: string) => {
       processed.push(name);
+      return ending;
     },
+    pause: async () => undefined,
   };
-  const config = { workerLabels: [], workerConcurrency: 2, workerName: 'w1' } as unknown as KilnConfig;
+  const config = { workerLabels: [], workerConcurrency: 2, workerName: 'w1', shutdownGraceSeconds: 0 } as unknown as KilnConfig;
   const w = new JobWorker(
     config,
     new Map([[null, queue]]) as unknown as Queues,
@@ -30,7 +34,7 @@ function worker(handlers: QueueHandlers) {
     handlers,
     {} as Metrics,
   );
-  return { w, processed };
+  return { w, processed, endProcessing };
 }
 
 test('the worker registers run-job itself and will not start while another job name has no handler', () => {
@@ -49,4 +53,23 @@ test('with every name handled, the worker takes jobs from its queue', () => {
   handlers.register('webhook-push', async () => undefined);
   w.onApplicationBootstrap();
   assert.deepEqual(processed, ['*']);
+});
+
+test('processing that ends as the queue closes at shutdown ("Connection is closed.") is expected, not an unhandled rejection', async () => {
+  const handlers = new QueueHandlers();
+  const { w, endProcessing } = worker(handlers);
+  w.onModuleInit();
+  handlers.register('webhook-push', async () => undefined);
+  w.onApplicationBootstrap();
+  const unhandled: unknown[] = [];
+  const listener = (e: unknown) => unhandled.push(e);
+  process.on('unhandledRejection', listener);
+  try {
+    await w.beforeApplicationShutdown();
+    endProcessing(new Error('Connection is closed.'));
+    await new Promise((r) => setTimeout(r, 20));
+    assert.deepEqual(unhandled, []);
+  } finally {
+    process.off('unhandledRejection', listener);
+  }
 });

@@ -28,6 +28,7 @@ function setup(script: Script, env: Record<string, string> = {}) {
   const queue = {
     process: (_name: string, _n: number, fn: (job: BullJob) => Promise<void>) => {
       processor = fn;
+      return new Promise<void>(() => undefined); // as Bull's: settles only when processing ends
     },
     pause: async () => undefined,
     resume: async () => undefined,

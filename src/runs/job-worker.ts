@@ -56,7 +56,9 @@ export class JobWorker implements OnModuleInit, OnApplicationBootstrap, BeforeAp
     const mine = [null, ...this.config.workerLabels].map((l) => this.queues.get(l)!);
     this.gate = new SlotGate(this.config.workerConcurrency, mine);
     for (const queue of mine) {
-      void queue.process('*', this.config.workerConcurrency, async (job: BullJob) => {
+      // Bull's promise settles only when processing ends; at shutdown the queue's connections close under
+      // it ("Connection is closed."), which is expected then and a fault at any other time.
+      const processing = queue.process('*', this.config.workerConcurrency, async (job: BullJob) => {
         const release = await this.gate.acquire();
         try {
           const handler = this.handlers.get(job.name);
@@ -65,6 +67,9 @@ export class JobWorker implements OnModuleInit, OnApplicationBootstrap, BeforeAp
         } finally {
           release();
         }
+      });
+      processing.catch((e: Error) => {
+        if (!this.stopping) this.log.error(`queue ${queue.name}: the worker stopped taking jobs: ${e.message}`);
       });
     }
     const labels = this.config.workerLabels.length ? `; labels ${this.config.workerLabels.join(', ')}` : '';
