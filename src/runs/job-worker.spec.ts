@@ -8,7 +8,7 @@ import type { JobReporter } from '../execution/reporter';
 import { JobInput, JobOutcome, RetryableJobError } from '../execution/job';
 import type { JobRunner } from '../execution/job-runner';
 import type { PlannedJob } from '../workflow/model';
-import { MemoryRuns } from '../../test/fixtures/memory-runs';
+import { MemoryRuns, runRecord } from '../../test/fixtures/memory-runs';
 import { QueueHandlers } from '../queue/queue-handlers';
 import { JobWorker } from './job-worker';
 import type { RunScheduler } from './run-scheduler';
@@ -64,24 +64,12 @@ function setup(script: Script, env: Record<string, string> = {}) {
   worker.onApplicationBootstrap();
   assert.ok(processor, 'the worker registered a processor');
 
-  const run = {
-    id: 'r1',
-    ownerId: 'u1',
-    repositoryId: null,
-    concurrencyGroup: null,
-    status: 'queued',
-    conclusion: null,
+  const run = runRecord({
     source: { kind: 'command', files: 1 },
     workflowName: 'ci',
-    workflowFile: null,
-    plan: { workflowName: 'ci', jobs: [] },
+    plan: { workflowName: 'ci', jobs: [] } as unknown as Run['plan'],
     context: { sha: 'a', ref: 'refs/heads/main', repository: 'o/r', event: 'push', runNumber: 3 },
-    cancelRequested: false,
-    error: null,
-    createdAt: '',
-    startedAt: null,
-    finishedAt: null,
-  } as unknown as Run;
+  });
   const job: Job = {
     id: 'j1',
     runId: 'r1',

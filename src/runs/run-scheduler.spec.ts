@@ -3,11 +3,11 @@ import assert from 'node:assert/strict';
 import type { AuthService } from '../auth/auth.service';
 import type { JobQueue } from '../queue/job-queue';
 import type { PlannedJob } from '../workflow/model';
-import { MemoryRuns } from '../../test/fixtures/memory-runs';
+import { MemoryRuns, runRecord } from '../../test/fixtures/memory-runs';
 import { RunEvents } from './run-events';
 import { RunScheduler } from './run-scheduler';
 import type { RunSources } from './run-sources';
-import type { Job, Run } from './runs.types';
+import type { Job } from './runs.types';
 
 /** The scheduler with its side effects replaced: records in memory, the queue a list, the owner's quota a number. */
 
@@ -27,24 +27,7 @@ function setup(jobs: { key: string; needs?: string[]; if?: string }[], concurren
     },
   } as unknown as RunSources;
   const scheduler = new RunScheduler(runs.repo, queue, auth, new RunEvents(), sources);
-  const run = {
-    id: 'r1',
-    ownerId: 'u1',
-    repositoryId: null,
-    concurrencyGroup: null,
-    status: 'queued',
-    conclusion: null,
-    source: { kind: 'command', files: 0 },
-    workflowName: 'w',
-    workflowFile: null,
-    plan: { workflowName: 'w', jobs: [] },
-    context: { sha: 'a', ref: 'refs/heads/main', repository: 'o/r', event: 'push', runNumber: 1 },
-    cancelRequested: false,
-    error: null,
-    createdAt: '',
-    startedAt: null,
-    finishedAt: null,
-  } as unknown as Run;
+  const run = runRecord();
   const rows: Job[] = jobs.map((j, position) => ({
     id: `j-${j.key}`,
     runId: 'r1',
