@@ -5,17 +5,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { LogBus, Subscriber } from './log-bus';
-import {
-  decodeLogMessage,
-  encodeLogMessage,
-  LocalLogHub,
-  LogBatch,
-  LogMessage,
-  LogRecord,
-  LogWriter,
-  PUBLISH_INTERVAL_MS,
-  PUBLISH_MAX_BYTES,
-} from './log-store';
+import { LocalLogHub, LogWriter, PUBLISH_INTERVAL_MS, PUBLISH_MAX_BYTES } from './log-store';
+import { decodeLogMessage, encodeLogMessage, LogBatch, LogMessage, LogRecord } from './log-wire';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 

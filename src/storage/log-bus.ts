@@ -2,7 +2,8 @@ import { Inject, Injectable, Logger, OnApplicationShutdown, Optional } from '@ne
 import type Redis from 'ioredis';
 import { KILN_CONFIG, KilnConfig } from '../config/config';
 import { REDIS } from '../db/redis';
-import { decodeLogMessage, LocalLogHub, logChannel, LogMessage } from './log-store';
+import { LocalLogHub } from './log-store';
+import { decodeLogMessage, logChannel, LogMessage } from './log-wire';
 
 export type LogHandler = (message: LogMessage) => void;
 

@@ -4,7 +4,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { KilnConfig } from '../config/config';
-import { LogRecord, LogStore, LogWriter } from './log-store';
+import { LogStore, LogWriter } from './log-store';
+import type { LogRecord } from './log-wire';
 
 function read(file: string): LogRecord[] {
   return fs

@@ -11,7 +11,8 @@ import { LogsService } from '../../src/runs/logs.service';
 import type { RunsRepository } from '../../src/runs/runs.repository';
 import type { Job, JobStatus } from '../../src/runs/runs.types';
 import { LogBus } from '../../src/storage/log-bus';
-import { encodeLogMessage, LogBatch, logChannel, LogRecord, LogStore, LogWriter } from '../../src/storage/log-store';
+import { LogStore, LogWriter } from '../../src/storage/log-store';
+import { encodeLogMessage, LogBatch, logChannel, LogRecord } from '../../src/storage/log-wire';
 import { testConfig, tmpDir } from '../helpers';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
