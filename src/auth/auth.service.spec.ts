@@ -14,12 +14,13 @@ let dir: string;
 let db: Database;
 let auth: AuthService;
 let repo: AuthRepository;
+let config: ReturnType<typeof loadConfig>;
 
 before(async () => {
   dir = fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-auth-spec-'));
   // SQLite in a temp folder, or the PostgreSQL of KILN_TEST_DATABASE_URL when given (names are unique per run).
   const pg = process.env.KILN_TEST_DATABASE_URL;
-  const config = loadConfig({ KILN_DATA_DIR: dir, KILN_QUOTA_TOKENS: '2', KILN_QUOTA_SECRETS: '2', ...(pg ? { DATABASE_URL: pg } : {}) });
+  config = loadConfig({ KILN_DATA_DIR: dir, KILN_QUOTA_TOKENS: '2', KILN_QUOTA_SECRETS: '2', ...(pg ? { DATABASE_URL: pg } : {}) });
   db = await openDatabase(config);
   repo = new AuthRepository(db);
   auth = new AuthService(config, repo);
@@ -76,4 +77,17 @@ test('storage is null until a meter is registered, then artifacts plus sources a
   assert.equal(await auth.storage(u), null);
   auth.useStorageMeter({ usage: async () => ({ artifacts: 100, sources: 250 }) });
   assert.deepEqual(await auth.storage(u), { usedBytes: 350, artifactBytes: 100, sourceBytes: 250, quotaBytes: 1000 });
+});
+
+test('a token expires by the clock the service is given: accepted until its last millisecond, refused after', async () => {
+  let now = Date.parse('2031-03-01T12:00:00.000Z');
+  const clocked = new AuthService(config, repo, () => now);
+  const u = await clocked.createUser(unique('clock'), false, {});
+  const { token, info } = await clocked.issueToken(u.id, 'one-day', 1);
+  assert.equal(info.expiresAt, '2031-03-02T12:00:00.000Z');
+  assert.equal((await clocked.authenticate(token))?.user.id, u.id);
+  now += 86_400_000 - 1;
+  assert.equal((await clocked.authenticate(token))?.user.id, u.id);
+  now += 1;
+  assert.equal(await clocked.authenticate(token), null);
 });

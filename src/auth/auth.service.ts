@@ -1,8 +1,9 @@
-import { ConflictException, ForbiddenException, Inject, Injectable, Logger, NotFoundException } from '@nestjs/common';
+import { ConflictException, ForbiddenException, Inject, Injectable, Logger, NotFoundException, Optional } from '@nestjs/common';
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { KILN_CONFIG, KilnConfig } from '../config/config';
+import { CLOCK, Clock, systemClock } from '../common/clock';
 import { QuotaExceededException } from '../common/quota';
 import { AuthRepository, HoldingLimit } from './auth.repository';
 import type { Principal, Quota, StorageMeter, TokenInfo, User } from './auth.types';
@@ -18,11 +19,14 @@ export class AuthService {
   private readonly log = new Logger('Auth');
   private readonly box: SecretBox;
   private meter?: StorageMeter;
+  private readonly now: Clock;
 
   constructor(
     @Inject(KILN_CONFIG) private readonly config: KilnConfig,
     private readonly repo: AuthRepository,
+    @Optional() @Inject(CLOCK) clock?: Clock,
   ) {
+    this.now = clock ?? systemClock;
     this.box = SecretBox.open(config.dataDir, config.secretKey);
   }
 
@@ -34,7 +38,7 @@ export class AuthService {
   async bootstrap(): Promise<void> {
     let admin = await this.repo.userByName('admin');
     if (!admin) {
-      admin = { id: newId(), name: 'admin', isAdmin: true, quota: {}, createdAt: new Date().toISOString() };
+      admin = { id: newId(), name: 'admin', isAdmin: true, quota: {}, createdAt: new Date(this.now()).toISOString() };
       await this.repo.createUser(admin).catch(async () => {
         admin = await this.repo.userByName('admin');
       });
@@ -70,7 +74,7 @@ export class AuthService {
     const row = await this.repo.tokenByHash(hash);
     if (!row || !timingSafeEqual(Buffer.from(row.hash), Buffer.from(hash))) return null;
     if (row.revokedAt) return null;
-    if (row.expiresAt && row.expiresAt <= new Date().toISOString()) return null;
+    if (row.expiresAt && row.expiresAt <= new Date(this.now()).toISOString()) return null;
     const user = await this.repo.user(row.userId);
     if (!user) return null;
     void this.repo.touchToken(row.id).catch(() => undefined);
@@ -79,7 +83,7 @@ export class AuthService {
 
   async createUser(name: string, isAdmin: boolean, quota: Partial<Quota>): Promise<User> {
     if (await this.repo.userByName(name)) throw new ConflictException(`a user named '${name}' exists already`);
-    const user: User = { id: newId(), name, isAdmin, quota, createdAt: new Date().toISOString() };
+    const user: User = { id: newId(), name, isAdmin, quota, createdAt: new Date(this.now()).toISOString() };
     await this.repo.createUser(user);
     return user;
   }
@@ -106,7 +110,7 @@ export class AuthService {
   async issueToken(userId: string, name: string, expiresInDays: number | undefined): Promise<{ token: string; info: TokenInfo }> {
     const user = await this.requireUser(userId);
     const token = makeToken();
-    const expiresAt = expiresInDays ? new Date(Date.now() + expiresInDays * 86_400_000).toISOString() : null;
+    const expiresAt = expiresInDays ? new Date(this.now() + expiresInDays * 86_400_000).toISOString() : null;
     const max = this.quota(user).tokens;
     try {
       const info = await this.storeToken(userId, name, token, expiresAt, max);
@@ -201,7 +205,7 @@ export class AuthService {
   }
 
   private async storeToken(userId: string, name: string, token: string, expiresAt: string | null, max?: number): Promise<TokenInfo> {
-    const info: TokenInfo = { id: newId(), userId, name, createdAt: new Date().toISOString(), expiresAt, revokedAt: null, lastUsedAt: null };
+    const info: TokenInfo = { id: newId(), userId, name, createdAt: new Date(this.now()).toISOString(), expiresAt, revokedAt: null, lastUsedAt: null };
     await this.repo.createToken({ ...info, hash: hashToken(token) }, max);
     return info;
   }

@@ -29,7 +29,10 @@ const logs = new LogStore(config, { publish: async () => 0 });
 
 /** The fake, and two things it cannot say: `lose` (the sandbox stopped, as gVisor's does out of memory) and `summary TEXT`. */
 class Backend extends FakeBackend {
+  /** The time limit each exec was given, in order. */
+  readonly timeouts: number[] = [];
   override async execStep(job: JobHandle, step: ExecSpec, sink: OutputSink, signal: AbortSignal): Promise<StepState> {
+    this.timeouts.push(step.timeoutMs);
     const lines = (step.script?.content ?? '').split('\n').map((l) => l.trim());
     if (lines.includes('lose')) {
       return { exitCode: null, oomKilled: false, pidsLimited: false, timedOut: false, cancelled: false, error: null, sandboxLost: 'exit 2', files: {} };
@@ -135,9 +138,9 @@ function input(steps: Partial<StepSpec>[], job: Partial<PlannedJob> = {}, rest: 
   };
 }
 
-function setup() {
+function setup(clock?: () => number) {
   const backend = new Backend();
-  const runner = new JobRunner(config, backend, logs, new FileStore(config), new LocalBlobStore(config), new Metrics());
+  const runner = new JobRunner(config, backend, logs, new FileStore(config), new LocalBlobStore(config), new Metrics(), clock);
   return { backend, runner, reporter: new MemoryReporter() };
 }
 
@@ -221,6 +224,26 @@ test('the job timeout stops the running step; the steps after it are not run and
     ['stepNotRun', 1, 'job-timeout'],
   ]);
   assert.deepEqual(outcome, { conclusion: 'failure', error: 'the job exceeded its timeout of 0.001 minutes', beforeSteps: false, outputs: {} });
+});
+
+test("the job's deadline is kept by the runner's clock: each step gets what is left of the job's time", async () => {
+  let now = Date.parse('2031-01-01T00:00:00Z');
+  const { backend, runner } = setup(() => now);
+  const reporter = new MemoryReporter();
+  const finished = reporter.stepFinished.bind(reporter);
+  reporter.stepFinished = async (index: number, end: StepEnd) => {
+    now += 3 * 60_000; // each step takes three minutes by this clock
+    await finished(index, end);
+  };
+  const outcome = await runner.run(
+    input([{ run: 'echo one' }, { run: 'echo two', timeoutMinutes: 4 }, { run: 'echo three' }], { timeoutMinutes: 5 }),
+    reporter,
+    new AbortController().signal,
+  );
+  // 5 minutes for the first step; 2 left for the second (under its own 4); the third would start after the deadline.
+  assert.deepEqual(backend.timeouts, [5 * 60_000, 2 * 60_000]);
+  assert.deepEqual(reporter.calls.at(-1), ['stepNotRun', 2, 'job-timeout']);
+  assert.deepEqual(outcome, { conclusion: 'failure', error: 'the job exceeded its timeout of 5 minutes', beforeSteps: false, outputs: {} });
 });
 
 test('a step timeout fails that step only (reason timeout); the job goes on to its if: always() steps', async () => {

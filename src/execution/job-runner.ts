@@ -1,4 +1,4 @@
-import { Inject, Injectable, Logger } from '@nestjs/common';
+import { Inject, Injectable, Logger, Optional } from '@nestjs/common';
 import { KILN_CONFIG, KilnConfig } from '../config/config';
 import { FileStore } from '../storage/file-store';
 import { BLOB_STORE, blobKeys, BlobStore } from '../storage/blob-store';
@@ -15,6 +15,7 @@ import { mib, runtimeFor, sandboxLimits } from './sandbox-limits';
 import { applyEnvFiles, ScriptSteps } from './script-step';
 import type { StepResult, StepScope } from './step-scope';
 import { Metrics } from '../common/metrics';
+import { CLOCK, Clock, systemClock } from '../common/clock';
 
 interface StepRecord {
   outcome: Conclusion;
@@ -32,6 +33,7 @@ export class JobRunner {
   private readonly log = new Logger('JobRunner');
   private readonly removals = new Map<string, Promise<void>>();
   private readonly builtins: BuiltinActions;
+  private readonly now: Clock;
 
   constructor(
     @Inject(KILN_CONFIG) private readonly config: KilnConfig,
@@ -40,7 +42,9 @@ export class JobRunner {
     files: FileStore,
     @Inject(BLOB_STORE) private readonly blobs: BlobStore,
     private readonly metrics: Metrics,
+    @Optional() @Inject(CLOCK) clock?: Clock,
   ) {
+    this.now = clock ?? systemClock;
     this.builtins = new BuiltinActions(config, backend, files, blobs);
   }
 
@@ -108,7 +112,7 @@ export class JobRunner {
     signal: AbortSignal,
   ): Promise<JobOutcome> {
     const spec = job.spec;
-    const deadline = Date.now() + spec.timeoutMinutes * 60_000;
+    const deadline = this.now() + spec.timeoutMinutes * 60_000;
     let jobStatus: 'success' | 'failure' = 'success';
     let stopReason: StepReason | null = null;
     let infraError: string | null = null;
@@ -136,6 +140,8 @@ export class JobRunner {
     for (const [k, v] of Object.entries(spec.env)) jobEnv[k] = await interpolate(v, baseCtx());
 
     for (const step of spec.steps) {
+      // Time spent between steps (hashFiles, a built-in action's upload) counts too: a step that would start after the deadline is not run.
+      if (!stopReason && this.now() >= deadline) stopReason = 'job-timeout';
       if (stopReason) {
         await reporter.stepNotRun(step.index, stopReason);
         continue;
@@ -183,7 +189,7 @@ export class JobRunner {
       ctx = { ...baseCtx(), env: stepEnv };
       for (const [k, v] of Object.entries(step.env)) stepEnv[k] = await interpolate(v, ctx);
       ctx = { ...ctx, env: stepEnv };
-      const remaining = deadline - Date.now();
+      const remaining = deadline - this.now();
       const stepTimeout = Math.min(step.timeoutMinutes ? step.timeoutMinutes * 60_000 : Infinity, remaining);
       const scope: StepScope = { job, handle, out, reporter, step, ctx, status, signal, quota };
       let result: StepResult;

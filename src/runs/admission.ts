@@ -2,15 +2,12 @@ import { Inject, Injectable, Optional, ServiceUnavailableException } from '@nest
 import type Redis from 'ioredis';
 import { AuthService } from '../auth/auth.service';
 import type { Principal } from '../auth/auth.types';
+import { CLOCK, Clock, systemClock } from '../common/clock';
 import { QuotaExceededException } from '../common/quota';
 import { KILN_CONFIG, KilnConfig } from '../config/config';
 import { REDIS } from '../db/redis';
 import { ActiveRunsLimit, RunsRepository, StorageLimit } from './runs.repository';
 import type { Job, Run } from './runs.types';
-
-/** What admission reads the time from (milliseconds since the epoch); a spec gives its own. */
-export const ADMISSION_CLOCK = Symbol('ADMISSION_CLOCK');
-export type Clock = () => number;
 
 /**
  * Whether a submission may become a run: the owner's rate limit and quotas, checked before any work
@@ -25,9 +22,9 @@ export class AdmissionService {
     @Inject(REDIS) private readonly redis: Redis,
     private readonly repo: RunsRepository,
     private readonly auth: AuthService,
-    @Optional() @Inject(ADMISSION_CLOCK) clock?: Clock,
+    @Optional() @Inject(CLOCK) clock?: Clock,
   ) {
-    this.now = clock ?? Date.now;
+    this.now = clock ?? systemClock;
   }
 
   /**
