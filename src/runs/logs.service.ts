@@ -1,7 +1,8 @@
 import { BadRequestException, Injectable, Logger, NotFoundException } from '@nestjs/common';
 import type { Request, Response } from 'express';
 import { LogBus } from '../storage/log-bus';
-import { LogMessage, LogRecord, LogStore } from '../storage/log-store';
+import { LogStore } from '../storage/log-store';
+import type { LogMessage, LogRecord } from '../storage/log-wire';
 import { RunsRepository } from './runs.repository';
 import type { Job } from './runs.types';
 

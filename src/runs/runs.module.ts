@@ -13,6 +13,7 @@ import { EXECUTION_BACKEND } from '../execution/backend';
 import { JobRunner } from '../execution/job-runner';
 import { QueueModule } from '../queue/queue.module';
 import { FileStore } from '../storage/file-store';
+import { SourceIntake } from '../sources/source-intake';
 import { LogBus } from '../storage/log-bus';
 import { LocalLogHub, LogStore } from '../storage/log-store';
 import { AdmissionService } from './admission';
@@ -41,6 +42,7 @@ export class RunsCoreModule {
         RunScheduler,
         RunSources,
         FileStore,
+        SourceIntake,
         { provide: BLOB_STORE, useClass: LocalBlobStore },
         LocalLogHub,
         LogStore,
@@ -51,7 +53,20 @@ export class RunsCoreModule {
         RunsService,
         RunEvents,
       ],
-      exports: [RunsRepository, RunScheduler, RunSources, FileStore, BLOB_STORE, LocalLogHub, LogStore, QueueModule, AdmissionService, RunsService, RunEvents],
+      exports: [
+        RunsRepository,
+        RunScheduler,
+        RunSources,
+        FileStore,
+        SourceIntake,
+        BLOB_STORE,
+        LocalLogHub,
+        LogStore,
+        QueueModule,
+        AdmissionService,
+        RunsService,
+        RunEvents,
+      ],
     };
   }
 }

@@ -11,6 +11,7 @@ import type { CatalogueService } from '../catalogue/catalogue.service';
 import { loadConfig } from '../config/config';
 import type { JobQueue } from '../queue/job-queue';
 import type { BlobStore } from '../storage/blob-store';
+import { SourceIntake } from '../sources/source-intake';
 import { FileStore } from '../storage/file-store';
 import { MemoryRuns } from '../../test/fixtures/memory-runs';
 import { AdmissionService } from './admission';
@@ -69,7 +70,18 @@ function setup(quota: Partial<Quota> = {}) {
   } as unknown as CatalogueService;
   const scheduler = new RunScheduler(runs.repo, queue, auth, new RunEvents(), sources);
   const admission = new AdmissionService(config, redis, runs.repo, auth, () => Date.UTC(2026, 0, 1, 12, 0, 0));
-  const service = new RunsService(config, runs.repo, scheduler, catalogue, new FileStore(config), {} as BlobStore, auth, sources, admission);
+  const service = new RunsService(
+    config,
+    runs.repo,
+    scheduler,
+    catalogue,
+    new FileStore(config),
+    {} as BlobStore,
+    auth,
+    sources,
+    admission,
+    new SourceIntake(config, new FileStore(config)),
+  );
   return { service, runs, enqueued, kept };
 }
 

@@ -1,14 +1,11 @@
 import { BadRequestException, Inject, Injectable, Logger, NotFoundException, PayloadTooLargeException, ServiceUnavailableException } from '@nestjs/common';
 import * as fs from 'node:fs';
 import type { Readable } from 'node:stream';
-import { spawn } from 'node:child_process';
 import { CatalogueService } from '../catalogue/catalogue.service';
 import { KILN_CONFIG, KilnConfig } from '../config/config';
-import { cloneRepo } from '../sources/git-source';
-import { GitSourceError, GitSourceOptions } from '../sources/git-policy';
-import { packFiles } from '../sources/tar-pack';
-import { ArchiveError, DEFAULT_SOURCE_LIMITS, SanitizedTar, TarLimits } from '../sources/tar-safety';
-import { sanitizeTar } from '../sources/tar-sanitize';
+import { GitSourceError } from '../sources/git-policy';
+import { ArchiveError, SanitizedTar } from '../sources/tar-safety';
+import { SourceIntake } from '../sources/source-intake';
 import { FileStore } from '../storage/file-store';
 import { BLOB_STORE, blobKeys, BlobStore } from '../storage/blob-store';
 import { PlanOptions, RunPlan } from '../workflow/model';
@@ -79,27 +76,16 @@ export class RunsService {
     auth: AuthService,
     private readonly sources: RunSources,
     private readonly admission: AdmissionService,
+    private readonly intake: SourceIntake,
   ) {
     this.clones = new CloneGate(config.clones.concurrency, config.clones.queue);
     auth.useStorageMeter({ usage: (userId) => this.repo.storage(userId) });
   }
 
-  private sourceLimits(): TarLimits {
-    // Unpacked, a source is at most 512 MiB in all (DEFAULT_SOURCE_LIMITS), and never more than the
-    // largest workspace a job may have. Checked at each entry's header, before its body is written.
-    const expanded = Math.min(DEFAULT_SOURCE_LIMITS.maxTotalBytes, this.config.jobs.workspaceMaxBytes);
-    return {
-      ...DEFAULT_SOURCE_LIMITS,
-      maxCompressedBytes: this.config.uploadMaxBytes,
-      maxTotalBytes: expanded,
-      maxFileBytes: Math.min(DEFAULT_SOURCE_LIMITS.maxFileBytes, expanded),
-    };
-  }
-
   async submitTarball(owner: Principal, s: TarballSubmission) {
     const tmp = this.files.upload('.tar');
     try {
-      const tar = await this.sanitize(fs.createReadStream(s.uploadPath), tmp);
+      const tar = await this.checked(this.intake.sanitizeFile(s.uploadPath, tmp));
       const sha = await sha1File(tmp);
       const context: RunContext = {
         sha,
@@ -111,7 +97,7 @@ export class RunsService {
       return await this.submit(
         owner,
         tmp,
-        { kind: 'tarball', filename: s.filename, bytes: fs.statSync(s.uploadPath).size, files: tar.files },
+        { kind: 'tarball', filename: s.filename, bytes: this.intake.fileBytes(s.uploadPath), files: tar.files },
         context,
         s.workflow,
         s.workflowFile,
@@ -141,7 +127,7 @@ export class RunsService {
   private async cloneAndSubmit(owner: Principal, s: RepoSubmission) {
     let cloned;
     try {
-      cloned = await cloneRepo(s.repo, s.ref, cloneOptions(this.config));
+      cloned = await this.intake.clone(s.repo, s.ref);
     } catch (e) {
       if (e instanceof GitSourceError) throw sourceHttpException(e, 'repo: ');
       throw e;
@@ -173,8 +159,7 @@ export class RunsService {
   ) {
     const tmp = this.files.upload('.tar');
     try {
-      const proc = spawn('tar', ['-c', '-f', '-', '-C', dir, '.'], { stdio: ['ignore', 'pipe', 'ignore'] });
-      await this.sanitize(proc.stdout, tmp);
+      await this.checked(this.intake.packDir(dir, tmp));
       return await this.submit(owner, tmp, source, context, workflow, workflowFile, choices, extras);
     } finally {
       await fs.promises.rm(tmp, { force: true });
@@ -186,13 +171,7 @@ export class RunsService {
     const tmp = this.files.upload('.tar');
     try {
       const files = s.files && Object.keys(s.files).length ? s.files : { '.kiln-empty': '' };
-      let packed: SanitizedTar;
-      try {
-        packed = await packFiles(files, tmp, { ...DEFAULT_SOURCE_LIMITS, maxEntries: 1000, maxFileBytes: 1024 * 1024, maxTotalBytes: 4 * 1024 * 1024 });
-      } catch (e) {
-        if (e instanceof ArchiveError) throw sourceHttpException(e, 'files: ');
-        throw e;
-      }
+      const packed = await this.checked(this.intake.packInline(files, tmp), 'files: ');
       const context: RunContext = { sha: await sha1File(tmp), ref: 'refs/heads/main', repository: 'local/command', event: 'workflow_dispatch', runNumber: 0 };
       return await this.submit(owner, tmp, { kind: 'command', files: s.files ? packed.files : 0 }, context, workflow, null);
     } finally {
@@ -311,11 +290,12 @@ export class RunsService {
     return planWorkflow(text, file, opts, choices.job);
   }
 
-  private async sanitize(input: Readable, out: string): Promise<SanitizedTar> {
+  /** A source the intake packed or checked; its ArchiveError as the 4xx that names the problem. */
+  private async checked(work: Promise<SanitizedTar>, prefix = 'source: '): Promise<SanitizedTar> {
     try {
-      return await sanitizeTar(input, out, this.sourceLimits());
+      return await work;
     } catch (e) {
-      if (e instanceof ArchiveError) throw sourceHttpException(e, 'source: ');
+      if (e instanceof ArchiveError) throw sourceHttpException(e, prefix);
       throw e;
     }
   }
@@ -428,9 +408,4 @@ export class RunsService {
     if (!run || (run.ownerId !== p.user.id && !p.user.isAdmin)) throw new NotFoundException(`no run ${runId}`);
     return run;
   }
-}
-
-/** How Kiln clones, for submissions and pushes alike: the operator's schemes and hosts, 2 min, twice the upload cap. */
-export function cloneOptions(config: KilnConfig): GitSourceOptions {
-  return { ...config.git, timeoutMs: 120_000, maxBytes: config.uploadMaxBytes * 2, tmpDir: new FileStore(config).tmpDir() };
 }

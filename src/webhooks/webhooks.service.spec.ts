@@ -12,7 +12,8 @@ import type { AdmissionService } from '../runs/admission';
 import type { RunsService } from '../runs/runs.service';
 import type { RepositoriesRepository } from './repositories.repository';
 import type { StatusReporter } from './status-reporter';
-import { Cloner, WebhooksService } from './webhooks.service';
+import type { SourceIntake } from '../sources/source-intake';
+import { WebhooksService } from './webhooks.service';
 
 /** The worker side of a push (build) with its side effects replaced: the clone, the records, admission and submission. */
 
@@ -69,8 +70,11 @@ function setup(admit: (p: Principal) => Promise<void>) {
       await admit(p);
     },
   } as unknown as AdmissionService;
-  const clone: Cloner = async () => ({ dir, sha, ref: 'refs/heads/main', cleanup: async () => fs.rmSync(dir, { recursive: true, force: true }) });
-  const service = new WebhooksService(config, repos, auth, {} as JobQueue, runs, {} as StatusReporter, admission, clone);
+  const intake = {
+    clone: async () => ({ dir, sha, ref: 'refs/heads/main', cleanup: async () => fs.rmSync(dir, { recursive: true, force: true }) }),
+    workflowFiles: () => [{ file: '.kiln.yml', text: workflow }],
+  } as unknown as SourceIntake;
+  const service = new WebhooksService(config, repos, auth, {} as JobQueue, runs, {} as StatusReporter, admission, intake);
   return { service, finished, submitted, admitted };
 }
 

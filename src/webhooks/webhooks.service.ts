@@ -7,32 +7,24 @@ import {
   Injectable,
   Logger,
   NotFoundException,
-  Optional,
   UnauthorizedException,
   UnsupportedMediaTypeException,
 } from '@nestjs/common';
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import { AuthService } from '../auth/auth.service';
 import { newId } from '../common/ids';
 import type { Principal } from '../auth/auth.types';
 import { KILN_CONFIG, KilnConfig } from '../config/config';
 import { JobQueue } from '../queue/job-queue';
 import { AdmissionService } from '../runs/admission';
-import { cloneOptions, RunsService } from '../runs/runs.service';
-import { cloneRepo } from '../sources/git-source';
-import { GitSourceError, validateRepoUrl } from '../sources/git-policy';
+import { RunsService } from '../runs/runs.service';
+import { GitSourceError } from '../sources/git-policy';
+import { SourceIntake } from '../sources/source-intake';
 import { checkHttpUrl, OutboundError } from '../sources/outbound';
 import { interpolate } from '../workflow/expressions';
-import { WORKFLOW_FILE } from '../workflow/model';
 import { RegisteredRepository, RepositoriesRepository } from './repositories.repository';
 import { fullNameProblem, labelMapProblem, MAX_FULL_NAME, signatureMatches } from './registration';
 import { StatusReporter } from './status-reporter';
 import { matchesList, pushTrigger } from '../workflow/triggers';
-
-/** How the worker clones a pushed commit; a spec gives its own (the default clones with git). */
-export const WEBHOOK_CLONER = Symbol('WEBHOOK_CLONER');
-export type Cloner = typeof cloneRepo;
 
 export interface WebhookAnswer {
   status: number;
@@ -73,7 +65,6 @@ export class WebhooksService {
   private readonly log = new Logger('Webhooks');
   /** Checked against when the named repository is unknown: the same work as for a known one. */
   private readonly decoySecret: string;
-  private readonly clone: Cloner;
 
   constructor(
     @Inject(KILN_CONFIG) private readonly config: KilnConfig,
@@ -83,9 +74,8 @@ export class WebhooksService {
     private readonly runs: RunsService,
     private readonly statuses: StatusReporter,
     private readonly admission: AdmissionService,
-    @Optional() @Inject(WEBHOOK_CLONER) clone?: Cloner,
+    private readonly intake: SourceIntake,
   ) {
-    this.clone = clone ?? cloneRepo;
     this.decoySecret = auth.seal(randomBytes(32).toString('base64url'));
   }
 
@@ -111,7 +101,7 @@ export class WebhooksService {
     if ((await this.repos.countOwned(owner.id)) >= cap) throw refuseCap();
     if (await this.repos.byName(body.fullName)) throw new HttpException(`${body.fullName} is registered already`, 409);
     try {
-      await validateRepoUrl(body.cloneUrl, { ...this.config.outbound, timeoutMs: 10_000, maxBytes: 0 });
+      await this.intake.checkRepoUrl(body.cloneUrl);
       if (body.statusUrl !== undefined) await checkHttpUrl(body.statusUrl, this.config.outbound, 'statusUrl');
     } catch (e) {
       if (e instanceof GitSourceError) throw new BadRequestException(`cloneUrl: ${e.message}`);
@@ -241,7 +231,7 @@ export class WebhooksService {
     const changed = [...new Set((p.commits ?? []).flatMap((c) => [...(c.added ?? []), ...(c.modified ?? []), ...(c.removed ?? [])]))];
     let cloned;
     try {
-      cloned = await this.clone(repo.cloneUrl, p.after!, cloneOptions(this.config));
+      cloned = await this.intake.clone(repo.cloneUrl, p.after!);
     } catch (e) {
       await this.repos.finishDelivery(deliveryId, 'failed', `clone: ${(e as Error).message}`, []);
       return;
@@ -249,8 +239,7 @@ export class WebhooksService {
     const runIds: string[] = [];
     const problems: string[] = [];
     try {
-      for (const file of this.workflowFiles(cloned.dir)) {
-        const text = fs.readFileSync(path.join(cloned.dir, file), 'utf8');
+      for (const { file, text } of this.intake.workflowFiles(cloned.dir)) {
         const decision = pushTrigger(text, { ref: p.ref!, changedPaths: changed }, file.startsWith('.kiln.'));
         if (!decision.runs) continue;
         const context = { sha: cloned.sha, ref: p.ref!, repository: repo.fullName, event: 'push', runNumber: 0 }; // numbered as it is recorded
@@ -288,15 +277,5 @@ export class WebhooksService {
     this.log.log(
       `delivery ${d.id} (${repo.fullName} ${p.ref} ${cloned.sha.slice(0, 7)}): ${runIds.length} run(s)${problems.length ? `, ${problems.length} workflow(s) refused` : ''}`,
     );
-  }
-
-  private workflowFiles(dir: string): string[] {
-    const out: string[] = [];
-    for (const f of ['.kiln.yml', '.kiln.yaml']) if (fs.existsSync(path.join(dir, f))) out.push(f);
-    const wf = path.join(dir, '.github', 'workflows');
-    if (fs.existsSync(wf))
-      for (const f of fs.readdirSync(wf).sort())
-        if (WORKFLOW_FILE.test(`.github/workflows/${f}`) && fs.lstatSync(path.join(wf, f)).isFile()) out.push(`.github/workflows/${f}`);
-    return out;
   }
 }

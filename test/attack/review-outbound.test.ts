@@ -14,9 +14,11 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHmac, randomUUID } from 'node:crypto';
+import * as fs from 'node:fs';
 import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { makeRepo, startGitServer, type GitServer } from '../fixtures/git-server';
+import * as path from 'node:path';
+import { makeRepo, startGitServer, symlink, type GitServer } from '../fixtures/git-server';
 import { tmpDir } from '../helpers';
 import { Client } from '../e2e/runs-helpers';
 import { assertServing, AttackServer, HostWatch, refusal, RUNTIME, startAttackServer } from './harness';
@@ -249,6 +251,44 @@ describe(`attack: outbound addresses, commit statuses and webhooks (runtime ${RU
       'pending and success, each sent once: a 3xx is not retried',
     );
     assert.deepEqual(second.hits, [], 'the redirect target received nothing');
+  });
+
+  test('a pushed workflow that is a symbolic link is not read: a link to a host file neither runs it nor shows its text', async () => {
+    // The canary is a valid workflow on the host: had Kiln followed the link, it would run and be named in the delivery.
+    const canary = path.join(gitRoot, 'host-canary.yml');
+    fs.writeFileSync(canary, 'name: host-canary-7f3a\non: push\njobs:\n  x:\n    runs-on: python-3.11\n    steps:\n      - run: echo host-canary-7f3a\n');
+    const {
+      shas: [linked],
+    } = await makeRepo(gitRoot, 'linked', [
+      {
+        '.kiln.yml': symlink(canary),
+        '.github/workflows/passwd.yml': symlink('/etc/passwd'),
+        '.github/workflows/inside.yml': symlink('../../README'),
+        README: 'on: push\n',
+      },
+    ]);
+    const { client: eve } = await makeUser(open.kiln, 'eve');
+    const reg = await register(eve, { fullName: 'eve/linked', cloneUrl: git.repoUrl('linked') });
+    assert.equal(reg.status, 201, await reg.clone().text());
+    const repoId = ((await reg.json()) as { id: string }).id;
+    const push = await deliver(open.url, pushPayload('eve/linked', linked), { id: 'linked-1' });
+    assert.equal(push.status, 202, await push.clone().text());
+    let delivery: { state: string; detail: string | null; runIds: string[] } | undefined;
+    for (let i = 0; i < 240 && !delivery; i++) {
+      const ds = (await (await eve.fetch(`/api/v1/repositories/${repoId}/deliveries`)).json()) as {
+        id: string;
+        state: string;
+        detail: string | null;
+        runIds: string[];
+      }[];
+      delivery = ds.find((d) => d.id === 'linked-1' && d.state !== 'queued');
+      if (!delivery) await new Promise((r) => setTimeout(r, 250));
+    }
+    assert.ok(delivery, 'the delivery was processed');
+    const { state, detail, runIds } = delivery;
+    assert.deepEqual({ state, detail, runIds }, { state: 'done', detail: 'no workflow is triggered by this push', runIds: [] }, JSON.stringify(delivery));
+    const runs = await (await eve.fetch('/api/v1/runs')).text();
+    assert.doesNotMatch(runs, /host-canary/, 'no run of the host file');
   });
 
   test('finding 10: an unknown repository and a bad signature answer the same 401 (the signature is checked first)', async () => {
