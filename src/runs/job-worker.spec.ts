@@ -75,7 +75,7 @@ function setup(script: Script, env: Record<string, string> = {}) {
     runId: 'r1',
     position: 0,
     key: 'build',
-    jobId: 'build',
+    workflowJobId: 'build',
     name: 'build',
     environment: 'python-3.11@1',
     status: 'queued',

@@ -33,7 +33,7 @@ function setup(jobs: { key: string; needs?: string[]; if?: string }[], concurren
     runId: 'r1',
     position,
     key: j.key,
-    jobId: j.key,
+    workflowJobId: j.key,
     name: j.key,
     environment: 'python-3.11@1',
     status: 'pending',

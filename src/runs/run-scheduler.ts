@@ -53,7 +53,7 @@ export class RunScheduler {
   static needResults(jobs: Job[], needs: string[]): Record<string, NeedResult> {
     const out: Record<string, NeedResult> = {};
     for (const id of needs) {
-      const group = jobs.filter((j) => j.jobId === id);
+      const group = jobs.filter((j) => j.workflowJobId === id);
       const cs = group.map((j) => j.conclusion);
       const result: Conclusion = cs.includes('failure')
         ? 'failure'
@@ -93,7 +93,7 @@ export class RunScheduler {
       if (
         (job.status === 'queued' || job.status === 'in_progress') &&
         job.spec.strategy?.failFast &&
-        jobs.some((j) => j.jobId === job.jobId && j.id !== job.id && j.conclusion === 'failure')
+        jobs.some((j) => j.workflowJobId === job.workflowJobId && j.id !== job.id && j.conclusion === 'failure')
       ) {
         // The worker running it sees the job completed within a second and stops it.
         changed = (await this.finish(job, ['queued', 'in_progress'], 'cancelled', 'cancelled by fail-fast: another job of this matrix failed')) || changed;
@@ -104,9 +104,9 @@ export class RunScheduler {
         changed = (await this.finish(job, ['pending'], 'cancelled')) || changed;
         continue;
       }
-      const needed = jobs.filter((j) => job.spec.needs.includes(j.jobId));
+      const needed = jobs.filter((j) => job.spec.needs.includes(j.workflowJobId));
       if (needed.some((j) => j.status !== 'completed')) continue;
-      const siblings = jobs.filter((j) => j.jobId === job.jobId && j.id !== job.id);
+      const siblings = jobs.filter((j) => j.workflowJobId === job.workflowJobId && j.id !== job.id);
       const strategy = job.spec.strategy;
       if (strategy?.failFast && siblings.some((j) => j.conclusion === 'failure')) {
         changed = (await this.finish(job, ['pending'], 'cancelled', 'cancelled by fail-fast: another job of this matrix failed')) || changed;

@@ -28,7 +28,7 @@ export async function runView(repo: RunsRepository, run: Run) {
       jobs.map(async (j) => ({
         id: j.id,
         key: j.key,
-        jobId: j.jobId,
+        jobId: j.workflowJobId, // the API's name for the job's id in the workflow file
         name: j.name,
         environment: j.environment,
         matrix: j.spec.matrix,

@@ -112,7 +112,7 @@ export class RunsRepository {
         await tx.run(
           `INSERT INTO jobs (id, run_id, position, job_key, job_id, name, environment, status, spec, attempts)
            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0)`,
-          [j.id, run.id, j.position, j.key, j.jobId, j.name, j.environment, j.status, JSON.stringify(j.spec)],
+          [j.id, run.id, j.position, j.key, j.workflowJobId, j.name, j.environment, j.status, JSON.stringify(j.spec)],
         );
         for (const s of j.spec.steps) {
           await tx.run(`INSERT INTO steps (job_id, idx, name, status) VALUES (?, ?, ?, 'pending')`, [j.id, s.index, s.name]);

@@ -97,7 +97,7 @@ export function toJob(r: JobRow): Job {
     runId: r.run_id,
     position: Number(r.position),
     key: r.job_key,
-    jobId: r.job_id,
+    workflowJobId: r.job_id,
     name: r.name,
     environment: r.environment,
     status: r.status as JobStatus,

@@ -222,7 +222,7 @@ export class RunsService {
       runId,
       position,
       key: j.key,
-      jobId: j.jobId,
+      workflowJobId: j.jobId,
       name: j.name,
       environment: `${j.environment.name}@${j.environment.version}`,
       status: 'pending',

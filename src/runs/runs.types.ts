@@ -37,7 +37,8 @@ export interface Job {
   runId: string;
   position: number;
   key: string;
-  jobId: string;
+  /** The job's id in the workflow file (`jobs.<job_id>`, `github.job`); matrix jobs share it, `key` is unique in the run. */
+  workflowJobId: string;
   name: string;
   environment: string;
   status: JobStatus;
