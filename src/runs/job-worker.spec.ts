@@ -10,7 +10,7 @@ import type { JobRunner } from '../execution/job-runner';
 import type { PlannedJob } from '../workflow/model';
 import { MemoryRuns, runRecord } from '../../test/fixtures/memory-runs';
 import { QueueHandlers } from '../queue/queue-handlers';
-import { JobWorker } from './job-worker';
+import { handleWorkerNaming, JobWorker } from './job-worker';
 import type { RunScheduler } from './run-scheduler';
 import type { Job, Run } from './runs.types';
 
@@ -172,4 +172,28 @@ test('shutdown: a running job past the grace is cancelled and says the worker sh
   await assert.rejects(deliver(), (e: unknown) => e instanceof RetryableJobError && /shutting down/.test(e.message));
   assert.equal(row().status, 'queued');
   assert.equal(inputs.length, 1);
+});
+
+test("Bull's dropped CLIENT SETNAME promise is handled: a queue closed before Redis answers leaves no unhandled rejection", async () => {
+  const unhandled: unknown[] = [];
+  const onUnhandled = (e: unknown) => unhandled.push(e);
+  process.on('unhandledRejection', onUnhandled);
+  try {
+    let calls = 0;
+    const queue = {
+      setWorkerName: () => {
+        calls++;
+        return Promise.reject(new Error('Connection is closed.'));
+      },
+    };
+    handleWorkerNaming(queue as unknown as Queue);
+    // As Bull's setHandler does: called, its promise dropped.
+    // eslint-disable-next-line @typescript-eslint/no-floating-promises
+    (queue as { setWorkerName: () => Promise<unknown> }).setWorkerName();
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(calls, 1, "Bull's own naming still runs");
+    assert.deepEqual(unhandled, []);
+  } finally {
+    process.off('unhandledRejection', onUnhandled);
+  }
 });

@@ -1,5 +1,5 @@
 import { BeforeApplicationShutdown, Inject, Injectable, Logger, OnApplicationBootstrap, OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
-import type { Job as BullJob } from 'bull';
+import type { Job as BullJob, Queue } from 'bull';
 import { KILN_CONFIG, KilnConfig } from '../config/config';
 import { JobRunner } from '../execution/job-runner';
 import { JobInput, RetryableJobError } from '../execution/job';
@@ -56,6 +56,7 @@ export class JobWorker implements OnModuleInit, OnApplicationBootstrap, BeforeAp
     const mine = [null, ...this.config.workerLabels].map((l) => this.queues.get(l)!);
     this.gate = new SlotGate(this.config.workerConcurrency, mine);
     for (const queue of mine) {
+      handleWorkerNaming(queue);
       // Bull's promise settles only when processing ends; at shutdown the queue's connections close under
       // it ("Connection is closed."), which is expected then and a fault at any other time.
       const processing = queue.process('*', this.config.workerConcurrency, async (job: BullJob) => {
@@ -218,4 +219,20 @@ function jobInput(run: Run, job: Job, rest: Pick<JobInput, 'needs' | 'secrets' |
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
+}
+
+/**
+ * Bull's process() names the blocking connection (CLIENT SETNAME) and drops the promise: when the queue
+ * is closed before Redis answers (an app stopped right after it started), it rejects with "Connection is
+ * closed." and nobody handles it. The name is only a label in CLIENT LIST, so its failure is handled here.
+ */
+export function handleWorkerNaming(queue: Queue): void {
+  const q = queue as Queue & { setWorkerName?: () => Promise<unknown> };
+  const setWorkerName = q.setWorkerName?.bind(queue);
+  if (!setWorkerName) return;
+  q.setWorkerName = () => {
+    const naming = setWorkerName();
+    naming.catch(() => undefined);
+    return naming;
+  };
 }
