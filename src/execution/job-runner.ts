@@ -59,6 +59,7 @@ export class JobRunner {
         -1,
         `job ${spec.key} on ${spec.environment.name}@${spec.environment.version} (${spec.environment.image.slice(0, 19)}), runtime ${runtime}, memory ${mib(limits.memoryBytes)}, cpus ${limits.nanoCpus / 1e9}, pids ${limits.pids}, workspace ${mib(limits.workspaceBytes)}, timeout ${spec.timeoutMinutes} min, network none`,
       );
+      if (spec.placement) out.notice(-1, spec.placement);
       try {
         handle = await this.backend.startJob({ runId: job.runId, jobId: job.jobId, image: spec.environment.image, limits, runtime });
         // A command run without files has an empty workspace: nothing to unpack (one exec saved).

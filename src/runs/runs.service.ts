@@ -26,6 +26,7 @@ import {
   parsePlatform,
   planWorkflow,
   qualifyRef,
+  readSourceFile,
   repositoryName,
   sha1File,
 } from './submissions';
@@ -196,7 +197,7 @@ export class RunsService {
     let text = workflowText;
     let file: string | null = workflowFile ?? null;
     if (!text) ({ text, file } = await findWorkflow(tarPath, workflowFile ?? undefined));
-    const plan = await this.plan(text, file, choices);
+    const plan = await this.plan(text, file, choices, tarPath);
     const runId = newId();
     const now = new Date().toISOString();
     const run: Run = {
@@ -272,9 +273,10 @@ export class RunsService {
     await this.scheduler.advance(runId);
   }
 
-  private async plan(text: string, file: string | null, choices: PlanChoices = {}): Promise<RunPlan> {
+  private async plan(text: string, file: string | null, choices: PlanChoices, tarPath: string): Promise<RunPlan> {
     const opts: PlanOptions = {
       ...(await this.catalogue.planning()),
+      readFile: (path, maxBytes) => readSourceFile(tarPath, path, maxBytes),
       labelMap: { ...this.config.labelMap, ...(choices.platform ?? {}) },
       defaultTimeoutMinutes: this.config.jobs.timeoutMinutes,
       maxTimeoutMinutes: this.config.jobs.timeoutMaxMinutes,

@@ -50,6 +50,16 @@ export async function findWorkflow(tarPath: string, wanted?: string): Promise<{ 
   return { text: found.get(pick)!.toString('utf8'), file: pick };
 }
 
+/** One regular file of a sanitized source, as text; null when it is not there or is over maxBytes. */
+export async function readSourceFile(tarPath: string, path: string, maxBytes: number): Promise<string | null> {
+  try {
+    return (await readFilesFromTar(tarPath, (p) => p === path, maxBytes)).get(path)?.toString('utf8') ?? null;
+  } catch (e) {
+    if (e instanceof ArchiveError && e.code === 'too-large') return null;
+    throw e;
+  }
+}
+
 /** The plan of a workflow (400 naming its problems), its recorded job specs capped in all, narrowed to one job if asked. */
 export async function planWorkflow(text: string, file: string | null, opts: PlanOptions, job?: string): Promise<RunPlan> {
   let plan: RunPlan;

@@ -47,6 +47,8 @@ export interface PlannedJob {
   name: string; // display name (job `name:` evaluated with matrix, or key)
   matrix: Record<string, unknown> | null;
   environment: { name: string; version: string; image: string }; // resolved from runs-on
+  /** Why the job runs on an environment other than its runs-on label maps to (actions/setup-python's request), for its log. */
+  placement?: string | null;
   needs: string[]; // jobIds (not keys); every job key of a needed jobId must finish first
   if: string | null; // raw; null = success()
   env: Record<string, string>; // workflow env merged under job env (raw values)
@@ -91,4 +93,9 @@ export interface PlanOptions {
   maxLimits?: { memoryBytes: number; cpus: number; pids: number; workspaceBytes: number };
   /** Python version of each published environment (latest), to say where a setup-python version is. */
   pythonVersions?: Record<string, string | null>;
+  /**
+   * A file of the submitted source (a path relative to its root), for what setup-python reads from the
+   * workspace (`python-version-file`); null when the source has no such file (or it is over maxBytes).
+   */
+  readFile?: (path: string, maxBytes: number) => Promise<string | null>;
 }

@@ -159,12 +159,10 @@ function readWith(r: Reader, uses: BuiltinAction, value: unknown, path: string):
         r,
         value,
         path,
-        ['python-version', 'cache', 'architecture', 'check-latest', 'allow-prereleases', 'update-environment'],
+        ['python-version', 'python-version-file', 'cache', 'architecture', 'check-latest', 'allow-prereleases', 'update-environment'],
         {},
         'the inputs of actions/setup-python',
       );
-    if (inputs['python-version-file'] !== undefined)
-      r.problem(childPath(path, 'python-version-file'), "'python-version-file' is not supported: give python-version");
     return inputs;
   }
   if (uses === 'download-artifact') {

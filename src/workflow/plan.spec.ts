@@ -11,43 +11,13 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { projectRoot } from '../config/config';
-import { WorkflowError, type EnvironmentResolver, type PlanOptions, type RunPlan, type WorkflowProblem } from './model';
+import { WorkflowError, type PlanOptions, type RunPlan, type WorkflowProblem } from './model';
+import { testOptions } from '../../test/fixtures/plan-options';
 import { parseWorkflow } from './parse';
 import { defaultStepName, planFromYaml, planWorkflow } from './plan';
 import { WORKFLOW_LIMITS } from './safe-yaml';
 
 const FIXTURES = path.join(process.env.KILN_ROOT ?? projectRoot(), 'test', 'fixtures', 'workflows');
-
-/** Published versions of the fake catalogue, newest last. */
-const CATALOGUE: Record<string, string[]> = {
-  'python-3.9': ['20261128.1', '20261201.1'],
-  'python-3.11': ['20261128.1', '20261201.1'],
-  'python-3.13': ['20261128.1', '20261201.2'],
-};
-const LABELS: Record<string, string> = { 'debian-12': 'python-3.11', bookworm: 'python-3.11' };
-const KNOWN = 'python-3.9, python-3.11 (debian-12, bookworm), python-3.13';
-
-export const fakeResolver: EnvironmentResolver = (label) => {
-  const [wanted, pin] = label.split('@');
-  const name = Object.hasOwn(LABELS, wanted) ? LABELS[wanted] : wanted;
-  const versions = Object.hasOwn(CATALOGUE, name) ? CATALOGUE[name] : undefined;
-  if (!versions) return { error: `no environment or label named '${label}'; known: ${KNOWN}` };
-  const version = pin ?? versions[versions.length - 1];
-  if (!versions.includes(version)) return { error: `environment '${name}' has no version '${pin}'; published: ${versions.join(', ')}` };
-  return { name, version, image: `kiln/${name}:${version}`, python: PYTHON[name] };
-};
-
-const PYTHON: Record<string, string> = { 'python-3.9': '3.9.2', 'python-3.11': '3.11.2', 'python-3.13': '3.13.5' };
-
-export const testOptions: PlanOptions = {
-  resolveEnvironment: fakeResolver,
-  labelMap: { 'ubuntu-latest': 'python-3.11', 'ubuntu-24.04': 'python-3.13' },
-  defaultTimeoutMinutes: 60,
-  maxTimeoutMinutes: 360,
-  maxJobs: 256,
-  maxStepsPerJob: 100,
-  pythonVersions: PYTHON,
-};
 
 /** The parts of a plan the fixtures pin down; defaults are left out to keep the files readable. */
 function summarize(plan: RunPlan): unknown {

@@ -10,6 +10,7 @@ import { collectWorkflow, type ParsedJob, type ParsedWorkflow } from './parse';
 import type { ParsedStep } from './parse-steps';
 import { checkAllExpressions } from './plan-expressions';
 import { Problems } from './plan-problems';
+import { SetupPythonPlanner, type PlacedEnvironment } from './plan-python';
 
 /** Validates expressions, expands matrices, resolves runs-on, orders by needs. Throws WorkflowError. */
 export async function planWorkflow(wf: ParsedWorkflow, opts: PlanOptions): Promise<RunPlan> {
@@ -90,17 +91,18 @@ function reportCycles(jobs: ParsedJob[], edges: Map<string, string[]>, p: Proble
 // Jobs: matrix, runs-on, defaults
 // =============================================================================================
 
-type Environment = PlannedJob['environment'];
-
 class JobPlanner {
-  private readonly resolved = new Map<string, Environment | { error: string }>();
+  private readonly resolved = new Map<string, PlacedEnvironment | { error: string }>();
+  private readonly python: SetupPythonPlanner;
   private tooManyReported = false;
 
   constructor(
     private readonly wf: ParsedWorkflow,
     private readonly opts: PlanOptions,
     private readonly p: Problems,
-  ) {}
+  ) {
+    this.python = new SetupPythonPlanner(opts, p, (name) => this.resolve(name));
+  }
 
   /** The planned jobs of one workflow job (several for a matrix); `count` = jobs planned so far in the run. */
   async plan(job: ParsedJob, count: number): Promise<PlannedJob[]> {
@@ -192,10 +194,12 @@ class JobPlanner {
 
   private async one(job: ParsedJob, combo: MatrixCombination | null, ctx: ExprContext): Promise<PlannedJob[]> {
     const key = combo ? matrixJobKey(job.id, combo) : job.id;
-    const environment = await this.environment(job, ctx, combo);
+    const found = await this.environment(job, ctx, combo);
     const name = await this.displayName(job, key, combo, ctx);
-    if (!environment || name === null) return [];
-    await this.checkSetupPython(job, environment, ctx, key);
+    if (!found || name === null) return [];
+    const placed = await this.python.place(job, found.environment, found.label, ctx, key);
+    if (!placed) return [];
+    const { environment, placement } = placed;
     return [
       {
         key,
@@ -203,6 +207,7 @@ class JobPlanner {
         name,
         matrix: combo,
         environment: { name: environment.name, version: environment.version, image: environment.image },
+        ...(placement ? { placement } : {}),
         needs: [...job.needs],
         if: job.if,
         env: { ...this.wf.env, ...job.env },
@@ -233,52 +238,37 @@ class JobPlanner {
   }
 
   /**
-   * actions/setup-python is satisfied by the environment itself: the requested version must be its
-   * Python (`3.11`, `3.11.2`, `3.x`); otherwise the problem names the environments that have it.
+   * runs-on evaluated for this combination, mapped through labelMap, resolved to a published environment;
+   * `label` is the runs-on label when the label map chose the environment (null when runs-on named it).
    */
-  private async checkSetupPython(job: ParsedJob, environment: Environment & { python?: string | null }, ctx: ExprContext, key: string): Promise<void> {
-    for (const s of job.steps) {
-      if (s.uses !== 'setup-python' || s.with['python-version'] === undefined) continue;
-      const path = `${s.path}.with.python-version`;
-      let wanted: string;
-      try {
-        wanted = hasExpression(s.with['python-version']) ? formatScalar(await evaluateTemplate(s.with['python-version'], ctx)) : s.with['python-version'];
-      } catch (e) {
-        this.p.add(path, `python-version could not be evaluated for ${key}: ${(e as Error).message}`);
-        continue;
-      }
-      const versions = wanted.split(/[\s,]+/).filter(Boolean);
-      const have = environment.python ?? null;
-      if (versions.some((v) => pythonMatches(v, have))) continue;
-      const elsewhere = Object.entries(this.opts.pythonVersions ?? {})
-        .filter(([, py]) => versions.some((v) => pythonMatches(v, py)))
-        .map(([n, py]) => `${n} (${py})`);
-      this.p.add(
-        path,
-        `python-version ${wanted} is not available in ${environment.name} (Python ${have ?? 'none'})${combo(key)}; ${elsewhere.length ? `environments with it: ${elsewhere.join(', ')}` : 'no published environment has it'}`,
-      );
-    }
-  }
-
-  /** runs-on evaluated for this combination, mapped through labelMap, resolved to a published environment. */
-  private async environment(job: ParsedJob, ctx: ExprContext, combo: MatrixCombination | null): Promise<Environment | null> {
+  private async environment(
+    job: ParsedJob,
+    ctx: ExprContext,
+    combo: MatrixCombination | null,
+  ): Promise<{ environment: PlacedEnvironment; label: string | null } | null> {
     const path = `${job.path}.runs-on`;
     if (job.runsOn === null || this.p.badExpressions.has(path)) return null;
     const label = await this.runsOnLabel(job.runsOn, path, ctx, combo);
     if (label === null) return null;
     // An own key only: a label such as `constructor` or `__proto__` is a name to look up, not a property of Object.
     const mapped = Object.hasOwn(this.opts.labelMap, label) ? this.opts.labelMap[label] : undefined;
-    const target = typeof mapped === 'string' && mapped !== '' ? mapped : label;
-    let resolved = this.resolved.get(target);
-    if (!resolved) {
-      resolved = this.opts.resolveEnvironment(target);
-      this.resolved.set(target, resolved);
-    }
+    const byMap = typeof mapped === 'string' && mapped !== '';
+    const resolved = this.resolve(byMap ? mapped : label);
     if ('error' in resolved) {
       this.p.add(path, resolved.error);
       return null;
     }
-    return { ...resolved };
+    return { environment: { ...resolved }, label: byMap ? label : null };
+  }
+
+  /** A published environment by name (cached for the run), or the resolver's error naming those there are. */
+  private resolve(name: string): PlacedEnvironment | { error: string } {
+    let resolved = this.resolved.get(name);
+    if (!resolved) {
+      resolved = this.opts.resolveEnvironment(name);
+      this.resolved.set(name, resolved);
+    }
+    return resolved;
   }
 
   private async runsOnLabel(raw: string, path: string, ctx: ExprContext, combo: MatrixCombination | null): Promise<string | null> {
@@ -347,15 +337,4 @@ function uniqueKey(key: string, used: Set<string>): string {
   for (let n = 2; used.has(candidate); n++) candidate = `${key} #${n}`;
   used.add(candidate);
   return candidate;
-}
-
-/** `3.11` matches 3.11.x; `3.11.2` exactly; `3.x` any 3. */
-export function pythonMatches(wanted: string, have: string | null): boolean {
-  if (!have) return false;
-  const w = wanted.replace(/^v/, '').replace(/\.x$/, '');
-  return have === w || have.startsWith(`${w}.`);
-}
-
-function combo(key: string): string {
-  return key.includes('(') ? ` for ${key}` : '';
 }
