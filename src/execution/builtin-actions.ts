@@ -13,6 +13,8 @@ import { resolveWorkdir } from './script-step';
 import { stepFailed, StepResult, StepScope, stepSucceeded } from './step-scope';
 
 type BuiltinStep = (s: StepScope) => Promise<StepResult>;
+/** Built-in actions that are a script run in the sandbox like a `run:` step (its log, limits, env files). */
+export type ScriptedAction = Extract<BuiltinAction, 'setup-python'>;
 
 /**
  * The actions Kiln builds in (`uses:`), one handler each; the table's type makes it list every
@@ -26,18 +28,18 @@ export class BuiltinActions {
     private readonly blobs: BlobStore,
   ) {}
 
-  readonly handlers: Record<BuiltinAction, BuiltinStep> = {
+  readonly handlers: Record<Exclude<BuiltinAction, ScriptedAction>, BuiltinStep> = {
     checkout: async ({ step, out }) => {
       out.notice(step.index, `the source is already in ${WORKSPACE} (actions/checkout is built in)`);
       return stepSucceeded();
     },
     'upload-artifact': (s) => this.uploadArtifact(s),
     'download-artifact': (s) => this.downloadArtifact(s),
-    'setup-python': async ({ job, step, out }) => {
-      const env = job.spec.environment;
-      out.notice(step.index, `actions/setup-python: Python comes from the environment ${env.name}@${env.version} (checked when the run was submitted)`);
-      return stepSucceeded();
-    },
+  };
+
+  /** The bash script each scripted action runs instead of a `run:`. */
+  readonly scripted: Record<ScriptedAction, (s: StepScope) => string> = {
+    'setup-python': ({ job }) => setupPythonScript(`${job.spec.environment.name}@${job.spec.environment.version}`),
   };
 
   private async uploadArtifact({ job, handle, step, ctx, status, out, reporter, quota }: StepScope): Promise<StepResult> {
@@ -146,4 +148,32 @@ export class BuiltinActions {
     if (!chosen.length) out.notice(i, 'warning: this run has no artifacts (yet)');
     return stepSucceeded();
   }
+}
+
+/**
+ * actions/setup-python: the environment's Python (the one the run was planned for) as GitHub's action
+ * leaves it: a Python first on PATH whose pip installs, here a virtual environment over the
+ * environment's interpreter that sees its Debian packages (so the system Python stays as Debian
+ * keeps it, PEP 668), with `pip`, `pip3` and `pipX.Y` run by the venv's Python; GitHub's variables
+ * (pythonLocation, Python_ROOT_DIR, Python3_ROOT_DIR, PKG_CONFIG_PATH) and outputs (python-version,
+ * python-path, cache-hit). A second setup-python in the job finds the venv there.
+ */
+export function setupPythonScript(environment: string): string {
+  return [
+    'set -eu',
+    `ver=$(python3 -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])')`,
+    'dir="$HOME/hostedtoolcache/Python/$ver/x64"',
+    'if [ ! -x "$dir/bin/python" ]; then',
+    '  python3 -m venv --system-site-packages --without-pip "$dir"',
+    '  for p in pip pip3 "pip${ver%.*}"; do',
+    `    printf '#!/bin/sh\\nexec "%s" -m pip "$@"\\n' "$dir/bin/python" > "$dir/bin/$p"`,
+    '    chmod 755 "$dir/bin/$p"',
+    '  done',
+    'fi',
+    'echo "$dir/bin" >> "$GITHUB_PATH"',
+    '{ echo "pythonLocation=$dir"; echo "Python_ROOT_DIR=$dir"; echo "Python3_ROOT_DIR=$dir"; echo "PKG_CONFIG_PATH=$dir/lib/pkgconfig"; } >> "$GITHUB_ENV"',
+    '{ echo "python-version=$ver"; echo "python-path=$dir/bin/python"; echo "cache-hit=false"; } >> "$GITHUB_OUTPUT"',
+    `echo "Python $ver of ${environment}, in a virtual environment at $dir that sees the environment's Debian packages: python and pip are first on PATH, and pip installs into it"`,
+    '',
+  ].join('\n');
 }

@@ -340,7 +340,7 @@ test('annotations and the job summary are reported, masked', async () => {
   assert.deepEqual(reporter.calls.at(-1)?.[0], 'summary');
 });
 
-test('built-in actions: checkout and setup-python run nothing; upload and download report their failures', async () => {
+test('built-in actions: checkout runs nothing, setup-python its script in the sandbox; upload and download report their failures', async () => {
   const { backend, runner, reporter } = setup();
   const job = input([
     { uses: 'checkout' },
@@ -353,14 +353,17 @@ test('built-in actions: checkout and setup-python run nothing; upload and downlo
     ['stepStarted', 0],
     ['stepFinished', 0, ok(null)],
     ['stepStarted', 1],
-    ['stepFinished', 1, ok(null)],
+    ['stepFinished', 1, ok()],
     ['stepStarted', 2],
     ['stepFinished', 2, { outcome: 'failure', conclusion: 'failure', exitCode: null, reason: 'no-files' }],
     ['stepStarted', 3],
     ['stepFinished', 3, { outcome: 'failure', conclusion: 'failure', exitCode: null, reason: 'artifact-error' }],
   ]);
   assert.equal(outcome.conclusion, 'failure');
-  assert.equal(backend.execs.length, 0);
+  // One exec: setup-python's script (a venv over the environment's Python, first on PATH), as a bash step.
+  assert.equal(backend.execs.length, 1);
+  assert.match(backend.execs[0].script, /python3 -m venv --system-site-packages --without-pip "\$dir"/);
+  assert.match(backend.execs[0].script, /echo "\$dir\/bin" >> "\$GITHUB_PATH"/);
 });
 
 test('upload-artifact with nothing found and the default if-no-files-found: a warning, the step succeeds, nothing recorded', async () => {

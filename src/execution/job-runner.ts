@@ -196,8 +196,11 @@ export class JobRunner {
       let result: StepResult;
       const stepStarted = process.hrtime.bigint();
       try {
-        const builtin = step.uses ? this.builtins.handlers[step.uses] : undefined;
-        result = builtin ? await builtin(scope) : await scripts.run(scope, stepEnv, extraPath, stepTimeout);
+        if (step.uses === 'setup-python') {
+          const run = this.builtins.scripted[step.uses](scope);
+          result = await scripts.run({ ...scope, step: { ...step, run, shell: 'bash', workingDirectory: null } }, stepEnv, extraPath, stepTimeout);
+        } else if (step.uses) result = await this.builtins.handlers[step.uses](scope);
+        else result = await scripts.run(scope, stepEnv, extraPath, stepTimeout);
       } catch (e) {
         out.notice(step.index, `error: ${(e as Error).message}`);
         result = { outcome: 'failure', reason: null, exitCode: null, outputs: {} };

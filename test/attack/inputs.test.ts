@@ -1365,6 +1365,46 @@ describe(`attack: hostile inputs through the API (runtime ${RUNTIME})`, () => {
         ],
       },
       {
+        name: 'setup-python python-version-file outside the workspace, through an expression, or absent',
+        yaml: [
+          'jobs:',
+          '  a:',
+          '    runs-on: ubuntu-latest',
+          '    steps:',
+          '      - uses: actions/setup-python@v5',
+          '        with:',
+          '          python-version-file: /etc/os-release',
+          '      - uses: actions/setup-python@v5',
+          '        with:',
+          '          python-version-file: ../../../etc/passwd',
+          '      - uses: actions/setup-python@v5',
+          '        with:',
+          "          python-version-file: ${{ '/proc/self/environ' }}",
+          '      - uses: actions/setup-python@v5',
+          '        with:',
+          '          python-version-file: .python-version',
+          '',
+        ].join('\n'),
+        expected: [
+          {
+            path: 'jobs.a.steps[0].with.python-version-file',
+            needle: '/etc/os-release',
+            message: /python-version-file \/etc\/os-release must be a path inside the workspace/,
+          },
+          { path: 'jobs.a.steps[1].with.python-version-file', needle: '../../../etc/passwd', message: /must be a path inside the workspace/ },
+          {
+            path: 'jobs.a.steps[2].with.python-version-file',
+            needle: '/proc/self/environ',
+            message: /python-version-file \/proc\/self\/environ must be a path inside the workspace/,
+          },
+          {
+            path: 'jobs.a.steps[3].with.python-version-file',
+            needle: 'python-version-file: .python-version',
+            message: /\.python-version is not in the submitted source/,
+          },
+        ],
+      },
+      {
         name: 'env names with =, newline, NUL, reserved names; values with NUL',
         yaml: [
           'env:',
