@@ -13,6 +13,7 @@ import { FakeBackend } from '../../test/fixtures/fake-backend';
 import type { ExecSpec, JobHandle, OutputSink, StepState } from './backend';
 import { JobInput, RetryableJobError, StepReason } from './job';
 import { JobRunner } from './job-runner';
+import { NO_NETWORK_NOTE } from './script-step';
 import type { JobReporter, RecordedArtifact, StepEnd } from './reporter';
 import type { Annotation } from './workflow-commands';
 
@@ -398,4 +399,26 @@ test('the sandbox cannot start: a retryable error, no step reported', async () =
   backend.failStartsLeft = 1;
   await assert.rejects(runner.run(input([{ run: 'echo x' }]), reporter, new AbortController().signal), RetryableJobError);
   assert.deepEqual(reporter.calls, []);
+});
+
+test('a failing step whose output says the network is not there gets a note on how to install without one; a passing step does not', async () => {
+  const { runner, reporter } = setup();
+  const job = input([
+    { run: 'echo curl: (6) Could not resolve host: example.org\nexit 0', continueOnError: true },
+    { run: "echo WARNING: Retrying after connection broken by 'NewConnectionError: [Errno -3] Temporary failure in name resolution'\nexit 1" },
+  ]);
+  const outcome = await runner.run(job, reporter, new AbortController().signal);
+  assert.equal(outcome.conclusion, 'failure');
+  const notes = reporter.calls.filter((c) => c[0] === 'annotation');
+  assert.deepEqual(notes, [
+    [
+      'annotation',
+      1,
+      0,
+      { level: 'warning', message: NO_NETWORK_NOTE, title: 'No network', file: null, line: null, endLine: null, col: null, endColumn: null },
+    ],
+  ]);
+  assert.match(NO_NETWORK_NOTE, /pip install --no-index --find-links \.\/wheels/);
+  const { records } = await logs.read(job.runId, job.jobId);
+  assert.ok(records.some((r) => r.i === 1 && r.l.startsWith('warning: this step tried to reach the network')));
 });

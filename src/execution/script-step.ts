@@ -26,6 +26,16 @@ const SUMMARY_CAP_BYTES = 1024 * 1024;
 const MAX_ANNOTATIONS = 50;
 
 /**
+ * What tools print when the network is not there: name resolution failing (pip, requests, curl, git,
+ * npm, getaddrinfo) or no route at all. A failing step that printed one gets the note below.
+ */
+const NO_NETWORK =
+  /Temporary failure in name resolution|Name or service not known|Could not resolve host|getaddrinfo (?:EAI_AGAIN|ENOTFOUND)|NameResolutionError|Network is unreachable|No route to host|No address associated with hostname/;
+export const NO_NETWORK_TITLE = 'No network';
+export const NO_NETWORK_NOTE =
+  'this step tried to reach the network, and Kiln runs jobs without one: nothing in the sandbox can resolve a name or open a connection. Install from the workspace instead: commit the wheels your job needs and use pip install --no-index --find-links ./wheels -r requirements.txt (pip download -d wheels -r requirements.txt makes them on a machine with network).';
+
+/**
  * The `run:` steps of one job: each runs its script in the sandbox, its output read for workflow
  * commands (annotations, masks); what it writes to GITHUB_STEP_SUMMARY is kept for the job summary.
  */
@@ -56,13 +66,31 @@ export class ScriptSteps {
       },
       this.debug,
     );
-    out.setFilter((_step, text) => cmds.line(text));
+    let triedNetwork = false;
+    out.setFilter((_step, text) => {
+      if (!triedNetwork && NO_NETWORK.test(text)) triedNetwork = true;
+      return cmds.line(text);
+    });
     let result: StepResult;
     try {
       result = await this.exec(s, stepEnv, extraPath, timeoutMs);
     } finally {
       out.flush(step.index);
       out.setFilter(null);
+    }
+    if (triedNetwork && result.outcome === 'failure' && this.annotationSeq < MAX_ANNOTATIONS) {
+      const note = {
+        level: 'warning' as const,
+        message: NO_NETWORK_NOTE,
+        title: NO_NETWORK_TITLE,
+        file: null,
+        line: null,
+        endLine: null,
+        col: null,
+        endColumn: null,
+      };
+      out.notice(step.index, `warning: ${NO_NETWORK_NOTE}`);
+      await s.reporter.annotation(step.index, this.annotationSeq++, note).catch((e: Error) => this.log.warn(`annotation: ${e.message}`));
     }
     const raw = result.state?.files[stepFiles(step.index).summary];
     const summary = raw && out.maskText(raw); // before the cap, which could cut a secret in two
