@@ -42,6 +42,12 @@ export class BuiltinActions {
     'setup-python': ({ job }) => setupPythonScript(`${job.spec.environment.name}@${job.spec.environment.version}`),
   };
 
+  /** The script a step's action runs as a `run:` step, or null when its handler runs it (or it is a `run:` itself). */
+  scriptFor(s: StepScope): string | null {
+    const uses = s.step.uses;
+    return uses && Object.hasOwn(this.scripted, uses) ? this.scripted[uses as ScriptedAction](s) : null;
+  }
+
   private async uploadArtifact({ job, handle, step, ctx, status, out, reporter, quota }: StepScope): Promise<StepResult> {
     const i = step.index;
     const name = (await interpolate(step.with.name ?? 'artifact', ctx, status)).trim();

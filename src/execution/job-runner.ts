@@ -6,7 +6,7 @@ import { LogStore, LogWriter } from '../storage/log-store';
 import { evaluateCondition, ExprContext, interpolate, StatusFunctions } from '../workflow/expressions';
 import type { StepSpec } from '../workflow/model';
 import { EXECUTION_BACKEND, ExecutionBackend, JobHandle, JobSandboxLimits } from './backend';
-import { BuiltinActions } from './builtin-actions';
+import { BuiltinActions, type ScriptedAction } from './builtin-actions';
 import { githubContext } from './github-context';
 import { precomputeHashes } from './hash-files';
 import { Conclusion, JobInput, JobOutcome, RetryableJobError, StepReason } from './job';
@@ -196,10 +196,10 @@ export class JobRunner {
       let result: StepResult;
       const stepStarted = process.hrtime.bigint();
       try {
-        if (step.uses === 'setup-python') {
-          const run = this.builtins.scripted[step.uses](scope);
+        const run = this.builtins.scriptFor(scope);
+        if (run !== null) {
           result = await scripts.run({ ...scope, step: { ...step, run, shell: 'bash', workingDirectory: null } }, stepEnv, extraPath, stepTimeout);
-        } else if (step.uses) result = await this.builtins.handlers[step.uses](scope);
+        } else if (step.uses) result = await this.builtins.handlers[step.uses as Exclude<typeof step.uses, ScriptedAction>](scope);
         else result = await scripts.run(scope, stepEnv, extraPath, stepTimeout);
       } catch (e) {
         out.notice(step.index, `error: ${(e as Error).message}`);
