@@ -57,6 +57,14 @@ test('workflowFiles: a workflow that is a symbolic link is not read, wherever it
   assert.deepEqual(intake.workflowFiles(dir), [{ file: '.github/workflows/ok.yml', text: 'name: ok' }]);
 });
 
+test('workflowFiles: a .github or .github/workflows that is a link to a folder elsewhere is not read', () => {
+  const hostDir = fs.mkdtempSync(path.join(root, 'host-workflows-'));
+  fs.mkdirSync(path.join(hostDir, 'workflows'));
+  fs.writeFileSync(path.join(hostDir, 'workflows', 'host.yml'), 'name: host secret');
+  assert.deepEqual(intake.workflowFiles(tree({}, { '.github/workflows': path.join(hostDir, 'workflows') })), []);
+  assert.deepEqual(intake.workflowFiles(tree({}, { '.github': hostDir })), []);
+});
+
 test('workflowFiles: a tree without workflows gives none', () => {
   assert.deepEqual(intake.workflowFiles(tree({ 'README.md': '# hi' })), []);
 });

@@ -85,12 +85,13 @@ export class SourceIntake {
     return packFiles(files, out, INLINE_FILE_LIMITS);
   }
 
-  /** The workflows of a checked-out tree: .kiln.yml/.kiln.yaml, then .github/workflows/*.yml in name order; regular files only. */
+  /** The workflows of a checked-out tree: .kiln.yml/.kiln.yaml, then .github/workflows/*.yml in name order; regular files in real folders only, no link followed. */
   workflowFiles(dir: string): FoundWorkflow[] {
     const found: string[] = [];
     for (const f of ['.kiln.yml', '.kiln.yaml']) if (isRegularFile(path.join(dir, f))) found.push(f);
     const wf = path.join(dir, '.github', 'workflows');
-    if (fs.existsSync(wf))
+    // Each folder on the way must be a folder of the tree, not a link to one elsewhere (on the host).
+    if (isDirectory(path.join(dir, '.github')) && isDirectory(wf))
       for (const f of fs.readdirSync(wf).sort())
         if (WORKFLOW_FILE.test(`.github/workflows/${f}`) && isRegularFile(path.join(wf, f))) found.push(`.github/workflows/${f}`);
     return found.map((file) => ({ file, text: fs.readFileSync(path.join(dir, file), 'utf8') }));
@@ -99,6 +100,14 @@ export class SourceIntake {
   /** The size of an uploaded file on disk. */
   fileBytes(file: string): number {
     return fs.statSync(file).size;
+  }
+}
+
+function isDirectory(p: string): boolean {
+  try {
+    return fs.lstatSync(p).isDirectory();
+  } catch {
+    return false;
   }
 }
 

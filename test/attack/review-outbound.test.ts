@@ -253,40 +253,48 @@ describe(`attack: outbound addresses, commit statuses and webhooks (runtime ${RU
     assert.deepEqual(second.hits, [], 'the redirect target received nothing');
   });
 
-  test('a pushed workflow that is a symbolic link is not read: a link to a host file neither runs it nor shows its text', async () => {
-    // The canary is a valid workflow on the host: had Kiln followed the link, it would run and be named in the delivery.
+  test('a pushed workflow that is a symbolic link is not read: a link to a host file or folder neither runs it nor shows its text', async () => {
+    // The canary is a valid workflow on the host: had Kiln followed a link, it would run and be named in the delivery.
+    const canaryText = 'name: host-canary-7f3a\non: push\njobs:\n  x:\n    runs-on: python-3.11\n    steps:\n      - run: echo host-canary-7f3a\n';
     const canary = path.join(gitRoot, 'host-canary.yml');
-    fs.writeFileSync(canary, 'name: host-canary-7f3a\non: push\njobs:\n  x:\n    runs-on: python-3.11\n    steps:\n      - run: echo host-canary-7f3a\n');
-    const {
-      shas: [linked],
-    } = await makeRepo(gitRoot, 'linked', [
-      {
+    fs.writeFileSync(canary, canaryText);
+    const hostGithub = path.join(gitRoot, 'host-github');
+    fs.mkdirSync(path.join(hostGithub, 'workflows'), { recursive: true });
+    fs.writeFileSync(path.join(hostGithub, 'workflows', 'ci.yml'), canaryText);
+    const trees: Record<string, Record<string, string>> = {
+      linked: {
         '.kiln.yml': symlink(canary),
         '.github/workflows/passwd.yml': symlink('/etc/passwd'),
         '.github/workflows/inside.yml': symlink('../../README'),
         README: 'on: push\n',
       },
-    ]);
+      'linked-folder': { '.github': symlink(hostGithub), README: 'x\n' },
+    };
     const { client: eve } = await makeUser(open.kiln, 'eve');
-    const reg = await register(eve, { fullName: 'eve/linked', cloneUrl: git.repoUrl('linked') });
-    assert.equal(reg.status, 201, await reg.clone().text());
-    const repoId = ((await reg.json()) as { id: string }).id;
-    const push = await deliver(open.url, pushPayload('eve/linked', linked), { id: 'linked-1' });
-    assert.equal(push.status, 202, await push.clone().text());
-    let delivery: { state: string; detail: string | null; runIds: string[] } | undefined;
-    for (let i = 0; i < 240 && !delivery; i++) {
-      const ds = (await (await eve.fetch(`/api/v1/repositories/${repoId}/deliveries`)).json()) as {
-        id: string;
-        state: string;
-        detail: string | null;
-        runIds: string[];
-      }[];
-      delivery = ds.find((d) => d.id === 'linked-1' && d.state !== 'queued');
-      if (!delivery) await new Promise((r) => setTimeout(r, 250));
+    for (const [name, files] of Object.entries(trees)) {
+      const {
+        shas: [linked],
+      } = await makeRepo(gitRoot, name, [files]);
+      const reg = await register(eve, { fullName: `eve/${name}`, cloneUrl: git.repoUrl(name) });
+      assert.equal(reg.status, 201, await reg.clone().text());
+      const repoId = ((await reg.json()) as { id: string }).id;
+      const push = await deliver(open.url, pushPayload(`eve/${name}`, linked), { id: `${name}-1` });
+      assert.equal(push.status, 202, await push.clone().text());
+      let delivery: { state: string; detail: string | null; runIds: string[] } | undefined;
+      for (let i = 0; i < 240 && !delivery; i++) {
+        const ds = (await (await eve.fetch(`/api/v1/repositories/${repoId}/deliveries`)).json()) as {
+          id: string;
+          state: string;
+          detail: string | null;
+          runIds: string[];
+        }[];
+        delivery = ds.find((d) => d.id === `${name}-1` && d.state !== 'queued');
+        if (!delivery) await new Promise((r) => setTimeout(r, 250));
+      }
+      assert.ok(delivery, `${name}: the delivery was processed`);
+      const { state, detail, runIds } = delivery;
+      assert.deepEqual({ state, detail, runIds }, { state: 'done', detail: 'no workflow is triggered by this push', runIds: [] }, JSON.stringify(delivery));
     }
-    assert.ok(delivery, 'the delivery was processed');
-    const { state, detail, runIds } = delivery;
-    assert.deepEqual({ state, detail, runIds }, { state: 'done', detail: 'no workflow is triggered by this push', runIds: [] }, JSON.stringify(delivery));
     const runs = await (await eve.fetch('/api/v1/runs')).text();
     assert.doesNotMatch(runs, /host-canary/, 'no run of the host file');
   });
