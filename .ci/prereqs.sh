@@ -39,7 +39,8 @@ fi
 
 # --- gVisor (runsc) ----------------------------------------------------------------------------
 # A second container runtime for defence in depth (KILN_RUNTIME=runsc, KILN_RUNSC_ENVIRONMENTS).
-# Registered in the local engine's daemon.json with networking off (jobs never have a network).
+# Registered in the local engine's daemon.json twice: `runsc` with networking off (a job without egress
+# has no network), `runsc-egress` for jobs that reach an allowed host through their egress gateway.
 runsc_changed=no
 if [ -z "${DOCKER_HOST:-}" ] && [ "$(id -u)" = 0 ]; then
   if ! command -v runsc >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
@@ -53,9 +54,13 @@ if [ -z "${DOCKER_HOST:-}" ] && [ "$(id -u)" = 0 ]; then
       const fs = require("fs"); const f = "/etc/docker/daemon.json";
       let cfg = {}; try { cfg = JSON.parse(fs.readFileSync(f, "utf8")); } catch (e) { if (e.code !== "ENOENT") { console.error(f + ": " + e.message); process.exit(1); } }
       const want = { path: process.env.RUNSC, runtimeArgs: ["--network=none"] };
+      // Jobs with egress: gVisor passes their sockets to the job network namespace Docker made (its own
+      // network stack cannot start on this kernel: runsc takes every namespace for the root one).
+      const egress = { path: process.env.RUNSC, runtimeArgs: ["--network=host"] };
       cfg.runtimes = cfg.runtimes || {};
-      if (JSON.stringify(cfg.runtimes.runsc) === JSON.stringify(want)) { console.log("no"); process.exit(0); }
+      if (JSON.stringify(cfg.runtimes.runsc) === JSON.stringify(want) && JSON.stringify(cfg.runtimes["runsc-egress"]) === JSON.stringify(egress)) { console.log("no"); process.exit(0); }
       cfg.runtimes.runsc = want;
+      cfg.runtimes["runsc-egress"] = egress;
       fs.writeFileSync(f, JSON.stringify(cfg, null, 2) + "\n");
       console.log("yes");')
     [ "$runsc_changed" = no ] || say "registered runsc in /etc/docker/daemon.json"

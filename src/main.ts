@@ -3,6 +3,7 @@ import { Logger } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { AppModule, createHttpApp, makeLogger } from './app';
 import { CatalogueBuilder } from './catalogue/catalogue.builder';
+import { GatewayImageBuilder } from './catalogue/gateway.builder';
 import { ConfigError, loadConfig, Role } from './config/config';
 import { Metrics } from './common/metrics';
 import * as http from 'node:http';
@@ -47,7 +48,10 @@ export async function main(argv: string[]): Promise<void> {
   if (role === 'images') {
     const ctx = await NestFactory.createApplicationContext(AppModule.forRole(config, role), { logger: makeLogger(config) });
     try {
-      const outcomes = await ctx.get(CatalogueBuilder).buildAll(rest);
+      // The egress gateway's image is built with the environments (or alone: `kiln images egress-gateway`).
+      const envs = rest.filter((n) => n !== 'egress-gateway');
+      const outcomes = rest.length && !envs.length ? [] : await ctx.get(CatalogueBuilder).buildAll(envs);
+      if (!rest.length || rest.includes('egress-gateway')) outcomes.push(await ctx.get(GatewayImageBuilder).build());
       for (const o of outcomes) process.stdout.write(`${o.name}@${o.version}\t${o.action}\t${o.seconds.toFixed(1)} s\t${o.imageId.slice(7, 19)}\n`);
     } finally {
       await ctx.close();

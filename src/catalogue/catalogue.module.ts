@@ -1,6 +1,7 @@
 import { Module } from '@nestjs/common';
 import { BaseImageProvider } from './base-image';
 import { CatalogueBuilder } from './catalogue.builder';
+import { GatewayImageBuilder } from './gateway.builder';
 import { CatalogueController } from './catalogue.controller';
 import { CatalogueRepository } from './catalogue.repository';
 import { CatalogueService } from './catalogue.service';
@@ -8,8 +9,8 @@ import { PublishService } from './publish.service';
 
 /** Manifests -> images -> reports: used by every role. */
 @Module({
-  providers: [CatalogueRepository, CatalogueService, CatalogueBuilder, BaseImageProvider],
-  exports: [CatalogueService, CatalogueBuilder, CatalogueRepository],
+  providers: [CatalogueRepository, CatalogueService, CatalogueBuilder, GatewayImageBuilder, BaseImageProvider],
+  exports: [CatalogueService, CatalogueBuilder, GatewayImageBuilder, CatalogueRepository],
 })
 export class CatalogueModule {}
 

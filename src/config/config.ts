@@ -2,6 +2,7 @@ import * as path from 'node:path';
 import { plainToInstance, Transform } from 'class-transformer';
 import { IsIn, IsInt, IsOptional, IsString, Matches, Max, Min, validateSync } from 'class-validator';
 import { parseSize } from '../common/size';
+import { EgressConfig, egressConfig } from './egress';
 
 /** Thrown when an environment variable has a bad value; the message names the variable. */
 export class ConfigError extends Error {}
@@ -50,6 +51,19 @@ export class EnvSchema {
     message: 'must be comma-separated environment=label pairs such as python-3.13=runsc',
   })
   KILN_ENVIRONMENT_LABELS?: string;
+  // Egress (config/egress.ts reads them): what jobs may reach through their gateway.
+  @IsOptional() KILN_EGRESS_ALLOW?: string;
+  @IsOptional() KILN_EGRESS_ALLOW_INTERNAL?: string;
+  @IsOptional() @Matches(SIZE, { message: SIZE_MSG }) KILN_EGRESS_MAX_BYTES?: string;
+  @IsOptional()
+  @Matches(/^[A-Za-z0-9][A-Za-z0-9_.-]*(,[A-Za-z0-9][A-Za-z0-9_.-]*)*$/, { message: 'must be a comma-separated list of Docker network names' })
+  KILN_EGRESS_NETWORKS?: string;
+  @IsOptional()
+  @Matches(/^[a-z0-9][a-z0-9_.-]{0,63}$/, { message: 'must be the name of a runtime registered in the engine' })
+  KILN_RUNSC_EGRESS_RUNTIME?: string;
+  @IsOptional()
+  @Matches(/^https?:\/\/[^\s@]+$/, { message: 'must be an http(s) URL of a package index without credentials, e.g. https://pypi.org/simple/' })
+  KILN_PIP_INDEX_URL?: string;
 
   // Job sandbox limits: a default (what a job gets) and a maximum (what a job may ask for with `limits:`).
   @IsOptional() @Matches(SIZE, { message: SIZE_MSG }) KILN_JOB_MEMORY?: string;
@@ -144,6 +158,8 @@ export interface KilnConfig {
   sweepSeconds: number;
   /** The container runtime for jobs: runc, or runsc (gVisor) for defence in depth. */
   runtime: 'runc' | 'runsc';
+  /** What jobs may reach through their egress gateway (nothing by default: no network). */
+  egress: EgressConfig;
   /** Environments that run under runsc whatever `runtime` says. */
   runscEnvironments: string[];
   /** This worker's labels: it takes the jobs of environments carrying one of them, besides unlabelled ones. */
@@ -263,6 +279,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env, cwd = process.c
     artifactRetentionDays: schema.KILN_ARTIFACT_RETENTION_DAYS ?? 30,
     labelMap: labelMap(schema.KILN_LABEL_MAP, schema.KILN_DEFAULT_ENVIRONMENT ?? 'python-3.11'),
     ...outboundPolicy(schema),
+    egress: egressConfig(schema, (m) => new ConfigError(m)),
   };
 }
 

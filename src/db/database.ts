@@ -192,6 +192,8 @@ export const MIGRATIONS: Migration[] = [
    ) AS numbered WHERE runs.id = numbered.id`,
   `CREATE TABLE run_numbers (scope TEXT PRIMARY KEY, last_number INTEGER NOT NULL)`,
   `INSERT INTO run_numbers (scope, last_number) SELECT ${RUN_SCOPE}, MAX(run_number) FROM runs GROUP BY ${RUN_SCOPE}`,
+  // A job's egress report (JSON: every host it asked for through its gateway); NULL for a job without one.
+  `ALTER TABLE jobs ADD COLUMN egress TEXT`,
 ];
 
 class SqliteDatabase implements Database {

@@ -12,6 +12,8 @@ export interface KilnContainer {
   jobId?: string;
   /** An idle warm sandbox's owner process (`pool~<host>~<pid>~<hex>`). */
   pool?: string;
+  /** A job's network (its egress gateway's), not a container. */
+  network?: boolean;
 }
 
 /**
@@ -21,8 +23,8 @@ export interface KilnContainer {
 export abstract class ContainerReaper {
   /** This deployment's containers, running or not. */
   abstract list(): Promise<KilnContainer[]>;
-  /** Removes a container and its volumes: false when it was gone already; any other failure is thrown. */
-  abstract remove(id: string): Promise<boolean>;
+  /** Removes a container and its volumes (or a network): false when it was gone already; any other failure is thrown. */
+  abstract remove(id: string, network?: boolean): Promise<boolean>;
 }
 
 /** The Docker side of the reaper: finds this deployment's containers by Kiln's labels, and removes them. */
@@ -36,16 +38,22 @@ export class DockerContainerReaper implements ContainerReaper {
   async list(): Promise<KilnContainer[]> {
     // Only this deployment's containers: another Kiln on the same engine has jobs this one does not know.
     const found = await this.engine.listContainers([`${MANAGED_LABEL}=true`, `${DEPLOYMENT_LABEL}=${this.config.queuePrefix}`]);
-    return found.map((c) => {
+    const containers: KilnContainer[] = found.map((c) => {
       const name = c.Names?.[0] ?? '';
       // A job's container carries its id as a label, or (a warm sandbox it took) in its name.
       return { id: c.Id, name, jobId: c.Labels?.[JOB_LABEL] ?? jobIdOfName(name), pool: c.Labels?.[POOL_LABEL] };
     });
+    // Jobs' networks (an egress gateway's), listed after the containers: a sweep removes the gateway first.
+    const networks = await this.engine.docker.listNetworks({
+      filters: { label: [`${MANAGED_LABEL}=true`, `${DEPLOYMENT_LABEL}=${this.config.queuePrefix}`] },
+    });
+    return [...containers, ...networks.map((n) => ({ id: n.Id, name: n.Name, jobId: n.Labels?.[JOB_LABEL], network: true }))];
   }
 
-  async remove(id: string): Promise<boolean> {
+  async remove(id: string, network = false): Promise<boolean> {
     try {
-      await this.engine.docker.getContainer(id).remove({ force: true, v: true });
+      if (network) await this.engine.docker.getNetwork(id).remove();
+      else await this.engine.docker.getContainer(id).remove({ force: true, v: true });
       return true;
     } catch (e) {
       if ((e as { statusCode?: number }).statusCode === 404) return false;

@@ -5,7 +5,19 @@ import { PoolTarget, WarmPool } from './warm-pool';
 import { KILN_CONFIG, KilnConfig } from '../config/config';
 import type Docker from 'dockerode';
 import type { Readable } from 'node:stream';
-import type { Collected, ExecSpec, ExecutionBackend, JobHandle, JobSandboxSpec, OutputSink, StepState } from '../execution/backend';
+import type {
+  Collected,
+  EgressReport,
+  EgressRequest,
+  ExecSpec,
+  ExecutionBackend,
+  JobHandle,
+  JobSandboxSpec,
+  OutputSink,
+  StepState,
+} from '../execution/backend';
+import { EgressGateways } from './egress-gateway';
+import { gatewayRecipe } from './gateway-image';
 import { DockerEngine } from './docker-engine';
 import { Metrics } from '../common/metrics';
 import type { TarLimits } from '../sources/tar-safety';
@@ -31,6 +43,7 @@ export class DockerBackend implements ExecutionBackend, OnApplicationShutdown {
   private readonly artifacts: ArtifactCollector;
 
   readonly pool: WarmPool;
+  private readonly gateways: EgressGateways;
 
   constructor(
     private readonly engine: DockerEngine,
@@ -41,6 +54,8 @@ export class DockerBackend implements ExecutionBackend, OnApplicationShutdown {
     this.sandboxes = new SandboxLifecycle(engine.docker, config.queuePrefix, this.state, readBack, metrics);
     this.steps = new StepExec(this.state, readBack, () => this.isAvailable(), this.log);
     this.artifacts = new ArtifactCollector(this.state, metrics, this.log);
+    const gatewayImage = gatewayRecipe(config.runnerImagesDir, config.debianMirror).ref;
+    this.gateways = new EgressGateways(engine.docker, config.queuePrefix, () => gatewayImage, config.egress.networks, this.log);
     this.pool = new WarmPool(
       config.warmPool,
       {
@@ -73,6 +88,7 @@ export class DockerBackend implements ExecutionBackend, OnApplicationShutdown {
    */
   async startJob(spec: JobSandboxSpec): Promise<JobHandle> {
     const target: PoolTarget = { image: spec.image, runtime: spec.runtime, limits: spec.limits };
+    if (spec.egress?.grant.rules.length) return this.startWithEgress(spec, target, spec.egress);
     for (let pooled = await this.pool.takeOrWait(target, REFILL_AFTER_MS); pooled; pooled = this.pool.take(target, REFILL_AFTER_MS)) {
       const handle = await this.adopt(pooled, spec);
       if (!handle) this.pool.started(pooled);
@@ -81,6 +97,31 @@ export class DockerBackend implements ExecutionBackend, OnApplicationShutdown {
     }
     this.metrics.warmPoolTakes.inc({ result: 'miss' });
     return this.sandboxes.createForJob(spec, target);
+  }
+
+  /**
+   * A job that may reach some hosts: its network and gateway first, then its sandbox on that network
+   * (never a warm one: those have no network, and gVisor cannot be given one later).
+   */
+  private async startWithEgress(spec: JobSandboxSpec, target: PoolTarget, egress: NonNullable<JobSandboxSpec['egress']>): Promise<JobHandle> {
+    this.metrics.warmPoolTakes.inc({ result: 'egress' });
+    try {
+      const { network, proxyUrl } = await this.gateways.start(spec.runId, spec.jobId, egress.grant, egress.maxBytes);
+      const runtime = spec.runtime === 'runsc' ? this.config.egress.runscRuntime : 'runc';
+      const handle = await this.sandboxes.createForJob(spec, target, { network, runtime });
+      return { ...handle, env: proxyEnv(proxyUrl) };
+    } catch (e) {
+      await this.gateways.remove(spec.jobId).catch(() => undefined);
+      throw e;
+    }
+  }
+
+  async egressActivity(job: JobHandle): Promise<EgressRequest[]> {
+    return this.gateways.activity(job.jobId);
+  }
+
+  async egressReport(job: JobHandle): Promise<EgressReport | null> {
+    return this.gateways.report(job.jobId);
   }
 
   /**
@@ -143,7 +184,15 @@ export class DockerBackend implements ExecutionBackend, OnApplicationShutdown {
   async destroyJob(job: JobHandle): Promise<void> {
     this.pool.started(job.id);
     await this.sandboxes.destroy(job);
+    // The gateway after the sandbox: the job's network can go only once neither is on it.
+    if (job.jobId && job.env) await this.gateways.remove(job.jobId);
   }
+}
+
+/** What a step with egress gets: the proxy, in the spellings tools read (curl and pip the lower-case ones, others upper). */
+function proxyEnv(proxyUrl: string): Record<string, string> {
+  const noProxy = 'localhost,127.0.0.1,::1';
+  return { HTTP_PROXY: proxyUrl, HTTPS_PROXY: proxyUrl, http_proxy: proxyUrl, https_proxy: proxyUrl, NO_PROXY: noProxy, no_proxy: noProxy };
 }
 
 /** A warm sandbox's refill waits for its job's first step to end (or this long): see WarmPool.take. */

@@ -8,6 +8,12 @@ import type { SandboxState } from './sandbox-state';
 import type { StepReadBack } from './step-readback';
 import type { PoolTarget } from './warm-pool';
 
+/** The network a job with egress joins, and the engine runtime that can give it one. */
+export interface SandboxNetwork {
+  network: string;
+  runtime: string;
+}
+
 /** A sandbox's making and removal: created from the hardened job HostConfig, started, its starting counters read; removed idempotently. */
 export class SandboxLifecycle {
   constructor(
@@ -19,11 +25,11 @@ export class SandboxLifecycle {
   ) {}
 
   /** A sandbox made for the job now (no warm one fitted): named and labelled for it. */
-  async createForJob(spec: JobSandboxSpec, target: PoolTarget): Promise<JobHandle> {
+  async createForJob(spec: JobSandboxSpec, target: PoolTarget, net?: SandboxNetwork): Promise<JobHandle> {
     const name = jobContainerName(spec.jobId);
     const labels = { [JOB_LABEL]: spec.jobId, [RUN_LABEL]: spec.runId };
     try {
-      return { id: await this.create(target, name, labels, false), jobId: spec.jobId, runtime: spec.runtime };
+      return { id: await this.create(target, name, labels, false, net), jobId: spec.jobId, runtime: spec.runtime };
     } catch (e) {
       if ((e as { statusCode?: number }).statusCode !== 409) throw infra(e);
       // A container of this job from an attempt that died: remove it and start afresh.
@@ -32,7 +38,7 @@ export class SandboxLifecycle {
         .remove({ force: true })
         .catch(() => undefined);
       return {
-        id: await this.create(target, name, labels, false).catch((err) => {
+        id: await this.create(target, name, labels, false, net).catch((err) => {
           throw infra(err);
         }),
         jobId: spec.jobId,
@@ -46,7 +52,11 @@ export class SandboxLifecycle {
    * The cgroup counters' starting values are read once it runs: before it is pooled, or for a job's
    * own sandbox alongside the workspace's unpacking (execStep waits for them before any job code runs).
    */
-  async create(t: PoolTarget, name: string, labels: Record<string, string>, waitForCounters = true): Promise<string> {
+  async create(t: PoolTarget, name: string, labels: Record<string, string>, waitForCounters = true, net?: SandboxNetwork): Promise<string> {
+    const host = jobHostConfig(t.limits, t.runtime);
+    // A job with egress: on its own network (whose only other member is its gateway), under the runtime
+    // registered for that (gVisor's network-less registration cannot give it one).
+    if (net) Object.assign(host, { NetworkMode: net.network, Runtime: net.runtime });
     const options: Docker.ContainerCreateOptions = {
       name,
       Image: t.image,
@@ -54,9 +64,9 @@ export class SandboxLifecycle {
       User: KEEPER_USER,
       WorkingDir: '/workspace',
       Labels: { [MANAGED_LABEL]: 'true', [DEPLOYMENT_LABEL]: this.deployment, [RUNTIME_LABEL]: t.runtime, ...labels },
-      NetworkDisabled: true,
+      NetworkDisabled: !net,
       StopTimeout: 1,
-      HostConfig: jobHostConfig(t.limits, t.runtime),
+      HostConfig: host,
     };
     const t0 = process.hrtime.bigint();
     const container = await this.docker.createContainer(options);

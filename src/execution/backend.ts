@@ -1,4 +1,5 @@
 import type { Readable } from 'node:stream';
+import type { EgressGrant } from '../common/egress-rules';
 import type { SanitizedTar, TarLimits } from '../sources/tar-safety';
 
 /**
@@ -24,8 +25,42 @@ export interface ExecutionBackend {
    * the collector said (a path not found).
    */
   collect(job: JobHandle, patterns: string[], workdir: string, outFile: string, limits: TarLimits): Promise<Collected>;
-  /** Removes the sandbox and everything in it. Idempotent. */
+  /** The job's egress requests finished since the last call (none when it has no gateway). */
+  egressActivity?(job: JobHandle): Promise<EgressRequest[]>;
+  /** The job's egress report so far (null when it has no gateway); called before destroyJob. */
+  egressReport?(job: JobHandle): Promise<EgressReport | null>;
+  /** Removes the sandbox and everything in it (its gateway and network too). Idempotent. */
   destroyJob(job: JobHandle): Promise<void>;
+}
+
+/** One request a job made through its egress gateway, as the gateway logged it. */
+export interface EgressRequest {
+  /** Unix time, seconds. */
+  time: number;
+  method: string;
+  host: string;
+  port: number;
+  /** HTTP status the gateway answered (0 when the connection failed before one). */
+  status: number;
+  refused: boolean;
+  /** Bytes sent to the job, and received from it. */
+  bytesIn: number;
+  bytesOut: number;
+  userAgent: string;
+}
+
+/** What a job's network use came to: every host it asked for, allowed or refused. */
+export interface EgressReport {
+  /** The rules the job's gateway let through. */
+  rules: string[];
+  hosts: { host: string; port: number; allowed: boolean; requests: number; bytesIn: number; bytesOut: number }[];
+  /** Names the gateway looked up for the job (allowed names only: a refused name is never resolved). */
+  lookups: string[];
+  /** Bytes through the gateway (both ways), as its network counters saw them. */
+  totalBytes: number;
+  maxBytes: number;
+  /** The byte cap was reached: the gateway was cut off from the outside. */
+  capReached: boolean;
 }
 
 export interface Collected {
@@ -42,6 +77,8 @@ export interface JobSandboxSpec {
   limits: JobSandboxLimits;
   /** The container runtime: runc (the engine's default) or runsc (gVisor), chosen by the operator only. */
   runtime: ContainerRuntime;
+  /** Egress through a gateway of the job's own (absent or no rules: no network at all). */
+  egress?: { grant: EgressGrant; maxBytes: number };
 }
 
 export type ContainerRuntime = 'runc' | 'runsc';
@@ -60,6 +97,8 @@ export interface JobHandle {
   id: string; // backend's id (container id)
   jobId: string;
   runtime?: ContainerRuntime;
+  /** Variables every step gets from the sandbox (the egress gateway's proxy variables). */
+  env?: Record<string, string>;
 }
 
 export interface ExecSpec {

@@ -10,7 +10,7 @@ import { FileStore } from '../storage/file-store';
 import { LogStore } from '../storage/log-store';
 import type { PlannedJob, StepSpec } from '../workflow/model';
 import { FakeBackend } from '../../test/fixtures/fake-backend';
-import type { ExecSpec, JobHandle, OutputSink, StepState } from './backend';
+import type { EgressReport, ExecSpec, JobHandle, OutputSink, StepState } from './backend';
 import { JobInput, RetryableJobError, StepReason } from './job';
 import { JobRunner } from './job-runner';
 import { NO_NETWORK_NOTE } from './script-step';
@@ -54,7 +54,8 @@ type Call =
   | ['cancelled']
   | ['annotation', number, number, Annotation]
   | ['summary', string]
-  | ['artifactRecorded', RecordedArtifact];
+  | ['artifactRecorded', RecordedArtifact]
+  | ['egress', EgressReport];
 
 class MemoryReporter implements JobReporter {
   readonly calls: Call[] = [];
@@ -82,6 +83,9 @@ class MemoryReporter implements JobReporter {
   }
   async artifactRecorded(a: RecordedArtifact) {
     this.calls.push(['artifactRecorded', a]);
+  }
+  async egress(report: EgressReport) {
+    this.calls.push(['egress', report]);
   }
   async artifacts() {
     return this.stored;

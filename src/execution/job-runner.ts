@@ -4,7 +4,8 @@ import { FileStore } from '../storage/file-store';
 import { BLOB_STORE, blobKeys, BlobStore } from '../storage/blob-store';
 import { LogStore, LogWriter } from '../storage/log-store';
 import { evaluateCondition, ExprContext, interpolate, StatusFunctions } from '../workflow/expressions';
-import type { StepSpec } from '../workflow/model';
+import type { PlannedJob, StepSpec } from '../workflow/model';
+import { formatRule, grantFor, parseRule, type EgressGrant, type EgressRule } from '../common/egress-rules';
 import { EXECUTION_BACKEND, ExecutionBackend, JobHandle, JobSandboxLimits } from './backend';
 import { BuiltinActions, type ScriptedAction } from './builtin-actions';
 import { githubContext } from './github-context';
@@ -55,13 +56,21 @@ export class JobRunner {
     let handle: JobHandle | null = null;
     try {
       const runtime = runtimeFor(this.config, spec.environment.name);
+      const egress = this.egressOf(spec);
       out.notice(
         -1,
-        `job ${spec.key} on ${spec.environment.name}@${spec.environment.version} (${spec.environment.image.slice(0, 19)}), runtime ${runtime}, memory ${mib(limits.memoryBytes)}, cpus ${limits.nanoCpus / 1e9}, pids ${limits.pids}, workspace ${mib(limits.workspaceBytes)}, timeout ${spec.timeoutMinutes} min, network none`,
+        `job ${spec.key} on ${spec.environment.name}@${spec.environment.version} (${spec.environment.image.slice(0, 19)}), runtime ${runtime}, memory ${mib(limits.memoryBytes)}, cpus ${limits.nanoCpus / 1e9}, pids ${limits.pids}, workspace ${mib(limits.workspaceBytes)}, timeout ${spec.timeoutMinutes} min, ${egressLine(egress, this.config.egress.maxBytes)}`,
       );
       if (spec.placement) out.notice(-1, spec.placement);
       try {
-        handle = await this.backend.startJob({ runId: job.runId, jobId: job.jobId, image: spec.environment.image, limits, runtime });
+        handle = await this.backend.startJob({
+          runId: job.runId,
+          jobId: job.jobId,
+          image: spec.environment.image,
+          limits,
+          runtime,
+          ...(egress.rules.length ? { egress: { grant: egress, maxBytes: this.config.egress.maxBytes } } : {}),
+        });
         // A command run without files has an empty workspace: nothing to unpack (one exec saved).
         if (job.hasSources) {
           const source = await this.blobs.open(blobKeys.source(job.runId));
@@ -72,7 +81,8 @@ export class JobRunner {
         out.notice(-1, `could not prepare the sandbox: ${(e as Error).message}`);
         throw new RetryableJobError((e as Error).message);
       }
-      const outcome = await this.steps(job, reporter, handle, limits, out, signal);
+      const outcome = await this.steps(job, reporter, handle, limits, out, signal, egress.rules.map(formatRule));
+      await this.reportEgress(handle, reporter, out);
       return { ...outcome, error: outcome.error === null ? null : out.maskText(outcome.error) };
     } catch (e) {
       // The message becomes the job's recorded error (and the server's log line): masked like the log.
@@ -98,6 +108,24 @@ export class JobRunner {
     }
   }
 
+  /** What the job may reach: the server's egress rules, narrowed by its `egress:` (checked when it was planned). */
+  private egressOf(spec: PlannedJob): EgressGrant {
+    const asked = spec.egress === undefined || spec.egress === 'none' ? spec.egress : spec.egress.map((t) => parseRule(t) as EgressRule);
+    return grantFor(this.config.egress, asked).grant;
+  }
+
+  /** The job's egress report, recorded with the job (a failure to read it is logged, not the job's). */
+  private async reportEgress(handle: JobHandle, reporter: JobReporter, out: LogWriter): Promise<void> {
+    try {
+      const report = await this.backend.egressReport?.(handle);
+      if (!report) return;
+      if (report.capReached) out.notice(-1, `warning: the job passed its egress byte cap (${mib(report.maxBytes)}): its gateway was cut off from the outside`);
+      await reporter.egress(report);
+    } catch (e) {
+      this.log.warn(`egress report of ${handle.jobId}: ${(e as Error).message}`);
+    }
+  }
+
   /** Resolves once the job's sandbox (if it had one) is removed. */
   async sandboxGone(jobId: string): Promise<void> {
     await this.removals.get(jobId);
@@ -111,6 +139,7 @@ export class JobRunner {
     limits: JobSandboxLimits,
     out: LogWriter,
     signal: AbortSignal,
+    egressRules: string[],
   ): Promise<JobOutcome> {
     const spec = job.spec;
     const deadline = this.now() + spec.timeoutMinutes * 60_000;
@@ -123,7 +152,14 @@ export class JobRunner {
     const github = githubContext(job);
     const quota = { artifactBytesLeft: job.artifactBytesLeft };
     const debug = job.secrets.ACTIONS_STEP_DEBUG === 'true' || spec.env.ACTIONS_STEP_DEBUG === 'true' || spec.env.RUNNER_DEBUG === '1';
-    const scripts = new ScriptSteps(this.backend, limits, debug, this.log);
+    const scripts = new ScriptSteps(
+      this.backend,
+      limits,
+      debug,
+      this.log,
+      { ...handle.env, ...pipIndexEnv(this.config.egress.pipIndexUrl) },
+      egressRules.length ? egressRules : null,
+    );
     const baseCtx = (): ExprContext => ({
       github,
       matrix: spec.matrix ?? {},
@@ -278,6 +314,20 @@ export class JobRunner {
     }
     return outputs;
   }
+}
+
+/** The setup line's words on the network: none, or what the job may reach. */
+function egressLine(grant: EgressGrant, maxBytes: number): string {
+  if (!grant.rules.length) return 'network none';
+  return `network: egress gateway to ${grant.rules.map(formatRule).join(', ')} (at most ${mib(maxBytes)})`;
+}
+
+/** The operator's package index for pip and uv (an http index is also trusted: pip ignores one otherwise). */
+function pipIndexEnv(url: string | null): Record<string, string> {
+  if (!url) return {};
+  const env: Record<string, string> = { PIP_INDEX_URL: url, UV_INDEX_URL: url, UV_DEFAULT_INDEX: url };
+  if (url.startsWith('http://')) env.PIP_TRUSTED_HOST = new URL(url).hostname;
+  return env;
 }
 
 /** The job's error when a step stopped it (later steps not run); null when none did. */

@@ -1,3 +1,4 @@
+import type { EgressReport } from './backend';
 import type { Conclusion, StepReason } from './job';
 import type { Annotation } from './workflow-commands';
 
@@ -40,6 +41,8 @@ export interface JobReporter {
   summary(markdown: string): Promise<void>;
   /** An uploaded artifact (its blob is already in the store); rejects when the run has one of that name. */
   artifactRecorded(artifact: RecordedArtifact): Promise<void>;
+  /** The job's egress report (when it had a gateway), once its steps are over. */
+  egress(report: EgressReport): Promise<void>;
   /** The artifacts of this job's run so far (for download-artifact). */
   artifacts(): Promise<RecordedArtifact[]>;
 }

@@ -9,7 +9,8 @@ import { defaultEnv, WORKSPACE } from './github-context';
 import type { Conclusion, StepReason } from './job';
 import { mib } from './sandbox-limits';
 import type { StepResult, StepScope } from './step-scope';
-import { WorkflowCommands } from './workflow-commands';
+import { egressNetworkNote, refusedNotes } from './egress-notes';
+import { type Annotation, WorkflowCommands } from './workflow-commands';
 
 /** A step's own files: GitHub's GITHUB_ENV, GITHUB_OUTPUT, GITHUB_PATH, GITHUB_STEP_SUMMARY and GITHUB_STATE. */
 function stepFiles(i: number) {
@@ -49,7 +50,18 @@ export class ScriptSteps {
     private readonly limits: JobSandboxLimits,
     private readonly debug: boolean,
     private readonly log: Logger,
+    /** What every step gets from the sandbox and the server (the gateway's proxy, the operator's package index). */
+    private readonly sandboxEnv: Record<string, string> = {},
+    /** The job's egress rules when it has a gateway (null: no network at all). */
+    private readonly egressRules: string[] | null = null,
   ) {}
+
+  /** Records an annotation of Kiln's own (capped with the step's: MAX_ANNOTATIONS a job) and logs it. */
+  private async note(s: StepScope, a: Annotation): Promise<void> {
+    if (this.annotationSeq >= MAX_ANNOTATIONS) return;
+    s.out.notice(s.step.index, `${a.level}: ${a.message}`);
+    await s.reporter.annotation(s.step.index, this.annotationSeq++, a).catch((e: Error) => this.log.warn(`annotation: ${e.message}`));
+  }
 
   async run(s: StepScope, stepEnv: Record<string, string>, extraPath: string[], timeoutMs: number): Promise<StepResult> {
     const { out, step } = s;
@@ -78,19 +90,11 @@ export class ScriptSteps {
       out.flush(step.index);
       out.setFilter(null);
     }
-    if (triedNetwork && result.outcome === 'failure' && this.annotationSeq < MAX_ANNOTATIONS) {
-      const note = {
-        level: 'warning' as const,
-        message: NO_NETWORK_NOTE,
-        title: NO_NETWORK_TITLE,
-        file: null,
-        line: null,
-        endLine: null,
-        col: null,
-        endColumn: null,
-      };
-      out.notice(step.index, `warning: ${NO_NETWORK_NOTE}`);
-      await s.reporter.annotation(step.index, this.annotationSeq++, note).catch((e: Error) => this.log.warn(`annotation: ${e.message}`));
+    const refused = this.egressRules ? refusedNotes(await this.egressActivity(s), this.egressRules) : [];
+    for (const a of refused) await this.note(s, { ...a, message: out.maskText(a.message) });
+    if (triedNetwork && result.outcome === 'failure' && !refused.length) {
+      const message = this.egressRules ? egressNetworkNote(this.egressRules) : NO_NETWORK_NOTE;
+      await this.note(s, { level: 'warning', message, title: NO_NETWORK_TITLE, file: null, line: null, endLine: null, col: null, endColumn: null });
     }
     const raw = result.state?.files[stepFiles(step.index).summary];
     const summary = raw && out.maskText(raw); // before the cap, which could cut a secret in two
@@ -102,6 +106,16 @@ export class ScriptSteps {
       this.summaryBytes += Buffer.byteLength(kept);
     }
     return result;
+  }
+
+  /** The step's requests through the gateway (none when they cannot be read: the report at the job's end still has them). */
+  private async egressActivity(s: StepScope) {
+    try {
+      return (await this.backend.egressActivity?.(s.handle)) ?? [];
+    } catch (e) {
+      this.log.warn(`egress activity of ${s.job.jobId}: ${(e as Error).message}`);
+      return [];
+    }
   }
 
   /** The steps' summaries so far, one after the other; null when no step wrote one. */
@@ -120,6 +134,7 @@ export class ScriptSteps {
     const workdir = step.workingDirectory ? resolveWorkdir(await interpolate(step.workingDirectory, ctx, status)) : WORKSPACE;
     const env: Record<string, string> = {
       ...defaultEnv(s.job),
+      ...this.sandboxEnv,
       ...stepEnv,
       PATH: [...extraPath, BASE_PATH].join(':'),
       GITHUB_ENV: files.env,

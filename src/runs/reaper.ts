@@ -49,11 +49,11 @@ export class Reaper implements OnApplicationBootstrap, OnApplicationShutdown {
       const job = jobId ? await this.repo.job(jobId) : null;
       if (job && job.status !== 'completed') continue;
       try {
-        if (!(await this.containers.remove(c.id))) continue; // gone already
+        if (!(await this.containers.remove(c.id, c.network))) continue; // gone already
         report.containers.push(c.id.slice(0, 12));
         this.metrics.reapedContainers.inc();
         this.log.log(
-          `removed container ${c.id.slice(0, 12)} (${c.name}) of ${job ? `finished job ${job.id}` : jobId ? `unknown job ${jobId}` : `a warm pool whose process is gone (${pool ?? '?'})`}`,
+          `removed ${c.network ? 'network' : 'container'} ${c.id.slice(0, 12)} (${c.name}) of ${job ? `finished job ${job.id}` : jobId ? `unknown job ${jobId}` : `a warm pool whose process is gone (${pool ?? '?'})`}`,
         );
       } catch (e) {
         this.log.warn(`could not remove ${c.id.slice(0, 12)}: ${(e as Error).message}`);

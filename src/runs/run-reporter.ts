@@ -1,3 +1,4 @@
+import type { EgressReport } from '../execution/backend';
 import type { JobReporter, RecordedArtifact, StepEnd } from '../execution/reporter';
 import type { StepReason } from '../execution/job';
 import type { Annotation } from '../execution/workflow-commands';
@@ -49,6 +50,10 @@ export class RunReporter implements JobReporter {
 
   artifactRecorded(a: RecordedArtifact): Promise<void> {
     return this.repo.insertArtifact({ ...a, runId: this.runId, jobId: this.jobId });
+  }
+
+  egress(report: EgressReport): Promise<void> {
+    return this.repo.setJobEgress(this.jobId, report);
   }
 
   artifacts(): Promise<RecordedArtifact[]> {

@@ -5,12 +5,13 @@ import type { Run } from './runs.types';
 /** A run as the API answers it: its jobs with their steps, summaries, annotations, artifacts and links. */
 export async function runView(repo: RunsRepository, run: Run) {
   const runId = run.id;
-  const [jobs, steps, artifacts, annotations, summaries] = await Promise.all([
+  const [jobs, steps, artifacts, annotations, summaries, egress] = await Promise.all([
     repo.jobs(runId),
     repo.steps(runId),
     repo.artifacts(runId),
     repo.annotations(runId),
     repo.jobSummaries(runId),
+    repo.jobEgress(runId),
   ]);
   const base = `/api/v1/runs/${run.id}`;
   return {
@@ -56,6 +57,8 @@ export async function runView(repo: RunsRepository, run: Run) {
         outputs: j.outputs,
         summary: summaries[j.id] ?? null,
         summaryHtml: summaries[j.id] ? await summaryToHtml(summaries[j.id]) : null,
+        // What the job reached through its egress gateway; null when it had none (no network at all).
+        egress: egress[j.id] ?? null,
         logs: `${base}/logs?job=${j.id}`,
       })),
     ),

@@ -1,3 +1,4 @@
+import type { EgressReport } from '../execution/backend';
 import { Inject, Injectable } from '@nestjs/common';
 import { DATABASE, Database } from '../db/database';
 import type { Conclusion, StepReason } from '../execution/job';
@@ -330,6 +331,16 @@ export class RunsRepository {
   async jobSummaries(runId: string): Promise<Record<string, string>> {
     const rows = await this.db.all<{ id: string; summary: string | null }>('SELECT id, summary FROM jobs WHERE run_id = ?', [runId]);
     return Object.fromEntries(rows.filter((r) => r.summary).map((r) => [r.id, r.summary as string]));
+  }
+
+  async setJobEgress(jobId: string, report: EgressReport): Promise<void> {
+    await this.db.run('UPDATE jobs SET egress = ? WHERE id = ?', [JSON.stringify(report), jobId]);
+  }
+
+  /** The egress reports of a run's jobs that had a gateway, by job id. */
+  async jobEgress(runId: string): Promise<Record<string, EgressReport>> {
+    const rows = await this.db.all<{ id: string; egress: string | null }>('SELECT id, egress FROM jobs WHERE run_id = ? AND egress IS NOT NULL', [runId]);
+    return Object.fromEntries(rows.map((r) => [r.id, JSON.parse(r.egress as string) as EgressReport]));
   }
 
   async insertArtifact(a: Artifact): Promise<void> {

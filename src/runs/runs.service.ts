@@ -288,6 +288,7 @@ export class RunsService {
         pids: this.config.jobs.pidsMax,
         workspaceBytes: this.config.jobs.workspaceMaxBytes,
       },
+      egress: { allow: this.config.egress.allow, internal: this.config.egress.internal },
     };
     return planWorkflow(text, file, opts, choices.job);
   }

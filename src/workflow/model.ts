@@ -1,3 +1,4 @@
+import type { EgressRule } from '../common/egress-rules';
 /**
  * The typed model of a workflow after parsing and planning. Parsing and planning never touch Docker;
  * the runner never parses YAML. Strings that may hold `${{ }}` expressions are kept raw here and are
@@ -56,6 +57,8 @@ export interface PlannedJob {
   continueOnError: boolean;
   strategy: MatrixStrategy | null; // null when the job has no matrix
   limits: JobLimits;
+  /** `egress:` (Kiln's own): `none`, or the host:port rules the job asks for (a subset of the server's); absent = what the server allows. */
+  egress?: 'none' | string[];
   /** `outputs:` raw (name -> expression over steps), evaluated when the job ends. */
   outputs: Record<string, string>;
   steps: StepSpec[];
@@ -98,4 +101,6 @@ export interface PlanOptions {
    * workspace (`python-version-file`); null when the source has no such file (or it is over maxBytes).
    */
   readFile?: (path: string, maxBytes: number) => Promise<string | null>;
+  /** The server's egress rules, which a job's `egress:` may narrow but never widen; absent = unchecked. */
+  egress?: { allow: EgressRule[]; internal: EgressRule[] };
 }

@@ -7,6 +7,7 @@
  * everything to fix.
  * Expressions, matrices and runs-on are left raw here: the planner (plan.ts) checks and resolves them.
  */
+import { formatRule, parseRule } from '../common/egress-rules';
 import { formatScalar, hasExpression } from './expressions';
 import { WorkflowError, type JobLimits, type WorkflowProblem } from './model';
 import {
@@ -46,6 +47,7 @@ export interface ParsedJob {
   continueOnError: boolean;
   strategy: ParsedStrategy | null;
   limits: JobLimits;
+  egress: 'none' | string[] | undefined;
   outputs: Record<string, string>;
   steps: ParsedStep[];
 }
@@ -96,6 +98,7 @@ const JOB_KEYS = [
   'strategy',
   'steps',
   'limits',
+  'egress',
   'permissions',
   'concurrency',
   'outputs',
@@ -188,6 +191,7 @@ function readJob(r: Reader, id: string, value: unknown): ParsedJob | null {
     continueOnError: readBoolean(r, value['continue-on-error'], childPath(path, 'continue-on-error'), 'continue-on-error', false),
     strategy: readStrategy(r, value.strategy, childPath(path, 'strategy')),
     limits: readLimits(r, value.limits, childPath(path, 'limits')),
+    egress: readEgress(r, value.egress, childPath(path, 'egress')),
     outputs: readOutputs(r, value.outputs, childPath(path, 'outputs')),
     steps: reusable ? [] : readSteps(r, value.steps, childPath(path, 'steps')),
   };
@@ -256,6 +260,24 @@ function readStrategy(r: Reader, value: unknown, path: string): ParsedStrategy |
     r.problem(matrixPath, "'matrix' must be a mapping of keys to lists of values (or one ${{ fromJSON(...) }} expression)");
   }
   return strategy;
+}
+
+/** `egress: none`, or a list of host:port rules (each checked here; against the server's list when planned). */
+function readEgress(r: Reader, value: unknown, path: string): 'none' | string[] | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (value === 'none') return 'none';
+  const what = "'egress' must be none or a list of host:port entries such as pypi.org:443 or *.pythonhosted.org:443";
+  if (!Array.isArray(value) || !value.length) {
+    r.problem(path, what);
+    return undefined;
+  }
+  const rules: string[] = [];
+  value.forEach((v, i) => {
+    const rule = typeof v === 'string' ? parseRule(v) : { error: what };
+    if ('error' in rule) r.problem(`${path}[${i}]`, rule.error);
+    else rules.push(formatRule(rule));
+  });
+  return rules;
 }
 
 function readLimits(r: Reader, value: unknown, path: string): JobLimits {
