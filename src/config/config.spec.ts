@@ -110,3 +110,29 @@ test("fair share: unset, a user may run the worker's slots but one at once (at l
   assert.equal(loadConfig({ KILN_WORKER_CONCURRENCY: '8', KILN_QUOTA_CONCURRENT_JOBS: '8' }).quota.concurrentJobs, 8);
   assert.equal(loadConfig({ KILN_QUOTA_CONCURRENT_JOBS: '5' }).quota.concurrentJobs, 5);
 });
+
+test('egress: nothing by default (no network); the operator lists host:port rules; a bad rule or an internal wildcard is refused at start', () => {
+  const none = loadConfig({}).egress;
+  assert.deepEqual([none.allow, none.internal, none.networks, none.pipIndexUrl, none.runscRuntime], [[], [], [], null, 'runsc-egress']);
+  assert.equal(none.maxBytes, 2 * 1024 ** 3);
+  const c = loadConfig({
+    KILN_EGRESS_ALLOW: 'pypi.org:443,*.pythonhosted.org:443',
+    KILN_EGRESS_ALLOW_INTERNAL: 'devpi.corp:3141',
+    KILN_EGRESS_MAX_BYTES: '512m',
+    KILN_EGRESS_NETWORKS: 'mirrors,other',
+    KILN_PIP_INDEX_URL: 'http://devpi.corp:3141/root/pypi/+simple/',
+  }).egress;
+  assert.deepEqual(
+    c.allow.map((r) => `${r.kind} ${r.host}:${r.port}`),
+    ['name pypi.org:443', 'wildcard pythonhosted.org:443'],
+  );
+  assert.deepEqual(
+    c.internal.map((r) => r.host),
+    ['devpi.corp'],
+  );
+  assert.equal(c.maxBytes, 512 * 1024 ** 2);
+  assert.deepEqual(c.networks, ['mirrors', 'other']);
+  assert.throws(() => loadConfig({ KILN_EGRESS_ALLOW: 'pypi.org' }), /KILN_EGRESS_ALLOW: "pypi.org" has no port/);
+  assert.throws(() => loadConfig({ KILN_EGRESS_ALLOW_INTERNAL: '*.corp.example:443' }), /KILN_EGRESS_ALLOW_INTERNAL: \*\.corp\.example is a wildcard/);
+  assert.throws(() => loadConfig({ KILN_PIP_INDEX_URL: 'https://user:pw@pypi.example/simple/' }), /KILN_PIP_INDEX_URL.*without credentials/);
+});

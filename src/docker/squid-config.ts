@@ -123,15 +123,16 @@ export function squidConf(grant: EgressGrant, o: SquidOptions): string {
     lines.push(hostAcl(`kiln_host_${i}`, r), hostAcl('kiln_any_host', r), `acl kiln_port_${i} port ${r.port}`);
   });
   lines.push('http_access deny manager');
-  if (!grant.rules.length) lines.push('http_access deny all');
-  else lines.push('http_access deny !kiln_any_host');
-  grant.rules.forEach((r, i) => {
-    if (isInternal(r)) lines.push(`http_access allow kiln_host_${i} kiln_port_${i}`);
-  });
-  lines.push('http_access deny kiln_special');
-  grant.rules.forEach((r, i) => {
-    if (!isInternal(r)) lines.push(`http_access allow kiln_host_${i} kiln_port_${i}`);
-  });
+  if (grant.rules.length) {
+    lines.push('http_access deny !kiln_any_host');
+    grant.rules.forEach((r, i) => {
+      if (isInternal(r)) lines.push(`http_access allow kiln_host_${i} kiln_port_${i}`);
+    });
+    lines.push('http_access deny kiln_special');
+    grant.rules.forEach((r, i) => {
+      if (!isInternal(r)) lines.push(`http_access allow kiln_host_${i} kiln_port_${i}`);
+    });
+  }
   lines.push('http_access deny all', 'icp_access deny all', 'htcp_access deny all', 'snmp_access deny all');
   return lines.join('\n') + '\n';
 }

@@ -16,6 +16,7 @@ import { testOptions } from '../../test/fixtures/plan-options';
 import { parseWorkflow } from './parse';
 import { defaultStepName, planFromYaml, planWorkflow } from './plan';
 import { WORKFLOW_LIMITS } from './safe-yaml';
+import { parseRules } from '../common/egress-rules';
 
 const FIXTURES = path.join(process.env.KILN_ROOT ?? projectRoot(), 'test', 'fixtures', 'workflows');
 
@@ -182,4 +183,27 @@ test('runs-on, uses and keys named like Object.prototype members are names, not 
     planFromYaml(top, testOptions),
     (e: unknown) => e instanceof WorkflowError && /^toString \(line 1\): unknown key 'toString'/.test(e.message),
   );
+});
+
+test("egress: a job may ask for none or for part of the server's list, never for more; bad entries are named", async () => {
+  const egress = { allow: parseRules('pypi.org:443,*.pythonhosted.org:443', 'X'), internal: [] };
+  const yaml = (value: string) => `on: push\njobs:\n  t:\n    runs-on: ubuntu-latest\n    egress: ${value}\n    steps:\n      - run: pip install x\n`;
+  const plan = async (value: string) => planFromYaml(yaml(value), { ...testOptions, egress });
+  assert.equal((await plan('none')).jobs[0].egress, 'none');
+  assert.deepEqual((await plan('[files.pythonhosted.org:443, PyPI.org:443]')).jobs[0].egress, ['files.pythonhosted.org:443', 'pypi.org:443']);
+  assert.equal((await planFromYaml(yaml('none').replace('    egress: none\n', ''), { ...testOptions, egress })).jobs[0].egress, undefined);
+  const problems = async (value: string) => {
+    try {
+      await plan(value);
+    } catch (e) {
+      if (e instanceof WorkflowError) return e.problems.map((p) => `${p.path}: ${p.message}`);
+      throw e;
+    }
+    assert.fail(`egress: ${value} was accepted`);
+  };
+  assert.deepEqual(await problems('[evil.example.org:443]'), [
+    "jobs.t.egress: evil.example.org:443 is not on this server's egress list (it allows pypi.org:443, *.pythonhosted.org:443)",
+  ]);
+  assert.deepEqual(await problems('[pypi.org]'), ['jobs.t.egress[0]: "pypi.org" has no port: write host:port, e.g. pypi.org:443']);
+  assert.match((await problems('all'))[0], /^jobs\.t\.egress: 'egress' must be none or a list of host:port entries/);
 });
