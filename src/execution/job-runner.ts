@@ -152,14 +152,9 @@ export class JobRunner {
     const github = githubContext(job);
     const quota = { artifactBytesLeft: job.artifactBytesLeft };
     const debug = job.secrets.ACTIONS_STEP_DEBUG === 'true' || spec.env.ACTIONS_STEP_DEBUG === 'true' || spec.env.RUNNER_DEBUG === '1';
-    const scripts = new ScriptSteps(
-      this.backend,
-      limits,
-      debug,
-      this.log,
-      { ...handle.env, ...pipIndexEnv(this.config.egress.pipIndexUrl) },
-      egressRules.length ? egressRules : null,
-    );
+    // The gateway's proxy and the operator's package index, for a job that has egress (one without has no network to use them).
+    const sandboxEnv = egressRules.length ? { ...handle.env, ...pipIndexEnv(this.config.egress.pipIndexUrl) } : {};
+    const scripts = new ScriptSteps(this.backend, limits, debug, this.log, sandboxEnv, egressRules.length ? egressRules : null);
     const baseCtx = (): ExprContext => ({
       github,
       matrix: spec.matrix ?? {},
