@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseSize } from './size';
+import { formatBytes, parseSize } from './size';
 
 test('parseSize reads Docker-style sizes in binary units', () => {
   assert.equal(parseSize('512m'), 512 * 1024 ** 2);
@@ -14,4 +14,14 @@ test('parseSize reads Docker-style sizes in binary units', () => {
   assert.equal(parseSize(0, { zero: true }), 0);
   assert.equal(parseSize('1 g'), 1024 ** 3);
   assert.equal(parseSize(`${2 ** 60}t`), null, 'past the safe integers');
+});
+
+test('formatBytes words sizes in binary units, one decimal unless whole', () => {
+  assert.equal(formatBytes(0), '0 bytes');
+  assert.equal(formatBytes(1023), '1023 bytes');
+  assert.equal(formatBytes(1024), '1 KiB');
+  assert.equal(formatBytes(1536), '1.5 KiB');
+  assert.equal(formatBytes(100 * 1024 ** 2), '100 MiB');
+  assert.equal(formatBytes(3.25 * 1024 ** 3), '3.3 GiB');
+  assert.equal(formatBytes(2048 * 1024 ** 4), '2048 TiB', 'TiB is the largest unit');
 });

@@ -13,3 +13,16 @@ export function parseSize(value: unknown, { zero = false }: { zero?: boolean } =
   const bytes = Math.floor(Number(m[1]) * SIZE_UNITS[m[2].toLowerCase()]);
   return (bytes > 0 || (zero && bytes === 0)) && Number.isSafeInteger(bytes) ? bytes : null;
 }
+
+/** Bytes for people, in binary units: "512 bytes", "1 KiB", "1.5 MiB" (one decimal unless whole). */
+export function formatBytes(n: number): string {
+  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
+  if (n < 1024) return `${n} bytes`;
+  let v = n / 1024;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${Number.isInteger(v) ? v : v.toFixed(1)} ${units[i]}`;
+}

@@ -77,17 +77,8 @@ export const FIX_TAR = 'create it with e.g. `tar -czf source.tar.gz -C project .
 // ---------------------------------------------------------------------------------------------
 // Messages
 
-export function formatBytes(n: number): string {
-  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
-  if (n < 1024) return `${n} bytes`;
-  let v = n / 1024;
-  let i = 0;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${Number.isInteger(v) ? v : v.toFixed(1)} ${units[i]}`;
-}
+// Sizes are worded the same everywhere Kiln shows one (the CLI too), so the wording lives in common/.
+export { formatBytes } from '../common/size';
 
 /** Names go into logs and UIs: escape control characters so they cannot forge lines. */
 export function shownName(raw: string): string {
