@@ -8,7 +8,7 @@ usage: kiln <command> [options]
   run [DIR]                 pack DIR (default .), submit it, follow the logs
   exec [--env NAME] [DIR] -- CMD...   run one command (no workflow file)
   runs                      your recent runs
-  status RUN                a run's jobs and steps
+  status RUN [--egress]     a run's jobs and steps (--egress: each job's network)
   logs RUN [--job J] [--follow]
   artifacts RUN [--download NAME] [-o DIR]
   cancel RUN
@@ -39,6 +39,15 @@ uploads it, and follows the logs live. The workflow is .kiln.yml or .github/work
 
 Runs one command in an environment (default: the server's default), with DIR packed into the
 workspace if given. Streams its output and exits with its exit code.`,
+  status: `usage: kiln status RUN [--egress] [--json]
+
+Prints the run's jobs and their steps.
+
+      --egress   then, per job, its network: "no network" (the default: the job had none), or the hosts
+                 it may reach, each host:port it asked for (allowed or refused, requests, bytes in and
+                 out) and the bytes through its gateway against the cap
+      --json     print the run as JSON (with --egress, each job gets "egress": the report, or null)
+  -h, --help`,
   logs: 'usage: kiln logs RUN [--job JOB_ID] [-f|--follow]',
   artifacts: 'usage: kiln artifacts RUN [--download NAME] [-o DIR]   (download extracts into DIR/NAME, default ./NAME)',
   env: 'usage: kiln env show NAME[@VERSION] [--packages] | kiln env diff NAME A B | kiln env which PACKAGE',

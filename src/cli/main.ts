@@ -7,7 +7,8 @@ import { extractTar } from './extract';
 import { HELP } from './help';
 import { args, client, need } from './args';
 import { env, envs } from './catalogue-commands';
-import { err, printSummary, progress, renderLine, shownOut, summary, table, type LogRecord, type RunView } from './output';
+import { egressSection, withEgress } from './egress';
+import { err, paint, printSummary, progress, renderLine, shownOut, summary, table, type LogRecord, type RunView } from './output';
 import { packDirectory, PackError } from './pack';
 
 export async function cli(argv: string[]): Promise<number> {
@@ -276,10 +277,11 @@ async function runs(): Promise<number> {
 }
 
 async function status(argv: string[]): Promise<number> {
-  const { values: o, positionals } = args(argv, { json: { type: 'boolean' } }, 1);
+  const { values: o, positionals } = args(argv, { json: { type: 'boolean' }, egress: { type: 'boolean' } }, 1);
   const r = await client().json<RunView>(`/api/v1/runs/${encodeURIComponent(need(positionals[0], 'RUN'))}`);
   if (o.json) {
-    process.stdout.write(JSON.stringify(summary(r), null, 2) + '\n');
+    const s = summary(r);
+    process.stdout.write(JSON.stringify(o.egress ? { ...s, jobs: withEgress(s.jobs, r.jobs) } : s, null, 2) + '\n');
     return EXIT.ok;
   }
   process.stdout.write(`run ${r.id}: ${r.status}${r.conclusion ? ` (${r.conclusion})` : ''}, workflow ${shownOut(r.workflow.name)}\n`);
@@ -292,6 +294,8 @@ async function status(argv: string[]): Promise<number> {
         `    #${s.index} ${shownOut(s.name)}: ${s.conclusion ?? s.outcome ?? 'pending'}${s.exitCode !== null ? ` exit ${s.exitCode}` : ''}${s.reason ? ` ${s.reason}` : ''}\n`,
       );
   }
+  // After the usual status, so a script reading its first lines reads the same with or without --egress.
+  if (o.egress) process.stdout.write(`\nnetwork:\n${egressSection(r.jobs, { shown: shownOut, header: (h) => paint('1', h) })}`);
   return EXIT.ok;
 }
 

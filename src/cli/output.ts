@@ -1,5 +1,6 @@
 /** What the kiln CLI prints: run views from the API, log lines, summaries, tables, the upload bar. */
 import { visible } from '../common/visible';
+import type { EgressView } from './egress';
 
 export interface StepView {
   index: number;
@@ -21,6 +22,8 @@ export interface JobView {
   startedAt: string | null;
   finishedAt: string | null;
   steps: StepView[];
+  /** What the job reached through its egress gateway; null: no network; absent from an older server. */
+  egress?: EgressView | null;
 }
 export interface RunView {
   id: string;
@@ -114,9 +117,13 @@ export function printSummary(r: RunView): void {
   err(`run ${r.id}: ${r.conclusion}`);
 }
 
-export function table(head: string[], rows: string[][]): void {
+/** Columns padded to their widest cell, two spaces apart (the last not padded); the header through `header`. */
+export function tableText(head: string[], rows: string[][], header: (s: string) => string = (s) => s, indent = ''): string {
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
-  const line = (r: string[]) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]))).join('  ') + '\n';
-  process.stdout.write(paint('1', line(head).trimEnd()) + '\n');
-  for (const r of rows) process.stdout.write(line(r));
+  const line = (r: string[]) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]))).join('  ');
+  return [header(line(head).trimEnd()), ...rows.map(line)].map((l) => `${indent}${l}\n`).join('');
+}
+
+export function table(head: string[], rows: string[][]): void {
+  process.stdout.write(tableText(head, rows, (s) => paint('1', s)));
 }
