@@ -182,6 +182,7 @@ async function run(id, jobId, step) {
           s.name, ' ', badge(s.conclusion || s.status), s.exitCode !== null ? el('span', { class: 'muted' }, ` exit ${s.exitCode}`) : null, s.reason ? el('span', { class: 'muted' }, ` ${s.reason}`) : null,
           el('span', { class: 'muted' }, ` ${seconds(s.startedAt, s.finishedAt)}`)))),
         j.summaryHtml ? summaryBlock(j.summaryHtml) : null,
+        KilnEgress.networkSection(j.egress, { el, table, badge }),
       )),
     )),
     r.annotations.length ? el('section', {}, el('h2', {}, 'Annotations'), el('ul', { 'data-testid': 'annotations' }, r.annotations.map((a) => el('li', { class: `annotation ${a.level}` },
