@@ -1,7 +1,8 @@
 // The per-entry rules of the tar safety gate (tar-safety.ts): names, link targets, types, modes,
 // placement, sizes and counts, applied in archive order by EntryChecker.
 import type { Header } from 'tar-stream';
-import { clip, formatBytes, refuse, shownName, type Noun, type SanitizedTar, type TarLimits } from './tar-safety';
+import { formatBytes } from '../common/size';
+import { clip, refuse, shownName, type Noun, type SanitizedTar, type TarLimits } from './tar-safety';
 
 /** What pack.entry() takes: a header with only the name required. */
 export type HeaderArg = Partial<Header> & Pick<Header, 'name'>;

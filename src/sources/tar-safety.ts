@@ -77,9 +77,6 @@ export const FIX_TAR = 'create it with e.g. `tar -czf source.tar.gz -C project .
 // ---------------------------------------------------------------------------------------------
 // Messages
 
-// Sizes are worded the same everywhere Kiln shows one (the CLI too), so the wording lives in common/.
-export { formatBytes } from '../common/size';
-
 /** Names go into logs and UIs: escape control characters so they cannot forge lines. */
 export function shownName(raw: string): string {
   return raw.replace(/[\x00-\x1f\x7f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);

@@ -5,7 +5,8 @@ import { rm } from 'node:fs/promises';
 import { Readable } from 'node:stream';
 import { extract as tarExtract, pack as tarPack, type Extract, type Pack } from 'tar-stream';
 import { EntryChecker, plainPath, type Decision } from './tar-entries';
-import { ArchiveError, clip, FIX_TAR, formatBytes, invalidArchive, type SanitizedTar, type TarLimits } from './tar-safety';
+import { formatBytes } from '../common/size';
+import { ArchiveError, clip, FIX_TAR, invalidArchive, type SanitizedTar, type TarLimits } from './tar-safety';
 import { closed, copyToFile, decodeInput, toBuffer } from './tar-streams';
 
 /** One entry of an extract stream (tar-stream does not export the type). */

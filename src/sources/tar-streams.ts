@@ -6,7 +6,8 @@ import { Readable, pipeline, type Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { pack as tarPack, type Pack } from 'tar-stream';
-import { ArchiveError, formatBytes, MiB, type TarLimits } from './tar-safety';
+import { formatBytes } from '../common/size';
+import { ArchiveError, MiB, type TarLimits } from './tar-safety';
 
 export function toBuffer(chunk: unknown): Buffer {
   return Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as string);

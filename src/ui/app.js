@@ -36,7 +36,8 @@ function table(headers, rows, attrs) {
 }
 
 function show(...nodes) {
-  main.replaceChildren(...nodes);
+  // A section with nothing to show is null: left out, not printed as the text "null".
+  main.replaceChildren(...nodes.filter((n) => n != null));
 }
 
 function fail(e) {
