@@ -34,7 +34,7 @@ const NO_NETWORK =
   /Temporary failure in name resolution|Name or service not known|Could not resolve host|getaddrinfo (?:EAI_AGAIN|ENOTFOUND)|NameResolutionError|Network is unreachable|No route to host|No address associated with hostname/;
 export const NO_NETWORK_TITLE = 'No network';
 export const NO_NETWORK_NOTE =
-  'this step tried to reach the network, and Kiln runs jobs without one: nothing in the sandbox can resolve a name or open a connection. Install from the workspace instead: commit the wheels your job needs and use pip install --no-index --find-links ./wheels -r requirements.txt (pip download -d wheels -r requirements.txt makes them on a machine with network).';
+  'this step tried to reach the network, and this job has none: nothing in the sandbox can resolve a name or open a connection (the server lets jobs reach no hosts, or the job asked for egress: none). Install from the workspace instead: commit the wheels your job needs and use pip install --no-index --find-links ./wheels -r requirements.txt (pip download -d wheels -r requirements.txt makes them on a machine with network).';
 
 /**
  * The `run:` steps of one job: each runs its script in the sandbox, its output read for workflow
