@@ -76,7 +76,7 @@ export class EgressGateways {
     await this.remove(jobId); // what an earlier attempt of this job left
     await this.ensureOutbound();
     const network = jobNetworkName(jobId);
-    await this.docker.createNetwork({
+    const net = await this.docker.createNetwork({
       Name: network,
       Driver: 'bridge',
       Internal: true,
@@ -85,6 +85,8 @@ export class EgressGateways {
       Options: { 'com.docker.network.bridge.inhibit_ipv4': 'true' },
       Labels: this.labels(jobId, runId, 'job-network'),
     });
+    const subnet = ((await net.inspect()) as { IPAM?: { Config?: { Subnet?: string }[] } }).IPAM?.Config?.[0]?.Subnet;
+    if (!subnet) throw new Error(`the job network ${network} has no subnet`);
     const host = hardenedHostConfig(
       GATEWAY_LIMITS,
       [
@@ -99,7 +101,7 @@ export class EgressGateways {
       name: gatewayName(jobId),
       Image: this.image(),
       User: `${PROXY_UID}:${PROXY_UID}`,
-      Env: [`KILN_SQUID_CONF=${squidConf(grant, { maxReplyBytes: maxBytes })}`],
+      Env: [`KILN_SQUID_CONF=${squidConf(grant, { maxReplyBytes: maxBytes, clients: subnet })}`],
       // dnsmasq answers squid on 127.0.0.1:53 (squid's resolver takes no port): the one port below 1024 it may bind.
       Cmd: [
         'sh',
@@ -191,7 +193,11 @@ export class EgressGateways {
           g.totalBytes = bytes;
           if (bytes > g.maxBytes) {
             g.capReached = true;
-            this.log.warn(`egress: job ${g.jobId} passed its byte cap (${g.maxBytes} bytes); its gateway leaves the outside networks`);
+            this.log.warn(`egress: job ${g.jobId} passed its byte cap (${g.maxBytes} bytes); its gateway is cut off and stopped`);
+            // squid is stopped at once (SIGTERM: with shutdown_lifetime 0 it closes every connection, tunnels
+            // too, and logs them); the outside networks are left as well, so nothing more passes meanwhile.
+            const c = this.docker.getContainer(g.containerId);
+            await c.kill({ signal: 'SIGTERM' }).catch(() => undefined);
             for (const n of [OUTBOUND_NETWORK, ...this.extraNetworks]) {
               await this.docker
                 .getNetwork(n)

@@ -56,10 +56,12 @@ test("the gateway's special ranges are the server's outbound policy's: every add
 test('squid.conf: the manager and unlisted hosts are refused before any lookup; internal rules pass before the special ranges, the others after', () => {
   const allow = parseRules('pypi.org:443,*.pythonhosted.org:443,10.0.0.5:3141,mirror.corp:8080', 'X');
   const internal = parseRules('mirror.corp:8080,10.0.0.5:3141', 'Y');
-  const conf = squidConf({ rules: allow, internal }, { maxReplyBytes: 1000 });
+  const conf = squidConf({ rules: allow, internal }, { maxReplyBytes: 1000, clients: '172.30.0.0/16' });
   const access = conf.split('\n').filter((l) => l.startsWith('http_access'));
+  assert.match(conf, /^acl kiln_job src 172\.30\.0\.0\/16$/m);
   assert.deepEqual(access, [
     'http_access deny manager',
+    'http_access deny !kiln_job',
     'http_access deny !kiln_any_host',
     'http_access allow kiln_host_2 kiln_port_2',
     'http_access allow kiln_host_3 kiln_port_3',

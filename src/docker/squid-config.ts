@@ -2,7 +2,7 @@
  * The egress gateway's configuration (pure): squid's squid.conf and dnsmasq's arguments for one job's
  * grant. The order of squid's access rules is the policy:
  *
- * 1. the cache manager (squid's own admin interface) is refused;
+ * 1. the cache manager (squid's own admin interface) is refused, and so is any client but the job's network;
  * 2. a request whose host is on no rule is refused before anything is resolved (a refused name is never
  *    looked up, so a job cannot leak data through DNS queries of names it makes up); an IP literal is
  *    on a rule only when the operator listed that address;
@@ -91,6 +91,8 @@ function hostAcl(name: string, r: EgressRule): string {
 export interface SquidOptions {
   /** Largest reply squid passes to the job (plain HTTP; tunnels are capped by the gateway's byte counter). */
   maxReplyBytes: number;
+  /** The job network's subnet: the only clients squid serves (not a container of an outside network). */
+  clients?: string;
 }
 
 /** squid.conf for one job's grant. */
@@ -122,7 +124,9 @@ export function squidConf(grant: EgressGrant, o: SquidOptions): string {
   grant.rules.forEach((r, i) => {
     lines.push(hostAcl(`kiln_host_${i}`, r), hostAcl('kiln_any_host', r), `acl kiln_port_${i} port ${r.port}`);
   });
+  if (o.clients) lines.push(`acl kiln_job src ${o.clients}`);
   lines.push('http_access deny manager');
+  if (o.clients) lines.push('http_access deny !kiln_job');
   if (grant.rules.length) {
     lines.push('http_access deny !kiln_any_host');
     grant.rules.forEach((r, i) => {
