@@ -42,6 +42,8 @@ export interface RunView {
     error: string | null;
     startedAt: string | null;
     finishedAt: string | null;
+    /** what the job reached through its egress gateway; null without one */
+    egress?: unknown;
     steps: {
       index: number;
       name: string;
@@ -103,8 +105,8 @@ export class KilnServer {
     return this.proc!.pid!;
   }
 
-  /** Publishes the environment into the server's own database (images are cached: seconds), then starts it. */
-  static async start(name: string, extra: Record<string, string> = {}, role: 'serve' | 'api' = 'serve'): Promise<KilnServer> {
+  /** Publishes the environment (and any other `images`, e.g. egress-gateway) into the server's own database (images are cached: seconds), then starts it. */
+  static async start(name: string, extra: Record<string, string> = {}, role: 'serve' | 'api' = 'serve', images = [ENVIRONMENT]): Promise<KilnServer> {
     const s = new KilnServer(name, role, await freePort(), extra);
     say(
       `starting kiln ${role} '${name}' (${
@@ -113,7 +115,7 @@ export class KilnServer {
           .join(' ') || 'defaults'
       }; data ${s.dataDir}, prefix ${s.prefix})`,
     );
-    await must(process.execPath, [KILN_BIN, 'images', ENVIRONMENT], { env: { ...cleanEnv(), ...s.env }, cwd: ROOT, timeoutMs: 20 * 60_000 });
+    await must(process.execPath, [KILN_BIN, 'images', ...images], { env: { ...cleanEnv(), ...s.env }, cwd: ROOT, timeoutMs: 20 * 60_000 });
     await s.spawn();
     return s;
   }
