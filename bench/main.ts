@@ -11,6 +11,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { apiLoad } from './cases/api-load';
+import { EGRESS_ALLOW, egressCase } from './cases/egress';
 import { artifactKiln, artifactRaw, makeTinyTarball } from './cases/artifact';
 import { idleRss } from './cases/idle';
 import { measureLatency, RawLatency, settle } from './cases/latency';
@@ -19,7 +20,7 @@ import { queueCase } from './cases/queue';
 import { checkHostConfig, throughputKiln, throughputRaw } from './cases/throughput';
 import { makeUploadTarball, UPLOAD_FILES, uploadKiln, uploadRaw } from './cases/upload';
 import { kilnContainers, kilnJobHostConfig, RawDocker, sweepOrphans } from './lib/docker';
-import { KilnServer, ROOT } from './lib/kiln';
+import { ENVIRONMENT, KilnServer, ROOT } from './lib/kiln';
 import { machineFacts, NoiseMonitor } from './lib/machine';
 import { buildTable, buildTargets, consoleTable, markdown } from './lib/report';
 import { CASES, CaseName, FULL, QUICK, Results } from './lib/results';
@@ -56,8 +57,8 @@ const servers = new Set<KilnServer>();
 let raw: RawDocker | null = null;
 let workDir = '';
 
-async function start(name: string, extra: Record<string, string> = {}, role: 'serve' | 'api' = 'serve'): Promise<KilnServer> {
-  const s = await KilnServer.start(name, extra, role);
+async function start(name: string, extra: Record<string, string> = {}, role: 'serve' | 'api' = 'serve', images = [ENVIRONMENT]): Promise<KilnServer> {
+  const s = await KilnServer.start(name, extra, role, images);
   servers.add(s);
   return s;
 }
@@ -252,6 +253,15 @@ async function main(): Promise<void> {
     const k = await start('queue', { KILN_OUTBOUND_SCHEMES: 'http,https', KILN_OUTBOUND_ALLOW_PRIVATE: 'true' }, 'api');
     const q = await queueCase(k, workDir, plan.queueRepo, plan.queueCommand);
     r.queue = { ...q, workers: 'no worker: a `kiln api` process, every run stays queued' };
+    await stop(k);
+  }
+
+  // ---- the egress server (no pool, jobs may reach EGRESS_ALLOW): a job with its gateway against the same with no network
+  if (want('egress')) {
+    say(`case 9: egress gateway (${plan.egressReps} repetitions of each: with the gateway, with egress: none)`);
+    const k = await start('egress', { ...concurrency, KILN_WARM_POOL: '0', KILN_EGRESS_ALLOW: EGRESS_ALLOW }, 'serve', [ENVIRONMENT, 'egress-gateway']);
+    r.meta.image ??= await k.image();
+    r.egress = await egressCase(k, await makeTinyTarball(workDir), plan.egressReps);
     await stop(k);
   }
 

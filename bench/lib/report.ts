@@ -1,4 +1,5 @@
 /** The table, the targets, the console output and docs/benchmarks.md, all from one Results. */
+import { egressMethod, egressRows, egressSection } from '../cases/egress';
 import type { Breakdown } from '../cases/latency';
 import type { Results, Row, Target } from './results';
 import { fmtMiB, fmtMs, fmtRatio, fmtSeconds, MiB } from './util';
@@ -121,6 +122,7 @@ export function buildTable(r: Results): Row[] {
       ratio: DASH,
     });
   }
+  if (r.egress) rows.push(...egressRows(r.egress));
   return rows;
 }
 
@@ -289,6 +291,7 @@ export function markdown(r: Results, command: string): string {
       '',
     );
   }
+  o.push(...egressSection(r));
   o.push('## Details', '');
   if (r.throughput) {
     const t = r.throughput;
@@ -356,6 +359,7 @@ export function markdown(r: Results, command: string): string {
       `- **6. API under load**: an open-loop generator in the bench (keep-alive HTTP, each request sent at its scheduled time, latency counted from that time) reads \`GET /api/v1/runs/:id\` at ${m.plan.apiRate} req/s over runs of the server, first for ${m.plan.apiSeconds / 2} s with nothing running, then for ${m.plan.apiSeconds} s while a 3-second job is submitted every 1.5 s (both slots busy). The generator shares the machine's two cores with Kiln and the engine.`,
       `- **7. Queue**: a \`kiln api\` process (no worker: every run stays queued). First ${m.plan.queueRepo} \`{repo, ref}\` submissions (4 in flight) of a one-job repository served by the tests' local smart-HTTP git server (\`KILN_GIT_SCHEMES=http\`, \`KILN_GIT_ALLOW_PRIVATE=true\`): Kiln clones at submission, so this form costs a clone per run and 10 000 of them would not fit the bench's time; then ${m.plan.queueCommand} quick-form \`{command}\` submissions (16 in flight). Then the server's SQLite database is read: every id answered 201 must be there with its job, and each job either waits in the Redis queue (\`queued\`) or in the database behind the user's concurrent-jobs quota (\`pending\`, at most \`KILN_QUOTA_CONCURRENT_JOBS\`=1000 are handed to the queue).`,
       `- **8. Idle RSS**: the pool server's VmRSS ${m.plan.idleSettleSeconds} s after start-up, and ${m.plan.idleSettleSeconds} s after one trivial job (median of 5 samples, 1 s apart).`,
+      egressMethod(m.plan),
       '- Medians throughout; every repetition is in `bench/results.json`. `npm run bench -- --quick` runs fewer repetitions and smaller counts (and leaves this page alone); `--only=latency,logs` runs some cases.',
       '',
     ],

@@ -5,6 +5,7 @@ import type { KilnLogRun } from '../cases/logs';
 import type { LoadFigures } from '../cases/api-load';
 import type { LossCheck, SubmissionFigures } from '../cases/queue';
 import type { IdleRss } from '../cases/idle';
+import type { EgressCase } from '../cases/egress';
 import type { MachineFacts, Noise } from './machine';
 import type { Sample } from './util';
 
@@ -19,6 +20,8 @@ export interface Plan {
   queueRepo: number;
   queueCommand: number;
   idleSettleSeconds: number;
+  /** case 9: repetitions of each arm (a job with its egress gateway, the same with no network) */
+  egressReps: number;
 }
 
 export const FULL: Plan = {
@@ -32,6 +35,7 @@ export const FULL: Plan = {
   queueRepo: 100,
   queueCommand: 10_000,
   idleSettleSeconds: 8,
+  egressReps: 10,
 };
 export const QUICK: Plan = {
   latencyReps: 3,
@@ -44,9 +48,10 @@ export const QUICK: Plan = {
   queueRepo: 30,
   queueCommand: 1000,
   idleSettleSeconds: 5,
+  egressReps: 3,
 };
 
-export const CASES = ['latency', 'throughput', 'logs', 'upload', 'artifact', 'api', 'queue', 'idle'] as const;
+export const CASES = ['latency', 'throughput', 'logs', 'upload', 'artifact', 'api', 'queue', 'idle', 'egress'] as const;
 export type CaseName = (typeof CASES)[number];
 
 export interface Results {
@@ -86,6 +91,7 @@ export interface Results {
   api?: { idle: LoadFigures; busy: LoadFigures };
   queue?: { repo: SubmissionFigures; command: SubmissionFigures; check: LossCheck; workers: string };
   idle?: IdleRss;
+  egress?: EgressCase;
   table: Row[];
   targets: Target[];
 }
