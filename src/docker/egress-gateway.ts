@@ -71,8 +71,18 @@ export class EgressGateways {
     return { [MANAGED_LABEL]: 'true', [DEPLOYMENT_LABEL]: this.deployment, [JOB_LABEL]: jobId, [RUN_LABEL]: runId, [ROLE_LABEL]: role };
   }
 
-  /** Starts the job's network and gateway; resolves once squid accepts connections. Returns the job's network and proxy URL. */
-  async start(runId: string, jobId: string, grant: EgressGrant, maxBytes: number): Promise<{ network: string; proxyUrl: string }> {
+  /**
+   * Starts the job's network and gateway; resolves once squid accepts connections, with the gateway's
+   * proxy URL. `alongside` (the job's sandbox) is started on the network as soon as the network exists,
+   * while the gateway boots; its failure is this call's, and either way it has settled when this returns.
+   */
+  async start(
+    runId: string,
+    jobId: string,
+    grant: EgressGrant,
+    maxBytes: number,
+    alongside: (network: string) => Promise<void> = async () => undefined,
+  ): Promise<{ network: string; proxyUrl: string }> {
     await this.remove(jobId); // what an earlier attempt of this job left
     await this.ensureOutbound();
     const network = jobNetworkName(jobId);
@@ -85,6 +95,18 @@ export class EgressGateways {
       Options: { 'com.docker.network.bridge.inhibit_ipv4': 'true' },
       Labels: this.labels(jobId, runId, 'job-network'),
     });
+    const side = alongside(network);
+    try {
+      const proxyUrl = await this.launch(runId, jobId, grant, maxBytes, network, net);
+      await side;
+      return { network, proxyUrl };
+    } catch (e) {
+      await side.catch(() => undefined);
+      throw e;
+    }
+  }
+
+  private async launch(runId: string, jobId: string, grant: EgressGrant, maxBytes: number, network: string, net: Docker.Network): Promise<string> {
     const subnet = ((await net.inspect()) as { IPAM?: { Config?: { Subnet?: string }[] } }).IPAM?.Config?.[0]?.Subnet;
     if (!subnet) throw new Error(`the job network ${network} has no subnet`);
     const host = hardenedHostConfig(
@@ -123,7 +145,7 @@ export class EgressGateways {
     g.proxyUrl = `http://${ip}:${GATEWAY_PORT}`;
     await this.ready(container);
     this.watch(g, info.State.Pid);
-    return { network, proxyUrl: g.proxyUrl };
+    return g.proxyUrl;
   }
 
   private async ensureOutbound(): Promise<void> {
