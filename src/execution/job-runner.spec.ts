@@ -10,7 +10,7 @@ import { FileStore } from '../storage/file-store';
 import { LogStore } from '../storage/log-store';
 import type { PlannedJob, StepSpec } from '../workflow/model';
 import { FakeBackend } from '../../test/fixtures/fake-backend';
-import type { EgressReport, ExecSpec, JobHandle, OutputSink, StepState } from './backend';
+import type { EgressReport, EgressRequest, ExecSpec, JobHandle, JobSandboxSpec, OutputSink, StepState } from './backend';
 import { JobInput, RetryableJobError, StepReason } from './job';
 import { JobRunner } from './job-runner';
 import { NO_NETWORK_NOTE } from './script-step';
@@ -425,4 +425,74 @@ test('a failing step whose output says the network is not there gets a note on h
   assert.match(NO_NETWORK_NOTE, /pip install --no-index --find-links \.\/wheels/);
   const { records } = await logs.read(job.runId, job.jobId);
   assert.ok(records.some((r) => r.i === 1 && r.l.startsWith('warning: this step tried to reach the network')));
+});
+
+/** The job's log as text (every record's line). */
+async function readLog(job: JobInput): Promise<string> {
+  return (await logs.readLines(job.runId, job.jobId)).lines.join('\n');
+}
+
+/** A backend whose sandboxes have a gateway: proxy variables on the handle, one refused request in the first step, a report at the end. */
+class EgressBackend extends Backend {
+  readonly specs: JobSandboxSpec[] = [];
+  private handedOut = false;
+  override async startJob(spec: JobSandboxSpec): Promise<JobHandle> {
+    this.specs.push(spec);
+    return { ...(await super.startJob(spec)), env: { HTTPS_PROXY: 'http://10.9.0.2:3128' } };
+  }
+  async egressActivity(): Promise<EgressRequest[]> {
+    if (this.handedOut) return [];
+    this.handedOut = true;
+    return [
+      { time: 1, method: 'CONNECT', host: 'files.example.org', port: 443, status: 403, refused: true, bytesIn: 3000, bytesOut: 40, userAgent: 'pip/23.0.1' },
+    ];
+  }
+  async egressReport(job: JobHandle): Promise<EgressReport | null> {
+    if (!this.specs.some((spec) => spec.jobId === job.jobId && spec.egress)) return null; // no gateway: as the Docker backend
+    return { rules: [`report of ${job.jobId}`], hosts: [], lookups: [], totalBytes: 1, maxBytes: 2, capReached: false };
+  }
+}
+
+test("egress: the job's grant goes to the backend, its steps get the proxy and the operator's index, a refused request is annotated on its step, the report is recorded", async () => {
+  const cfg = loadConfig({
+    KILN_DATA_DIR: dataDir,
+    KILN_LOG_LEVEL: 'error',
+    KILN_EGRESS_ALLOW: 'pypi.org:443,*.pythonhosted.org:443',
+    KILN_PIP_INDEX_URL: 'https://pypi.org/simple/',
+  });
+  const backend = new EgressBackend();
+  const runner = new JobRunner(cfg, backend, logs, new FileStore(cfg), new LocalBlobStore(cfg), new Metrics());
+  const reporter = new MemoryReporter();
+  const job = input([{ run: 'printenv HTTPS_PROXY\nprintenv PIP_INDEX_URL' }, { run: 'echo two' }], { egress: ['pypi.org:443'] });
+  const outcome = await runner.run(job, reporter, new AbortController().signal);
+  assert.equal(outcome.conclusion, 'success');
+  assert.deepEqual(
+    backend.specs[0].egress?.grant.rules.map((r) => `${r.host}:${r.port}`),
+    ['pypi.org:443'],
+    'narrowed by the workflow',
+  );
+  assert.equal(backend.specs[0].egress?.maxBytes, 2 * 1024 ** 3);
+  assert.equal(backend.execs[0].env.HTTPS_PROXY, 'http://10.9.0.2:3128');
+  assert.equal(backend.execs[0].env.PIP_INDEX_URL, 'https://pypi.org/simple/');
+  const notes = reporter.calls.filter((c) => c[0] === 'annotation') as ['annotation', number, number, Annotation][];
+  assert.equal(notes.length, 1);
+  assert.equal(notes[0][1], 0, 'on the step that made the request');
+  assert.match(notes[0][3].message, /^pip tried files\.example\.org:443: not on this server's egress list \(it allows pypi\.org:443\)/);
+  const reports = reporter.calls.filter((c) => c[0] === 'egress').map((c) => (c[1] as EgressReport).rules);
+  assert.deepEqual(reports, [['pypi.org:443'], [`report of ${job.jobId}`]], 'what it may reach at its start, the full report at its end');
+  const text = await readLog(job);
+  assert.match(text, /network: egress gateway to pypi\.org:443 \(at most 2 GiB\)/);
+
+  // egress: none: nothing of it
+  const sealed = new EgressBackend();
+  const r2 = new MemoryReporter();
+  const none = input([{ run: 'printenv PIP_INDEX_URL' }], { egress: 'none' });
+  await new JobRunner(cfg, sealed, logs, new FileStore(cfg), new LocalBlobStore(cfg), new Metrics()).run(none, r2, new AbortController().signal);
+  assert.equal(sealed.specs[0].egress, undefined);
+  assert.equal(sealed.execs[0].env.PIP_INDEX_URL, undefined);
+  assert.deepEqual(
+    r2.calls.filter((c) => c[0] === 'egress' || c[0] === 'annotation'),
+    [],
+  );
+  assert.match(await readLog(none), /network none/);
 });

@@ -71,6 +71,11 @@ export class JobRunner {
           runtime,
           ...(egress.rules.length ? { egress: { grant: egress, maxBytes: this.config.egress.maxBytes } } : {}),
         });
+        // The run view says what the job may reach from its start; the full report replaces this at its end.
+        if (egress.rules.length) {
+          const rules = egress.rules.map(formatRule);
+          await reporter.egress({ rules, hosts: [], lookups: [], totalBytes: 0, maxBytes: this.config.egress.maxBytes, capReached: false });
+        }
         // A command run without files has an empty workspace: nothing to unpack (one exec saved).
         if (job.hasSources) {
           const source = await this.blobs.open(blobKeys.source(job.runId));
