@@ -11,7 +11,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { makeTar } from '../fixtures/archives';
 import { startUpstreams, type Upstreams } from '../fixtures/egress-upstreams';
-import { startServer, tmpDir } from '../helpers';
+import { runKiln, startServer, TEST_ADMIN_TOKEN, tmpDir } from '../helpers';
 import { Client, containersOf } from './runs-helpers';
 
 const run = promisify(execFile);
@@ -55,6 +55,7 @@ describe('egress through the gateway', () => {
   let up: Upstreams;
   let kiln: Client;
   let stop: () => Promise<void>;
+  let url: string;
   let output: () => string;
 
   before(async () => {
@@ -64,6 +65,7 @@ describe('egress through the gateway', () => {
     assert.match(images.stdout, /egress-gateway@/);
     const server = await startServer({ KILN_DATA_DIR: data, KILN_WORKER_CONCURRENCY: '3', ...up.env });
     kiln = new Client(server.url);
+    url = server.url;
     stop = server.stop;
     output = server.output;
   });
@@ -134,6 +136,13 @@ jobs:
     assert.equal(notes[0].step, 2);
     assert.equal(notes[0].message.split('. ')[0], `pip tried ${up.other.host}:8080: not on this server's egress list (it allows ${up.allowed.host}:8080)`);
     assert.deepEqual(await leftBehind(job.id), [], 'no gateway, network or sandbox of the job is left');
+
+    // the CLI's view of the same report
+    const cli = await runKiln(['status', done.id, '--egress'], { KILN_URL: url, KILN_TOKEN: TEST_ADMIN_TOKEN, HOME: tmpDir('kiln-home-'), NO_COLOR: '1' });
+    assert.equal(cli.code, 0, cli.stderr);
+    assert.match(cli.stdout, new RegExp(`install: may reach ${up.allowed.host.replace(/\./g, '\\.')}:8080`));
+    assert.match(cli.stdout, new RegExp(`${up.allowed.host.replace(/\./g, '\\.')}:8080\\s+allowed\\s+${seen.length}\\s`));
+    assert.match(cli.stdout, new RegExp(`${up.other.host.replace(/\./g, '\\.')}:8080\\s+refused\\s+${refused[0].requests}\\s`));
   });
 
   test('egress: none: no proxy variables, no name resolution, no way to the gateway; the report is null', async () => {
