@@ -5,7 +5,10 @@
 set -euo pipefail
 suite=${1:?suite}; root=${2:?dir}; mirror=${3:?mirror}
 case "$suite" in *[!a-z]*|"") echo "debootstrap.sh: bad suite name: $suite" >&2; exit 2 ;; esac
-debootstrap --variant=minbase "$suite" "$root" "$mirror" >"$root.log" 2>&1 || {
+# A debootstrap older than the suite has no script for it; Debian's scripts for new suites are sid's.
+script=/usr/share/debootstrap/scripts/$suite
+[ -e "$script" ] || script=/usr/share/debootstrap/scripts/sid
+debootstrap --variant=minbase "$suite" "$root" "$mirror" "$script" >"$root.log" 2>&1 || {
   tail -n 30 "$root.log" >&2; echo "debootstrap.sh: debootstrap of $suite from $mirror failed" >&2; exit 1; }
 rm -f "$root.log"
 # Slim as debian:*-slim is: no apt lists, binary caches or logs.

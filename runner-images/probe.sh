@@ -1,7 +1,8 @@
 # Kiln's software probe. Runs inside a built runner image (no network, as the job user) and prints
 # what is really there, one fact a line, tab-separated: "<section>\t<name>\t<value>".
-# Sections: os (from /etc/os-release), tool (first line of --version), deb (installed Debian
-# packages), pydist (installed Python distributions). POSIX sh: no bash needed.
+# Sections: os (from /etc/os-release), tool (first line of --version), pypy (the Python version PyPy
+# implements, and its own), deb (installed Debian packages), pydist (installed Python distributions
+# of python3). POSIX sh: no bash needed.
 set -u
 tab=$(printf '\t')
 while IFS='=' read -r k v; do
@@ -19,6 +20,11 @@ for t in python3 pip3 gcc make git bash; do
     printf 'tool\t%s\t%s\n' "$t" "$out"
   fi
 done
+# PyPy: the Python version it implements and its own, as "<python>\t<pypy>".
+if command -v pypy3 >/dev/null 2>&1; then
+  out=$(pypy3 -c 'import platform, sys; print("%s\t%d.%d.%d" % ((platform.python_version(),) + tuple(sys.pypy_version_info[:3])))' 2>/dev/null) &&
+    printf 'pypy\tpypy3\t%s\n' "$out"
+fi
 dpkg-query -W -f='deb\t${Package}\t${Version}\t${Status}\n' | while IFS="$tab" read -r s name ver status; do
   case "$status" in *" installed") printf 'deb\t%s\t%s\n' "$name" "$ver" ;; esac
 done

@@ -61,3 +61,11 @@ test('the Markdown report lists what was measured and escapes table-breaking tex
   assert.match(md, /\| evil\\\|pkg \| 1\\<2 \|/);
   assert.ok(!md.includes('<script>'), 'no raw markup');
 });
+
+test('the Markdown report of a PyPy environment says its PyPy and the Python it implements; a CPython one has no such line', () => {
+  assert.match(
+    reportToMarkdown(makeReport({ name: 'pypy-3.9', pypy: { python: '3.9.16', version: '7.3.11' } })),
+    /- \*\*PyPy\*\*: 7\.3\.11 \(Python 3\.9\.16\)/,
+  );
+  assert.doesNotMatch(reportToMarkdown(makeReport()), /PyPy/);
+});

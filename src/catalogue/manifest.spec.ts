@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { loadManifests, ManifestError, parseManifest } from './manifest';
+import { loadManifests, ManifestError, parseManifest, type Manifest } from './manifest';
 import { projectRoot } from '../config/config';
 
 const FILE = '/envs/demo/20261128.1.yaml';
@@ -84,30 +84,44 @@ test('an alias bomb is refused, not expanded', () => {
   );
 });
 
-test('the shipped environments/ all validate: python-3.9, 3.11, 3.13', () => {
+test('the shipped environments/ all validate: CPython 3.9 to 3.14, PyPy 3.9 and 3.11, the latest of each with the workflow tools', () => {
   const loaded = loadManifests(path.join(projectRoot(), 'environments'));
-  const names = loaded.map((l) => l.manifest.name).sort();
-  assert.deepEqual(names, ['python-3.11', 'python-3.13', 'python-3.9']);
-  const bySuite = Object.fromEntries(loaded.map((l) => [l.manifest.name, l.manifest.base]));
-  assert.deepEqual(bySuite, { 'python-3.9': 'bullseye', 'python-3.11': 'bookworm', 'python-3.13': 'trixie' });
-  for (const l of loaded) {
-    for (const p of [
-      'python3',
-      'python3-pip',
-      'python3-venv',
-      'python3-pytest',
-      'python3-hypothesis',
-      'python3-numpy',
-      'python3-scipy',
-      'python3-pandas',
-      'python3-matplotlib',
-      'git',
-      'make',
-      'gcc',
-    ]) {
-      assert.ok(l.manifest.apt.includes(p), `${l.manifest.name} declares ${p}`);
+  const latest = new Map<string, Manifest>();
+  for (const { manifest } of loaded) if ((latest.get(manifest.name)?.version ?? '') < manifest.version) latest.set(manifest.name, manifest);
+  const bySuite = Object.fromEntries([...latest.values()].map((m) => [m.name, m.base]));
+  assert.deepEqual(bySuite, {
+    'pypy-3.11': 'trixie',
+    'pypy-3.9': 'bookworm',
+    'python-3.11': 'bookworm',
+    'python-3.13': 'trixie',
+    'python-3.14': 'forky',
+    'python-3.9': 'bullseye',
+  });
+  const cpython = [
+    'python3',
+    'python3-pip',
+    'python3-venv',
+    'python3-pytest',
+    'python3-hypothesis',
+    'python3-numpy',
+    'python3-scipy',
+    'python3-pandas',
+    'python3-matplotlib',
+  ];
+  for (const m of latest.values()) {
+    const pypy = m.name.startsWith('pypy-');
+    assert.equal(pypy ? m.pypy : m.python, m.name.replace(/^[a-z]+-/, ''), `${m.name} declares the Python its name says`);
+    for (const p of [...(pypy ? ['pypy3', 'pypy3-venv'] : cpython), 'tox', 'nox', 'pre-commit', 'git', 'make', 'gcc']) {
+      assert.ok(m.apt.includes(p), `${m.name} declares ${p}`);
     }
   }
+});
+
+test('pypy is MAJOR.MINOR, and forky (testing) is a suite', () => {
+  const m = parseManifest(GOOD.replace('python: "3.11"', 'pypy: "3.9"').replace('base: bookworm', 'base: forky'), FILE).manifest;
+  assert.equal(m.pypy, '3.9');
+  assert.equal(m.base, 'forky');
+  assert.throws(() => parseManifest(GOOD.replace('python: "3.11"', 'pypy: "7.3.11"'), FILE), /pypy: pypy must be the MAJOR\.MINOR/);
 });
 
 test('loadManifests reports every bad file, and a label claimed by two environments', () => {

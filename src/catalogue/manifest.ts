@@ -21,7 +21,10 @@ import {
 
 export const STATUSES = ['beta', 'ga', 'deprecated'] as const;
 export type EnvironmentStatus = (typeof STATUSES)[number];
-export const SUITES = ['bullseye', 'bookworm', 'trixie'] as const;
+/** Debian's releases, and testing (forky) for the newest CPython; unstable (sid) has no -updates or -security suites. */
+export const SUITES = ['bullseye', 'bookworm', 'trixie', 'forky'] as const;
+/** The suites that are not a release: their Release files expire within a week (see recipe.ts). */
+export const TESTING_SUITES: readonly string[] = ['forky'];
 
 /** A Debian package name, optionally pinned: `name` or `name=version`. */
 const DEB_PACKAGE = /^[a-z0-9][a-z0-9+.-]+(=[A-Za-z0-9.+~:-]+)?$/;
@@ -61,6 +64,11 @@ export class Manifest {
   @IsOptional()
   @Matches(/^\d+\.\d+$/, { message: 'python must be MAJOR.MINOR (e.g. 3.11); the probe checks it' })
   python?: string;
+
+  /** The Python version the image's PyPy (`pypy3`) implements: the probe checks it, and setup-python's pypy3.X routes there. */
+  @IsOptional()
+  @Matches(/^\d+\.\d+$/, { message: 'pypy must be the MAJOR.MINOR of the Python that PyPy implements (e.g. 3.9); the probe checks it' })
+  pypy?: string;
 
   @IsArray()
   @ArrayNotEmpty({ message: 'apt must list at least one Debian package' })
@@ -123,12 +131,12 @@ export function parseManifest(text: string, file: string): LoadedManifest {
     throw new ManifestError(file, [`YAML: ${(e as Error).message} (aliases are capped at 50 expansions)`]);
   }
   if (!data || typeof data !== 'object' || Array.isArray(data)) throw new ManifestError(file, ['the file must be a YAML mapping']);
-  const allowed = new Set(['name', 'version', 'status', 'removal', 'description', 'labels', 'base', 'python', 'apt', 'pip', 'env']);
+  const allowed = new Set(['name', 'version', 'status', 'removal', 'description', 'labels', 'base', 'python', 'pypy', 'apt', 'pip', 'env']);
   const problems: string[] = [];
   for (const key of Object.keys(data)) if (!allowed.has(key)) problems.push(`${key}: unknown field (known: ${[...allowed].join(', ')})`);
   // YAML reads 20261128.1 as a number; a version is text.
   const raw = { ...(data as Record<string, unknown>) };
-  for (const k of ['version', 'python', 'removal']) if (typeof raw[k] === 'number') raw[k] = String(raw[k]);
+  for (const k of ['version', 'python', 'pypy', 'removal']) if (typeof raw[k] === 'number') raw[k] = String(raw[k]);
   const manifest = plainToInstance(Manifest, raw);
   problems.push(...flatten(validateSync(manifest)));
   if (manifest.env !== undefined && typeof manifest.env === 'object' && !Array.isArray(manifest.env)) {

@@ -31,6 +31,7 @@ export function reportToMarkdown(r: SoftwareReport): string {
     `- **Labels**: ${r.labels.map((l) => '`' + l + '`').join(', ')}`,
     `- **OS**: ${cell(r.os.prettyName)} (Debian ${cell(r.os.debianVersion)})`,
     `- **Python**: ${r.python ?? 'none'}`,
+    ...(r.pypy ? [`- **PyPy**: ${cell(r.pypy.version)} (Python ${cell(r.pypy.python)})`] : []),
     `- **Image**: \`${r.image.ref}\` (${r.image.id.slice(0, 19)}, ${mib(r.image.sizeBytes)})`,
     `- **Built**: ${r.image.builtAt}; **measured**: ${r.probedAt}`,
     '',

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import * as tar from 'tar-stream';
 import type { Readable } from 'node:stream';
-import type { Manifest } from './manifest';
+import { TESTING_SUITES, type Manifest } from './manifest';
 
 /** Everything needed to build one environment image, derived from a manifest alone (pure). */
 export interface Recipe {
@@ -27,7 +27,14 @@ function shellQuote(s: string): string {
 
 export function renderDockerfile(template: string, m: Manifest, mirror: string): { dockerfile: string; baseImage: string } {
   const baseImage = `${BASE_REPO}:${m.base}`;
-  const sources = [`deb ${mirror} ${m.base} main`, `deb ${mirror} ${m.base}-updates main`, `deb ${mirror}-security ${m.base}-security main`];
+  // Testing's Release files are valid for a week; a mirror that serves testing as of a date (a snapshot, or
+  // one synced now and then) is refused by apt once that week is over. The signatures are still checked.
+  const opts = TESTING_SUITES.includes(m.base) ? '[check-valid-until=no] ' : '';
+  const sources = [
+    `deb ${opts}${mirror} ${m.base} main`,
+    `deb ${opts}${mirror} ${m.base}-updates main`,
+    `deb ${opts}${mirror}-security ${m.base}-security main`,
+  ];
   const pip = m.pip?.length
     ? `RUN PIP_BREAK_SYSTEM_PACKAGES=1 python3 -m pip install --no-cache-dir --no-input ${m.pip.map(shellQuote).join(' ')}`
     : '# no pip packages';

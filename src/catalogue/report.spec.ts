@@ -62,3 +62,19 @@ test('findPackage: Python names normalized, Debian names exact', () => {
   assert.deepEqual(findPackage(r, 'python3-numpy'), { python: undefined, debian: '1:1.24.2-1' });
   assert.deepEqual(findPackage(r, 'nothing'), { python: undefined, debian: undefined });
 });
+
+test("PyPy: the probe line gives the Python it implements and its own version; the manifest's pypy is checked against it", () => {
+  const withPyPy = PROBE_OUTPUT.replace('end\n', 'pypy\tpypy3\t3.9.16\t7.3.11\nend\n');
+  const p = parseProbeOutput(withPyPy);
+  assert.deepEqual(p.pypy, { python: '3.9.16', version: '7.3.11' });
+  assert.equal(p.python, '3.11.2');
+  assert.equal(parseProbeOutput(PROBE_OUTPUT).pypy, null);
+  const m = manifest('[make]');
+  m.pypy = '3.9';
+  assert.deepEqual(verifyAgainstManifest(m, p), []);
+  m.pypy = '3.10';
+  assert.deepEqual(verifyAgainstManifest(m, p), ["pypy 3.10 is declared but the image's PyPy 7.3.11 is Python 3.9.16"]);
+  assert.deepEqual(verifyAgainstManifest(m, parseProbeOutput(PROBE_OUTPUT)), [
+    'pypy 3.10 is declared but pypy3 is not in the image (or did not say its version)',
+  ]);
+});

@@ -5,10 +5,17 @@ export interface Package {
   version: string;
 }
 
+export interface PyPyVersion {
+  python: string;
+  version: string;
+}
+
 /** What the probe measured inside an image. */
 export interface ProbeResult {
   os: { id: string; versionId: string; prettyName: string; codename: string; debianVersion: string };
   python: string | null;
+  /** The image's PyPy (`pypy3`): the Python version it implements and its own; null (or absent in reports from before PyPy) when there is none. */
+  pypy?: PyPyVersion | null;
   tools: Package[];
   debPackages: Package[];
   pythonPackages: Package[];
@@ -45,6 +52,7 @@ export function parseProbeOutput(out: string): ProbeResult {
   const tools: Package[] = [];
   const deb: Package[] = [];
   const py: Package[] = [];
+  let pypy: PyPyVersion | null = null;
   let ended = false;
   for (const line of out.split('\n')) {
     if (line === 'end') {
@@ -58,6 +66,7 @@ export function parseProbeOutput(out: string): ProbeResult {
     else if (section === 'tool') tools.push({ name, version: value });
     else if (section === 'deb') deb.push({ name, version: value });
     else if (section === 'pydist') py.push({ name, version: value });
+    else if (section === 'pypy' && rest.length === 2) pypy = { python: rest[0], version: rest[1] };
   }
   if (!ended) throw new ProbeError('the probe did not finish (no end marker in its output)');
   if (!deb.length) throw new ProbeError('the probe found no Debian packages (dpkg-query failed?)');
@@ -73,6 +82,7 @@ export function parseProbeOutput(out: string): ProbeResult {
       debianVersion: osRelease.DEBIAN_VERSION ?? '',
     },
     python: m ? m[1] : null,
+    pypy,
     tools,
     debPackages: deb.sort(byName),
     pythonPackages: py.sort(byName),
@@ -101,11 +111,20 @@ export function verifyAgainstManifest(m: Manifest, probe: ProbeResult): string[]
   }
   if (m.python) {
     if (!probe.python) problems.push(`python ${m.python} is declared but python3 is not in the image`);
-    else if (!(probe.python === m.python || probe.python.startsWith(`${m.python}.`))) {
+    else if (!sameMinor(probe.python, m.python)) {
       problems.push(`python ${m.python} is declared but the image has Python ${probe.python}`);
     }
   }
+  if (m.pypy) {
+    if (!probe.pypy) problems.push(`pypy ${m.pypy} is declared but pypy3 is not in the image (or did not say its version)`);
+    else if (!sameMinor(probe.pypy.python, m.pypy))
+      problems.push(`pypy ${m.pypy} is declared but the image's PyPy ${probe.pypy.version} is Python ${probe.pypy.python}`);
+  }
   return problems;
+}
+
+function sameMinor(have: string, declared: string): boolean {
+  return have === declared || have.startsWith(`${declared}.`);
 }
 
 export function normalizePy(name: string): string {

@@ -12,6 +12,7 @@ interface EnvSummary {
   removal: string | null;
   os: string;
   python: string | null;
+  pypy?: { python: string; version: string } | null;
   labels: string[];
   default: boolean;
   package?: { python?: string; debian?: string };
@@ -26,7 +27,7 @@ export async function envs(): Promise<number> {
       e.latest,
       e.status + (e.removal ? ` until ${e.removal}` : ''),
       e.os,
-      e.python ?? '',
+      e.pypy ? `PyPy ${e.pypy.version} (${e.pypy.python})` : (e.python ?? ''),
       e.labels.join(','),
     ]),
   );
