@@ -2,8 +2,9 @@ import { BadRequestException, Inject, Injectable, NotFoundException } from '@nes
 import { KILN_CONFIG, KilnConfig } from '../config/config';
 import { CatalogueRepository, PublishedVersion } from './catalogue.repository';
 import { diffReports, ReportDiff } from './diff';
-import { findPackage, SoftwareReport } from './report';
+import { findPackage, type PyPyVersion, SoftwareReport } from './report';
 import type { EnvironmentResolver } from '../workflow/model';
+import type { EnvironmentPythons } from '../workflow/python-versions';
 
 export interface EnvironmentSummary {
   name: string;
@@ -16,6 +17,8 @@ export interface EnvironmentSummary {
   default: boolean;
   os: string;
   python: string | null;
+  /** A PyPy environment's PyPy: the Python it implements and its own version. */
+  pypy: PyPyVersion | null;
   image: string;
   imageSizeBytes: number;
   package?: { name: string; python?: string; debian?: string };
@@ -60,6 +63,7 @@ export class CatalogueService {
       default: r.name === this.config.defaultEnvironment,
       os: r.os.prettyName,
       python: r.python,
+      pypy: r.pypy ?? null,
       image: r.image.ref,
       imageSizeBytes: r.image.sizeBytes,
     };
@@ -119,15 +123,18 @@ export class CatalogueService {
   /**
    * What the planner needs of the catalogue, from one read of it: a synchronous resolver over what is
    * published now (`name`, a label, or a pinned `name@YYYYMMDD.N`, answered with the exact image id
-   * that was measured), and each environment's Python (latest version) for messages.
+   * that was measured), and each environment's Pythons (latest version) for setup-python's routing and messages.
    */
   async planning(
     today = new Date().toISOString().slice(0, 10),
-  ): Promise<{ resolveEnvironment: EnvironmentResolver; pythonVersions: Record<string, string | null> }> {
+  ): Promise<{ resolveEnvironment: EnvironmentResolver; pythons: Record<string, EnvironmentPythons> }> {
     const groups = await this.grouped();
     const known = () => [...groups.keys()].join(', ') || 'none published yet';
-    const pythonVersions: Record<string, string | null> = {};
-    for (const [name, versions] of groups) pythonVersions[name] = versions[versions.length - 1].report.python;
+    const pythons: Record<string, EnvironmentPythons> = {};
+    for (const [name, versions] of groups) {
+      const r = versions[versions.length - 1].report;
+      pythons[name] = { python: r.python, pypy: r.pypy ?? null, beta: r.status === 'beta' };
+    }
     const resolveEnvironment: EnvironmentResolver = (label: string) => {
       const [nameOrLabel, pinned] = label.split('@');
       let versions = groups.get(nameOrLabel);
@@ -139,9 +146,9 @@ export class CatalogueService {
       if (r.status === 'deprecated' && r.removal && r.removal <= today) {
         return { error: `${r.name}@${r.version} was removed on ${r.removal}; choose another version or environment` };
       }
-      return { name: r.name, version: r.version, image: r.image.id, python: r.python };
+      return { name: r.name, version: r.version, image: r.image.id, python: r.python, pypy: r.pypy ?? null };
     };
-    return { resolveEnvironment, pythonVersions };
+    return { resolveEnvironment, pythons };
   }
 
   async diff(nameOrLabel: string, from: string, to: string): Promise<ReportDiff> {

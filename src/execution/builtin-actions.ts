@@ -163,23 +163,38 @@ export class BuiltinActions {
  * keeps it, PEP 668), with `pip`, `pip3` and `pipX.Y` run by the venv's Python; GitHub's variables
  * (pythonLocation, Python_ROOT_DIR, Python3_ROOT_DIR, PKG_CONFIG_PATH) and outputs (python-version,
  * python-path, cache-hit). A second setup-python in the job finds the venv there.
+ * In a PyPy environment (one with `pypy3`: the planner sends it PyPy requests only) the venv is PyPy's,
+ * with its own pip, under hostedtoolcache/PyPy/<python version>, and python-version is `pypy<PyPy version>`
+ * (setup-python's find-pypy.ts says so).
  */
 export function setupPythonScript(environment: string): string {
   return [
     'set -eu',
-    `ver=$(python3 -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])')`,
-    'dir="$HOME/hostedtoolcache/Python/$ver/x64"',
-    'if [ ! -x "$dir/bin/python" ]; then',
-    '  python3 -m venv --system-site-packages --without-pip "$dir"',
-    '  for p in pip pip3 "pip${ver%.*}"; do',
-    `    printf '#!/bin/sh\\nexec "%s" -m pip "$@"\\n' "$dir/bin/python" > "$dir/bin/$p"`,
-    '    chmod 755 "$dir/bin/$p"',
-    '  done',
+    'if command -v pypy3 >/dev/null 2>&1; then',
+    `  py=pypy3 tool=PyPy pypy=$(pypy3 -c 'import sys; print("%d.%d.%d" % sys.pypy_version_info[:3])')`,
+    'else',
+    '  py=python3 tool=Python pypy=',
+    'fi',
+    `ver=$("$py" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])')`,
+    'dir="$HOME/hostedtoolcache/$tool/$ver/x64"',
+    'if [ -n "$pypy" ]; then',
+    '  said="PyPy $pypy (Python $ver)" out="pypy$pypy"',
+    // Debian has no pip for PyPy: the venv gets its own, from the wheels Debian ships for ensurepip (no network).
+    '  [ -x "$dir/bin/python" ] || "$py" -m venv --system-site-packages "$dir" >/dev/null',
+    'else',
+    '  said="Python $ver" out=$ver',
+    '  if [ ! -x "$dir/bin/python" ]; then',
+    '    python3 -m venv --system-site-packages --without-pip "$dir"',
+    '    for p in pip pip3 "pip${ver%.*}"; do',
+    `      printf '#!/bin/sh\\nexec "%s" -m pip "$@"\\n' "$dir/bin/python" > "$dir/bin/$p"`,
+    '      chmod 755 "$dir/bin/$p"',
+    '    done',
+    '  fi',
     'fi',
     'echo "$dir/bin" >> "$GITHUB_PATH"',
     '{ echo "pythonLocation=$dir"; echo "Python_ROOT_DIR=$dir"; echo "Python3_ROOT_DIR=$dir"; echo "PKG_CONFIG_PATH=$dir/lib/pkgconfig"; } >> "$GITHUB_ENV"',
-    '{ echo "python-version=$ver"; echo "python-path=$dir/bin/python"; echo "cache-hit=false"; } >> "$GITHUB_OUTPUT"',
-    `echo "Python $ver of ${environment}, in a virtual environment at $dir that sees the environment's Debian packages: python and pip are first on PATH, and pip installs into it"`,
+    '{ echo "python-version=$out"; echo "python-path=$dir/bin/python"; echo "cache-hit=false"; } >> "$GITHUB_OUTPUT"',
+    `echo "$said of ${environment}, in a virtual environment at $dir that sees the environment's Debian packages: python and pip are first on PATH, and pip installs into it"`,
     '',
   ].join('\n');
 }

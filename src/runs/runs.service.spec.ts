@@ -65,7 +65,7 @@ function setup(quota: Partial<Quota> = {}) {
     planning: async () => ({
       resolveEnvironment: (label: string) =>
         label === 'python-3.11' ? { name: 'python-3.11', version: '20260101.1', image: `sha256:${'b'.repeat(64)}` } : { error: `no environment '${label}'` },
-      pythonVersions: {},
+      pythons: {},
     }),
   } as unknown as CatalogueService;
   const scheduler = new RunScheduler(runs.repo, queue, auth, new RunEvents(), sources);

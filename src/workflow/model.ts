@@ -1,4 +1,5 @@
 import type { EgressRule } from '../common/egress-rules';
+import type { EnvironmentPythons, PyPy } from './python-versions';
 /**
  * The typed model of a workflow after parsing and planning. Parsing and planning never touch Docker;
  * the runner never parses YAML. Strings that may hold `${{ }}` expressions are kept raw here and are
@@ -83,7 +84,9 @@ export class WorkflowError extends Error {
 }
 
 /** Resolves `runs-on` values to a published environment; returns an error message naming the known ones when it cannot. */
-export type EnvironmentResolver = (label: string) => { name: string; version: string; image: string; python?: string | null } | { error: string };
+export type EnvironmentResolver = (
+  label: string,
+) => { name: string; version: string; image: string; python?: string | null; pypy?: PyPy | null } | { error: string };
 
 export interface PlanOptions {
   resolveEnvironment: EnvironmentResolver;
@@ -94,8 +97,8 @@ export interface PlanOptions {
   maxStepsPerJob: number; // e.g. 100
   /** The most a job may ask for with `limits:` (the server's KILN_JOB_*_MAX); absent = unchecked. */
   maxLimits?: { memoryBytes: number; cpus: number; pids: number; workspaceBytes: number };
-  /** Python version of each published environment (latest), to say where a setup-python version is. */
-  pythonVersions?: Record<string, string | null>;
+  /** The Pythons of each published environment (latest version), to route and say where a setup-python version is. */
+  pythons?: Record<string, EnvironmentPythons>;
   /**
    * A file of the submitted source (a path relative to its root), for what setup-python reads from the
    * workspace (`python-version-file`); null when the source has no such file (or it is over maxBytes).

@@ -93,7 +93,7 @@ jobs:
         with: { python-version: '\${{ matrix.py }}' }
 `),
     [
-      'jobs.t.steps[0].with.python-version: python-version 3.10 is not available in python-3.11 (Python 3.11.2) for t (3.10); no published environment has it (there are: python-3.9 (3.9.2), python-3.11 (3.11.2), python-3.13 (3.13.5))',
+      'jobs.t.steps[0].with.python-version: python-version 3.10 is not available in python-3.11 (Python 3.11.2) for t (3.10); no published environment has it (there are: python-3.9 (3.9.2), python-3.11 (3.11.2), python-3.13 (3.13.5), python-3.14 (3.14.8), pypy-3.9 (PyPy 7.3.11, Python 3.9.16))',
     ],
   );
 });
@@ -156,5 +156,66 @@ jobs:
   assert.deepEqual(
     r.jobs.map((j) => j.environment.name),
     ['python-3.9'],
+  );
+});
+
+test("setup-python's PyPy spellings route the job to the PyPy environment; its CPython answers no CPython request", async () => {
+  const r = await plan(`
+jobs:
+  t:
+    runs-on: ubuntu-latest
+    strategy:
+      matrix:
+        py: ['pypy3.9', 'pypy-3.9', 'pypy3.9-v7.3.x', '3.14']
+    steps:
+      - uses: actions/setup-python@v5
+        with: { python-version: '\${{ matrix.py }}' }
+`);
+  assert.deepEqual(placed(r), [
+    [
+      't (pypy3.9)',
+      'pypy-3.9',
+      'actions/setup-python asks for python-version pypy3.9: the job runs on pypy-3.9 (PyPy 7.3.11, Python 3.9.16); ubuntu-latest alone would be python-3.11',
+    ],
+    [
+      't (pypy-3.9)',
+      'pypy-3.9',
+      'actions/setup-python asks for python-version pypy-3.9: the job runs on pypy-3.9 (PyPy 7.3.11, Python 3.9.16); ubuntu-latest alone would be python-3.11',
+    ],
+    [
+      't (pypy3.9-v7.3.x)',
+      'pypy-3.9',
+      'actions/setup-python asks for python-version pypy3.9-v7.3.x: the job runs on pypy-3.9 (PyPy 7.3.11, Python 3.9.16); ubuntu-latest alone would be python-3.11',
+    ],
+    [
+      't (3.14)',
+      'python-3.14',
+      'actions/setup-python asks for python-version 3.14: the job runs on python-3.14 (Python 3.14.8); ubuntu-latest alone would be python-3.11',
+    ],
+  ]);
+  assert.equal(r.jobs[0].environment.image, 'kiln/pypy-3.9:20261207.1');
+  assert.deepEqual(
+    await problems(`
+jobs:
+  a:
+    runs-on: ubuntu-latest
+    steps:
+      - uses: actions/setup-python@v5
+        with: { python-version: pypy3.10 }
+  b:
+    runs-on: pypy-3.9
+    steps:
+      - uses: actions/setup-python@v5
+        with: { python-version: '3.11' }
+  c:
+    runs-on: pypy-3.9
+    steps:
+      - uses: actions/setup-python@v5
+        with: { python-version: pypy3.9 }
+`),
+    [
+      'jobs.a.steps[0].with.python-version: python-version pypy3.10 is not available in python-3.11 (Python 3.11.2); no published environment has it (there are: python-3.9 (3.9.2), python-3.11 (3.11.2), python-3.13 (3.13.5), python-3.14 (3.14.8), pypy-3.9 (PyPy 7.3.11, Python 3.9.16))',
+      'jobs.b.steps[0].with.python-version: python-version 3.11 is not available in pypy-3.9 (PyPy 7.3.11, Python 3.9.16); environments with it: python-3.11 (3.11.2)',
+    ],
   );
 });

@@ -11,9 +11,18 @@ import type { PlannedJob, PlanOptions } from './model';
 import type { ParsedJob } from './parse';
 import type { ParsedStep } from './parse-steps';
 import type { Problems } from './plan-problems';
-import { pickEnvironment, pythonSatisfies, validPythonSpec, versionsFromFile, type PythonRequest } from './python-versions';
+import {
+  answer,
+  describePythons,
+  pickEnvironment,
+  validPythonSpec,
+  versionsFromFile,
+  type EnvironmentPythons,
+  type PyPy,
+  type PythonRequest,
+} from './python-versions';
 
-export type PlacedEnvironment = PlannedJob['environment'] & { python?: string | null };
+export type PlacedEnvironment = PlannedJob['environment'] & { python?: string | null; pypy?: PyPy | null };
 
 /** A file setup-python would read is at most this big (a pyproject.toml is a few KiB). */
 export const PYTHON_VERSION_FILE_MAX_BYTES = 64 * 1024;
@@ -54,7 +63,8 @@ export class SetupPythonPlanner {
         ok = false;
         continue;
       }
-      if (asked.specs.some((s) => pythonSatisfies(s, placed.python ?? null, asked.kind))) continue;
+      const here = { python: placed.python ?? null, pypy: placed.pypy ?? null };
+      if (asked.specs.some((s) => answer(s, asked.kind, here))) continue;
       // Only the first request may move a job, and only off a label: later ones are held against where it landed.
       if (label !== null && placement === null && placed === environment) {
         const moved = this.move(asked, environment, label);
@@ -72,28 +82,21 @@ export class SetupPythonPlanner {
   /** The environment whose Python answers the request (the default, last, version first), with the line that says why. */
   private move(asked: Asked, from: PlacedEnvironment, label: string): [PlacedEnvironment, string] | null {
     for (const spec of [...asked.specs].reverse()) {
-      const pick = pickEnvironment(spec, asked.kind, this.opts.pythonVersions ?? {});
+      const pick = pickEnvironment(spec, asked.kind, this.opts.pythons ?? {});
       if (!pick) continue;
       const target = this.resolve(pick.name);
       if ('error' in target) continue;
-      return [
-        target,
-        `actions/setup-python asks for ${asked.source}: the job runs on ${target.name} (Python ${target.python ?? pick.python}); ${label} alone would be ${from.name}`,
-      ];
+      return [target, `actions/setup-python asks for ${asked.source}: the job runs on ${target.name} (${pick.said}); ${label} alone would be ${from.name}`];
     }
     return null;
   }
 
   private missing(asked: Asked, environment: PlacedEnvironment, key: string): string {
-    const elsewhere = Object.entries(this.opts.pythonVersions ?? {})
-      .filter(([, py]) => asked.specs.some((s) => pythonSatisfies(s, py, asked.kind)))
-      .map(([n, py]) => `${n} (${py})`);
-    return `${asked.source} is not available in ${environment.name} (Python ${environment.python ?? 'none'})${forKey(key)}; ${elsewhere.length ? `environments with it: ${elsewhere.join(', ')}` : `no published environment has it (there are: ${this.known()})`}`;
-  }
-
-  private known(): string {
-    const all = Object.entries(this.opts.pythonVersions ?? {}).filter(([, py]) => py);
-    return all.length ? all.map(([n, py]) => `${n} (${py})`).join(', ') : 'none';
+    const all = Object.entries(this.opts.pythons ?? {});
+    const elsewhere = all.filter(([, env]) => asked.specs.some((s) => answer(s, asked.kind, env))).map(([n, env]) => `${n} (${said(env)})`);
+    const known = all.filter(([, env]) => env.python || env.pypy).map(([n, env]) => `${n} (${said(env)})`);
+    const here = describePythons({ python: environment.python ?? null, pypy: environment.pypy ?? null });
+    return `${asked.source} is not available in ${environment.name} (${here})${forKey(key)}; ${elsewhere.length ? `environments with it: ${elsewhere.join(', ')}` : `no published environment has it (there are: ${known.join(', ') || 'none'})`}`;
   }
 
   /** The request of one setup-python step: undefined when it asks for nothing, null when a problem was reported. */
@@ -148,6 +151,11 @@ export class SetupPythonPlanner {
     }
     return text;
   }
+}
+
+/** An environment's Python as lists of them say it: `3.11.2`, or `PyPy 7.3.11, Python 3.9.16`. */
+function said(env: EnvironmentPythons): string {
+  return env.pypy ? describePythons(env) : (env.python ?? 'none');
 }
 
 function forKey(key: string): string {

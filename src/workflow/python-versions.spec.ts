@@ -1,8 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { pickEnvironment, pythonSatisfies, validPythonSpec, versionsFromFile } from './python-versions';
+import { pickEnvironment, pypySatisfies, pypySpec, pythonSatisfies, validPythonSpec, versionsFromFile, type EnvironmentPythons } from './python-versions';
 
-const PY = { 'python-3.9': '3.9.2', 'python-3.11': '3.11.2', 'python-3.13': '3.13.5', 'no-python': null };
+const PY: Record<string, EnvironmentPythons> = {
+  'python-3.9': { python: '3.9.2' },
+  'python-3.11': { python: '3.11.2' },
+  'python-3.13': { python: '3.13.5' },
+  'no-python': { python: null },
+};
 
 test('python-version as setup-python reads it (semver ranges)', () => {
   const cases: [string, string, boolean][] = [
@@ -43,11 +48,55 @@ test('requires-python as PEP 440 specifiers', () => {
 });
 
 test('the environment picked is the one with the highest Python the spec allows', () => {
-  assert.deepEqual(pickEnvironment('3.x', 'semver', PY), { name: 'python-3.13', python: '3.13.5' });
-  assert.deepEqual(pickEnvironment('3.9', 'semver', PY), { name: 'python-3.9', python: '3.9.2' });
-  assert.deepEqual(pickEnvironment('>=3.9,<3.12', 'pep440', PY), { name: 'python-3.11', python: '3.11.2' });
+  assert.deepEqual(pickEnvironment('3.x', 'semver', PY), { name: 'python-3.13', python: '3.13.5', said: 'Python 3.13.5' });
+  assert.deepEqual(pickEnvironment('3.9', 'semver', PY), { name: 'python-3.9', python: '3.9.2', said: 'Python 3.9.2' });
+  assert.deepEqual(pickEnvironment('>=3.9,<3.12', 'pep440', PY), { name: 'python-3.11', python: '3.11.2', said: 'Python 3.11.2' });
   assert.equal(pickEnvironment('3.10', 'semver', PY), null);
   assert.equal(pickEnvironment('pypy3.10', 'semver', PY), null);
+});
+
+const WITH_PYPY: Record<string, EnvironmentPythons> = {
+  ...PY,
+  'python-3.14': { python: '3.14.8', beta: true },
+  // A PyPy environment's CPython (which its tox and nox run on) never answers a CPython request.
+  'pypy-3.9': { python: '3.11.2', pypy: { python: '3.9.16', version: '7.3.11' } },
+  'pypy-3.11': { python: '3.13.5', pypy: { python: '3.11.11', version: '7.3.19' } },
+};
+
+test('a beta environment gets a range only when no GA one answers it; a PyPy environment only PyPy requests', () => {
+  assert.equal(pickEnvironment('3.x', 'semver', WITH_PYPY)?.name, 'python-3.13');
+  assert.equal(pickEnvironment('>=3.12', 'pep440', WITH_PYPY)?.name, 'python-3.13');
+  assert.equal(pickEnvironment('3.14', 'semver', WITH_PYPY)?.name, 'python-3.14');
+  assert.equal(pickEnvironment('3.11', 'semver', WITH_PYPY)?.name, 'python-3.11');
+  assert.equal(pickEnvironment('>=3.10,<3.12', 'pep440', WITH_PYPY)?.name, 'python-3.11');
+  assert.deepEqual(pickEnvironment('pypy3.9', 'semver', WITH_PYPY), { name: 'pypy-3.9', python: '3.9.16', said: 'PyPy 7.3.11, Python 3.9.16' });
+  assert.equal(pickEnvironment('pypy-3.11', 'semver', WITH_PYPY)?.name, 'pypy-3.11');
+  assert.equal(pickEnvironment('pypy3.10', 'semver', WITH_PYPY), null);
+  assert.equal(pickEnvironment('pypy3.9', 'semver', PY), null);
+});
+
+test('PyPy spellings as setup-python reads them: pypyX.Y or pypy-X.Y, then a PyPy version, range or nightly', () => {
+  assert.deepEqual(pypySpec('pypy3.9'), { python: '3.9', pypy: null });
+  assert.deepEqual(pypySpec('pypy-3.10'), { python: '3.10', pypy: null });
+  assert.deepEqual(pypySpec('pypy3.9-v7.3.x'), { python: '3.9', pypy: '>=7.3.0 <7.4.0-0' });
+  assert.deepEqual(pypySpec('pypy3.9-nightly'), { python: '3.9', pypy: '' });
+  for (const bad of ['pypy3', 'pypy', 'pypy-3', 'pypy3.9-v7..3', '3.9', 'python3.9', 'pypy3.9.1']) assert.equal(pypySpec(bad), null, bad);
+  const have = { python: '3.9.16', version: '7.3.11' };
+  const cases: [string, boolean][] = [
+    ['pypy3.9', true],
+    ['pypy-3.9', true],
+    ['pypy3.9-v7.3.x', true],
+    ['pypy-3.9-7.3.11', true],
+    ['pypy3.9-v7.3.12', false],
+    ['pypy3.9-nightly', false],
+    ['pypy3.10', false],
+    ['3.9', false],
+  ];
+  for (const [spec, expected] of cases) assert.equal(pypySatisfies(spec, have), expected, spec);
+  assert.equal(pypySatisfies('pypy3.9', null), false);
+  assert.equal(pythonSatisfies('pypy3.9', '3.9.16'), false);
+  assert.equal(validPythonSpec('pypy3.9', 'semver'), true);
+  assert.equal(validPythonSpec('pypy3', 'semver'), false);
 });
 
 test('python-version-file: .python-version, .tool-versions and pyproject.toml as setup-python reads them', () => {

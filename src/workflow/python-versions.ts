@@ -28,7 +28,7 @@ function semverRange(spec: string): string | null {
   return semver.validRange(range, { loose: true });
 }
 
-/** Whether the Python `have` (e.g. `3.11.2`) satisfies one spec. PyPy, free-threaded (`3.13t`) and unknown spellings never do. */
+/** Whether the Python `have` (e.g. `3.11.2`) satisfies one spec. PyPy (see pypySatisfies), free-threaded (`3.13t`) and unknown spellings never do. */
 export function pythonSatisfies(spec: string, have: string | null, kind: PythonRequest['kind'] = 'semver'): boolean {
   if (!have) return false;
   const version = release(have);
@@ -38,20 +38,86 @@ export function pythonSatisfies(spec: string, have: string | null, kind: PythonR
   return range !== null && semver.satisfies(version, range, { includePrerelease: /-dev$/.test(spec.trim()) });
 }
 
-/** Whether a spec can be read at all (a problem names the spec otherwise). */
-export function validPythonSpec(spec: string, kind: PythonRequest['kind']): boolean {
-  return kind === 'pep440' ? Boolean(pep440Range(spec)) : semverRange(spec) !== null;
+/** A PyPy: the Python version it implements (`3.9.16`) and its own (`7.3.11`). */
+export interface PyPy {
+  python: string;
+  version: string;
 }
 
 /**
- * The environment whose Python satisfies `spec`, the highest Python first (setup-python takes the
- * newest release a range allows); ties go to the name that sorts first. Null when none does.
+ * setup-python's PyPy spellings (its parsePyPyVersion): `pypy3.9` or `pypy-3.9`, the Python as MAJOR.MINOR,
+ * then optionally a dash and a PyPy version or range (`pypy3.10-v7.3.x`, `pypy-3.9-7.3.11`) or `nightly`
+ * (which no Debian release is). The Python range and the PyPy range (`''` for nightly); null when the spec is
+ * not a PyPy one setup-python accepts.
  */
-export function pickEnvironment(spec: string, kind: PythonRequest['kind'], pythons: Record<string, string | null>): { name: string; python: string } | null {
+export function pypySpec(spec: string): { python: string; pypy: string | null } | null {
+  const m = /^pypy-?(\d+\.\d+)(?:-v?([\w.*]+))?$/i.exec(spec.trim());
+  if (!m) return null;
+  if (m[2] === undefined) return { python: m[1], pypy: null };
+  if (m[2].toLowerCase() === 'nightly') return { python: m[1], pypy: '' };
+  const pypy = semver.validRange(m[2], { loose: true });
+  return pypy === null ? null : { python: m[1], pypy };
+}
+
+export function isPyPySpec(spec: string): boolean {
+  return /^pypy/i.test(spec.trim());
+}
+
+/** Whether a PyPy answers a PyPy spec: its Python in the spec's range, and its own version in the PyPy range when one is given. */
+export function pypySatisfies(spec: string, have: PyPy | null | undefined): boolean {
+  const want = pypySpec(spec);
+  if (!want || !have) return false;
+  const python = release(have.python);
+  const own = release(have.version);
+  if (!python || !own || !semver.satisfies(python, want.python)) return false;
+  return want.pypy === null || (want.pypy !== '' && semver.satisfies(own, want.pypy));
+}
+
+/** Whether a spec can be read at all (a problem names the spec otherwise). */
+export function validPythonSpec(spec: string, kind: PythonRequest['kind']): boolean {
+  if (kind === 'semver' && isPyPySpec(spec)) return pypySpec(spec) !== null;
+  return kind === 'pep440' ? Boolean(pep440Range(spec)) : semverRange(spec) !== null;
+}
+
+/** What setup-python can find in one published environment (its latest version). */
+export interface EnvironmentPythons {
+  /** CPython (`python3`), e.g. `3.11.2`; null when the image has none. */
+  python: string | null;
+  /** PyPy (`pypy3`), or null. A PyPy environment answers PyPy requests only: its CPython is there for tools (tox, nox). */
+  pypy?: PyPy | null;
+  /** A beta environment gets a job that asks for a range only when no other environment answers it. */
+  beta?: boolean;
+}
+
+/** What an environment offers for one spec, as messages say it (`Python 3.9.2`, `PyPy 7.3.11, Python 3.9.16`); null when nothing. */
+export function answer(spec: string, kind: PythonRequest['kind'], env: EnvironmentPythons): { python: string; said: string } | null {
+  if (kind === 'semver' && isPyPySpec(spec)) {
+    return env.pypy && pypySatisfies(spec, env.pypy) ? { python: env.pypy.python, said: describePythons(env) } : null;
+  }
+  if (env.pypy || !env.python || !pythonSatisfies(spec, env.python, kind)) return null;
+  return { python: env.python, said: `Python ${env.python}` };
+}
+
+/** `Python 3.11.2`, `PyPy 7.3.11, Python 3.9.16`, or `no Python`. */
+export function describePythons(env: EnvironmentPythons): string {
+  if (env.pypy) return `PyPy ${env.pypy.version}, Python ${env.pypy.python}`;
+  return env.python ? `Python ${env.python}` : 'no Python';
+}
+
+/**
+ * The environment that answers `spec`: a GA one before a beta one, then the highest Python first
+ * (setup-python takes the newest release a range allows); ties go to the name that sorts first. Null when none does.
+ */
+export function pickEnvironment(
+  spec: string,
+  kind: PythonRequest['kind'],
+  pythons: Record<string, EnvironmentPythons>,
+): { name: string; python: string; said: string } | null {
   const fits = Object.entries(pythons)
-    .filter((e): e is [string, string] => e[1] !== null && pythonSatisfies(spec, e[1], kind))
-    .sort(([an, a], [bn, b]) => semver.rcompare(release(a)!, release(b)!) || an.localeCompare(bn));
-  return fits.length ? { name: fits[0][0], python: fits[0][1] } : null;
+    .map(([name, env]) => ({ name, beta: Boolean(env.beta), ...answer(spec, kind, env) }))
+    .filter((e): e is { name: string; beta: boolean; python: string; said: string } => e.python !== undefined)
+    .sort((a, b) => Number(a.beta) - Number(b.beta) || semver.rcompare(release(a.python)!, release(b.python)!) || a.name.localeCompare(b.name));
+  return fits.length ? { name: fits[0].name, python: fits[0].python, said: fits[0].said } : null;
 }
 
 /**
