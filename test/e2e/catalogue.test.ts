@@ -18,10 +18,12 @@ async function inImage(image: string, script: string): Promise<string> {
   return stdout.trim();
 }
 
+/** The environments' lines of `kiln images` (it also reports the egress gateway's image, which is not an environment). */
 function parseImagesOutput(stdout: string): Map<string, { action: string; id: string }> {
   const out = new Map<string, { action: string; id: string }>();
   for (const line of stdout.trim().split('\n')) {
     const [env, action, , id] = line.split('\t');
+    if (env.startsWith('egress-gateway@')) continue;
     out.set(env, { action, id });
   }
   return out;
@@ -31,6 +33,7 @@ interface Summary {
   name: string;
   latest: string;
   python: string;
+  pypy: { python: string; version: string } | null;
   image: string;
   os: string;
   default: boolean;
@@ -49,8 +52,18 @@ describe('the published catalogue, measured in real images (real engine)', () =>
   });
   after(async () => server?.stop());
 
-  test('kiln images publishes the three environments', () => {
-    assert.deepEqual([...first.keys()].sort(), ['python-3.11@20261128.1', 'python-3.13@20261128.1', 'python-3.9@20261128.1']);
+  test('kiln images publishes every environment version', () => {
+    assert.deepEqual([...first.keys()].sort(), [
+      'pypy-3.11@20261207.1',
+      'pypy-3.9@20261207.1',
+      'python-3.11@20261128.1',
+      'python-3.11@20261207.1',
+      'python-3.13@20261128.1',
+      'python-3.13@20261207.1',
+      'python-3.14@20261207.1',
+      'python-3.9@20261128.1',
+      'python-3.9@20261207.1',
+    ]);
     for (const [env, o] of first) assert.ok(['built', 'probed'].includes(o.action), `${env}: a fresh catalogue measures every image (${o.action})`);
   });
 
@@ -63,21 +76,34 @@ describe('the published catalogue, measured in real images (real engine)', () =>
     }
   });
 
-  test('GET /api/v1/environments: python and numpy versions equal what runs inside each image', async () => {
+  test('GET /api/v1/environments: python (or PyPy) and numpy versions, and the workflow tools, equal what runs inside each image', async () => {
     const res = await fetch(`${server.url}/api/v1/environments`);
     assert.equal(res.status, 200);
     const body = (await res.json()) as { default: string; environments: Summary[] };
     assert.equal(body.default, 'python-3.11');
     const names = body.environments.map((e) => e.name).sort();
-    assert.deepEqual(names, ['python-3.11', 'python-3.13', 'python-3.9']);
+    assert.deepEqual(names, ['pypy-3.11', 'pypy-3.9', 'python-3.11', 'python-3.13', 'python-3.14', 'python-3.9']);
     const expectOs: Record<string, RegExp> = {
       'python-3.9': /Debian GNU\/Linux 11/,
       'python-3.11': /Debian GNU\/Linux 12/,
       'python-3.13': /Debian GNU\/Linux 13/,
+      'python-3.14': /Debian GNU\/Linux forky/,
+      'pypy-3.9': /Debian GNU\/Linux 12/,
+      'pypy-3.11': /Debian GNU\/Linux 13/,
     };
     for (const env of body.environments) {
-      const minor = env.name.replace('python-', '');
+      const minor = env.name.replace(/^[a-z]+-/, '');
       assert.match(env.os, expectOs[env.name]);
+      const tools = await inImage(env.image, 'tox --version >/dev/null && nox --version >/dev/null 2>&1 && pre-commit --version');
+      assert.match(tools, /^pre-commit \d+\.\d+/, `${env.name}: tox, nox and pre-commit run`);
+      if (env.name.startsWith('pypy-')) {
+        assert.ok(env.pypy, `${env.name} reports its PyPy`);
+        const measured = await inImage(env.image, `pypy3 -c 'import platform, sys; print(platform.python_version(), "%d.%d.%d" % sys.pypy_version_info[:3])'`);
+        assert.equal(`${env.pypy.python} ${env.pypy.version}`, measured, `${env.name}: report vs pypy3`);
+        assert.ok(env.pypy.python.startsWith(`${minor}.`), `${env.name} is PyPy for Python ${minor}`);
+        continue;
+      }
+      assert.equal(env.pypy, null, `${env.name} has no PyPy`);
       const pyVersion = await inImage(env.image, 'python3 --version');
       assert.equal(`Python ${env.python}`, pyVersion, `${env.name}: report vs python3 --version`);
       assert.ok(env.python.startsWith(`${minor}.`), `${env.name} has Python ${minor}`);
