@@ -26,11 +26,12 @@ ALLOWED, ALLOWED_IP, OTHER, OTHER_IP, TOKEN = sys.argv[1:6]
 proxy = urlparse(os.environ['HTTP_PROXY'])
 GW = proxy.hostname
 def case(name, fn):
+    t0 = time.time()
     try:
         verdict = fn()
     except Exception as e:
         verdict = 'blocked (%s: %s)' % (type(e).__name__, str(e)[:120])
-    print('CASE %s: %s' % (name, verdict), flush=True)
+    print('CASE %s: %s [%.1f s]' % (name, verdict, time.time() - t0), flush=True)
 def via_proxy(url, method='GET'):
     c = http.client.HTTPConnection(GW, proxy.port, timeout=10)
     c.request(method, url)
@@ -132,7 +133,8 @@ describe(`attack: the egress gateway (${RUNTIME})`, () => {
     server = await startAttackServer({ ...up.env, KILN_EGRESS_ALLOW: allow, KILN_EGRESS_MAX_BYTES: String(CAP) });
     // A first job makes the gateways' outbound network (it stays, as the engine's own bridge does).
     const warm = await server.kiln.accepted(server.kiln.submitJson({ command: 'true' }));
-    await server.kiln.waitFor(warm.id);
+    const warmed = await server.kiln.waitFor(warm.id);
+    assert.deepEqual(await leftOf(warmed.jobs[0].id), []); // its gateway and network gone before the baseline is taken
     watch = await HostWatch.create(server);
   });
   after(async () => {

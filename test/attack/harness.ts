@@ -140,7 +140,11 @@ export class HostWatch {
       await new Promise((r) => setTimeout(r, 500));
       docker = await this.docker();
     }
-    assert.deepEqual(docker, this.baseline.docker, `${what}: the engine's containers, volumes, networks or images changed`);
+    const changes = (Object.keys(docker) as (keyof DockerState)[]).flatMap((k) => [
+      ...docker[k].filter((x) => !this.baseline.docker[k].includes(x)).map((x) => `${k} +${x}`),
+      ...this.baseline.docker[k].filter((x) => !docker[k].includes(x)).map((x) => `${k} -${x}`),
+    ]);
+    assert.deepEqual(changes, [], `${what}: the engine's containers, volumes, networks or images changed`);
   }
 
   /** Asserts the text holds neither the canary secret nor the host's root password hash line. */
