@@ -11,6 +11,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
+import type { EgressReport } from '../../src/execution/backend';
 import { makeTar } from '../fixtures/archives';
 import { startUpstreams, type Upstreams } from '../fixtures/egress-upstreams';
 import { AttackServer, HostWatch, RUNTIME, startAttackServer } from './harness';
@@ -119,7 +120,7 @@ interface JobView {
   id: string;
   key: string;
   conclusion: string | null;
-  egress: { hosts: { host: string; port: number; allowed: boolean; requests: number }[]; lookups: string[]; capReached: boolean; totalBytes: number } | null;
+  egress: EgressReport | null;
 }
 
 describe(`attack: the egress gateway (${RUNTIME})`, () => {

@@ -9,6 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
+import type { EgressReport } from '../../src/execution/backend';
 import { makeTar } from '../fixtures/archives';
 import { startUpstreams, type Upstreams } from '../fixtures/egress-upstreams';
 import { runKiln, startServer, TEST_ADMIN_TOKEN, tmpDir } from '../helpers';
@@ -16,21 +17,13 @@ import { Client, containersOf } from './runs-helpers';
 
 const run = promisify(execFile);
 
-interface EgressView {
-  rules: string[];
-  hosts: { host: string; port: number; allowed: boolean; requests: number; bytesIn: number; bytesOut: number }[];
-  lookups: string[];
-  totalBytes: number;
-  maxBytes: number;
-  capReached: boolean;
-}
 interface JobView {
   id: string;
   key: string;
   environment: string;
   conclusion: string | null;
   steps: { conclusion: string | null }[];
-  egress: EgressView | null;
+  egress: EgressReport | null;
 }
 interface Annotation {
   jobId: string;
