@@ -1,11 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { visible } from '../common/visible';
-import { egressSection, egressText, hostPort, withEgress, type EgressView } from './egress';
+import type { EgressReport } from '../common/egress-rules';
+import { egressSection, egressText, hostPort, withEgress } from './egress';
 
 const MiB = 1024 * 1024;
 
-const pip: EgressView = {
+const pip: EgressReport = {
   rules: ['pypi.org:443', '*.pythonhosted.org:443'],
   hosts: [
     { host: 'pypi.org', port: 443, allowed: true, requests: 3, bytesIn: 48 * 1024, bytesOut: 2048 },
@@ -40,7 +41,7 @@ test('allowed and refused hosts: rules, a table with verdicts and human sizes, t
 });
 
 test('cap reached: said under the total; a gateway nobody used says so instead of an empty table', () => {
-  const capped: EgressView = {
+  const capped: EgressReport = {
     rules: ['example.org:443'],
     hosts: [{ host: 'example.org', port: 443, allowed: true, requests: 1, bytesIn: 10 * MiB, bytesOut: 100 }],
     lookups: [],
@@ -57,7 +58,7 @@ test('cap reached: said under the total; a gateway nobody used says so instead o
 });
 
 test('what a job chose (its key, the hosts it asked for) goes through shown(); the header through header()', () => {
-  const hostile: EgressView = { ...pip, rules: ['ok.org:443'], hosts: [{ ...pip.hosts[2], host: 'x\x1b[2J\x07.example' }], lookups: ['y\x1b]0;t\x07'] };
+  const hostile: EgressReport = { ...pip, rules: ['ok.org:443'], hosts: [{ ...pip.hosts[2], host: 'x\x1b[2J\x07.example' }], lookups: ['y\x1b]0;t\x07'] };
   const text = egressSection([{ key: 'k\x1b[31m', egress: hostile }], { shown: visible, header: (h) => `<b>${h}</b>` });
   assert.doesNotMatch(text, /[\x00-\x08\x0b-\x1f\x7f]/, 'no control character left');
   assert.match(text, /^k\\x1b\[31m: may reach ok\.org:443\n {2}<b>HOST:PORT/);

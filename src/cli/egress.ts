@@ -1,22 +1,13 @@
 /** `kiln status RUN --egress`: what each job reached through its egress gateway, as text or JSON. */
+import type { EgressReport } from '../common/egress-rules';
 import { formatBytes } from '../common/size';
 import { tableText } from './output';
-
-/** A job's egress report as the run view gives it (the server's EgressReport). */
-export interface EgressView {
-  rules: string[];
-  hosts: { host: string; port: number; allowed: boolean; requests: number; bytesIn: number; bytesOut: number }[];
-  lookups: string[];
-  totalBytes: number;
-  maxBytes: number;
-  capReached: boolean;
-}
 
 /**
  * null: the job had no gateway, so no network at all. undefined: the server sent no report (a server
  * older than egress reports); saying "no network" then would be a claim nobody measured.
  */
-export type JobEgress = { key: string; egress?: EgressView | null };
+export type JobEgress = { key: string; egress?: EgressReport | null };
 
 export interface EgressTextOptions {
   /** Makes text a job chose (job keys, host names, rules) safe to print: on a terminal, control characters shown. */
@@ -68,7 +59,7 @@ export function egressSection(jobs: JobEgress[], o: EgressTextOptions = PLAIN): 
  * The JSON summary's jobs with their egress parts added (matched by job id): `egress` is the report,
  * null for no network, and absent when the server sent none.
  */
-export function withEgress<T extends { id: string }>(summaryJobs: T[], jobs: (JobEgress & { id: string })[]): (T & { egress?: EgressView | null })[] {
+export function withEgress<T extends { id: string }>(summaryJobs: T[], jobs: (JobEgress & { id: string })[]): (T & { egress?: EgressReport | null })[] {
   const byId = new Map(jobs.map((j) => [j.id, j.egress]));
   return summaryJobs.map((j) => {
     const egress = byId.get(j.id);

@@ -1,6 +1,6 @@
 /** What the kiln CLI prints: run views from the API, log lines, summaries, tables, the upload bar. */
 import { visible } from '../common/visible';
-import type { EgressView } from './egress';
+import type { EgressReport } from '../common/egress-rules';
 
 export interface StepView {
   index: number;
@@ -23,7 +23,7 @@ export interface JobView {
   finishedAt: string | null;
   steps: StepView[];
   /** What the job reached through its egress gateway; null: no network; absent from an older server. */
-  egress?: EgressView | null;
+  egress?: EgressReport | null;
 }
 export interface RunView {
   id: string;

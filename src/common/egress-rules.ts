@@ -3,6 +3,8 @@
  * the operator's KILN_EGRESS_ALLOW / KILN_EGRESS_ALLOW_INTERNAL and from a workflow's `egress:` key,
  * matched, and compared (a workflow may ask for less than the server allows, never for more).
  *
+ * Also the shape of what a job's gateway reports (every room that shows it, the CLI too, uses these types).
+ *
  * A rule is `host:port`, where host is a DNS name (`pypi.org`), a wildcard over its subdomains
  * (`*.pythonhosted.org`: any name ending in `.pythonhosted.org`, not the bare domain), or an IPv4
  * address. The port is required: a rule says exactly where a job may connect.
@@ -80,6 +82,15 @@ export function ruleCovers(outer: EgressRule, inner: EgressRule): boolean {
   return ruleMatches(outer, inner.host, inner.port);
 }
 
+/**
+ * A job's `egress:` as a plan keeps it (`none`, or its rules as written, checked when parsed) in the form
+ * grantFor takes. A rule that no longer parses is left out: the job gets less, never more.
+ */
+export function requestedRules(egress: 'none' | string[] | undefined): 'none' | EgressRule[] | undefined {
+  if (egress === undefined || egress === 'none') return egress;
+  return egress.map(parseRule).filter((r): r is EgressRule => !('error' in r));
+}
+
 /** What a job may reach: the server's rules, narrowed by what its workflow asked for. */
 export interface EgressGrant {
   /** The rules the job's gateway lets through (empty: no network at all). */
@@ -114,4 +125,34 @@ export function grantFor(
   }
   const internal = requested.filter((r) => server.internal.some((i) => ruleCovers(i, r)));
   return { grant: { rules: requested, internal }, problems };
+}
+
+/** One request a job made through its egress gateway, as the gateway logged it. */
+export interface EgressRequest {
+  /** Unix time, seconds. */
+  time: number;
+  method: string;
+  host: string;
+  port: number;
+  /** HTTP status the gateway answered (0 when the connection failed before one). */
+  status: number;
+  refused: boolean;
+  /** Bytes sent to the job, and received from it. */
+  bytesIn: number;
+  bytesOut: number;
+  userAgent: string;
+}
+
+/** What a job's network use came to: every host it asked for, allowed or refused. */
+export interface EgressReport {
+  /** The rules the job's gateway let through. */
+  rules: string[];
+  hosts: { host: string; port: number; allowed: boolean; requests: number; bytesIn: number; bytesOut: number }[];
+  /** Names the gateway looked up for the job (allowed names only: a refused name is never resolved). */
+  lookups: string[];
+  /** Bytes through the gateway (both ways), as its network counters saw them. */
+  totalBytes: number;
+  maxBytes: number;
+  /** The byte cap was reached: the gateway was cut off from the outside. */
+  capReached: boolean;
 }

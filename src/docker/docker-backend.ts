@@ -5,17 +5,8 @@ import { PoolTarget, WarmPool } from './warm-pool';
 import { KILN_CONFIG, KilnConfig } from '../config/config';
 import type Docker from 'dockerode';
 import type { Readable } from 'node:stream';
-import type {
-  Collected,
-  EgressReport,
-  EgressRequest,
-  ExecSpec,
-  ExecutionBackend,
-  JobHandle,
-  JobSandboxSpec,
-  OutputSink,
-  StepState,
-} from '../execution/backend';
+import type { EgressReport, EgressRequest } from '../common/egress-rules';
+import type { Collected, ExecSpec, ExecutionBackend, JobHandle, JobSandboxSpec, OutputSink, StepState } from '../execution/backend';
 import { EgressGateways } from './egress-gateway';
 import { gatewayRecipe } from './gateway-image';
 import { DockerEngine } from './docker-engine';
@@ -55,7 +46,7 @@ export class DockerBackend implements ExecutionBackend, OnApplicationShutdown {
     this.steps = new StepExec(this.state, readBack, () => this.isAvailable(), this.log);
     this.artifacts = new ArtifactCollector(this.state, metrics, this.log);
     const gatewayImage = gatewayRecipe(config.runnerImagesDir, config.debianMirror).ref;
-    this.gateways = new EgressGateways(engine.docker, config.queuePrefix, () => gatewayImage, config.egress.networks, this.log);
+    this.gateways = new EgressGateways(engine.docker, config.queuePrefix, gatewayImage, config.egress.networks, this.log);
     this.pool = new WarmPool(
       config.warmPool,
       {
@@ -189,7 +180,7 @@ export class DockerBackend implements ExecutionBackend, OnApplicationShutdown {
     this.pool.started(job.id);
     await this.sandboxes.destroy(job);
     // The gateway after the sandbox: the job's network can go only once neither is on it.
-    if (job.jobId && job.env) await this.gateways.remove(job.jobId);
+    if (this.gateways.has(job.jobId)) await this.gateways.remove(job.jobId);
   }
 }
 

@@ -1,9 +1,7 @@
 import type { Logger } from '@nestjs/common';
 import type Docker from 'dockerode';
 import * as fs from 'node:fs';
-import { formatRule } from '../common/egress-rules';
-import type { EgressGrant } from '../common/egress-rules';
-import type { EgressReport, EgressRequest } from '../execution/backend';
+import { formatRule, type EgressGrant, type EgressReport, type EgressRequest } from '../common/egress-rules';
 import { parseAccessLine, parseLookups, summarize } from './gateway-log';
 import { demuxDockerStream, hardenedHostConfig, SandboxLimits } from './hardening';
 import { DEPLOYMENT_LABEL, JOB_LABEL, MANAGED_LABEL, RUN_LABEL } from './job-sandbox';
@@ -62,7 +60,7 @@ export class EgressGateways {
   constructor(
     private readonly docker: Docker,
     private readonly deployment: string,
-    private readonly image: () => string,
+    private readonly image: string,
     private readonly extraNetworks: string[],
     private readonly log: Logger,
   ) {}
@@ -121,7 +119,7 @@ export class EgressGateways {
     );
     const container = await this.docker.createContainer({
       name: gatewayName(jobId),
-      Image: this.image(),
+      Image: this.image,
       User: `${PROXY_UID}:${PROXY_UID}`,
       Env: [`KILN_SQUID_CONF=${squidConf(grant, { maxReplyBytes: maxBytes, clients: subnet })}`],
       // dnsmasq answers squid on 127.0.0.1:53 (squid's resolver takes no port): the one port below 1024 it may bind.
@@ -241,6 +239,11 @@ export class EgressGateways {
       .map(parseAccessLine)
       .filter((r): r is EgressRequest => r !== null);
     return { requests, stderr };
+  }
+
+  /** True while this process keeps a gateway for the job. */
+  has(jobId: string): boolean {
+    return this.gateways.has(jobId);
   }
 
   /** The requests finished since the last call. */

@@ -2,7 +2,7 @@
  * The egress gateway's logs, read (pure): squid's access log (squid-config.ts's `kiln` format, one line
  * per request, on the container's stdout) and dnsmasq's query log (on its stderr).
  */
-import type { EgressReport, EgressRequest } from '../execution/backend';
+import type { EgressReport, EgressRequest } from '../common/egress-rules';
 
 const ACCESS = /^(\d+\.\d+) (\S+) (\S+) (\d+|-) (\d{3}) (\S+) (\d+) (\d+) \S+ "(.*)"$/;
 

@@ -1,5 +1,5 @@
 import type { Readable } from 'node:stream';
-import type { EgressGrant } from '../common/egress-rules';
+import type { EgressGrant, EgressReport, EgressRequest } from '../common/egress-rules';
 import type { SanitizedTar, TarLimits } from '../sources/tar-safety';
 
 /**
@@ -31,36 +31,6 @@ export interface ExecutionBackend {
   egressReport?(job: JobHandle): Promise<EgressReport | null>;
   /** Removes the sandbox and everything in it (its gateway and network too). Idempotent. */
   destroyJob(job: JobHandle): Promise<void>;
-}
-
-/** One request a job made through its egress gateway, as the gateway logged it. */
-export interface EgressRequest {
-  /** Unix time, seconds. */
-  time: number;
-  method: string;
-  host: string;
-  port: number;
-  /** HTTP status the gateway answered (0 when the connection failed before one). */
-  status: number;
-  refused: boolean;
-  /** Bytes sent to the job, and received from it. */
-  bytesIn: number;
-  bytesOut: number;
-  userAgent: string;
-}
-
-/** What a job's network use came to: every host it asked for, allowed or refused. */
-export interface EgressReport {
-  /** The rules the job's gateway let through. */
-  rules: string[];
-  hosts: { host: string; port: number; allowed: boolean; requests: number; bytesIn: number; bytesOut: number }[];
-  /** Names the gateway looked up for the job (allowed names only: a refused name is never resolved). */
-  lookups: string[];
-  /** Bytes through the gateway (both ways), as its network counters saw them. */
-  totalBytes: number;
-  maxBytes: number;
-  /** The byte cap was reached: the gateway was cut off from the outside. */
-  capReached: boolean;
 }
 
 export interface Collected {

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { EgressRequest } from './backend';
+import type { EgressRequest } from '../common/egress-rules';
 import { egressNetworkNote, refusedNotes } from './egress-notes';
 
 const req = (host: string, port: number, refused: boolean, userAgent = ''): EgressRequest => ({

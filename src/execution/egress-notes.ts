@@ -1,5 +1,4 @@
-import { parseRule, ruleMatches, type EgressRule } from '../common/egress-rules';
-import type { EgressRequest } from './backend';
+import { parseRule, ruleMatches, type EgressRequest, type EgressRule } from '../common/egress-rules';
 import type { Annotation } from './workflow-commands';
 
 const VENDOR =

@@ -5,7 +5,7 @@ import { BLOB_STORE, blobKeys, BlobStore } from '../storage/blob-store';
 import { LogStore, LogWriter } from '../storage/log-store';
 import { evaluateCondition, ExprContext, interpolate, StatusFunctions } from '../workflow/expressions';
 import type { PlannedJob, StepSpec } from '../workflow/model';
-import { formatRule, grantFor, parseRule, type EgressGrant, type EgressRule } from '../common/egress-rules';
+import { formatRule, grantFor, requestedRules, type EgressGrant } from '../common/egress-rules';
 import { EXECUTION_BACKEND, ExecutionBackend, JobHandle, JobSandboxLimits } from './backend';
 import { BuiltinActions, type ScriptedAction } from './builtin-actions';
 import { githubContext } from './github-context';
@@ -115,8 +115,7 @@ export class JobRunner {
 
   /** What the job may reach: the server's egress rules, narrowed by its `egress:` (checked when it was planned). */
   private egressOf(spec: PlannedJob): EgressGrant {
-    const asked = spec.egress === undefined || spec.egress === 'none' ? spec.egress : spec.egress.map((t) => parseRule(t) as EgressRule);
-    return grantFor(this.config.egress, asked).grant;
+    return grantFor(this.config.egress, requestedRules(spec.egress)).grant;
   }
 
   /** The job's egress report, recorded with the job (a failure to read it is logged, not the job's). */

@@ -1,4 +1,4 @@
-import type { EgressReport } from './backend';
+import type { EgressReport } from '../common/egress-rules';
 import type { Conclusion, StepReason } from './job';
 import type { Annotation } from './workflow-commands';
 

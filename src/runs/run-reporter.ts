@@ -1,4 +1,4 @@
-import type { EgressReport } from '../execution/backend';
+import type { EgressReport } from '../common/egress-rules';
 import type { JobReporter, RecordedArtifact, StepEnd } from '../execution/reporter';
 import type { StepReason } from '../execution/job';
 import type { Annotation } from '../execution/workflow-commands';

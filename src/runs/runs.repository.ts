@@ -1,4 +1,4 @@
-import type { EgressReport } from '../execution/backend';
+import type { EgressReport } from '../common/egress-rules';
 import { Inject, Injectable } from '@nestjs/common';
 import { DATABASE, Database } from '../db/database';
 import type { Conclusion, StepReason } from '../execution/job';

@@ -3,7 +3,7 @@
  * line), orders jobs by `needs`, expands matrices, evaluates and resolves `runs-on`, applies defaults.
  * Every problem of parse and plan is collected into one WorkflowError. No Docker, no I/O.
  */
-import { grantFor, parseRule, type EgressRule } from '../common/egress-rules';
+import { grantFor, requestedRules } from '../common/egress-rules';
 import { evaluateTemplate, formatScalar, hasExpression, interpolate, type ExprContext } from './expressions';
 import { expandMatrix, matrixJobKey, matrixLabel, MatrixError, type MatrixCombination } from './matrix';
 import { WorkflowError, type PlannedJob, type PlanOptions, type RunPlan, type StepSpec, type WorkflowProblem } from './model';
@@ -154,8 +154,7 @@ class JobPlanner {
         this.p.add(at('workspace'), `workspace ${l.workspaceBytes} bytes is above the maximum ${m.workspaceBytes} (KILN_JOB_WORKSPACE_MAX): ask for less`);
     }
     if (this.opts.egress && job.egress) {
-      const asked = job.egress === 'none' ? 'none' : job.egress.map((t) => parseRule(t) as EgressRule);
-      for (const problem of grantFor(this.opts.egress, asked).problems) this.p.add(`${job.path}.egress`, problem);
+      for (const problem of grantFor(this.opts.egress, requestedRules(job.egress)).problems) this.p.add(`${job.path}.egress`, problem);
     }
     if (job.steps.length > this.opts.maxStepsPerJob) {
       this.p.add(`${job.path}.steps`, `the job has ${job.steps.length} steps, more than the ${this.opts.maxStepsPerJob} allowed: split it into several jobs`);

@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
-import type { EgressReport } from '../../src/execution/backend';
+import type { EgressReport } from '../../src/common/egress-rules';
 import { makeTar } from '../fixtures/archives';
 import { startUpstreams, type Upstreams } from '../fixtures/egress-upstreams';
 import { AttackServer, HostWatch, RUNTIME, startAttackServer } from './harness';

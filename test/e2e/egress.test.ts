@@ -9,7 +9,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import type { EgressReport } from '../../src/execution/backend';
+import type { EgressReport } from '../../src/common/egress-rules';
 import { makeTar } from '../fixtures/archives';
 import { startUpstreams, type Upstreams } from '../fixtures/egress-upstreams';
 import { runKiln, startServer, TEST_ADMIN_TOKEN, tmpDir } from '../helpers';
