@@ -18,6 +18,10 @@ const PLAN_MAX_BYTES = 8 * 1024 * 1024;
 export interface PlanChoices {
   job?: string;
   platform?: Record<string, string>;
+  /** Refuse the workflow for any job that cannot run here, instead of marking such jobs not runnable. */
+  strict?: boolean;
+  /** workflow_dispatch inputs as given (name -> text); typed and completed with the declared defaults when planned. */
+  inputs?: Record<string, string>;
 }
 export interface CommandSubmission {
   environment?: string;

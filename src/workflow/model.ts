@@ -106,4 +106,12 @@ export interface PlanOptions {
   readFile?: (path: string, maxBytes: number) => Promise<string | null>;
   /** The server's egress rules, which a job's `egress:` may narrow but never widen; absent = unchecked. */
   egress?: { allow: EgressRule[]; internal: EgressRule[] };
+  /**
+   * What is known of the run at submission, for the job-level expressions GitHub evaluates before a job
+   * starts (`if:`, matrix, runs-on, name): the `github` context (event_name, ref, sha, repository, event)
+   * and the `inputs` (declared defaults with the given values, typed). Absent = empty contexts.
+   */
+  context?: { github: Record<string, unknown>; inputs: Record<string, unknown> };
+  /** Refuse the whole workflow for any job that cannot run here (Kiln's former behaviour); default: such jobs are marked not runnable and the rest runs. */
+  strict?: boolean;
 }

@@ -12,9 +12,13 @@ import { Client, RunView } from './runs-helpers';
  * annotations, summary), or of the refusal at submission. docs/compatibility.md points here.
  */
 interface Expect {
+  /** Fields sent with the submission (e.g. strict, inputs as JSON text). */
+  submit?: Record<string, string>;
   conclusion?: string;
   refused?: string;
   jobs?: Record<string, string>;
+  /** Job key -> a pattern its recorded reason (error) must match: why it was skipped, not runnable, or failed. */
+  reasons?: Record<string, string>;
   logs?: string[];
   absent?: string[];
   outputs?: Record<string, Record<string, string>>;
@@ -32,6 +36,10 @@ function filesOf(dir: string, base = dir): [string, string][] {
     else if (e.name !== 'expect.json') out.push([path.relative(base, p), fs.readFileSync(p, 'utf8')]);
   }
   return out;
+}
+
+function expectOf(name: string): Expect {
+  return JSON.parse(fs.readFileSync(path.join(SUITE, name, 'expect.json'), 'utf8')) as Expect;
 }
 
 describe('GitHub Actions compatibility suite (real engine)', () => {
@@ -59,7 +67,7 @@ describe('GitHub Actions compatibility suite (real engine)', () => {
     for (const c of cases)
       submitted.set(
         c,
-        makeTar(filesOf(path.join(SUITE, c))).then((tar) => kiln.submitTarball(tar)),
+        makeTar(filesOf(path.join(SUITE, c))).then((tar) => kiln.submitTarball(tar, expectOf(c).submit ?? {})),
       );
   });
   after(async () => server?.stop());
@@ -70,7 +78,7 @@ describe('GitHub Actions compatibility suite (real engine)', () => {
 
   for (const name of fs.readdirSync(SUITE).sort()) {
     test(name, async () => {
-      const expect = JSON.parse(fs.readFileSync(path.join(SUITE, name, 'expect.json'), 'utf8')) as Expect;
+      const expect = expectOf(name);
       const res = await submitted.get(name)!;
       const body = (await res.json()) as RunView & { message?: string };
       if (expect.refused) {
@@ -88,6 +96,9 @@ describe('GitHub Actions compatibility suite (real engine)', () => {
       const context = `\n--- log ---\n${log}\n--- run ---\n${JSON.stringify(done.jobs.map((j) => [j.key, j.conclusion, j.error]))}`;
       if (expect.conclusion) assert.equal(done.conclusion, expect.conclusion, context);
       if (expect.jobs) assert.deepEqual(Object.fromEntries(done.jobs.map((j) => [j.key, j.conclusion])), expect.jobs, context);
+      for (const [key, re] of Object.entries(expect.reasons ?? {})) {
+        assert.match(done.jobs.find((j) => j.key === key)?.error ?? '', new RegExp(re), context);
+      }
       for (const re of expect.logs ?? []) assert.match(log, new RegExp(re, 'm'), context);
       for (const text of expect.absent ?? []) assert.ok(!log.includes(text), `'${text}' must not be in the log${context}`);
       for (const [key, outputs] of Object.entries(expect.outputs ?? {})) {
