@@ -30,6 +30,8 @@ uploads it, and follows the logs live. The workflow is .kiln.yml or .github/work
   -W, --workflow FILE        a workflow file to run (from anywhere)
   -j, --job ID               run only this job (and the jobs it needs)
   -P, --platform LABEL=ENV   map a runs-on label to an environment (repeatable)
+      --strict               refuse the workflow if any job cannot run here (default: such jobs
+                             are shown skipped as not runnable, with why, and the others run)
       --repo URL --ref REF   run a git repository instead of DIR
   -d, --detach               submit and print the run id; do not follow
       --json                 print a final JSON summary on stdout (logs go to stderr)

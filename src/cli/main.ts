@@ -79,6 +79,7 @@ async function run(argv: string[]): Promise<number> {
       detach: { type: 'boolean', short: 'd' },
       json: { type: 'boolean' },
       'cancel-on-interrupt': { type: 'boolean' },
+      strict: { type: 'boolean' },
     },
     1,
   );
@@ -98,12 +99,20 @@ async function run(argv: string[]): Promise<number> {
     submitted = await k.json<RunView>('/api/v1/runs', {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ repo: o.repo, ref, workflow, job: o.job, platform: Object.keys(platform).length ? platform : undefined }),
+      body: JSON.stringify({
+        repo: o.repo,
+        ref,
+        workflow,
+        job: o.job,
+        platform: Object.keys(platform).length ? platform : undefined,
+        ...(o.strict ? { strict: true } : {}),
+      }),
     });
   } else {
     const fields: Record<string, string> = {};
     if (workflow) fields.workflow = workflow;
     if (o.job) fields.job = o.job as string;
+    if (o.strict) fields.strict = 'true';
     if (Object.keys(platform).length)
       fields.platform = Object.entries(platform)
         .map(([a, b]) => `${a}=${b}`)
@@ -287,7 +296,7 @@ async function status(argv: string[]): Promise<number> {
   process.stdout.write(`run ${r.id}: ${r.status}${r.conclusion ? ` (${r.conclusion})` : ''}, workflow ${shownOut(r.workflow.name)}\n`);
   for (const j of r.jobs) {
     process.stdout.write(
-      `  ${shownOut(j.key)} [${j.id}] on ${j.environment}: ${j.status}${j.conclusion ? ` (${j.conclusion})` : ''}${j.error ? `: ${shownOut(j.error)}` : ''}\n`,
+      `  ${shownOut(j.key)} [${j.id}]${j.environment ? ` on ${j.environment}` : ''}: ${j.status}${j.conclusion ? ` (${j.conclusion})` : ''}${j.error ? `: ${shownOut(j.error)}` : ''}\n`,
     );
     for (const s of j.steps)
       process.stdout.write(

@@ -184,7 +184,8 @@ export class JobRunner {
       }
       if (signal.aborted) {
         await reporter.cancelled();
-        return { conclusion: 'cancelled', error: null, beforeSteps: false };
+        // A job whose own step had failed is a failure, whatever stopped it afterwards (fail-fast, a cancel).
+        return { conclusion: jobStatus === 'failure' ? 'failure' : 'cancelled', error: null, beforeSteps: false };
       }
       const hashes = await precomputeHashes(
         this.backend,
@@ -258,7 +259,8 @@ export class JobRunner {
       if (step.id) stepsCtx[step.id] = { outcome: result.outcome, conclusion, outputs: result.outputs };
       if (result.outcome === 'cancelled') {
         await reporter.cancelled();
-        return { conclusion: 'cancelled', error: null, beforeSteps: false };
+        // A job whose own step had failed is a failure, whatever stopped it afterwards (fail-fast, a cancel).
+        return { conclusion: jobStatus === 'failure' ? 'failure' : 'cancelled', error: null, beforeSteps: false };
       }
       if (conclusion === 'failure') jobStatus = 'failure';
       if (result.state) {

@@ -178,7 +178,13 @@ export class JobWorker implements OnModuleInit, OnApplicationBootstrap, BeforeAp
         const error = shutDown
           ? `the worker shut down before the job finished (it waited ${this.config.shutdownGraceSeconds} s, KILN_SHUTDOWN_GRACE_SECONDS)`
           : outcome.error;
-        await this.repo.transitionJob(jobId, ['in_progress'], 'completed', { conclusion: outcome.conclusion, error, outputs: outcome.outputs ?? {} });
+        const recorded = await this.repo.transitionJob(jobId, ['in_progress'], 'completed', {
+          conclusion: outcome.conclusion,
+          error,
+          outputs: outcome.outputs ?? {},
+        });
+        // Fail-fast marked it cancelled while its own step had already failed: it is recorded as the failure it is.
+        if (!recorded && outcome.conclusion === 'failure') await this.repo.failFastWasFailure(jobId, error, outcome.outputs ?? {});
         this.metrics.jobsFinished.inc({ conclusion: outcome.conclusion });
         if (outcome.conclusion === 'cancelled') await this.repo.closeOpenSteps(jobId, 'cancelled', 'cancelled');
       } catch (e) {

@@ -23,8 +23,8 @@ test('every listener is called; one that throws does not stop the others or the 
 function concluding(completes: boolean) {
   const run = { id: 'run1', status: 'in_progress', cancelRequested: false, repositoryId: 'repo1', ownerId: null } as unknown as Run;
   const jobs = [
-    { id: 'j1', workflowJobId: 'build', status: 'completed', conclusion: 'success' },
-    { id: 'j2', workflowJobId: 'test', status: 'completed', conclusion: 'failure' },
+    { id: 'j1', workflowJobId: 'build', status: 'completed', conclusion: 'success', spec: { continueOnError: false } },
+    { id: 'j2', workflowJobId: 'test', status: 'completed', conclusion: 'failure', spec: { continueOnError: false } },
   ] as Job[];
   const order: string[] = [];
   const repo = {

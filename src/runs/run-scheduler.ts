@@ -1,12 +1,17 @@
-import { Injectable, Logger } from '@nestjs/common';
+import { Injectable, Logger, Optional } from '@nestjs/common';
 import { AuthService } from '../auth/auth.service';
 import { JobQueue } from '../queue/job-queue';
 import { evaluateCondition } from '../workflow/expressions';
 import type { Conclusion, NeedResult } from '../execution/job';
 import { RunEvents } from './run-events';
 import { RunSources } from './run-sources';
-import { RunsRepository } from './runs.repository';
+import { FAIL_FAST_CANCEL, RunsRepository } from './runs.repository';
 import type { Job, Run } from './runs.types';
+import { PlanningOptions } from './planning-options';
+import { LateJobs } from './late-jobs';
+
+/** Jobs are recorded at positions this far apart: the jobs a late-planned job gives take the places after it. */
+export const POSITION_GAP = 1000;
 
 /**
  * Decides what runs next: jobs whose needs are done are queued (or skipped by their `if:`), matrix
@@ -25,7 +30,12 @@ export class RunScheduler {
     private readonly auth: AuthService,
     private readonly events: RunEvents,
     private readonly sources: RunSources,
-  ) {}
+    @Optional() planning?: PlanningOptions,
+  ) {
+    this.late = new LateJobs(repo, planning ?? null);
+  }
+
+  private readonly late: LateJobs;
 
   /** After one of an owner's jobs ends, their other runs may have jobs waiting on the concurrency quota. */
   async advanceOwner(ownerId: string | null): Promise<void> {
@@ -54,7 +64,8 @@ export class RunScheduler {
     const out: Record<string, NeedResult> = {};
     for (const id of needs) {
       const group = jobs.filter((j) => j.workflowJobId === id);
-      const cs = group.map((j) => j.conclusion);
+      // As on GitHub, a job allowed to fail (job-level continue-on-error) is a success to the jobs that need it.
+      const cs = group.map((j) => (j.conclusion === 'failure' && j.spec.continueOnError ? 'success' : j.conclusion));
       const result: Conclusion = cs.includes('failure')
         ? 'failure'
         : cs.includes('cancelled')
@@ -86,6 +97,11 @@ export class RunScheduler {
     // The owner's quota does not change during a pass: read it once, when a job is first ready.
     let quota: number | undefined;
     for (const job of jobs) {
+      if (job.status === 'pending' && job.spec.verdict) {
+        // Decided at submission: not runnable here, or its if: was already false.
+        changed = (await this.finish(job, ['pending'], 'skipped', job.spec.verdict.reason)) || changed;
+        continue;
+      }
       if (job.status === 'queued' && run.cancelRequested) {
         changed = (await this.finish(job, ['queued'], 'cancelled')) || changed;
         continue;
@@ -93,10 +109,10 @@ export class RunScheduler {
       if (
         (job.status === 'queued' || job.status === 'in_progress') &&
         job.spec.strategy?.failFast &&
-        jobs.some((j) => j.workflowJobId === job.workflowJobId && j.id !== job.id && j.conclusion === 'failure')
+        jobs.some((j) => j.workflowJobId === job.workflowJobId && j.id !== job.id && failedHard(j))
       ) {
         // The worker running it sees the job completed within a second and stops it.
-        changed = (await this.finish(job, ['queued', 'in_progress'], 'cancelled', 'cancelled by fail-fast: another job of this matrix failed')) || changed;
+        changed = (await this.finish(job, ['queued', 'in_progress'], 'cancelled', `${FAIL_FAST_CANCEL}: another job of this matrix failed`)) || changed;
         continue;
       }
       if (job.status !== 'pending') continue;
@@ -108,8 +124,8 @@ export class RunScheduler {
       if (needed.some((j) => j.status !== 'completed')) continue;
       const siblings = jobs.filter((j) => j.workflowJobId === job.workflowJobId && j.id !== job.id);
       const strategy = job.spec.strategy;
-      if (strategy?.failFast && siblings.some((j) => j.conclusion === 'failure')) {
-        changed = (await this.finish(job, ['pending'], 'cancelled', 'cancelled by fail-fast: another job of this matrix failed')) || changed;
+      if (strategy?.failFast && siblings.some(failedHard)) {
+        changed = (await this.finish(job, ['pending'], 'cancelled', `${FAIL_FAST_CANCEL}: another job of this matrix failed`)) || changed;
         continue;
       }
       const needs = RunScheduler.needResults(jobs, job.spec.needs);
@@ -136,7 +152,17 @@ export class RunScheduler {
         continue;
       }
       if (!go) {
-        changed = (await this.finish(job, ['pending'], 'skipped')) || changed;
+        const unmet = Object.entries(needs).filter(([, n]) => n.result !== 'success');
+        const why = job.spec.if === null && unmet.length ? `not run: ${unmet.map(([id, n]) => `${id} ended ${n.result}`).join(', ')}` : null;
+        changed = (await this.finish(job, ['pending'], 'skipped', why)) || changed;
+        continue;
+      }
+      if (job.spec.deferred) {
+        // Its matrix, runs-on, ... read needs: planned now, into the jobs it gives (placed where it was).
+        const outcome = await this.late.expand(run, job, jobs, needs);
+        if (outcome.kind === 'failed') changed = (await this.finish(job, ['pending'], 'failure', outcome.error)) || changed;
+        else if (outcome.kind === 'empty') changed = (await this.finish(job, ['pending'], 'skipped', outcome.reason)) || changed;
+        else changed = outcome.replaced || changed;
         continue;
       }
       if (strategy?.maxParallel && siblings.filter((j) => j.status === 'queued' || j.status === 'in_progress').length >= strategy.maxParallel) continue;
@@ -164,7 +190,7 @@ export class RunScheduler {
   }
 
   private async conclude(run: Run, jobs: Job[]): Promise<void> {
-    const failed = jobs.some((j) => j.conclusion === 'failure');
+    const failed = jobs.some(failedHard);
     const conclusion: Conclusion = run.cancelRequested ? 'cancelled' : failed ? 'failure' : 'success';
     // Every job is done: nothing reads the source again (Kiln has no re-runs). It goes before the run is
     // marked completed, so a completed run never holds one (a failed removal is retried by the sweep).
@@ -176,4 +202,9 @@ export class RunScheduler {
       this.events.emit('run-concluded', { run, conclusion });
     }
   }
+}
+
+/** A failure that counts: a job allowed to fail (job-level continue-on-error) neither fails the run nor triggers fail-fast. */
+function failedHard(job: Job): boolean {
+  return job.conclusion === 'failure' && !job.spec.continueOnError;
 }

@@ -1,7 +1,7 @@
 import { ApiPropertyOptional } from '@nestjs/swagger';
 import { NumberFromText } from '../http/validate';
 import { WORKFLOW_FILE } from '../workflow/model';
-import { IsIn, IsInt, IsNotEmpty, IsObject, IsOptional, IsString, Matches, Max, MaxLength, Min } from 'class-validator';
+import { IsBoolean, IsIn, IsInt, IsNotEmpty, IsObject, IsOptional, IsString, Matches, Max, MaxLength, Min } from 'class-validator';
 
 const JOB_ID = /^[A-Za-z_][A-Za-z0-9_-]{0,99}$/;
 const PLATFORM = /^[A-Za-z0-9][A-Za-z0-9._-]*=[a-z0-9][a-z0-9.@-]*(,[A-Za-z0-9][A-Za-z0-9._-]*=[a-z0-9][a-z0-9.@-]*)*$/;
@@ -41,6 +41,11 @@ export class SubmitRunDto {
   @IsObject()
   platform?: Record<string, string>;
 
+  @ApiPropertyOptional({ description: 'refuse the workflow if any job cannot run here (default: such jobs are kept as not runnable and the others run)' })
+  @IsOptional()
+  @IsBoolean({ message: 'strict must be true or false' })
+  strict?: boolean;
+
   @ApiPropertyOptional({ description: 'quick form: a command to run (bash by default)' })
   @IsOptional()
   @IsString()
@@ -77,6 +82,7 @@ export class SubmitRunDto {
 export class SubmitUploadDto {
   @IsOptional() @Matches(JOB_ID, { message: 'job must be a job id of the workflow' }) job?: string;
   @IsOptional() @Matches(PLATFORM, { message: 'platform must be LABEL=ENVIRONMENT pairs separated by commas' }) platform?: string;
+  @IsOptional() @IsIn(['true', 'false'], { message: 'strict must be true or false' }) strict?: 'true' | 'false';
   @IsOptional() @IsString() @IsNotEmpty() @MaxLength(64 * 1024) command?: string;
   @IsOptional() @IsString() @MaxLength(100) environment?: string;
   @IsOptional() @IsIn(['bash', 'sh', 'python'], { message: 'shell must be bash, sh or python' }) shell?: 'bash' | 'sh' | 'python';

@@ -28,6 +28,7 @@ import { RunSources } from './run-sources';
 import { RunsController } from './runs.controller';
 import { RunsRepository } from './runs.repository';
 import { RunsService } from './runs.service';
+import { PlanningOptions } from './planning-options';
 
 /** Records, scheduling, the queue and stores: imported once (global), shared by the API and the worker. */
 @Module({})
@@ -40,6 +41,7 @@ export class RunsCoreModule {
       providers: [
         RunsRepository,
         RunScheduler,
+        PlanningOptions,
         RunSources,
         FileStore,
         SourceIntake,

@@ -109,16 +109,7 @@ export class RunsRepository {
           run.context.runNumber,
         ],
       );
-      for (const j of jobs) {
-        await tx.run(
-          `INSERT INTO jobs (id, run_id, position, job_key, job_id, name, environment, status, spec, attempts)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0)`,
-          [j.id, run.id, j.position, j.key, j.workflowJobId, j.name, j.environment, j.status, JSON.stringify(j.spec)],
-        );
-        for (const s of j.spec.steps) {
-          await tx.run(`INSERT INTO steps (job_id, idx, name, status) VALUES (?, ?, ?, 'pending')`, [j.id, s.index, s.name]);
-        }
-      }
+      for (const j of jobs) await insertJob(tx, run.id, j);
     });
   }
 
@@ -220,6 +211,28 @@ export class RunsRepository {
     params.push(id, ...from);
     const changed = await this.db.run(`UPDATE jobs SET ${sets.join(', ')} WHERE id = ? AND status IN (${from.map(() => '?').join(', ')})`, params);
     return changed > 0;
+  }
+
+  /** A job fail-fast completed as cancelled whose own step had failed first: its conclusion becomes failure. */
+  async failFastWasFailure(id: string, error: string | null, outputs: Record<string, string>): Promise<boolean> {
+    const changed = await this.db.run(
+      `UPDATE jobs SET conclusion = 'failure', error = ?, outputs = ? WHERE id = ? AND status = 'completed' AND conclusion = 'cancelled' AND error LIKE ?`,
+      [error, JSON.stringify(outputs), id, `${FAIL_FAST_CANCEL}%`],
+    );
+    return changed > 0;
+  }
+
+  /**
+   * Replaces a pending job (a late-planned job's placeholder) by the jobs it gives, with their steps, in
+   * one transaction; false (nothing changed) when the job is no longer pending.
+   */
+  async replaceJob(id: string, jobs: Job[]): Promise<boolean> {
+    return this.db.transaction(async (tx) => {
+      if ((await tx.run("DELETE FROM jobs WHERE id = ? AND status = 'pending'", [id])) === 0) return false;
+      await tx.run('DELETE FROM steps WHERE job_id = ?', [id]);
+      for (const j of jobs) await insertJob(tx, j.runId, j);
+      return true;
+    });
   }
 
   async updateStep(
@@ -370,6 +383,20 @@ export class RunsRepository {
 }
 
 /** Artifacts of the owner's runs, and sources still held (source_bytes > 0; NULL rows predate the column and are not counted). */
+/** How fail-fast's cancellation begins its recorded reason (RunScheduler). */
+export const FAIL_FAST_CANCEL = 'cancelled by fail-fast';
+
+async function insertJob(tx: Database, runId: string, j: Job): Promise<void> {
+  await tx.run(
+    `INSERT INTO jobs (id, run_id, position, job_key, job_id, name, environment, status, spec, attempts)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0)`,
+    [j.id, runId, j.position, j.key, j.workflowJobId, j.name, j.environment, j.status, JSON.stringify(j.spec)],
+  );
+  for (const s of j.spec.steps) {
+    await tx.run(`INSERT INTO steps (job_id, idx, name, status) VALUES (?, ?, ?, 'pending')`, [j.id, s.index, s.name]);
+  }
+}
+
 async function storageOf(db: Database, ownerId: string): Promise<StorageUse> {
   const [a, s] = await Promise.all([
     db.all<{ n: number | string | null }>('SELECT SUM(a.size_bytes) AS n FROM artifacts a JOIN runs r ON r.id = a.run_id WHERE r.owner_id = ?', [ownerId]),

@@ -18,6 +18,7 @@ import { AdmissionService } from './admission';
 import { RunEvents } from './run-events';
 import { RunScheduler } from './run-scheduler';
 import type { RunSources } from './run-sources';
+import { PlanningOptions } from './planning-options';
 import { RunsService } from './runs.service';
 
 /**
@@ -68,19 +69,20 @@ function setup(quota: Partial<Quota> = {}) {
       pythons: {},
     }),
   } as unknown as CatalogueService;
-  const scheduler = new RunScheduler(runs.repo, queue, auth, new RunEvents(), sources);
+  const planning = new PlanningOptions(config, catalogue);
+  const scheduler = new RunScheduler(runs.repo, queue, auth, new RunEvents(), sources, planning);
   const admission = new AdmissionService(config, redis, runs.repo, auth, () => Date.UTC(2026, 0, 1, 12, 0, 0));
   const service = new RunsService(
     config,
     runs.repo,
     scheduler,
-    catalogue,
     new FileStore(config),
     {} as BlobStore,
     auth,
     sources,
     admission,
     new SourceIntake(config, new FileStore(config)),
+    planning,
   );
   return { service, runs, enqueued, kept };
 }

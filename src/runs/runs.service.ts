@@ -1,14 +1,15 @@
 import { BadRequestException, Inject, Injectable, Logger, NotFoundException, PayloadTooLargeException, ServiceUnavailableException } from '@nestjs/common';
 import * as fs from 'node:fs';
 import type { Readable } from 'node:stream';
-import { CatalogueService } from '../catalogue/catalogue.service';
 import { KILN_CONFIG, KilnConfig } from '../config/config';
 import { GitSourceError } from '../sources/git-policy';
 import { ArchiveError, SanitizedTar } from '../sources/tar-safety';
 import { SourceIntake } from '../sources/source-intake';
 import { FileStore } from '../storage/file-store';
 import { BLOB_STORE, blobKeys, BlobStore } from '../storage/blob-store';
-import { PlanOptions, RunPlan } from '../workflow/model';
+import { RunPlan } from '../workflow/model';
+import { planContext, PlanningOptions } from './planning-options';
+import { POSITION_GAP } from './run-scheduler';
 import { RunScheduler } from './run-scheduler';
 import { RunSources } from './run-sources';
 import { CloneGate, GateFull } from './clone-gate';
@@ -71,13 +72,13 @@ export class RunsService {
     @Inject(KILN_CONFIG) private readonly config: KilnConfig,
     private readonly repo: RunsRepository,
     private readonly scheduler: RunScheduler,
-    private readonly catalogue: CatalogueService,
     private readonly files: FileStore,
     @Inject(BLOB_STORE) private readonly blobs: BlobStore,
     auth: AuthService,
     private readonly sources: RunSources,
     private readonly admission: AdmissionService,
     private readonly intake: SourceIntake,
+    private readonly planning: PlanningOptions,
   ) {
     this.clones = new CloneGate(config.clones.concurrency, config.clones.queue);
     auth.useStorageMeter({ usage: (userId) => this.repo.storage(userId) });
@@ -197,7 +198,7 @@ export class RunsService {
     let text = workflowText;
     let file: string | null = workflowFile ?? null;
     if (!text) ({ text, file } = await findWorkflow(tarPath, workflowFile ?? undefined));
-    const plan = await this.plan(text, file, choices, tarPath);
+    const plan = await this.plan(text, file, choices, tarPath, context);
     const runId = newId();
     const now = new Date().toISOString();
     const run: Run = {
@@ -221,11 +222,12 @@ export class RunsService {
     const jobs: Job[] = plan.jobs.map((j, position) => ({
       id: newId(),
       runId,
-      position,
+      // Spaced, so the jobs a late-planned job gives take the places after it (RunScheduler).
+      position: position * POSITION_GAP,
       key: j.key,
       workflowJobId: j.jobId,
       name: j.name,
-      environment: `${j.environment.name}@${j.environment.version}`,
+      environment: j.environment.name ? `${j.environment.name}@${j.environment.version}` : '',
       status: 'pending',
       conclusion: null,
       error: null,
@@ -273,23 +275,13 @@ export class RunsService {
     await this.scheduler.advance(runId);
   }
 
-  private async plan(text: string, file: string | null, choices: PlanChoices, tarPath: string): Promise<RunPlan> {
-    const opts: PlanOptions = {
-      ...(await this.catalogue.planning()),
+  private async plan(text: string, file: string | null, choices: PlanChoices, tarPath: string, context: RunContext): Promise<RunPlan> {
+    const opts = await this.planning.options({
       readFile: (path, maxBytes) => readSourceFile(tarPath, path, maxBytes),
-      labelMap: { ...this.config.labelMap, ...(choices.platform ?? {}) },
-      defaultTimeoutMinutes: this.config.jobs.timeoutMinutes,
-      maxTimeoutMinutes: this.config.jobs.timeoutMaxMinutes,
-      maxJobs: 256,
-      maxStepsPerJob: 100,
-      maxLimits: {
-        memoryBytes: this.config.jobs.memoryMaxBytes,
-        cpus: this.config.jobs.cpusMax,
-        pids: this.config.jobs.pidsMax,
-        workspaceBytes: this.config.jobs.workspaceMaxBytes,
-      },
-      egress: { allow: this.config.egress.allow, internal: this.config.egress.internal },
-    };
+      labelMap: choices.platform,
+      strict: choices.strict ?? false,
+      context: planContext(context),
+    });
     return planWorkflow(text, file, opts, choices.job);
   }
 
@@ -339,10 +331,13 @@ export class RunsService {
         workflowFile: body.workflowFile,
         job: body.job,
         platform: checkPlatform(body.platform),
+        strict: body.strict,
       });
     }
-    if (body.workflow || body.workflowFile || body.ref || body.job || body.platform)
-      throw new BadRequestException('workflow, workflowFile, ref, job and platform do not go with command: the quick form is one command in one environment');
+    if (body.workflow || body.workflowFile || body.ref || body.job || body.platform || body.strict !== undefined)
+      throw new BadRequestException(
+        'workflow, workflowFile, ref, job, platform and strict do not go with command: the quick form is one command in one environment',
+      );
     if (body.files) {
       for (const [k, v] of Object.entries(body.files)) if (typeof v !== 'string') throw new BadRequestException(`files.${k}: content must be a string`);
     }
@@ -370,8 +365,8 @@ export class RunsService {
         workflow = await fs.promises.readFile(workflowUpload.path, 'utf8');
       }
       if (fields.command !== undefined) {
-        if (workflow || fields.workflowFile || fields.job || fields.platform)
-          throw new BadRequestException('command does not go with workflow, workflowFile, job or platform: it is one command in one environment');
+        if (workflow || fields.workflowFile || fields.job || fields.platform || fields.strict)
+          throw new BadRequestException('command does not go with workflow, workflowFile, job, platform or strict: it is one command in one environment');
         workflow = commandWorkflow({
           command: fields.command,
           environment: fields.environment ?? this.config.defaultEnvironment,
@@ -390,6 +385,7 @@ export class RunsService {
         repository: fields.repository,
         job: fields.job,
         platform: parsePlatform(fields.platform),
+        strict: fields.strict === 'true',
       });
     } finally {
       await cleanup();

@@ -63,6 +63,31 @@ export interface PlannedJob {
   /** `outputs:` raw (name -> expression over steps), evaluated when the job ends. */
   outputs: Record<string, string>;
   steps: StepSpec[];
+  /**
+   * Set when the job will not run, decided at submission: `not-runnable` (it needs what this server
+   * does not have: an action, an environment for its runs-on, a job container...) or `skipped` (its
+   * `if:` is false from what is known at submission). The scheduler completes it as skipped with the
+   * reason; jobs that need it are skipped as on GitHub. Such a job has no environment and no steps.
+   */
+  verdict?: { kind: 'not-runnable' | 'skipped'; reason: string; path: string; line: number | null };
+  /**
+   * Set when the job's matrix, runs-on, name, continue-on-error or timeout-minutes read the `needs`
+   * context: it is planned when its needs are done (as GitHub evaluates it), from this template. Until
+   * then the job is one placeholder with no environment and no steps.
+   */
+  deferred?: DeferredJob;
+}
+
+/** What planning a job later takes: the job as parsed and the workflow-level parts it inherits. */
+export interface DeferredJob {
+  job: unknown; // the ParsedJob (parse.ts), plain data
+  workflow: { name: string | null; env: Record<string, string>; defaults: { shell: string | null; workingDirectory: string | null } };
+  /** Lines of the job's part of the text, for the problems found when it is planned. */
+  lines: Record<string, number>;
+  /** The label map the submission planned with (the server's and its own `platform`). */
+  labelMap: Record<string, string>;
+  /** The submission was strict: a combination that cannot run here fails the job instead of being marked not runnable. */
+  strict?: boolean;
 }
 
 export interface RunPlan {
@@ -75,6 +100,8 @@ export interface WorkflowProblem {
   path: string; // e.g. `jobs.test.steps[2].uses`
   line: number | null; // 1-based line in the YAML, when known
   message: string; // what is wrong and what to do
+  /** The file is valid, but its job cannot run on this server (an action, a label, a container it does not have). */
+  notRunnable?: boolean;
 }
 
 export class WorkflowError extends Error {

@@ -25,6 +25,11 @@ export class Reader {
   problem(path: string, message: string): void {
     this.problems.push({ path: path || ROOT_PATH, line: lineOf(this.lines, path), message });
   }
+
+  /** A valid job that cannot run on this server (see WorkflowProblem.notRunnable). */
+  notRunnable(path: string, message: string): void {
+    this.problems.push({ path: path || ROOT_PATH, line: lineOf(this.lines, path), message, notRunnable: true });
+  }
 }
 
 export type Obj = Record<string, unknown>;
@@ -38,10 +43,19 @@ const ENV_NAME_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const SHELLS: readonly Shell[] = ['bash', 'sh', 'python'];
 
 /** Refuses keys outside `allowed`: known GitHub keys Kiln does not support get their own message. */
-export function checkKeys(r: Reader, obj: Obj, path: string, allowed: string[], unsupported: Record<string, string>, where: string): void {
+export function checkKeys(
+  r: Reader,
+  obj: Obj,
+  path: string,
+  allowed: string[],
+  unsupported: Record<string, string>,
+  where: string,
+  /** Keys whose use makes the job not runnable here, rather than the file invalid. */
+  unrunnable: string[] = [],
+): void {
   for (const key of Object.keys(obj)) {
     if (allowed.includes(key)) continue;
-    r.problem(
+    (unrunnable.includes(key) ? r.notRunnable.bind(r) : r.problem.bind(r))(
       childPath(path, key),
       (Object.hasOwn(unsupported, key) ? unsupported[key] : undefined) ?? `unknown key '${key}' in ${where} (supported: ${allowed.join(', ')})`,
     );

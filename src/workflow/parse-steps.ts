@@ -141,7 +141,7 @@ function builtinAction(r: Reader, uses: string, path: string): BuiltinAction | n
     r.problem(path, `'${uses}' needs a version: write ${name}@v4`);
     return null;
   }
-  if (!builtin) r.problem(path, `the action '${uses}' is not available in Kiln: ${ACTION_NOT_AVAILABLE}`);
+  if (!builtin) r.notRunnable(path, `the action '${uses}' is not available in Kiln: ${ACTION_NOT_AVAILABLE}`);
   return builtin;
 }
 

@@ -43,8 +43,8 @@ export interface ParsedJob {
   if: string | null;
   env: Record<string, string>;
   defaults: RunDefaults;
-  timeoutMinutes: number | null; // null = the server default
-  continueOnError: boolean;
+  timeoutMinutes: number | string | null; // a number, or a raw ${{ }} expression; null = the server default
+  continueOnError: boolean | string; // a boolean, or a raw ${{ }} expression
   strategy: ParsedStrategy | null;
   limits: JobLimits;
   egress: 'none' | string[] | undefined;
@@ -112,6 +112,8 @@ const JOB_UNSUPPORTED: Record<string, string> = {
   environment: "deployment 'environment' is not supported by Kiln: remove it",
   snapshot: "'snapshot' (custom images) is not supported by Kiln: remove it",
 };
+/** Keys that make a job not runnable here (the rest of the workflow still runs), rather than the file invalid. */
+const JOB_UNRUNNABLE = ['container', 'services', 'uses', 'with', 'secrets', 'environment', 'snapshot'];
 const LIMIT_KEYS = ['memory', 'cpus', 'pids', 'workspace'];
 
 function readWorkflow(root: unknown, r: Reader): ParsedWorkflow {
@@ -175,7 +177,7 @@ function readJob(r: Reader, id: string, value: unknown): ParsedJob | null {
     r.problem(path, `job '${id}' must be a mapping with runs-on and steps`);
     return null;
   }
-  checkKeys(r, value, path, JOB_KEYS, JOB_UNSUPPORTED, `job '${id}'`);
+  checkKeys(r, value, path, JOB_KEYS, JOB_UNSUPPORTED, `job '${id}'`, JOB_UNRUNNABLE);
   // A reusable-workflow call has no runs-on/steps of its own: its one problem is enough.
   const reusable = value.uses !== undefined;
   return {
@@ -187,14 +189,23 @@ function readJob(r: Reader, id: string, value: unknown): ParsedJob | null {
     if: readCondition(r, value.if, childPath(path, 'if')),
     env: readEnv(r, value.env, childPath(path, 'env')),
     defaults: readDefaults(r, value.defaults, childPath(path, 'defaults')),
-    timeoutMinutes: readPositiveNumber(r, value['timeout-minutes'], childPath(path, 'timeout-minutes'), "'timeout-minutes'"),
-    continueOnError: readBoolean(r, value['continue-on-error'], childPath(path, 'continue-on-error'), 'continue-on-error', false),
+    timeoutMinutes: expressionOr(value['timeout-minutes'], () =>
+      readPositiveNumber(r, value['timeout-minutes'], childPath(path, 'timeout-minutes'), "'timeout-minutes'"),
+    ),
+    continueOnError: expressionOr(value['continue-on-error'], () =>
+      readBoolean(r, value['continue-on-error'], childPath(path, 'continue-on-error'), 'continue-on-error', false),
+    ),
     strategy: readStrategy(r, value.strategy, childPath(path, 'strategy')),
     limits: readLimits(r, value.limits, childPath(path, 'limits')),
     egress: readEgress(r, value.egress, childPath(path, 'egress')),
     outputs: readOutputs(r, value.outputs, childPath(path, 'outputs')),
     steps: reusable ? [] : readSteps(r, value.steps, childPath(path, 'steps')),
   };
+}
+
+/** A `${{ }}` string as written (evaluated when the job is planned), else what the reader makes of the value. */
+function expressionOr<T>(value: unknown, read: () => T): T | string {
+  return typeof value === 'string' && hasExpression(value) ? value : read();
 }
 
 const RUNS_ON_HINT = 'give one environment name or label, e.g. runs-on: python-3.11';
@@ -208,7 +219,7 @@ function readRunsOn(r: Reader, value: unknown, path: string, reusable: boolean):
   if (Array.isArray(value)) {
     if (value.length === 1 && typeof value[0] === 'string' && value[0].trim() !== '') return value[0].trim();
     if (value.length > 1) {
-      r.problem(
+      r.notRunnable(
         path,
         `runs-on lists ${value.length} labels (${value.map((v) => formatScalar(v)).join(', ')}); a Kiln job runs in exactly one environment: ${RUNS_ON_HINT}`,
       );
@@ -216,7 +227,7 @@ function readRunsOn(r: Reader, value: unknown, path: string, reusable: boolean):
     }
   }
   if (isObj(value)) {
-    r.problem(path, `runs-on with 'group'/'labels' (runner groups) is not supported by Kiln: ${RUNS_ON_HINT}`);
+    r.notRunnable(path, `runs-on with 'group'/'labels' (runner groups) is not supported by Kiln: ${RUNS_ON_HINT}`);
     return null;
   }
   r.problem(path, `'runs-on' must be an environment name or label: ${RUNS_ON_HINT}`);

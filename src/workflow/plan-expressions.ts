@@ -14,7 +14,7 @@ import type { Problems } from './plan-problems';
 const CONTEXTS = {
   runName: ['github', 'inputs', 'vars'],
   workflowEnv: ['github', 'secrets', 'inputs', 'vars'],
-  /** A job's runs-on and name are evaluated per matrix combination. */
+  /** A job's runs-on, name, continue-on-error and timeout-minutes are evaluated per matrix combination. */
   jobHead: ['matrix', 'github', 'strategy', 'inputs', 'vars', 'needs'],
   /** A job's if: is evaluated before its matrix is expanded. */
   jobIf: ['github', 'needs', 'vars', 'inputs'],
@@ -62,6 +62,8 @@ function* jobFields(job: ParsedJob): Generator<Field> {
   if (job.name !== null) yield { path: at('name'), text: job.name, contexts: CONTEXTS.jobHead };
   if (job.runsOn !== null) yield { path: at('runs-on'), text: job.runsOn, contexts: CONTEXTS.jobHead };
   if (job.if !== null) yield { path: at('if'), text: job.if, contexts: CONTEXTS.jobIf, condition: true };
+  if (typeof job.continueOnError === 'string') yield { path: at('continue-on-error'), text: job.continueOnError, contexts: CONTEXTS.jobHead };
+  if (typeof job.timeoutMinutes === 'string') yield { path: at('timeout-minutes'), text: job.timeoutMinutes, contexts: CONTEXTS.jobHead };
   yield* mapFields(job.env, at('env'), CONTEXTS.jobEnv);
   if (job.defaults.workingDirectory) yield { path: at('defaults.run.working-directory'), text: job.defaults.workingDirectory, contexts: CONTEXTS.step };
   const matrix = job.strategy?.matrix;

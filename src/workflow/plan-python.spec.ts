@@ -10,9 +10,10 @@ async function plan(text: string, files: Record<string, string> = {}, extra: Par
   return planFromYaml(text, { ...testOptions, readFile: async (p) => (Object.hasOwn(files, p) ? files[p] : null), ...extra });
 }
 
+/** The refusal of a strict submission (a job setup-python cannot place is otherwise kept as not runnable: plan.spec.ts). */
 async function problems(text: string, files: Record<string, string> = {}): Promise<string[]> {
   try {
-    await plan(text, files);
+    await plan(text, files, { strict: true });
   } catch (e) {
     if (e instanceof WorkflowError) return e.problems.map((p) => `${p.path}: ${p.message}`);
     throw e;

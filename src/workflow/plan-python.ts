@@ -73,7 +73,7 @@ export class SetupPythonPlanner {
           continue;
         }
       }
-      this.p.add(asked.path, this.missing(asked, placed, key));
+      this.p.add(asked.path, this.missing(asked, placed, key), true);
       ok = false;
     }
     return ok ? { environment: placed, placement } : null;

@@ -36,6 +36,8 @@ function summarize(plan: RunPlan): unknown {
       ...(j.timeoutMinutes !== testOptions.defaultTimeoutMinutes && { timeoutMinutes: j.timeoutMinutes }),
       ...(j.continueOnError && { continueOnError: true }),
       ...(Object.keys(j.limits).length > 0 && { limits: j.limits }),
+      ...(j.verdict && { verdict: j.verdict }),
+      ...(j.deferred && { deferred: { job: (j.deferred.job as { id: string }).id, lines: Object.keys(j.deferred.lines).length } }),
       steps: j.steps.map((s) => ({
         name: s.name,
         shell: s.shell,
