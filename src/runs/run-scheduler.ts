@@ -96,6 +96,7 @@ export class RunScheduler {
     let changed = false;
     // The owner's quota does not change during a pass: read it once, when a job is first ready.
     let quota: number | undefined;
+    let failedSteps: Set<string> | undefined;
     for (const job of jobs) {
       if (job.status === 'pending' && job.spec.verdict) {
         // Decided at submission: not runnable here, or its if: was already false.
@@ -111,8 +112,13 @@ export class RunScheduler {
         job.spec.strategy?.failFast &&
         jobs.some((j) => j.workflowJobId === job.workflowJobId && j.id !== job.id && failedHard(j))
       ) {
-        // The worker running it sees the job completed within a second and stops it.
-        changed = (await this.finish(job, ['queued', 'in_progress'], 'cancelled', `${FAIL_FAST_CANCEL}: another job of this matrix failed`)) || changed;
+        // The worker running it sees the job completed within a second and stops it. A job whose own step
+        // has failed already is a failure, whatever stops it (the worker corrects one that fails meanwhile).
+        failedSteps ??= new Set((await this.repo.steps(run.id)).filter((st) => st.conclusion === 'failure').map((st) => st.jobId));
+        changed =
+          (failedSteps.has(job.id)
+            ? await this.finish(job, ['queued', 'in_progress'], 'failure', 'stopped by fail-fast after its own step failed')
+            : await this.finish(job, ['queued', 'in_progress'], 'cancelled', `${FAIL_FAST_CANCEL}: another job of this matrix failed`)) || changed;
         continue;
       }
       if (job.status !== 'pending') continue;

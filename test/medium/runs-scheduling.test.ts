@@ -162,6 +162,33 @@ jobs:
     assert.match(log, /GITHUB_SHA=[0-9a-f]{40}/);
   });
 
+  test('fail-fast: a matrix job whose own step had failed is a failure when fail-fast stops it, not cancelled', async () => {
+    const run = await submit(`
+jobs:
+  m:
+    runs-on: python-3.11
+    strategy:
+      matrix: { n: [first, second] }
+    steps:
+      - run: |
+          sleep \${{ matrix.n == 'first' && 10 || 300 }}
+          exit \${{ matrix.n == 'first' && 2 || 1 }}
+      - if: always()
+        run: sleep \${{ matrix.n == 'first' && 1500 || 6000 }}
+`);
+    const done = await finished(run.id);
+    assert.deepEqual(
+      done.jobs.map((j) => [j.conclusion, j.steps[0].exitCode]),
+      [
+        ['failure', 2],
+        ['failure', 1],
+      ],
+      JSON.stringify(done.jobs.map((j) => [j.key, j.error])),
+    );
+    // The stopped job's last step ends within a second; the next test counts what runs at once.
+    for (let i = 0; i < 100 && backend.running > 0; i++) await new Promise((r) => setTimeout(r, 100));
+  });
+
   test('matrix: max-parallel holds, and fail-fast cancels the rest after a failure', async () => {
     backend.maxRunning = 0;
     const run = await submit(`
