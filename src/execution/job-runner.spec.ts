@@ -497,3 +497,32 @@ test("egress: the job's grant goes to the backend, its steps get the proxy and t
   );
   assert.match(await readLog(none), /network none/);
 });
+
+test('the old commands: set-output reaches later steps (GITHUB_OUTPUT wins); set-env without the opt-in fails its step though it exits 0', async () => {
+  const { backend, runner, reporter } = setup();
+  const job = input([
+    { id: 'old', run: 'echo ::set-output name=a::1\necho ::set-output name=b::2\noutput b=file' },
+    { run: 'echo a=${{ steps.old.outputs.a }} b=${{ steps.old.outputs.b }}' },
+    { run: 'echo ::set-env name=FOO::bar' },
+  ]);
+  const outcome = await runner.run(job, reporter, new AbortController().signal);
+  assert.equal(backend.execs[1].script, 'echo a=1 b=file');
+  assert.deepEqual(reporter.calls.filter((c) => c[0] === 'stepFinished').at(-1), [
+    'stepFinished',
+    2,
+    { outcome: 'failure', conclusion: 'failure', exitCode: 0, reason: null },
+  ]);
+  assert.equal(outcome.conclusion, 'failure');
+});
+
+test('the old commands with ACTIONS_ALLOW_UNSECURE_COMMANDS in the env: set-env and add-path reach later steps', async () => {
+  const { backend, runner, reporter } = setup();
+  const job = input(
+    [{ run: 'echo ::set-env name=FOO::bar\necho ::add-path::/opt/tool/bin', env: { ACTIONS_ALLOW_UNSECURE_COMMANDS: 'true' } }, { run: 'printenv FOO' }],
+    {},
+  );
+  const outcome = await runner.run(job, reporter, new AbortController().signal);
+  assert.equal(outcome.conclusion, 'success');
+  assert.equal(backend.execs[1].env.FOO, 'bar');
+  assert.match(backend.execs[1].env.PATH, /^\/opt\/tool\/bin:/);
+});

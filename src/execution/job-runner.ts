@@ -264,7 +264,7 @@ export class JobRunner {
       }
       if (conclusion === 'failure') jobStatus = 'failure';
       if (result.state) {
-        applyEnvFiles(step, result.state, jobEnv, extraPath, out);
+        applyEnvFiles(step, result.state, jobEnv, extraPath, out, result.commands);
         if (result.state.error) {
           stopReason = 'infrastructure';
           infraError = result.state.error;

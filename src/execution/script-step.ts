@@ -10,7 +10,7 @@ import type { Conclusion, StepReason } from './job';
 import { mib } from './sandbox-limits';
 import type { StepResult, StepScope } from './step-scope';
 import { egressNetworkNote, refusedNotes } from './egress-notes';
-import { type Annotation, WorkflowCommands } from './workflow-commands';
+import { allowsUnsecureCommands, type Annotation, type CommandEffects, WorkflowCommands } from './workflow-commands';
 
 /** A step's own files: GitHub's GITHUB_ENV, GITHUB_OUTPUT, GITHUB_PATH, GITHUB_STEP_SUMMARY and GITHUB_STATE. */
 function stepFiles(i: number) {
@@ -77,6 +77,7 @@ export class ScriptSteps {
         addMask: (v) => out.addMask(v),
       },
       this.debug,
+      allowsUnsecureCommands(stepEnv),
     );
     let triedNetwork = false;
     out.setFilter((_step, text) => {
@@ -90,6 +91,7 @@ export class ScriptSteps {
       out.flush(step.index);
       out.setFilter(null);
     }
+    result = withCommandEffects(result, cmds.effects);
     const refused = this.egressRules ? refusedNotes(await this.egressActivity(s), this.egressRules) : [];
     for (const a of refused) await this.note(s, { ...a, message: out.maskText(a.message) });
     if (triedNetwork && result.outcome === 'failure' && !refused.length) {
@@ -206,8 +208,32 @@ function shellArgv(shell: Shell, scriptPath: string): string[] {
     .map((part) => part.replace('{0}', scriptPath));
 }
 
-/** What a step's GITHUB_ENV and GITHUB_PATH add for the steps after it. */
-export function applyEnvFiles(step: StepSpec, state: StepState, jobEnv: Record<string, string>, extraPath: string[], out: LogWriter): void {
+/**
+ * The old commands' part of a step's result: set-output's values under GITHUB_OUTPUT's (the file is read
+ * when the step ends, as on GitHub); a command GitHub could not process fails a step that exited 0.
+ */
+function withCommandEffects(result: StepResult, effects: CommandEffects): StepResult {
+  const failed = effects.failed && result.outcome === 'success';
+  return { ...result, outcome: failed ? 'failure' : result.outcome, outputs: { ...effects.outputs, ...result.outputs }, commands: effects };
+}
+
+/** What a step's set-env and add-path commands, then its GITHUB_ENV and GITHUB_PATH, add for the steps after it. */
+export function applyEnvFiles(
+  step: StepSpec,
+  state: StepState,
+  jobEnv: Record<string, string>,
+  extraPath: string[],
+  out: LogWriter,
+  commands?: Pick<CommandEffects, 'env' | 'path'>,
+): void {
+  if (commands) {
+    Object.assign(jobEnv, commands.env);
+    for (const dir of commands.path) {
+      const at = extraPath.indexOf(dir);
+      if (at >= 0) extraPath.splice(at, 1);
+      extraPath.unshift(dir);
+    }
+  }
   const files = stepFiles(step.index);
   const env = parseEnvFile(state.files[files.env] ?? '', 'GITHUB_ENV');
   for (const p of env.problems) out.notice(step.index, `warning: ${p}`);

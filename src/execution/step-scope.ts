@@ -4,6 +4,7 @@ import type { StepSpec } from '../workflow/model';
 import type { JobHandle, StepState } from './backend';
 import type { Conclusion, JobInput, StepReason } from './job';
 import type { JobReporter } from './reporter';
+import type { CommandEffects } from './workflow-commands';
 
 /** What running one step is given: the job, its sandbox, log and reporter, and the step with its expression context. */
 export interface StepScope {
@@ -27,6 +28,8 @@ export interface StepResult {
   outputs: Record<string, string>;
   /** What the sandbox said (script steps only). */
   state?: StepState;
+  /** What the step's set-env and add-path commands added (script steps only). */
+  commands?: Pick<CommandEffects, 'env' | 'path'>;
 }
 
 export function stepSucceeded(): StepResult {
