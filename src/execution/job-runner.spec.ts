@@ -31,10 +31,12 @@ const logs = new LogStore(config, { publish: async () => 0 });
 
 /** The fake, and two things it cannot say: `lose` (the sandbox stopped, as gVisor's does out of memory) and `summary TEXT`. */
 class Backend extends FakeBackend {
-  /** The time limit each exec was given, in order. */
+  /** The time limit and the command line each exec was given, in order. */
   readonly timeouts: number[] = [];
+  readonly argvs: string[][] = [];
   override async execStep(job: JobHandle, step: ExecSpec, sink: OutputSink, signal: AbortSignal): Promise<StepState> {
     this.timeouts.push(step.timeoutMs);
+    this.argvs.push(step.argv);
     const lines = (step.script?.content ?? '').split('\n').map((l) => l.trim());
     if (lines.includes('lose')) {
       return { exitCode: null, oomKilled: false, pidsLimited: false, timedOut: false, cancelled: false, error: null, sandboxLost: 'exit 2', files: {} };
@@ -49,8 +51,10 @@ class Backend extends FakeBackend {
 
 type Call =
   | ['stepSkipped', number]
+  | ['stepSkipped', number, string]
   | ['stepNotRun', number, StepReason]
   | ['stepStarted', number]
+  | ['stepStarted', number, string]
   | ['stepFinished', number, StepEnd]
   | ['cancelled']
   | ['annotation', number, number, Annotation]
@@ -61,14 +65,14 @@ type Call =
 class MemoryReporter implements JobReporter {
   readonly calls: Call[] = [];
   readonly stored: RecordedArtifact[] = [];
-  async stepSkipped(index: number) {
-    this.calls.push(['stepSkipped', index]);
+  async stepSkipped(index: number, name?: string) {
+    this.calls.push(name === undefined ? ['stepSkipped', index] : ['stepSkipped', index, name]);
   }
   async stepNotRun(index: number, reason: StepReason) {
     this.calls.push(['stepNotRun', index, reason]);
   }
-  async stepStarted(index: number) {
-    this.calls.push(['stepStarted', index]);
+  async stepStarted(index: number, name?: string) {
+    this.calls.push(name === undefined ? ['stepStarted', index] : ['stepStarted', index, name]);
   }
   async stepFinished(index: number, end: StepEnd) {
     this.calls.push(['stepFinished', index, end]);
@@ -525,4 +529,57 @@ test('the old commands with ACTIONS_ALLOW_UNSECURE_COMMANDS in the env: set-env 
   assert.equal(outcome.conclusion, 'success');
   assert.equal(backend.execs[1].env.FOO, 'bar');
   assert.match(backend.execs[1].env.PATH, /^\/opt\/tool\/bin:/);
+});
+
+test("a step's ${{ }} name is evaluated when it starts (or is skipped), with the job's contexts; one that cannot be is shown as written", async () => {
+  const { runner, reporter } = setup();
+  const bad = "bad ${{ fromJSON('{') }}";
+  const job = input(
+    [
+      { name: 'Set up Python ${{ matrix.python-version }} on ${{ env.OS }}', run: 'echo one' },
+      { name: 'Skipped ${{ matrix.python-version }}', if: 'false', run: 'echo never' },
+      { name: 'plain', run: 'echo two' },
+      { name: bad, run: 'echo three' },
+    ],
+    { matrix: { 'python-version': '3.12' }, env: { OS: 'linux' } },
+  );
+  const outcome = await runner.run(job, reporter, new AbortController().signal);
+  assert.equal(outcome.conclusion, 'success');
+  assert.deepEqual(
+    reporter.calls.filter((c) => c[0] === 'stepStarted' || c[0] === 'stepSkipped'),
+    [
+      ['stepStarted', 0, 'Set up Python 3.12 on linux'],
+      ['stepSkipped', 1, 'Skipped 3.12'],
+      ['stepStarted', 2],
+      ['stepStarted', 3],
+    ],
+  );
+  const log = await readLog(job);
+  assert.match(log, /▶ Set up Python 3\.12 on linux/);
+  assert.match(log, /■ Set up Python 3\.12 on linux: success/);
+  assert.match(log, /warning: the step name could not be evaluated \(shown as written\): /);
+  assert.ok(log.includes(`▶ ${bad}`), log);
+});
+
+test('a ${{ }} shell is evaluated when its step runs, with the step env; a value Kiln has no shell for fails the step', async () => {
+  const { backend, runner, reporter } = setup();
+  const job = input(
+    [
+      { shell: '${{ env.MY_SHELL }}', run: 'echo one', env: { MY_SHELL: 'python' } },
+      { shell: "${{ matrix.os == 'x' && 'sh' || 'perl {0}' }}", run: 'echo two' },
+      { shell: '${{ env.MY_SHELL }}', run: 'echo three', env: { MY_SHELL: 'fish' } },
+    ],
+    { matrix: { os: 'y' } },
+  );
+  const outcome = await runner.run(job, reporter, new AbortController().signal);
+  assert.deepEqual(backend.argvs, [
+    ['python3', '/tmp/kiln/step-0.py'],
+    ['perl', '/tmp/kiln/step-1.script'],
+  ]);
+  assert.equal(outcome.conclusion, 'failure');
+  assert.deepEqual(reporter.calls.at(-1), ['stepFinished', 2, { outcome: 'failure', conclusion: 'failure', exitCode: null, reason: null }]);
+  assert.match(
+    await readLog(job),
+    /error: unsupported shell 'fish': use one of bash, sh, python, or a custom template .*\(the value of shell: \$\{\{ env\.MY_SHELL \}\}\)/,
+  );
 });

@@ -3,7 +3,7 @@ import { KILN_CONFIG, KilnConfig } from '../config/config';
 import { FileStore } from '../storage/file-store';
 import { BLOB_STORE, blobKeys, BlobStore } from '../storage/blob-store';
 import { LogStore, LogWriter } from '../storage/log-store';
-import { evaluateCondition, ExprContext, interpolate, StatusFunctions } from '../workflow/expressions';
+import { evaluateCondition, ExprContext, hasExpression, interpolate, StatusFunctions } from '../workflow/expressions';
 import type { PlannedJob, StepSpec } from '../workflow/model';
 import { formatRule, grantFor, requestedRules, type EgressGrant } from '../common/egress-rules';
 import { EXECUTION_BACKEND, ExecutionBackend, JobHandle, JobSandboxLimits } from './backend';
@@ -175,11 +175,11 @@ export class JobRunner {
     // Job env is evaluated once, in order; later steps see what GITHUB_ENV adds on top.
     for (const [k, v] of Object.entries(spec.env)) jobEnv[k] = await interpolate(v, baseCtx());
 
-    for (const step of spec.steps) {
+    for (const planned of spec.steps) {
       // Time spent between steps (hashFiles, a built-in action's upload) counts too: a step that would start after the deadline is not run.
       if (!stopReason && this.now() >= deadline) stopReason = 'job-timeout';
       if (stopReason) {
-        await reporter.stepNotRun(step.index, stopReason);
+        await reporter.stepNotRun(planned.index, stopReason);
         continue;
       }
       if (signal.aborted) {
@@ -190,7 +190,7 @@ export class JobRunner {
       const hashes = await precomputeHashes(
         this.backend,
         handle,
-        [step.if, step.run, step.workingDirectory, ...Object.values(step.env), ...Object.values(step.with)],
+        [planned.name, planned.if, planned.run, planned.shell, planned.workingDirectory, ...Object.values(planned.env), ...Object.values(planned.with)],
         signal,
       );
       const status: StatusFunctions = {
@@ -205,6 +205,9 @@ export class JobRunner {
         },
       };
       let ctx = baseCtx();
+      // As GitHub does, the name is evaluated before the if: (a skipped step shows it evaluated too), with the job's env.
+      const step = await evaluateName(planned, ctx, status, out);
+      const renamed = step.name !== planned.name ? step.name : undefined;
       let run_ = false;
       try {
         run_ = await evaluateCondition(step.if, ctx, status);
@@ -216,11 +219,11 @@ export class JobRunner {
         continue;
       }
       if (!run_) {
-        await reporter.stepSkipped(step.index);
+        await reporter.stepSkipped(step.index, renamed);
         if (step.id) stepsCtx[step.id] = { outcome: 'skipped', conclusion: 'skipped', outputs: {} };
         continue;
       }
-      await reporter.stepStarted(step.index);
+      await reporter.stepStarted(step.index, renamed);
       out.notice(step.index, `▶ ${step.name}`);
       const stepEnv: Record<string, string> = { ...jobEnv };
       ctx = { ...baseCtx(), env: stepEnv };
@@ -314,6 +317,17 @@ export class JobRunner {
       }
     }
     return outputs;
+  }
+}
+
+/** The step with its `${{ }}` name evaluated; a name that cannot be evaluated is shown as written, and the log says why. */
+async function evaluateName(step: StepSpec, ctx: ExprContext, status: StatusFunctions, out: LogWriter): Promise<StepSpec> {
+  if (!hasExpression(step.name)) return step;
+  try {
+    return { ...step, name: await interpolate(step.name, ctx, status) };
+  } catch (e) {
+    out.notice(step.index, `warning: the step name could not be evaluated (shown as written): ${(e as Error).message}`);
+    return step;
   }
 }
 

@@ -27,11 +27,15 @@ export interface StepEnd {
  * per job; calls come in the order things happen. The job's outcome is the runner's return value.
  */
 export interface JobReporter {
-  /** The step's `if:` was false: it is skipped (its start and end are recorded). */
-  stepSkipped(index: number): Promise<void>;
+  /**
+   * The step's `if:` was false: it is skipped (its start and end are recorded). `name`: the step's name
+   * evaluated, when it holds `${{ }}` (as for stepStarted).
+   */
+  stepSkipped(index: number, name?: string): Promise<void>;
   /** An earlier step stopped the job (`reason`): this step is skipped without starting. */
   stepNotRun(index: number, reason: StepReason): Promise<void>;
-  stepStarted(index: number): Promise<void>;
+  /** The step starts; `name`: its name evaluated, when it held `${{ }}` (the record's name becomes this one). */
+  stepStarted(index: number, name?: string): Promise<void>;
   stepFinished(index: number, end: StepEnd): Promise<void>;
   /** The job was cancelled: every step not yet completed is completed as cancelled. */
   cancelled(): Promise<void>;

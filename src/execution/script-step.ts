@@ -1,7 +1,8 @@
 import type { Logger } from '@nestjs/common';
 import * as path from 'node:path';
 import type { LogWriter } from '../storage/log-store';
-import { interpolate } from '../workflow/expressions';
+import { hasExpression, interpolate } from '../workflow/expressions';
+import { shellProblem } from '../workflow/parse-fields';
 import type { Shell, StepSpec } from '../workflow/model';
 import { ExecutionBackend, JobSandboxLimits, STEP_FILES_DIR, STEP_SCRIPTS_DIR, StepState } from './backend';
 import { parseEnvFile, parsePathFile } from './env-files';
@@ -128,11 +129,12 @@ export class ScriptSteps {
   private async exec(s: StepScope, stepEnv: Record<string, string>, extraPath: string[], timeoutMs: number): Promise<StepResult> {
     const { step, ctx, status, out } = s;
     const script = await interpolate(step.run ?? '', ctx, status);
+    const shell = await evaluateShell(step.shell, s);
     const i = step.index;
     const files = stepFiles(i);
-    const ext = step.shell === 'python' ? 'py' : step.shell === 'bash' || step.shell === 'sh' ? 'sh' : 'script';
+    const ext = shell === 'python' ? 'py' : shell === 'bash' || shell === 'sh' ? 'sh' : 'script';
     const scriptPath = `${STEP_SCRIPTS_DIR}/step-${i}.${ext}`;
-    const argv = shellArgv(step.shell, scriptPath);
+    const argv = shellArgv(shell, scriptPath);
     const workdir = step.workingDirectory ? resolveWorkdir(await interpolate(step.workingDirectory, ctx, status)) : WORKSPACE;
     const env: Record<string, string> = {
       ...defaultEnv(s.job),
@@ -195,6 +197,18 @@ function stateReason(state: StepState): StepReason | null {
   if (state.sandboxLost) return 'sandbox-lost';
   if (state.error) return 'infrastructure';
   return null;
+}
+
+/**
+ * A `${{ }}` shell (the step's, or defaults.run's) evaluated when the step runs, with the step's contexts;
+ * a value Kiln has no shell for fails the step (thrown), naming the shells there are.
+ */
+async function evaluateShell(shell: Shell, { ctx, status }: StepScope): Promise<Shell> {
+  if (!hasExpression(shell)) return shell;
+  const value = (await interpolate(shell, ctx, status)).trim();
+  const problem = shellProblem(value);
+  if (problem) throw new Error(`${problem} (the value of shell: ${shell})`);
+  return value as Shell;
 }
 
 /** As on GitHub: bash -eo pipefail, sh -e, python; a custom template gets the script file for {0}. */

@@ -50,6 +50,17 @@ test('each report becomes the run record the runner used to write itself', async
   ]);
 });
 
+test("a step's evaluated name replaces the record's when it starts or is skipped", async () => {
+  const { repo, calls } = recordingRepo();
+  const r = new RunReporter(repo, 'run1', 'job1');
+  await r.stepStarted(0, 'Set up Python 3.12');
+  await r.stepSkipped(1, 'Skip 3.12');
+  assert.deepEqual(calls, [
+    ['updateStep', 'job1', 0, { status: 'in_progress', started: true, name: 'Set up Python 3.12' }],
+    ['updateStep', 'job1', 1, { status: 'completed', outcome: 'skipped', conclusion: 'skipped', started: true, finished: true, name: 'Skip 3.12' }],
+  ]);
+});
+
 test('a refused artifact (its name taken) is refused to the runner', async () => {
   const { repo } = recordingRepo();
   (repo as unknown as { insertArtifact: () => Promise<void> }).insertArtifact = async () => {

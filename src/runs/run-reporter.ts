@@ -13,16 +13,23 @@ export class RunReporter implements JobReporter {
     private readonly jobId: string,
   ) {}
 
-  stepSkipped(index: number): Promise<void> {
-    return this.repo.updateStep(this.jobId, index, { status: 'completed', outcome: 'skipped', conclusion: 'skipped', started: true, finished: true });
+  stepSkipped(index: number, name?: string): Promise<void> {
+    return this.repo.updateStep(this.jobId, index, {
+      status: 'completed',
+      outcome: 'skipped',
+      conclusion: 'skipped',
+      started: true,
+      finished: true,
+      ...(name !== undefined && { name }),
+    });
   }
 
   stepNotRun(index: number, reason: StepReason): Promise<void> {
     return this.repo.updateStep(this.jobId, index, { status: 'completed', outcome: 'skipped', conclusion: 'skipped', reason, finished: true });
   }
 
-  stepStarted(index: number): Promise<void> {
-    return this.repo.updateStep(this.jobId, index, { status: 'in_progress', started: true });
+  stepStarted(index: number, name?: string): Promise<void> {
+    return this.repo.updateStep(this.jobId, index, { status: 'in_progress', started: true, ...(name !== undefined && { name }) });
   }
 
   stepFinished(index: number, end: StepEnd): Promise<void> {

@@ -118,3 +118,14 @@ test('run numbers: concurrent submissions get distinct numbers, and a second con
     await other.close();
   }
 });
+
+test("a step's record takes the name the runner evaluated when the step started", async () => {
+  const a = run(await user());
+  const step = { index: 0, name: 'Set up Python ${{ matrix.python-version }}' };
+  const job = { id: newId(), runId: a.id, position: 0, key: 'k', workflowJobId: 'k', name: 'k', environment: 'e', status: 'queued', spec: { steps: [step] } };
+  await repo.create(a, [job as unknown as Parameters<RunsRepository['create']>[1][number]]);
+  assert.equal((await repo.steps(a.id))[0].name, 'Set up Python ${{ matrix.python-version }}');
+  await repo.updateStep(job.id, 0, { status: 'in_progress', started: true, name: 'Set up Python 3.12' });
+  const [s] = await repo.steps(a.id);
+  assert.deepEqual([s.name, s.status], ['Set up Python 3.12', 'in_progress']);
+});

@@ -238,11 +238,18 @@ export class RunsRepository {
   async updateStep(
     jobId: string,
     index: number,
-    fields: Partial<Pick<Step, 'status' | 'outcome' | 'conclusion' | 'exitCode' | 'reason'>> & { started?: boolean; finished?: boolean },
+    fields: Partial<Pick<Step, 'name' | 'status' | 'outcome' | 'conclusion' | 'exitCode' | 'reason'>> & { started?: boolean; finished?: boolean },
   ): Promise<void> {
     const sets: string[] = [];
     const params: unknown[] = [];
-    const cols: Record<string, string> = { status: 'status', outcome: 'outcome', conclusion: 'conclusion', exitCode: 'exit_code', reason: 'reason' };
+    const cols: Record<string, string> = {
+      name: 'name',
+      status: 'status',
+      outcome: 'outcome',
+      conclusion: 'conclusion',
+      exitCode: 'exit_code',
+      reason: 'reason',
+    };
     for (const [k, col] of Object.entries(cols)) {
       const v = (fields as Record<string, unknown>)[k];
       if (v !== undefined) {

@@ -119,19 +119,25 @@ export function readDefaults(r: Reader, value: unknown, path: string): RunDefaul
 /** Shells the environments have; a custom template names a program and {0} (the script file), as on GitHub. */
 const UNAVAILABLE_SHELLS = ['pwsh', 'powershell', 'cmd'];
 
+/**
+ * Why a shell cannot be used (null when it can): checked on the written value at submission, and on
+ * the value of a `${{ }}` shell when its step runs.
+ */
+export function shellProblem(value: string): string | null {
+  if ((SHELLS as readonly string[]).includes(value)) return null;
+  if (UNAVAILABLE_SHELLS.includes(value))
+    return `the shell '${value}' is not in Kiln's environments: use one of ${SHELLS.join(', ')}, or a template such as 'perl {0}'`;
+  if (/^[A-Za-z0-9_./-]+( +[^ {}]+)* *\{0\}( +[^ {}]+)*$/.test(value.trim()) && !hasExpression(value)) return null;
+  return `unsupported shell '${value}': use one of ${SHELLS.join(', ')}, or a custom template with {0} for the script file (e.g. 'perl {0}')`;
+}
+
+/** A shell as written: one Kiln has, or a `${{ }}` expression (kept raw, evaluated when the step runs). */
 export function readShell(r: Reader, value: unknown, path: string): Shell | null {
   if (value === undefined || value === null) return null;
-  if (typeof value === 'string' && (SHELLS as readonly string[]).includes(value)) return value as Shell;
-  if (typeof value === 'string' && UNAVAILABLE_SHELLS.includes(value)) {
-    r.problem(path, `the shell '${value}' is not in Kiln's environments: use one of ${SHELLS.join(', ')}, or a template such as 'perl {0}'`);
-    return null;
-  }
-  if (typeof value === 'string' && /^[A-Za-z0-9_./-]+( +[^ {}]+)* *\{0\}( +[^ {}]+)*$/.test(value.trim()) && !hasExpression(value))
-    return value.trim() as Shell;
-  r.problem(
-    path,
-    `unsupported shell '${formatScalar(value)}': use one of ${SHELLS.join(', ')}, or a custom template with {0} for the script file (e.g. 'perl {0}')`,
-  );
+  if (typeof value === 'string' && hasExpression(value)) return value as Shell;
+  const problem = shellProblem(formatScalar(value));
+  if (problem === null && typeof value === 'string') return value.trim() as Shell;
+  r.problem(path, problem ?? "'shell' must be a string");
   return null;
 }
 

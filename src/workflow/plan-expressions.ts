@@ -19,6 +19,8 @@ const CONTEXTS = {
   /** A job's if: is evaluated before its matrix is expanded. */
   jobIf: ['github', 'needs', 'vars', 'inputs'],
   jobEnv: ['github', 'needs', 'strategy', 'matrix', 'vars', 'secrets', 'inputs'],
+  /** A shell in defaults.run (of the workflow or a job), evaluated for each step it applies to. */
+  defaultsRun: ['github', 'needs', 'strategy', 'matrix', 'env', 'vars', 'inputs'],
   matrix: ['github', 'needs', 'vars', 'inputs'],
   step: [...ALL_CONTEXTS],
   /** GitHub refuses secrets in if: (put them in env and test env instead). */
@@ -54,6 +56,7 @@ function* expressionFields(wf: ParsedWorkflow): Generator<Field> {
   if (wf.runName !== null) yield { path: 'run-name', text: wf.runName, contexts: CONTEXTS.runName };
   yield* mapFields(wf.env, 'env', CONTEXTS.workflowEnv);
   if (wf.defaults.workingDirectory) yield { path: 'defaults.run.working-directory', text: wf.defaults.workingDirectory, contexts: CONTEXTS.step };
+  if (wf.defaults.shell) yield { path: 'defaults.run.shell', text: wf.defaults.shell, contexts: CONTEXTS.defaultsRun };
   for (const job of wf.jobs) yield* jobFields(job);
 }
 
@@ -66,6 +69,7 @@ function* jobFields(job: ParsedJob): Generator<Field> {
   if (typeof job.timeoutMinutes === 'string') yield { path: at('timeout-minutes'), text: job.timeoutMinutes, contexts: CONTEXTS.jobHead };
   yield* mapFields(job.env, at('env'), CONTEXTS.jobEnv);
   if (job.defaults.workingDirectory) yield { path: at('defaults.run.working-directory'), text: job.defaults.workingDirectory, contexts: CONTEXTS.step };
+  if (job.defaults.shell) yield { path: at('defaults.run.shell'), text: job.defaults.shell, contexts: CONTEXTS.defaultsRun };
   const matrix = job.strategy?.matrix;
   if (typeof matrix === 'string') yield { path: at('strategy.matrix'), text: matrix, contexts: CONTEXTS.matrix };
   else if (matrix) yield* nestedStrings(matrix, at('strategy.matrix'), CONTEXTS.matrix);
@@ -77,6 +81,7 @@ function* stepFields(step: ParsedStep): Generator<Field> {
   const all = CONTEXTS.step;
   if (step.name !== null) yield { path: at('name'), text: step.name, contexts: all };
   if (step.run !== null) yield { path: at('run'), text: step.run, contexts: all };
+  if (step.shell !== null) yield { path: at('shell'), text: step.shell, contexts: all };
   yield* mapFields(step.with, at('with'), all);
   yield* mapFields(step.env, at('env'), all);
   if (step.workingDirectory !== null) yield { path: at('working-directory'), text: step.workingDirectory, contexts: all };
