@@ -1,160 +1,22 @@
-import { after, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import * as fs from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
 import { loadConfig } from '../config/config';
 import { Metrics } from '../common/metrics';
 import { LocalBlobStore } from '../storage/blob-store';
 import { FileStore } from '../storage/file-store';
-import { LogStore } from '../storage/log-store';
-import type { PlannedJob, StepSpec } from '../workflow/model';
-import { FakeBackend } from '../../test/fixtures/fake-backend';
 import type { EgressReport, EgressRequest } from '../common/egress-rules';
-import type { ExecSpec, JobHandle, JobSandboxSpec, OutputSink, StepState } from './backend';
-import { JobInput, RetryableJobError, StepReason } from './job';
+import type { JobHandle, JobSandboxSpec } from './backend';
+import { RetryableJobError } from './job';
 import { JobRunner } from './job-runner';
 import { NO_NETWORK_NOTE } from './script-step';
-import type { JobReporter, RecordedArtifact, StepEnd } from './reporter';
+import type { StepEnd } from './reporter';
 import type { Annotation } from './workflow-commands';
+import { Backend, dataDir, input, logs, MemoryReporter, ok, readLog, setup } from '../../test/fixtures/runner-harness';
 
 /**
- * The runner with its side effects replaced: the scripted fake backend (see test/fixtures/fake-backend.ts
- * for its directives, plus `lose` and `summary TEXT` below), an in-memory reporter, logs and blobs in a
- * temporary folder, no database and no Redis.
+ * The runner with its side effects replaced (test/fixtures/runner-harness.ts): the scripted fake
+ * backend, an in-memory reporter, logs and blobs in a temporary folder, no database and no Redis.
  */
-
-const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'kiln-runner-spec-'));
-after(() => fs.rmSync(dataDir, { recursive: true, force: true }));
-const config = loadConfig({ KILN_DATA_DIR: dataDir, KILN_LOG_LEVEL: 'error' });
-const logs = new LogStore(config, { publish: async () => 0 });
-
-/** The fake, and two things it cannot say: `lose` (the sandbox stopped, as gVisor's does out of memory) and `summary TEXT`. */
-class Backend extends FakeBackend {
-  /** The time limit and the command line each exec was given, in order. */
-  readonly timeouts: number[] = [];
-  readonly argvs: string[][] = [];
-  override async execStep(job: JobHandle, step: ExecSpec, sink: OutputSink, signal: AbortSignal): Promise<StepState> {
-    this.timeouts.push(step.timeoutMs);
-    this.argvs.push(step.argv);
-    const lines = (step.script?.content ?? '').split('\n').map((l) => l.trim());
-    if (lines.includes('lose')) {
-      return { exitCode: null, oomKilled: false, pidsLimited: false, timedOut: false, cancelled: false, error: null, sandboxLost: 'exit 2', files: {} };
-    }
-    const summary = lines.filter((l) => l.startsWith('summary ')).map((l) => l.slice('summary '.length));
-    const rest = lines.filter((l) => !l.startsWith('summary ')).join('\n');
-    const state = await super.execStep(job, { ...step, script: step.script && { ...step.script, content: rest } }, sink, signal);
-    if (summary.length) state.files[step.env.GITHUB_STEP_SUMMARY] = `${summary.join('\n')}\n`;
-    return state;
-  }
-}
-
-type Call =
-  | ['stepSkipped', number]
-  | ['stepSkipped', number, string]
-  | ['stepNotRun', number, StepReason]
-  | ['stepStarted', number]
-  | ['stepStarted', number, string]
-  | ['stepFinished', number, StepEnd]
-  | ['cancelled']
-  | ['annotation', number, number, Annotation]
-  | ['summary', string]
-  | ['artifactRecorded', RecordedArtifact]
-  | ['egress', EgressReport];
-
-class MemoryReporter implements JobReporter {
-  readonly calls: Call[] = [];
-  readonly stored: RecordedArtifact[] = [];
-  async stepSkipped(index: number, name?: string) {
-    this.calls.push(name === undefined ? ['stepSkipped', index] : ['stepSkipped', index, name]);
-  }
-  async stepNotRun(index: number, reason: StepReason) {
-    this.calls.push(['stepNotRun', index, reason]);
-  }
-  async stepStarted(index: number, name?: string) {
-    this.calls.push(name === undefined ? ['stepStarted', index] : ['stepStarted', index, name]);
-  }
-  async stepFinished(index: number, end: StepEnd) {
-    this.calls.push(['stepFinished', index, end]);
-  }
-  async cancelled() {
-    this.calls.push(['cancelled']);
-  }
-  async annotation(step: number, seq: number, a: Annotation) {
-    this.calls.push(['annotation', step, seq, a]);
-  }
-  async summary(markdown: string) {
-    this.calls.push(['summary', markdown]);
-  }
-  async artifactRecorded(a: RecordedArtifact) {
-    this.calls.push(['artifactRecorded', a]);
-  }
-  async egress(report: EgressReport) {
-    this.calls.push(['egress', report]);
-  }
-  async artifacts() {
-    return this.stored;
-  }
-}
-
-function step(index: number, s: Partial<StepSpec>): StepSpec {
-  return {
-    index,
-    id: null,
-    name: `step ${index}`,
-    run: null,
-    uses: null,
-    with: {},
-    shell: 'bash',
-    workingDirectory: null,
-    env: {},
-    if: null,
-    continueOnError: false,
-    timeoutMinutes: null,
-    ...s,
-  };
-}
-
-let jobs = 0;
-function input(steps: Partial<StepSpec>[], job: Partial<PlannedJob> = {}, rest: Partial<JobInput> = {}): JobInput {
-  const n = ++jobs;
-  return {
-    runId: `run${n}`,
-    jobId: `job${n}`,
-    workflowName: 'ci',
-    hasSources: false,
-    needs: {},
-    secrets: {},
-    artifactBytesLeft: Infinity,
-    context: { sha: 'a'.repeat(40), ref: 'refs/heads/main', repository: 'octo/kiln', event: 'push', runNumber: 7 },
-    spec: {
-      key: 'build',
-      jobId: 'build',
-      name: 'build',
-      matrix: null,
-      environment: { name: 'python-3.11', version: '20260101.1', image: `sha256:${'b'.repeat(64)}` },
-      needs: [],
-      if: null,
-      env: {},
-      timeoutMinutes: 5,
-      continueOnError: false,
-      strategy: null,
-      limits: {},
-      outputs: {},
-      steps: steps.map((s, i) => step(i, s)),
-      ...job,
-    },
-    ...rest,
-  };
-}
-
-function setup(clock?: () => number) {
-  const backend = new Backend();
-  const runner = new JobRunner(config, backend, logs, new FileStore(config), new LocalBlobStore(config), new Metrics(), clock);
-  return { backend, runner, reporter: new MemoryReporter() };
-}
-
-const ok = (exitCode: number | null = 0): StepEnd => ({ outcome: 'success', conclusion: 'success', exitCode, reason: null });
 
 test('a job of two steps: each is started then finished, in order, and the job succeeds', async () => {
   const { backend, runner, reporter } = setup();
@@ -432,11 +294,6 @@ test('a failing step whose output says the network is not there gets a note on h
   assert.ok(records.some((r) => r.i === 1 && r.l.startsWith('warning: this step tried to reach the network')));
 });
 
-/** The job's log as text (every record's line). */
-async function readLog(job: JobInput): Promise<string> {
-  return (await logs.readLines(job.runId, job.jobId)).lines.join('\n');
-}
-
 /** A backend whose sandboxes have a gateway: proxy variables on the handle, one refused request in the first step, a report at the end. */
 class EgressBackend extends Backend {
   readonly specs: JobSandboxSpec[] = [];
@@ -500,86 +357,4 @@ test("egress: the job's grant goes to the backend, its steps get the proxy and t
     [],
   );
   assert.match(await readLog(none), /network none/);
-});
-
-test('the old commands: set-output reaches later steps (GITHUB_OUTPUT wins); set-env without the opt-in fails its step though it exits 0', async () => {
-  const { backend, runner, reporter } = setup();
-  const job = input([
-    { id: 'old', run: 'echo ::set-output name=a::1\necho ::set-output name=b::2\noutput b=file' },
-    { run: 'echo a=${{ steps.old.outputs.a }} b=${{ steps.old.outputs.b }}' },
-    { run: 'echo ::set-env name=FOO::bar' },
-  ]);
-  const outcome = await runner.run(job, reporter, new AbortController().signal);
-  assert.equal(backend.execs[1].script, 'echo a=1 b=file');
-  assert.deepEqual(reporter.calls.filter((c) => c[0] === 'stepFinished').at(-1), [
-    'stepFinished',
-    2,
-    { outcome: 'failure', conclusion: 'failure', exitCode: 0, reason: null },
-  ]);
-  assert.equal(outcome.conclusion, 'failure');
-});
-
-test('the old commands with ACTIONS_ALLOW_UNSECURE_COMMANDS in the env: set-env and add-path reach later steps', async () => {
-  const { backend, runner, reporter } = setup();
-  const job = input(
-    [{ run: 'echo ::set-env name=FOO::bar\necho ::add-path::/opt/tool/bin', env: { ACTIONS_ALLOW_UNSECURE_COMMANDS: 'true' } }, { run: 'printenv FOO' }],
-    {},
-  );
-  const outcome = await runner.run(job, reporter, new AbortController().signal);
-  assert.equal(outcome.conclusion, 'success');
-  assert.equal(backend.execs[1].env.FOO, 'bar');
-  assert.match(backend.execs[1].env.PATH, /^\/opt\/tool\/bin:/);
-});
-
-test("a step's ${{ }} name is evaluated when it starts (or is skipped), with the job's contexts; one that cannot be is shown as written", async () => {
-  const { runner, reporter } = setup();
-  const bad = "bad ${{ fromJSON('{') }}";
-  const job = input(
-    [
-      { name: 'Set up Python ${{ matrix.python-version }} on ${{ env.OS }}', run: 'echo one' },
-      { name: 'Skipped ${{ matrix.python-version }}', if: 'false', run: 'echo never' },
-      { name: 'plain', run: 'echo two' },
-      { name: bad, run: 'echo three' },
-    ],
-    { matrix: { 'python-version': '3.12' }, env: { OS: 'linux' } },
-  );
-  const outcome = await runner.run(job, reporter, new AbortController().signal);
-  assert.equal(outcome.conclusion, 'success');
-  assert.deepEqual(
-    reporter.calls.filter((c) => c[0] === 'stepStarted' || c[0] === 'stepSkipped'),
-    [
-      ['stepStarted', 0, 'Set up Python 3.12 on linux'],
-      ['stepSkipped', 1, 'Skipped 3.12'],
-      ['stepStarted', 2],
-      ['stepStarted', 3],
-    ],
-  );
-  const log = await readLog(job);
-  assert.match(log, /▶ Set up Python 3\.12 on linux/);
-  assert.match(log, /■ Set up Python 3\.12 on linux: success/);
-  assert.match(log, /warning: the step name could not be evaluated \(shown as written\): /);
-  assert.ok(log.includes(`▶ ${bad}`), log);
-});
-
-test('a ${{ }} shell is evaluated when its step runs, with the step env; a value Kiln has no shell for fails the step', async () => {
-  const { backend, runner, reporter } = setup();
-  const job = input(
-    [
-      { shell: '${{ env.MY_SHELL }}', run: 'echo one', env: { MY_SHELL: 'python' } },
-      { shell: "${{ matrix.os == 'x' && 'sh' || 'perl {0}' }}", run: 'echo two' },
-      { shell: '${{ env.MY_SHELL }}', run: 'echo three', env: { MY_SHELL: 'fish' } },
-    ],
-    { matrix: { os: 'y' } },
-  );
-  const outcome = await runner.run(job, reporter, new AbortController().signal);
-  assert.deepEqual(backend.argvs, [
-    ['python3', '/tmp/kiln/step-0.py'],
-    ['perl', '/tmp/kiln/step-1.script'],
-  ]);
-  assert.equal(outcome.conclusion, 'failure');
-  assert.deepEqual(reporter.calls.at(-1), ['stepFinished', 2, { outcome: 'failure', conclusion: 'failure', exitCode: null, reason: null }]);
-  assert.match(
-    await readLog(job),
-    /error: unsupported shell 'fish': use one of bash, sh, python, or a custom template .*\(the value of shell: \$\{\{ env\.MY_SHELL \}\}\)/,
-  );
 });
