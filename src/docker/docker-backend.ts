@@ -6,6 +6,7 @@ import { KILN_CONFIG, KilnConfig } from '../config/config';
 import type Docker from 'dockerode';
 import type { Readable } from 'node:stream';
 import type { EgressReport, EgressRequest } from '../common/egress-rules';
+import type { ArtifactPaths } from '../execution/artifact-paths';
 import type { Collected, ExecSpec, ExecutionBackend, JobHandle, JobSandboxSpec, OutputSink, StepState } from '../execution/backend';
 import { EgressGateways } from './egress-gateway';
 import { gatewayRecipe } from './gateway-image';
@@ -172,8 +173,8 @@ export class DockerBackend implements ExecutionBackend, OnApplicationShutdown {
   }
 
   /** An artifact's files, from the host or by tar in the sandbox: see ArtifactCollector.collect. */
-  async collect(job: JobHandle, patterns: string[], workdir: string, outFile: string, limits: TarLimits): Promise<Collected> {
-    return this.artifacts.collect(this.docker.getContainer(job.id), job, patterns, workdir, outFile, limits);
+  async collect(job: JobHandle, paths: ArtifactPaths, workdir: string, outFile: string, limits: TarLimits): Promise<Collected> {
+    return this.artifacts.collect(this.docker.getContainer(job.id), job, paths, workdir, outFile, limits);
   }
 
   async destroyJob(job: JobHandle): Promise<void> {

@@ -1,6 +1,7 @@
 import type { Readable } from 'node:stream';
 import type { EgressGrant, EgressReport, EgressRequest } from '../common/egress-rules';
 import type { SanitizedTar, TarLimits } from '../sources/tar-safety';
+import type { ArtifactPaths } from './artifact-paths';
 
 /**
  * The one small interface between the runner and whatever runs containers (woodpecker's backend).
@@ -19,12 +20,13 @@ export interface ExecutionBackend {
   /** Runs one step to its end, its timeout, or the abort signal. Never throws for user failures. */
   execStep(job: JobHandle, step: ExecSpec, sink: OutputSink, signal: AbortSignal): Promise<StepState>;
   /**
-   * The files matching the glob patterns (expanded in the sandbox as the job user, relative to workdir)
-   * as a clean tar in outFile: sanitizeTar's rules within `limits`, symlinks left out. `error` when there
-   * is none (an ArchiveError: refused, or "empty" when nothing matched); exitCode and stderr are what
-   * the collector said (a path not found).
+   * The files an upload-artifact's paths choose (listed in the sandbox as the job user, chosen and
+   * rooted by selectArtifactFiles) as a clean tar in outFile, named relative to the artifact's root:
+   * sanitizeTar's rules within `limits`, symlinks left out. `error` when there is none (an ArchiveError:
+   * refused, or "empty" when nothing matched); exitCode and stderr are what the collector said (a path
+   * not found).
    */
-  collect(job: JobHandle, patterns: string[], workdir: string, outFile: string, limits: TarLimits): Promise<Collected>;
+  collect(job: JobHandle, paths: ArtifactPaths, workdir: string, outFile: string, limits: TarLimits): Promise<Collected>;
   /** The job's egress requests finished since the last call (none when it has no gateway). */
   egressActivity?(job: JobHandle): Promise<EgressRequest[]>;
   /** The job's egress report so far (null when it has no gateway); called before destroyJob. */
@@ -38,6 +40,8 @@ export interface Collected {
   error: Error | null;
   exitCode: number;
   stderr: string;
+  /** files left out for being hidden (include-hidden-files: false) */
+  hidden?: number;
 }
 
 export interface JobSandboxSpec {

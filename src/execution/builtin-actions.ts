@@ -6,6 +6,7 @@ import type { FileStore } from '../storage/file-store';
 import { blobKeys, BlobStore } from '../storage/blob-store';
 import { interpolate } from '../workflow/expressions';
 import type { BuiltinAction } from '../workflow/model';
+import { artifactPaths } from './artifact-paths';
 import type { ExecutionBackend } from './backend';
 import { WORKSPACE } from './github-context';
 import type { StepReason } from './job';
@@ -62,24 +63,35 @@ export class BuiltinActions {
     // `.` and `..` would name the folder itself or its parent where download-artifact unpacks by name.
     if (!/^[^"\\:<>|*?\r\n/]{1,128}$/.test(name) || name === '.' || name === '..')
       return fail(`artifact name '${name}' is not valid: 1 to 128 characters, none of " : < > | * ? \\ / or newlines, and not . or ..`);
-    const patterns = (await interpolate(step.with.path ?? '', ctx, status))
-      .split('\n')
-      .map((l) => l.trim())
-      .filter(Boolean);
-    const excluded = patterns.filter((p) => p.startsWith('!'));
-    if (excluded.length) out.notice(i, `warning: exclusion patterns are not supported yet and were ignored: ${excluded.join(', ')}`);
-    const include = patterns.filter((p) => !p.startsWith('!'));
-    if (!include.length) return fail('upload-artifact needs `with: path:` (one or more paths or globs)');
+    const input = async (key: string) => (step.with[key] === undefined ? undefined : (await interpolate(step.with[key], ctx, status)).trim());
+    const flag = async (key: string) => {
+      const v = await input(key);
+      return v === undefined || v === '' ? false : v === 'true' ? true : v === 'false' ? false : null;
+    };
+    const includeHidden = await flag('include-hidden-files');
+    const overwrite = await flag('overwrite');
+    if (includeHidden === null || overwrite === null) return fail(`'${includeHidden === null ? 'include-hidden-files' : 'overwrite'}' must be true or false`);
+    // Kiln stores artifacts as tar, not zip: the level is checked as GitHub checks it, then not needed.
+    const level = await input('compression-level');
+    if (level !== undefined && level !== '' && !/^\d$/.test(level)) return fail(`'compression-level' must be a whole number from 0 to 9, not '${level}'`);
+    const paths = artifactPaths((await interpolate(step.with.path ?? '', ctx, status)).split('\n'), includeHidden);
+    if (!paths.include.length) return fail('upload-artifact needs `with: path:` (one or more paths or globs)');
     const ifNone = (step.with['if-no-files-found'] ?? 'warn').trim();
     const retention = Math.min(
       Number(step.with['retention-days'] ?? this.config.artifactRetentionDays) || this.config.artifactRetentionDays,
       this.config.artifactRetentionDays,
     );
+    const conflict = () =>
+      fail(
+        `Failed to CreateArtifact: Received non-retryable error: Failed request: (409) Conflict: an artifact with this name already exists on the workflow run (set overwrite: true to replace '${name}')`,
+      );
+    const existing = (await reporter.artifacts()).find((a) => a.name === name);
+    if (existing && !overwrite) return conflict();
     const id = newId();
     const key = blobKeys.artifact(job.runId, id);
     // Collected into this worker's scratch (swept if the worker dies), put in the store once complete.
     const tmp = this.files.upload('.artifact.tar');
-    const collected = await this.backend.collect(handle, include, WORKSPACE, tmp, {
+    const collected = await this.backend.collect(handle, paths, WORKSPACE, tmp, {
       maxEntries: 100_000,
       maxDepth: 64,
       maxPathLength: 4096,
@@ -87,11 +99,13 @@ export class BuiltinActions {
       maxTotalBytes: this.config.artifactMaxBytes,
       maxCompressedBytes: this.config.artifactMaxBytes + 64 * 1024 * 1024,
     });
+    if (collected.hidden)
+      out.notice(i, `${collected.hidden} hidden file(s) (a name starting with '.') were left out; set include-hidden-files: true to upload them`);
     const sanitized = collected.tar;
     if (!sanitized) {
       const e = collected.error;
       if (e instanceof ArchiveError && e.code === 'empty') {
-        const msg = `no files were found with the provided path: ${include.join(', ')}${collected.stderr ? ` (${collected.stderr.trim().slice(0, 300)})` : ''}`;
+        const msg = `no files were found with the provided path: ${paths.include.join(', ')}${collected.stderr ? ` (${collected.stderr.trim().slice(0, 300)})` : ''}`;
         if (ifNone === 'error') return fail(msg, 'no-files');
         if (ifNone !== 'ignore') out.notice(i, `warning: ${msg}; no artifact will be uploaded`);
         return stepSucceeded();
@@ -101,11 +115,19 @@ export class BuiltinActions {
     if (collected.exitCode !== 0 && collected.stderr) out.notice(i, `warning: ${collected.stderr.trim().slice(0, 500)}`);
     const dropped = sanitized.droppedLinks;
     if (dropped) out.notice(i, `warning: ${dropped} symbolic link(s) were left out of the artifact`);
-    if (sanitized.totalBytes > quota.artifactBytesLeft) {
+    // The artifact this one replaces gives its bytes back.
+    const freed = existing?.sizeBytes ?? 0;
+    if (sanitized.totalBytes > quota.artifactBytesLeft + freed) {
       await fs.promises.rm(tmp, { force: true });
       return fail(
-        `artifact '${name}' (${sanitized.totalBytes} bytes) would exceed your artifact storage quota (${Math.max(0, quota.artifactBytesLeft)} bytes left)`,
+        `artifact '${name}' (${sanitized.totalBytes} bytes) would exceed your artifact storage quota (${Math.max(0, quota.artifactBytesLeft + freed)} bytes left)`,
       );
+    }
+    if (existing) {
+      await reporter.artifactRemoved(existing.id);
+      await this.blobs.remove(blobKeys.artifact(job.runId, existing.id));
+      quota.artifactBytesLeft += freed;
+      out.notice(i, `artifact '${name}' (${existing.files} file(s), ${existing.sizeBytes} bytes) was deleted to be replaced (overwrite: true)`);
     }
     quota.artifactBytesLeft -= sanitized.totalBytes;
     await this.blobs.put(key, tmp);
@@ -120,8 +142,9 @@ export class BuiltinActions {
         expiresAt: new Date(createdAt.getTime() + retention * 86_400_000).toISOString(),
       });
     } catch {
+      // Another job of the run recorded the name first.
       await this.blobs.remove(key);
-      return fail(`an artifact named '${name}' already exists in this run; names must be unique`);
+      return conflict();
     }
     out.notice(i, `artifact '${name}' uploaded: ${sanitized.files} file(s), ${sanitized.totalBytes} bytes, kept ${retention} day(s)`);
     return stepSucceeded();

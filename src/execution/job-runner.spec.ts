@@ -254,6 +254,32 @@ test('upload-artifact with nothing found and the default if-no-files-found: a wa
   );
 });
 
+test("upload-artifact: a name the run already holds is refused with GitHub's words unless overwrite; inputs are checked after expressions", async () => {
+  const { runner, reporter } = setup();
+  reporter.stored.push({ id: 'old', name: 'dist', sizeBytes: 3, files: 1, createdAt: '', expiresAt: '' });
+  const job = input([
+    { uses: 'upload-artifact', with: { name: 'dist', path: 'dist/' }, continueOnError: true },
+    { uses: 'upload-artifact', with: { name: 'other', path: 'dist/', 'compression-level': "${{ 'ten' }}" }, continueOnError: true },
+    { uses: 'upload-artifact', with: { name: 'other', path: 'dist/', 'include-hidden-files': "${{ 'yes' }}" }, continueOnError: true },
+    { uses: 'upload-artifact', with: { name: 'dist', path: 'dist/', overwrite: "${{ 'true' }}" } },
+  ]);
+  const outcome = await runner.run(job, reporter, new AbortController().signal);
+  const ends = reporter.calls.filter((c) => c[0] === 'stepFinished').map((c) => (c[2] as StepEnd).outcome);
+  assert.deepEqual(ends, ['failure', 'failure', 'failure', 'success']);
+  assert.equal(outcome.conclusion, 'success');
+  const lines = (await logs.read(job.runId, job.jobId)).records.map((r) => r.l);
+  assert.ok(
+    lines.includes(
+      "error: Failed to CreateArtifact: Received non-retryable error: Failed request: (409) Conflict: an artifact with this name already exists on the workflow run (set overwrite: true to replace 'dist')",
+    ),
+    JSON.stringify(lines),
+  );
+  assert.ok(lines.includes("error: 'compression-level' must be a whole number from 0 to 9, not 'ten'"), JSON.stringify(lines));
+  assert.ok(lines.includes("error: 'include-hidden-files' must be true or false"), JSON.stringify(lines));
+  // The fake sandbox holds no files: nothing found, so nothing replaced.
+  assert.ok(!reporter.calls.some((c) => c[0] === 'artifactRemoved'));
+});
+
 test('an if: that cannot be evaluated fails its step without starting it', async () => {
   const { backend, runner, reporter } = setup();
   const outcome = await runner.run(input([{ run: 'echo x', if: 'hashFiles(steps.x)' }, { run: 'echo after' }]), reporter, new AbortController().signal);

@@ -45,6 +45,8 @@ export interface JobReporter {
   summary(markdown: string): Promise<void>;
   /** An uploaded artifact (its blob is already in the store); rejects when the run has one of that name. */
   artifactRecorded(artifact: RecordedArtifact): Promise<void>;
+  /** An artifact of this run replaced by a new upload of its name (overwrite: true); its blob is the caller's to remove. */
+  artifactRemoved(id: string): Promise<void>;
   /** The job's egress report (when it had a gateway), once its steps are over. */
   egress(report: EgressReport): Promise<void>;
   /** The artifacts of this job's run so far (for download-artifact). */

@@ -59,6 +59,10 @@ export class RunReporter implements JobReporter {
     return this.repo.insertArtifact({ ...a, runId: this.runId, jobId: this.jobId });
   }
 
+  artifactRemoved(id: string): Promise<void> {
+    return this.repo.deleteArtifact(id);
+  }
+
   egress(report: EgressReport): Promise<void> {
     return this.repo.setJobEgress(this.jobId, report);
   }

@@ -238,3 +238,31 @@ test('a file opened for packing is the planned one only with the same device and
   assert.equal(isPlannedFile(st({ file: false }), planned), false);
   assert.equal(isPlannedFile({ isFile: () => true, dev: 41n, ino: 7n, size: 3n }, planned), true, 'bigint stats');
 });
+
+test("with a base, the paths are the base's and the entries are named without it, as tar -C base over the same files writes them", async () => {
+  const root = tree((r) => {
+    mkdirSync(join(r, 'dist/sub'), { recursive: true });
+    writeFileSync(join(r, 'dist/app.txt'), 'app\n');
+    writeFileSync(join(r, 'dist/sub/b.bin'), Buffer.from([1, 2, 3]));
+    symlinkSync('/etc/passwd', join(r, 'dist/link'));
+    symlinkSync('dist', join(r, 'via-link'));
+  });
+  const files = ['app.txt', 'sub/b.bin', 'link'];
+  const out = join(base, `based-${n++}.tar`);
+  const s = await packTree(root, files, out, LIMITS, OWNER, { dropLinks: true, base: 'dist' });
+  assert.deepEqual([s.files, s.droppedLinks], [2, 1]);
+  const tarOut = join(base, `based-tar-${n++}.tar`);
+  const tar = spawn('tar', ['-c', '-f', '-', '--null', '--no-recursion', '--verbatim-files-from', '-T', '-'], {
+    cwd: join(root, 'dist'),
+    stdio: ['pipe', 'pipe', 'ignore'],
+  });
+  tar.stdin.end(files.map((p) => `${p}\0`).join(''));
+  await sanitizeTar(tar.stdout, tarOut, LIMITS, { dropLinks: true });
+  assert.deepEqual(await entriesOf(out), await entriesOf(tarOut));
+  assert.deepEqual(
+    (await entriesOf(out)).map((e) => e.name),
+    ['app.txt', 'sub/b.bin'],
+  );
+  // A base reached through a symlink is tar's to follow, in the sandbox.
+  await assert.rejects(packTree(root, ['app.txt'], join(base, `np-${n++}.tar`), LIMITS, OWNER, { base: 'via-link' }), TreeNotPackable);
+});

@@ -80,13 +80,15 @@ class TreePlanner {
     private readonly owner: TreeOwner,
     private readonly warn: (line: string) => void,
     private readonly pacer: Pacer,
+    /** the folders (under root) the given paths are relative to; entries are named without them */
+    private readonly base: string[] = [],
   ) {}
 
   async add(given: string): Promise<void> {
     if (given.startsWith('/')) throw new TreeNotPackable(`'${given}' is absolute`);
-    const segments = given.split('/').filter((s) => s !== '' && s !== '.');
+    const segments = [...this.base, ...given.split('/').filter((s) => s !== '' && s !== '.')];
     if (segments.includes('..')) throw new TreeNotPackable(`'${given}' goes up`);
-    // The directories on the way must be real directories the owner may pass through.
+    // The directories on the way (the base's too) must be real directories the owner may pass through.
     for (let i = 0; i < segments.length - 1; i++) {
       const st = this.lstat(join(this.root, ...segments.slice(0, i + 1)));
       if (st === null) return this.missing(given, 'No such file or directory');
@@ -229,6 +231,7 @@ function readWhole(fd: number, size: number, header: HeaderArg): Buffer {
  * is never followed, and every file is opened with O_NOFOLLOW and checked to be the one planned.
  * Throws ArchiveError on a refusal (with "empty" when nothing matched), TreeNotPackable when the tree
  * needs `tar` itself. `onWarning` hears what tar would have said on stderr (a path not found).
+ * With `base` (a folder under root), the paths are relative to it, as `tar -C base` would take them.
  */
 export async function packTree(
   root: string,
@@ -236,11 +239,12 @@ export async function packTree(
   outFile: string,
   limits: TarLimits,
   owner: TreeOwner,
-  opts: { dropLinks?: boolean; onWarning?: (line: string) => void } = {},
+  opts: { dropLinks?: boolean; onWarning?: (line: string) => void; base?: string } = {},
 ): Promise<SanitizedTar> {
   const checker = new EntryChecker(limits, 'entry', opts.dropLinks === true);
   const pacer = new Pacer();
-  const planner = new TreePlanner(root, checker, owner, opts.onWarning ?? (() => undefined), pacer);
+  const base = (opts.base ?? '').split('/').filter((s) => s !== '' && s !== '.');
+  const planner = new TreePlanner(root, checker, owner, opts.onWarning ?? (() => undefined), pacer, base);
   const rootStat = lstatSync(root);
   if (!rootStat.isDirectory()) throw new TreeNotPackable('the root is not a directory');
   for (const given of paths) await planner.add(given);

@@ -114,7 +114,7 @@ describe('the kiln CLI (real server, real engine)', () => {
     const out = tmpDir('kiln-dl-');
     const dl = await kiln(['artifacts', id, '--download', 'payload', '-o', out]);
     assert.equal(dl.code, 0, dl.stderr);
-    const bytes = fs.readFileSync(path.join(out, 'payload', 'out', 'data.bin'));
+    const bytes = fs.readFileSync(path.join(out, 'payload', 'data.bin'));
     assert.equal(createHash('sha256').update(bytes).digest('hex'), sha);
   });
 

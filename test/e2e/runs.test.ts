@@ -89,8 +89,8 @@ describe('running jobs (real engine, real images, real Redis)', () => {
       assert.equal(res.status, 200);
       assert.equal(res.headers.get('content-type'), 'application/x-tar');
       const files = await readTar(Buffer.from(await res.arrayBuffer()));
-      const blob = files.get('out/blob.bin');
-      assert.ok(blob, `out/blob.bin in ${[...files.keys()].join(', ')}`);
+      const blob = files.get('blob.bin');
+      assert.ok(blob, `blob.bin (out/ is the artifact's root) in ${[...files.keys()].join(', ')}`);
       assert.equal(blob.length, 200000);
       assert.equal(createHash('sha256').update(blob).digest('hex'), sha, 'the downloaded bytes are what the job wrote');
       assert.deepEqual(await containersOf(job.id), [], 'no container left');
@@ -139,12 +139,14 @@ describe('running jobs (real engine, real images, real Redis)', () => {
     const fromHost = await download('from-host');
     assert.ok(fromHost.equals(await download('by-tar')), 'the two routes wrote the same tar');
     const files = await readTar(fromHost);
+    // Two paths: their common folder, the workspace, is the root.
     assert.deepEqual([...files.keys()].sort(), ['out/a.txt', 'out/empty', 'out/sub/b.bin']);
     assert.equal(files.get('out/a.txt')?.toString(), 'one\n');
     assert.equal(files.get('out/sub/b.bin')?.length, 300000);
     assert.deepEqual(
       [...(await readTar(await download('through-link'))).entries()].map(([f, c]) => [f, c.toString()]),
-      [['outlink/a.txt', 'one\n']],
+      [['a.txt', 'one\n']],
+      'one file alone: stored without its folder',
     );
     const log = await kiln.logs(run.id, done.jobs[0].id);
     for (const step of [1, 4]) {

@@ -161,7 +161,7 @@ describe('web pages (Chromium, real server, real engine)', () => {
     await page.screenshot({ path: path.join(shots, 'run.png'), fullPage: true });
     const [download] = await Promise.all([page.waitForEvent('download'), page.click('[data-testid=artifact-out]')]);
     const files = await readTar(fs.readFileSync(await download.path()));
-    assert.equal(files.get('out/a.txt')?.toString(), 'artifact bytes\n');
+    assert.equal(files.get('a.txt')?.toString(), 'artifact bytes\n');
   });
 
   test('a cancel button stops a running run', async () => {
