@@ -20,7 +20,7 @@ import type { SandboxState } from './sandbox-state';
  * the files (not folders: a folder gives every file under it, its symlinks included) or, for an
  * exclusion, the paths it matches; each pattern's list ends in an empty name.
  */
-const LIST_SCRIPT = `
+export const LIST_SCRIPT = `
 shopt -s globstar nullglob dotglob
 cd -- "$1" || exit 3; n=$2; shift 2
 IFS=$'\\n'
@@ -37,6 +37,17 @@ for p in "$@"; do
 done
 exit 0
 `;
+
+/** LIST_SCRIPT's output (split at NULs) as one list of names per pattern. */
+export function listingGroups(names: string[], patterns: number): string[][] {
+  const groups: string[][] = [];
+  for (let at = 0, k = 0; k < patterns; k++) {
+    const end = names.indexOf('', at);
+    groups.push(names.slice(at, end < 0 ? names.length : end));
+    at = end < 0 ? names.length : end + 1;
+  }
+  return groups;
+}
 
 /** tar of the files named on stdin (NUL-separated, relative to $1), nothing else. */
 const TAR_SCRIPT = 'cd -- "$1" && exec tar -c -f - --null --no-recursion --verbatim-files-from -T -';
@@ -73,12 +84,7 @@ export class ArtifactCollector {
     const text = listed.stdout.toString('utf8');
     const utf8 = Buffer.from(text, 'utf8').equals(listed.stdout);
     const names = (utf8 ? text : listed.stdout.toString('latin1')).split('\0');
-    const groups: string[][] = [];
-    for (let at = 0, k = 0; k < spec.include.length + spec.exclude.length; k++) {
-      const end = names.indexOf('', at);
-      groups.push(names.slice(at, end < 0 ? names.length : end));
-      at = end < 0 ? names.length : end + 1;
-    }
+    const groups = listingGroups(names, spec.include.length + spec.exclude.length);
     let chosen: ArtifactSelection;
     try {
       chosen = selectArtifactFiles(spec, { matched: groups.slice(0, spec.include.length), excluded: groups.slice(spec.include.length).flat() }, workdir);
