@@ -66,7 +66,11 @@ async function plan(wf: ParsedWorkflow, opts: PlanOptions, initial: WorkflowProb
   if (p.list.length > 0) throw new WorkflowError(p.sorted());
   if (jobs.length > 0 && jobs.every((j) => j.verdict)) {
     // Nothing would run: say why for each job, as one refusal.
-    const why = jobs.map((j) => ({ path: j.verdict!.path, line: j.verdict!.line, message: `${j.key}: ${j.verdict!.reason}` }));
+    const why = jobs.map((j) => ({
+      path: j.verdict!.path,
+      line: j.verdict!.line,
+      message: `${j.key}: ${j.verdict!.reason.replace(/^not runnable here: /, '')}`,
+    }));
     throw new WorkflowError([{ path: ROOT_PATH, line: null, message: 'no job of this workflow can run here (each is listed with why)' }, ...why]);
   }
   return { workflowName: wf.name ?? 'workflow', jobs };

@@ -64,6 +64,7 @@ describe('GitHub Actions compatibility suite (real engine)', () => {
       KILN_WORKER_CONCURRENCY: '3',
       KILN_LOG_LEVEL: 'warn',
       KILN_QUOTA_CONCURRENT_JOBS: '3',
+      KILN_QUOTA_QUEUED_RUNS: '100', // every case is submitted at once
     });
     kiln = new Client(server.url);
     // All cases are submitted at once and run side by side.
