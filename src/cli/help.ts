@@ -32,6 +32,8 @@ uploads it, and follows the logs live. The workflow is .kiln.yml or .github/work
   -P, --platform LABEL=ENV   map a runs-on label to an environment (repeatable)
       --strict               refuse the workflow if any job cannot run here (default: such jobs
                              are shown skipped as not runnable, with why, and the others run)
+  -i, --input NAME=VALUE     a workflow_dispatch input (repeatable; NAME= is empty): the run is a
+                             workflow_dispatch; inputs not given take their declared defaults
       --repo URL --ref REF   run a git repository instead of DIR
   -d, --detach               submit and print the run id; do not follow
       --json                 print a final JSON summary on stdout (logs go to stderr)

@@ -74,6 +74,7 @@ async function run(argv: string[]): Promise<number> {
       workflow: { type: 'string', short: 'W' },
       job: { type: 'string', short: 'j' },
       platform: { type: 'string', short: 'P', multiple: true },
+      input: { type: 'string', short: 'i', multiple: true },
       repo: { type: 'string' },
       ref: { type: 'string' },
       detach: { type: 'boolean', short: 'd' },
@@ -91,6 +92,7 @@ async function run(argv: string[]): Promise<number> {
       return [label, envName];
     }),
   );
+  const inputs = inputArgs(o.input as string[] | undefined);
   const workflow = o.workflow ? readWorkflow(o.workflow as string) : undefined;
   let submitted: RunView;
   if (o.repo) {
@@ -105,6 +107,7 @@ async function run(argv: string[]): Promise<number> {
         workflow,
         job: o.job,
         platform: Object.keys(platform).length ? platform : undefined,
+        inputs,
         ...(o.strict ? { strict: true } : {}),
       }),
     });
@@ -117,6 +120,7 @@ async function run(argv: string[]): Promise<number> {
       fields.platform = Object.entries(platform)
         .map(([a, b]) => `${a}=${b}`)
         .join(',');
+    if (inputs) fields.inputs = JSON.stringify(inputs);
     submitted = await upload(k, positionals[0] ?? '.', fields, Boolean(o.json));
   }
   return follow(k, submitted, { detach: Boolean(o.detach), json: Boolean(o.json), cancelOnInterrupt: Boolean(o['cancel-on-interrupt']) });
@@ -144,6 +148,21 @@ async function exec(argv: string[]): Promise<number> {
   const final = await k.json<RunView>(`/api/v1/runs/${submitted.id}`);
   const step = final.jobs[0]?.steps[0];
   return step?.exitCode ?? (final.conclusion === 'success' ? 0 : 1);
+}
+
+/** `--input NAME=VALUE` (repeatable; `NAME=` is an empty value) as the submission's inputs; none given: undefined. */
+function inputArgs(given: string[] | undefined): Record<string, string> | undefined {
+  if (!given?.length) return undefined;
+  const inputs: Record<string, string> = {};
+  for (const pair of given) {
+    const eq = pair.indexOf('=');
+    const name = eq < 0 ? '' : pair.slice(0, eq);
+    if (!/^[A-Za-z_][A-Za-z0-9_-]*$/.test(name))
+      throw new CliError(`kiln: --input takes NAME=VALUE, NAME an input of the workflow (got '${pair}')`, EXIT.usage);
+    if (Object.hasOwn(inputs, name)) throw new CliError(`kiln: --input ${name} is given twice`, EXIT.usage);
+    inputs[name] = pair.slice(eq + 1);
+  }
+  return inputs;
 }
 
 function readWorkflow(file: string): string {

@@ -13,6 +13,7 @@ export function githubContext(job: JobInput) {
     repository: c.repository,
     repository_owner: c.repository.split('/')[0] ?? '',
     event_name: c.event,
+    event: c.eventPayload ?? {},
     run_id: job.runId,
     run_number: c.runNumber,
     run_attempt: 1,

@@ -170,7 +170,7 @@ export class JobRunner {
       env: jobEnv,
       secrets: job.secrets,
       vars: {},
-      inputs: {},
+      inputs: job.context.inputs ?? {},
     });
     // Job env is evaluated once, in order; later steps see what GITHUB_ENV adds on top.
     for (const [k, v] of Object.entries(spec.env)) jobEnv[k] = await interpolate(v, baseCtx());

@@ -13,6 +13,10 @@ export interface RunContext {
   repository: string;
   event: string;
   runNumber: number;
+  /** The `inputs` context: workflow_dispatch inputs with their declared defaults, typed (absent in runs recorded before inputs). */
+  inputs?: Record<string, string | number | boolean>;
+  /** `github.event`: the webhook's payload (capped), or `{inputs, ref, workflow}` of a dispatch; absent = `{}`. */
+  eventPayload?: Record<string, unknown>;
 }
 
 /** A needed job's result, as the `needs` context shows it. */

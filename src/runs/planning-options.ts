@@ -14,8 +14,9 @@ export function planContext(context: RunContext): NonNullable<PlanOptions['conte
       sha: context.sha,
       repository: context.repository,
       repository_owner: context.repository.split('/')[0] ?? '',
+      event: context.eventPayload ?? {},
     },
-    inputs: {},
+    inputs: context.inputs ?? {},
   };
 }
 

@@ -144,7 +144,7 @@ export class RunScheduler {
             github: { ref: run.context.ref, sha: run.context.sha, repository: run.context.repository, event_name: run.context.event },
             needs,
             vars: {},
-            inputs: {},
+            inputs: run.context.inputs ?? {},
           },
           {
             success: () => allSucceeded,

@@ -24,7 +24,7 @@ export async function runView(repo: RunsRepository, run: Run) {
     finishedAt: run.finishedAt,
     source: run.source,
     workflow: { name: run.workflowName, file: run.workflowFile },
-    context: run.context,
+    context: { ...run.context, eventPayload: undefined }, // the payload can be 256 KiB: the view gives the inputs, not it
     jobs: await Promise.all(
       jobs.map(async (j) => ({
         id: j.id,

@@ -46,6 +46,13 @@ export class SubmitRunDto {
   @IsBoolean({ message: 'strict must be true or false' })
   strict?: boolean;
 
+  @ApiPropertyOptional({
+    description: 'workflow_dispatch inputs, name -> string, number or boolean (at most 25, 64 KiB each); the run is a workflow_dispatch event',
+  })
+  @IsOptional()
+  @IsObject()
+  inputs?: Record<string, string | number | boolean>;
+
   @ApiPropertyOptional({ description: 'quick form: a command to run (bash by default)' })
   @IsOptional()
   @IsString()
@@ -91,6 +98,8 @@ export class SubmitUploadDto {
   @IsOptional() @Matches(WORKFLOW_FILE, { message: 'workflowFile must be .kiln.yml or .github/workflows/<name>.yml' }) workflowFile?: string;
   @IsOptional() @Matches(/^[A-Za-z0-9._\/-]{1,255}$/, { message: 'ref must be a branch or tag name' }) ref?: string;
   @IsOptional() @Matches(/^[A-Za-z0-9._-]+\/[A-Za-z0-9._-]+$/, { message: 'repository must look like owner/name' }) repository?: string;
+  /** workflow_dispatch inputs: a JSON object of name -> value, as text. */
+  @IsOptional() @IsString() inputs?: string;
 }
 
 export class LogsQuery {

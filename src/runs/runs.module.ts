@@ -84,7 +84,7 @@ export class RunsApiModule {
         MulterModule.register({
           // Named for the owning process (scratch.ts): a sweeper removes them once it is gone.
           storage: diskStorage({ destination: new FileStore(config).uploadsDir(), filename: (_req, _file, cb) => cb(null, scratchName('multipart')) }),
-          limits: { fileSize: config.uploadMaxBytes, files: 2, fields: 10, fieldSize: 512 * 1024, parts: 20 },
+          limits: { fileSize: config.uploadMaxBytes, files: 2, fields: 11, fieldSize: 512 * 1024, parts: 20 },
         }),
       ],
       controllers: [RunsController],

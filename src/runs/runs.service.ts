@@ -21,9 +21,12 @@ import {
   CommandSubmission,
   PlanChoices,
   WORKFLOW_MAX_BYTES,
+  checkInputs,
   checkPlatform,
   commandWorkflow,
+  dispatchContext,
   findWorkflow,
+  parseInputsField,
   parsePlatform,
   planWorkflow,
   qualifyRef,
@@ -198,6 +201,8 @@ export class RunsService {
     let text = workflowText;
     let file: string | null = workflowFile ?? null;
     if (!text) ({ text, file } = await findWorkflow(tarPath, workflowFile ?? undefined));
+    const dispatch = dispatchContext(text, file, context, choices.inputs);
+    context = dispatch.context;
     const plan = await this.plan(text, file, choices, tarPath, context);
     const runId = newId();
     const now = new Date().toISOString();
@@ -332,11 +337,12 @@ export class RunsService {
         job: body.job,
         platform: checkPlatform(body.platform),
         strict: body.strict,
+        inputs: checkInputs(body.inputs),
       });
     }
-    if (body.workflow || body.workflowFile || body.ref || body.job || body.platform || body.strict !== undefined)
+    if (body.workflow || body.workflowFile || body.ref || body.job || body.platform || body.strict !== undefined || body.inputs)
       throw new BadRequestException(
-        'workflow, workflowFile, ref, job, platform and strict do not go with command: the quick form is one command in one environment',
+        'workflow, workflowFile, ref, job, platform, strict and inputs do not go with command: the quick form is one command in one environment',
       );
     if (body.files) {
       for (const [k, v] of Object.entries(body.files)) if (typeof v !== 'string') throw new BadRequestException(`files.${k}: content must be a string`);
@@ -365,8 +371,10 @@ export class RunsService {
         workflow = await fs.promises.readFile(workflowUpload.path, 'utf8');
       }
       if (fields.command !== undefined) {
-        if (workflow || fields.workflowFile || fields.job || fields.platform || fields.strict)
-          throw new BadRequestException('command does not go with workflow, workflowFile, job, platform or strict: it is one command in one environment');
+        if (workflow || fields.workflowFile || fields.job || fields.platform || fields.strict || fields.inputs !== undefined)
+          throw new BadRequestException(
+            'command does not go with workflow, workflowFile, job, platform, strict or inputs: it is one command in one environment',
+          );
         workflow = commandWorkflow({
           command: fields.command,
           environment: fields.environment ?? this.config.defaultEnvironment,
@@ -386,6 +394,7 @@ export class RunsService {
         job: fields.job,
         platform: parsePlatform(fields.platform),
         strict: fields.strict === 'true',
+        inputs: parseInputsField(fields.inputs),
       });
     } finally {
       await cleanup();

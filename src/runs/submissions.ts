@@ -6,7 +6,10 @@ import { ArchiveError } from '../sources/tar-safety';
 import { readFilesFromTar } from '../sources/tar-sanitize';
 import { planFromYaml } from '../workflow/plan';
 import { PlanOptions, RunPlan, WORKFLOW_FILE, WorkflowError } from '../workflow/model';
+import { dispatchInputs, INPUT_NAME, MAX_INPUTS, resolveInputs } from '../workflow/inputs';
+import type { RunContext } from '../execution/job';
 import { sourceHttpException } from './source-status';
+import { planContext } from './planning-options';
 
 /** What a submission becomes before it is recorded: its workflow found and planned, the quick form as a workflow, its ref and repository names. */
 
@@ -70,14 +73,7 @@ export async function planWorkflow(text: string, file: string | null, opts: Plan
   try {
     plan = await planFromYaml(text, opts);
   } catch (e) {
-    if (e instanceof WorkflowError) {
-      throw new BadRequestException({
-        statusCode: 400,
-        error: 'Bad Request',
-        message: `the workflow${file ? ` ${file}` : ''} is not valid:\n${e.message}`,
-        problems: e.problems,
-      });
-    }
+    if (e instanceof WorkflowError) throw refusal(`the workflow${file ? ` ${file}` : ''} is not valid`, e);
     throw e;
   }
   // Aliases can make a small file plan huge (one 240 KiB string referenced by every env key of every
@@ -92,6 +88,71 @@ export async function planWorkflow(text: string, file: string | null, opts: Plan
     }
   }
   return job ? onlyJob(plan, job) : plan;
+}
+
+/** A 400 that names each problem, with the problems as data. */
+function refusal(intro: string, e: WorkflowError): BadRequestException {
+  return new BadRequestException({ statusCode: 400, error: 'Bad Request', message: `${intro}:\n${e.message}`, problems: e.problems });
+}
+
+/**
+ * Which event a submission is, and its inputs. It is a workflow_dispatch when it gives inputs (even
+ * none, to a workflow that declares workflow_dispatch), or when a push-like submission (CLI, API,
+ * page) runs a workflow whose `on` lists workflow_dispatch and not push: on GitHub that workflow could
+ * only have been started by hand. Otherwise the event stays what the channel said (push, or the
+ * quick form's workflow_dispatch). Declared defaults fill `inputs` whatever the event. Returns the
+ * run's context (typed inputs, event payload) and the planner's view of it; 400 naming a bad input.
+ */
+export function dispatchContext(
+  text: string,
+  file: string | null,
+  context: RunContext,
+  given: Record<string, string> | undefined,
+): { context: RunContext; plan: NonNullable<PlanOptions['context']> } {
+  const decl = dispatchInputs(text);
+  const dispatched =
+    (given !== undefined && (decl.dispatch || Object.keys(given).length > 0)) ||
+    (context.event === 'push' && context.eventPayload === undefined && decl.dispatch && !decl.push);
+  const resolved = resolveInputs(decl, given ?? {}, dispatched);
+  if (resolved.problems.length) throw refusal(`the inputs do not fit the workflow${file ? ` ${file}` : ''}`, new WorkflowError(resolved.problems));
+  const run: RunContext = { ...context, inputs: resolved.inputs };
+  if (dispatched) run.event = 'workflow_dispatch';
+  if (dispatched && run.eventPayload === undefined) run.eventPayload = { inputs: resolved.eventInputs, ref: run.ref, workflow: file ?? '' };
+  return { context: run, plan: planContext(run) };
+}
+
+/** Most bytes of one input's value (a workflow_dispatch input is a form field on GitHub). */
+export const INPUT_MAX_BYTES = 64 * 1024;
+
+/** `inputs` of a submission (an object of name -> string, number or boolean), as text; 400 naming what is wrong. */
+export function checkInputs(raw: unknown): Record<string, string> | undefined {
+  if (raw === undefined) return undefined;
+  if (!raw || typeof raw !== 'object' || Array.isArray(raw)) throw new BadRequestException('inputs must be an object of input name -> value');
+  const entries = Object.entries(raw as Record<string, unknown>);
+  if (entries.length > MAX_INPUTS)
+    throw new BadRequestException(`inputs: at most ${MAX_INPUTS} (as GitHub allows a workflow_dispatch); ${entries.length} given`);
+  const out: Record<string, string> = {};
+  for (const [k, v] of entries) {
+    if (!INPUT_NAME.test(k)) throw new BadRequestException(`inputs: '${k.slice(0, 100)}' is not an input name (a letter or _, then letters, digits, - and _)`);
+    if (typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean')
+      throw new BadRequestException(`inputs.${k}: give a string, number or boolean`);
+    const text = String(v);
+    if (Buffer.byteLength(text) > INPUT_MAX_BYTES) throw new BadRequestException(`inputs.${k}: at most ${INPUT_MAX_BYTES / 1024} KiB`);
+    out[k] = text;
+  }
+  return out;
+}
+
+/** The multipart `inputs` field: the same object as JSON text. */
+export function parseInputsField(text: string | undefined): Record<string, string> | undefined {
+  if (text === undefined) return undefined;
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    throw new BadRequestException('inputs: the multipart field holds a JSON object of input name -> value, e.g. {"name":"x"}');
+  }
+  return checkInputs(value);
 }
 
 /** The quick form as a one-job workflow. */

@@ -150,10 +150,42 @@ async function runs() {
   if (!token()) return signIn();
   const list = await json('/runs?limit=100');
   show(el('h1', {}, 'Runs'), el('p', {}, el('a', { href: '#', onclick: (ev) => { ev.preventDefault(); localStorage.removeItem('kiln-token'); route(); } }, 'Sign out')),
+    newRunForm(),
     table(['Run', 'Status', 'Workflow', 'Trigger', 'Created', 'Duration'], list.map((r) => el('tr', {},
       el('td', {}, el('a', { href: `#/run/${r.id}` }, r.id)), el('td', {}, badge(r.conclusion || r.status)), el('td', {}, r.workflow),
       el('td', {}, r.source.kind === 'repo' ? `${r.source.repo} ${r.source.sha ? r.source.sha.slice(0, 7) : ''}` : r.source.kind),
       el('td', {}, new Date(r.createdAt).toLocaleString()), el('td', {}, seconds(r.createdAt, r.finishedAt)))), { 'data-testid': 'runs' }));
+}
+
+/** "Run workflow", as GitHub's workflow_dispatch button: a repository, a ref, a workflow file, inputs as NAME=VALUE lines. */
+function newRunForm() {
+  const field = (label, input) => el('label', { class: 'field' }, label, ' ', input);
+  const repo = el('input', { type: 'url', required: true, placeholder: 'https://github.com/owner/name.git', size: 50, 'data-testid': 'new-run-repo' });
+  const ref = el('input', { type: 'text', required: true, value: 'main', size: 20, 'data-testid': 'new-run-ref' });
+  const file = el('input', { type: 'text', placeholder: '.github/workflows/ci.yml (optional)', size: 40, 'data-testid': 'new-run-file' });
+  const inputs = el('textarea', { rows: 4, cols: 50, placeholder: 'name=value (one a line)', 'data-testid': 'new-run-inputs' });
+  const error = el('p', { class: 'error-box', 'data-testid': 'new-run-error', hidden: true });
+  const submit = async (ev) => {
+    ev.preventDefault();
+    error.hidden = true;
+    const lines = inputs.value.split('\n').map((l) => l.trim()).filter(Boolean);
+    const bad = lines.find((l) => l.indexOf('=') < 1);
+    if (bad) { error.textContent = `inputs: '${bad}' is not NAME=VALUE`; error.hidden = false; return; }
+    const body = { repo: repo.value.trim(), ref: ref.value.trim() };
+    if (file.value.trim()) body.workflowFile = file.value.trim();
+    if (lines.length) body.inputs = Object.fromEntries(lines.map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]));
+    try {
+      const r = await json('/runs', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      location.hash = `#/run/${encodeURIComponent(r.id)}`;
+    } catch (e) {
+      if (e.status === 401) return signIn('Your token was refused; sign in again.');
+      error.textContent = e.message;
+      error.hidden = false;
+    }
+  };
+  return el('details', { class: 'new-run', 'data-testid': 'new-run' }, el('summary', {}, 'Run workflow'),
+    el('form', { onsubmit: submit }, field('Repository', repo), ' ', field('Ref', ref), ' ', field('Workflow file', file),
+      el('p', {}, field('Inputs', inputs)), error, el('button', { type: 'submit', 'data-testid': 'new-run-submit' }, 'Run workflow')));
 }
 
 let logAbort = null;
@@ -174,7 +206,10 @@ async function run(id, jobId, step) {
     : null;
   show(
     el('h1', {}, `Run ${r.id} `, badge(r.conclusion || r.status)),
-    el('p', {}, r.workflow.name, r.workflow.file ? ` (${r.workflow.file})` : '', ' · ', seconds(r.startedAt || r.createdAt, r.finishedAt), ' ', cancel),
+    el('p', {}, r.workflow.name, r.workflow.file ? ` (${r.workflow.file})` : '', ' · ', r.context.event, ' · ', seconds(r.startedAt || r.createdAt, r.finishedAt), ' ', cancel),
+    r.context.inputs && Object.keys(r.context.inputs).length
+      ? el('section', {}, el('h2', {}, 'Inputs'), table(['Input', 'Value'], Object.entries(r.context.inputs).map(([k, v]) => el('tr', {}, el('td', {}, k), el('td', {}, String(v)))), { 'data-testid': 'inputs' }))
+      : null,
     ...[...groups.entries()].map(([gid, jobs]) => el('section', { class: 'job' },
       el('h2', {}, gid, jobs.length > 1 ? el('span', { class: 'muted' }, ` (${jobs.length} matrix jobs)`) : null),
       ...jobs.map((j) => el('div', { 'data-testid': `job-${j.key}` },

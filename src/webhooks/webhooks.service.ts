@@ -24,6 +24,7 @@ import { interpolate } from '../workflow/expressions';
 import { RegisteredRepository, RepositoriesRepository } from './repositories.repository';
 import { fullNameProblem, labelMapProblem, MAX_FULL_NAME, signatureMatches } from './registration';
 import { StatusReporter } from './status-reporter';
+import { eventPayload } from './event-payload';
 import { matchesList, pushTrigger } from '../workflow/triggers';
 
 export interface WebhookAnswer {
@@ -238,11 +239,12 @@ export class WebhooksService {
     }
     const runIds: string[] = [];
     const problems: string[] = [];
+    const event = eventPayload(d.payload);
     try {
       for (const { file, text } of this.intake.workflowFiles(cloned.dir)) {
         const decision = pushTrigger(text, { ref: p.ref!, changedPaths: changed }, file.startsWith('.kiln.'));
         if (!decision.runs) continue;
-        const context = { sha: cloned.sha, ref: p.ref!, repository: repo.fullName, event: 'push', runNumber: 0 }; // numbered as it is recorded
+        const context = { sha: cloned.sha, ref: p.ref!, repository: repo.fullName, event: 'push', runNumber: 0, eventPayload: event }; // numbered as it is recorded
         let group: string | undefined;
         if (decision.concurrency) {
           group = `${repo.id}:${await interpolate(decision.concurrency.group, { github: { ref: p.ref, sha: cloned.sha, repository: repo.fullName, workflow: file, event_name: 'push' } }).catch(() => decision.concurrency!.group)}`;

@@ -72,6 +72,13 @@ test('inputs: unknown name, missing required, values not of their type are probl
   assert.match(messages.join('\n'), /inputs\.token: the input 'token' is required and has no default/);
 });
 
+test('inputs: a run that is not dispatched needs no required input', () => {
+  const r = resolveInputs(dispatchInputs(WORKFLOW), {}, false);
+  assert.deepEqual(r.problems, []);
+  assert.equal(r.inputs.token, '');
+  assert.equal(r.inputs.name, 'world');
+});
+
 test('inputs: every form of on; a workflow without workflow_dispatch takes no inputs', () => {
   assert.equal(dispatchInputs('on: workflow_dispatch\njobs: {}').dispatch, true);
   assert.equal(dispatchInputs('on: [push, workflow_dispatch]\njobs: {}').dispatch, true);

@@ -92,9 +92,10 @@ export interface ResolvedInputs {
 /**
  * The given values (name -> text) against the declaration: each declared input gets its given value,
  * else its default, else what GitHub gives an input left empty ('' ; false for a boolean). Unknown
- * names, a required input without value or default, and values not of their type are problems.
+ * names, a required input without value or default (in a dispatched run: a push needs no inputs), and
+ * values not of their type are problems.
  */
-export function resolveInputs(decl: DispatchDeclaration, given: Record<string, string>): ResolvedInputs {
+export function resolveInputs(decl: DispatchDeclaration, given: Record<string, string>, dispatched = true): ResolvedInputs {
   const out: ResolvedInputs = { inputs: {}, eventInputs: {}, problems: [...decl.problems] };
   const declared = new Map(decl.inputs.map((i) => [i.name, i]));
   const names = decl.inputs.map((i) => i.name).join(', ') || 'none';
@@ -111,7 +112,7 @@ export function resolveInputs(decl: DispatchDeclaration, given: Record<string, s
   for (const input of decl.inputs) {
     const value = Object.hasOwn(given, input.name) ? given[input.name] : input.default;
     if (value === null) {
-      if (input.required) {
+      if (input.required && dispatched) {
         out.problems.push({ path: `inputs.${input.name}`, line: null, message: `the input '${input.name}' is required and has no default: give it a value` });
       }
       out.inputs[input.name] = input.type === 'boolean' ? false : '';

@@ -193,6 +193,41 @@ describe('the kiln CLI (real server, real engine)', () => {
     assert.match(bad.stderr, /kiln: job: the workflow has no job 'nope'; its jobs: build, test, lint/);
   });
 
+  test('--input: workflow_dispatch inputs typed, defaults filled, an empty value kept; a bad input is refused naming it', async () => {
+    const dir = project({
+      '.kiln.yml':
+        [
+          'on:',
+          '  workflow_dispatch:',
+          '    inputs:',
+          '      name: { required: true }',
+          '      note: { default: none }',
+          '      flag: { type: boolean, default: true }',
+          '      count: { type: number, default: 2 }',
+          'jobs:',
+          '  show:',
+          '    runs-on: python-3.11',
+          '    steps:',
+          '      - run: echo "name=${{ inputs.name }} note=[${{ inputs.note }}] flag=${{ inputs.flag }} count=${{ inputs.count }} sum=${{ inputs.count == 2 }} event=${{ github.event_name }}"',
+        ].join('\n') + '\n',
+    });
+    const r = await kiln(['run', dir, '--input', 'name=a=b', '-i', 'note=', '--input', 'flag=false', '--json']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /name=a=b note=\[\] flag=false count=2 sum=true event=workflow_dispatch/);
+    const view = await api.run(JSON.parse(r.stdout).id);
+    assert.deepEqual((view as unknown as { context: { inputs: unknown } }).context.inputs, { name: 'a=b', note: '', flag: false, count: 2 });
+    const bad = await kiln(['run', dir, '--input', 'name=x', '--input', 'count=many', '--input', 'colour=red']);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /inputs\.colour: the workflow declares no input 'colour'/);
+    assert.match(bad.stderr, /inputs\.count: the input 'count' is a number: give a number, not 'many'/);
+    const missing = await kiln(['run', dir]);
+    assert.equal(missing.code, 2);
+    assert.match(missing.stderr, /inputs\.name: the input 'name' is required and has no default/);
+    const form = await kiln(['run', dir, '--input', 'name']);
+    assert.equal(form.code, 2);
+    assert.match(form.stderr, /--input takes NAME=VALUE/);
+  });
+
   test('--detach, then logs --follow, status and cancel by run id', async () => {
     const dir = project({ '.kiln.yml': 'jobs:\n  slow:\n    runs-on: python-3.11\n    steps:\n      - run: echo tick; sleep 300\n' });
     const detached = await kiln(['run', dir, '--detach']);
