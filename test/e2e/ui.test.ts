@@ -4,6 +4,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { chromium, Browser, Page } from 'playwright-core';
 import { makeTar, readTar } from '../fixtures/archives';
+import { GitServer, makeRepo, startGitServer } from '../fixtures/git-server';
 import { runKiln, startServer, TEST_ADMIN_TOKEN, tmpDir } from '../helpers';
 import { Client } from './runs-helpers';
 
@@ -16,6 +17,8 @@ describe('web pages (Chromium, real server, real engine)', () => {
   let browser: Browser;
   let page: Page;
   let api: Client;
+  let git: GitServer;
+  const gitRoot = tmpDir('kiln-git-');
   /** What Chromium reports as blocked by the pages' Content-Security-Policy: the pages must not need anything it refuses. */
   const cspViolations: string[] = [];
 
@@ -34,7 +37,16 @@ describe('web pages (Chromium, real server, real engine)', () => {
     }
     const images = await runKiln(['images'], { KILN_DATA_DIR: data, KILN_ENVIRONMENTS_DIR: envs, KILN_LOG_LEVEL: 'warn' });
     assert.equal(images.code, 0, images.stderr);
-    server = await startServer({ KILN_DATA_DIR: data, KILN_ENVIRONMENTS_DIR: envs, KILN_QUEUE_PREFIX: `ui-${process.pid}`, KILN_LOG_LEVEL: 'warn' });
+    server = await startServer({
+      KILN_DATA_DIR: data,
+      KILN_ENVIRONMENTS_DIR: envs,
+      KILN_QUEUE_PREFIX: `ui-${process.pid}`,
+      KILN_LOG_LEVEL: 'warn',
+      // The Run workflow form clones from a local git server.
+      KILN_GIT_SCHEMES: 'https,http',
+      KILN_GIT_ALLOW_PRIVATE: 'true',
+    });
+    git = await startGitServer(gitRoot);
     api = new Client(server.url);
     browser = await chromium.launch({
       executablePath: process.env.CHROMIUM ?? '/usr/bin/chromium',
@@ -56,6 +68,7 @@ describe('web pages (Chromium, real server, real engine)', () => {
   after(async () => {
     await browser?.close();
     await server?.stop();
+    await git?.close();
   });
 
   test('the catalogue lists the environments with their status, OS and Python', async () => {
@@ -170,6 +183,45 @@ describe('web pages (Chromium, real server, real engine)', () => {
     await page.locator('[data-testid=log]', { hasText: 'waiting' }).waitFor({ timeout: 60_000 });
     await page.click('[data-testid=cancel]');
     assert.equal((await api.waitFor(run.id, 30_000)).conclusion, 'cancelled');
+  });
+
+  test('the Run workflow form submits a repository with inputs and opens the new run', async () => {
+    const workflow = [
+      'on:',
+      '  workflow_dispatch:',
+      '    inputs:',
+      '      who: { required: true }',
+      '      loud: { type: boolean, default: false }',
+      'jobs:',
+      '  hello:',
+      '    runs-on: python-3.11',
+      '    steps:',
+      '      - run: echo "hello ${{ inputs.who }} loud=${{ inputs.loud }} event=${{ github.event_name }}"',
+    ].join('\n');
+    await makeRepo(gitRoot, 'dispatch', [{ '.github/workflows/hello.yml': workflow, 'README.md': 'hi\n' }]);
+    await page.goto(`${server.url}/#/runs`);
+    if (await page.locator('[data-testid=token]').count()) {
+      await page.fill('[data-testid=token]', TEST_ADMIN_TOKEN);
+      await page.click('[data-testid=sign-in]');
+    }
+    await page.waitForSelector('[data-testid=runs]');
+    await page.click('[data-testid=new-run] summary');
+    await page.fill('[data-testid=new-run-repo]', git.repoUrl('dispatch'));
+    await page.fill('[data-testid=new-run-ref]', 'v1');
+    await page.fill('[data-testid=new-run-file]', '.github/workflows/hello.yml');
+    await page.fill('[data-testid=new-run-inputs]', 'loud=maybe');
+    await page.click('[data-testid=new-run-submit]');
+    const error = page.locator('[data-testid=new-run-error]');
+    await error.waitFor({ state: 'visible' });
+    assert.match(await error.innerText(), /inputs\.who: the input 'who' is required[\s\S]*inputs\.loud: the input 'loud' is a boolean/);
+    await page.fill('[data-testid=new-run-inputs]', 'who=kiln page\nloud=true\n');
+    await page.click('[data-testid=new-run-submit]');
+    await page.waitForURL(/#\/run\/[A-Za-z0-9_-]+$/);
+    const id = decodeURIComponent(page.url().split('#/run/')[1]);
+    await page.waitForSelector('[data-testid=inputs]');
+    assert.match(await page.locator('[data-testid=inputs]').innerText(), /who\s+kiln page\s+loud\s+true/);
+    assert.equal((await api.waitFor(id)).conclusion, 'success');
+    assert.match(await api.logs(id), /\| hello kiln page loud=true event=workflow_dispatch/);
   });
 
   test('the pages ran under their Content-Security-Policy without a blocked script, style or request', async () => {
