@@ -1,3 +1,4 @@
+import { EVENT_PATH } from './event-file';
 import type { JobInput } from './job';
 
 /** Where the job's sources are unpacked and where steps start (GITHUB_WORKSPACE). */
@@ -54,5 +55,6 @@ export function defaultEnv(job: JobInput): Record<string, string> {
     RUNNER_NAME: 'kiln',
     RUNNER_TEMP: '/tmp',
     RUNNER_ENVIRONMENT: 'self-hosted',
+    ...(job.context.eventPayload ? { GITHUB_EVENT_PATH: EVENT_PATH } : {}),
   };
 }

@@ -9,6 +9,7 @@ import { formatRule, grantFor, requestedRules, type EgressGrant } from '../commo
 import { EXECUTION_BACKEND, ExecutionBackend, JobHandle, JobSandboxLimits } from './backend';
 import { BuiltinActions, type ScriptedAction } from './builtin-actions';
 import { githubContext } from './github-context';
+import { EVENT_DIR, eventTar } from './event-file';
 import { precomputeHashes } from './hash-files';
 import { Conclusion, JobInput, JobOutcome, RetryableJobError, StepReason } from './job';
 import type { JobReporter } from './reporter';
@@ -82,6 +83,8 @@ export class JobRunner {
           if (!source) throw new Error(`the run's sources are missing from the store (${blobKeys.source(job.runId)}); is KILN_DATA_DIR shared by every node?`);
           await this.backend.putWorkspace(handle, source.stream);
         }
+        // github.event as a file (GITHUB_EVENT_PATH), for a run that has a payload (a dispatch, a webhook push).
+        if (job.context.eventPayload) await this.backend.putWorkspace(handle, eventTar(job.context.eventPayload), EVENT_DIR);
       } catch (e) {
         out.notice(-1, `could not prepare the sandbox: ${(e as Error).message}`);
         throw new RetryableJobError((e as Error).message);
