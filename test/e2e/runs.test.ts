@@ -306,6 +306,33 @@ jobs:
     assert.equal(badRepo.status, 400);
     const garbage = await kiln.submitTarball(Buffer.from('this is not a tarball at all'));
     assert.equal(garbage.status, 400);
+    // workflow_dispatch inputs: their shape (before any clone), then against the workflow.
+    const inputsRefused = async (res: Promise<Response>, re: RegExp) => {
+      const r = await res;
+      const b = (await r.json()) as { message: string | string[] };
+      assert.equal(r.status, 400, JSON.stringify(b));
+      assert.match(String(b.message), re);
+    };
+    const repo = 'https://git.invalid/team/project.git';
+    await inputsRefused(kiln.submitJson({ repo, ref: 'main', inputs: { '1st': 'x' } }), /inputs: '1st' is not an input name/);
+    await inputsRefused(kiln.submitJson({ repo, ref: 'main', inputs: { a: { b: 1 } } }), /inputs\.a: give a string, number or boolean/);
+    await inputsRefused(kiln.submitJson({ repo, ref: 'main', inputs: { a: 'x'.repeat(64 * 1024 + 1) } }), /inputs\.a: at most 64 KiB/);
+    await inputsRefused(kiln.submitJson({ command: 'true', inputs: { a: 'x' } }), /inputs do not go with command/);
+    const declared = await makeTar([
+      [
+        '.kiln.yml',
+        'on:\n  workflow_dispatch:\n    inputs:\n      n: { type: number }\njobs:\n  a:\n    runs-on: python-3.11\n    steps: [ { run: "true" } ]\n',
+      ],
+    ]);
+    await inputsRefused(kiln.submitTarball(declared, { inputs: 'n=1' }), /the multipart field holds a JSON object/);
+    const typed = await kiln.submitTarball(declared, { inputs: JSON.stringify({ n: 'ten', m: '1' }) });
+    const typedBody = (await typed.json()) as { message: string; problems: { path: string }[] };
+    assert.equal(typed.status, 400);
+    assert.match(typedBody.message, /^the inputs do not fit the workflow \.kiln\.yml:\ninputs\.m: the workflow declares no input 'm' \(its inputs: n\)/);
+    assert.deepEqual(
+      typedBody.problems.map((p) => p.path),
+      ['inputs.m', 'inputs.n'],
+    );
     const afterRuns = (await (await kiln.fetch('/api/v1/runs?limit=500')).json()) as unknown[];
     assert.equal(afterRuns.length, before.length, 'no run was recorded for bad input');
   });
