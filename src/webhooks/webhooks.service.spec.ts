@@ -87,6 +87,10 @@ test('a push passes the same admission as every submission before its run is sub
   );
   assert.equal(submitted.length, 1);
   assert.deepEqual(finished, [{ key: 'key-1', state: 'done', detail: null, runIds: ['run-1'] }]);
+  // The delivery's payload goes with the run as its github.event, and the run is a push.
+  const context = (submitted[0] as unknown[])[3] as { event: string; eventPayload: unknown };
+  assert.equal(context.event, 'push');
+  assert.deepEqual(context.eventPayload, { ref: 'refs/heads/main', after: sha, commits: [] });
 });
 
 test("a push refused by admission is recorded on the delivery with the admission's message; nothing is submitted", async () => {
