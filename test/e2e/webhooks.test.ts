@@ -61,6 +61,9 @@ describe('git push webhooks (real payloads, real git, real engine)', () => {
       '    runs-on: python-3.11',
       '    steps:',
       '      - run: echo "building $(cat status.txt) at $GITHUB_SHA on $GITHUB_REF"',
+      // github.event is the push payload, also as the file at GITHUB_EVENT_PATH.
+      '      - run: echo "event after=${{ github.event.after }}"',
+      `      - run: python3 -c "import json,os; e=json.load(open(os.environ['GITHUB_EVENT_PATH'])); print('event file', e['after'], e['repository']['full_name'])"`,
       '      - run: test "$(cat status.txt)" = ok',
     ].join('\n') + '\n';
 
@@ -162,7 +165,10 @@ describe('git push webhooks (real payloads, real git, real engine)', () => {
     assert.equal(d.runIds.length, 1, JSON.stringify(d));
     const run = await admin.waitFor(d.runIds[0]);
     assert.equal(run.conclusion, 'success', JSON.stringify(run.jobs));
-    assert.match(await admin.logs(run.id), new RegExp(`building ok at ${shas[0]} on refs/heads/main`));
+    const log = await admin.logs(run.id);
+    assert.match(log, new RegExp(`building ok at ${shas[0]} on refs/heads/main`));
+    assert.match(log, new RegExp(`\\| event after=${shas[0]}$`, 'm'));
+    assert.match(log, new RegExp(`\\| event file ${shas[0]} octo/demo$`, 'm'));
     for (let i = 0; i < 50 && receiver.received.filter((r) => r.path.endsWith(shas[0])).length < 2; i++) await new Promise((r) => setTimeout(r, 200));
     const statuses = receiver.received.filter((r) => r.path === `/repos/octo/demo/statuses/${shas[0]}`);
     assert.deepEqual(
