@@ -153,16 +153,16 @@ async function exec(argv: string[]): Promise<number> {
 /** `--input NAME=VALUE` (repeatable; `NAME=` is an empty value) as the submission's inputs; none given: undefined. */
 function inputArgs(given: string[] | undefined): Record<string, string> | undefined {
   if (!given?.length) return undefined;
-  const inputs: Record<string, string> = {};
+  const inputs = new Map<string, string>();
   for (const pair of given) {
     const eq = pair.indexOf('=');
     const name = eq < 0 ? '' : pair.slice(0, eq);
     if (!/^[A-Za-z_][A-Za-z0-9_-]*$/.test(name))
       throw new CliError(`kiln: --input takes NAME=VALUE, NAME an input of the workflow (got '${pair}')`, EXIT.usage);
-    if (Object.hasOwn(inputs, name)) throw new CliError(`kiln: --input ${name} is given twice`, EXIT.usage);
-    inputs[name] = pair.slice(eq + 1);
+    if (inputs.has(name)) throw new CliError(`kiln: --input ${name} is given twice`, EXIT.usage);
+    inputs.set(name, pair.slice(eq + 1));
   }
-  return inputs;
+  return Object.fromEntries(inputs);
 }
 
 function readWorkflow(file: string): string {

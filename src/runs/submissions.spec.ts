@@ -57,5 +57,9 @@ test('checkInputs: values as text; names, count and size checked; the multipart 
   assert.throws(() => checkInputs({ a: 'x'.repeat(64 * 1024 + 1) }), /inputs\.a: at most 64 KiB/);
   assert.throws(() => checkInputs(Object.fromEntries(Array.from({ length: 26 }, (_, i) => [`i${i}`, '']))), /at most 25/);
   assert.deepEqual(parseInputsField('{"a":1}'), { a: '1' });
+  // A `__proto__` key stays an own key: the workflow then names it as an unknown input.
+  const proto = parseInputsField('{"__proto__":"x"}')!;
+  assert.deepEqual(Object.keys(proto), ['__proto__']);
+  assert.throws(() => dispatchContext(BOTH, null, push, { ...proto, name: 'n' }), /the workflow declares no input '__proto__'/);
   assert.throws(() => parseInputsField('a=1'), /a JSON object/);
 });

@@ -131,16 +131,17 @@ export function checkInputs(raw: unknown): Record<string, string> | undefined {
   const entries = Object.entries(raw as Record<string, unknown>);
   if (entries.length > MAX_INPUTS)
     throw new BadRequestException(`inputs: at most ${MAX_INPUTS} (as GitHub allows a workflow_dispatch); ${entries.length} given`);
-  const out: Record<string, string> = {};
+  const out: [string, string][] = [];
   for (const [k, v] of entries) {
     if (!INPUT_NAME.test(k)) throw new BadRequestException(`inputs: '${k.slice(0, 100)}' is not an input name (a letter or _, then letters, digits, - and _)`);
     if (typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean')
       throw new BadRequestException(`inputs.${k}: give a string, number or boolean`);
     const text = String(v);
     if (Buffer.byteLength(text) > INPUT_MAX_BYTES) throw new BadRequestException(`inputs.${k}: at most ${INPUT_MAX_BYTES / 1024} KiB`);
-    out[k] = text;
+    out.push([k, text]);
   }
-  return out;
+  // As own properties whatever the name (a `__proto__` is then an unknown input, not a prototype).
+  return Object.fromEntries(out);
 }
 
 /** The multipart `inputs` field: the same object as JSON text. */
