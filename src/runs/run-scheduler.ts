@@ -7,7 +7,7 @@ import { RunEvents } from './run-events';
 import { RunSources } from './run-sources';
 import { FAIL_FAST_CANCEL, RunsRepository } from './runs.repository';
 import type { Job, Run } from './runs.types';
-import { PlanningOptions } from './planning-options';
+import { planContext, PlanningOptions } from './planning-options';
 import { LateJobs } from './late-jobs';
 
 /** Jobs are recorded at positions this far apart: the jobs a late-planned job gives take the places after it. */
@@ -141,7 +141,7 @@ export class RunScheduler {
         go = await evaluateCondition(
           job.spec.if,
           {
-            github: { ref: run.context.ref, sha: run.context.sha, repository: run.context.repository, event_name: run.context.event },
+            github: planContext(run.context).github,
             needs,
             vars: {},
             inputs: run.context.inputs ?? {},
