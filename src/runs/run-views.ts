@@ -37,6 +37,10 @@ export async function runView(repo: RunsRepository, run: Run) {
         status: j.status,
         conclusion: j.conclusion,
         error: j.error,
+        /** Decided at submission: `not-runnable` (this server cannot run it) or `skipped` (its if: was already false); the reason is in error. */
+        verdict: j.spec.verdict?.kind ?? null,
+        /** True while the job waits for its needs to be planned (its matrix or runs-on reads needs). */
+        plannedLate: Boolean(j.spec.deferred),
         attempts: j.attempts,
         worker: j.worker,
         startedAt: j.startedAt,

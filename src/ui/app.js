@@ -213,7 +213,7 @@ async function run(id, jobId, step) {
     ...[...groups.entries()].map(([gid, jobs]) => el('section', { class: 'job' },
       el('h2', {}, gid, jobs.length > 1 ? el('span', { class: 'muted' }, ` (${jobs.length} matrix jobs)`) : null),
       ...jobs.map((j) => el('div', { 'data-testid': `job-${j.key}` },
-        el('p', {}, el('a', { href: `#/run/${r.id}/${j.id}` }, j.key), ' ', badge(j.conclusion || j.status), ' ', el('span', { class: 'muted' }, `${j.environment} · ${seconds(j.startedAt, j.finishedAt)}`), j.error ? el('span', { class: 'error-box' }, ` ${j.error}`) : null),
+        el('p', {}, el('a', { href: `#/run/${r.id}/${j.id}` }, j.key), ' ', badge(j.conclusion || j.status), ' ', el('span', { class: 'muted' }, j.environment ? `${j.environment} · ${seconds(j.startedAt, j.finishedAt)}` : j.plannedLate ? 'planned when its needs are done' : ''), j.error ? el('span', { class: j.conclusion === 'skipped' ? 'muted' : 'error-box', 'data-testid': 'job-reason' }, ` ${j.error}`) : null),
         el('ol', { class: 'steps', start: 0 }, j.steps.map((s) => el('li', { class: j.id === chosen?.id && String(s.index) === String(step) ? 'selected' : '', onclick: () => { location.hash = `#/run/${r.id}/${j.id}/${s.index}`; } },
           s.name, ' ', badge(s.conclusion || s.status), s.exitCode !== null ? el('span', { class: 'muted' }, ` exit ${s.exitCode}`) : null, s.reason ? el('span', { class: 'muted' }, ` ${s.reason}`) : null,
           el('span', { class: 'muted' }, ` ${seconds(s.startedAt, s.finishedAt)}`)))),

@@ -120,6 +120,11 @@ export class SetupPythonPlanner {
       this.p.add(path, `python-version-file ${name} must be a path inside the workspace`);
       return null;
     }
+    if (!this.opts.readFile) {
+      // A job planned when its needs are done (its matrix or runs-on reads needs): the source is not at hand.
+      this.p.add(path, `python-version-file is not read for a job whose matrix or runs-on reads needs: give python-version instead${forKey(key)}`);
+      return null;
+    }
     const text = await this.read(rel);
     if (text === null) {
       this.p.add(path, `python-version-file: ${rel} is not in the submitted source (setup-python reads it from the workspace)${forKey(key)}`);
