@@ -1828,6 +1828,143 @@ jobs:
   });
 
   // =============================================================================================
+  describe('a hostile job drives the plan of the jobs that need it; old workflow commands; inputs and the event file', () => {
+    let done: RunView;
+    let dispatched: RunView;
+    const logsByJob: Record<string, string> = {};
+
+    before(async () => {
+      // 1000 x 1000 combinations, a label named like an Object member, JSON nested 5000 deep.
+      const yaml = `
+jobs:
+  setup:
+    runs-on: python-3.11
+    outputs:
+      bomb: \${{ steps.o.outputs.bomb }}
+      label: \${{ steps.o.outputs.label }}
+      deep: \${{ steps.o.outputs.deep }}
+    steps:
+      - id: o
+        shell: python
+        run: |
+          import json, os
+          with open(os.environ['GITHUB_OUTPUT'], 'a') as f:
+              f.write('bomb=%s\\n' % json.dumps({'a': list(range(1000)), 'b': list(range(1000))}))
+              f.write('label=__proto__\\n')
+              f.write('deep=%s\\n' % ('[' * 5000 + ']' * 5000))
+  bomb:
+    needs: setup
+    runs-on: python-3.11
+    strategy:
+      matrix: \${{ fromJSON(needs.setup.outputs.bomb) }}
+    steps:
+      - run: echo never-bomb
+  proto:
+    needs: setup
+    runs-on: \${{ needs.setup.outputs.label }}
+    steps:
+      - run: echo never-proto
+  deep:
+    needs: setup
+    runs-on: python-3.11
+    strategy:
+      matrix:
+        x: \${{ fromJSON(needs.setup.outputs.deep) }}
+    steps:
+      - run: echo never-deep
+  commands:
+    runs-on: python-3.11
+    steps:
+      - run: |
+          echo "::set-env name=INJECTED::no-opt-in"
+        continue-on-error: true
+      - env:
+          ACTIONS_ALLOW_UNSECURE_COMMANDS: 'true'
+        run: |
+          echo "::set-env name=GITHUB_ENV::/etc/passwd"
+          echo "::set-env name=KILN_ATTACK_HOST_ENV::from-set-env"
+          echo "::set-env name=NODE_OPTIONS::--require /tmp/evil.js"
+          echo "::add-path::/tmp/evil"
+      - run: echo "INJECTED=[\${INJECTED-unset}] GE=[$GITHUB_ENV] H=[$KILN_ATTACK_HOST_ENV] NO=[\${NODE_OPTIONS-unset}] bash=[$(command -v bash)]"
+`;
+      const accepted = await kiln.accepted(kiln.submitTarball(await makeTar([['keep.txt', 'k\n']]), { workflow: yaml }));
+      done = await kiln.waitFor(accepted.id, 180_000);
+      for (const j of done.jobs) logsByJob[j.key] = await kiln.logs(accepted.id, j.id);
+      // Inputs are data: a value that is shell syntax reaches the job through env and the event file unexecuted.
+      const dispatch = `
+on:
+  workflow_dispatch:
+    inputs:
+      text: {type: string}
+jobs:
+  read:
+    runs-on: python-3.11
+    steps:
+      - env:
+          TEXT: \${{ inputs.text }}
+        run: |
+          echo "text=[$TEXT]"
+          python3 -c 'import json, os; print("event=", json.load(open(os.environ["GITHUB_EVENT_PATH"]))["inputs"]["text"][:40])'
+          ls -l "$GITHUB_EVENT_PATH"
+          ls /tmp | grep -c kiln-pwned || true
+`;
+      const hostile = '$(touch /tmp/kiln-pwned-input)`touch /tmp/kiln-pwned-tick`"; touch /tmp/kiln-pwned-quote';
+      const res = kiln.submitTarball(await makeTar([['keep.txt', 'k\n']]), { workflow: dispatch, inputs: JSON.stringify({ text: hostile }) });
+      const run = await kiln.accepted(res);
+      dispatched = await kiln.waitFor(run.id, 180_000);
+      logsByJob.read = await kiln.logs(run.id, dispatched.jobs[0].id);
+    });
+
+    const job = (key: string) => {
+      const j = done.jobs.find((x) => x.key === key);
+      assert.ok(j, `job ${key} in ${JSON.stringify(done.jobs.map((x) => x.key))}`);
+      return j;
+    };
+
+    test('a matrix of a million combinations from a job output fails that job, naming the limit; no job of it is recorded', async () => {
+      assert.equal(job('bomb').conclusion, 'failure', JSON.stringify(job('bomb')));
+      assert.match(job('bomb').error ?? '', /could not be planned now that its needs are done:[\s\S]*more than 256 jobs/);
+      assert.ok(done.jobs.length <= 8, `jobs recorded: ${done.jobs.length}`);
+      assert.ok(!Object.values(logsByJob).some((l) => l.includes('never-')), 'no job planned from hostile output ran');
+    });
+
+    test('a runs-on from a job output named like an Object member is a name: not runnable, said so', async () => {
+      assert.equal(job('proto').conclusion, 'skipped', JSON.stringify(job('proto')));
+      assert.match(job('proto').error ?? '', /^not runnable here: no environment or label named '__proto__'/);
+    });
+
+    test('JSON nested 5000 deep from a job output fails its job with a message, not the service', async () => {
+      assert.equal(job('deep').conclusion, 'failure', JSON.stringify(job('deep')));
+      assert.match(job('deep').error ?? '', /could not be planned/);
+    });
+
+    test('set-env without the opt-in fails its step; with it, the runner keeps its own variables and refuses NODE_OPTIONS', async () => {
+      const log = logsByJob.commands;
+      const steps = job('commands').steps;
+      assert.equal(steps[0].outcome, 'failure', log);
+      assert.match(log, /INJECTED=\[unset\]/);
+      assert.doesNotMatch(log, /GE=\[\/etc\/passwd\]/);
+      assert.match(log, /NO=\[unset\]/);
+      assert.match(log, /bash=\[\/\S*bash\]/);
+      assert.ok(!log.includes(HOST_ENV_VALUE));
+    });
+
+    test('an input holding shell syntax reaches the job as data (env and GITHUB_EVENT_PATH), executing nothing', async () => {
+      const log = logsByJob.read;
+      assert.equal(dispatched.conclusion, 'success', log);
+      assert.match(log, /text=\[\$\(touch \/tmp\/kiln-pwned-input\)`touch \/tmp\/kiln-pwned-tick`"; touch \/tmp\/kiln-pwned-quote\]/);
+      assert.match(log, /event= \$\(touch \/tmp\/kiln-pwned-input\)/);
+      assert.match(log, /^\[read\] #0 +\| 0$/m, "nothing named kiln-pwned in the job's /tmp");
+    });
+
+    test('nothing on the host changed and the service still serves', async () => {
+      for (const [k, log] of Object.entries(logsByJob)) watch.assertNoLeak(log, k);
+      await watch.assertUnchanged('after hostile plans');
+      await assertServing(kiln, 'after hostile plans');
+    });
+  });
+
+  // =============================================================================================
   describe('repositories from a local git server (http and private hosts allowed, 2 MiB clone cap)', () => {
     const on = () => ({ kiln: gitKiln, watch: gitWatch });
     const KILN_YML = `jobs:
