@@ -1905,7 +1905,7 @@ jobs:
         run: |
           echo "text=[$TEXT]"
           python3 -c 'import json, os; print("event=", json.load(open(os.environ["GITHUB_EVENT_PATH"]))["inputs"]["text"][:40])'
-          ls -l "$GITHUB_EVENT_PATH"
+          test -r "$GITHUB_EVENT_PATH" && echo event-readable
           ls /tmp | grep -c kiln-pwned || true
 `;
       const hostile = '$(touch /tmp/kiln-pwned-input)`touch /tmp/kiln-pwned-tick`"; touch /tmp/kiln-pwned-quote';
