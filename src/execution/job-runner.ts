@@ -325,9 +325,10 @@ export class JobRunner {
 
 /** The step with its `${{ }}` name evaluated; a name that cannot be evaluated is shown as written, and the log says why. */
 async function evaluateName(step: StepSpec, ctx: ExprContext, status: StatusFunctions, out: LogWriter): Promise<StepSpec> {
-  if (!hasExpression(step.name)) return step;
+  if (step.defaultName || !hasExpression(step.name)) return step;
   try {
-    return { ...step, name: await interpolate(step.name, ctx, status) };
+    // Masked as the log is: the name is stored and shown by the API, the CLI and the page.
+    return { ...step, name: out.maskText(await interpolate(step.name, ctx, status)) };
   } catch (e) {
     out.notice(step.index, `warning: the step name could not be evaluated (shown as written): ${(e as Error).message}`);
     return step;

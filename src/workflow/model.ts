@@ -18,6 +18,8 @@ export interface StepSpec {
   index: number; // 0-based position in the job
   id: string | null;
   name: string; // explicit name, or `Run <first line of run>` / `Run <uses>` as GitHub shows it
+  /** True when name is the default (`Run ...`): shown as written, never evaluated (it would print the script's expressions' values). */
+  defaultName?: boolean;
   run: string | null; // raw script, may hold ${{ }}
   uses: BuiltinAction | null; // the built-in actions; anything else is refused at parse time
   with: Record<string, string>; // raw values (may hold ${{ }})

@@ -291,6 +291,7 @@ export class JobPlanner {
       index: s.index,
       id: s.id,
       name: s.name ?? defaultStepName(s),
+      ...(s.name === null ? { defaultName: true } : {}),
       run: s.run,
       uses: s.uses,
       with: { ...s.with },

@@ -1464,14 +1464,15 @@ describe(`attack: hostile inputs through the API (runtime ${RUNTIME})`, () => {
             ['nanstr', '"NaN"'],
             ['nan', '.nan'],
             ['inf', '.inf'],
-            ['expr', '"${{ 1 }}"'],
+            ['expr', `"\${{ fromJSON('-5') }}"`],
             ['unit', '10m'],
             ['list', '[1]'],
           ].map(([id, v]) => `  ${id}: {runs-on: python-3.11, timeout-minutes: ${v}, steps: [{run: id}]}`),
           '',
         ].join('\n'),
         expected: [
-          ...['neg', 'zero', 'nanstr', 'nan', 'inf', 'expr', 'unit', 'list'].map((id) => ({
+          { path: 'jobs.expr.timeout-minutes', needle: '  expr:', message: /timeout-minutes evaluated to no number greater than 0 for expr/ },
+          ...['neg', 'zero', 'nanstr', 'nan', 'inf', 'unit', 'list'].map((id) => ({
             path: `jobs.${id}.timeout-minutes`,
             needle: `  ${id}:`,
             message: /'timeout-minutes' must be a number greater than 0/,
@@ -1558,7 +1559,7 @@ describe(`attack: hostile inputs through the API (runtime ${RUNTIME})`, () => {
         'container in .kiln.yml',
         () => kiln.submitTarball(tar),
         400,
-        /the workflow \.kiln\.yml is not valid:\njobs\.a\.container \(line 4\): 'container' is not supported/,
+        /the workflow \.kiln\.yml is not valid:\n\(workflow\): no job of this workflow can run here[^\n]*\njobs\.a\.container \(line 4\): a: 'container' is not supported/,
       );
       assert.deepEqual(
         ((r.body.problems ?? []) as Problem[]).map((p) => [p.path, p.line]),
@@ -2104,7 +2105,7 @@ jobs:
         'container: in a cloned .kiln.yml',
         () => gitKiln.submitJson({ repo: remote.repoUrl('badspec'), ref: 'main' }),
         400,
-        /the workflow \.kiln\.yml is not valid:\njobs\.a\.container \(line 4\)/,
+        /the workflow \.kiln\.yml is not valid:\n\(workflow\): no job of this workflow can run here[^\n]*\njobs\.a\.container \(line 4\)/,
         on(),
       );
     });

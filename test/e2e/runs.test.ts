@@ -294,7 +294,10 @@ jobs:
     assert.match(body.message, /docker:\/\/alpine/);
     assert.deepEqual(
       body.problems.map((p) => [p.path, p.line]),
-      [['jobs.a.steps[0].uses', 5]],
+      [
+        ['(workflow)', null],
+        ['jobs.a.steps[0].uses', 5],
+      ],
     );
     const noWorkflow = await kiln.submitTarball(await makeTar([['a.py', 'print(1)']]));
     assert.equal(noWorkflow.status, 400);
