@@ -1563,14 +1563,17 @@ describe(`attack: hostile inputs through the API (runtime ${RUNTIME})`, () => {
       );
       assert.deepEqual(
         ((r.body.problems ?? []) as Problem[]).map((p) => [p.path, p.line]),
-        [['jobs.a.container', 4]],
+        [
+          ['(workflow)', null],
+          ['jobs.a.container', 4],
+        ],
       );
       const tar2 = await makeTar([['.github/workflows/ci.yml', specCases[3].yaml]]);
       await refused(
         'docker:// in .github/workflows/ci.yml',
         () => kiln.submitTarball(tar2),
         400,
-        /the workflow \.github\/workflows\/ci\.yml is not valid:\njobs\.a\.steps\[0\]\.uses \(line 5\)/,
+        /the workflow \.github\/workflows\/ci\.yml is not valid:\n\(workflow\): no job of this workflow can run here[^\n]*\njobs\.a\.steps\[0\]\.uses \(line 5\)/,
       );
     });
 
