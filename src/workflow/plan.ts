@@ -64,13 +64,13 @@ async function plan(wf: ParsedWorkflow, opts: PlanOptions, initial: WorkflowProb
     jobs.push(...(await planner.plan(job, jobs.length)));
   }
   if (p.list.length > 0) throw new WorkflowError(p.sorted());
-  if (jobs.length > 0 && jobs.every((j) => j.verdict)) {
+  // Refused only when no job could ever run here: jobs merely skipped by their if: make a run, as on GitHub.
+  if (jobs.length > 0 && jobs.every((j) => j.verdict?.kind === 'not-runnable')) {
     // Nothing would run: say why for each job, as one refusal.
     const why = jobs.flatMap((j) => {
       const v = j.verdict!;
       // Each problem that made the job not runnable, as a strict submission's refusal names them.
-      const own = v.kind === 'not-runnable' ? unrunnable.get(j.jobId) : undefined;
-      const list = own ?? [{ path: v.path, line: v.line, message: v.reason.replace(/^not runnable here: /, '') }];
+      const list = unrunnable.get(j.jobId) ?? [{ path: v.path, line: v.line, message: v.reason.replace(/^not runnable here: /, '') }];
       return list.map((x) => ({ path: x.path, line: x.line, message: `${j.key}: ${x.message}` }));
     });
     throw new WorkflowError([{ path: ROOT_PATH, line: null, message: 'no job of this workflow can run here (each is listed with why)' }, ...why]);
